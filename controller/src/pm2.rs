@@ -1,0 +1,220 @@
+//! The real pm2, driven through its CLI with an isolated `PM2_HOME` and a cleared
+//! environment: reading processes (`pm2 jlist`), applying a generated ecosystem file
+//! (`startOrReload --only NAME --update-env`), deleting, and saving the dump.
+//!
+//! pm2 copies the environment of whoever launches it into every process and into
+//! `pm2 jlist`; the controller therefore launches it with nothing but `PATH`, `HOME`
+//! and `PM2_HOME`, and each process gets only what its document declares.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::exec::{self, ExecError, Spec};
+
+/// Env key carrying the app a process belongs to (its absence means: not ours).
+pub const ENV_APP: &str = "SHIPSHAPE_APP";
+/// Env key carrying the hash of the full process config as applied (env and code included).
+pub const ENV_CONFIG: &str = "SHIPSHAPE_CONFIG";
+/// Env key carrying the hash of the fields a reload cannot change (script, mode, instances …).
+pub const ENV_SHAPE: &str = "SHIPSHAPE_SHAPE";
+/// Env key carrying the app commit the process runs.
+pub const ENV_COMMIT: &str = "SHIPSHAPE_COMMIT";
+
+/// How to reach pm2.
+#[derive(Debug, Clone)]
+pub struct Pm2 {
+    /// The `pm2` executable (e.g. `.tools/node_modules/.bin/pm2`).
+    pub bin: PathBuf,
+    /// `PM2_HOME`.
+    pub home: PathBuf,
+    /// Time limit for one pm2 command.
+    pub timeout: Duration,
+}
+
+/// One pm2 process instance, as `pm2 jlist` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// pm2's name.
+    pub name: String,
+    /// pm2's id.
+    pub pm_id: u64,
+    /// OS pid (0 when not running).
+    pub pid: u64,
+    /// `online`, `stopped`, `errored`, `launching` …
+    pub status: String,
+    /// pm2's restart counter.
+    pub restarts: u64,
+    /// `fork_mode` or `cluster_mode`.
+    pub exec_mode: String,
+    /// The process's environment as pm2 recorded it.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Instance {
+    /// The app this instance was started for, if the controller started it.
+    pub fn app(&self) -> Option<&str> {
+        self.env.get(ENV_APP).map(String::as_str)
+    }
+}
+
+/// Why a pm2 call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Pm2Error {
+    /// The command failed or timed out.
+    #[error("pm2 {action}: {source}")]
+    Command {
+        /// What was asked of pm2.
+        action: String,
+        /// The underlying failure.
+        #[source]
+        source: ExecError,
+    },
+    /// `pm2 jlist` printed something that is not its JSON.
+    #[error("pm2 jlist printed unreadable output: {0}")]
+    Parse(String),
+}
+
+#[derive(Deserialize)]
+struct RawProc {
+    name: String,
+    #[serde(default)]
+    pm_id: u64,
+    #[serde(default)]
+    pid: u64,
+    pm2_env: RawEnv,
+}
+
+#[derive(Deserialize)]
+struct RawEnv {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    restart_time: u64,
+    #[serde(default)]
+    exec_mode: String,
+    #[serde(default)]
+    env: BTreeMap<String, serde_json::Value>,
+}
+
+/// Parse `pm2 jlist` output (tolerating noise printed before the JSON).
+pub fn parse_jlist(text: &str) -> Result<Vec<Instance>, Pm2Error> {
+    let start = text.find('[').ok_or_else(|| Pm2Error::Parse(exec::tail_of(text.as_bytes())))?;
+    let raw: Vec<RawProc> = serde_json::from_str(text[start..].trim_end())
+        .map_err(|e| Pm2Error::Parse(format!("{e}")))?;
+    Ok(raw
+        .into_iter()
+        .map(|p| Instance {
+            name: p.name,
+            pm_id: p.pm_id,
+            pid: p.pid,
+            status: p.pm2_env.status,
+            restarts: p.pm2_env.restart_time,
+            exec_mode: p.pm2_env.exec_mode,
+            env: p
+                .pm2_env
+                .env
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+impl Pm2 {
+    fn spec(&self, args: &[&str]) -> Spec {
+        let cwd = self.home.parent().unwrap_or(Path::new("/")).to_path_buf();
+        Spec::program(&self.bin, args, &cwd, self.timeout)
+            .envs([("PM2_HOME", self.home.display().to_string())])
+    }
+
+    async fn call(&self, action: &str, args: &[&str]) -> Result<exec::Output, Pm2Error> {
+        std::fs::create_dir_all(&self.home).map_err(|e| Pm2Error::Command {
+            action: action.into(),
+            source: ExecError::Spawn {
+                command: format!("mkdir {}", self.home.display()),
+                source: e,
+            },
+        })?;
+        exec::run(&self.spec(args)).await.map_err(|source| Pm2Error::Command {
+            action: action.into(),
+            source,
+        })
+    }
+
+    /// Every process pm2 knows, ours or not.
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 cannot be run or its output is unreadable.
+    pub async fn jlist(&self) -> Result<Vec<Instance>, Pm2Error> {
+        let out = self.call("jlist", &["jlist"]).await?;
+        parse_jlist(&out.stdout)
+    }
+
+    /// Start `name` from `ecosystem` if missing, else reload it gracefully with the file's env.
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 fails.
+    pub async fn start_or_reload(&self, ecosystem: &Path, name: &str) -> Result<(), Pm2Error> {
+        let eco = ecosystem.display().to_string();
+        self.call(
+            &format!("startOrReload {name}"),
+            &["startOrReload", &eco, "--only", name, "--update-env"],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Delete `name` (all its instances).
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 fails.
+    pub async fn delete(&self, name: &str) -> Result<(), Pm2Error> {
+        self.call(&format!("delete {name}"), &["delete", name]).await.map(|_| ())
+    }
+
+    /// Save the process list, so pm2's own startup resurrects what runs now.
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 fails.
+    pub async fn save(&self) -> Result<(), Pm2Error> {
+        self.call("save", &["save", "--force"]).await.map(|_| ())
+    }
+
+    /// Stop the pm2 daemon and every process it runs.
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 fails.
+    pub async fn kill(&self) -> Result<(), Pm2Error> {
+        self.call("kill", &["kill"]).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jlist_is_parsed_and_env_values_become_text() {
+        let text = r#"noise [{"pid":7,"name":"web","pm_id":0,"pm2_env":{"status":"online","restart_time":2,"exec_mode":"cluster_mode","env":{"PORT":3000,"SHIPSHAPE_APP":"demo"}}}]"#;
+        let list = parse_jlist(text).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].status, "online");
+        assert_eq!(list[0].restarts, 2);
+        assert_eq!(list[0].env["PORT"], "3000");
+        assert_eq!(list[0].app(), Some("demo"));
+    }
+
+    #[test]
+    fn unreadable_jlist_is_an_error() {
+        assert!(parse_jlist("pm2 exploded").is_err());
+    }
+}

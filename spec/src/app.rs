@@ -1,0 +1,531 @@
+//! The `App` desired-state document: one app's target commit, release layout, build,
+//! migrations, pm2 processes, health checks, rollback policy and hooks.
+//!
+//! Field names are camelCase (kube-style), except inside `spec.processes`, whose entries
+//! use pm2's own ecosystem field names so an `ecosystem.config.js` app can be pasted in.
+//! Unknown fields are rejected everywhere.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+
+/// The only `apiVersion` this crate reads.
+pub const API_VERSION: &str = "shipshape/v1alpha1";
+
+/// One app's desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "shipshape App", description = "The desired state of one Node.js app run under pm2.")]
+pub struct App {
+    /// Always `shipshape/v1alpha1`.
+    pub api_version: ApiVersion,
+    /// Always `App`.
+    pub kind: Kind,
+    /// The app's identity.
+    pub metadata: Metadata,
+    /// What should run, and how to get it there safely.
+    pub spec: AppSpec,
+}
+
+/// The document's schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    /// The first, still-changing version.
+    #[serde(rename = "shipshape/v1alpha1")]
+    V1Alpha1,
+}
+
+/// The document's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Kind {
+    /// A Node.js app under pm2.
+    App,
+}
+
+/// Identity of the app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// The app's name: lowercase letters, digits and `-`, at most 63 characters.
+    /// It names the app's state, status and (by default) its pm2 processes.
+    pub name: String,
+    /// Free-form labels, shown in status.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The specification proper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// Where the app's source comes from, and which commit should run.
+    pub source: Source,
+    /// Where releases live on the server.
+    pub releases: Releases,
+    /// How a release is prepared.
+    #[serde(default)]
+    pub build: Build,
+    /// The database migration level the release needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<Migrations>,
+    /// The pm2 processes, with pm2's own ecosystem field names.
+    pub processes: Vec<Process>,
+    /// How a rollout is judged healthy.
+    pub health: Health,
+    /// What happens when health regresses after a rollout.
+    #[serde(default)]
+    pub rollback: Rollback,
+    /// Commands run around the switch.
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// The app's source repository and target commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    /// A git URL (`https://`, `ssh://`, `git@host:path`, `file://`) or an absolute local path.
+    pub repository: String,
+    /// The full 40-hex commit SHA to run: exact and reproducible.
+    pub commit: String,
+}
+
+/// The release layout on the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Releases {
+    /// Absolute directory holding `releases/<commit>` and the `current` symlink.
+    pub root: String,
+    /// How many prepared releases to keep (the live one and the last healthy one are always kept).
+    #[serde(default = "default_keep")]
+    pub keep: u32,
+}
+
+fn default_keep() -> u32 {
+    5
+}
+
+/// How a release is prepared, inside its own directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Build {
+    /// The dependency install command (e.g. `npm ci`); omit when the app has no dependencies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<String>,
+    /// Build commands run in order after install (e.g. `npx prisma generate`, `npm run build`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    /// Extra environment for install and build (not secrets: documents live in git).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, EnvValue>,
+    /// Time limit for each install or build command.
+    #[serde(default = "default_build_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_build_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build {
+            install: None,
+            steps: Vec::new(),
+            env: BTreeMap::new(),
+            timeout: default_build_timeout(),
+        }
+    }
+}
+
+/// The database migration level the release needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Migrations {
+    /// Which tool owns the schema.
+    pub driver: MigrationDriver,
+    /// The migration the database must be at (the newest applied one's name or version).
+    pub level: String,
+    /// A command run before up-migrations; `$SHIPSHAPE_BACKUP_FILE` names where to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// What an automatic revert does with the level.
+    #[serde(default)]
+    pub on_revert: OnRevert,
+    /// The user's own commands, for `driver: command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandDriver>,
+    /// Time limit for one migration command.
+    #[serde(default = "default_migration_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_migration_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// A migration tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationDriver {
+    /// `prisma migrate deploy`; level read from `_prisma_migrations`.
+    Prisma,
+    /// dbmate; level read from `schema_migrations`.
+    Dbmate,
+    /// The user's own status/up/down commands.
+    Command,
+}
+
+/// What an automatic revert does with the migration level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRevert {
+    /// Leave the schema as it is (expand/contract migrations).
+    #[default]
+    Keep,
+    /// Run down-migrations to the reverted revision's level.
+    Down,
+    /// Restore the backup taken before the up-migration.
+    Restore,
+}
+
+/// Commands for `driver: command`. Each gets the target level in `SHIPSHAPE_TARGET_LEVEL`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommandDriver {
+    /// Prints the current level on its last line of standard output.
+    pub status: String,
+    /// Migrates up to `SHIPSHAPE_TARGET_LEVEL`.
+    pub up: String,
+    /// Migrates down to `SHIPSHAPE_TARGET_LEVEL`, if the schema allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+}
+
+/// A scalar environment value. Numbers and booleans are accepted (as pm2 accepts them)
+/// and passed on as their text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl EnvValue {
+    /// The value as the process sees it.
+    pub fn as_text(&self) -> String {
+        match self {
+            EnvValue::String(s) => s.clone(),
+            EnvValue::Integer(n) => n.to_string(),
+            EnvValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A string or a list of strings (pm2 accepts both for `args` and `node_args`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StringOrList {
+    /// One string, split by pm2 on spaces.
+    One(String),
+    /// Already split.
+    List(Vec<String>),
+}
+
+/// pm2's `instances`: a count, or `max` (one per CPU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Instances {
+    /// A fixed count (≥ 1).
+    Count(u32),
+    /// `max`: as many as CPUs.
+    Max(MaxInstances),
+}
+
+/// The literal `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MaxInstances {
+    /// One instance per CPU.
+    Max,
+}
+
+/// pm2's `exec_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// One OS process per instance; `reload` is a restart.
+    #[default]
+    Fork,
+    /// Node cluster: graceful zero-downtime reloads.
+    Cluster,
+}
+
+/// One pm2 app, with pm2's ecosystem field names. Paths are relative to the release
+/// directory (`<root>/current`); pm2's `watch` is not accepted: the controller owns restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    /// The pm2 process name (unique on the server).
+    pub name: String,
+    /// The script to run, relative to the release (or a binary on PATH with `interpreter: none`).
+    pub script: String,
+    /// Arguments for the script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<StringOrList>,
+    /// Working directory, relative to the release; defaults to the release itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// The interpreter (`node` by default; `none` for binaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// Arguments for the interpreter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter_args: Option<StringOrList>,
+    /// Arguments for node (alias kept by pm2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_args: Option<StringOrList>,
+    /// How many instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Instances>,
+    /// `fork` or `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_mode: Option<ExecMode>,
+    /// Environment of the process. The controller's own environment is never passed on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, EnvValue>,
+    /// Restart when memory passes this size (e.g. `300M`, `1G`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_restart: Option<String>,
+    /// Wait for the app's `process.send('ready')`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ready: Option<bool>,
+    /// Milliseconds pm2 waits for `listen`/`ready` before it considers the app up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_timeout: Option<u64>,
+    /// Milliseconds between SIGINT and SIGKILL on stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_timeout: Option<u64>,
+    /// Send a shutdown message instead of a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_with_message: Option<bool>,
+    /// Restart when the process exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autorestart: Option<bool>,
+    /// Unstable restarts allowed before pm2 gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+    /// Milliseconds a process must stay up to count as started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_uptime: Option<u64>,
+    /// Milliseconds to wait before restarting a crashed process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay: Option<u64>,
+    /// Exponential back-off restart delay start, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_backoff_restart_delay: Option<u64>,
+    /// A cron pattern that restarts the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<String>,
+    /// stdout log file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_file: Option<String>,
+    /// stderr log file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file: Option<String>,
+    /// Log timestamp format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_date_format: Option<String>,
+    /// Merge the logs of all instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_logs: Option<bool>,
+    /// Prefix logs with time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<bool>,
+    /// Source-map support for stack traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_map_support: Option<bool>,
+}
+
+/// How a rollout is judged healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Health {
+    /// The probes run each round; pm2 facts (all instances online, no restarts) always count too.
+    pub checks: Vec<Check>,
+    /// Time between rounds.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Passing rounds in a row that make a rollout healthy.
+    #[serde(default = "default_threshold")]
+    pub success_threshold: u32,
+    /// Failing rounds in a row that make a healthy revision regressed.
+    #[serde(default = "default_threshold")]
+    pub failure_threshold: u32,
+    /// A rollout not healthy by then has failed.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_threshold() -> u32 {
+    3
+}
+fn default_progress_deadline() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// One named probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Check {
+    /// A short name, shown in status.
+    pub name: String,
+    /// An HTTP probe.
+    pub http: HttpCheck,
+    /// Time limit for one probe.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: Duration,
+    /// A response slower than this fails the round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<Duration>,
+}
+
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// An HTTP GET probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCheck {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The status the response must have.
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// Text the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+}
+
+fn default_expect_status() -> u16 {
+    200
+}
+
+/// What happens when health regresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollback {
+    /// Go back to the last healthy revision by itself.
+    #[serde(default = "default_true")]
+    pub auto: bool,
+    /// How long after being declared healthy a regression still reverts.
+    #[serde(default = "default_window")]
+    pub window: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_window() -> Duration {
+    Duration::from_secs(1800)
+}
+
+impl Default for Rollback {
+    fn default() -> Self {
+        Rollback {
+            auto: true,
+            window: default_window(),
+        }
+    }
+}
+
+/// Commands run around the switch, in the release directory, each with a time limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hooks {
+    /// Run after `current` moved and pm2 was applied (e.g. `sudo systemctl reload nginx`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_switch: Vec<String>,
+    /// Time limit for each hook command.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            after_switch: Vec::new(),
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EnvValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, an integer or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue::String(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Integer(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EnvValue, E> {
+                i64::try_from(v)
+                    .map(EnvValue::Integer)
+                    .map_err(|_| E::custom("integer too large; quote it"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue::Bool(v))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Instances;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a positive integer or \"max\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Instances, E> {
+                if v == "max" {
+                    Ok(Instances::Max(MaxInstances::Max))
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Instances, E> {
+                u32::try_from(v)
+                    .map(Instances::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Instances, E> {
+                Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

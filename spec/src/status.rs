@@ -1,0 +1,169 @@
+//! What the controller reports about each app: revisions and their outcomes, the steps
+//! of each reconcile pass, and kstatus-style conditions. Times are RFC 3339 strings in UTC.
+
+use serde::{Deserialize, Serialize};
+
+/// Where an app stands, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum Phase {
+    /// Nothing applied yet.
+    Pending,
+    /// A rollout is being prepared or applied.
+    Progressing,
+    /// Live equals desired and the last verification passed.
+    Ready,
+    /// The desired revision failed; the server stays on what it had.
+    Failed,
+    /// The server is not healthy and the controller cannot fix it by itself.
+    Degraded,
+    /// The desired-state document does not load or validate.
+    Invalid,
+}
+
+/// The outcome of one revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum Outcome {
+    /// Being applied or verified.
+    Progressing,
+    /// Passed verification.
+    Healthy,
+    /// Failed before or during verification.
+    Failed,
+    /// Failed, and the server went back to the last healthy revision.
+    Reverted,
+    /// A newer desired state replaced it before it finished.
+    Superseded,
+}
+
+/// One applied desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    /// 1, 2, 3 … per app.
+    pub number: u64,
+    /// The config repo commit the document came from.
+    pub config_commit: String,
+    /// The app commit.
+    pub app_commit: String,
+    /// The migration level, when the document has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// Hash of the process configuration (pm2 apps as applied).
+    pub process_hash: String,
+    /// When the rollout began.
+    pub started_at: String,
+    /// When the outcome was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Why, in words (the failing step and its error, for failures).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// How one step of a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum StepResult {
+    /// Done.
+    Succeeded,
+    /// Failed; the pass stopped there.
+    Failed,
+}
+
+/// One executed step, with the reason it was planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    /// The step's kind, e.g. `fetch`, `install`, `build`, `switch`, `pm2-apply`, `verify`.
+    pub step: String,
+    /// What it acted on (a commit, process names …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    /// Why the planner asked for it.
+    pub reason: String,
+    /// When it started.
+    pub started_at: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub result: StepResult,
+    /// The last lines of its output, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+}
+
+/// One reconcile pass over one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassRecord {
+    /// When the pass started.
+    pub started_at: String,
+    /// When it ended.
+    pub finished_at: String,
+    /// The config commit it read.
+    pub config_commit: String,
+    /// The steps it ran, in order (empty when nothing differed).
+    pub steps: Vec<StepRecord>,
+    /// The result in words.
+    pub result: String,
+}
+
+/// Whether a condition holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    /// It holds.
+    True,
+    /// It does not.
+    False,
+    /// Not known yet.
+    Unknown,
+}
+
+/// Condition types, kstatus-style. `Ready` and `Healthy` are positive-polarity
+/// (True is good); `Reconciling` and `Stalled` are abnormal-true (True needs attention or waiting).
+pub mod condition_types {
+    /// Live equals desired and is healthy.
+    pub const READY: &str = "Ready";
+    /// The controller is working towards desired.
+    pub const RECONCILING: &str = "Reconciling";
+    /// The controller cannot progress without a person (bad document, failed build, failed health).
+    pub const STALLED: &str = "Stalled";
+    /// The health checks pass.
+    pub const HEALTHY: &str = "Healthy";
+}
+
+/// One condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// One of [`condition_types`].
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Whether it holds.
+    pub status: ConditionStatus,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// A sentence for people.
+    pub message: String,
+    /// When `status` last changed.
+    pub last_transition_time: String,
+}
+
+/// A failure kept for status: which step, what it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// The step that failed.
+    pub step: String,
+    /// The error in words.
+    pub message: String,
+    /// The last lines of the step's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+    /// When.
+    pub at: String,
+}

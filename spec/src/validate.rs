@@ -1,0 +1,369 @@
+//! Semantic checks on a parsed [`App`]: everything the types alone cannot say.
+//! Every problem is reported at once, each with the field path it concerns.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Component, Path};
+
+use crate::app::{App, EnvValue, Instances, MigrationDriver, OnRevert};
+
+/// One semantic problem, before it is located in the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Dotted field path, e.g. `spec.processes[1].name`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Env names the controller sets itself; documents may not declare them.
+pub const RESERVED_ENV_PREFIX: &str = "SHIPSHAPE_";
+
+/// True for a full, lowercase, 40-hex git commit SHA.
+pub fn is_full_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// True for an app or check name: DNS-label style, 1–63 characters.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// True for a pm2 process name we accept: letters, digits, `-`, `_`, `.`, starting alphanumeric.
+pub fn is_process_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// True for a migration level: what tools use as names or versions.
+pub fn is_level(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// True for a portable environment variable name.
+pub fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// True for a relative path that stays inside its base (no `..`, not absolute, not empty).
+pub fn is_contained_relative(s: &str) -> bool {
+    let p = Path::new(s);
+    !s.is_empty()
+        && !s.contains('\0')
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+fn is_repository(s: &str) -> bool {
+    if s.is_empty() || s.contains(char::is_whitespace) || s.starts_with('-') {
+        return false;
+    }
+    let schemes = ["https://", "http://", "ssh://", "git://", "file://"];
+    if schemes.iter().any(|sch| s.starts_with(sch) && s.len() > sch.len()) {
+        return true;
+    }
+    if s.starts_with('/') {
+        return Path::new(s).components().all(|c| !matches!(c, Component::ParentDir));
+    }
+    // scp-like: user@host:path
+    matches!(s.split_once(':'), Some((host, path)) if host.contains('@') && !path.is_empty() && !host.contains('/'))
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"));
+    match rest {
+        Some(r) => {
+            let host = r.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+struct Checker {
+    out: Vec<Violation>,
+}
+
+impl Checker {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.out.push(Violation {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn env(&mut self, path: &str, env: &BTreeMap<String, EnvValue>) {
+        for key in env.keys() {
+            if !is_env_name(key) {
+                self.fail(
+                    format!("{path}.{key}"),
+                    format!("{key:?} is not a valid environment variable name"),
+                );
+            } else if key.starts_with(RESERVED_ENV_PREFIX) {
+                self.fail(
+                    format!("{path}.{key}"),
+                    format!("names starting with {RESERVED_ENV_PREFIX} are set by the controller"),
+                );
+            }
+        }
+    }
+
+    fn commands(&mut self, path: &str, commands: &[String]) {
+        for (i, c) in commands.iter().enumerate() {
+            if c.trim().is_empty() {
+                self.fail(format!("{path}[{i}]"), "command must not be empty");
+            }
+        }
+    }
+
+    fn positive(&mut self, path: &str, d: crate::Duration) {
+        if d.std().is_zero() {
+            self.fail(path, "must be longer than 0s");
+        }
+    }
+}
+
+/// Check everything about `app` that its types cannot express.
+pub fn validate(app: &App) -> Vec<Violation> {
+    let mut c = Checker { out: Vec::new() };
+    let name = &app.metadata.name;
+    if !is_dns_label(name) {
+        c.fail(
+            "metadata.name",
+            format!("{name:?} must be 1-63 lowercase letters, digits or '-', starting and ending alphanumeric"),
+        );
+    }
+    let spec = &app.spec;
+
+    if !is_repository(&spec.source.repository) {
+        c.fail(
+            "spec.source.repository",
+            format!(
+                "{:?} must be a git URL (https://, ssh://, git://, file://, user@host:path) or an absolute path",
+                spec.source.repository
+            ),
+        );
+    }
+    if !is_full_sha(&spec.source.commit) {
+        c.fail(
+            "spec.source.commit",
+            format!(
+                "{:?} must be a full 40-character lowercase hex commit SHA (branches and short SHAs are not reproducible)",
+                spec.source.commit
+            ),
+        );
+    }
+
+    let root = Path::new(&spec.releases.root);
+    if !root.is_absolute() {
+        c.fail("spec.releases.root", format!("{:?} must be an absolute path", spec.releases.root));
+    } else if root.components().any(|x| matches!(x, Component::ParentDir)) || root == Path::new("/") {
+        c.fail("spec.releases.root", format!("{:?} must not be / or contain '..'", spec.releases.root));
+    }
+    if spec.releases.keep < 1 {
+        c.fail("spec.releases.keep", "must be at least 1");
+    }
+
+    if let Some(install) = &spec.build.install
+        && install.trim().is_empty()
+    {
+        c.fail("spec.build.install", "command must not be empty");
+    }
+    c.commands("spec.build.steps", &spec.build.steps);
+    c.env("spec.build.env", &spec.build.env);
+    c.positive("spec.build.timeout", spec.build.timeout);
+
+    if let Some(m) = &spec.migrations {
+        if !is_level(&m.level) {
+            c.fail(
+                "spec.migrations.level",
+                format!("{:?} must be letters, digits, '-', '_' or '.'", m.level),
+            );
+        }
+        match (m.driver, &m.command) {
+            (MigrationDriver::Command, None) => c.fail(
+                "spec.migrations.command",
+                "driver: command needs command.status and command.up",
+            ),
+            (MigrationDriver::Command, Some(cmd)) => {
+                if m.on_revert == OnRevert::Down && cmd.down.is_none() {
+                    c.fail("spec.migrations.onRevert", "onRevert: down needs command.down");
+                }
+            }
+            (_, Some(_)) => c.fail(
+                "spec.migrations.command",
+                "command is only used with driver: command",
+            ),
+            (MigrationDriver::Prisma, None) => {
+                if m.on_revert == OnRevert::Down {
+                    c.fail(
+                        "spec.migrations.onRevert",
+                        "prisma has no down-migrations: use keep (expand/contract) or restore",
+                    );
+                }
+            }
+            (MigrationDriver::Dbmate, None) => {}
+        }
+        if m.on_revert == OnRevert::Restore && m.backup.is_none() {
+            c.fail("spec.migrations.onRevert", "onRevert: restore needs a backup command");
+        }
+        c.positive("spec.migrations.timeout", m.timeout);
+    }
+
+    if spec.processes.is_empty() {
+        c.fail("spec.processes", "at least one process is needed");
+    }
+    let mut seen = HashSet::new();
+    for (i, p) in spec.processes.iter().enumerate() {
+        let at = format!("spec.processes[{i}]");
+        if !is_process_name(&p.name) {
+            c.fail(
+                format!("{at}.name"),
+                format!("{:?} must be letters, digits, '-', '_' or '.', starting alphanumeric", p.name),
+            );
+        } else if !seen.insert(p.name.as_str()) {
+            c.fail(format!("{at}.name"), format!("{:?} is declared twice", p.name));
+        }
+        if !is_contained_relative(&p.script) {
+            c.fail(
+                format!("{at}.script"),
+                format!("{:?} must be a path inside the release (relative, no '..')", p.script),
+            );
+        }
+        if let Some(cwd) = &p.cwd
+            && !is_contained_relative(cwd)
+        {
+            c.fail(
+                format!("{at}.cwd"),
+                format!("{cwd:?} must be a path inside the release (relative, no '..')"),
+            );
+        }
+        if let Some(Instances::Count(0)) = p.instances {
+            c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
+        }
+        if let Some(mem) = &p.max_memory_restart {
+            let digits = mem.trim_end_matches(['K', 'M', 'G']);
+            if digits.is_empty()
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+                || mem.len() - digits.len() > 1
+            {
+                c.fail(
+                    format!("{at}.max_memory_restart"),
+                    format!("{mem:?} must be a size like 300M, 1G or 500000K"),
+                );
+            }
+        }
+        c.env(&format!("{at}.env"), &p.env);
+    }
+
+    let h = &spec.health;
+    let mut check_names = HashSet::new();
+    for (i, check) in h.checks.iter().enumerate() {
+        let at = format!("spec.health.checks[{i}]");
+        if !is_dns_label(&check.name) {
+            c.fail(format!("{at}.name"), format!("{:?} must be a short lowercase name", check.name));
+        } else if !check_names.insert(check.name.as_str()) {
+            c.fail(format!("{at}.name"), format!("{:?} is declared twice", check.name));
+        }
+        if !is_http_url(&check.http.url) {
+            c.fail(
+                format!("{at}.http.url"),
+                format!("{:?} must be an http:// or https:// URL", check.http.url),
+            );
+        }
+        if !(100..=599).contains(&check.http.expect_status) {
+            c.fail(format!("{at}.http.expectStatus"), "must be an HTTP status (100-599)");
+        }
+        c.positive(&format!("{at}.timeout"), check.timeout);
+        if let Some(max) = check.max_latency {
+            c.positive(&format!("{at}.maxLatency"), max);
+            if max > check.timeout {
+                c.fail(
+                    format!("{at}.maxLatency"),
+                    format!("{max} is longer than the check's timeout {}", check.timeout),
+                );
+            }
+        }
+    }
+    c.positive("spec.health.interval", h.interval);
+    if h.success_threshold < 1 {
+        c.fail("spec.health.successThreshold", "must be at least 1");
+    }
+    if h.failure_threshold < 1 {
+        c.fail("spec.health.failureThreshold", "must be at least 1");
+    }
+    let least = h.interval.std().saturating_mul(h.success_threshold.saturating_sub(1));
+    if h.progress_deadline.std() <= least {
+        c.fail(
+            "spec.health.progressDeadline",
+            format!(
+                "{} leaves no time for {} passing rounds {} apart",
+                h.progress_deadline, h.success_threshold, h.interval
+            ),
+        );
+    }
+    c.commands("spec.hooks.afterSwitch", &spec.hooks.after_switch);
+    c.positive("spec.hooks.timeout", spec.hooks.timeout);
+    c.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shas_must_be_full_lowercase_hex() {
+        assert!(is_full_sha("3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1d"));
+        assert!(!is_full_sha("3f2a1c9"));
+        assert!(!is_full_sha("3F2A1C9E0B7D4C6A8E1F2A3B4C5D6E7F8A9B0C1D"));
+        assert!(!is_full_sha("main"));
+        assert!(!is_full_sha("3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1g"));
+    }
+
+    #[test]
+    fn relative_paths_cannot_escape() {
+        assert!(is_contained_relative("server.js"));
+        assert!(is_contained_relative("./node_modules/next/dist/bin/next"));
+        assert!(!is_contained_relative("../other/server.js"));
+        assert!(!is_contained_relative("a/../../b"));
+        assert!(!is_contained_relative("/etc/passwd"));
+        assert!(!is_contained_relative(""));
+    }
+
+    #[test]
+    fn repositories_are_urls_or_absolute_paths() {
+        for ok in ["https://git.example.com/a.git", "git@github.com:acme/app.git", "/srv/git/app", "file:///srv/git/app"] {
+            assert!(is_repository(ok), "{ok}");
+        }
+        for bad in ["", "app", "./app", "--upload-pack=x", "https://", "/srv/../etc"] {
+            assert!(!is_repository(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_levels() {
+        assert!(is_dns_label("prompthub"));
+        assert!(!is_dns_label("PromptHub"));
+        assert!(!is_dns_label("-x"));
+        assert!(is_process_name("prompthub-worker.1"));
+        assert!(!is_process_name("a b"));
+        assert!(is_level("20251020093000_add_search_index"));
+        assert!(!is_level("1; drop table"));
+        assert!(is_env_name("DATABASE_URL"));
+        assert!(!is_env_name("1X"));
+    }
+}
