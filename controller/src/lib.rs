@@ -1,1 +1,28 @@
-pub fn x(){}
+//! # shipshape: the controller
+//!
+//! A GitOps-style reconciler for plain servers that run Node.js apps under pm2: it reads
+//! `App` documents from a config repo, diffs them against the server, converges by
+//! running only the steps needed, verifies health, and goes back to the last healthy
+//! revision by itself when a rollout breaks health.
+//!
+//! # Layout
+//! - [`source`]: the config repo (documents at the branch tip, via git2) and app sources
+//!   (a bare mirror per repository, checked out into release directories).
+//! - [`release`]: releases on disk, build markers, the atomic `current` switch, atomic writes.
+//! - [`pm2`]: the real pm2 through its CLI, with an isolated `PM2_HOME` and a cleared env.
+//! - [`exec`]: external commands with time limits, process-group kills and output tails.
+//! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
+//! - [`health`]: HTTP probes, pm2 facts, and the verdict over rounds.
+//! - [`state`]: the controller's records (revisions, passes, quarantine), written atomically.
+//! - [`reconciler`]: one pass per app: plan, execute, verify, revert.
+//! - [`cli`]: the `shipshape` commands.
+
+pub mod cli;
+pub mod exec;
+pub mod health;
+pub mod plan;
+pub mod pm2;
+pub mod reconciler;
+pub mod release;
+pub mod source;
+pub mod state;

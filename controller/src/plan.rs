@@ -217,20 +217,25 @@ pub fn ecosystem_entry(app: &App, process: &Process) -> serde_json::Value {
         None => current,
     };
     let mut entry = serde_json::to_value(process).expect("process serializes");
-    let obj = entry.as_object_mut().expect("process is an object");
-    obj.remove("env");
-    obj.insert("cwd".into(), cwd.into());
-    obj.insert("vizion".into(), false.into());
-    obj.entry("exec_mode").or_insert_with(|| "fork".into());
+    {
+        let obj = entry.as_object_mut().expect("process is an object");
+        obj.remove("env");
+        obj.insert("cwd".into(), cwd.into());
+        obj.insert("vizion".into(), false.into());
+        obj.entry("exec_mode").or_insert_with(|| "fork".into());
+    }
     let shape = hash_json(&entry);
     let mut env: BTreeMap<String, String> =
         process.env.iter().map(|(k, v)| (k.clone(), v.as_text())).collect();
     env.insert(ENV_APP.into(), app.metadata.name.clone());
     env.insert(ENV_COMMIT.into(), app.spec.source.commit.clone());
     env.insert(ENV_SHAPE.into(), shape);
-    let config = hash_json(&serde_json::json!({ "entry": entry, "env": env }));
+    let config = hash_json(&serde_json::json!({ "entry": &entry, "env": &env }));
     env.insert(ENV_CONFIG.into(), config);
-    obj.insert("env".into(), serde_json::to_value(env).expect("env serializes"));
+    entry
+        .as_object_mut()
+        .expect("process is an object")
+        .insert("env".into(), serde_json::to_value(env).expect("env serializes"));
     entry
 }
 

@@ -101,9 +101,14 @@ struct RawEnv {
 
 /// Parse `pm2 jlist` output (tolerating noise printed before the JSON).
 pub fn parse_jlist(text: &str) -> Result<Vec<Instance>, Pm2Error> {
-    let start = text.find('[').ok_or_else(|| Pm2Error::Parse(exec::tail_of(text.as_bytes())))?;
-    let raw: Vec<RawProc> = serde_json::from_str(text[start..].trim_end())
-        .map_err(|e| Pm2Error::Parse(format!("{e}")))?;
+    // pm2 prints its JSON on the last line; a daemon spawn prints coloured lines before it.
+    let line = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with("[{") || *l == "[]")
+        .ok_or_else(|| Pm2Error::Parse(exec::tail_of(text.as_bytes())))?;
+    let raw: Vec<RawProc> = serde_json::from_str(line).map_err(|e| Pm2Error::Parse(format!("{e}")))?;
     Ok(raw
         .into_iter()
         .map(|p| Instance {
@@ -204,7 +209,8 @@ mod tests {
 
     #[test]
     fn jlist_is_parsed_and_env_values_become_text() {
-        let text = r#"noise [{"pid":7,"name":"web","pm_id":0,"pm2_env":{"status":"online","restart_time":2,"exec_mode":"cluster_mode","env":{"PORT":3000,"SHIPSHAPE_APP":"demo"}}}]"#;
+        let text = r#"[PM2] Spawning PM2 daemon with pm2_home=/x
+[{"pid":7,"name":"web","pm_id":0,"pm2_env":{"status":"online","restart_time":2,"exec_mode":"cluster_mode","env":{"PORT":3000,"SHIPSHAPE_APP":"demo"}}}]"#;
         let list = parse_jlist(text).unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].status, "online");

@@ -151,7 +151,7 @@ impl ConfigRepo {
         };
         let mut files = Vec::new();
         for entry in subtree.iter() {
-            let Some(name) = entry.name() else { continue };
+            let Ok(name) = entry.name() else { continue };
             if entry.kind() != Some(ObjectType::Blob) || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
                 continue;
             }

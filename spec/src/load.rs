@@ -196,6 +196,7 @@ enum Frame {
 
 #[derive(Default)]
 struct IndexBuilder {
+    seen_first: std::collections::HashSet<String>,
     stack: Vec<Frame>,
     marks: HashMap<String, (usize, usize)>,
     done: bool,
@@ -211,6 +212,11 @@ impl IndexBuilder {
                     let k = scalar.unwrap_or("?").to_string();
                     let child = join_key(path, &k);
                     self.marks.entry(child).or_insert(position(mark));
+                    // A mapping that is a sequence item is best located at its first key
+                    // (the parser marks block mappings one column late).
+                    if path.ends_with(']') && self.seen_first.insert(path.clone()) {
+                        self.marks.insert(path.clone(), position(mark));
+                    }
                     *key = Some(k);
                     None
                 }

@@ -1,0 +1,270 @@
+//! The controller's own records, one JSON file per app under `<state-dir>/apps/<name>/`:
+//! revision history (with the document each revision applied, so a revert can re-apply
+//! it), the last pass and its steps, the last error, quarantined config commits and the
+//! hooks last run. Written atomically (temp file, fsync, rename, fsync the directory)
+//! with mode 0600; a file that does not parse is reported, never silently reset.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use shipshape_spec::App;
+use shipshape_spec::status::{Condition, LastError, Outcome, PassRecord, Phase, Revision};
+
+use crate::release::write_atomic_mode;
+
+/// Revisions kept per app unless configured otherwise.
+pub const DEFAULT_HISTORY: usize = 20;
+
+/// A revision and the document it applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionEntry {
+    /// The revision's summary.
+    #[serde(flatten)]
+    pub revision: Revision,
+    /// The release directory it made live.
+    pub release: String,
+    /// The whole desired-state document as applied.
+    pub document: App,
+}
+
+/// A config commit the controller will not apply again by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantine {
+    /// The config commit.
+    pub config_commit: String,
+    /// The revision that failed with it.
+    pub revision: u64,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: String,
+}
+
+/// Everything the controller remembers about one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRecord {
+    /// Format version of this file.
+    pub version: u32,
+    /// The app's name.
+    pub name: String,
+    /// Where it stands.
+    pub phase: Phase,
+    /// kstatus-style conditions.
+    pub conditions: Vec<Condition>,
+    /// The config commit last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_config_commit: Option<String>,
+    /// The app commit desired at that config commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_app_commit: Option<String>,
+    /// Revisions, oldest first, bounded.
+    pub revisions: Vec<RevisionEntry>,
+    /// The next revision number.
+    pub next_revision: u64,
+    /// The last pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pass: Option<PassRecord>,
+    /// Passes run since the records began.
+    pub passes: u64,
+    /// Steps run since the records began.
+    pub steps_run: u64,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Config commits not to apply again by themselves.
+    #[serde(default)]
+    pub quarantined: Vec<Quarantine>,
+    /// Hash of the hooks (and their release) last run successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks_applied: Option<String>,
+}
+
+impl AppRecord {
+    /// A record for an app never seen before.
+    pub fn new(name: &str) -> AppRecord {
+        AppRecord {
+            version: 1,
+            name: name.to_string(),
+            phase: Phase::Pending,
+            conditions: Vec::new(),
+            desired_config_commit: None,
+            desired_app_commit: None,
+            revisions: Vec::new(),
+            next_revision: 1,
+            last_pass: None,
+            passes: 0,
+            steps_run: 0,
+            last_error: None,
+            quarantined: Vec::new(),
+            hooks_applied: None,
+        }
+    }
+
+    /// The newest revision that passed verification.
+    pub fn last_healthy(&self) -> Option<&RevisionEntry> {
+        self.revisions.iter().rev().find(|r| r.revision.outcome == Outcome::Healthy)
+    }
+
+    /// The newest revision, whatever its outcome.
+    pub fn last_attempted(&self) -> Option<&RevisionEntry> {
+        self.revisions.last()
+    }
+
+    /// True when `config_commit` must not be applied again by itself.
+    pub fn is_quarantined(&self, config_commit: &str) -> bool {
+        self.quarantined.iter().any(|q| q.config_commit == config_commit)
+    }
+
+    /// Append a revision, dropping the oldest beyond `keep` (never the last healthy one).
+    pub fn push_revision(&mut self, entry: RevisionEntry, keep: usize) {
+        self.revisions.push(entry);
+        while self.revisions.len() > keep.max(1) {
+            let healthy = self.last_healthy().map(|r| r.revision.number);
+            let idx = self
+                .revisions
+                .iter()
+                .position(|r| Some(r.revision.number) != healthy)
+                .unwrap_or(0);
+            self.revisions.remove(idx);
+        }
+    }
+
+    /// Set a condition, keeping its transition time when the status did not change.
+    pub fn set_condition(&mut self, type_: &str, status: shipshape_spec::status::ConditionStatus, reason: &str, message: &str, now: &str) {
+        if let Some(c) = self.conditions.iter_mut().find(|c| c.type_ == type_) {
+            if c.status != status {
+                c.last_transition_time = now.to_string();
+            }
+            c.status = status;
+            c.reason = reason.to_string();
+            c.message = message.to_string();
+        } else {
+            self.conditions.push(Condition {
+                type_: type_.to_string(),
+                status,
+                reason: reason.to_string(),
+                message: message.to_string(),
+                last_transition_time: now.to_string(),
+            });
+        }
+    }
+}
+
+/// Why the records could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Reading or writing failed.
+    #[error("state file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but does not parse: torn, corrupt or from an unknown version.
+    #[error("state file {path} is corrupt ({source}); it was left as it is: move it aside to start this app's records afresh")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// `--state-dir`.
+    pub dir: PathBuf,
+}
+
+impl Store {
+    /// The store under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Store {
+        Store { dir: dir.into() }
+    }
+
+    /// `<state-dir>/apps/<name>`.
+    pub fn app_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("apps").join(name)
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.app_dir(name).join("state.json")
+    }
+
+    /// The app's records, or fresh ones if it has none yet.
+    ///
+    /// # Errors
+    /// [`StateError::Corrupt`] for a file that does not parse; [`StateError::Io`] otherwise.
+    pub fn load(&self, name: &str) -> Result<AppRecord, StateError> {
+        let path = self.record_path(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppRecord::new(name)),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Write the app's records atomically.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when the write fails (the previous file stays intact).
+    pub fn save(&self, record: &AppRecord) -> Result<(), StateError> {
+        let path = self.record_path(&record.name);
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_atomic_mode(&path, &bytes, 0o600).map_err(|source| StateError::Io { path, source })
+    }
+
+    /// Every app with records, by name.
+    pub fn apps(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(self.dir.join("apps"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("state.json").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// True when `path` exists and is a directory we can write into.
+pub fn ensure_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_corruption_is_reported_not_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut rec = store.load("demo").unwrap();
+        rec.passes = 7;
+        store.save(&rec).unwrap();
+        assert_eq!(store.load("demo").unwrap().passes, 7);
+        assert_eq!(store.apps(), ["demo"]);
+        let path = store.app_dir("demo").join("state.json");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = store.load("demo").unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap().len(), bytes.len() / 2, "the torn file is left for a person");
+    }
+}
