@@ -115,7 +115,9 @@ pub enum Command {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<shipshape_spec::Duration>().map(|d| d.std()).map_err(|e| e.to_string())
+    s.parse::<shipshape_spec::Duration>()
+        .map(|d| d.std())
+        .map_err(|e| e.to_string())
 }
 
 /// Parse the command line, run, and return the process exit code.
@@ -130,8 +132,16 @@ pub fn main() -> anyhow::Result<i32> {
             print!("{}", shipshape_spec::app_schema_text());
             Ok(0)
         }
-        Command::Status { state_dir, app, output } => Ok(status(&Store::new(state_dir), app.as_deref(), output)),
-        Command::History { state_dir, app, output } => Ok(history(&Store::new(state_dir), &app, output)),
+        Command::Status {
+            state_dir,
+            app,
+            output,
+        } => Ok(status(&Store::new(state_dir), app.as_deref(), output)),
+        Command::History {
+            state_dir,
+            app,
+            output,
+        } => Ok(history(&Store::new(state_dir), &app, output)),
         Command::Run {
             source,
             once,
@@ -173,7 +183,9 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
         .clone()
         .or_else(|| std::env::var_os("PM2_HOME").map(PathBuf::from))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pm2")))
-        .ok_or_else(|| anyhow::anyhow!("set --pm2-home (no PM2_HOME or HOME in the environment)"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("set --pm2-home (no PM2_HOME or HOME in the environment)")
+        })?;
     let repo = if crate::source::is_remote(&args.repo) {
         args.repo.clone()
     } else {
@@ -200,21 +212,28 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .build()?,
         sources_dir: state_dir.join("sources"),
         history,
-        cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
     })
 }
 
 async fn run(controller: Controller, once: bool, interval: Duration) -> i32 {
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     loop {
         let pass = controller.reconcile_all().await;
         let ready = match &pass {
             Ok(summary) => {
                 for (app, result) in &summary.apps {
                     match result {
-                        AppResult::Ready { steps } => info!(app, steps, config_commit = %summary.config_commit, "ready"),
+                        AppResult::Ready { steps } => {
+                            info!(app, steps, config_commit = %summary.config_commit, "ready")
+                        }
                         AppResult::NotReady { phase, message } => error!(app, ?phase, "{message}"),
-                        AppResult::Invalid { message } => error!(file = app, "invalid document: {message}"),
+                        AppResult::Invalid { message } => {
+                            error!(file = app, "invalid document: {message}")
+                        }
                     }
                 }
                 if summary.apps.is_empty() {
@@ -240,7 +259,10 @@ async fn run(controller: Controller, once: bool, interval: Duration) -> i32 {
 
 async fn plan(controller: Controller, output: Format) -> i32 {
     let config = controller.config.clone();
-    let snapshot = match tokio::task::spawn_blocking(move || config.snapshot()).await.expect("snapshot task") {
+    let snapshot = match tokio::task::spawn_blocking(move || config.snapshot())
+        .await
+        .expect("snapshot task")
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -366,8 +388,14 @@ fn print_status(r: &crate::state::AppRecord) {
     let live = r.last_healthy();
     println!(
         "  desired   config {}  app {}",
-        r.desired_config_commit.as_deref().map(short_sha).unwrap_or_default(),
-        r.desired_app_commit.as_deref().map(short_sha).unwrap_or_default()
+        r.desired_config_commit
+            .as_deref()
+            .map(short_sha)
+            .unwrap_or_default(),
+        r.desired_app_commit
+            .as_deref()
+            .map(short_sha)
+            .unwrap_or_default()
     );
     if let Some(h) = live {
         println!(
@@ -386,15 +414,33 @@ fn print_status(r: &crate::state::AppRecord) {
         );
     }
     for c in &r.conditions {
-        println!("  {:<12} {:<7} {:<20} {}", c.type_, format!("{:?}", c.status), c.reason, c.message);
+        println!(
+            "  {:<12} {:<7} {:<20} {}",
+            c.type_,
+            format!("{:?}", c.status),
+            c.reason,
+            c.message
+        );
     }
     for q in &r.quarantined {
-        println!("  quarantined config {} (revision {}): {}", short_sha(&q.config_commit), q.revision, q.reason);
+        println!(
+            "  quarantined config {} (revision {}): {}",
+            short_sha(&q.config_commit),
+            q.revision,
+            q.reason
+        );
     }
     if let Some(e) = &r.last_error {
         println!("  last error at {} in {}: {}", e.at, e.step, e.message);
         if let Some(t) = &e.output_tail {
-            for line in t.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+            for line in t
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 println!("    | {line}");
             }
         }
@@ -426,7 +472,10 @@ fn history(store: &Store, app: &str, output: Format) -> i32 {
             println!("{}", serde_json::to_string_pretty(&revs).expect("json"));
         }
         Format::Table => {
-            println!("{:>4}  {:<12}  {:<12}  {:<10}  {:<24}  MESSAGE", "REV", "CONFIG", "APP", "OUTCOME", "STARTED");
+            println!(
+                "{:>4}  {:<12}  {:<12}  {:<10}  {:<24}  MESSAGE",
+                "REV", "CONFIG", "APP", "OUTCOME", "STARTED"
+            );
             for e in &r.revisions {
                 let v = &e.revision;
                 println!(

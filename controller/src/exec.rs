@@ -51,7 +51,12 @@ impl Spec {
     }
 
     /// `program args...` in `cwd`.
-    pub fn program(program: impl Into<PathBuf>, args: &[&str], cwd: &Path, timeout: Duration) -> Spec {
+    pub fn program(
+        program: impl Into<PathBuf>,
+        args: &[&str],
+        cwd: &Path,
+        timeout: Duration,
+    ) -> Spec {
         Spec {
             program: program.into(),
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -63,7 +68,10 @@ impl Spec {
     }
 
     /// Add environment variables.
-    pub fn envs<K: Into<String>, V: Into<String>>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Spec {
+    pub fn envs<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Spec {
         for (k, v) in vars {
             self.env.insert(k.into(), v.into());
         }
@@ -262,7 +270,11 @@ fn append_log(path: &Path, command: &str, output: &[u8]) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = writeln!(f, "$ {command}");
         let _ = f.write_all(output);
         let _ = writeln!(f);
@@ -281,11 +293,18 @@ mod tests {
         let spec = Spec::shell(&script, dir.path(), Duration::from_millis(500));
         let err = run(&spec).await.unwrap_err();
         assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         // SAFETY: signal 0 only checks whether the pid exists.
         while unsafe { libc::kill(pid, 0) } == 0 {
-            assert!(Instant::now() < deadline, "the background child {pid} survived the timeout");
+            assert!(
+                Instant::now() < deadline,
+                "the background child {pid} survived the timeout"
+            );
             tokio::task::yield_now().await;
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -296,7 +315,8 @@ mod tests {
         // SAFETY: tests in this module do not read this variable concurrently.
         unsafe { std::env::set_var("SHIPSHAPE_TEST_LEAK", "secret") };
         let dir = tempfile::tempdir().unwrap();
-        let spec = Spec::shell("env", dir.path(), Duration::from_secs(5)).envs([("DECLARED", "yes")]);
+        let spec =
+            Spec::shell("env", dir.path(), Duration::from_secs(5)).envs([("DECLARED", "yes")]);
         let out = run(&spec).await.unwrap();
         assert!(out.stdout.contains("DECLARED=yes"));
         assert!(out.stdout.contains("PATH="));
@@ -306,7 +326,11 @@ mod tests {
     #[tokio::test]
     async fn a_failure_keeps_the_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let spec = Spec::shell("echo one; echo two >&2; exit 3", dir.path(), Duration::from_secs(5));
+        let spec = Spec::shell(
+            "echo one; echo two >&2; exit 3",
+            dir.path(),
+            Duration::from_secs(5),
+        );
         match run(&spec).await.unwrap_err() {
             ExecError::Failed { code, tail, .. } => {
                 assert_eq!(code, Some(3));

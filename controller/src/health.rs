@@ -47,7 +47,10 @@ pub async fn probe(client: &reqwest::Client, check: &Check) -> ProbeResult {
     let latency = started.elapsed();
     let ms = latency.as_millis();
     if status != check.http.expect_status {
-        return fail(format!("status {status}, expected {} ({ms}ms)", check.http.expect_status));
+        return fail(format!(
+            "status {status}, expected {} ({ms}ms)",
+            check.http.expect_status
+        ));
     }
     if let Some(needle) = &check.http.body_contains
         && !body.contains(needle.as_str())
@@ -93,8 +96,15 @@ pub fn pm2_facts(
         } as usize;
         let online = mine.iter().filter(|i| i.status == "online").count();
         if online < want {
-            let status = mine.iter().find(|i| i.status != "online").map(|i| i.status.as_str()).unwrap_or("missing");
-            return Err(format!("pm2 {}: {online} of {want} instances online ({status})", p.name));
+            let status = mine
+                .iter()
+                .find(|i| i.status != "online")
+                .map(|i| i.status.as_str())
+                .unwrap_or("missing");
+            return Err(format!(
+                "pm2 {}: {online} of {want} instances online ({status})",
+                p.name
+            ));
         }
         for i in &mine {
             if let Some(before) = baseline.get(&i.pm_id)
@@ -172,7 +182,9 @@ impl Tally {
                 "not healthy within progressDeadline {} ({} rounds; last failure: {})",
                 health.progress_deadline,
                 self.rounds,
-                self.last_failure.as_deref().unwrap_or("none: not enough passing rounds yet")
+                self.last_failure
+                    .as_deref()
+                    .unwrap_or("none: not enough passing rounds yet")
             ))
         } else {
             Verdict::Pending
@@ -228,7 +240,9 @@ mod tests {
 
     #[test]
     fn pm2_facts_catch_down_and_restarting_instances() {
-        let p: Process = serde_json::from_value(serde_json::json!({"name":"web","script":"s.js","instances":2})).unwrap();
+        let p: Process =
+            serde_json::from_value(serde_json::json!({"name":"web","script":"s.js","instances":2}))
+                .unwrap();
         let inst = |id: u64, status: &str, restarts: u64| Instance {
             name: "web".into(),
             pm_id: id,
@@ -239,10 +253,30 @@ mod tests {
             env: BTreeMap::new(),
         };
         let base: BTreeMap<u64, u64> = [(0, 1), (1, 1)].into();
-        assert!(pm2_facts(std::slice::from_ref(&p), &[inst(0, "online", 1), inst(1, "online", 1)], &base, 2).is_ok());
-        let err = pm2_facts(std::slice::from_ref(&p), &[inst(0, "online", 1), inst(1, "errored", 1)], &base, 2).unwrap_err();
+        assert!(
+            pm2_facts(
+                std::slice::from_ref(&p),
+                &[inst(0, "online", 1), inst(1, "online", 1)],
+                &base,
+                2
+            )
+            .is_ok()
+        );
+        let err = pm2_facts(
+            std::slice::from_ref(&p),
+            &[inst(0, "online", 1), inst(1, "errored", 1)],
+            &base,
+            2,
+        )
+        .unwrap_err();
         assert!(err.contains("1 of 2"), "{err}");
-        let err = pm2_facts(std::slice::from_ref(&p), &[inst(0, "online", 3), inst(1, "online", 1)], &base, 2).unwrap_err();
+        let err = pm2_facts(
+            std::slice::from_ref(&p),
+            &[inst(0, "online", 3), inst(1, "online", 1)],
+            &base,
+            2,
+        )
+        .unwrap_err();
         assert!(err.contains("restarted 2"), "{err}");
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shipshape_spec::app::{App, ExecMode, Instances, Process};
 
-use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_SHAPE, Instance};
+use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_KEYS, ENV_SHAPE, Instance};
 use crate::release::BuildMarker;
 
 /// One step of a plan.
@@ -156,7 +156,14 @@ impl fmt::Display for Plan {
         }
         for (i, s) in self.steps.iter().enumerate() {
             let target = s.step.target();
-            writeln!(f, "  {:>2}. {:<12} {:<44} {}", i + 1, s.step.kind(), short(&target, 44), s.reason)?;
+            writeln!(
+                f,
+                "  {:>2}. {:<12} {:<44} {}",
+                i + 1,
+                s.step.kind(),
+                short(&target, 44),
+                s.reason
+            )?;
         }
         Ok(())
     }
@@ -225,23 +232,33 @@ pub fn ecosystem_entry(app: &App, process: &Process) -> serde_json::Value {
         obj.entry("exec_mode").or_insert_with(|| "fork".into());
     }
     let shape = hash_json(&entry);
-    let mut env: BTreeMap<String, String> =
-        process.env.iter().map(|(k, v)| (k.clone(), v.as_text())).collect();
+    let mut env: BTreeMap<String, String> = process
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_text()))
+        .collect();
+    let declared: Vec<&str> = process.env.keys().map(String::as_str).collect();
+    env.insert(ENV_KEYS.into(), declared.join(","));
     env.insert(ENV_APP.into(), app.metadata.name.clone());
     env.insert(ENV_COMMIT.into(), app.spec.source.commit.clone());
     env.insert(ENV_SHAPE.into(), shape);
     let config = hash_json(&serde_json::json!({ "entry": &entry, "env": &env }));
     env.insert(ENV_CONFIG.into(), config);
-    entry
-        .as_object_mut()
-        .expect("process is an object")
-        .insert("env".into(), serde_json::to_value(env).expect("env serializes"));
+    entry.as_object_mut().expect("process is an object").insert(
+        "env".into(),
+        serde_json::to_value(env).expect("env serializes"),
+    );
     entry
 }
 
 /// The hash of all processes' config, for revision records.
 pub fn processes_hash(app: &App) -> String {
-    let entries: Vec<_> = app.spec.processes.iter().map(|p| ecosystem_entry(app, p)).collect();
+    let entries: Vec<_> = app
+        .spec
+        .processes
+        .iter()
+        .map(|p| ecosystem_entry(app, p))
+        .collect();
     hash_json(&serde_json::Value::Array(entries))
 }
 
@@ -260,7 +277,8 @@ pub fn choose_release(app: &App, observed: &Observed) -> (String, bool) {
     let commit = &app.spec.source.commit;
     let inputs = build_inputs(app);
     if let Some((id, _)) = observed.releases.iter().find(|(_, m)| {
-        m.as_ref().is_some_and(|m| &m.commit == commit && m.inputs == inputs)
+        m.as_ref()
+            .is_some_and(|m| &m.commit == commit && m.inputs == inputs)
     }) {
         return (id.clone(), true);
     }
@@ -288,8 +306,14 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
     let (release, sealed) = choose_release(desired, observed);
     if !sealed {
         let why = match observed.releases.get(&release) {
-            Some(None) => format!("release {} is incomplete (interrupted preparation)", short_sha(&release)),
-            _ => format!("no release of {} built from these inputs", short_sha(commit)),
+            Some(None) => format!(
+                "release {} is incomplete (interrupted preparation)",
+                short_sha(&release)
+            ),
+            _ => format!(
+                "no release of {} built from these inputs",
+                short_sha(commit)
+            ),
         };
         push(
             Step::Fetch {
@@ -299,10 +323,20 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             why,
         );
         if spec.build.install.is_some() {
-            push(Step::Install { release: release.clone() }, "new release needs its dependencies".into());
+            push(
+                Step::Install {
+                    release: release.clone(),
+                },
+                "new release needs its dependencies".into(),
+            );
         }
         if !spec.build.steps.is_empty() {
-            push(Step::Build { release: release.clone() }, "new release needs its build".into());
+            push(
+                Step::Build {
+                    release: release.clone(),
+                },
+                "new release needs its build".into(),
+            );
         }
     }
 
@@ -310,9 +344,18 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
     if switching {
         let reason = match &observed.current {
             None => "nothing is live yet".to_string(),
-            Some(cur) => format!("current is {} , desired {}", short_sha(cur), short_sha(&release)),
+            Some(cur) => format!(
+                "current is {} , desired {}",
+                short_sha(cur),
+                short_sha(&release)
+            ),
         };
-        push(Step::Switch { release: release.clone() }, reason.replace(" ,", ","));
+        push(
+            Step::Switch {
+                release: release.clone(),
+            },
+            reason.replace(" ,", ","),
+        );
     }
 
     let mut pm2_changed = false;
@@ -322,14 +365,24 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         let env = &entry["env"];
         let want_config = env[ENV_CONFIG].as_str().unwrap_or_default();
         let want_shape = env[ENV_SHAPE].as_str().unwrap_or_default();
-        let instances: Vec<&Instance> = observed.processes.iter().filter(|i| i.name == p.name).collect();
+        let instances: Vec<&Instance> = observed
+            .processes
+            .iter()
+            .filter(|i| i.name == p.name)
+            .collect();
         let name = p.name.clone();
         if instances.is_empty() {
-            push(Step::Pm2Start { process: name }, "not running in pm2".into());
+            push(
+                Step::Pm2Start { process: name },
+                "not running in pm2".into(),
+            );
             pm2_changed = true;
             continue;
         }
-        if instances.iter().any(|i| i.app() != Some(desired.metadata.name.as_str())) {
+        if instances
+            .iter()
+            .any(|i| i.app() != Some(desired.metadata.name.as_str()))
+        {
             blockers.push(format!(
                 "pm2 process {:?} exists but was not started by shipshape for app {:?}; delete or rename it",
                 p.name, desired.metadata.name
@@ -342,7 +395,9 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             ExecMode::Cluster => "cluster_mode",
         };
         let first = instances[0];
-        let shape_same = instances.iter().all(|i| i.env.get(ENV_SHAPE).map(String::as_str) == Some(want_shape))
+        let shape_same = instances
+            .iter()
+            .all(|i| i.env.get(ENV_SHAPE).map(String::as_str) == Some(want_shape))
             && instances.len() as u32 == want_count
             && instances.iter().all(|i| i.exec_mode == want_mode);
         if !shape_same {
@@ -357,7 +412,30 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             pm2_changed = true;
             continue;
         }
-        let config_same = instances.iter().all(|i| i.env.get(ENV_CONFIG).map(String::as_str) == Some(want_config));
+        // pm2 merges env on reload: a variable dropped from the document would survive it.
+        // What we declared last time is recorded in the process's own env.
+        let want_keys: BTreeSet<&str> = p.env.keys().map(String::as_str).collect();
+        let removed: BTreeSet<&str> = instances
+            .iter()
+            .filter_map(|i| i.env.get(ENV_KEYS))
+            .flat_map(|keys| keys.split(',').filter(|k| !k.is_empty()))
+            .filter(|k| !want_keys.contains(k))
+            .collect();
+        if !removed.is_empty() {
+            let names: Vec<&str> = removed.into_iter().collect();
+            push(
+                Step::Pm2Replace { process: name },
+                format!(
+                    "env {} removed (a pm2 reload would keep it)",
+                    names.join(", ")
+                ),
+            );
+            pm2_changed = true;
+            continue;
+        }
+        let config_same = instances
+            .iter()
+            .all(|i| i.env.get(ENV_CONFIG).map(String::as_str) == Some(want_config));
         let down: Vec<&&Instance> = instances.iter().filter(|i| i.status != "online").collect();
         if !config_same {
             let old_commit = first.env.get(ENV_COMMIT).cloned().unwrap_or_default();
@@ -371,7 +449,12 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         } else if !down.is_empty() {
             push(
                 Step::Pm2Reload { process: name },
-                format!("{} of {} instances not online ({})", down.len(), instances.len(), down[0].status),
+                format!(
+                    "{} of {} instances not online ({})",
+                    down.len(),
+                    instances.len(),
+                    down[0].status
+                ),
             );
             pm2_changed = true;
         }
@@ -383,7 +466,12 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         }
     }
     for name in stale {
-        push(Step::Pm2Delete { process: name.to_string() }, "no longer declared".into());
+        push(
+            Step::Pm2Delete {
+                process: name.to_string(),
+            },
+            "no longer declared".into(),
+        );
         pm2_changed = true;
     }
     if pm2_changed {
@@ -393,9 +481,18 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
     if !spec.hooks.after_switch.is_empty() {
         let want = hooks_hash(desired, &release);
         if switching || observed.hooks_applied.as_deref() != Some(want.as_str()) {
-            let why = if switching { "release switched" } else { "hooks changed or never ran for this release" };
+            let why = if switching {
+                "release switched"
+            } else {
+                "hooks changed or never ran for this release"
+            };
             for command in &spec.hooks.after_switch {
-                push(Step::Hook { command: command.clone() }, why.into());
+                push(
+                    Step::Hook {
+                        command: command.clone(),
+                    },
+                    why.into(),
+                );
             }
         }
     }
@@ -474,7 +571,8 @@ spec:
         obs.current = Some(release.clone());
         for p in &desired.spec.processes {
             let entry = ecosystem_entry(desired, p);
-            let env: BTreeMap<String, String> = serde_json::from_value(entry["env"].clone()).unwrap();
+            let env: BTreeMap<String, String> =
+                serde_json::from_value(entry["env"].clone()).unwrap();
             for i in 0..expected_instances(p, 2) {
                 obs.processes.push(Instance {
                     name: p.name.clone(),
@@ -482,7 +580,12 @@ spec:
                     pid: 100 + i as u64,
                     status: "online".into(),
                     restarts: 0,
-                    exec_mode: if p.exec_mode == Some(ExecMode::Cluster) { "cluster_mode" } else { "fork_mode" }.into(),
+                    exec_mode: if p.exec_mode == Some(ExecMode::Cluster) {
+                        "cluster_mode"
+                    } else {
+                        "fork_mode"
+                    }
+                    .into(),
                     env: env.clone(),
                 });
             }
@@ -498,10 +601,25 @@ spec:
     #[test]
     fn a_first_deploy_runs_every_step_in_safe_order() {
         let d = app(C1);
-        let p = plan(&d, &Observed { cpus: 2, ..Default::default() });
+        let p = plan(
+            &d,
+            &Observed {
+                cpus: 2,
+                ..Default::default()
+            },
+        );
         assert_eq!(
             kinds(&p),
-            ["fetch", "install", "build", "switch", "pm2-start", "pm2-save", "hook", "verify"]
+            [
+                "fetch",
+                "install",
+                "build",
+                "switch",
+                "pm2-start",
+                "pm2-save",
+                "hook",
+                "verify"
+            ]
         );
         assert_eq!(p.release, C1);
     }
@@ -520,9 +638,24 @@ spec:
         let p = plan(&new, &converged(&old));
         assert_eq!(
             kinds(&p),
-            ["fetch", "install", "build", "switch", "pm2-reload", "pm2-save", "hook", "verify"]
+            [
+                "fetch",
+                "install",
+                "build",
+                "switch",
+                "pm2-reload",
+                "pm2-save",
+                "hook",
+                "verify"
+            ]
         );
-        assert!(p.steps[4].reason.contains("code 111111111111 → 222222222222"), "{}", p.steps[4].reason);
+        assert!(
+            p.steps[4]
+                .reason
+                .contains("code 111111111111 → 222222222222"),
+            "{}",
+            p.steps[4].reason
+        );
     }
 
     #[test]
@@ -533,19 +666,40 @@ spec:
         let back = converged(&old);
         obs.releases.extend(back.releases.clone());
         let p = plan(&old, &obs);
-        assert_eq!(kinds(&p), ["switch", "pm2-reload", "pm2-save", "hook", "verify"]);
+        assert_eq!(
+            kinds(&p),
+            ["switch", "pm2-reload", "pm2-save", "hook", "verify"]
+        );
     }
 
     #[test]
     fn an_env_change_only_reloads() {
         let old = app(C1);
         let mut new = old.clone();
-        new.spec.processes[0]
-            .env
-            .insert("GREETING".into(), shipshape_spec::app::EnvValue::String("hi".into()));
+        new.spec.processes[0].env.insert(
+            "GREETING".into(),
+            shipshape_spec::app::EnvValue::String("hi".into()),
+        );
         let p = plan(&new, &converged(&old));
         assert_eq!(kinds(&p), ["pm2-reload", "pm2-save", "verify"]);
         assert_eq!(p.steps[0].reason, "env changed");
+    }
+
+    #[test]
+    fn removing_an_env_var_replaces_because_pm2_reload_keeps_it() {
+        let old = app(C1);
+        let mut with_flag = old.clone();
+        with_flag.spec.processes[0].env.insert(
+            "HEALTH_FAIL".into(),
+            shipshape_spec::app::EnvValue::String("1".into()),
+        );
+        let p = plan(&old, &converged(&with_flag));
+        assert_eq!(kinds(&p), ["pm2-replace", "pm2-save", "verify"]);
+        assert!(
+            p.steps[0].reason.contains("HEALTH_FAIL removed"),
+            "{}",
+            p.steps[0].reason
+        );
     }
 
     #[test]
@@ -603,7 +757,10 @@ spec:
     #[test]
     fn an_interrupted_preparation_is_redone_not_reused() {
         let d = app(C1);
-        let mut obs = Observed { cpus: 2, ..Default::default() };
+        let mut obs = Observed {
+            cpus: 2,
+            ..Default::default()
+        };
         obs.releases.insert(C1.into(), None);
         let p = plan(&d, &obs);
         assert_eq!(p.release, C1);

@@ -20,6 +20,8 @@ pub const ENV_APP: &str = "SHIPSHAPE_APP";
 pub const ENV_CONFIG: &str = "SHIPSHAPE_CONFIG";
 /// Env key carrying the hash of the fields a reload cannot change (script, mode, instances …).
 pub const ENV_SHAPE: &str = "SHIPSHAPE_SHAPE";
+/// Env key listing the variables the document declared (pm2 keeps removed ones on reload).
+pub const ENV_KEYS: &str = "SHIPSHAPE_ENV_KEYS";
 /// Env key carrying the app commit the process runs.
 pub const ENV_COMMIT: &str = "SHIPSHAPE_COMMIT";
 
@@ -108,7 +110,8 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>, Pm2Error> {
         .map(str::trim)
         .find(|l| l.starts_with("[{") || *l == "[]")
         .ok_or_else(|| Pm2Error::Parse(exec::tail_of(text.as_bytes())))?;
-    let raw: Vec<RawProc> = serde_json::from_str(line).map_err(|e| Pm2Error::Parse(format!("{e}")))?;
+    let raw: Vec<RawProc> =
+        serde_json::from_str(line).map_err(|e| Pm2Error::Parse(format!("{e}")))?;
     Ok(raw
         .into_iter()
         .map(|p| Instance {
@@ -149,10 +152,12 @@ impl Pm2 {
                 source: e,
             },
         })?;
-        exec::run(&self.spec(args)).await.map_err(|source| Pm2Error::Command {
-            action: action.into(),
-            source,
-        })
+        exec::run(&self.spec(args))
+            .await
+            .map_err(|source| Pm2Error::Command {
+                action: action.into(),
+                source,
+            })
     }
 
     /// Every process pm2 knows, ours or not.
@@ -183,7 +188,9 @@ impl Pm2 {
     /// # Errors
     /// [`Pm2Error`] when pm2 fails.
     pub async fn delete(&self, name: &str) -> Result<(), Pm2Error> {
-        self.call(&format!("delete {name}"), &["delete", name]).await.map(|_| ())
+        self.call(&format!("delete {name}"), &["delete", name])
+            .await
+            .map(|_| ())
     }
 
     /// Save the process list, so pm2's own startup resurrects what runs now.

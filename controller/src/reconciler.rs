@@ -16,7 +16,8 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use shipshape_spec::App;
 use shipshape_spec::status::{
-    ConditionStatus, LastError, Outcome, PassRecord, Phase, Revision, StepRecord, StepResult, condition_types as ct,
+    ConditionStatus, LastError, Outcome, PassRecord, Phase, Revision, StepRecord, StepResult,
+    condition_types as ct,
 };
 use tracing::{info, warn};
 
@@ -154,18 +155,30 @@ impl Controller {
                 Ok(app) => docs.push((file.path.clone(), app)),
                 Err(e) => {
                     warn!(file = %file.path, config_commit = %snapshot.commit, "invalid document:\n{e}");
-                    apps.insert(file.path.clone(), AppResult::Invalid { message: e.to_string() });
+                    apps.insert(
+                        file.path.clone(),
+                        AppResult::Invalid {
+                            message: e.to_string(),
+                        },
+                    );
                 }
             }
         }
         let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (path, app) in &docs {
-            names.entry(app.metadata.name.clone()).or_default().push(path.clone());
+            names
+                .entry(app.metadata.name.clone())
+                .or_default()
+                .push(path.clone());
         }
         for (path, app) in docs {
             let files = &names[&app.metadata.name];
             if files.len() > 1 {
-                let message = format!("{path}: metadata.name: {:?} is also declared in {}", app.metadata.name, files.join(", "));
+                let message = format!(
+                    "{path}: metadata.name: {:?} is also declared in {}",
+                    app.metadata.name,
+                    files.join(", ")
+                );
                 apps.insert(path, AppResult::Invalid { message });
                 continue;
             }
@@ -202,7 +215,11 @@ impl Controller {
     ///
     /// # Errors
     /// [`ReconcileError`] only when the records or the server cannot be read at all.
-    pub async fn reconcile_app(&self, desired: &App, config_commit: &str) -> Result<AppResult, ReconcileError> {
+    pub async fn reconcile_app(
+        &self,
+        desired: &App,
+        config_commit: &str,
+    ) -> Result<AppResult, ReconcileError> {
         let name = desired.metadata.name.as_str();
         let mut rec = self.store.load(name)?;
         let started_at = state::now();
@@ -252,7 +269,11 @@ impl Controller {
 
         if the_plan.steps.is_empty() {
             let message = if quarantined {
-                let q = rec.quarantined.iter().find(|q| q.config_commit == config_commit).cloned();
+                let q = rec
+                    .quarantined
+                    .iter()
+                    .find(|q| q.config_commit == config_commit)
+                    .cloned();
                 format!(
                     "holding the last healthy revision; config commit {} is quarantined: {}",
                     plan::short_sha(config_commit),
@@ -262,9 +283,10 @@ impl Controller {
                 "up to date".to_string()
             };
             let healthy_here = !quarantined
-                && rec
-                    .last_attempted()
-                    .is_some_and(|r| r.revision.outcome == Outcome::Healthy && same_revision(r, &target, config_commit, &the_plan.release));
+                && rec.last_attempted().is_some_and(|r| {
+                    r.revision.outcome == Outcome::Healthy
+                        && same_content(r, &target, &the_plan.release)
+                });
             if healthy_here {
                 mark_ready(&mut rec, &message);
             }
@@ -304,15 +326,26 @@ impl Controller {
             rec.push_revision(entry, self.history);
         }
         rec.phase = Phase::Progressing;
-        rec.set_condition(ct::RECONCILING, ConditionStatus::True, "Progressing", &format!("applying {} step(s)", the_plan.steps.len()), &state::now());
+        rec.set_condition(
+            ct::RECONCILING,
+            ConditionStatus::True,
+            "Progressing",
+            &format!("applying {} step(s)", the_plan.steps.len()),
+            &state::now(),
+        );
         self.store.save(&rec)?;
         info!(app = name, release = %the_plan.release, steps = the_plan.steps.len(), "applying plan\n{the_plan}");
 
         let mut records = Vec::new();
-        let outcome = self.execute(&target, &the_plan, &mut rec, &mut records).await;
+        let outcome = self
+            .execute(&target, &the_plan, &mut rec, &mut records)
+            .await;
         match outcome {
             Ok(()) => {
-                let message = format!("revision live and healthy: release {}", plan::short_sha(&the_plan.release));
+                let message = format!(
+                    "revision live and healthy: release {}",
+                    plan::short_sha(&the_plan.release)
+                );
                 if let Some(last) = rec.revisions.last_mut()
                     && same_revision(last, &target, config_commit, &the_plan.release)
                 {
@@ -322,7 +355,10 @@ impl Controller {
                 }
                 if quarantined {
                     // We repaired drift towards the last healthy revision; desired is still not live.
-                    let msg = format!("repaired drift; holding the last healthy revision while {} is quarantined", plan::short_sha(config_commit));
+                    let msg = format!(
+                        "repaired drift; holding the last healthy revision while {} is quarantined",
+                        plan::short_sha(config_commit)
+                    );
                     self.finish_pass(&mut rec, &started_at, config_commit, records, &msg)?;
                     return Ok(AppResult::NotReady {
                         phase: rec.phase,
@@ -335,9 +371,12 @@ impl Controller {
                 Ok(AppResult::Ready { steps: n })
             }
             Err(err) => {
-                let switched = records
-                    .iter()
-                    .any(|r| r.result == StepResult::Succeeded && r.step != "fetch" && r.step != "install" && r.step != "build");
+                let switched = records.iter().any(|r| {
+                    r.result == StepResult::Succeeded
+                        && r.step != "fetch"
+                        && r.step != "install"
+                        && r.step != "build"
+                });
                 let message = format!("{} failed: {}", err.step, err.message);
                 warn!(app = name, step = err.step, "{message}");
                 rec.last_error = Some(LastError {
@@ -348,8 +387,20 @@ impl Controller {
                 });
                 if err.class == ErrorClass::Transient {
                     rec.phase = Phase::Progressing;
-                    rec.set_condition(ct::RECONCILING, ConditionStatus::True, "RetryingAfterError", &message, &state::now());
-                    rec.set_condition(ct::READY, ConditionStatus::False, "TransientError", &message, &state::now());
+                    rec.set_condition(
+                        ct::RECONCILING,
+                        ConditionStatus::True,
+                        "RetryingAfterError",
+                        &message,
+                        &state::now(),
+                    );
+                    rec.set_condition(
+                        ct::READY,
+                        ConditionStatus::False,
+                        "TransientError",
+                        &message,
+                        &state::now(),
+                    );
                     self.finish_pass(&mut rec, &started_at, config_commit, records, &message)?;
                     return Ok(AppResult::NotReady {
                         phase: Phase::Progressing,
@@ -365,14 +416,26 @@ impl Controller {
                     set_degraded(&mut rec, &message);
                     (None, Phase::Degraded, message.clone())
                 } else if !switched {
-                    set_stalled(&mut rec, reason_for(err.step), &format!("{message}; the live release was not touched"));
+                    set_stalled(
+                        &mut rec,
+                        reason_for(err.step),
+                        &format!("{message}; the live release was not touched"),
+                    );
                     rec.phase = Phase::Failed;
-                    (Some(Outcome::Failed), Phase::Failed, format!("{message}; the live release was not touched"))
+                    (
+                        Some(Outcome::Failed),
+                        Phase::Failed,
+                        format!("{message}; the live release was not touched"),
+                    )
                 } else {
-                    self.revert(&mut rec, failed_number, &message, &mut records).await
+                    self.revert(&mut rec, failed_number, &message, &mut records)
+                        .await
                 };
                 if let Some(o) = outcome
-                    && let Some(last) = rec.revisions.iter_mut().find(|r| r.revision.number == failed_number)
+                    && let Some(last) = rec
+                        .revisions
+                        .iter_mut()
+                        .find(|r| r.revision.number == failed_number)
                 {
                     last.revision.outcome = o;
                     last.revision.finished_at = Some(state::now());
@@ -388,7 +451,13 @@ impl Controller {
                     });
                 }
                 rec.phase = phase;
-                self.finish_pass(&mut rec, &started_at, config_commit, records, &final_message)?;
+                self.finish_pass(
+                    &mut rec,
+                    &started_at,
+                    config_commit,
+                    records,
+                    &final_message,
+                )?;
                 Ok(AppResult::NotReady {
                     phase,
                     message: final_message,
@@ -405,24 +474,36 @@ impl Controller {
         why: &str,
         records: &mut Vec<StepRecord>,
     ) -> (Option<Outcome>, Phase, String) {
-        let Some(healthy) = rec.last_healthy().filter(|h| h.revision.number != failed).cloned() else {
+        let Some(healthy) = rec
+            .last_healthy()
+            .filter(|h| h.revision.number != failed)
+            .cloned()
+        else {
             let msg = format!("{why}; no earlier healthy revision to go back to");
             set_degraded(rec, &msg);
             return (Some(Outcome::Failed), Phase::Degraded, msg);
         };
-        if !healthy.document.spec.rollback.auto || !rec.revisions.iter().any(|r| r.revision.number == failed && r.document.spec.rollback.auto) {
+        if !healthy.document.spec.rollback.auto
+            || !rec
+                .revisions
+                .iter()
+                .any(|r| r.revision.number == failed && r.document.spec.rollback.auto)
+        {
             let msg = format!("{why}; rollback.auto is off, so the server was left as it is");
             set_degraded(rec, &msg);
             return (Some(Outcome::Failed), Phase::Degraded, msg);
         }
         warn!(app = %rec.name, from = failed, to = healthy.revision.number, "reverting to the last healthy revision");
         let result = async {
-            let observed = self.observe(&healthy.document, rec).await.map_err(|e| StepError {
-                step: "observe",
-                message: e.to_string(),
-                tail: None,
-                class: ErrorClass::Transient,
-            })?;
+            let observed = self
+                .observe(&healthy.document, rec)
+                .await
+                .map_err(|e| StepError {
+                    step: "observe",
+                    message: e.to_string(),
+                    tail: None,
+                    class: ErrorClass::Transient,
+                })?;
             let back = plan::plan(&healthy.document, &observed);
             self.execute(&healthy.document, &back, rec, records).await
         }
@@ -434,7 +515,13 @@ impl Controller {
                     healthy.revision.number,
                     plan::short_sha(&healthy.revision.app_commit)
                 );
-                rec.set_condition(ct::HEALTHY, ConditionStatus::True, "RevertedHealthy", &msg, &state::now());
+                rec.set_condition(
+                    ct::HEALTHY,
+                    ConditionStatus::True,
+                    "RevertedHealthy",
+                    &msg,
+                    &state::now(),
+                );
                 set_stalled(rec, "RolledBack", &msg);
                 (Some(Outcome::Reverted), Phase::Failed, msg)
             }
@@ -479,12 +566,21 @@ impl Controller {
     ) -> Result<(), StepError> {
         let layout = Layout::new(&app.spec.releases.root);
         let release_dir = layout.release(&plan.release);
-        let log = self.store.app_dir(&app.metadata.name).join("logs").join(format!("{}.log", plan.release));
-        let eco_path = self.store.app_dir(&app.metadata.name).join("ecosystem.json");
-        let last_prepare = plan
-            .steps
-            .iter()
-            .rposition(|s| matches!(s.step, Step::Fetch { .. } | Step::Install { .. } | Step::Build { .. }));
+        let log = self
+            .store
+            .app_dir(&app.metadata.name)
+            .join("logs")
+            .join(format!("{}.log", plan.release));
+        let eco_path = self
+            .store
+            .app_dir(&app.metadata.name)
+            .join("ecosystem.json");
+        let last_prepare = plan.steps.iter().rposition(|s| {
+            matches!(
+                s.step,
+                Step::Fetch { .. } | Step::Install { .. } | Step::Build { .. }
+            )
+        });
         for (i, planned) in plan.steps.iter().enumerate() {
             let kind = planned.step.kind();
             let started_at = state::now();
@@ -493,13 +589,25 @@ impl Controller {
             let result: Result<(), StepError> = match &planned.step {
                 Step::Fetch { commit, .. } => self.fetch(app, commit, &release_dir).await,
                 Step::Install { .. } => match &app.spec.build.install {
-                    Some(cmd) => self.run_build_command(app, "install", cmd, &release_dir, &plan.release, &log).await,
+                    Some(cmd) => {
+                        self.run_build_command(
+                            app,
+                            "install",
+                            cmd,
+                            &release_dir,
+                            &plan.release,
+                            &log,
+                        )
+                        .await
+                    }
                     None => Ok(()),
                 },
                 Step::Build { .. } => {
                     let mut r = Ok(());
                     for cmd in &app.spec.build.steps {
-                        r = self.run_build_command(app, "build", cmd, &release_dir, &plan.release, &log).await;
+                        r = self
+                            .run_build_command(app, "build", cmd, &release_dir, &plan.release, &log)
+                            .await;
                         if r.is_err() {
                             break;
                         }
@@ -514,25 +622,43 @@ impl Controller {
                 }),
                 Step::Pm2Start { process } | Step::Pm2Reload { process } => {
                     match write_ecosystem(app, &eco_path) {
-                        Ok(()) => self.pm2.start_or_reload(&eco_path, process).await.map_err(|e| pm2_error(kind, e)),
+                        Ok(()) => self
+                            .pm2
+                            .start_or_reload(&eco_path, process)
+                            .await
+                            .map_err(|e| pm2_error(kind, e)),
                         Err(e) => Err(e),
                     }
                 }
                 Step::Pm2Replace { process } => match write_ecosystem(app, &eco_path) {
                     Ok(()) => match self.pm2.delete(process).await {
-                        Ok(()) => self.pm2.start_or_reload(&eco_path, process).await.map_err(|e| pm2_error(kind, e)),
+                        Ok(()) => self
+                            .pm2
+                            .start_or_reload(&eco_path, process)
+                            .await
+                            .map_err(|e| pm2_error(kind, e)),
                         Err(e) => Err(pm2_error(kind, e)),
                     },
                     Err(e) => Err(e),
                 },
-                Step::Pm2Delete { process } => self.pm2.delete(process).await.map_err(|e| pm2_error(kind, e)),
+                Step::Pm2Delete { process } => self
+                    .pm2
+                    .delete(process)
+                    .await
+                    .map_err(|e| pm2_error(kind, e)),
                 Step::Pm2Save => self.pm2.save().await.map_err(|e| pm2_error(kind, e)),
                 Step::Hook { command } => {
-                    let spec = Spec::shell(command, &layout.current(), app.spec.hooks.timeout.std())
-                        .envs(shipshape_env(app, &plan.release, &release_dir))
-                        .log_to(&log);
-                    let r = exec::run(&spec).await.map(|_| ()).map_err(|e| exec_error("hook", e));
-                    let is_last_hook = !plan.steps[i + 1..].iter().any(|s| matches!(s.step, Step::Hook { .. }));
+                    let spec =
+                        Spec::shell(command, &layout.current(), app.spec.hooks.timeout.std())
+                            .envs(shipshape_env(app, &plan.release, &release_dir))
+                            .log_to(&log);
+                    let r = exec::run(&spec)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| exec_error("hook", e));
+                    let is_last_hook = !plan.steps[i + 1..]
+                        .iter()
+                        .any(|s| matches!(s.step, Step::Hook { .. }));
                     if r.is_ok() && is_last_hook {
                         rec.hooks_applied = Some(plan::hooks_hash(app, &plan.release));
                     }
@@ -542,7 +668,9 @@ impl Controller {
             };
             // Seal the release once its last preparation step succeeded.
             let result = match result {
-                Ok(()) if Some(i) == last_prepare => seal(&layout, app, &plan.release, &release_dir),
+                Ok(()) if Some(i) == last_prepare => {
+                    seal(&layout, app, &plan.release, &release_dir)
+                }
                 other => other,
             };
             let failed = result.as_ref().err();
@@ -552,7 +680,11 @@ impl Controller {
                 reason: planned.reason.clone(),
                 started_at,
                 duration_ms: t0.elapsed().as_millis() as u64,
-                result: if failed.is_some() { StepResult::Failed } else { StepResult::Succeeded },
+                result: if failed.is_some() {
+                    StepResult::Failed
+                } else {
+                    StepResult::Succeeded
+                },
                 output_tail: failed.and_then(|e| e.tail.clone()),
             });
             result?;
@@ -560,7 +692,12 @@ impl Controller {
         Ok(())
     }
 
-    async fn fetch(&self, app: &App, commit: &str, dest: &std::path::Path) -> Result<(), StepError> {
+    async fn fetch(
+        &self,
+        app: &App,
+        commit: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), StepError> {
         if dest.exists() {
             std::fs::remove_dir_all(dest).map_err(|e| StepError {
                 step: "fetch",
@@ -599,12 +736,20 @@ impl Controller {
         release: &str,
         log: &std::path::Path,
     ) -> Result<(), StepError> {
-        let env = app.spec.build.env.iter().map(|(k, v)| (k.clone(), v.as_text()));
+        let env = app
+            .spec
+            .build
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_text()));
         let spec = Spec::shell(command, dir, app.spec.build.timeout.std())
             .envs(env)
             .envs(shipshape_env(app, release, dir))
             .log_to(log);
-        exec::run(&spec).await.map(|_| ()).map_err(|e| exec_error(step, e))
+        exec::run(&spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| exec_error(step, e))
     }
 
     /// Probe until `successThreshold` passing rounds in a row, or the progress deadline.
@@ -632,7 +777,11 @@ impl Controller {
                 }
                 Verdict::Pending => {
                     let left = h.progress_deadline.std().saturating_sub(started.elapsed());
-                    let wait = h.interval.std().saturating_sub(round_start.elapsed()).min(left);
+                    let wait = h
+                        .interval
+                        .std()
+                        .saturating_sub(round_start.elapsed())
+                        .min(left);
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -640,7 +789,12 @@ impl Controller {
     }
 
     async fn round(&self, app: &App, baseline: &BTreeMap<u64, u64>) -> Result<(), String> {
-        let probes = app.spec.health.checks.iter().map(|c| health::probe(&self.http, c));
+        let probes = app
+            .spec
+            .health
+            .checks
+            .iter()
+            .map(|c| health::probe(&self.http, c));
         let results = futures::future::join_all(probes).await;
         let list = self.pm2.jlist().await.map_err(|e| e.to_string())?;
         health::pm2_facts(&app.spec.processes, &list, baseline, self.cpus)?;
@@ -683,8 +837,14 @@ fn seal(layout: &Layout, app: &App, release: &str, dir: &std::path::Path) -> Res
 }
 
 fn write_ecosystem(app: &App, path: &std::path::Path) -> Result<(), StepError> {
-    let apps: Vec<_> = app.spec.processes.iter().map(|p| plan::ecosystem_entry(app, p)).collect();
-    let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps })).expect("ecosystem serializes");
+    let apps: Vec<_> = app
+        .spec
+        .processes
+        .iter()
+        .map(|p| plan::ecosystem_entry(app, p))
+        .collect();
+    let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps }))
+        .expect("ecosystem serializes");
     crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| StepError {
         step: "pm2-apply",
         message: format!("writing {}: {e}", path.display()),
@@ -718,10 +878,14 @@ fn pm2_error(step: &'static str, e: crate::pm2::Pm2Error) -> StepError {
     }
 }
 
+/// The same config commit and the same content: one revision.
 fn same_revision(r: &RevisionEntry, target: &App, config_commit: &str, release: &str) -> bool {
-    r.revision.config_commit == config_commit
-        && r.release == release
-        && r.revision.process_hash == plan::processes_hash(target)
+    r.revision.config_commit == config_commit && same_content(r, target, release)
+}
+
+/// The same release and processes, whatever config commit declared them.
+fn same_content(r: &RevisionEntry, target: &App, release: &str) -> bool {
+    r.release == release && r.revision.process_hash == plan::processes_hash(target)
 }
 
 fn reason_for(step: &str) -> &'static str {
@@ -740,20 +904,44 @@ fn mark_ready(rec: &mut AppRecord, message: &str) {
     rec.phase = Phase::Ready;
     rec.last_error = None;
     rec.set_condition(ct::READY, ConditionStatus::True, "Succeeded", message, &now);
-    rec.set_condition(ct::RECONCILING, ConditionStatus::False, "Succeeded", message, &now);
+    rec.set_condition(
+        ct::RECONCILING,
+        ConditionStatus::False,
+        "Succeeded",
+        message,
+        &now,
+    );
     rec.set_condition(ct::STALLED, ConditionStatus::False, "Succeeded", "", &now);
-    rec.set_condition(ct::HEALTHY, ConditionStatus::True, "ChecksPassing", message, &now);
+    rec.set_condition(
+        ct::HEALTHY,
+        ConditionStatus::True,
+        "ChecksPassing",
+        message,
+        &now,
+    );
 }
 
 fn set_stalled(rec: &mut AppRecord, reason: &str, message: &str) {
     let now = state::now();
     rec.set_condition(ct::READY, ConditionStatus::False, reason, message, &now);
-    rec.set_condition(ct::RECONCILING, ConditionStatus::False, reason, message, &now);
+    rec.set_condition(
+        ct::RECONCILING,
+        ConditionStatus::False,
+        reason,
+        message,
+        &now,
+    );
     rec.set_condition(ct::STALLED, ConditionStatus::True, reason, message, &now);
 }
 
 fn set_degraded(rec: &mut AppRecord, message: &str) {
     set_stalled(rec, "Degraded", message);
-    rec.set_condition(ct::HEALTHY, ConditionStatus::False, "Degraded", message, &state::now());
+    rec.set_condition(
+        ct::HEALTHY,
+        ConditionStatus::False,
+        "Degraded",
+        message,
+        &state::now(),
+    );
     rec.phase = Phase::Degraded;
 }

@@ -55,7 +55,11 @@ impl Layout {
     /// The release id `current` points at, if it points into `releases/`.
     pub fn current_release(&self) -> Option<String> {
         let target = std::fs::read_link(self.current()).ok()?;
-        let target = if target.is_absolute() { target } else { self.root.join(target) };
+        let target = if target.is_absolute() {
+            target
+        } else {
+            self.root.join(target)
+        };
         let parent = target.parent()?;
         if parent != self.releases_dir() {
             return None;
@@ -96,7 +100,9 @@ impl Layout {
 
     /// Point `current` at release `id` atomically (symlink to a temp name, then rename).
     pub fn switch(&self, id: &str) -> std::io::Result<()> {
-        let tmp = self.root.join(format!(".current.{}.tmp", std::process::id()));
+        let tmp = self
+            .root
+            .join(format!(".current.{}.tmp", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(Path::new("releases").join(id), &tmp)?;
         std::fs::rename(&tmp, self.current())?;
@@ -115,7 +121,10 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resul
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     {
         let mut f = std::fs::OpenOptions::new()
@@ -150,7 +159,12 @@ mod tests {
         assert_eq!(layout.current_release().as_deref(), Some("a"));
         layout.switch("b").unwrap();
         assert_eq!(layout.current_release().as_deref(), Some("b"));
-        assert!(std::fs::symlink_metadata(layout.current()).unwrap().file_type().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(layout.current())
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]

@@ -120,14 +120,18 @@ impl ConfigRepo {
             })?;
             (repo, format!("refs/heads/{}", self.branch))
         };
-        let reference = repo.find_reference(&refname).map_err(|_| SourceError::NoBranch {
-            repo: self.repo.clone(),
-            branch: self.branch.clone(),
-        })?;
-        let commit = reference.peel_to_commit().map_err(|source| SourceError::Git {
-            what: format!("resolving {refname}"),
-            source,
-        })?;
+        let reference = repo
+            .find_reference(&refname)
+            .map_err(|_| SourceError::NoBranch {
+                repo: self.repo.clone(),
+                branch: self.branch.clone(),
+            })?;
+        let commit = reference
+            .peel_to_commit()
+            .map_err(|source| SourceError::Git {
+                what: format!("resolving {refname}"),
+                source,
+            })?;
         let tree = commit.tree().map_err(|source| SourceError::Git {
             what: "reading the commit's tree".into(),
             source,
@@ -136,10 +140,12 @@ impl ConfigRepo {
         let subtree = if dir.is_empty() || dir == "." {
             tree
         } else {
-            let entry = tree.get_path(Path::new(dir)).map_err(|source| SourceError::Git {
-                what: format!("directory {dir:?} at {}", commit.id()),
-                source,
-            })?;
+            let entry = tree
+                .get_path(Path::new(dir))
+                .map_err(|source| SourceError::Git {
+                    what: format!("directory {dir:?} at {}", commit.id()),
+                    source,
+                })?;
             let object = entry.to_object(&repo).map_err(|source| SourceError::Git {
                 what: format!("reading {dir:?}"),
                 source,
@@ -152,13 +158,17 @@ impl ConfigRepo {
         let mut files = Vec::new();
         for entry in subtree.iter() {
             let Ok(name) = entry.name() else { continue };
-            if entry.kind() != Some(ObjectType::Blob) || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            if entry.kind() != Some(ObjectType::Blob)
+                || !(name.ends_with(".yaml") || name.ends_with(".yml"))
+            {
                 continue;
             }
-            let blob = repo.find_blob(entry.id()).map_err(|source| SourceError::Git {
-                what: format!("reading {name}"),
-                source,
-            })?;
+            let blob = repo
+                .find_blob(entry.id())
+                .map_err(|source| SourceError::Git {
+                    what: format!("reading {name}"),
+                    source,
+                })?;
             let path = if dir.is_empty() || dir == "." {
                 name.to_string()
             } else {
@@ -203,10 +213,12 @@ fn open_or_init_bare(path: &Path, url: &str) -> Result<Repository, SourceError> 
 }
 
 fn fetch(repo: &Repository, url: &str, refspecs: &[&str]) -> Result<(), SourceError> {
-    let mut remote = repo.remote_anonymous(url).map_err(|source| SourceError::Fetch {
-        repo: url.to_string(),
-        source,
-    })?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(|source| SourceError::Fetch {
+            repo: url.to_string(),
+            source,
+        })?;
     let mut opts = FetchOptions::new();
     opts.download_tags(git2::AutotagOption::None);
     remote
@@ -222,7 +234,11 @@ fn fetch(repo: &Repository, url: &str, refspecs: &[&str]) -> Result<(), SourceEr
 /// # Errors
 /// [`SourceError::Fetch`] when the remote cannot be reached, [`SourceError::NoCommit`]
 /// when the commit is not there after fetching.
-pub fn ensure_commit(mirror: &Path, repository: &str, commit: &str) -> Result<Repository, SourceError> {
+pub fn ensure_commit(
+    mirror: &Path,
+    repository: &str,
+    commit: &str,
+) -> Result<Repository, SourceError> {
     let repo = open_or_init_bare(mirror, repository)?;
     let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
         what: format!("commit {commit:?}"),
@@ -254,16 +270,21 @@ pub fn checkout(repo: &Repository, commit: &str, dest: &Path) -> Result<(), Sour
         what: format!("commit {commit:?}"),
         source,
     })?;
-    let object = repo.find_object(oid, Some(ObjectType::Commit)).map_err(|source| SourceError::Git {
-        what: format!("finding {commit}"),
-        source,
-    })?;
+    let object = repo
+        .find_object(oid, Some(ObjectType::Commit))
+        .map_err(|source| SourceError::Git {
+            what: format!("finding {commit}"),
+            source,
+        })?;
     std::fs::create_dir_all(dest).map_err(|source| SourceError::Io {
         what: format!("creating {}", dest.display()),
         source,
     })?;
     let mut cb = CheckoutBuilder::new();
-    cb.target_dir(dest).force().recreate_missing(true).update_index(false);
+    cb.target_dir(dest)
+        .force()
+        .recreate_missing(true)
+        .update_index(false);
     repo.checkout_tree(&object, Some(&mut cb))
         .map_err(|source| SourceError::Git {
             what: format!("checking out {commit} into {}", dest.display()),

@@ -105,7 +105,10 @@ impl AppRecord {
 
     /// The newest revision that passed verification.
     pub fn last_healthy(&self) -> Option<&RevisionEntry> {
-        self.revisions.iter().rev().find(|r| r.revision.outcome == Outcome::Healthy)
+        self.revisions
+            .iter()
+            .rev()
+            .find(|r| r.revision.outcome == Outcome::Healthy)
     }
 
     /// The newest revision, whatever its outcome.
@@ -115,7 +118,9 @@ impl AppRecord {
 
     /// True when `config_commit` must not be applied again by itself.
     pub fn is_quarantined(&self, config_commit: &str) -> bool {
-        self.quarantined.iter().any(|q| q.config_commit == config_commit)
+        self.quarantined
+            .iter()
+            .any(|q| q.config_commit == config_commit)
     }
 
     /// Append a revision, dropping the oldest beyond `keep` (never the last healthy one).
@@ -133,7 +138,14 @@ impl AppRecord {
     }
 
     /// Set a condition, keeping its transition time when the status did not change.
-    pub fn set_condition(&mut self, type_: &str, status: shipshape_spec::status::ConditionStatus, reason: &str, message: &str, now: &str) {
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        status: shipshape_spec::status::ConditionStatus,
+        reason: &str,
+        message: &str,
+        now: &str,
+    ) {
         if let Some(c) = self.conditions.iter_mut().find(|c| c.type_ == type_) {
             if c.status != status {
                 c.last_transition_time = now.to_string();
@@ -166,7 +178,9 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The file exists but does not parse: torn, corrupt or from an unknown version.
-    #[error("state file {path} is corrupt ({source}); it was left as it is: move it aside to start this app's records afresh")]
+    #[error(
+        "state file {path} is corrupt ({source}); it was left as it is: move it aside to start this app's records afresh"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -205,7 +219,8 @@ impl Store {
     pub fn load(&self, name: &str) -> Result<AppRecord, StateError> {
         let path = self.record_path(name);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Corrupt { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AppRecord::new(name)),
             Err(source) => Err(StateError::Io { path, source }),
         }
@@ -260,11 +275,18 @@ mod tests {
         assert_eq!(store.apps(), ["demo"]);
         let path = store.app_dir("demo").join("state.json");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = store.load("demo").unwrap_err();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
-        assert_eq!(std::fs::read(&path).unwrap().len(), bytes.len() / 2, "the torn file is left for a person");
+        assert_eq!(
+            std::fs::read(&path).unwrap().len(),
+            bytes.len() / 2,
+            "the torn file is left for a person"
+        );
     }
 }

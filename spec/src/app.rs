@@ -18,7 +18,10 @@ pub const API_VERSION: &str = "shipshape/v1alpha1";
 /// One app's desired state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(title = "shipshape App", description = "The desired state of one Node.js app run under pm2.")]
+#[schemars(
+    title = "shipshape App",
+    description = "The desired state of one Node.js app run under pm2."
+)]
 pub struct App {
     /// Always `shipshape/v1alpha1`.
     pub api_version: ApiVersion,

@@ -43,7 +43,9 @@ impl FromStr for Duration {
     type Err = ParseDurationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseDurationError { input: s.to_string() };
+        let err = || ParseDurationError {
+            input: s.to_string(),
+        };
         if s.is_empty() {
             return Err(err());
         }
@@ -129,16 +131,32 @@ mod tests {
 
     #[test]
     fn parses_every_unit_and_sums() {
-        assert_eq!("500ms".parse::<Duration>().unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            "500ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!("5s".parse::<Duration>().unwrap(), Duration::from_secs(5));
         assert_eq!("2m".parse::<Duration>().unwrap(), Duration::from_secs(120));
         assert_eq!("1h".parse::<Duration>().unwrap(), Duration::from_secs(3600));
-        assert_eq!("1m30s".parse::<Duration>().unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            "1m30s".parse::<Duration>().unwrap(),
+            Duration::from_secs(90)
+        );
     }
 
     #[test]
     fn refuses_what_a_person_might_mistype() {
-        for bad in ["", "5", "5 sec", "s", "-1s", "1.5s", "5S", "1m 30s", "99999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "5 sec",
+            "s",
+            "-1s",
+            "1.5s",
+            "5S",
+            "1m 30s",
+            "99999999999999h",
+        ] {
             let err = bad.parse::<Duration>().unwrap_err();
             assert_eq!(err.input, bad);
         }

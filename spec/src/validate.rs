@@ -20,7 +20,9 @@ pub const RESERVED_ENV_PREFIX: &str = "SHIPSHAPE_";
 
 /// True for a full, lowercase, 40-hex git commit SHA.
 pub fn is_full_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// True for an app or check name: DNS-label style, 1–63 characters.
@@ -28,7 +30,8 @@ pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -39,14 +42,16 @@ pub fn is_process_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// True for a migration level: what tools use as names or versions.
 pub fn is_level(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// True for a portable environment variable name.
@@ -71,11 +76,16 @@ fn is_repository(s: &str) -> bool {
         return false;
     }
     let schemes = ["https://", "http://", "ssh://", "git://", "file://"];
-    if schemes.iter().any(|sch| s.starts_with(sch) && s.len() > sch.len()) {
+    if schemes
+        .iter()
+        .any(|sch| s.starts_with(sch) && s.len() > sch.len())
+    {
         return true;
     }
     if s.starts_with('/') {
-        return Path::new(s).components().all(|c| !matches!(c, Component::ParentDir));
+        return Path::new(s)
+            .components()
+            .all(|c| !matches!(c, Component::ParentDir));
     }
     // scp-like: user@host:path
     matches!(s.split_once(':'), Some((host, path)) if host.contains('@') && !path.is_empty() && !host.contains('/'))
@@ -170,9 +180,16 @@ pub fn validate(app: &App) -> Vec<Violation> {
 
     let root = Path::new(&spec.releases.root);
     if !root.is_absolute() {
-        c.fail("spec.releases.root", format!("{:?} must be an absolute path", spec.releases.root));
-    } else if root.components().any(|x| matches!(x, Component::ParentDir)) || root == Path::new("/") {
-        c.fail("spec.releases.root", format!("{:?} must not be / or contain '..'", spec.releases.root));
+        c.fail(
+            "spec.releases.root",
+            format!("{:?} must be an absolute path", spec.releases.root),
+        );
+    } else if root.components().any(|x| matches!(x, Component::ParentDir)) || root == Path::new("/")
+    {
+        c.fail(
+            "spec.releases.root",
+            format!("{:?} must not be / or contain '..'", spec.releases.root),
+        );
     }
     if spec.releases.keep < 1 {
         c.fail("spec.releases.keep", "must be at least 1");
@@ -201,7 +218,10 @@ pub fn validate(app: &App) -> Vec<Violation> {
             ),
             (MigrationDriver::Command, Some(cmd)) => {
                 if m.on_revert == OnRevert::Down && cmd.down.is_none() {
-                    c.fail("spec.migrations.onRevert", "onRevert: down needs command.down");
+                    c.fail(
+                        "spec.migrations.onRevert",
+                        "onRevert: down needs command.down",
+                    );
                 }
             }
             (_, Some(_)) => c.fail(
@@ -219,7 +239,10 @@ pub fn validate(app: &App) -> Vec<Violation> {
             (MigrationDriver::Dbmate, None) => {}
         }
         if m.on_revert == OnRevert::Restore && m.backup.is_none() {
-            c.fail("spec.migrations.onRevert", "onRevert: restore needs a backup command");
+            c.fail(
+                "spec.migrations.onRevert",
+                "onRevert: restore needs a backup command",
+            );
         }
         c.positive("spec.migrations.timeout", m.timeout);
     }
@@ -233,15 +256,24 @@ pub fn validate(app: &App) -> Vec<Violation> {
         if !is_process_name(&p.name) {
             c.fail(
                 format!("{at}.name"),
-                format!("{:?} must be letters, digits, '-', '_' or '.', starting alphanumeric", p.name),
+                format!(
+                    "{:?} must be letters, digits, '-', '_' or '.', starting alphanumeric",
+                    p.name
+                ),
             );
         } else if !seen.insert(p.name.as_str()) {
-            c.fail(format!("{at}.name"), format!("{:?} is declared twice", p.name));
+            c.fail(
+                format!("{at}.name"),
+                format!("{:?} is declared twice", p.name),
+            );
         }
         if !is_contained_relative(&p.script) {
             c.fail(
                 format!("{at}.script"),
-                format!("{:?} must be a path inside the release (relative, no '..')", p.script),
+                format!(
+                    "{:?} must be a path inside the release (relative, no '..')",
+                    p.script
+                ),
             );
         }
         if let Some(cwd) = &p.cwd
@@ -275,9 +307,15 @@ pub fn validate(app: &App) -> Vec<Violation> {
     for (i, check) in h.checks.iter().enumerate() {
         let at = format!("spec.health.checks[{i}]");
         if !is_dns_label(&check.name) {
-            c.fail(format!("{at}.name"), format!("{:?} must be a short lowercase name", check.name));
+            c.fail(
+                format!("{at}.name"),
+                format!("{:?} must be a short lowercase name", check.name),
+            );
         } else if !check_names.insert(check.name.as_str()) {
-            c.fail(format!("{at}.name"), format!("{:?} is declared twice", check.name));
+            c.fail(
+                format!("{at}.name"),
+                format!("{:?} is declared twice", check.name),
+            );
         }
         if !is_http_url(&check.http.url) {
             c.fail(
@@ -286,7 +324,10 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
         if !(100..=599).contains(&check.http.expect_status) {
-            c.fail(format!("{at}.http.expectStatus"), "must be an HTTP status (100-599)");
+            c.fail(
+                format!("{at}.http.expectStatus"),
+                "must be an HTTP status (100-599)",
+            );
         }
         c.positive(&format!("{at}.timeout"), check.timeout);
         if let Some(max) = check.max_latency {
@@ -306,7 +347,10 @@ pub fn validate(app: &App) -> Vec<Violation> {
     if h.failure_threshold < 1 {
         c.fail("spec.health.failureThreshold", "must be at least 1");
     }
-    let least = h.interval.std().saturating_mul(h.success_threshold.saturating_sub(1));
+    let least = h
+        .interval
+        .std()
+        .saturating_mul(h.success_threshold.saturating_sub(1));
     if h.progress_deadline.std() <= least {
         c.fail(
             "spec.health.progressDeadline",
@@ -346,10 +390,22 @@ mod tests {
 
     #[test]
     fn repositories_are_urls_or_absolute_paths() {
-        for ok in ["https://git.example.com/a.git", "git@github.com:acme/app.git", "/srv/git/app", "file:///srv/git/app"] {
+        for ok in [
+            "https://git.example.com/a.git",
+            "git@github.com:acme/app.git",
+            "/srv/git/app",
+            "file:///srv/git/app",
+        ] {
             assert!(is_repository(ok), "{ok}");
         }
-        for bad in ["", "app", "./app", "--upload-pack=x", "https://", "/srv/../etc"] {
+        for bad in [
+            "",
+            "app",
+            "./app",
+            "--upload-pack=x",
+            "https://",
+            "/srv/../etc",
+        ] {
             assert!(!is_repository(bad), "{bad}");
         }
     }

@@ -1,0 +1,301 @@
+//! Test harness: real git repos in a temp dir, the real pm2 under an isolated
+//! `PM2_HOME` (its daemon killed on drop), the example Node app on a free loopback port,
+//! and the real `shipshape` binary. Waits poll with deadlines; nothing sleeps a fixed time.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use shipshape::state::{AppRecord, Store};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The pm2 executable: `$SHIPSHAPE_TEST_PM2`, else the project-local install by hack/test.sh.
+pub fn pm2_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHIPSHAPE_TEST_PM2") {
+        return PathBuf::from(p);
+    }
+    let local = workspace().join(".tools/node_modules/.bin/pm2");
+    assert!(
+        local.exists(),
+        "pm2 not found at {}: run hack/test.sh (it installs pm2 into .tools/) or set SHIPSHAPE_TEST_PM2",
+        local.display()
+    );
+    local
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run `git` in `dir`, panicking with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=shipshape-test",
+            "-c",
+            "user.email=test@shipshape.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One isolated world: app repo, config repo, releases root, state dir, pm2 home.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub port: u16,
+    pub name: String,
+}
+
+impl World {
+    /// A new world whose app repo holds `examples/app` at version 1.0.0 (one commit).
+    pub fn new(name: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = World {
+            tmp,
+            port: free_port(),
+            name: name.to_string(),
+        };
+        let app = w.app_repo();
+        copy_dir(&workspace().join("examples/app"), &app);
+        git(&app, &["init", "-q", "-b", "main"]);
+        git(&app, &["add", "-A"]);
+        git(&app, &["commit", "-qm", "v1.0.0"]);
+        let config = w.config_repo();
+        std::fs::create_dir_all(config.join("apps")).unwrap();
+        git(&config, &["init", "-q", "-b", "main"]);
+        w
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+    pub fn app_repo(&self) -> PathBuf {
+        self.root().join("app")
+    }
+    pub fn config_repo(&self) -> PathBuf {
+        self.root().join("config")
+    }
+    pub fn releases_root(&self) -> PathBuf {
+        self.root().join("srv")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.root().join("state")
+    }
+    pub fn pm2_home(&self) -> PathBuf {
+        self.root().join("pm2")
+    }
+    pub fn store(&self) -> Store {
+        Store::new(std::fs::canonicalize(self.state_dir()).unwrap_or(self.state_dir()))
+    }
+    pub fn record(&self) -> AppRecord {
+        self.store().load(&self.name).unwrap()
+    }
+
+    /// The app repo's HEAD.
+    pub fn app_head(&self) -> String {
+        git(&self.app_repo(), &["rev-parse", "HEAD"])
+    }
+
+    /// Commit a new app version (package.json's version) and return its SHA.
+    pub fn commit_app_version(&self, version: &str) -> String {
+        let pkg = self.app_repo().join("package.json");
+        let text = std::fs::read_to_string(&pkg).unwrap();
+        let start = text.find("\"version\": \"").unwrap() + 12;
+        let end = start + text[start..].find('"').unwrap();
+        let new = format!("{}{}{}", &text[..start], version, &text[end..]);
+        std::fs::write(&pkg, new).unwrap();
+        git(
+            &self.app_repo(),
+            &["commit", "-qam", &format!("v{version}")],
+        );
+        self.app_head()
+    }
+
+    /// The default document for `commit`, before `edit`s (plain text replacements).
+    pub fn document(&self, commit: &str) -> String {
+        format!(
+            r#"# yaml-language-server: $schema=../../schemas/app.schema.json
+apiVersion: shipshape/v1alpha1
+kind: App
+metadata:
+  name: {name}
+spec:
+  source:
+    repository: {repo}
+    commit: {commit}
+  releases:
+    root: {root}
+  build:
+    install: npm ci --no-audit --no-fund
+    steps:
+      - npm run build
+    timeout: 60s
+  processes:
+    - name: {name}-web
+      script: server.js
+      instances: 2
+      exec_mode: cluster
+      env:
+        PORT: {port}
+  health:
+    checks:
+      - name: api
+        http:
+          url: http://127.0.0.1:{port}/api/health
+          bodyContains: '"status":"ok"'
+        timeout: 1s
+    interval: 300ms
+    successThreshold: 2
+    progressDeadline: 20s
+"#,
+            name = self.name,
+            repo = self.app_repo().display(),
+            root = self.releases_root().display(),
+            port = self.port,
+        )
+    }
+
+    /// Write `apps/<name>.yaml` with `text` and commit it; returns the config commit.
+    pub fn commit_config(&self, text: &str) -> String {
+        let path = self
+            .config_repo()
+            .join("apps")
+            .join(format!("{}.yaml", self.name));
+        std::fs::write(path, text).unwrap();
+        git(&self.config_repo(), &["add", "-A"]);
+        git(
+            &self.config_repo(),
+            &["commit", "-qm", "desired state", "--allow-empty"],
+        );
+        git(&self.config_repo(), &["rev-parse", "HEAD"])
+    }
+
+    /// `shipshape <args>` with this world's paths, plus extra environment.
+    pub fn shipshape(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+        cmd.args(args)
+            .env("SHIPSHAPE_REPO", self.config_repo())
+            .env("SHIPSHAPE_PATH", "apps")
+            .env("SHIPSHAPE_STATE_DIR", self.state_dir())
+            .env("SHIPSHAPE_PM2", pm2_bin())
+            .env("SHIPSHAPE_PM2_HOME", self.pm2_home())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("shipshape runs")
+    }
+
+    /// One `shipshape run --once`; returns (exit code, stderr).
+    pub fn run_once(&self) -> (i32, String) {
+        let out = self.shipshape(&["run", "--once"], &[]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// GET `path` on the app; None when nothing answers.
+    pub fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.split_once("\r\n\r\n")
+            .map(|(_, body)| body.trim().to_string())
+    }
+
+    /// The release `current` points at.
+    pub fn current(&self) -> Option<String> {
+        shipshape::release::Layout::new(self.releases_root()).current_release()
+    }
+
+    /// `pm2 jlist` output, raw.
+    pub fn pm2_jlist_raw(&self) -> String {
+        let out = Command::new(pm2_bin())
+            .arg("jlist")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("PM2_HOME", self.pm2_home())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if self.pm2_home().exists() {
+            let _ = Command::new(pm2_bin())
+                .arg("kill")
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("PM2_HOME", self.pm2_home())
+                .output();
+        }
+    }
+}
+
+/// Poll `f` until it returns Some, or panic after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Copy a directory tree (files and dirs only), skipping node_modules and dist.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "node_modules" || name == "dist" {
+            continue;
+        }
+        let src = entry.path();
+        let dst = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}

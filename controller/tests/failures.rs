@@ -1,0 +1,278 @@
+//! Bad input and failed rollouts: each ends with a clear error, and the live release
+//! keeps serving. Real git, real pm2, the example app.
+
+mod common;
+
+use common::World;
+use shipshape_spec::status::{Outcome, Phase};
+
+/// Deploy v1 and return its commit.
+fn live_v1(w: &World) -> String {
+    let v1 = w.app_head();
+    w.commit_config(&w.document(&v1));
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "v1 deploy failed:\n{log}");
+    assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
+    v1
+}
+
+fn assert_v1_still_live(w: &World, v1: &str) {
+    assert_eq!(w.current().as_deref(), Some(v1), "current moved");
+    assert_eq!(
+        w.get("/version").as_deref(),
+        Some("1.0.0"),
+        "v1 stopped serving"
+    );
+}
+
+#[test]
+fn malformed_yaml_a_wrong_type_and_an_unknown_field_are_located_and_change_nothing() {
+    let w = World::new("bad");
+    let v1 = live_v1(&w);
+    let good = w.document(&v1);
+    let cases = [
+        (
+            good.replace("  processes:\n", "  processes: [\n"),
+            "apps/bad.yaml:",
+            "",
+        ),
+        (
+            good.replace("instances: 2", "instances: two"),
+            "apps/bad.yaml:20:18: spec.processes[0].instances:",
+            "expected a positive integer or \"max\"",
+        ),
+        (
+            good.replace("    interval: 300ms", "    intervl: 300ms"),
+            "apps/bad.yaml:",
+            "spec.health.intervl: unknown field `intervl`",
+        ),
+        (
+            good.replace("timeout: 1s", "timeout: 5 sec"),
+            "apps/bad.yaml:",
+            "spec.health.checks[0].timeout: invalid duration \"5 sec\"",
+        ),
+    ];
+    for (doc, location, message) in cases {
+        w.commit_config(&doc);
+        let (code, log) = w.run_once();
+        assert_eq!(code, 1, "a bad document must fail the pass:\n{log}");
+        assert!(
+            log.contains(location),
+            "no location {location:?} in:\n{log}"
+        );
+        assert!(log.contains(message), "no message {message:?} in:\n{log}");
+        assert_v1_still_live(&w, &v1);
+    }
+    // The next good commit recovers without a restart.
+    w.commit_config(&good.replace("interval: 300ms", "interval: 250ms"));
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn an_app_commit_that_does_not_exist_fails_the_fetch_and_leaves_live_untouched() {
+    let w = World::new("ghost");
+    let v1 = live_v1(&w);
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    w.commit_config(&w.document(missing));
+    let (code, log) = w.run_once();
+    assert_eq!(code, 1, "{log}");
+    assert_v1_still_live(&w, &v1);
+    let rec = w.record();
+    assert_eq!(rec.phase, Phase::Failed);
+    let err = rec.last_error.as_ref().unwrap();
+    assert_eq!(err.step, "fetch");
+    assert!(
+        err.message.contains(missing) && err.message.contains("not found"),
+        "{}",
+        err.message
+    );
+    let last = rec.revisions.last().unwrap();
+    assert_eq!(last.revision.outcome, Outcome::Failed);
+    assert!(
+        !w.releases_root()
+            .join("releases")
+            .join(missing)
+            .join(".shipshape-release.json")
+            .exists()
+    );
+}
+
+#[test]
+fn a_failing_install_keeps_the_live_release_and_reports_the_output_tail() {
+    let w = World::new("brokeninstall");
+    let v1 = live_v1(&w);
+    let v2 = w.commit_app_version("2.0.0");
+    let doc = w.document(&v2).replace(
+        "install: npm ci --no-audit --no-fund",
+        "install: echo lockfile-is-out-of-sync >&2; exit 7",
+    );
+    w.commit_config(&doc);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 1, "{log}");
+    assert_v1_still_live(&w, &v1);
+    let rec = w.record();
+    let err = rec.last_error.as_ref().unwrap();
+    assert_eq!(err.step, "install");
+    assert!(err.message.contains("code 7"), "{}", err.message);
+    assert!(
+        err.output_tail
+            .as_deref()
+            .unwrap_or("")
+            .contains("lockfile-is-out-of-sync")
+    );
+    let steps: Vec<&str> = rec
+        .last_pass
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.step.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        ["fetch", "install"],
+        "nothing after the failed install may run"
+    );
+    // The unsealed release is not mistaken for a prepared one.
+    assert!(
+        !w.releases_root()
+            .join("releases")
+            .join(&v2)
+            .join(".shipshape-release.json")
+            .exists()
+    );
+    // Quarantined: the same config commit is not retried by itself.
+    let (code, _) = w.run_once();
+    assert_eq!(code, 1);
+    let pass = w.record().last_pass.unwrap();
+    assert!(
+        pass.steps.is_empty(),
+        "a failed config commit was re-applied: {:#?}",
+        pass.steps
+    );
+}
+
+#[test]
+fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_not_reapplied() {
+    let w = World::new("regress");
+    let v1 = live_v1(&w);
+    let v2 = w.commit_app_version("2.0.0");
+    let doc = w
+        .document(&v2)
+        .replace("        PORT:", "        HEALTH_FAIL: \"1\"\n        PORT:")
+        .replace("progressDeadline: 20s", "progressDeadline: 3s");
+    let bad_config = w.commit_config(&doc);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 1, "{log}");
+    assert_v1_still_live(&w, &v1);
+    let rec = w.record();
+    assert_eq!(
+        rec.phase,
+        Phase::Failed,
+        "{:#?}",
+        rec.revisions.last().map(|r| &r.revision)
+    );
+    let failed = rec
+        .revisions
+        .iter()
+        .find(|r| r.revision.app_commit == v2)
+        .unwrap();
+    assert_eq!(failed.revision.outcome, Outcome::Reverted);
+    assert!(
+        failed.revision.message.contains("reverted to revision 1"),
+        "{}",
+        failed.revision.message
+    );
+    assert!(
+        failed.revision.message.contains("api: status 503"),
+        "{}",
+        failed.revision.message
+    );
+    assert!(rec.is_quarantined(&bad_config));
+    let steps: Vec<&str> = rec
+        .last_pass
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.step.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "fetch",
+            "install",
+            "build",
+            "switch",
+            "pm2-reload",
+            "pm2-save",
+            "verify",
+            "switch",
+            "pm2-replace",
+            "pm2-save",
+            "verify"
+        ],
+        "{:#?}",
+        rec.last_pass
+    );
+    assert_eq!(
+        steps,
+        [
+            "fetch",
+            "install",
+            "build",
+            "switch",
+            "pm2-reload",
+            "pm2-save",
+            "verify",
+            "switch",
+            "pm2-replace",
+            "pm2-save",
+            "verify"
+        ]
+    );
+    // The next pass holds v1 and runs nothing: no flapping.
+    let (code, _) = w.run_once();
+    assert_eq!(code, 1);
+    assert!(w.record().last_pass.unwrap().steps.is_empty());
+    assert_v1_still_live(&w, &v1);
+    // A new config commit (the fix) is applied.
+    let v3 = w.commit_app_version("3.0.0");
+    w.commit_config(&w.document(&v3));
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(w.get("/version").as_deref(), Some("3.0.0"));
+}
+
+#[test]
+fn a_first_deploy_that_never_gets_healthy_is_reported_and_not_retried() {
+    let w = World::new("neverhealthy");
+    let v1 = w.app_head();
+    let doc = w
+        .document(&v1)
+        .replace(
+            "bodyContains: '\"status\":\"ok\"'",
+            "bodyContains: 'never-in-the-body'",
+        )
+        .replace("progressDeadline: 20s", "progressDeadline: 2s");
+    w.commit_config(&doc);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 1, "{log}");
+    let rec = w.record();
+    assert_eq!(rec.phase, Phase::Degraded);
+    let err = rec.last_error.as_ref().unwrap();
+    assert_eq!(err.step, "verify");
+    assert!(
+        err.message
+            .contains("does not contain \"never-in-the-body\""),
+        "{}",
+        err.message
+    );
+    let (code, _) = w.run_once();
+    assert_eq!(code, 1);
+    assert!(
+        w.record().last_pass.unwrap().steps.is_empty(),
+        "retried a failed revision by itself"
+    );
+}
