@@ -38,7 +38,7 @@ fn malformed_yaml_a_wrong_type_and_an_unknown_field_are_located_and_change_nothi
         ),
         (
             good.replace("instances: 2", "instances: two"),
-            "apps/bad.yaml:20:18: spec.processes[0].instances:",
+            "apps/bad.yaml:20:7: spec.processes[0].instances:",
             "expected a positive integer or \"max\"",
         ),
         (

@@ -105,12 +105,16 @@ pub fn parse_str(text: &str, file: &str) -> Result<App, LoadError> {
         Err(err) => {
             let path = render_path(err.path());
             let inner = err.into_inner();
-            let (mut line, mut column) = match inner.location() {
-                Some(loc) => (Some(loc.line()), Some(loc.column())),
-                None => (None, None),
+            // Where the field itself is written beats serde_yaml's mark (often its parent's).
+            let (mut line, mut column) = if path.is_empty() {
+                (None, None)
+            } else {
+                PathIndex::build(text).locate_exact(&path)
             };
-            if line.is_none() && !path.is_empty() {
-                (line, column) = PathIndex::build(text).locate(&path);
+            if line.is_none()
+                && let Some(loc) = inner.location()
+            {
+                (line, column) = (Some(loc.line()), Some(loc.column()));
             }
             let message = clean_message(&inner.to_string(), &path);
             Err(LoadError {
@@ -163,6 +167,14 @@ impl PathIndex {
         let _ = parser.load(&mut builder, false);
         PathIndex {
             marks: builder.marks,
+        }
+    }
+
+    /// Where exactly `path` is written, if it is.
+    pub fn locate_exact(&self, path: &str) -> (Option<usize>, Option<usize>) {
+        match self.marks.get(path) {
+            Some(&(line, col)) => (Some(line), Some(col)),
+            None => (None, None),
         }
     }
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Shared helpers for hack/*.sh. Source it; do not run it.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS="$ROOT/.tools"
+PM2_BIN="$TOOLS/node_modules/.bin/pm2"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is needed: $2"
+}
+
+# Install Debian packages that are missing (as root, or through sudo).
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# The system libraries git2 (https, ssh) builds against.
+install_build_deps() {
+  need cargo "install Rust (https://rustup.rs)"
+  need git "apt-get install git"
+  if command -v dpkg >/dev/null 2>&1; then
+    apt_install pkg-config libssl-dev
+  fi
+}
+
+# pm2, pinned by hack/tools/package-lock.json, into the project-local .tools/.
+install_pm2() {
+  need node "install Node.js 18 or newer"
+  need npm "install npm"
+  local want
+  want=$(sed -n 's/.*"pm2": "\(.*\)".*/\1/p' "$ROOT/hack/tools/package.json" | head -1)
+  if [ -x "$PM2_BIN" ] && [ "$(node -p "require('$TOOLS/node_modules/pm2/package.json').version" 2>/dev/null)" = "$want" ] \
+     && cmp -s "$ROOT/hack/tools/package-lock.json" "$TOOLS/package-lock.json"; then
+    return 0
+  fi
+  say "installing pm2 $want into .tools/"
+  mkdir -p "$TOOLS"
+  cp "$ROOT/hack/tools/package.json" "$ROOT/hack/tools/package-lock.json" "$TOOLS/"
+  (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  [ -x "$PM2_BIN" ] || die "pm2 did not install into $TOOLS"
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# Poll a command until it succeeds, or fail after $1 seconds.
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "timed out after ${secs}s waiting for $what"
+    sleep 0.2
+  done
+}

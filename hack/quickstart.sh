@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# shipshape quickstart: a local config repo, a local app repo, a local pm2, and the
+# controller running against them. Shows a first deploy, then a second commit being
+# reconciled, and leaves everything running for you to play with.
+#
+#   hack/quickstart.sh          set up and start (the controller keeps running)
+#   hack/quickstart.sh down     stop the controller and the app, remove .quickstart/
+#   hack/quickstart.sh --ci     the same walk-through, torn down at the end (used by hack/test.sh)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+QS=${SHIPSHAPE_QUICKSTART_DIR:-$ROOT/.quickstart}
+BIN="$ROOT/target/debug/shipshape"
+MODE=${1:-up}
+
+down() {
+  if [ -f "$QS/controller.pid" ]; then
+    kill "$(cat "$QS/controller.pid")" 2>/dev/null || true
+    rm -f "$QS/controller.pid"
+  fi
+  if [ -d "$QS/pm2" ] && [ -x "$PM2_BIN" ]; then
+    env -i PATH="$PATH" PM2_HOME="$QS/pm2" "$PM2_BIN" kill >/dev/null 2>&1 || true
+  fi
+  rm -rf "$QS"
+}
+
+case "$MODE" in
+  down) down; say "quickstart stopped and removed"; exit 0 ;;
+  up|--ci) ;;
+  *) die "usage: hack/quickstart.sh [down|--ci]" ;;
+esac
+
+install_build_deps
+install_pm2
+say "building shipshape"
+(cd "$ROOT" && cargo build --quiet -p shipshape)
+
+down
+mkdir -p "$QS"
+QS=$(cd "$QS" && pwd)
+PORT=$(free_port)
+export SHIPSHAPE_STATE_DIR="$QS/state"
+G=(git -c user.name=quickstart -c user.email=quickstart@shipshape.invalid -c commit.gpgsign=false)
+
+say "creating the app repo (examples/app) in $QS/app"
+mkdir -p "$QS/app"
+cp "$ROOT"/examples/app/{server.js,build.js,package.json,package-lock.json,.gitignore} "$QS/app/"
+(cd "$QS/app" && "${G[@]}" init -q -b main && "${G[@]}" add -A && "${G[@]}" commit -qm "v1.0.0")
+V1=$(git -C "$QS/app" rev-parse HEAD)
+
+# Fill the example document's placeholders with this machine's paths, commit and port.
+render() { # commit greeting
+  sed -e "s#/tmp/shipshape-quickstart/app#$QS/app#" \
+      -e "s#/tmp/shipshape-quickstart/srv#$QS/srv#" \
+      -e "s#0000000000000000000000000000000000000000#$1#" \
+      -e "s#3000#$PORT#g" \
+      -e "s#GREETING: hello#GREETING: $2#" \
+      -e "s#\$schema=../../../schemas#\$schema=$ROOT/schemas#" \
+      "$ROOT/examples/quickstart/apps/demo.yaml"
+}
+
+say "creating the config repo in $QS/config (apps/demo.yaml → app commit ${V1:0:12})"
+mkdir -p "$QS/config/apps"
+render "$V1" hello > "$QS/config/apps/demo.yaml"
+(cd "$QS/config" && "${G[@]}" init -q -b main && "${G[@]}" add -A && "${G[@]}" commit -qm "deploy demo v1.0.0")
+
+say "starting the controller (log: $QS/controller.log)"
+nohup "$BIN" run --repo "$QS/config" --branch main --path apps --state-dir "$QS/state" \
+  --pm2 "$PM2_BIN" --pm2-home "$QS/pm2" --interval 2s >"$QS/controller.log" 2>&1 &
+echo $! > "$QS/controller.pid"
+
+revision_healthy() { # N
+  "$BIN" history demo -o json 2>/dev/null | grep -q "\"number\": $1," &&
+  "$BIN" history demo -o json | node -e "
+    const r = JSON.parse(require('fs').readFileSync(0,'utf8')).find(r => r.number === $1);
+    process.exit(r && r.outcome === 'Healthy' ? 0 : 1)"
+}
+
+wait_until 120 "the first deploy to be healthy" revision_healthy 1
+say "first deploy is live:"
+curl -fsS "http://127.0.0.1:$PORT/"
+"$BIN" status demo
+
+say "committing app v2.0.0 and pointing the config repo at it"
+sed -i 's/"version": "1.0.0"/"version": "2.0.0"/' "$QS/app/package.json"
+(cd "$QS/app" && "${G[@]}" commit -qam "v2.0.0")
+V2=$(git -C "$QS/app" rev-parse HEAD)
+render "$V2" "hello again" > "$QS/config/apps/demo.yaml"
+(cd "$QS/config" && "${G[@]}" commit -qam "deploy demo v2.0.0")
+say "what the controller will do (shipshape plan):"
+"$BIN" plan --repo "$QS/config" --path apps --pm2 "$PM2_BIN" --pm2-home "$QS/pm2" 2>/dev/null || true
+
+wait_until 120 "the second deploy to be healthy" revision_healthy 2
+say "second commit reconciled:"
+curl -fsS "http://127.0.0.1:$PORT/"
+"$BIN" history demo
+
+if [ "$MODE" = "--ci" ]; then
+  down
+  say "quickstart walk-through passed"
+  exit 0
+fi
+
+cat <<MSG
+
+The controller is running against $QS/config (branch main, directory apps/).
+Try it:
+
+  export SHIPSHAPE_STATE_DIR=$QS/state
+  $BIN status                      # phase, conditions, live vs desired
+  $BIN history demo                # revisions and outcomes
+  curl http://127.0.0.1:$PORT/             # the app
+
+  # change the desired state and commit: the controller follows within seconds
+  sed -i 's/GREETING: .*/GREETING: howdy/' $QS/config/apps/demo.yaml
+  git -C $QS/config commit -qam "greet differently"
+  $BIN plan --repo $QS/config --path apps --pm2 $PM2_BIN --pm2-home $QS/pm2
+  watch -n1 $BIN status demo
+
+  tail -f $QS/controller.log       # what it does, step by step
+  hack/quickstart.sh down          # stop everything and clean up
+MSG

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the tests need and run every test: formatting, lints, the generated schema,
+# unit and integration tests (real git, real pm2, the example Node app), and the quickstart.
+#
+# Installs (each only when missing): pkg-config and libssl-dev from Debian (for git2),
+# pm2 from npm into .tools/ (pinned by hack/tools/package-lock.json).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+install_build_deps
+install_pm2
+export SHIPSHAPE_TEST_PM2="$PM2_BIN"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "schemas are up to date"
+hack/verify-schemas.sh
+
+say "cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
+# cargo exits non-zero on any failure (set -o pipefail carries it through tee).
+
+say "quickstart walk-through"
+SHIPSHAPE_QUICKSTART_DIR="$ROOT/target/quickstart-ci" hack/quickstart.sh --ci
+
+passed=$(grep -Eo '[0-9]+ passed' target/test.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test.log | awk '{s+=$1} END {print s+0}')
+echo "$passed passed, $failed failed"
