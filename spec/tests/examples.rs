@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -40,7 +43,10 @@ fn every_example_document_loads_and_names_the_schema() {
         .iter()
         .filter(|f| std::fs::read_to_string(f).unwrap().contains("kind: App"))
         .collect();
-    assert!(apps.len() >= 2, "expected the PromptHub and quickstart examples, found {files:?}");
+    assert!(
+        apps.len() >= 2,
+        "expected the PromptHub and quickstart examples, found {files:?}"
+    );
     for f in apps {
         let text = std::fs::read_to_string(f).unwrap();
         let first = text.lines().next().unwrap_or("");
@@ -52,7 +58,9 @@ fn every_example_document_loads_and_names_the_schema() {
         let schema_ref = first.trim_start_matches("# yaml-language-server: $schema=");
         let schema = f.parent().unwrap().join(schema_ref);
         assert!(
-            schema.canonicalize().is_ok_and(|p| p == root.join("schemas/app.schema.json").canonicalize().unwrap()),
+            schema
+                .canonicalize()
+                .is_ok_and(|p| p == root.join("schemas/app.schema.json").canonicalize().unwrap()),
             "{}: $schema must point at schemas/app.schema.json, got {schema_ref}",
             f.display()
         );
@@ -72,6 +80,15 @@ fn the_schema_describes_the_document() {
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
     let text = serde_json::to_string(&schema).unwrap();
-    assert!(text.contains("max_memory_restart"), "pm2 field names are kept in processes");
-    assert!(text.contains(shipshape_spec::duration::DURATION_PATTERN.replace('\\', "\\\\").as_str()));
+    assert!(
+        text.contains("max_memory_restart"),
+        "pm2 field names are kept in processes"
+    );
+    assert!(
+        text.contains(
+            shipshape_spec::duration::DURATION_PATTERN
+                .replace('\\', "\\\\")
+                .as_str()
+        )
+    );
 }

@@ -54,7 +54,9 @@ fn an_invalid_duration_names_file_line_column_and_path() {
     let text = VALID.replace("timeout: 2s", "timeout: 5 sec");
     assert_eq!(
         errors(&text),
-        ["apps/demo.yaml:23:9: spec.health.checks[0].timeout: invalid duration \"5 sec\": expected groups like 500ms, 5s, 2m, 1h or 1m30s"]
+        [
+            "apps/demo.yaml:23:9: spec.health.checks[0].timeout: invalid duration \"5 sec\": expected groups like 500ms, 5s, 2m, 1h or 1m30s"
+        ]
     );
 }
 
@@ -63,7 +65,9 @@ fn an_unknown_field_is_rejected_with_the_fields_that_exist() {
     let text = VALID.replace("    root: /srv/demo", "    root: /srv/demo\n    kepe: 3");
     assert_eq!(
         errors(&text),
-        ["apps/demo.yaml:11:5: spec.releases.kepe: unknown field `kepe`, expected `root` or `keep`"]
+        [
+            "apps/demo.yaml:11:5: spec.releases.kepe: unknown field `kepe`, expected `root` or `keep`"
+        ]
     );
 }
 
@@ -72,12 +76,16 @@ fn a_wrong_type_says_what_was_expected() {
     let text = VALID.replace("instances: max", "instances: lots");
     assert_eq!(
         errors(&text),
-        ["apps/demo.yaml:14:7: spec.processes[0].instances: invalid value: string \"lots\", expected a positive integer or \"max\""]
+        [
+            "apps/demo.yaml:14:7: spec.processes[0].instances: invalid value: string \"lots\", expected a positive integer or \"max\""
+        ]
     );
     let text = VALID.replace("PORT: 3000", "PORT: [3000]");
     assert_eq!(
         errors(&text),
-        ["apps/demo.yaml:16:9: spec.processes[0].env.PORT: invalid type: sequence, expected a string, an integer or a boolean"]
+        [
+            "apps/demo.yaml:16:9: spec.processes[0].env.PORT: invalid type: sequence, expected a string, an integer or a boolean"
+        ]
     );
 }
 
@@ -88,7 +96,10 @@ fn malformed_yaml_is_located() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("apps/demo.yaml:"), "{errs:?}");
     let parts: Vec<&str> = errs[0].splitn(4, ':').collect();
-    assert!(parts[1].parse::<usize>().is_ok() && parts[2].parse::<usize>().is_ok(), "{errs:?}");
+    assert!(
+        parts[1].parse::<usize>().is_ok() && parts[2].parse::<usize>().is_ok(),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -96,15 +107,26 @@ fn a_missing_field_names_its_parent() {
     let text = VALID.replace("    commit: 3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1d\n", "");
     let errs = errors(&text);
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].contains("spec.source: missing field `commit`"), "{errs:?}");
+    assert!(
+        errs[0].contains("spec.source: missing field `commit`"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn a_wrong_api_version_or_kind_is_refused() {
     let errs = errors(&VALID.replace("shipshape/v1alpha1", "shipshape/v2"));
-    assert_eq!(errs, ["apps/demo.yaml:1:1: apiVersion: unknown variant `shipshape/v2`, expected `shipshape/v1alpha1`"]);
+    assert_eq!(
+        errs,
+        [
+            "apps/demo.yaml:1:1: apiVersion: unknown variant `shipshape/v2`, expected `shipshape/v1alpha1`"
+        ]
+    );
     let errs = errors(&VALID.replace("kind: App", "kind: Deployment"));
-    assert_eq!(errs, ["apps/demo.yaml:2:1: kind: unknown variant `Deployment`, expected `App`"]);
+    assert_eq!(
+        errs,
+        ["apps/demo.yaml:2:1: kind: unknown variant `Deployment`, expected `App`"]
+    );
 }
 
 #[test]
@@ -141,8 +163,13 @@ fn duplicate_check_names_bad_urls_and_impossible_deadlines_are_caught() {
     let errs = errors(&text);
     assert_eq!(errs.len(), 3, "{errs:#?}");
     assert!(errs[0].contains("spec.health.checks[0].http.url: \"localhost:3000/health\" must be an http:// or https:// URL"));
-    assert!(errs[1].contains("spec.health.checks[0].maxLatency: 5s is longer than the check's timeout 2s"));
-    assert!(errs[2].contains("spec.health.progressDeadline: 15s leaves no time for 3 passing rounds 10s apart"));
+    assert!(
+        errs[1]
+            .contains("spec.health.checks[0].maxLatency: 5s is longer than the check's timeout 2s")
+    );
+    assert!(errs[2].contains(
+        "spec.health.progressDeadline: 15s leaves no time for 3 passing rounds 10s apart"
+    ));
 }
 
 #[test]
@@ -153,16 +180,29 @@ fn migration_settings_must_fit_their_driver() {
     );
     let errs = errors(&base);
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].contains("spec.migrations.onRevert: prisma has no down-migrations"), "{errs:?}");
+    assert!(
+        errs[0].contains("spec.migrations.onRevert: prisma has no down-migrations"),
+        "{errs:?}"
+    );
     let errs = errors(&base.replace("driver: prisma", "driver: command"));
-    assert!(errs[0].contains("spec.migrations.command: driver: command needs command.status and command.up"), "{errs:?}");
+    assert!(
+        errs[0].contains(
+            "spec.migrations.command: driver: command needs command.status and command.up"
+        ),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn reserved_and_invalid_env_names_are_refused() {
-    let text = VALID.replace("        DEBUG: false\n", "        DEBUG: false\n        SHIPSHAPE_APP: x\n        1BAD: y\n");
+    let text = VALID.replace(
+        "        DEBUG: false\n",
+        "        DEBUG: false\n        SHIPSHAPE_APP: x\n        1BAD: y\n",
+    );
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("spec.processes[0].env.1BAD: \"1BAD\" is not a valid environment variable name")));
+    assert!(errs.iter().any(|e| e.contains(
+        "spec.processes[0].env.1BAD: \"1BAD\" is not a valid environment variable name"
+    )));
     assert!(errs.iter().any(|e| e.contains("spec.processes[0].env.SHIPSHAPE_APP: names starting with SHIPSHAPE_ are set by the controller")));
 }
