@@ -41,6 +41,9 @@ pub struct SourceArgs {
     /// pm2's home (PM2_HOME); defaults to $PM2_HOME, else ~/.pm2.
     #[arg(long, env = "SHIPSHAPE_PM2_HOME")]
     pub pm2_home: Option<PathBuf>,
+    /// dbmate, for apps whose release has no `node_modules/.bin/dbmate`.
+    #[arg(long, default_value = "dbmate", env = "SHIPSHAPE_DBMATE")]
+    pub dbmate: PathBuf,
     /// Time limit for one pm2 command.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub pm2_timeout: Duration,
@@ -212,6 +215,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .build()?,
         sources_dir: state_dir.join("sources"),
         history,
+        dbmate: args.dbmate.clone(),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),
@@ -289,7 +293,15 @@ async fn plan(controller: Controller, output: Format) -> i32 {
                 continue;
             }
         };
-        let observed = match controller.observe(&app, &record).await {
+        let secrets = match crate::reconciler::Secrets::load(&app) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {}: {e}", app.metadata.name);
+                failed = true;
+                continue;
+            }
+        };
+        let observed = match controller.observe(&app, &record, &secrets).await {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("error: {}: {e}", app.metadata.name);

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use crate::envfile::Redactor;
+
 /// How many bytes of output are kept for status and errors.
 pub const TAIL_BYTES: usize = 8 * 1024;
 
@@ -35,6 +37,8 @@ pub struct Spec {
     pub timeout: Duration,
     /// Where to append the full output, if anywhere.
     pub log: Option<PathBuf>,
+    /// Masks secrets in the log, the tail and error messages.
+    pub redactor: Redactor,
 }
 
 impl Spec {
@@ -47,6 +51,7 @@ impl Spec {
             env: BTreeMap::new(),
             timeout,
             log: None,
+            redactor: Redactor::default(),
         }
     }
 
@@ -64,7 +69,14 @@ impl Spec {
             env: BTreeMap::new(),
             timeout,
             log: None,
+            redactor: Redactor::default(),
         }
+    }
+
+    /// Mask these secrets in everything this command's output reaches.
+    pub fn redact(mut self, redactor: &Redactor) -> Spec {
+        self.redactor = redactor.clone();
+        self
     }
 
     /// Add environment variables.
@@ -160,7 +172,7 @@ impl ExecError {
 /// # Errors
 /// [`ExecError`] when it cannot start, times out or exits non-zero.
 pub async fn run(spec: &Spec) -> Result<Output, ExecError> {
-    let command_line = spec.describe();
+    let command_line = spec.redactor.redact(&spec.describe());
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
@@ -206,6 +218,10 @@ pub async fn run(spec: &Spec) -> Result<Output, ExecError> {
             drop(guard);
             let mut combined = out.clone();
             combined.extend_from_slice(&err);
+            let combined = spec
+                .redactor
+                .redact(&String::from_utf8_lossy(&combined))
+                .into_bytes();
             if let Some(log) = &spec.log {
                 append_log(log, &command_line, &combined);
             }
@@ -321,6 +337,29 @@ mod tests {
         assert!(out.stdout.contains("DECLARED=yes"));
         assert!(out.stdout.contains("PATH="));
         assert!(!out.stdout.contains("SHIPSHAPE_TEST_LEAK"));
+    }
+
+    #[tokio::test]
+    async fn secrets_are_masked_in_the_tail_and_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let r = Redactor::new(["pa55w0rd-xyz".to_string()]);
+        let spec = Spec::shell(
+            "echo url=postgres://u:$PW@h/db; exit 1",
+            dir.path(),
+            Duration::from_secs(5),
+        )
+        .envs([("PW", "pa55w0rd-xyz")])
+        .redact(&r)
+        .log_to(&log);
+        let err = run(&spec).await.unwrap_err();
+        let tail = err.tail().unwrap();
+        assert!(tail.contains("postgres://u:***@h/db"), "{tail}");
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !logged.contains("pa55w0rd-xyz") && logged.contains("***"),
+            "{logged}"
+        );
     }
 
     #[tokio::test]

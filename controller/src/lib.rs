@@ -13,13 +13,17 @@
 //! - [`exec`]: external commands with time limits, process-group kills and output tails.
 //! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
 //! - [`health`]: HTTP probes, pm2 facts, and the verdict over rounds.
+//! - [`migrate`]: migration levels, the advisory lock, up and down.
+//! - [`envfile`]: the server-side secrets file and the redactor that keeps it out of output.
 //! - [`state`]: the controller's records (revisions, passes, quarantine), written atomically.
 //! - [`reconciler`]: one pass per app: plan, execute, verify, revert.
 //! - [`cli`]: the `shipshape` commands.
 
 pub mod cli;
+pub mod envfile;
 pub mod exec;
 pub mod health;
+pub mod migrate;
 pub mod plan;
 pub mod pm2;
 pub mod reconciler;

@@ -14,6 +14,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shipshape_spec::app::{App, ExecMode, Instances, Process};
 
+use crate::envfile::EnvFile;
+use crate::migrate::{can_go_down, level_key};
 use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_KEYS, ENV_SHAPE, Instance};
 use crate::release::BuildMarker;
 
@@ -33,10 +35,29 @@ pub enum Step {
         /// Release id.
         release: String,
     },
+    /// Hard-link `node_modules` from a prepared release installed from the same lockfile.
+    ReuseDeps {
+        /// Release id.
+        release: String,
+        /// The release whose `node_modules` is reused.
+        from: String,
+    },
     /// Run `build.steps` in the release.
     Build {
         /// Release id.
         release: String,
+    },
+    /// Run `migrations.backup` before migrating.
+    Backup {
+        /// The level being left.
+        from: Option<String>,
+    },
+    /// Migrate the database to the document's level (under the advisory lock).
+    Migrate {
+        /// The level now (`None`: empty database).
+        from: Option<String>,
+        /// The desired level.
+        to: String,
     },
     /// Point `current` at the release.
     Switch {
@@ -80,6 +101,9 @@ impl Step {
         match self {
             Step::Fetch { .. } => "fetch",
             Step::Install { .. } => "install",
+            Step::ReuseDeps { .. } => "reuse-deps",
+            Step::Backup { .. } => "backup",
+            Step::Migrate { .. } => "migrate",
             Step::Build { .. } => "build",
             Step::Switch { .. } => "switch",
             Step::Pm2Start { .. } => "pm2-start",
@@ -99,6 +123,13 @@ impl Step {
             | Step::Install { release }
             | Step::Build { release }
             | Step::Switch { release } => release.clone(),
+            Step::ReuseDeps { release, from } => {
+                format!("{} ← {}", short_sha(release), short_sha(from))
+            }
+            Step::Backup { from } => from.clone().unwrap_or_else(|| "(empty)".into()),
+            Step::Migrate { from, to } => {
+                format!("{} → {to}", from.as_deref().unwrap_or("(empty)"))
+            }
             Step::Pm2Start { process }
             | Step::Pm2Reload { process }
             | Step::Pm2Replace { process }
@@ -112,7 +143,20 @@ impl Step {
     pub fn changes_live(&self) -> bool {
         !matches!(
             self,
-            Step::Fetch { .. } | Step::Install { .. } | Step::Build { .. } | Step::Verify
+            Step::Fetch { .. }
+                | Step::Install { .. }
+                | Step::ReuseDeps { .. }
+                | Step::Build { .. }
+                | Step::Backup { .. }
+                | Step::Verify
+        )
+    }
+
+    /// True for the steps that prepare a release (before anything live changes).
+    pub fn prepares(&self) -> bool {
+        matches!(
+            self,
+            Step::Fetch { .. } | Step::Install { .. } | Step::ReuseDeps { .. } | Step::Build { .. }
         )
     }
 }
@@ -137,6 +181,8 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Conflicts that stop the plan from running (a person must act).
     pub blockers: Vec<String>,
+    /// Things worth knowing that need no step (e.g. a database ahead of the document).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -150,6 +196,9 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in &self.blockers {
             writeln!(f, "  BLOCKED  {b}")?;
+        }
+        for n in &self.notes {
+            writeln!(f, "  note     {n}")?;
         }
         if self.steps.is_empty() && self.blockers.is_empty() {
             return writeln!(f, "  (nothing to do: observed state matches desired)");
@@ -191,6 +240,24 @@ pub struct Observed {
     pub hooks_applied: Option<String>,
     /// CPUs, for `instances: max`.
     pub cpus: u32,
+    /// Hash of the lockfile at the desired commit (`None`: no lockfile, or not readable).
+    pub desired_lockfile: Option<String>,
+    /// The database's migration level.
+    pub migration: MigrationState,
+    /// The server's env file (its values feed process env; never printed).
+    pub env_file: EnvFile,
+}
+
+/// What is known of the database's migration level.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum MigrationState {
+    /// The document declares no migrations.
+    #[default]
+    NotManaged,
+    /// The level read from the database (`None`: nothing applied yet).
+    At(Option<String>),
+    /// It could not be read (the reason, secrets masked).
+    Unreadable(String),
 }
 
 /// A stable hex hash of a JSON value.
@@ -210,6 +277,18 @@ pub fn build_inputs(app: &App) -> String {
     }))
 }
 
+/// The hash of what `node_modules` is installed from; `None` when it cannot be matched
+/// (no install command, or no lockfile).
+pub fn deps_inputs(app: &App, lockfile: Option<&str>) -> Option<String> {
+    let install = app.spec.build.install.as_ref()?;
+    let lockfile = lockfile?;
+    Some(hash_json(&serde_json::json!({
+        "lockfile": lockfile,
+        "install": install,
+        "env": app.spec.build.env,
+    })))
+}
+
 /// The hash identifying the hooks to run for `release`.
 pub fn hooks_hash(app: &App, release: &str) -> String {
     hash_json(&serde_json::json!({ "hooks": app.spec.hooks.after_switch, "release": release }))
@@ -217,7 +296,7 @@ pub fn hooks_hash(app: &App, release: &str) -> String {
 
 /// The pm2 ecosystem entry for `process`, with the controller's marker variables.
 /// Paths resolve under `<root>/current`, so a reload picks up a switched release.
-pub fn ecosystem_entry(app: &App, process: &Process) -> serde_json::Value {
+pub fn ecosystem_entry(app: &App, process: &Process, env_file: &EnvFile) -> serde_json::Value {
     let current = format!("{}/current", app.spec.releases.root.trim_end_matches('/'));
     let cwd = match &process.cwd {
         Some(sub) => format!("{current}/{}", sub.trim_start_matches("./")),
@@ -232,12 +311,10 @@ pub fn ecosystem_entry(app: &App, process: &Process) -> serde_json::Value {
         obj.entry("exec_mode").or_insert_with(|| "fork".into());
     }
     let shape = hash_json(&entry);
-    let mut env: BTreeMap<String, String> = process
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_text()))
-        .collect();
-    let declared: Vec<&str> = process.env.keys().map(String::as_str).collect();
+    // The env file first; what the document declares wins.
+    let mut env: BTreeMap<String, String> = env_file.vars.clone();
+    env.extend(process.env.iter().map(|(k, v)| (k.clone(), v.as_text())));
+    let declared: Vec<String> = env.keys().cloned().collect();
     env.insert(ENV_KEYS.into(), declared.join(","));
     env.insert(ENV_APP.into(), app.metadata.name.clone());
     env.insert(ENV_COMMIT.into(), app.spec.source.commit.clone());
@@ -252,12 +329,12 @@ pub fn ecosystem_entry(app: &App, process: &Process) -> serde_json::Value {
 }
 
 /// The hash of all processes' config, for revision records.
-pub fn processes_hash(app: &App) -> String {
+pub fn processes_hash(app: &App, env_file: &EnvFile) -> String {
     let entries: Vec<_> = app
         .spec
         .processes
         .iter()
-        .map(|p| ecosystem_entry(app, p))
+        .map(|p| ecosystem_entry(app, p, env_file))
         .collect();
     hash_json(&serde_json::Value::Array(entries))
 }
@@ -323,12 +400,8 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             why,
         );
         if spec.build.install.is_some() {
-            push(
-                Step::Install {
-                    release: release.clone(),
-                },
-                "new release needs its dependencies".into(),
-            );
+            let (step, why) = plan_dependencies(desired, observed, &release);
+            push(step, why);
         }
         if !spec.build.steps.is_empty() {
             push(
@@ -337,6 +410,58 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
                 },
                 "new release needs its build".into(),
             );
+        }
+    }
+
+    let mut notes = Vec::new();
+    if let Some(m) = &spec.migrations {
+        match &observed.migration {
+            MigrationState::Unreadable(e) => {
+                blockers.push(format!("cannot read the migration level: {e}"))
+            }
+            MigrationState::NotManaged => {
+                blockers.push("the migration level was not observed".into())
+            }
+            MigrationState::At(level) => {
+                let want = level_key(m.driver, &m.level);
+                let have = level.as_deref().map(|l| level_key(m.driver, l));
+                let shown = level.clone().unwrap_or_else(|| "(empty)".into());
+                if have.as_deref() == Some(want.as_str()) {
+                    // Already there.
+                } else if have.as_ref().is_none_or(|h| *h < want) {
+                    if m.backup.is_some() {
+                        push(
+                            Step::Backup {
+                                from: level.clone(),
+                            },
+                            format!("before migrating up from {shown}"),
+                        );
+                    }
+                    push(
+                        Step::Migrate {
+                            from: level.clone(),
+                            to: m.level.clone(),
+                        },
+                        format!("level {shown} < {}", m.level),
+                    );
+                } else if can_go_down(m) {
+                    push(
+                        Step::Migrate {
+                            from: level.clone(),
+                            to: m.level.clone(),
+                        },
+                        format!(
+                            "level {shown} > {}: the document asks for a lower level",
+                            m.level
+                        ),
+                    );
+                } else {
+                    notes.push(format!(
+                        "the database is at {shown}, ahead of {}; this driver cannot migrate down, so it is left as it is",
+                        m.level
+                    ));
+                }
+            }
         }
     }
 
@@ -361,7 +486,7 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
     let mut pm2_changed = false;
     let declared: BTreeSet<&str> = spec.processes.iter().map(|p| p.name.as_str()).collect();
     for p in &spec.processes {
-        let entry = ecosystem_entry(desired, p);
+        let entry = ecosystem_entry(desired, p, &observed.env_file);
         let env = &entry["env"];
         let want_config = env[ENV_CONFIG].as_str().unwrap_or_default();
         let want_shape = env[ENV_SHAPE].as_str().unwrap_or_default();
@@ -414,7 +539,11 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         }
         // pm2 merges env on reload: a variable dropped from the document would survive it.
         // What we declared last time is recorded in the process's own env.
-        let want_keys: BTreeSet<&str> = p.env.keys().map(String::as_str).collect();
+        let want_keys: BTreeSet<&str> = env[ENV_KEYS]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .collect();
         let removed: BTreeSet<&str> = instances
             .iter()
             .filter_map(|i| i.env.get(ENV_KEYS))
@@ -510,7 +639,51 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         release,
         steps,
         blockers,
+        notes,
     }
+}
+
+/// Install, or reuse the `node_modules` of a prepared release installed from the same inputs.
+fn plan_dependencies(desired: &App, observed: &Observed, release: &str) -> (Step, String) {
+    let install = Step::Install {
+        release: release.to_string(),
+    };
+    let Some(want) = deps_inputs(desired, observed.desired_lockfile.as_deref()) else {
+        return (
+            install,
+            "no lockfile to match prepared releases against".into(),
+        );
+    };
+    let sealed: Vec<(&String, &BuildMarker)> = observed
+        .releases
+        .iter()
+        .filter_map(|(id, m)| m.as_ref().map(|m| (id, m)))
+        .filter(|(id, _)| id.as_str() != release)
+        .collect();
+    if let Some((from, _)) = sealed
+        .iter()
+        .find(|(_, m)| m.deps.as_deref() == Some(want.as_str()))
+    {
+        return (
+            Step::ReuseDeps {
+                release: release.to_string(),
+                from: from.to_string(),
+            },
+            format!("lockfile unchanged since release {}", short_sha(from)),
+        );
+    }
+    let live_lock = observed
+        .current
+        .as_ref()
+        .and_then(|c| observed.releases.get(c))
+        .and_then(|m| m.as_ref())
+        .and_then(|m| m.lockfile.clone());
+    let why = match (live_lock, observed.desired_lockfile.as_deref()) {
+        (Some(old), Some(new)) if old != new => format!("lockfile changed ({old} → {new})"),
+        _ if sealed.is_empty() => "new release needs its dependencies".to_string(),
+        _ => "no prepared release was installed from this lockfile and install command".to_string(),
+    };
+    (install, why)
 }
 
 /// The first 12 characters of a SHA-like id (whole when shorter).
@@ -521,11 +694,26 @@ pub fn short_sha(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shipshape_spec::app::{EnvValue, MigrationDriver};
 
     const C1: &str = "1111111111111111111111111111111111111111";
     const C2: &str = "2222222222222222222222222222222222222222";
+    const C3: &str = "3333333333333333333333333333333333333333";
+    const LOCK_A: &str = "aaaaaaaaaaaa";
+    const LOCK_B: &str = "bbbbbbbbbbbb";
 
+    /// The fixture: a cluster of 2, one hook, and (optionally) dbmate migrations at `level`.
     fn app(commit: &str) -> App {
+        app_at(commit, None)
+    }
+
+    fn app_at(commit: &str, level: Option<&str>) -> App {
+        let migrations = match level {
+            Some(l) => format!(
+                "  envFile: /etc/demo/env\n  migrations: {{ driver: dbmate, level: \"{l}\", backup: pg_dump -Fc -f \"$SHIPSHAPE_BACKUP_FILE\" }}\n"
+            ),
+            None => String::new(),
+        };
         let text = format!(
             r#"
 apiVersion: shipshape/v1alpha1
@@ -535,7 +723,7 @@ spec:
   source: {{ repository: /srv/git/demo, commit: {commit} }}
   releases: {{ root: /srv/demo }}
   build: {{ install: npm ci, steps: [npm run build] }}
-  processes:
+{migrations}  processes:
     - name: web
       script: server.js
       instances: 2
@@ -552,45 +740,56 @@ spec:
         shipshape_spec::load_str(&text, "test.yaml").unwrap()
     }
 
-    /// The observed state right after `desired` was fully applied.
+    fn marker(desired: &App, lockfile: &str) -> BuildMarker {
+        BuildMarker {
+            commit: desired.spec.source.commit.clone(),
+            inputs: build_inputs(desired),
+            lockfile: Some(lockfile.into()),
+            deps: deps_inputs(desired, Some(lockfile)),
+            sealed_at: "t".into(),
+        }
+    }
+
+    fn instances_of(desired: &App, p: &Process, env_file: &EnvFile, cpus: u32) -> Vec<Instance> {
+        let entry = ecosystem_entry(desired, p, env_file);
+        let env: BTreeMap<String, String> = serde_json::from_value(entry["env"].clone()).unwrap();
+        let mode = if p.exec_mode == Some(ExecMode::Cluster) {
+            "cluster_mode"
+        } else {
+            "fork_mode"
+        };
+        (0..expected_instances(p, cpus))
+            .map(|i| Instance {
+                name: p.name.clone(),
+                pm_id: i as u64,
+                pid: 100 + i as u64,
+                status: "online".into(),
+                restarts: 0,
+                exec_mode: mode.into(),
+                env: env.clone(),
+            })
+            .collect()
+    }
+
+    /// The observed state right after `desired` (built from lockfile A) was fully applied.
     fn converged(desired: &App) -> Observed {
         let mut obs = Observed {
             cpus: 2,
+            desired_lockfile: Some(LOCK_A.into()),
             ..Default::default()
         };
         let (release, _) = choose_release(desired, &obs);
-        obs.releases.insert(
-            release.clone(),
-            Some(BuildMarker {
-                commit: desired.spec.source.commit.clone(),
-                inputs: build_inputs(desired),
-                lockfile: None,
-                sealed_at: "t".into(),
-            }),
-        );
+        obs.releases
+            .insert(release.clone(), Some(marker(desired, LOCK_A)));
         obs.current = Some(release.clone());
         for p in &desired.spec.processes {
-            let entry = ecosystem_entry(desired, p);
-            let env: BTreeMap<String, String> =
-                serde_json::from_value(entry["env"].clone()).unwrap();
-            for i in 0..expected_instances(p, 2) {
-                obs.processes.push(Instance {
-                    name: p.name.clone(),
-                    pm_id: i as u64,
-                    pid: 100 + i as u64,
-                    status: "online".into(),
-                    restarts: 0,
-                    exec_mode: if p.exec_mode == Some(ExecMode::Cluster) {
-                        "cluster_mode"
-                    } else {
-                        "fork_mode"
-                    }
-                    .into(),
-                    env: env.clone(),
-                });
-            }
+            obs.processes
+                .extend(instances_of(desired, p, &obs.env_file, 2));
         }
         obs.hooks_applied = Some(hooks_hash(desired, &release));
+        if let Some(m) = &desired.spec.migrations {
+            obs.migration = MigrationState::At(Some(m.level.clone()));
+        }
         obs
     }
 
@@ -598,173 +797,333 @@ spec:
         p.steps.iter().map(|s| s.step.kind()).collect()
     }
 
-    #[test]
-    fn a_first_deploy_runs_every_step_in_safe_order() {
-        let d = app(C1);
-        let p = plan(
-            &d,
-            &Observed {
-                cpus: 2,
-                ..Default::default()
+    struct Case {
+        name: &'static str,
+        /// The desired state, and the observed state it is planned against.
+        setup: fn() -> (App, Observed),
+        steps: &'static [&'static str],
+        /// A fragment the reason of the first step of each listed kind must contain.
+        reasons: &'static [(&'static str, &'static str)],
+    }
+
+    fn cases() -> Vec<Case> {
+        vec![
+            Case {
+                name: "nothing changed",
+                setup: || (app(C1), converged(&app(C1))),
+                steps: &[],
+                reasons: &[],
             },
-        );
-        assert_eq!(
-            kinds(&p),
-            [
-                "fetch",
-                "install",
-                "build",
-                "switch",
-                "pm2-start",
-                "pm2-save",
-                "hook",
-                "verify"
-            ]
-        );
-        assert_eq!(p.release, C1);
+            Case {
+                name: "first deploy",
+                setup: || {
+                    (
+                        app(C1),
+                        Observed {
+                            cpus: 2,
+                            desired_lockfile: Some(LOCK_A.into()),
+                            ..Default::default()
+                        },
+                    )
+                },
+                steps: &[
+                    "fetch",
+                    "install",
+                    "build",
+                    "switch",
+                    "pm2-start",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[
+                    ("install", "new release needs its dependencies"),
+                    ("switch", "nothing is live yet"),
+                ],
+            },
+            Case {
+                name: "pm2 env change only",
+                setup: || {
+                    let mut d = app(C1);
+                    d.spec.processes[0]
+                        .env
+                        .insert("GREETING".into(), EnvValue::String("hi".into()));
+                    (d, converged(&app(C1)))
+                },
+                steps: &["pm2-reload", "pm2-save", "verify"],
+                reasons: &[("pm2-reload", "env changed")],
+            },
+            Case {
+                name: "code change with the same lockfile",
+                setup: || (app(C2), converged(&app(C1))),
+                steps: &[
+                    "fetch",
+                    "reuse-deps",
+                    "build",
+                    "switch",
+                    "pm2-reload",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[
+                    (
+                        "reuse-deps",
+                        "lockfile unchanged since release 111111111111",
+                    ),
+                    ("pm2-reload", "code 111111111111 → 222222222222"),
+                ],
+            },
+            Case {
+                name: "lockfile change",
+                setup: || {
+                    let mut obs = converged(&app(C1));
+                    obs.desired_lockfile = Some(LOCK_B.into());
+                    (app(C2), obs)
+                },
+                steps: &[
+                    "fetch",
+                    "install",
+                    "build",
+                    "switch",
+                    "pm2-reload",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[("install", "lockfile changed (aaaaaaaaaaaa → bbbbbbbbbbbb)")],
+            },
+            Case {
+                name: "level bump only",
+                setup: || {
+                    (
+                        app_at(C1, Some("0005")),
+                        converged(&app_at(C1, Some("0004"))),
+                    )
+                },
+                steps: &["backup", "migrate", "verify"],
+                reasons: &[
+                    ("migrate", "level 0004 < 0005"),
+                    ("backup", "before migrating up from 0004"),
+                ],
+            },
+            Case {
+                name: "level bump with new code",
+                setup: || {
+                    (
+                        app_at(C2, Some("0005")),
+                        converged(&app_at(C1, Some("0004"))),
+                    )
+                },
+                steps: &[
+                    "fetch",
+                    "reuse-deps",
+                    "build",
+                    "backup",
+                    "migrate",
+                    "switch",
+                    "pm2-reload",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[("migrate", "level 0004 < 0005")],
+            },
+            Case {
+                name: "an empty database",
+                setup: || {
+                    let mut obs = converged(&app_at(C1, Some("0001")));
+                    obs.migration = MigrationState::At(None);
+                    (app_at(C1, Some("0001")), obs)
+                },
+                steps: &["backup", "migrate", "verify"],
+                reasons: &[("migrate", "level (empty) < 0001")],
+            },
+            Case {
+                name: "a lower level with a driver that can go down",
+                setup: || {
+                    (
+                        app_at(C1, Some("0003")),
+                        converged(&app_at(C1, Some("0004"))),
+                    )
+                },
+                steps: &["migrate", "verify"],
+                reasons: &[(
+                    "migrate",
+                    "level 0004 > 0003: the document asks for a lower level",
+                )],
+            },
+            Case {
+                name: "drift: a process stopped by hand",
+                setup: || {
+                    let mut obs = converged(&app(C1));
+                    obs.processes[1].status = "stopped".into();
+                    (app(C1), obs)
+                },
+                steps: &["pm2-reload", "pm2-save", "verify"],
+                reasons: &[("pm2-reload", "1 of 2 instances not online (stopped)")],
+            },
+            Case {
+                name: "drift: current moved by hand",
+                setup: || {
+                    let mut obs = converged(&app(C1));
+                    obs.releases.insert("elsewhere".into(), None);
+                    obs.current = Some("elsewhere".into());
+                    (app(C1), obs)
+                },
+                steps: &["switch", "hook", "verify"],
+                reasons: &[("switch", "current is elsewhere, desired 111111111111")],
+            },
+            Case {
+                name: "instances 2 → 4",
+                setup: || {
+                    let mut d = app(C1);
+                    d.spec.processes[0].instances = Some(Instances::Count(4));
+                    (d, converged(&app(C1)))
+                },
+                steps: &["pm2-replace", "pm2-save", "verify"],
+                reasons: &[("pm2-replace", "instances 2 → 4")],
+            },
+            Case {
+                name: "an env variable removed",
+                setup: || {
+                    let mut with = app(C1);
+                    with.spec.processes[0]
+                        .env
+                        .insert("HEALTH_FAIL".into(), EnvValue::String("1".into()));
+                    (app(C1), converged(&with))
+                },
+                steps: &["pm2-replace", "pm2-save", "verify"],
+                reasons: &[("pm2-replace", "env HEALTH_FAIL removed")],
+            },
+            Case {
+                name: "a process we started is no longer declared",
+                setup: || {
+                    let mut obs = converged(&app(C1));
+                    let mut old = obs.processes[0].clone();
+                    old.name = "worker".into();
+                    obs.processes.push(old);
+                    (app(C1), obs)
+                },
+                steps: &["pm2-delete", "pm2-save", "verify"],
+                reasons: &[("pm2-delete", "no longer declared")],
+            },
+            Case {
+                name: "a process someone else started is never touched",
+                setup: || {
+                    let mut obs = converged(&app(C1));
+                    let mut foreign = obs.processes[0].clone();
+                    foreign.name = "someone-elses".into();
+                    foreign.env.clear();
+                    obs.processes.push(foreign);
+                    (app(C1), obs)
+                },
+                steps: &[],
+                reasons: &[],
+            },
+            Case {
+                name: "an interrupted preparation is redone",
+                setup: || {
+                    let mut obs = Observed {
+                        cpus: 2,
+                        ..Default::default()
+                    };
+                    obs.releases.insert(C1.into(), None);
+                    (app(C1), obs)
+                },
+                steps: &[
+                    "fetch",
+                    "install",
+                    "build",
+                    "switch",
+                    "pm2-start",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[("fetch", "release 111111111111 is incomplete")],
+            },
+            Case {
+                name: "going back to a sealed release skips preparation",
+                setup: || {
+                    let mut obs = converged(&app(C2));
+                    obs.releases
+                        .insert(C1.into(), Some(marker(&app(C1), LOCK_A)));
+                    (app(C1), obs)
+                },
+                steps: &["switch", "pm2-reload", "pm2-save", "hook", "verify"],
+                reasons: &[],
+            },
+            Case {
+                name: "hooks changed with nothing else",
+                setup: || {
+                    let mut d = app(C1);
+                    d.spec.hooks.after_switch.push("echo again".into());
+                    (d, converged(&app(C1)))
+                },
+                steps: &["hook", "hook", "verify"],
+                reasons: &[("hook", "hooks changed")],
+            },
+        ]
     }
 
     #[test]
-    fn nothing_changed_plans_nothing() {
-        let d = app(C1);
-        let p = plan(&d, &converged(&d));
-        assert!(p.is_empty(), "{p}");
+    fn each_kind_of_change_plans_exactly_its_steps_with_reasons() {
+        for case in cases() {
+            let (desired, observed) = (case.setup)();
+            let p = plan(&desired, &observed);
+            assert!(
+                p.blockers.is_empty(),
+                "{}: unexpected blockers {:?}",
+                case.name,
+                p.blockers
+            );
+            assert_eq!(kinds(&p), case.steps, "{}:\n{p}", case.name);
+            for (kind, fragment) in case.reasons {
+                let step = p.steps.iter().find(|s| s.step.kind() == *kind).unwrap();
+                assert!(
+                    step.reason.contains(fragment),
+                    "{}: {kind} reason {:?} lacks {fragment:?}",
+                    case.name,
+                    step.reason
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_code_change_prepares_switches_and_reloads() {
-        let old = app(C1);
-        let new = app(C2);
-        let p = plan(&new, &converged(&old));
-        assert_eq!(
-            kinds(&p),
-            [
-                "fetch",
-                "install",
-                "build",
-                "switch",
-                "pm2-reload",
-                "pm2-save",
-                "hook",
-                "verify"
-            ]
-        );
-        assert!(
-            p.steps[4]
-                .reason
-                .contains("code 111111111111 → 222222222222"),
-            "{}",
-            p.steps[4].reason
-        );
-    }
-
-    #[test]
-    fn going_back_to_a_sealed_release_skips_preparation() {
-        let old = app(C1);
-        let new = app(C2);
-        let mut obs = converged(&new);
-        let back = converged(&old);
-        obs.releases.extend(back.releases.clone());
-        let p = plan(&old, &obs);
-        assert_eq!(
-            kinds(&p),
-            ["switch", "pm2-reload", "pm2-save", "hook", "verify"]
-        );
-    }
-
-    #[test]
-    fn an_env_change_only_reloads() {
-        let old = app(C1);
-        let mut new = old.clone();
-        new.spec.processes[0].env.insert(
-            "GREETING".into(),
-            shipshape_spec::app::EnvValue::String("hi".into()),
-        );
-        let p = plan(&new, &converged(&old));
-        assert_eq!(kinds(&p), ["pm2-reload", "pm2-save", "verify"]);
-        assert_eq!(p.steps[0].reason, "env changed");
-    }
-
-    #[test]
-    fn removing_an_env_var_replaces_because_pm2_reload_keeps_it() {
-        let old = app(C1);
-        let mut with_flag = old.clone();
-        with_flag.spec.processes[0].env.insert(
-            "HEALTH_FAIL".into(),
-            shipshape_spec::app::EnvValue::String("1".into()),
-        );
-        let p = plan(&old, &converged(&with_flag));
-        assert_eq!(kinds(&p), ["pm2-replace", "pm2-save", "verify"]);
-        assert!(
-            p.steps[0].reason.contains("HEALTH_FAIL removed"),
-            "{}",
-            p.steps[0].reason
-        );
-    }
-
-    #[test]
-    fn an_instance_count_change_replaces() {
-        let old = app(C1);
-        let mut new = old.clone();
-        new.spec.processes[0].instances = Some(Instances::Count(3));
-        let p = plan(&new, &converged(&old));
-        assert_eq!(kinds(&p), ["pm2-replace", "pm2-save", "verify"]);
-        assert_eq!(p.steps[0].reason, "instances 2 → 3");
-    }
-
-    #[test]
-    fn drift_is_repaired() {
-        let d = app(C1);
+    fn prisma_cannot_go_down_so_a_lower_level_is_a_note_not_a_step() {
+        let mut d = app_at(C1, Some("0003"));
+        d.spec.migrations.as_mut().unwrap().driver = MigrationDriver::Prisma;
         let mut obs = converged(&d);
-        obs.processes[1].status = "stopped".into();
-        assert_eq!(kinds(&plan(&d, &obs)), ["pm2-reload", "pm2-save", "verify"]);
-
-        let mut obs = converged(&d);
-        obs.releases.insert("elsewhere".into(), None);
-        obs.current = Some("elsewhere".into());
-        assert_eq!(kinds(&plan(&d, &obs)), ["switch", "hook", "verify"]);
+        obs.migration = MigrationState::At(Some("0004".into()));
+        let p = plan(&d, &obs);
+        assert!(p.steps.is_empty(), "{p}");
+        assert!(p.notes[0].contains("cannot migrate down"), "{:?}", p.notes);
     }
 
     #[test]
-    fn processes_not_started_by_us_are_never_touched() {
-        let d = app(C1);
+    fn an_unreadable_level_blocks_the_plan() {
+        let d = app_at(C1, Some("0003"));
         let mut obs = converged(&d);
-        let mut foreign = obs.processes[0].clone();
-        foreign.name = "someone-elses".into();
-        foreign.env.clear();
-        obs.processes.push(foreign.clone());
-        assert!(plan(&d, &obs).is_empty());
+        obs.migration = MigrationState::Unreadable("connection refused".into());
+        let p = plan(&d, &obs);
+        assert_eq!(
+            p.blockers,
+            ["cannot read the migration level: connection refused"]
+        );
+    }
 
+    #[test]
+    fn a_foreign_process_with_a_declared_name_blocks_instead_of_being_touched() {
+        let d = app(C1);
         let mut obs = converged(&d);
         for i in &mut obs.processes {
             i.env.remove(ENV_APP);
         }
         let p = plan(&d, &obs);
         assert_eq!(p.blockers.len(), 1, "{p}");
-        assert!(!kinds(&p).contains(&"pm2-reload"));
-    }
-
-    #[test]
-    fn undeclared_processes_we_started_are_deleted() {
-        let d = app(C1);
-        let mut obs = converged(&d);
-        let mut old = obs.processes[0].clone();
-        old.name = "worker".into();
-        obs.processes.push(old);
-        assert_eq!(kinds(&plan(&d, &obs)), ["pm2-delete", "pm2-save", "verify"]);
-    }
-
-    #[test]
-    fn an_interrupted_preparation_is_redone_not_reused() {
-        let d = app(C1);
-        let mut obs = Observed {
-            cpus: 2,
-            ..Default::default()
-        };
-        obs.releases.insert(C1.into(), None);
-        let p = plan(&d, &obs);
-        assert_eq!(p.release, C1);
-        assert!(p.steps[0].reason.contains("incomplete"));
+        assert!(!kinds(&p).iter().any(|k| k.starts_with("pm2-")));
     }
 
     #[test]
@@ -775,6 +1134,159 @@ spec:
         let p = plan(&new, &converged(&old));
         assert_ne!(p.release, C1);
         assert!(p.release.starts_with(C1));
-        assert_eq!(kinds(&p)[..4], ["fetch", "install", "build", "switch"]);
+        assert_eq!(kinds(&p)[..4], ["fetch", "reuse-deps", "build", "switch"]);
+    }
+
+    #[test]
+    fn env_file_changes_reload_and_values_never_reach_the_plan() {
+        let d = app(C1);
+        let mut obs = converged(&d);
+        obs.env_file
+            .vars
+            .insert("DATABASE_URL".into(), "postgres://u:s3cret@db/app".into());
+        let p = plan(&d, &obs);
+        assert_eq!(kinds(&p), ["pm2-reload", "pm2-save", "verify"]);
+        let shown = format!("{p}{}", serde_json::to_string(&p).unwrap());
+        assert!(!shown.contains("s3cret"));
+    }
+
+    /// Apply `p` to a simulated server: what each step would leave behind.
+    fn simulate(desired: &App, mut obs: Observed, p: &Plan) -> Observed {
+        let last_prepare = p.steps.iter().rposition(|s| s.step.prepares());
+        for (i, s) in p.steps.iter().enumerate() {
+            match &s.step {
+                Step::Fetch { release, .. } => {
+                    obs.releases.insert(release.clone(), None);
+                }
+                Step::Migrate { to, .. } => obs.migration = MigrationState::At(Some(to.clone())),
+                Step::Switch { release } => obs.current = Some(release.clone()),
+                Step::Pm2Start { process }
+                | Step::Pm2Reload { process }
+                | Step::Pm2Replace { process } => {
+                    obs.processes.retain(|i| &i.name != process);
+                    let spec = desired
+                        .spec
+                        .processes
+                        .iter()
+                        .find(|p| &p.name == process)
+                        .unwrap();
+                    obs.processes
+                        .extend(instances_of(desired, spec, &obs.env_file, obs.cpus));
+                }
+                Step::Pm2Delete { process } => obs.processes.retain(|i| &i.name != process),
+                Step::Hook { .. } => obs.hooks_applied = Some(hooks_hash(desired, &p.release)),
+                Step::Install { .. }
+                | Step::ReuseDeps { .. }
+                | Step::Build { .. }
+                | Step::Backup { .. }
+                | Step::Pm2Save
+                | Step::Verify => {}
+            }
+            if Some(i) == last_prepare {
+                let lock = obs
+                    .desired_lockfile
+                    .clone()
+                    .unwrap_or_else(|| LOCK_A.into());
+                obs.releases
+                    .insert(p.release.clone(), Some(marker(desired, &lock)));
+            }
+        }
+        obs
+    }
+
+    use proptest::prelude::*;
+
+    prop_compose! {
+        fn any_app()(
+            commit in prop::sample::select(vec![C1, C2, C3]),
+            level in prop::option::of(prop::sample::select(vec!["0001", "0002", "0003"])),
+            greeting in prop::option::of(prop::sample::select(vec!["hi", "howdy"])),
+            instances in 1u32..4,
+            cluster in any::<bool>(),
+            hook in any::<bool>(),
+            extra_process in any::<bool>(),
+        ) -> App {
+            let mut a = app_at(commit, level);
+            if let Some(g) = greeting {
+                a.spec.processes[0].env.insert("GREETING".into(), EnvValue::String(g.into()));
+            }
+            a.spec.processes[0].instances = Some(Instances::Count(instances));
+            a.spec.processes[0].exec_mode = Some(if cluster { ExecMode::Cluster } else { ExecMode::Fork });
+            if !hook {
+                a.spec.hooks.after_switch.clear();
+            }
+            if extra_process {
+                let mut w = a.spec.processes[0].clone();
+                w.name = "worker".into();
+                w.instances = None;
+                a.spec.processes.push(w);
+            }
+            a
+        }
+    }
+
+    prop_compose! {
+        fn any_server()(
+            before in any_app(),
+            fresh in any::<bool>(),
+            lock_b in any::<bool>(),
+            stop in prop::option::of(0usize..4),
+            moved in any::<bool>(),
+            unseal in any::<bool>(),
+            level in prop::option::of(prop::option::of(prop::sample::select(vec!["0001", "0002", "0003"]))),
+        ) -> Observed {
+            let mut obs = if fresh {
+                Observed { cpus: 2, ..Default::default() }
+            } else {
+                converged(&before)
+            };
+            if lock_b {
+                obs.desired_lockfile = Some(LOCK_B.into());
+            }
+            if let Some(i) = stop && i < obs.processes.len() {
+                obs.processes[i].status = "stopped".into();
+            }
+            if moved {
+                obs.releases.insert("elsewhere".into(), None);
+                obs.current = Some("elsewhere".into());
+            }
+            if unseal && let Some(c) = obs.releases.keys().next().cloned() {
+                obs.releases.insert(c, None);
+            }
+            match level {
+                Some(l) => obs.migration = MigrationState::At(l.map(str::to_string)),
+                None if !matches!(obs.migration, MigrationState::At(_)) => obs.migration = MigrationState::At(None),
+                None => {}
+            }
+            obs
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Applying a plan to a simulated server leaves nothing to do.
+        #[test]
+        fn a_plan_applied_to_a_simulated_server_converges(desired in any_app(), observed in any_server()) {
+            let mut obs = observed;
+            if desired.spec.migrations.is_none() {
+                obs.migration = MigrationState::NotManaged;
+            }
+            let first = plan(&desired, &obs);
+            prop_assert!(first.blockers.is_empty(), "blockers: {:?}", first.blockers);
+            let after = simulate(&desired, obs, &first);
+            let second = plan(&desired, &after);
+            prop_assert!(second.steps.is_empty(), "first plan:\n{}\nsecond plan:\n{}", first, second);
+        }
+
+        /// Planning twice against the same server gives the same plan.
+        #[test]
+        fn planning_is_deterministic(desired in any_app(), observed in any_server()) {
+            let mut obs = observed;
+            if desired.spec.migrations.is_none() {
+                obs.migration = MigrationState::NotManaged;
+            }
+            prop_assert_eq!(plan(&desired, &obs), plan(&desired, &obs));
+        }
     }
 }

@@ -13,17 +13,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use shipshape_spec::App;
+use shipshape_spec::app::OnRevert;
 use shipshape_spec::status::{
     ConditionStatus, LastError, Outcome, PassRecord, Phase, Revision, StepRecord, StepResult,
     condition_types as ct,
 };
 use tracing::{info, warn};
 
+use crate::envfile::{EnvFile, Redactor};
 use crate::exec::{self, Spec};
 use crate::health::{self, Tally, Verdict};
-use crate::plan::{self, Observed, Plan, Step};
+use crate::migrate;
+use crate::plan::{self, MigrationState, Observed, Plan, Step};
 use crate::pm2::Pm2;
 use crate::release::{BuildMarker, Layout};
 use crate::source::{self, ConfigRepo};
@@ -120,6 +122,8 @@ pub struct Controller {
     pub history: usize,
     /// CPUs (for `instances: max`).
     pub cpus: u32,
+    /// dbmate, for releases that do not bring their own.
+    pub dbmate: PathBuf,
 }
 
 /// One pass's result for every document.
@@ -196,19 +200,76 @@ impl Controller {
     ///
     /// # Errors
     /// [`ReconcileError`] when releases or pm2 cannot be read.
-    pub async fn observe(&self, app: &App, record: &AppRecord) -> Result<Observed, ReconcileError> {
+    pub async fn observe(
+        &self,
+        app: &App,
+        record: &AppRecord,
+        secrets: &Secrets,
+    ) -> Result<Observed, ReconcileError> {
         let layout = Layout::new(&app.spec.releases.root);
         let releases = layout.scan().map_err(|source| ReconcileError::Releases {
             root: layout.root.clone(),
             source,
         })?;
+        let current = layout.current_release();
+        let migration = match &app.spec.migrations {
+            None => MigrationState::NotManaged,
+            Some(_) => {
+                let dir = current
+                    .as_ref()
+                    .map(|c| layout.release(c))
+                    .filter(|d| d.is_dir())
+                    .unwrap_or_else(|| layout.root.clone());
+                let _ = std::fs::create_dir_all(&dir);
+                let ctx = self.migrate_context(app, secrets, dir, None);
+                match ctx.level().await {
+                    Ok(level) => MigrationState::At(level),
+                    Err(e) => MigrationState::Unreadable(secrets.redactor.redact(&e.to_string())),
+                }
+            }
+        };
         Ok(Observed {
-            current: layout.current_release(),
+            current,
             releases,
             processes: self.pm2.jlist().await?,
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,
+            desired_lockfile: self.desired_lockfile(app).await,
+            migration,
+            env_file: secrets.env.clone(),
         })
+    }
+
+    /// The lockfile hash at the desired commit, read from the app's mirror (fetching the
+    /// commit if it is not there yet). `None` when there is no lockfile or git cannot answer.
+    async fn desired_lockfile(&self, app: &App) -> Option<String> {
+        let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
+        let repository = app.spec.source.repository.clone();
+        let commit = app.spec.source.commit.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = source::ensure_commit(&mirror, &repository, &commit).ok()?;
+            source::lockfile_at(&repo, &commit)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn migrate_context<'a>(
+        &self,
+        app: &'a App,
+        secrets: &'a Secrets,
+        dir: PathBuf,
+        log: Option<PathBuf>,
+    ) -> migrate::Context<'a> {
+        migrate::Context {
+            app,
+            env: &secrets.env.vars,
+            redactor: &secrets.redactor,
+            dir,
+            dbmate: self.dbmate.clone(),
+            log,
+        }
     }
 
     /// One pass over one app.
@@ -248,7 +309,26 @@ impl Controller {
             desired.clone()
         };
 
-        let observed = self.observe(&target, &rec).await?;
+        let secrets = match Secrets::load(&target) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.to_string();
+                rec.phase = Phase::Failed;
+                rec.last_error = Some(LastError {
+                    step: "env-file".into(),
+                    message: message.clone(),
+                    output_tail: None,
+                    at: state::now(),
+                });
+                set_stalled(&mut rec, "EnvFileUnreadable", &message);
+                self.finish_pass(&mut rec, &started_at, config_commit, Vec::new(), &message)?;
+                return Ok(AppResult::NotReady {
+                    phase: Phase::Failed,
+                    message,
+                });
+            }
+        };
+        let observed = self.observe(&target, &rec, &secrets).await?;
         let the_plan = plan::plan(&target, &observed);
         if !the_plan.blockers.is_empty() {
             let message = the_plan.blockers.join("; ");
@@ -285,7 +365,7 @@ impl Controller {
             let healthy_here = !quarantined
                 && rec.last_attempted().is_some_and(|r| {
                     r.revision.outcome == Outcome::Healthy
-                        && same_content(r, &target, &the_plan.release)
+                        && same_content(r, &target, &the_plan.release, &secrets.env)
                 });
             if healthy_here {
                 mark_ready(&mut rec, &message);
@@ -302,9 +382,9 @@ impl Controller {
         }
 
         // A rollout (or a repair) is needed.
-        let is_new_revision = !rec
-            .last_attempted()
-            .is_some_and(|r| same_revision(r, &target, config_commit, &the_plan.release));
+        let is_new_revision = !rec.last_attempted().is_some_and(|r| {
+            same_revision(r, &target, config_commit, &the_plan.release, &secrets.env)
+        });
         if is_new_revision && !quarantined {
             let number = rec.next_revision;
             rec.next_revision += 1;
@@ -314,7 +394,7 @@ impl Controller {
                     config_commit: config_commit.to_string(),
                     app_commit: target.spec.source.commit.clone(),
                     level: target.spec.migrations.as_ref().map(|m| m.level.clone()),
-                    process_hash: plan::processes_hash(&target),
+                    process_hash: plan::processes_hash(&target, &secrets.env),
                     started_at: state::now(),
                     finished_at: None,
                     outcome: Outcome::Progressing,
@@ -338,7 +418,7 @@ impl Controller {
 
         let mut records = Vec::new();
         let outcome = self
-            .execute(&target, &the_plan, &mut rec, &mut records)
+            .execute(&target, &the_plan, &mut rec, &mut records, &secrets)
             .await;
         match outcome {
             Ok(()) => {
@@ -347,7 +427,13 @@ impl Controller {
                     plan::short_sha(&the_plan.release)
                 );
                 if let Some(last) = rec.revisions.last_mut()
-                    && same_revision(last, &target, config_commit, &the_plan.release)
+                    && same_revision(
+                        last,
+                        &target,
+                        config_commit,
+                        &the_plan.release,
+                        &secrets.env,
+                    )
                 {
                     last.revision.outcome = Outcome::Healthy;
                     last.revision.finished_at = Some(state::now());
@@ -408,9 +494,9 @@ impl Controller {
                     });
                 }
                 let failed_number = rec.revisions.last().map(|r| r.revision.number).unwrap_or(0);
-                let failed_is_current = rec
-                    .last_attempted()
-                    .is_some_and(|r| same_revision(r, &target, config_commit, &the_plan.release));
+                let failed_is_current = rec.last_attempted().is_some_and(|r| {
+                    same_revision(r, &target, config_commit, &the_plan.release, &secrets.env)
+                });
                 let (outcome, phase, final_message) = if quarantined || !failed_is_current {
                     // A drift repair towards the held revision failed: nothing healthy to fall back to.
                     set_degraded(&mut rec, &message);
@@ -494,9 +580,28 @@ impl Controller {
             return (Some(Outcome::Failed), Phase::Degraded, msg);
         }
         warn!(app = %rec.name, from = failed, to = healthy.revision.number, "reverting to the last healthy revision");
+        // The migration level on the way back follows the failed revision's onRevert:
+        // `keep` leaves the schema alone (expand/contract); `down` migrates to the old level.
+        let on_revert = rec
+            .revisions
+            .iter()
+            .find(|r| r.revision.number == failed)
+            .and_then(|r| r.document.spec.migrations.as_ref())
+            .map(|m| m.on_revert)
+            .unwrap_or_default();
+        let mut back_doc = healthy.document.clone();
+        if on_revert != OnRevert::Down {
+            back_doc.spec.migrations = None;
+        }
         let result = async {
+            let secrets = Secrets::load(&back_doc).map_err(|e| StepError {
+                step: "env-file",
+                message: e.to_string(),
+                tail: None,
+                class: ErrorClass::Stalled,
+            })?;
             let observed = self
-                .observe(&healthy.document, rec)
+                .observe(&back_doc, rec, &secrets)
                 .await
                 .map_err(|e| StepError {
                     step: "observe",
@@ -504,8 +609,16 @@ impl Controller {
                     tail: None,
                     class: ErrorClass::Transient,
                 })?;
-            let back = plan::plan(&healthy.document, &observed);
-            self.execute(&healthy.document, &back, rec, records).await
+            let back = plan::plan(&back_doc, &observed);
+            if !back.blockers.is_empty() {
+                return Err(StepError {
+                    step: "plan",
+                    message: back.blockers.join("; "),
+                    tail: None,
+                    class: ErrorClass::Stalled,
+                });
+            }
+            self.execute(&back_doc, &back, rec, records, &secrets).await
         }
         .await;
         match result {
@@ -563,6 +676,7 @@ impl Controller {
         plan: &Plan,
         rec: &mut AppRecord,
         records: &mut Vec<StepRecord>,
+        secrets: &Secrets,
     ) -> Result<(), StepError> {
         let layout = Layout::new(&app.spec.releases.root);
         let release_dir = layout.release(&plan.release);
@@ -575,12 +689,7 @@ impl Controller {
             .store
             .app_dir(&app.metadata.name)
             .join("ecosystem.json");
-        let last_prepare = plan.steps.iter().rposition(|s| {
-            matches!(
-                s.step,
-                Step::Fetch { .. } | Step::Install { .. } | Step::Build { .. }
-            )
-        });
+        let last_prepare = plan.steps.iter().rposition(|s| s.step.prepares());
         for (i, planned) in plan.steps.iter().enumerate() {
             let kind = planned.step.kind();
             let started_at = state::now();
@@ -588,25 +697,73 @@ impl Controller {
             info!(app = %app.metadata.name, step = kind, target = %planned.step.target(), reason = %planned.reason, "step");
             let result: Result<(), StepError> = match &planned.step {
                 Step::Fetch { commit, .. } => self.fetch(app, commit, &release_dir).await,
-                Step::Install { .. } => match &app.spec.build.install {
-                    Some(cmd) => {
-                        self.run_build_command(
-                            app,
-                            "install",
-                            cmd,
-                            &release_dir,
-                            &plan.release,
-                            &log,
-                        )
+                Step::Install { .. } => {
+                    self.install(app, &release_dir, &plan.release, &log, secrets)
                         .await
+                }
+                Step::ReuseDeps { from, .. } => {
+                    let src = layout.release(from).join("node_modules");
+                    let dst = release_dir.join("node_modules");
+                    if src.is_dir() {
+                        let _ = std::fs::remove_dir_all(&dst);
+                        tokio::task::spawn_blocking(move || crate::release::link_tree(&src, &dst))
+                            .await
+                            .expect("link task panicked")
+                            .map(|_| ())
+                            .map_err(|e| StepError {
+                                step: "reuse-deps",
+                                message: format!("linking node_modules from release {from}: {e}"),
+                                tail: None,
+                                class: ErrorClass::Transient,
+                            })
+                    } else {
+                        // The other release lost its node_modules: install after all.
+                        warn!(app = %app.metadata.name, from = %from, "node_modules to reuse is gone; installing");
+                        self.install(app, &release_dir, &plan.release, &log, secrets)
+                            .await
                     }
-                    None => Ok(()),
-                },
+                }
+                Step::Backup { from } => {
+                    let file =
+                        self.store
+                            .app_dir(&app.metadata.name)
+                            .join("backups")
+                            .join(format!(
+                                "{}-{}.backup",
+                                state::now().replace(':', ""),
+                                from.as_deref().unwrap_or("empty")
+                            ));
+                    self.migrate_context(app, secrets, release_dir.clone(), Some(log.clone()))
+                        .backup(&file)
+                        .await
+                        .map_err(|e| migrate_error("backup", e))
+                }
+                Step::Migrate { .. } => {
+                    match self
+                        .migrate_context(app, secrets, release_dir.clone(), Some(log.clone()))
+                        .migrate()
+                        .await
+                    {
+                        Ok(what) => {
+                            info!(app = %app.metadata.name, "migrated: {what}");
+                            Ok(())
+                        }
+                        Err(e) => Err(migrate_error("migrate", e)),
+                    }
+                }
                 Step::Build { .. } => {
                     let mut r = Ok(());
                     for cmd in &app.spec.build.steps {
                         r = self
-                            .run_build_command(app, "build", cmd, &release_dir, &plan.release, &log)
+                            .run_build_command(
+                                app,
+                                "build",
+                                cmd,
+                                &release_dir,
+                                &plan.release,
+                                &log,
+                                secrets,
+                            )
                             .await;
                         if r.is_err() {
                             break;
@@ -621,7 +778,7 @@ impl Controller {
                     class: ErrorClass::Transient,
                 }),
                 Step::Pm2Start { process } | Step::Pm2Reload { process } => {
-                    match write_ecosystem(app, &eco_path) {
+                    match write_ecosystem(app, &eco_path, &secrets.env) {
                         Ok(()) => self
                             .pm2
                             .start_or_reload(&eco_path, process)
@@ -630,7 +787,8 @@ impl Controller {
                         Err(e) => Err(e),
                     }
                 }
-                Step::Pm2Replace { process } => match write_ecosystem(app, &eco_path) {
+                Step::Pm2Replace { process } => match write_ecosystem(app, &eco_path, &secrets.env)
+                {
                     Ok(()) => match self.pm2.delete(process).await {
                         Ok(()) => self
                             .pm2
@@ -650,7 +808,9 @@ impl Controller {
                 Step::Hook { command } => {
                     let spec =
                         Spec::shell(command, &layout.current(), app.spec.hooks.timeout.std())
+                            .envs(secrets.env.vars.clone())
                             .envs(shipshape_env(app, &plan.release, &release_dir))
+                            .redact(&secrets.redactor)
                             .log_to(&log);
                     let r = exec::run(&spec)
                         .await
@@ -667,11 +827,20 @@ impl Controller {
                 Step::Verify => self.verify(app).await,
             };
             // Seal the release once its last preparation step succeeded.
+            let installed = plan
+                .steps
+                .iter()
+                .any(|s| matches!(s.step, Step::Install { .. } | Step::ReuseDeps { .. }));
             let result = match result {
                 Ok(()) if Some(i) == last_prepare => {
-                    seal(&layout, app, &plan.release, &release_dir)
+                    seal(&layout, app, &plan.release, &release_dir, installed)
                 }
-                other => other,
+                Ok(()) => Ok(()),
+                Err(mut e) => {
+                    e.message = secrets.redactor.redact(&e.message);
+                    e.tail = e.tail.map(|t| secrets.redactor.redact(&t));
+                    Err(e)
+                }
             };
             let failed = result.as_ref().err();
             records.push(StepRecord {
@@ -735,6 +904,7 @@ impl Controller {
         dir: &std::path::Path,
         release: &str,
         log: &std::path::Path,
+        secrets: &Secrets,
     ) -> Result<(), StepError> {
         let env = app
             .spec
@@ -743,13 +913,32 @@ impl Controller {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_text()));
         let spec = Spec::shell(command, dir, app.spec.build.timeout.std())
+            .envs(secrets.env.vars.clone())
             .envs(env)
             .envs(shipshape_env(app, release, dir))
+            .redact(&secrets.redactor)
             .log_to(log);
         exec::run(&spec)
             .await
             .map(|_| ())
             .map_err(|e| exec_error(step, e))
+    }
+
+    async fn install(
+        &self,
+        app: &App,
+        dir: &std::path::Path,
+        release: &str,
+        log: &std::path::Path,
+        secrets: &Secrets,
+    ) -> Result<(), StepError> {
+        match &app.spec.build.install {
+            Some(cmd) => {
+                self.run_build_command(app, "install", cmd, dir, release, log, secrets)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Probe until `successThreshold` passing rounds in a row, or the progress deadline.
@@ -818,14 +1007,24 @@ fn shipshape_env(app: &App, release: &str, dir: &std::path::Path) -> Vec<(String
     ]
 }
 
-fn seal(layout: &Layout, app: &App, release: &str, dir: &std::path::Path) -> Result<(), StepError> {
-    let lockfile = std::fs::read(dir.join("package-lock.json"))
-        .ok()
-        .map(|b| hex::encode(&Sha256::digest(&b)[..12]));
+fn seal(
+    layout: &Layout,
+    app: &App,
+    release: &str,
+    dir: &std::path::Path,
+    installed: bool,
+) -> Result<(), StepError> {
+    let lockfile = crate::release::lockfile_in_dir(dir);
+    let deps = if installed {
+        plan::deps_inputs(app, lockfile.as_deref())
+    } else {
+        None
+    };
     let marker = BuildMarker {
         commit: app.spec.source.commit.clone(),
         inputs: plan::build_inputs(app),
         lockfile,
+        deps,
         sealed_at: state::now(),
     };
     layout.seal(release, &marker).map_err(|e| StepError {
@@ -836,12 +1035,12 @@ fn seal(layout: &Layout, app: &App, release: &str, dir: &std::path::Path) -> Res
     })
 }
 
-fn write_ecosystem(app: &App, path: &std::path::Path) -> Result<(), StepError> {
+fn write_ecosystem(app: &App, path: &std::path::Path, env: &EnvFile) -> Result<(), StepError> {
     let apps: Vec<_> = app
         .spec
         .processes
         .iter()
-        .map(|p| plan::ecosystem_entry(app, p))
+        .map(|p| plan::ecosystem_entry(app, p, env))
         .collect();
     let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps }))
         .expect("ecosystem serializes");
@@ -865,6 +1064,45 @@ fn exec_error(step: &'static str, e: exec::ExecError) -> StepError {
     }
 }
 
+fn migrate_error(step: &'static str, e: crate::migrate::MigrateError) -> StepError {
+    use crate::migrate::MigrateError as M;
+    StepError {
+        step,
+        tail: e.tail().map(str::to_string),
+        class: match &e {
+            M::Connect(_) | M::LockTimeout(_) => ErrorClass::Transient,
+            _ => ErrorClass::Stalled,
+        },
+        message: e.to_string(),
+    }
+}
+
+/// The env file's variables and the redactor for them.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// The variables.
+    pub env: EnvFile,
+    /// Masks their values.
+    pub redactor: Redactor,
+}
+
+impl Secrets {
+    /// Read `app`'s env file (none declared: empty).
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed.
+    pub fn load(app: &App) -> Result<Secrets, crate::envfile::EnvFileError> {
+        match &app.spec.env_file {
+            None => Ok(Secrets::default()),
+            Some(path) => {
+                let env = EnvFile::read(std::path::Path::new(path))?;
+                let redactor = env.redactor();
+                Ok(Secrets { env, redactor })
+            }
+        }
+    }
+}
+
 fn pm2_error(step: &'static str, e: crate::pm2::Pm2Error) -> StepError {
     let tail = match &e {
         crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
@@ -879,13 +1117,19 @@ fn pm2_error(step: &'static str, e: crate::pm2::Pm2Error) -> StepError {
 }
 
 /// The same config commit and the same content: one revision.
-fn same_revision(r: &RevisionEntry, target: &App, config_commit: &str, release: &str) -> bool {
-    r.revision.config_commit == config_commit && same_content(r, target, release)
+fn same_revision(
+    r: &RevisionEntry,
+    target: &App,
+    config_commit: &str,
+    release: &str,
+    env: &EnvFile,
+) -> bool {
+    r.revision.config_commit == config_commit && same_content(r, target, release, env)
 }
 
 /// The same release and processes, whatever config commit declared them.
-fn same_content(r: &RevisionEntry, target: &App, release: &str) -> bool {
-    r.release == release && r.revision.process_hash == plan::processes_hash(target)
+fn same_content(r: &RevisionEntry, target: &App, release: &str, env: &EnvFile) -> bool {
+    r.release == release && r.revision.process_hash == plan::processes_hash(target, env)
 }
 
 fn reason_for(step: &str) -> &'static str {

@@ -23,8 +23,62 @@ pub struct BuildMarker {
     /// Hash of the lockfile, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lockfile: Option<String>,
+    /// Hash of what `node_modules` was installed from (lockfile, install command, build
+    /// env); another release with the same value can reuse it instead of installing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deps: Option<String>,
     /// When it was sealed.
     pub sealed_at: String,
+}
+
+/// Lockfiles, in the order they are looked for; the first present one identifies the dependencies.
+pub const LOCKFILES: &[&str] = &[
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+];
+
+/// A short hash of lockfile contents.
+pub fn lockfile_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(bytes)[..12])
+}
+
+/// The hash of the first lockfile in `dir`, if any.
+pub fn lockfile_in_dir(dir: &Path) -> Option<String> {
+    LOCKFILES
+        .iter()
+        .find_map(|name| std::fs::read(dir.join(name)).ok())
+        .map(|b| lockfile_hash(&b))
+}
+
+/// Copy `from` to `to` as hard links (directories recreated, symlinks copied as links),
+/// falling back to a byte copy where a link cannot be made (another filesystem).
+pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut files = 0;
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&src)?;
+            std::os::unix::fs::symlink(target, &dst)?;
+        } else if kind.is_dir() {
+            if entry.file_name() == ".cache" {
+                continue; // tools write here; never share it between releases
+            }
+            files += link_tree(&src, &dst)?;
+        } else {
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst)?;
+            }
+            files += 1;
+        }
+    }
+    Ok(files)
 }
 
 /// Paths of one app's releases.
@@ -168,6 +222,28 @@ mod tests {
     }
 
     #[test]
+    fn link_tree_shares_files_and_keeps_symlinks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a/node_modules");
+        std::fs::create_dir_all(src.join("pkg/lib")).unwrap();
+        std::fs::create_dir_all(src.join(".cache/x")).unwrap();
+        std::fs::write(src.join("pkg/lib/index.js"), "x").unwrap();
+        std::fs::create_dir_all(src.join(".bin")).unwrap();
+        std::os::unix::fs::symlink("../pkg/lib/index.js", src.join(".bin/pkg")).unwrap();
+        let dst = dir.path().join("b/node_modules");
+        assert_eq!(link_tree(&src, &dst).unwrap(), 1);
+        let a = std::fs::metadata(src.join("pkg/lib/index.js")).unwrap();
+        let b = std::fs::metadata(dst.join("pkg/lib/index.js")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(
+            std::fs::read_link(dst.join(".bin/pkg")).unwrap(),
+            Path::new("../pkg/lib/index.js")
+        );
+        assert!(!dst.join(".cache").exists());
+    }
+
+    #[test]
     fn scan_tells_sealed_from_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
@@ -177,6 +253,7 @@ mod tests {
             commit: "a".repeat(40),
             inputs: "x".into(),
             lockfile: None,
+            deps: None,
             sealed_at: "now".into(),
         };
         layout.seal("sealed", &marker).unwrap();

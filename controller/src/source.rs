@@ -291,3 +291,14 @@ pub fn checkout(repo: &Repository, commit: &str, dest: &Path) -> Result<(), Sour
             source,
         })
 }
+
+/// The hash of the first lockfile (see [`crate::release::LOCKFILES`]) in `commit`'s tree.
+pub fn lockfile_at(repo: &Repository, commit: &str) -> Option<String> {
+    let oid = Oid::from_str(commit).ok()?;
+    let tree = repo.find_commit(oid).ok()?.tree().ok()?;
+    crate::release::LOCKFILES.iter().find_map(|name| {
+        let entry = tree.get_name(name)?;
+        let blob = repo.find_blob(entry.id()).ok()?;
+        Some(crate::release::lockfile_hash(blob.content()))
+    })
+}

@@ -84,6 +84,11 @@ pub struct AppSpec {
     /// Commands run around the switch.
     #[serde(default)]
     pub hooks: Hooks,
+    /// An absolute path to a `KEY=VALUE` file on the server holding secrets (e.g.
+    /// `DATABASE_URL`). Its variables reach install, build, migrations, hooks and the pm2
+    /// processes; their values never appear in logs, plans or status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
 }
 
 /// The app's source repository and target commit.
@@ -161,9 +166,20 @@ pub struct Migrations {
     /// The user's own commands, for `driver: command`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandDriver>,
-    /// Time limit for one migration command.
+    /// Time limit for one migration command (and for waiting on another host's migration).
     #[serde(default = "default_migration_timeout")]
     pub timeout: Duration,
+    /// The variable (from `envFile`) holding the PostgreSQL URL, used to read the level and
+    /// to take the advisory lock that keeps two hosts from migrating at once.
+    #[serde(default = "default_database_env")]
+    pub database_env: String,
+    /// dbmate's migrations directory, relative to the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+fn default_database_env() -> String {
+    "DATABASE_URL".to_string()
 }
 
 fn default_migration_timeout() -> Duration {

@@ -245,6 +245,41 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
         c.positive("spec.migrations.timeout", m.timeout);
+        if !is_env_name(&m.database_env) {
+            c.fail(
+                "spec.migrations.databaseEnv",
+                format!(
+                    "{:?} is not a valid environment variable name",
+                    m.database_env
+                ),
+            );
+        }
+        if let Some(dir) = &m.dir {
+            if m.driver != MigrationDriver::Dbmate {
+                c.fail(
+                    "spec.migrations.dir",
+                    "dir is only used with driver: dbmate",
+                );
+            } else if !is_contained_relative(dir) {
+                c.fail(
+                    "spec.migrations.dir",
+                    format!("{dir:?} must be a path inside the release (relative, no '..')"),
+                );
+            }
+        }
+        if m.driver != MigrationDriver::Command && spec.env_file.is_none() {
+            c.fail(
+                "spec.migrations",
+                format!(
+                    "driver {} reads {} from envFile: set spec.envFile",
+                    match m.driver {
+                        MigrationDriver::Prisma => "prisma",
+                        _ => "dbmate",
+                    },
+                    m.database_env
+                ),
+            );
+        }
     }
 
     if spec.processes.is_empty() {
@@ -359,6 +394,15 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 h.progress_deadline, h.success_threshold, h.interval
             ),
         );
+    }
+    if let Some(f) = &spec.env_file {
+        let p = Path::new(f);
+        if !p.is_absolute() || p.components().any(|x| matches!(x, Component::ParentDir)) {
+            c.fail(
+                "spec.envFile",
+                format!("{f:?} must be an absolute path without '..'"),
+            );
+        }
     }
     c.commands("spec.hooks.afterSwitch", &spec.hooks.after_switch);
     c.positive("spec.hooks.timeout", spec.hooks.timeout);

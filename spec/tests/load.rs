@@ -176,7 +176,7 @@ fn duplicate_check_names_bad_urls_and_impossible_deadlines_are_caught() {
 fn migration_settings_must_fit_their_driver() {
     let base = VALID.replace(
         "  processes:\n",
-        "  migrations:\n    driver: prisma\n    level: 0001_init\n    onRevert: down\n  processes:\n",
+        "  envFile: /etc/demo/env\n  migrations:\n    driver: prisma\n    level: 0001_init\n    onRevert: down\n  processes:\n",
     );
     let errs = errors(&base);
     assert_eq!(errs.len(), 1);
@@ -185,6 +185,11 @@ fn migration_settings_must_fit_their_driver() {
         "{errs:?}"
     );
     let errs = errors(&base.replace("driver: prisma", "driver: command"));
+    assert!(
+        errors(&base.replace("  envFile: /etc/demo/env\n", ""))
+            .iter()
+            .any(|e| e.contains("spec.migrations: driver prisma reads DATABASE_URL from envFile")),
+    );
     assert!(
         errs[0].contains(
             "spec.migrations.command: driver: command needs command.status and command.up"

@@ -1,0 +1,466 @@
+//! Database migrations: reading the applied level (prisma's `_prisma_migrations`,
+//! dbmate's `schema_migrations`, or the user's own status command), taking a PostgreSQL
+//! advisory lock so two hosts never migrate at once, running the driver's up or down
+//! commands, and checking the level afterwards.
+//!
+//! Secrets (the database URL) reach commands through their environment only, never argv.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use shipshape_spec::App;
+use shipshape_spec::app::{MigrationDriver, Migrations};
+use tokio_postgres::Client;
+
+use crate::envfile::Redactor;
+use crate::exec::{self, ExecError, Spec};
+
+/// Time allowed to connect to the database.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a migration step (or reading the level) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database URL is not in the env file.
+    #[error("{var} is not set in spec.envFile")]
+    NoDatabaseUrl {
+        /// The variable.
+        var: String,
+    },
+    /// Connecting failed.
+    #[error("connecting to the database: {0}")]
+    Connect(String),
+    /// A query failed.
+    #[error("{what}: {message}")]
+    Query {
+        /// What was asked.
+        what: String,
+        /// The server's answer.
+        message: String,
+    },
+    /// Another host held the migration lock past the time limit.
+    #[error("waited {0:?} for another host's migration lock; giving up")]
+    LockTimeout(Duration),
+    /// A migration command failed.
+    #[error("{0}")]
+    Command(#[from] ExecError),
+    /// The driver's tool is not in the release.
+    #[error("{0}")]
+    NoTool(String),
+    /// After migrating, the level is not the desired one.
+    #[error("after migrating, the level is {after}, not the desired {desired}")]
+    Mismatch {
+        /// What the database says now.
+        after: String,
+        /// What the document asks for.
+        desired: String,
+    },
+    /// The driver cannot go down.
+    #[error("{0}")]
+    CannotGoDown(String),
+}
+
+impl MigrateError {
+    /// The command output's tail, when a command failed.
+    pub fn tail(&self) -> Option<&str> {
+        match self {
+            MigrateError::Command(e) => e.tail(),
+            _ => None,
+        }
+    }
+}
+
+/// The part of a level that orders and compares: dbmate's version digits; the whole
+/// name for the other drivers.
+pub fn level_key(driver: MigrationDriver, level: &str) -> String {
+    match driver {
+        MigrationDriver::Dbmate => level.split('_').next().unwrap_or(level).to_string(),
+        _ => level.trim().to_string(),
+    }
+}
+
+/// True when the driver can migrate down.
+pub fn can_go_down(m: &Migrations) -> bool {
+    match m.driver {
+        MigrationDriver::Prisma => false,
+        MigrationDriver::Dbmate => true,
+        MigrationDriver::Command => m.command.as_ref().is_some_and(|c| c.down.is_some()),
+    }
+}
+
+/// Everything a migration command needs.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// The app.
+    pub app: &'a App,
+    /// The env file's variables.
+    pub env: &'a BTreeMap<String, String>,
+    /// Masks secrets in messages.
+    pub redactor: &'a Redactor,
+    /// Where commands run: the release being rolled out (or the releases root).
+    pub dir: PathBuf,
+    /// dbmate when the release has none of its own.
+    pub dbmate: PathBuf,
+    /// Where command output is appended.
+    pub log: Option<PathBuf>,
+}
+
+impl Context<'_> {
+    fn migrations(&self) -> &Migrations {
+        self.app
+            .spec
+            .migrations
+            .as_ref()
+            .expect("migrations are declared")
+    }
+
+    fn database_url(&self) -> Result<&str, MigrateError> {
+        let var = &self.migrations().database_env;
+        self.env
+            .get(var)
+            .map(String::as_str)
+            .ok_or_else(|| MigrateError::NoDatabaseUrl { var: var.clone() })
+    }
+
+    fn command_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend(
+            self.app
+                .spec
+                .build
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_text())),
+        );
+        env.push(("SHIPSHAPE_APP".into(), self.app.metadata.name.clone()));
+        env.push((
+            "SHIPSHAPE_RELEASE_DIR".into(),
+            self.dir.display().to_string(),
+        ));
+        env
+    }
+
+    fn spec(&self, spec: Spec) -> Spec {
+        let spec = spec.envs(self.command_env());
+        match &self.log {
+            Some(l) => spec.log_to(l),
+            None => spec,
+        }
+    }
+
+    async fn connect(&self) -> Result<Client, MigrateError> {
+        let url = self.database_url()?;
+        connect(url, self.redactor).await
+    }
+
+    /// Read the applied level (`None`: nothing applied yet).
+    ///
+    /// # Errors
+    /// [`MigrateError`] when the database or the status command cannot answer.
+    pub async fn level(&self) -> Result<Option<String>, MigrateError> {
+        match self.migrations().driver {
+            MigrationDriver::Command => self.command_level().await,
+            driver => {
+                let client = self.connect().await?;
+                read_level(&client, driver, self.redactor).await
+            }
+        }
+    }
+
+    async fn command_level(&self) -> Result<Option<String>, MigrateError> {
+        let m = self.migrations();
+        let cmd = m
+            .command
+            .as_ref()
+            .expect("validated: command driver has commands");
+        let out =
+            exec::run(&self.spec(Spec::shell(&cmd.status, &self.dir, m.timeout.std()))).await?;
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .map(str::to_string))
+    }
+
+    /// Migrate to the document's level, under the advisory lock.
+    ///
+    /// Returns what happened, in words.
+    ///
+    /// # Errors
+    /// [`MigrateError`] when the lock, a command or the final level check fails.
+    pub async fn migrate(&self) -> Result<String, MigrateError> {
+        let m = self.migrations();
+        let desired = m.level.clone();
+        // The lock needs a PostgreSQL URL; the command driver may not have one.
+        let lock = match (m.driver, self.database_url()) {
+            (MigrationDriver::Command, Err(_)) => None,
+            (_, Err(e)) => return Err(e),
+            (_, Ok(url)) => {
+                let client = connect(url, self.redactor).await?;
+                lock(
+                    &client,
+                    &self.app.metadata.name,
+                    m.timeout.std(),
+                    self.redactor,
+                )
+                .await?;
+                Some(client)
+            }
+        };
+        let before = self.level().await?;
+        let key = |l: &str| level_key(m.driver, l);
+        if before.as_deref().map(key) == Some(key(&desired)) {
+            return Ok(format!("already at {desired} (another host migrated it)"));
+        }
+        let down = before.as_deref().is_some_and(|b| key(b) > key(&desired));
+        if down && !can_go_down(m) {
+            return Err(MigrateError::CannotGoDown(format!(
+                "the database is at {}, above {desired}, and this driver cannot migrate down",
+                before.as_deref().unwrap_or("-")
+            )));
+        }
+        match m.driver {
+            MigrationDriver::Prisma => {
+                let prisma = self.dir.join("node_modules/.bin/prisma");
+                if !prisma.exists() {
+                    return Err(MigrateError::NoTool(format!(
+                        "{} not found: add prisma to the app's dependencies",
+                        prisma.display()
+                    )));
+                }
+                exec::run(&self.spec(Spec::program(
+                    prisma,
+                    &["migrate", "deploy"],
+                    &self.dir,
+                    m.timeout.std(),
+                )))
+                .await?;
+            }
+            MigrationDriver::Dbmate => {
+                let local = self.dir.join("node_modules/.bin/dbmate");
+                let bin = if local.exists() {
+                    local
+                } else {
+                    self.dbmate.clone()
+                };
+                let dir = self.dir.join(m.dir.as_deref().unwrap_or("db/migrations"));
+                let dir = dir.display().to_string();
+                let base = [
+                    "--env",
+                    m.database_env.as_str(),
+                    "--migrations-dir",
+                    dir.as_str(),
+                    "--no-dump-schema",
+                ];
+                if down {
+                    // dbmate rolls back one migration at a time.
+                    let mut level = before.clone();
+                    let mut steps = 0;
+                    while level.as_deref().is_some_and(|l| key(l) > key(&desired)) {
+                        steps += 1;
+                        if steps > 1000 {
+                            break;
+                        }
+                        let args: Vec<&str> = base.iter().copied().chain(["rollback"]).collect();
+                        exec::run(&self.spec(Spec::program(
+                            &bin,
+                            &args,
+                            &self.dir,
+                            m.timeout.std(),
+                        )))
+                        .await?;
+                        level = self.level().await?;
+                    }
+                } else {
+                    let args: Vec<&str> = base.iter().copied().chain(["migrate"]).collect();
+                    exec::run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std())))
+                        .await?;
+                }
+            }
+            MigrationDriver::Command => {
+                let cmd = m.command.as_ref().expect("validated");
+                let script = if down {
+                    cmd.down.as_deref().expect("can_go_down checked")
+                } else {
+                    cmd.up.as_str()
+                };
+                let spec = Spec::shell(script, &self.dir, m.timeout.std()).envs([
+                    ("SHIPSHAPE_TARGET_LEVEL", desired.clone()),
+                    (
+                        "SHIPSHAPE_CURRENT_LEVEL",
+                        before.clone().unwrap_or_default(),
+                    ),
+                ]);
+                exec::run(&self.spec(spec)).await?;
+            }
+        }
+        let after = self.level().await?;
+        drop(lock);
+        match after {
+            Some(a) if key(&a) == key(&desired) => Ok(format!(
+                "{} {} → {desired}",
+                if down { "down" } else { "up" },
+                before.as_deref().unwrap_or("(empty)")
+            )),
+            other => Err(MigrateError::Mismatch {
+                after: other.unwrap_or_else(|| "(empty)".into()),
+                desired,
+            }),
+        }
+    }
+
+    /// Run the backup command with `SHIPSHAPE_BACKUP_FILE` set to `file`.
+    ///
+    /// # Errors
+    /// [`MigrateError::Command`] when it fails.
+    pub async fn backup(&self, file: &Path) -> Result<(), MigrateError> {
+        let m = self.migrations();
+        let Some(cmd) = &m.backup else { return Ok(()) };
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let spec = Spec::shell(cmd, &self.dir, m.timeout.std())
+            .envs([("SHIPSHAPE_BACKUP_FILE", file.display().to_string())]);
+        exec::run(&self.spec(spec)).await?;
+        Ok(())
+    }
+}
+
+/// Connect to PostgreSQL (TLS when the server offers it, per the URL's `sslmode`).
+///
+/// # Errors
+/// [`MigrateError::Connect`], with secrets masked.
+pub async fn connect(url: &str, redactor: &Redactor) -> Result<Client, MigrateError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        MigrateError::Connect(redactor.redact(&format!("invalid URL: {e}")))
+    })?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
+        .map_err(|e| MigrateError::Connect(e.to_string()))?;
+    let tls = postgres_openssl::MakeTlsConnector::new(builder.build());
+    let connecting = config.connect(tls);
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| MigrateError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| MigrateError::Connect(redactor.redact(&error_text(&e))))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let mut s = e.to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(inner) = cur {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                cur = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// The level recorded by `driver`'s own table (`None` when the table does not exist or is empty).
+///
+/// # Errors
+/// [`MigrateError::Query`].
+pub async fn read_level(
+    client: &Client,
+    driver: MigrationDriver,
+    redactor: &Redactor,
+) -> Result<Option<String>, MigrateError> {
+    let (table, query) = match driver {
+        MigrationDriver::Prisma => (
+            "_prisma_migrations",
+            "SELECT migration_name::text FROM _prisma_migrations \
+             WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL \
+             ORDER BY migration_name DESC LIMIT 1",
+        ),
+        MigrationDriver::Dbmate => (
+            "schema_migrations",
+            "SELECT version::text FROM schema_migrations ORDER BY version DESC LIMIT 1",
+        ),
+        MigrationDriver::Command => unreachable!("the command driver has no table"),
+    };
+    let q = |e: tokio_postgres::Error| MigrateError::Query {
+        what: format!("reading {table}"),
+        message: redactor.redact(&error_text(&e)),
+    };
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .await
+        .map_err(q)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client.query_opt(query, &[]).await.map_err(q)?;
+    Ok(row.map(|r| r.get::<_, String>(0)))
+}
+
+/// Take the app's migration lock on `client`'s session, waiting at most `timeout`.
+/// The lock is released when the session ends.
+///
+/// # Errors
+/// [`MigrateError::LockTimeout`] when another host holds it too long.
+pub async fn lock(
+    client: &Client,
+    app: &str,
+    timeout: Duration,
+    redactor: &Redactor,
+) -> Result<(), MigrateError> {
+    let key = format!("shipshape-migrate:{app}");
+    let ms = timeout.as_millis().max(1);
+    client
+        .batch_execute(&format!("SET lock_timeout = {ms}"))
+        .await
+        .map_err(|e| MigrateError::Query {
+            what: "setting lock_timeout".into(),
+            message: redactor.redact(&error_text(&e)),
+        })?;
+    match client
+        .execute("SELECT pg_advisory_lock(hashtext($1))", &[&key])
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            Err(MigrateError::LockTimeout(timeout))
+        }
+        Err(e) => Err(MigrateError::Query {
+            what: "taking the migration lock".into(),
+            message: redactor.redact(&error_text(&e)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbmate_levels_compare_by_version() {
+        assert_eq!(
+            level_key(MigrationDriver::Dbmate, "20240101120000_create_users"),
+            "20240101120000"
+        );
+        assert_eq!(
+            level_key(MigrationDriver::Dbmate, "20240101120000"),
+            "20240101120000"
+        );
+        assert_eq!(
+            level_key(MigrationDriver::Prisma, "20240101120000_init"),
+            "20240101120000_init"
+        );
+    }
+}
