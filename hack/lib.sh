@@ -66,3 +66,41 @@ wait_until() {
     sleep 0.2
   done
 }
+
+DBMATE_BIN="$TOOLS/node_modules/@dbmate/linux-x64/bin/dbmate"
+
+# PostgreSQL from Debian's packages, started as the postgres user on a private port and
+# socket directory. Sets PG_DIR and SHIPSHAPE_TEST_DATABASE_URL; stop it with stop_postgres.
+start_postgres() {
+  if ! ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    apt_install postgresql
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  PG_DIR=$(mktemp -d /tmp/shipshape-pg.XXXXXX)
+  chmod 755 "$PG_DIR"
+  mkdir -p "$PG_DIR/data" "$PG_DIR/run"
+  local port
+  port=$(free_port)
+  local as_pg=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres:postgres "$PG_DIR"
+    as_pg=(runuser -u postgres --)
+  fi
+  say "starting PostgreSQL ($bin) on 127.0.0.1:$port"
+  "${as_pg[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync >"$PG_DIR/initdb.log" 2>&1 \
+    || { cat "$PG_DIR/initdb.log"; die "initdb failed"; }
+  "${as_pg[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w -t 30 \
+    -o "-p $port -k $PG_DIR/run -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+    || { cat "$PG_DIR/postgres.log"; die "PostgreSQL did not start"; }
+  PG_BIN="$bin"
+  export SHIPSHAPE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  [ -n "${PG_DIR:-}" ] || return 0
+  local as_pg=()
+  [ "$(id -u)" -eq 0 ] && as_pg=(runuser -u postgres --)
+  "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+}

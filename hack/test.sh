@@ -3,7 +3,8 @@
 # unit and integration tests (real git, real pm2, the example Node app), and the quickstart.
 #
 # Installs (each only when missing): pkg-config and libssl-dev from Debian (for git2),
-# pm2 from npm into .tools/ (pinned by hack/tools/package-lock.json).
+# PostgreSQL from Debian (started as the postgres user on a private port and socket dir,
+# stopped at the end), pm2 and dbmate from npm into .tools/ (pinned by hack/tools/).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -11,6 +12,9 @@ cd "$ROOT"
 install_build_deps
 install_pm2
 export SHIPSHAPE_TEST_PM2="$PM2_BIN"
+export SHIPSHAPE_TEST_DBMATE="$DBMATE_BIN"
+start_postgres
+trap stop_postgres EXIT
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

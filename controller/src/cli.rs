@@ -25,7 +25,7 @@ pub struct Cli {
 pub struct SourceArgs {
     /// The config repo: a local path or a git URL.
     #[arg(long, env = "SHIPSHAPE_REPO")]
-    pub repo: String,
+    pub repo: Option<String>,
     /// The branch to follow.
     #[arg(long, default_value = "main", env = "SHIPSHAPE_BRANCH")]
     pub branch: String,
@@ -76,7 +76,8 @@ pub enum Command {
         #[arg(long, default_value_t = crate::state::DEFAULT_HISTORY)]
         history: usize,
     },
-    /// Show the steps a pass would run, with reasons. Exit 0: nothing to do; 2: changes pending.
+    /// Show the steps a pass would run, with reasons. Exit 0: nothing to do; 2: changes
+    /// pending; 1: an error, or a blocker that would stop the pass.
     Plan {
         /// Where things are.
         #[command(flatten)]
@@ -84,6 +85,9 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Plan these document files instead of the config repo's branch tip.
+        #[arg(long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Show each app's phase, conditions, live and desired revisions, and last error.
     Status {
@@ -152,15 +156,25 @@ pub fn main() -> anyhow::Result<i32> {
             history,
         } => {
             init_tracing();
+            if source.repo.is_none() {
+                anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
+            }
             let controller = controller(&source, history)?;
             let rt = tokio::runtime::Runtime::new()?;
             Ok(rt.block_on(run(controller, once, interval)))
         }
-        Command::Plan { source, output } => {
+        Command::Plan {
+            source,
+            output,
+            files,
+        } => {
             init_tracing();
+            if source.repo.is_none() && files.is_empty() {
+                anyhow::bail!("plan needs --repo (or SHIPSHAPE_REPO), or --file");
+            }
             let controller = controller(&source, crate::state::DEFAULT_HISTORY)?;
             let rt = tokio::runtime::Runtime::new()?;
-            Ok(rt.block_on(plan(controller, output)))
+            Ok(rt.block_on(plan(controller, output, &files)))
         }
     }
 }
@@ -189,13 +203,13 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
         .ok_or_else(|| {
             anyhow::anyhow!("set --pm2-home (no PM2_HOME or HOME in the environment)")
         })?;
-    let repo = if crate::source::is_remote(&args.repo) {
-        args.repo.clone()
-    } else {
-        std::fs::canonicalize(&args.repo)
-            .map_err(|e| anyhow::anyhow!("config repo {}: {e}", args.repo))?
+    let repo = match &args.repo {
+        None => String::new(),
+        Some(r) if crate::source::is_remote(r) => r.clone(),
+        Some(r) => std::fs::canonicalize(r)
+            .map_err(|e| anyhow::anyhow!("config repo {r}: {e}"))?
             .display()
-            .to_string()
+            .to_string(),
     };
     Ok(Controller {
         config: ConfigRepo {
@@ -206,7 +220,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
         },
         store: Store::new(&state_dir),
         pm2: Pm2 {
-            bin: args.pm2.clone(),
+            bin: absolute_if_path(&args.pm2),
             home: pm2_home,
             timeout: args.pm2_timeout,
         },
@@ -215,11 +229,23 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .build()?,
         sources_dir: state_dir.join("sources"),
         history,
-        dbmate: args.dbmate.clone(),
+        dbmate: absolute_if_path(&args.dbmate),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1),
     })
+}
+
+/// A program given as a relative path (`.tools/…/pm2`) made absolute, since commands run
+/// in other directories; a bare name (`pm2`) is left for PATH to resolve.
+fn absolute_if_path(p: &std::path::Path) -> PathBuf {
+    if p.components().count() > 1 && p.is_relative() {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    } else {
+        p.to_path_buf()
+    }
 }
 
 async fn run(controller: Controller, once: bool, interval: Duration) -> i32 {
@@ -261,16 +287,36 @@ async fn run(controller: Controller, once: bool, interval: Duration) -> i32 {
     }
 }
 
-async fn plan(controller: Controller, output: Format) -> i32 {
-    let config = controller.config.clone();
-    let snapshot = match tokio::task::spawn_blocking(move || config.snapshot())
-        .await
-        .expect("snapshot task")
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
+async fn plan(controller: Controller, output: Format, files: &[PathBuf]) -> i32 {
+    let snapshot = if files.is_empty() {
+        let config = controller.config.clone();
+        match tokio::task::spawn_blocking(move || config.snapshot())
+            .await
+            .expect("snapshot task")
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        }
+    } else {
+        let mut docs = Vec::new();
+        for f in files {
+            match std::fs::read_to_string(f) {
+                Ok(text) => docs.push(crate::source::DocumentFile {
+                    path: f.display().to_string(),
+                    text,
+                }),
+                Err(e) => {
+                    eprintln!("{}: cannot read: {e}", f.display());
+                    return 1;
+                }
+            }
+        }
+        crate::source::Snapshot {
+            commit: "(files)".into(),
+            files: docs,
         }
     };
     let mut pending = false;
@@ -293,13 +339,10 @@ async fn plan(controller: Controller, output: Format) -> i32 {
                 continue;
             }
         };
-        let secrets = match crate::reconciler::Secrets::load(&app) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {}: {e}", app.metadata.name);
-                failed = true;
-                continue;
-            }
+        // An unreadable env file blocks the plan, but the rest is still worth showing.
+        let (secrets, env_problem) = match crate::reconciler::Secrets::load(&app) {
+            Ok(s) => (s, None),
+            Err(e) => (Default::default(), Some(e.to_string())),
         };
         let observed = match controller.observe(&app, &record, &secrets).await {
             Ok(o) => o,
@@ -309,8 +352,12 @@ async fn plan(controller: Controller, output: Format) -> i32 {
                 continue;
             }
         };
-        let p = crate::plan::plan(&app, &observed);
+        let mut p = crate::plan::plan(&app, &observed);
+        if let Some(problem) = env_problem {
+            p.blockers.insert(0, problem);
+        }
         pending |= !p.is_empty();
+        failed |= !p.blockers.is_empty();
         match output {
             Format::Table => {
                 println!(

@@ -203,13 +203,9 @@ impl Context<'_> {
             (_, Err(e)) => return Err(e),
             (_, Ok(url)) => {
                 let client = connect(url, self.redactor).await?;
-                lock(
-                    &client,
-                    &self.app.metadata.name,
-                    m.timeout.std(),
-                    self.redactor,
-                )
-                .await?;
+                tracing::debug!(app = %self.app.metadata.name, "waiting for the migration lock");
+                lock(&client, m.timeout.std(), self.redactor).await?;
+                tracing::info!(app = %self.app.metadata.name, "took the migration lock");
                 Some(client)
             }
         };
@@ -409,18 +405,22 @@ pub async fn read_level(
     Ok(row.map(|r| r.get::<_, String>(0)))
 }
 
-/// Take the app's migration lock on `client`'s session, waiting at most `timeout`.
+/// The advisory-lock key every shipshape controller takes before migrating a database.
+/// It is per database (advisory locks are), not per app: two apps sharing a schema must not
+/// migrate it at once either.
+pub const LOCK_KEY: &str = "shipshape-migrate";
+
+/// Take the database's migration lock on `client`'s session, waiting at most `timeout`.
 /// The lock is released when the session ends.
 ///
 /// # Errors
 /// [`MigrateError::LockTimeout`] when another host holds it too long.
 pub async fn lock(
     client: &Client,
-    app: &str,
     timeout: Duration,
     redactor: &Redactor,
 ) -> Result<(), MigrateError> {
-    let key = format!("shipshape-migrate:{app}");
+    let key = LOCK_KEY;
     let ms = timeout.as_millis().max(1);
     client
         .batch_execute(&format!("SET lock_timeout = {ms}"))

@@ -586,6 +586,14 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
                 ),
             );
             pm2_changed = true;
+        } else if switching {
+            // `current` was moved by hand: a process restarted meanwhile runs the other
+            // release's code, so reload to be sure every instance runs this one.
+            push(
+                Step::Pm2Reload { process: name },
+                "current was moved; reload so every instance runs this release".into(),
+            );
+            pm2_changed = true;
         }
     }
     let mut stale: BTreeSet<&str> = BTreeSet::new();
@@ -971,8 +979,11 @@ spec:
                     obs.current = Some("elsewhere".into());
                     (app(C1), obs)
                 },
-                steps: &["switch", "hook", "verify"],
-                reasons: &[("switch", "current is elsewhere, desired 111111111111")],
+                steps: &["switch", "pm2-reload", "pm2-save", "hook", "verify"],
+                reasons: &[
+                    ("switch", "current is elsewhere, desired 111111111111"),
+                    ("pm2-reload", "current was moved"),
+                ],
             },
             Case {
                 name: "instances 2 → 4",

@@ -224,7 +224,11 @@ impl Controller {
                 let ctx = self.migrate_context(app, secrets, dir, None);
                 match ctx.level().await {
                     Ok(level) => MigrationState::At(level),
-                    Err(e) => MigrationState::Unreadable(secrets.redactor.redact(&e.to_string())),
+                    Err(e) => MigrationState::Unreadable(
+                        secrets
+                            .redactor
+                            .redact(&with_last_line(e.to_string(), e.tail())),
+                    ),
                 }
             }
         };
@@ -690,6 +694,13 @@ impl Controller {
             .app_dir(&app.metadata.name)
             .join("ecosystem.json");
         let last_prepare = plan.steps.iter().rposition(|s| s.step.prepares());
+        let prep = Prep {
+            app,
+            release: &plan.release,
+            dir: &release_dir,
+            log: &log,
+            secrets,
+        };
         for (i, planned) in plan.steps.iter().enumerate() {
             let kind = planned.step.kind();
             let started_at = state::now();
@@ -697,10 +708,7 @@ impl Controller {
             info!(app = %app.metadata.name, step = kind, target = %planned.step.target(), reason = %planned.reason, "step");
             let result: Result<(), StepError> = match &planned.step {
                 Step::Fetch { commit, .. } => self.fetch(app, commit, &release_dir).await,
-                Step::Install { .. } => {
-                    self.install(app, &release_dir, &plan.release, &log, secrets)
-                        .await
-                }
+                Step::Install { .. } => prep.install().await,
                 Step::ReuseDeps { from, .. } => {
                     let src = layout.release(from).join("node_modules");
                     let dst = release_dir.join("node_modules");
@@ -719,8 +727,7 @@ impl Controller {
                     } else {
                         // The other release lost its node_modules: install after all.
                         warn!(app = %app.metadata.name, from = %from, "node_modules to reuse is gone; installing");
-                        self.install(app, &release_dir, &plan.release, &log, secrets)
-                            .await
+                        prep.install().await
                     }
                 }
                 Step::Backup { from } => {
@@ -754,17 +761,7 @@ impl Controller {
                 Step::Build { .. } => {
                     let mut r = Ok(());
                     for cmd in &app.spec.build.steps {
-                        r = self
-                            .run_build_command(
-                                app,
-                                "build",
-                                cmd,
-                                &release_dir,
-                                &plan.release,
-                                &log,
-                                secrets,
-                            )
-                            .await;
+                        r = prep.run("build", cmd).await;
                         if r.is_err() {
                             break;
                         }
@@ -896,51 +893,6 @@ impl Controller {
         })
     }
 
-    async fn run_build_command(
-        &self,
-        app: &App,
-        step: &'static str,
-        command: &str,
-        dir: &std::path::Path,
-        release: &str,
-        log: &std::path::Path,
-        secrets: &Secrets,
-    ) -> Result<(), StepError> {
-        let env = app
-            .spec
-            .build
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_text()));
-        let spec = Spec::shell(command, dir, app.spec.build.timeout.std())
-            .envs(secrets.env.vars.clone())
-            .envs(env)
-            .envs(shipshape_env(app, release, dir))
-            .redact(&secrets.redactor)
-            .log_to(log);
-        exec::run(&spec)
-            .await
-            .map(|_| ())
-            .map_err(|e| exec_error(step, e))
-    }
-
-    async fn install(
-        &self,
-        app: &App,
-        dir: &std::path::Path,
-        release: &str,
-        log: &std::path::Path,
-        secrets: &Secrets,
-    ) -> Result<(), StepError> {
-        match &app.spec.build.install {
-            Some(cmd) => {
-                self.run_build_command(app, "install", cmd, dir, release, log, secrets)
-                    .await
-            }
-            None => Ok(()),
-        }
-    }
-
     /// Probe until `successThreshold` passing rounds in a row, or the progress deadline.
     async fn verify(&self, app: &App) -> Result<(), StepError> {
         let h = &app.spec.health;
@@ -993,6 +945,42 @@ impl Controller {
             }
         }
         Ok(())
+    }
+}
+
+/// What preparing one release needs: its app, id, directory, log and secrets.
+struct Prep<'a> {
+    app: &'a App,
+    release: &'a str,
+    dir: &'a std::path::Path,
+    log: &'a std::path::Path,
+    secrets: &'a Secrets,
+}
+
+impl Prep<'_> {
+    /// Run one install or build command in the release, with the env file, `build.env`
+    /// and the `SHIPSHAPE_*` variables, its output logged with secrets masked.
+    async fn run(&self, step: &'static str, command: &str) -> Result<(), StepError> {
+        let build = &self.app.spec.build;
+        let env = build.env.iter().map(|(k, v)| (k.clone(), v.as_text()));
+        let spec = Spec::shell(command, self.dir, build.timeout.std())
+            .envs(self.secrets.env.vars.clone())
+            .envs(env)
+            .envs(shipshape_env(self.app, self.release, self.dir))
+            .redact(&self.secrets.redactor)
+            .log_to(self.log);
+        exec::run(&spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| exec_error(step, e))
+    }
+
+    /// `build.install`, when there is one.
+    async fn install(&self) -> Result<(), StepError> {
+        match &self.app.spec.build.install {
+            Some(cmd) => self.run("install", cmd).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -1052,15 +1040,23 @@ fn write_ecosystem(app: &App, path: &std::path::Path, env: &EnvFile) -> Result<(
     })
 }
 
+/// `message`, with the last line of a command's output when there is one.
+fn with_last_line(message: String, tail: Option<&str>) -> String {
+    match tail.and_then(|t| t.lines().rev().map(str::trim).find(|l| !l.is_empty())) {
+        Some(line) => format!("{message}: {line}"),
+        None => message,
+    }
+}
+
 fn exec_error(step: &'static str, e: exec::ExecError) -> StepError {
     StepError {
         step,
+        message: with_last_line(e.to_string(), e.tail()),
         tail: e.tail().map(str::to_string),
         class: match e {
             exec::ExecError::Spawn { .. } => ErrorClass::Transient,
             _ => ErrorClass::Stalled,
         },
-        message: e.to_string(),
     }
 }
 
@@ -1068,12 +1064,12 @@ fn migrate_error(step: &'static str, e: crate::migrate::MigrateError) -> StepErr
     use crate::migrate::MigrateError as M;
     StepError {
         step,
+        message: with_last_line(e.to_string(), e.tail()),
         tail: e.tail().map(str::to_string),
         class: match &e {
             M::Connect(_) | M::LockTimeout(_) => ErrorClass::Transient,
             _ => ErrorClass::Stalled,
         },
-        message: e.to_string(),
     }
 }
 

@@ -202,25 +202,7 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
         steps,
         [
             "fetch",
-            "install",
-            "build",
-            "switch",
-            "pm2-reload",
-            "pm2-save",
-            "verify",
-            "switch",
-            "pm2-replace",
-            "pm2-save",
-            "verify"
-        ],
-        "{:#?}",
-        rec.last_pass
-    );
-    assert_eq!(
-        steps,
-        [
-            "fetch",
-            "install",
+            "reuse-deps",
             "build",
             "switch",
             "pm2-reload",

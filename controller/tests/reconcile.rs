@@ -71,7 +71,7 @@ fn v1_then_v2_serve_in_turn_v1_stays_on_disk_and_a_no_op_pass_runs_no_step() {
         steps,
         [
             "fetch",
-            "install",
+            "reuse-deps",
             "build",
             "switch",
             "pm2-reload",

@@ -32,6 +32,64 @@ pub fn pm2_bin() -> PathBuf {
     local
 }
 
+/// dbmate's binary: `$SHIPSHAPE_TEST_DBMATE`, else the project-local install.
+pub fn dbmate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHIPSHAPE_TEST_DBMATE") {
+        return PathBuf::from(p);
+    }
+    workspace().join(".tools/node_modules/@dbmate/linux-x64/bin/dbmate")
+}
+
+/// The PostgreSQL server hack/test.sh starts (as `SHIPSHAPE_TEST_DATABASE_URL`).
+pub fn pg_admin_url() -> String {
+    std::env::var("SHIPSHAPE_TEST_DATABASE_URL").expect(
+        "SHIPSHAPE_TEST_DATABASE_URL is not set: run hack/test.sh, which starts a private PostgreSQL",
+    )
+}
+
+/// Run SQL against `url`, returning each row's first column as text.
+pub fn sql(url: &str, query: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = shipshape::migrate::connect(url, &Default::default())
+            .await
+            .unwrap();
+        let rows = client
+            .simple_query(query)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// A fresh database on the test server; returns its URL with `password` in it
+/// (the test server trusts local connections, so any password works: it stands in for a secret).
+pub fn fresh_database(password: &str) -> String {
+    let admin = pg_admin_url();
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    sql(&admin, &format!("CREATE DATABASE {name}"));
+    let rest = admin.strip_prefix("postgres://postgres@").unwrap();
+    let host = rest.split('/').next().unwrap();
+    // dbmate (lib/pq) asks for TLS unless told; the test server has none.
+    format!("postgres://postgres:{password}@{host}/{name}?sslmode=disable")
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -136,6 +194,43 @@ impl World {
         self.app_head()
     }
 
+    /// Write `files` (path, content) into the app repo and commit them; returns the SHA.
+    pub fn commit_app_files(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            let p = self.app_repo().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        git(&self.app_repo(), &["add", "-A"]);
+        git(&self.app_repo(), &["commit", "-qm", message]);
+        self.app_head()
+    }
+
+    /// Write the env file (mode 0600) and return its path.
+    pub fn write_env_file(&self, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.root().join("app.env");
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    /// `document(commit)` with an env file and a migrations block (YAML lines, indented 4).
+    pub fn document_with_migrations(
+        &self,
+        commit: &str,
+        env_file: &Path,
+        migrations: &str,
+    ) -> String {
+        self.document(commit).replace(
+            "  processes:\n",
+            &format!(
+                "  envFile: {}\n  migrations:\n{migrations}  processes:\n",
+                env_file.display()
+            ),
+        )
+    }
+
     /// The default document for `commit`, before `edit`s (plain text replacements).
     pub fn document(&self, commit: &str) -> String {
         format!(
@@ -204,6 +299,7 @@ spec:
             .env("SHIPSHAPE_STATE_DIR", self.state_dir())
             .env("SHIPSHAPE_PM2", pm2_bin())
             .env("SHIPSHAPE_PM2_HOME", self.pm2_home())
+            .env("SHIPSHAPE_DBMATE", dbmate_bin())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         for (k, v) in env {
