@@ -228,6 +228,9 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
         sources_dir: state_dir.join("sources"),
+        hub: crate::events::Hub::default(),
+        handles: Default::default(),
+        concurrency: 4,
         history,
         dbmate: absolute_if_path(&args.dbmate),
         cpus: std::thread::available_parallelism()

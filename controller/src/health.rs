@@ -1,39 +1,45 @@
-//! Health: HTTP probes (status, body, latency) and pm2 facts (every declared instance
-//! online, restart counts not climbing), combined into rounds, and rounds into a verdict:
-//! healthy after `successThreshold` passing rounds in a row within `progressDeadline`.
+//! Health: HTTP probes (status, body, latency), Prometheus queries (a value within a
+//! threshold; no data is inconclusive) and pm2 facts (every declared instance online,
+//! restart counts not climbing), combined into rounds, and rounds into a verdict: healthy
+//! after `successThreshold` passing rounds in a row within `progressDeadline`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use shipshape_spec::app::{Check, Health, Instances, Process};
+use shipshape_spec::app::{Check, Health, HttpCheck, Instances, Process, PrometheusCheck};
+use shipshape_spec::status::{CheckResult, ProbeState};
 
 use crate::pm2::Instance;
 
-/// One probe's result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeResult {
-    /// The check's name.
-    pub check: String,
-    /// Passed?
-    pub ok: bool,
-    /// What was seen ("200 in 3ms", "connection refused" …).
-    pub detail: String,
+/// Run one check.
+pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {
+    let started = Instant::now();
+    let (state, detail) = match (&check.http, &check.prometheus) {
+        (Some(http), _) => probe_http(client, check, http, started).await,
+        (None, Some(prom)) => probe_prometheus(client, check, prom).await,
+        (None, None) => (ProbeState::Fail, "no probe configured".to_string()),
+    };
+    CheckResult {
+        name: check.name.clone(),
+        state,
+        detail,
+        latency_ms: started.elapsed().as_millis() as u64,
+    }
 }
 
-/// Run one HTTP check.
-pub async fn probe(client: &reqwest::Client, check: &Check) -> ProbeResult {
-    let started = Instant::now();
-    let result = client
-        .get(&check.http.url)
+async fn probe_http(
+    client: &reqwest::Client,
+    check: &Check,
+    http: &HttpCheck,
+    started: Instant,
+) -> (ProbeState, String) {
+    let fail = |d: String| (ProbeState::Fail, d);
+    let response = match client
+        .get(&http.url)
         .timeout(check.timeout.std())
         .send()
-        .await;
-    let fail = |detail: String| ProbeResult {
-        check: check.name.clone(),
-        ok: false,
-        detail,
-    };
-    let response = match result {
+        .await
+    {
         Ok(r) => r,
         Err(e) if e.is_timeout() => return fail(format!("no answer within {}", check.timeout)),
         Err(e) => return fail(format!("request failed: {}", error_chain(&e))),
@@ -44,29 +50,102 @@ pub async fn probe(client: &reqwest::Client, check: &Check) -> ProbeResult {
         Ok(Err(e)) => return fail(format!("reading body failed: {e}")),
         Err(_) => return fail(format!("body not complete within {}", check.timeout)),
     };
-    let latency = started.elapsed();
-    let ms = latency.as_millis();
-    if status != check.http.expect_status {
+    let ms = started.elapsed().as_millis();
+    if status != http.expect_status {
         return fail(format!(
             "status {status}, expected {} ({ms}ms)",
-            check.http.expect_status
+            http.expect_status
         ));
     }
-    if let Some(needle) = &check.http.body_contains
+    if let Some(needle) = &http.body_contains
         && !body.contains(needle.as_str())
     {
         return fail(format!("body does not contain {needle:?} ({ms}ms)"));
     }
     if let Some(max) = check.max_latency
-        && latency > max.std()
+        && started.elapsed() > max.std()
     {
         return fail(format!("{ms}ms is over maxLatency {max}"));
     }
-    ProbeResult {
-        check: check.name.clone(),
-        ok: true,
-        detail: format!("{status} in {ms}ms"),
+    (ProbeState::Pass, format!("{status} in {ms}ms"))
+}
+
+async fn probe_prometheus(
+    client: &reqwest::Client,
+    check: &Check,
+    prom: &PrometheusCheck,
+) -> (ProbeState, String) {
+    let url = format!("{}/api/v1/query", prom.url.trim_end_matches('/'));
+    let sent = client
+        .get(&url)
+        .query(&[("query", prom.query.as_str())])
+        .timeout(check.timeout.std())
+        .send()
+        .await;
+    // Prometheus being unreachable says nothing about the app: inconclusive, not failing.
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                ProbeState::Inconclusive,
+                format!("prometheus unreachable: {}", error_chain(&e)),
+            );
+        }
+    };
+    let body: serde_json::Value = match response.json().await {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                ProbeState::Inconclusive,
+                format!("prometheus answered unreadably: {e}"),
+            );
+        }
+    };
+    if body["status"] != "success" {
+        return (
+            ProbeState::Fail,
+            format!(
+                "query rejected: {}",
+                body["error"].as_str().unwrap_or("unknown error")
+            ),
+        );
     }
+    let Some(value) = first_sample(&body["data"]) else {
+        return (
+            ProbeState::Inconclusive,
+            "query returned no data".to_string(),
+        );
+    };
+    if value.is_nan() {
+        return (ProbeState::Inconclusive, "query returned NaN".to_string());
+    }
+    if let Some(below) = prom.below
+        && value >= below
+    {
+        return (
+            ProbeState::Fail,
+            format!("value {value} is not below {below}"),
+        );
+    }
+    if let Some(above) = prom.above
+        && value <= above
+    {
+        return (
+            ProbeState::Fail,
+            format!("value {value} is not above {above}"),
+        );
+    }
+    (ProbeState::Pass, format!("value {value}"))
+}
+
+/// The first sample of an instant-query result (vector or scalar).
+fn first_sample(data: &serde_json::Value) -> Option<f64> {
+    let value = match data["resultType"].as_str()? {
+        "vector" => data["result"].as_array()?.first()?["value"][1].clone(),
+        "scalar" => data["result"][1].clone(),
+        _ => return None,
+    };
+    value.as_str()?.parse().ok()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -111,7 +190,7 @@ pub fn pm2_facts(
                 && i.restarts > *before
             {
                 return Err(format!(
-                    "pm2 {} (id {}) restarted {} time(s) during verification",
+                    "pm2 {} (id {}) restarted {} time(s)",
                     p.name,
                     i.pm_id,
                     i.restarts - before
@@ -122,8 +201,33 @@ pub fn pm2_facts(
     Ok(())
 }
 
-/// The rounds seen so far, and what they add up to.
+/// How a round came out.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Round {
+    /// Every check passed (inconclusive ones aside, as long as one passed or pm2 counted).
+    Pass,
+    /// Something failed; why.
+    Fail(String),
+    /// Nothing conclusive: neither a pass nor a failure.
+    Inconclusive(String),
+}
+
+/// Combine pm2 facts and check results into a round.
+pub fn combine(pm2: Result<(), String>, results: &[CheckResult]) -> Round {
+    if let Err(why) = pm2 {
+        return Round::Fail(why);
+    }
+    if let Some(f) = results.iter().find(|r| r.state == ProbeState::Fail) {
+        return Round::Fail(format!("{}: {}", f.name, f.detail));
+    }
+    if let Some(i) = results.iter().find(|r| r.state == ProbeState::Inconclusive) {
+        return Round::Inconclusive(format!("{}: {}", i.name, i.detail));
+    }
+    Round::Pass
+}
+
+/// The rounds seen so far, and what they add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
     /// Passing rounds in a row.
     pub passes: u32,
@@ -131,7 +235,7 @@ pub struct Tally {
     pub failures: u32,
     /// Rounds in all.
     pub rounds: u32,
-    /// Why the last failing round failed.
+    /// Why the last failing (or inconclusive) round was not a pass.
     pub last_failure: Option<String>,
 }
 
@@ -149,27 +253,23 @@ pub enum Verdict {
 impl Tally {
     /// A fresh tally.
     pub fn new() -> Tally {
-        Tally {
-            passes: 0,
-            failures: 0,
-            rounds: 0,
-            last_failure: None,
-        }
+        Tally::default()
     }
 
-    /// Count one round: `Ok` for a pass, `Err(why)` for a failure.
-    pub fn record(&mut self, round: Result<(), String>) {
+    /// Count one round. Inconclusive rounds change neither streak.
+    pub fn record(&mut self, round: &Round) {
         self.rounds += 1;
         match round {
-            Ok(()) => {
+            Round::Pass => {
                 self.passes += 1;
                 self.failures = 0;
             }
-            Err(why) => {
+            Round::Fail(why) => {
                 self.failures += 1;
                 self.passes = 0;
-                self.last_failure = Some(why);
+                self.last_failure = Some(why.clone());
             }
+            Round::Inconclusive(why) => self.last_failure = Some(format!("inconclusive: {why}")),
         }
     }
 
@@ -192,12 +292,6 @@ impl Tally {
     }
 }
 
-impl Default for Tally {
-    fn default() -> Self {
-        Tally::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,25 +311,84 @@ mod tests {
     fn healthy_needs_consecutive_passes() {
         let h = health();
         let mut t = Tally::new();
-        t.record(Ok(()));
-        t.record(Ok(()));
-        t.record(Err("503".into()));
-        t.record(Ok(()));
-        t.record(Ok(()));
+        t.record(&Round::Pass);
+        t.record(&Round::Pass);
+        t.record(&Round::Fail("503".into()));
+        t.record(&Round::Pass);
+        t.record(&Round::Pass);
         assert_eq!(t.verdict(&h, Duration::from_secs(5)), Verdict::Pending);
-        t.record(Ok(()));
+        t.record(&Round::Pass);
         assert_eq!(t.verdict(&h, Duration::from_secs(6)), Verdict::Healthy);
+    }
+
+    #[test]
+    fn inconclusive_rounds_are_neither_passes_nor_failures() {
+        let h = health();
+        let mut t = Tally::new();
+        t.record(&Round::Pass);
+        t.record(&Round::Pass);
+        t.record(&Round::Inconclusive("no data".into()));
+        assert_eq!((t.passes, t.failures), (2, 0));
+        t.record(&Round::Pass);
+        assert_eq!(t.verdict(&h, Duration::from_secs(4)), Verdict::Healthy);
+        let mut only = Tally::new();
+        for _ in 0..10 {
+            only.record(&Round::Inconclusive("no data".into()));
+        }
+        match only.verdict(&h, Duration::from_secs(10)) {
+            Verdict::Failed(m) => assert!(m.contains("inconclusive: no data"), "{m}"),
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]
     fn the_deadline_fails_with_the_last_reason() {
         let h = health();
         let mut t = Tally::new();
-        t.record(Err("status 503".into()));
+        t.record(&Round::Fail("status 503".into()));
         match t.verdict(&h, Duration::from_secs(10)) {
             Verdict::Failed(msg) => assert!(msg.contains("status 503"), "{msg}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_round_fails_on_any_failure_and_is_inconclusive_only_without_one() {
+        let r = |name: &str, state| CheckResult {
+            name: name.into(),
+            state,
+            detail: "d".into(),
+            latency_ms: 1,
+        };
+        assert_eq!(combine(Ok(()), &[r("a", ProbeState::Pass)]), Round::Pass);
+        assert!(matches!(
+            combine(
+                Ok(()),
+                &[r("a", ProbeState::Pass), r("p", ProbeState::Inconclusive)]
+            ),
+            Round::Inconclusive(_)
+        ));
+        assert!(matches!(
+            combine(
+                Ok(()),
+                &[r("p", ProbeState::Inconclusive), r("a", ProbeState::Fail)]
+            ),
+            Round::Fail(_)
+        ));
+        assert!(matches!(
+            combine(Err("pm2 web: 0 of 2".into()), &[r("a", ProbeState::Pass)]),
+            Round::Fail(_)
+        ));
+    }
+
+    #[test]
+    fn prometheus_samples_are_read_from_vectors_and_scalars() {
+        let v = serde_json::json!({"resultType":"vector","result":[{"metric":{},"value":[1.0,"0.25"]}]});
+        assert_eq!(first_sample(&v), Some(0.25));
+        let s = serde_json::json!({"resultType":"scalar","result":[1.0,"3"]});
+        assert_eq!(first_sample(&s), Some(3.0));
+        let empty = serde_json::json!({"resultType":"vector","result":[]});
+        assert_eq!(first_sample(&empty), None);
     }
 
     #[test]
@@ -253,30 +406,13 @@ mod tests {
             env: BTreeMap::new(),
         };
         let base: BTreeMap<u64, u64> = [(0, 1), (1, 1)].into();
-        assert!(
-            pm2_facts(
-                std::slice::from_ref(&p),
-                &[inst(0, "online", 1), inst(1, "online", 1)],
-                &base,
-                2
-            )
-            .is_ok()
-        );
-        let err = pm2_facts(
-            std::slice::from_ref(&p),
-            &[inst(0, "online", 1), inst(1, "errored", 1)],
-            &base,
-            2,
-        )
-        .unwrap_err();
+        let ps = std::slice::from_ref(&p);
+        assert!(pm2_facts(ps, &[inst(0, "online", 1), inst(1, "online", 1)], &base, 2).is_ok());
+        let err =
+            pm2_facts(ps, &[inst(0, "online", 1), inst(1, "errored", 1)], &base, 2).unwrap_err();
         assert!(err.contains("1 of 2"), "{err}");
-        let err = pm2_facts(
-            std::slice::from_ref(&p),
-            &[inst(0, "online", 3), inst(1, "online", 1)],
-            &base,
-            2,
-        )
-        .unwrap_err();
+        let err =
+            pm2_facts(ps, &[inst(0, "online", 3), inst(1, "online", 1)], &base, 2).unwrap_err();
         assert!(err.contains("restarted 2"), "{err}");
     }
 }

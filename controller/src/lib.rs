@@ -15,14 +15,18 @@
 //! - [`health`]: HTTP probes, pm2 facts, and the verdict over rounds.
 //! - [`migrate`]: migration levels, the advisory lock, up and down.
 //! - [`envfile`]: the server-side secrets file and the redactor that keeps it out of output.
+//! - [`events`]: events broadcast to watchers, counted in metrics, posted to a webhook.
+//! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`state`]: the controller's records (revisions, passes, quarantine), written atomically.
 //! - [`reconciler`]: one pass per app: plan, execute, verify, revert.
 //! - [`cli`]: the `shipshape` commands.
 
 pub mod cli;
 pub mod envfile;
+pub mod events;
 pub mod exec;
 pub mod health;
+pub mod metrics;
 pub mod migrate;
 pub mod plan;
 pub mod pm2;

@@ -311,6 +311,23 @@ impl Context<'_> {
         }
     }
 
+    /// Run `migrations.restore` with `SHIPSHAPE_BACKUP_FILE` set to `file`, then report the level.
+    ///
+    /// # Errors
+    /// [`MigrateError`] when there is no restore command or it fails.
+    pub async fn restore(&self, file: &Path) -> Result<(), MigrateError> {
+        let m = self.migrations();
+        let Some(cmd) = &m.restore else {
+            return Err(MigrateError::NoTool(
+                "onRevert: restore needs migrations.restore".into(),
+            ));
+        };
+        let spec = Spec::shell(cmd, &self.dir, m.timeout.std())
+            .envs([("SHIPSHAPE_BACKUP_FILE", file.display().to_string())]);
+        exec::run(&self.spec(spec)).await?;
+        Ok(())
+    }
+
     /// Run the backup command with `SHIPSHAPE_BACKUP_FILE` set to `file`.
     ///
     /// # Errors

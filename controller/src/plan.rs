@@ -59,6 +59,12 @@ pub enum Step {
         /// The desired level.
         to: String,
     },
+    /// Restore the database backup a reverted revision took (`onRevert: restore`).
+    /// Only a revert plans it.
+    Restore {
+        /// The backup file.
+        backup: String,
+    },
     /// Point `current` at the release.
     Switch {
         /// Release id.
@@ -104,6 +110,7 @@ impl Step {
             Step::ReuseDeps { .. } => "reuse-deps",
             Step::Backup { .. } => "backup",
             Step::Migrate { .. } => "migrate",
+            Step::Restore { .. } => "restore",
             Step::Build { .. } => "build",
             Step::Switch { .. } => "switch",
             Step::Pm2Start { .. } => "pm2-start",
@@ -127,6 +134,7 @@ impl Step {
                 format!("{} ← {}", short_sha(release), short_sha(from))
             }
             Step::Backup { from } => from.clone().unwrap_or_else(|| "(empty)".into()),
+            Step::Restore { backup } => backup.clone(),
             Step::Migrate { from, to } => {
                 format!("{} → {to}", from.as_deref().unwrap_or("(empty)"))
             }
@@ -1190,6 +1198,7 @@ spec:
                 | Step::ReuseDeps { .. }
                 | Step::Build { .. }
                 | Step::Backup { .. }
+                | Step::Restore { .. }
                 | Step::Pm2Save
                 | Step::Verify => {}
             }

@@ -1,31 +1,43 @@
-//! The reconcile loop for each app: read desired and observed state afresh, plan, execute
-//! the plan step by step with records, verify health, and go back to the last healthy
-//! revision by itself when a rollout fails after the switch.
+//! The reconcile pass for each app: read desired and observed state afresh, decide what
+//! to converge to (the document, a pin, or the last healthy revision while the desired one
+//! is quarantined), plan, execute step by step with records, verify health, and go back to
+//! the last healthy revision by itself when a rollout breaks health.
 //!
 //! # Guarantees
-//! - Level-triggered: a pass never asks what woke it.
+//! - Level-triggered: a pass never asks what woke it. A regression the health monitor saw,
+//!   a pin, a quarantine: all are facts in the records that the pass reads.
 //! - A failure before the switch leaves the live release as it was.
-//! - A config commit whose rollout failed is quarantined: it is not applied again by itself;
-//!   the server is held on the last healthy revision (drift towards it is still corrected).
-//! - If the last healthy revision fails too, the app is reported Degraded and left alone.
+//! - A config commit whose rollout failed or was reverted is quarantined: it is not applied
+//!   again until a new config commit or `shipshape retry`; the server is held on the last
+//!   healthy revision (drift towards it is still corrected).
+//! - If checks were already failing before a rollout, its revision is not blamed for them.
+//! - If the revision reverted to fails too, the app is Degraded and left alone: no loops.
+//! - While a rollout is being verified, a newer document for the app, or a request (pin,
+//!   unpin, retry), cancels the wait; steps that change live state always finish first.
+//!
+//! # Caveats
+//! Revision numbers are per host: each controller keeps its own history.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use shipshape_spec::App;
 use shipshape_spec::app::OnRevert;
 use shipshape_spec::status::{
-    ConditionStatus, LastError, Outcome, PassRecord, Phase, Revision, StepRecord, StepResult,
-    condition_types as ct,
+    CheckResult, ConditionStatus, LastError, Outcome, PassRecord, Phase, Pin, PinSource,
+    Regression, Revision, StepRecord, StepResult, condition_types as ct,
 };
 use tracing::{info, warn};
 
 use crate::envfile::{EnvFile, Redactor};
+use crate::events::{Event, EventKind, Hub};
 use crate::exec::{self, Spec};
-use crate::health::{self, Tally, Verdict};
+use crate::health::{self, Round, Tally, Verdict};
 use crate::migrate;
-use crate::plan::{self, MigrationState, Observed, Plan, Step};
+use crate::plan::{self, MigrationState, Observed, Plan, PlannedStep, Step, short_sha};
 use crate::pm2::Pm2;
 use crate::release::{BuildMarker, Layout};
 use crate::source::{self, ConfigRepo};
@@ -38,6 +50,8 @@ pub enum ErrorClass {
     Stalled,
     /// May pass on its own: network, pm2 hiccup. Retried on the next pass.
     Transient,
+    /// A newer desired state or a request arrived while waiting; the next pass moves on.
+    Superseded,
 }
 
 /// A step that failed.
@@ -45,12 +59,23 @@ pub enum ErrorClass {
 pub struct StepError {
     /// The step's kind.
     pub step: &'static str,
-    /// What went wrong.
+    /// What went wrong (secrets masked).
     pub message: String,
-    /// The output's tail.
+    /// The output's tail (secrets masked).
     pub tail: Option<String>,
     /// What the loop does about it.
     pub class: ErrorClass,
+}
+
+impl StepError {
+    fn new(step: &'static str, class: ErrorClass, message: impl Into<String>) -> StepError {
+        StepError {
+            step,
+            message: message.into(),
+            tail: None,
+            class,
+        }
+    }
 }
 
 /// Why a whole pass could not run.
@@ -79,12 +104,13 @@ pub enum ReconcileError {
 /// How one app's pass ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppResult {
-    /// Live equals desired and is healthy; `steps` ran to get there (0 for a no-op).
+    /// What should run runs and is healthy (the document, or the pinned revision);
+    /// `steps` ran to get there (0 for a no-op).
     Ready {
         /// Steps run in this pass.
         steps: usize,
     },
-    /// The desired revision is not live: failed, reverted, quarantined or waiting.
+    /// Not there: failed, reverted, quarantined, degraded or still progressing.
     NotReady {
         /// Phase.
         phase: Phase,
@@ -102,6 +128,38 @@ impl AppResult {
     /// True for [`AppResult::Ready`].
     pub fn is_ready(&self) -> bool {
         matches!(self, AppResult::Ready { .. })
+    }
+}
+
+/// Per-app coordination between passes, the health monitor and API requests.
+#[derive(Debug, Default)]
+pub struct AppHandle {
+    /// Held by whoever reads-modifies-writes the app's records.
+    pub lock: tokio::sync::Mutex<()>,
+    interrupts: AtomicU64,
+}
+
+impl AppHandle {
+    /// Ask a rollout being verified to stop waiting (a request is queued).
+    pub fn interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many interrupts so far.
+    pub fn generation(&self) -> u64 {
+        self.interrupts.load(Ordering::SeqCst)
+    }
+}
+
+/// Every app's [`AppHandle`], created on first use.
+#[derive(Debug, Clone, Default)]
+pub struct AppHandles(Arc<std::sync::Mutex<HashMap<String, Arc<AppHandle>>>>);
+
+impl AppHandles {
+    /// The handle for `app`.
+    pub fn get(&self, app: &str) -> Arc<AppHandle> {
+        let mut map = self.0.lock().expect("handles lock");
+        map.entry(app.to_string()).or_default().clone()
     }
 }
 
@@ -124,6 +182,12 @@ pub struct Controller {
     pub cpus: u32,
     /// dbmate, for releases that do not bring their own.
     pub dbmate: PathBuf,
+    /// Events, metrics and notifications.
+    pub hub: Hub,
+    /// Per-app locks and interrupts.
+    pub handles: AppHandles,
+    /// At most this many apps reconcile at once.
+    pub concurrency: usize,
 }
 
 /// One pass's result for every document.
@@ -140,10 +204,83 @@ impl PassSummary {
     pub fn all_ready(&self) -> bool {
         !self.apps.is_empty() && self.apps.values().all(AppResult::is_ready)
     }
+
+    /// True when some app's rollout was superseded (the loop should go again at once).
+    pub fn superseded(&self) -> bool {
+        self.apps.values().any(
+            |r| matches!(r, AppResult::NotReady { message, .. } if message.contains("superseded")),
+        )
+    }
+}
+
+/// What a pass converges to.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// The document at the branch tip.
+    Follow,
+    /// A pinned revision.
+    Pinned(Pin),
+    /// The last healthy revision, while the desired config commit is quarantined.
+    Hold(String),
+}
+
+/// What can cancel a verification: a newer document for this app, or a request.
+struct Cancel {
+    handle: Arc<AppHandle>,
+    generation: u64,
+    config: ConfigRepo,
+    file: Option<String>,
+    text: Option<String>,
+    follows_git: bool,
+    last_check: Option<Instant>,
+}
+
+impl Cancel {
+    /// Why waiting should stop, if it should.
+    async fn check(&mut self) -> Option<String> {
+        if self.handle.generation() != self.generation {
+            return Some("superseded by a request (pin, unpin, retry or reconcile)".into());
+        }
+        if !self.follows_git {
+            return None;
+        }
+        let file = self.file.clone()?;
+        // A remote repo is fetched at most every 5 s while waiting; a local one is cheap.
+        let every = if source::is_remote(&self.config.repo) {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
+        if self.last_check.is_some_and(|t| t.elapsed() < every) {
+            return None;
+        }
+        self.last_check = Some(Instant::now());
+        let config = self.config.clone();
+        let tip = tokio::task::spawn_blocking(move || config.document_at_tip(&file))
+            .await
+            .ok()?
+            .ok()?;
+        if tip.1 != self.text {
+            Some(format!(
+                "superseded by config commit {} (a newer desired state)",
+                short_sha(&tip.0)
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// A pass's fixed facts.
+struct PassInfo<'a> {
+    started_at: String,
+    config_commit: &'a str,
+    file: Option<&'a str>,
+    text: Option<&'a str>,
 }
 
 impl Controller {
-    /// One pass over every document at the branch tip.
+    /// One pass over every document at the branch tip, apps concurrently (bounded).
     ///
     /// # Errors
     /// [`ReconcileError`] when the config repo cannot be read; per-app failures are in the summary.
@@ -153,10 +290,10 @@ impl Controller {
             .await
             .expect("snapshot task panicked")?;
         let mut apps = BTreeMap::new();
-        let mut docs: Vec<(String, App)> = Vec::new();
+        let mut docs: Vec<(&str, &str, App)> = Vec::new();
         for file in &snapshot.files {
             match shipshape_spec::load_str(&file.text, &file.path) {
-                Ok(app) => docs.push((file.path.clone(), app)),
+                Ok(app) => docs.push((&file.path, &file.text, app)),
                 Err(e) => {
                     warn!(file = %file.path, config_commit = %snapshot.commit, "invalid document:\n{e}");
                     apps.insert(
@@ -169,13 +306,15 @@ impl Controller {
             }
         }
         let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (path, app) in &docs {
+        for (path, _, app) in &docs {
             names
                 .entry(app.metadata.name.clone())
                 .or_default()
-                .push(path.clone());
+                .push(path.to_string());
         }
-        for (path, app) in docs {
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let mut work = Vec::new();
+        for (path, text, app) in docs {
             let files = &names[&app.metadata.name];
             if files.len() > 1 {
                 let message = format!(
@@ -183,12 +322,19 @@ impl Controller {
                     app.metadata.name,
                     files.join(", ")
                 );
-                apps.insert(path, AppResult::Invalid { message });
+                apps.insert(path.to_string(), AppResult::Invalid { message });
                 continue;
             }
-            let name = app.metadata.name.clone();
-            let result = self.reconcile_app(&app, &snapshot.commit).await?;
-            apps.insert(name, result);
+            let limit = limit.clone();
+            let commit = snapshot.commit.as_str();
+            work.push(async move {
+                let _permit = limit.acquire().await.expect("semaphore open");
+                let result = self.reconcile_app(&app, commit, Some((path, text))).await;
+                (app.metadata.name.clone(), result)
+            });
+        }
+        for (name, result) in futures::future::join_all(work).await {
+            apps.insert(name, result?);
         }
         Ok(PassSummary {
             config_commit: snapshot.commit,
@@ -276,7 +422,8 @@ impl Controller {
         }
     }
 
-    /// One pass over one app.
+    /// One pass over one app. `source` is the document's path and text in the config repo
+    /// (it lets a verification notice a newer document).
     ///
     /// # Errors
     /// [`ReconcileError`] only when the records or the server cannot be read at all.
@@ -284,25 +431,77 @@ impl Controller {
         &self,
         desired: &App,
         config_commit: &str,
+        source: Option<(&str, &str)>,
     ) -> Result<AppResult, ReconcileError> {
         let name = desired.metadata.name.as_str();
+        let handle = self.handles.get(name);
+        let _guard = handle.lock.lock().await;
         let mut rec = self.store.load(name)?;
-        let started_at = state::now();
+        let phase_before = rec.phase;
+        let info = PassInfo {
+            started_at: state::now(),
+            config_commit,
+            file: source.map(|s| s.0),
+            text: source.map(|s| s.1),
+        };
+        let result = self.pass(&mut rec, desired, &info, &handle).await;
+        if rec.phase != phase_before {
+            self.emit(
+                &rec,
+                EventKind::PhaseChanged,
+                rec.live_revision,
+                format!("{phase_before:?} → {:?}", rec.phase),
+            );
+        }
+        self.publish_app_metrics(&rec);
+        result
+    }
+
+    async fn pass(
+        &self,
+        rec: &mut AppRecord,
+        desired: &App,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> Result<AppResult, ReconcileError> {
+        let name = desired.metadata.name.clone();
+        let config_commit = info.config_commit;
         rec.desired_config_commit = Some(config_commit.to_string());
         rec.desired_app_commit = Some(desired.spec.source.commit.clone());
         rec.passes += 1;
+        self.sync_document_pin(rec, desired);
 
-        // A quarantined config commit is not applied again; hold the last healthy revision.
-        let quarantined = rec.is_quarantined(config_commit);
-        let target: App = if quarantined {
-            match rec.last_healthy() {
-                Some(h) => h.document.clone(),
+        // The monitor saw the live revision regress: act on it first.
+        if let Some(reg) = rec.regression.take() {
+            return self.on_regression(rec, reg, info, handle).await;
+        }
+
+        let (target, mode) = if let Some(pin) = rec.pin.clone() {
+            match rec.revision(pin.revision) {
+                Some(r) => (r.document.clone(), Mode::Pinned(pin)),
                 None => {
                     let message = format!(
-                        "config commit {} is quarantined and there is no healthy revision to hold; commit a fix or run `shipshape retry {name}`",
-                        plan::short_sha(config_commit)
+                        "pinned to revision {}, which is no longer in the history; unpin or pin another revision",
+                        pin.revision
                     );
-                    self.finish_pass(&mut rec, &started_at, config_commit, Vec::new(), &message)?;
+                    return self.stop(rec, info, "PinInvalid", "pin", &message, Phase::Failed);
+                }
+            }
+        } else if rec.is_quarantined(config_commit) {
+            let why = rec
+                .quarantined
+                .iter()
+                .find(|q| q.config_commit == config_commit)
+                .map(|q| format!("revision {}: {}", q.revision, q.reason))
+                .unwrap_or_default();
+            match rec.last_healthy() {
+                Some(h) => (h.document.clone(), Mode::Hold(why)),
+                None => {
+                    let message = format!(
+                        "config commit {} is quarantined ({why}) and there is no healthy revision to hold; commit a fix or run `shipshape retry {name}`",
+                        short_sha(config_commit)
+                    );
+                    self.finish_pass(rec, info, Vec::new(), &message)?;
                     return Ok(AppResult::NotReady {
                         phase: rec.phase,
                         message,
@@ -310,345 +509,854 @@ impl Controller {
                 }
             }
         } else {
-            desired.clone()
+            (desired.clone(), Mode::Follow)
         };
 
         let secrets = match Secrets::load(&target) {
             Ok(s) => s,
             Err(e) => {
-                let message = e.to_string();
-                rec.phase = Phase::Failed;
-                rec.last_error = Some(LastError {
-                    step: "env-file".into(),
-                    message: message.clone(),
-                    output_tail: None,
-                    at: state::now(),
-                });
-                set_stalled(&mut rec, "EnvFileUnreadable", &message);
-                self.finish_pass(&mut rec, &started_at, config_commit, Vec::new(), &message)?;
-                return Ok(AppResult::NotReady {
-                    phase: Phase::Failed,
-                    message,
-                });
+                return self.stop(
+                    rec,
+                    info,
+                    "EnvFileUnreadable",
+                    "env-file",
+                    &e.to_string(),
+                    Phase::Failed,
+                );
             }
         };
-        let observed = self.observe(&target, &rec, &secrets).await?;
+        let observed = self.observe(&target, rec, &secrets).await?;
         let the_plan = plan::plan(&target, &observed);
         if !the_plan.blockers.is_empty() {
             let message = the_plan.blockers.join("; ");
-            rec.phase = Phase::Failed;
-            rec.last_error = Some(LastError {
-                step: "plan".into(),
-                message: message.clone(),
-                output_tail: None,
-                at: state::now(),
-            });
-            set_stalled(&mut rec, "Blocked", &message);
-            self.finish_pass(&mut rec, &started_at, config_commit, Vec::new(), &message)?;
-            return Ok(AppResult::NotReady {
-                phase: Phase::Failed,
-                message,
-            });
+            return self.stop(rec, info, "Blocked", "plan", &message, Phase::Failed);
         }
+        let processes_hash = plan::processes_hash(&target, &secrets.env);
 
         if the_plan.steps.is_empty() {
-            let message = if quarantined {
-                let q = rec
-                    .quarantined
-                    .iter()
-                    .find(|q| q.config_commit == config_commit)
-                    .cloned();
-                format!(
-                    "holding the last healthy revision; config commit {} is quarantined: {}",
-                    plan::short_sha(config_commit),
-                    q.map(|q| q.reason).unwrap_or_default()
-                )
-            } else {
-                "up to date".to_string()
-            };
-            let healthy_here = !quarantined
-                && rec.last_attempted().is_some_and(|r| {
-                    r.revision.outcome == Outcome::Healthy
-                        && same_content(r, &target, &the_plan.release, &secrets.env)
-                });
-            if healthy_here {
-                mark_ready(&mut rec, &message);
-            }
-            self.finish_pass(&mut rec, &started_at, config_commit, Vec::new(), &message)?;
-            return Ok(if healthy_here {
-                AppResult::Ready { steps: 0 }
-            } else {
-                AppResult::NotReady {
-                    phase: rec.phase,
-                    message,
-                }
-            });
+            return self.settle(rec, info, &mode, &the_plan.release, &processes_hash);
         }
 
-        // A rollout (or a repair) is needed.
-        let is_new_revision = !rec.last_attempted().is_some_and(|r| {
-            same_revision(r, &target, config_commit, &the_plan.release, &secrets.env)
-        });
-        if is_new_revision && !quarantined {
-            let number = rec.next_revision;
-            rec.next_revision += 1;
-            let entry = RevisionEntry {
-                revision: Revision {
-                    number,
-                    config_commit: config_commit.to_string(),
-                    app_commit: target.spec.source.commit.clone(),
-                    level: target.spec.migrations.as_ref().map(|m| m.level.clone()),
-                    process_hash: plan::processes_hash(&target, &secrets.env),
-                    started_at: state::now(),
-                    finished_at: None,
-                    outcome: Outcome::Progressing,
-                    message: String::new(),
-                },
-                release: the_plan.release.clone(),
-                document: target.clone(),
-            };
-            rec.push_revision(entry, self.history);
-        }
+        // Something to do: a rollout of a new revision, or a repair towards the target.
+        let number = match &mode {
+            Mode::Follow => {
+                let same = rec.last_attempted().is_some_and(|r| {
+                    r.revision.config_commit == config_commit
+                        && r.release == the_plan.release
+                        && r.revision.process_hash == processes_hash
+                });
+                let live_same = rec.live().is_some_and(|r| {
+                    r.release == the_plan.release && r.revision.process_hash == processes_hash
+                });
+                if same {
+                    rec.last_attempted().expect("checked").revision.number
+                } else if live_same {
+                    // Drift repair of what is live (a new config commit that changed nothing).
+                    rec.live_revision.expect("checked")
+                } else {
+                    let n = self.begin_revision(
+                        rec,
+                        &target,
+                        config_commit,
+                        &the_plan.release,
+                        &processes_hash,
+                    );
+                    self.emit(
+                        rec,
+                        EventKind::RolloutStarted,
+                        Some(n),
+                        format!(
+                            "revision {n}: app {} (config {}), {} step(s)",
+                            short_sha(&target.spec.source.commit),
+                            short_sha(config_commit),
+                            the_plan.steps.len()
+                        ),
+                    );
+                    n
+                }
+            }
+            Mode::Pinned(pin) => pin.revision,
+            Mode::Hold(_) => rec
+                .last_healthy()
+                .map(|h| h.revision.number)
+                .unwrap_or_default(),
+        };
         rec.phase = Phase::Progressing;
         rec.set_condition(
             ct::RECONCILING,
             ConditionStatus::True,
             "Progressing",
-            &format!("applying {} step(s)", the_plan.steps.len()),
+            &format!(
+                "revision {number}: applying {} step(s)",
+                the_plan.steps.len()
+            ),
             &state::now(),
         );
-        self.store.save(&rec)?;
-        info!(app = name, release = %the_plan.release, steps = the_plan.steps.len(), "applying plan\n{the_plan}");
+        self.store.save(rec)?;
+        info!(app = %name, revision = number, release = %the_plan.release, "applying plan\n{the_plan}");
 
+        // Were the checks already failing before this rollout? Then it is not to blame.
+        let pre_failing = if the_plan.steps.iter().any(|s| s.step == Step::Verify) {
+            self.failing_before(rec, &observed).await
+        } else {
+            None
+        };
+
+        let mut cancel = Cancel {
+            handle: handle.clone(),
+            generation: handle.generation(),
+            config: self.config.clone(),
+            file: info.file.map(str::to_string),
+            text: info.text.map(str::to_string),
+            follows_git: matches!(mode, Mode::Follow),
+            last_check: None,
+        };
+        let log = self.log_path(&name, number);
         let mut records = Vec::new();
         let outcome = self
-            .execute(&target, &the_plan, &mut rec, &mut records, &secrets)
+            .execute(
+                &target,
+                &the_plan,
+                rec,
+                &mut records,
+                &secrets,
+                &log,
+                &mut cancel,
+            )
             .await;
+        if let Some(backup) = records
+            .iter()
+            .find(|r| r.step == "backup" && r.result == StepResult::Succeeded)
+            && let Some(entry) = rec.revision_mut(number)
+        {
+            entry.backup = Some(backup.target.clone());
+        }
+        let switched = records.iter().any(|r| {
+            r.result == StepResult::Succeeded
+                && !matches!(
+                    r.step.as_str(),
+                    "fetch" | "install" | "reuse-deps" | "build" | "backup"
+                )
+        });
         match outcome {
             Ok(()) => {
-                let message = format!(
-                    "revision live and healthy: release {}",
-                    plan::short_sha(&the_plan.release)
-                );
-                if let Some(last) = rec.revisions.last_mut()
-                    && same_revision(
-                        last,
-                        &target,
-                        config_commit,
-                        &the_plan.release,
-                        &secrets.env,
-                    )
-                {
-                    last.revision.outcome = Outcome::Healthy;
-                    last.revision.finished_at = Some(state::now());
-                    last.revision.message = "healthy".into();
+                rec.live_revision = Some(number);
+                rec.health = None;
+                let message = match &mode {
+                    Mode::Follow => format!(
+                        "revision {number} live and healthy (app {}, release {})",
+                        short_sha(&target.spec.source.commit),
+                        short_sha(&the_plan.release)
+                    ),
+                    Mode::Pinned(pin) => format!(
+                        "pinned revision {} live and healthy (pinned by {}: {})",
+                        pin.revision, pin.by, pin.reason
+                    ),
+                    Mode::Hold(why) => format!(
+                        "repaired drift; holding the last healthy revision {number} while config commit {} is quarantined ({why})",
+                        short_sha(config_commit)
+                    ),
+                };
+                let was_new = rec
+                    .revision(number)
+                    .is_some_and(|r| r.revision.outcome != Outcome::Healthy);
+                if let Some(entry) = rec.revision_mut(number) {
+                    entry.revision.outcome = Outcome::Healthy;
+                    entry.revision.finished_at = Some(state::now());
+                    entry.revision.message = "healthy".into();
+                    entry.not_blamed = false;
                 }
-                if quarantined {
-                    // We repaired drift towards the last healthy revision; desired is still not live.
-                    let msg = format!(
-                        "repaired drift; holding the last healthy revision while {} is quarantined",
-                        plan::short_sha(config_commit)
+                if was_new {
+                    self.emit(
+                        rec,
+                        EventKind::RolloutHealthy,
+                        Some(number),
+                        message.clone(),
                     );
-                    self.finish_pass(&mut rec, &started_at, config_commit, records, &msg)?;
-                    return Ok(AppResult::NotReady {
-                        phase: rec.phase,
-                        message: msg,
-                    });
+                    self.count_rollout(&name, "healthy");
                 }
-                mark_ready(&mut rec, &message);
-                let n = records.len();
-                self.finish_pass(&mut rec, &started_at, config_commit, records, &message)?;
-                Ok(AppResult::Ready { steps: n })
+                self.prune_releases(&target, rec);
+                let steps = records.len();
+                let ready = !matches!(mode, Mode::Hold(_));
+                if ready {
+                    mark_ready(rec, &message);
+                } else {
+                    rec.phase = Phase::Failed;
+                    set_stalled(rec, "Quarantined", &message);
+                }
+                self.finish_pass(rec, info, records, &message)?;
+                Ok(if ready {
+                    AppResult::Ready { steps }
+                } else {
+                    AppResult::NotReady {
+                        phase: rec.phase,
+                        message,
+                    }
+                })
             }
             Err(err) => {
-                let switched = records.iter().any(|r| {
-                    r.result == StepResult::Succeeded
-                        && r.step != "fetch"
-                        && r.step != "install"
-                        && r.step != "build"
-                });
                 let message = format!("{} failed: {}", err.step, err.message);
-                warn!(app = name, step = err.step, "{message}");
+                warn!(app = %name, revision = number, step = err.step, "{message}");
                 rec.last_error = Some(LastError {
                     step: err.step.to_string(),
                     message: err.message.clone(),
                     output_tail: err.tail.clone(),
                     at: state::now(),
                 });
-                if err.class == ErrorClass::Transient {
-                    rec.phase = Phase::Progressing;
-                    rec.set_condition(
-                        ct::RECONCILING,
-                        ConditionStatus::True,
-                        "RetryingAfterError",
-                        &message,
-                        &state::now(),
-                    );
-                    rec.set_condition(
-                        ct::READY,
-                        ConditionStatus::False,
-                        "TransientError",
-                        &message,
-                        &state::now(),
-                    );
-                    self.finish_pass(&mut rec, &started_at, config_commit, records, &message)?;
-                    return Ok(AppResult::NotReady {
-                        phase: Phase::Progressing,
-                        message,
-                    });
+                if switched {
+                    rec.live_revision = Some(number);
                 }
-                let failed_number = rec.revisions.last().map(|r| r.revision.number).unwrap_or(0);
-                let failed_is_current = rec.last_attempted().is_some_and(|r| {
-                    same_revision(r, &target, config_commit, &the_plan.release, &secrets.env)
-                });
-                let (outcome, phase, final_message) = if quarantined || !failed_is_current {
-                    // A drift repair towards the held revision failed: nothing healthy to fall back to.
-                    set_degraded(&mut rec, &message);
-                    (None, Phase::Degraded, message.clone())
-                } else if !switched {
-                    set_stalled(
-                        &mut rec,
-                        reason_for(err.step),
-                        &format!("{message}; the live release was not touched"),
-                    );
-                    rec.phase = Phase::Failed;
-                    (
-                        Some(Outcome::Failed),
-                        Phase::Failed,
-                        format!("{message}; the live release was not touched"),
-                    )
-                } else {
-                    self.revert(&mut rec, failed_number, &message, &mut records)
-                        .await
-                };
-                if let Some(o) = outcome
-                    && let Some(last) = rec
-                        .revisions
-                        .iter_mut()
-                        .find(|r| r.revision.number == failed_number)
-                {
-                    last.revision.outcome = o;
-                    last.revision.finished_at = Some(state::now());
-                    last.revision.message = final_message.clone();
+                match err.class {
+                    ErrorClass::Transient => {
+                        rec.phase = Phase::Progressing;
+                        let now = state::now();
+                        rec.set_condition(
+                            ct::RECONCILING,
+                            ConditionStatus::True,
+                            "RetryingAfterError",
+                            &message,
+                            &now,
+                        );
+                        rec.set_condition(
+                            ct::READY,
+                            ConditionStatus::False,
+                            "TransientError",
+                            &message,
+                            &now,
+                        );
+                        self.finish_pass(rec, info, records, &message)?;
+                        Ok(AppResult::NotReady {
+                            phase: Phase::Progressing,
+                            message,
+                        })
+                    }
+                    ErrorClass::Superseded => {
+                        let message = format!("revision {number} {}", err.message);
+                        if matches!(mode, Mode::Follow)
+                            && let Some(entry) = rec.revision_mut(number)
+                            && entry.revision.outcome == Outcome::Progressing
+                        {
+                            entry.revision.outcome = Outcome::Superseded;
+                            entry.revision.finished_at = Some(state::now());
+                            entry.revision.message = err.message.clone();
+                            self.count_rollout(&name, "superseded");
+                        }
+                        rec.last_error = None;
+                        rec.phase = Phase::Progressing;
+                        self.emit(
+                            rec,
+                            EventKind::RolloutSuperseded,
+                            Some(number),
+                            message.clone(),
+                        );
+                        self.finish_pass(rec, info, records, &message)?;
+                        Ok(AppResult::NotReady {
+                            phase: Phase::Progressing,
+                            message,
+                        })
+                    }
+                    ErrorClass::Stalled => {
+                        let (phase, final_message) = if !switched {
+                            let m = format!("{message}; the live release was not touched");
+                            set_stalled(rec, reason_for(err.step), &m);
+                            rec.phase = Phase::Failed;
+                            self.conclude(rec, number, &mode, Outcome::Failed, &m, config_commit);
+                            (Phase::Failed, m)
+                        } else if !matches!(mode, Mode::Follow) {
+                            let m = format!(
+                                "{message}; no automatic revert while {}",
+                                mode_words(&mode)
+                            );
+                            set_degraded(rec, &m);
+                            (Phase::Degraded, m)
+                        } else if let (Some(before), "verify") = (&pre_failing, err.step) {
+                            let m = format!(
+                                "{message}; the checks were already failing before this rollout ({before}), so revision {number} is not blamed and not reverted"
+                            );
+                            if let Some(entry) = rec.revision_mut(number) {
+                                entry.revision.outcome = Outcome::Failed;
+                                entry.revision.finished_at = Some(state::now());
+                                entry.revision.message = m.clone();
+                                entry.not_blamed = true;
+                            }
+                            set_degraded(rec, &m);
+                            (Phase::Degraded, m)
+                        } else {
+                            self.revert(rec, number, &message, &mut records, info, handle)
+                                .await
+                        };
+                        if phase == Phase::Degraded {
+                            self.emit(
+                                rec,
+                                EventKind::Degraded,
+                                Some(number),
+                                final_message.clone(),
+                            );
+                        }
+                        self.emit(rec, EventKind::RolloutFailed, Some(number), message.clone());
+                        rec.phase = phase;
+                        self.finish_pass(rec, info, records, &final_message)?;
+                        Ok(AppResult::NotReady {
+                            phase,
+                            message: final_message,
+                        })
+                    }
                 }
-                if !quarantined && failed_is_current {
-                    rec.quarantined.retain(|q| q.config_commit != config_commit);
-                    rec.quarantined.push(Quarantine {
-                        config_commit: config_commit.to_string(),
-                        revision: failed_number,
-                        reason: message.clone(),
-                        at: state::now(),
-                    });
-                }
-                rec.phase = phase;
-                self.finish_pass(
-                    &mut rec,
-                    &started_at,
-                    config_commit,
-                    records,
-                    &final_message,
-                )?;
-                Ok(AppResult::NotReady {
-                    phase,
-                    message: final_message,
-                })
             }
         }
     }
 
-    /// Go back to the last healthy revision after revision `failed` broke health.
+    /// Nothing to do: say where the app stands.
+    fn settle(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        mode: &Mode,
+        release: &str,
+        processes_hash: &str,
+    ) -> Result<AppResult, ReconcileError> {
+        let live_matches = rec
+            .live()
+            .is_some_and(|r| r.release == release && r.revision.process_hash == processes_hash);
+        let live_healthy = live_matches
+            && rec
+                .live()
+                .is_some_and(|r| r.revision.outcome == Outcome::Healthy);
+        let (ready, message) = match mode {
+            Mode::Follow if live_healthy => (true, "up to date".to_string()),
+            Mode::Follow if live_matches => {
+                let why = rec
+                    .live()
+                    .map(|r| r.revision.message.clone())
+                    .unwrap_or_default();
+                (false, format!("live, but not healthy: {why}"))
+            }
+            Mode::Follow => {
+                // First sight of a server that already runs what is desired (e.g. records lost).
+                (
+                    false,
+                    "live equals desired, but no revision has verified it".to_string(),
+                )
+            }
+            Mode::Pinned(pin) => (
+                live_healthy,
+                format!(
+                    "pinned at revision {} by {} ({}); desired config commit {} is not applied",
+                    pin.revision,
+                    pin.by,
+                    pin.reason,
+                    short_sha(info.config_commit)
+                ),
+            ),
+            Mode::Hold(why) => (
+                false,
+                format!(
+                    "holding the last healthy revision; config commit {} is quarantined: {why}",
+                    short_sha(info.config_commit)
+                ),
+            ),
+        };
+        if ready {
+            mark_ready(rec, &message);
+        } else if matches!(mode, Mode::Hold(_)) {
+            rec.set_condition(
+                ct::RECONCILING,
+                ConditionStatus::False,
+                "Quarantined",
+                &message,
+                &state::now(),
+            );
+        }
+        self.finish_pass(rec, info, Vec::new(), &message)?;
+        Ok(if ready {
+            AppResult::Ready { steps: 0 }
+        } else {
+            AppResult::NotReady {
+                phase: rec.phase,
+                message,
+            }
+        })
+    }
+
+    /// Record an outcome for revision `number` and quarantine its config commit.
+    fn conclude(
+        &self,
+        rec: &mut AppRecord,
+        number: u64,
+        mode: &Mode,
+        outcome: Outcome,
+        message: &str,
+        config_commit: &str,
+    ) {
+        if !matches!(mode, Mode::Follow) {
+            return;
+        }
+        if let Some(entry) = rec.revision_mut(number) {
+            entry.revision.outcome = outcome;
+            entry.revision.finished_at = Some(state::now());
+            entry.revision.message = message.to_string();
+        }
+        self.count_rollout(
+            &rec.name,
+            if outcome == Outcome::Reverted {
+                "reverted"
+            } else {
+                "failed"
+            },
+        );
+        rec.quarantined.retain(|q| q.config_commit != config_commit);
+        rec.quarantined.push(Quarantine {
+            config_commit: config_commit.to_string(),
+            revision: number,
+            reason: message.to_string(),
+            at: state::now(),
+        });
+    }
+
+    /// Stop the pass: a person must act.
+    fn stop(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        reason: &str,
+        step: &str,
+        message: &str,
+        phase: Phase,
+    ) -> Result<AppResult, ReconcileError> {
+        rec.phase = phase;
+        rec.last_error = Some(LastError {
+            step: step.into(),
+            message: message.to_string(),
+            output_tail: None,
+            at: state::now(),
+        });
+        set_stalled(rec, reason, message);
+        self.finish_pass(rec, info, Vec::new(), message)?;
+        Ok(AppResult::NotReady {
+            phase,
+            message: message.to_string(),
+        })
+    }
+
+    fn begin_revision(
+        &self,
+        rec: &mut AppRecord,
+        target: &App,
+        config_commit: &str,
+        release: &str,
+        processes_hash: &str,
+    ) -> u64 {
+        let number = rec.next_revision;
+        rec.next_revision += 1;
+        let entry = RevisionEntry {
+            revision: Revision {
+                number,
+                config_commit: config_commit.to_string(),
+                app_commit: target.spec.source.commit.clone(),
+                level: target.spec.migrations.as_ref().map(|m| m.level.clone()),
+                process_hash: processes_hash.to_string(),
+                started_at: state::now(),
+                finished_at: None,
+                outcome: Outcome::Progressing,
+                message: String::new(),
+            },
+            release: release.to_string(),
+            document: target.clone(),
+            not_blamed: false,
+            backup: None,
+        };
+        rec.push_revision(entry, self.history);
+        number
+    }
+
+    /// The document's pin, resolved to a revision; a CLI pin wins and is left alone.
+    fn sync_document_pin(&self, rec: &mut AppRecord, desired: &App) {
+        if rec.pin.as_ref().is_some_and(|p| p.source == PinSource::Cli) {
+            return;
+        }
+        match &desired.spec.pin {
+            None => {
+                if let Some(old) = rec.pin.take() {
+                    self.emit(
+                        rec,
+                        EventKind::Unpinned,
+                        Some(old.revision),
+                        "the document's pin was removed".into(),
+                    );
+                }
+            }
+            Some(doc_pin) => {
+                if rec.pin.is_some() {
+                    return;
+                }
+                let revision = match &doc_pin.app_commit {
+                    Some(c) => rec
+                        .revisions
+                        .iter()
+                        .rev()
+                        .find(|r| {
+                            &r.revision.app_commit == c && r.revision.outcome == Outcome::Healthy
+                        })
+                        .map(|r| r.revision.number),
+                    None => rec
+                        .live()
+                        .filter(|r| r.revision.outcome == Outcome::Healthy)
+                        .or(rec.last_healthy())
+                        .map(|r| r.revision.number),
+                };
+                if let Some(revision) = revision {
+                    let pin = Pin {
+                        revision,
+                        by: doc_pin.by.clone().unwrap_or_else(|| "the document".into()),
+                        at: state::now(),
+                        reason: doc_pin.reason.clone(),
+                        source: PinSource::Document,
+                    };
+                    self.emit(
+                        rec,
+                        EventKind::Pinned,
+                        Some(revision),
+                        format!(
+                            "pinned at revision {revision} by {}: {}",
+                            pin.by, pin.reason
+                        ),
+                    );
+                    rec.pin = Some(pin);
+                } else {
+                    warn!(app = %rec.name, "spec.pin names no healthy revision on this host; not pinning");
+                }
+            }
+        }
+    }
+
+    /// Were the live revision's checks failing just before a rollout? `Some(why)` if so.
+    async fn failing_before(&self, rec: &AppRecord, observed: &Observed) -> Option<String> {
+        let live = rec.live()?;
+        observed.current.as_ref()?;
+        if let Some(h) = &rec.health
+            && h.revision == live.revision.number
+            && !h.passing
+            && h.consecutive_failures >= 1
+        {
+            return Some(
+                h.results
+                    .iter()
+                    .find(|r| r.state == shipshape_spec::status::ProbeState::Fail)
+                    .map(|r| format!("{}: {}", r.name, r.detail))
+                    .unwrap_or_else(|| "pm2 facts".into()),
+            );
+        }
+        let baseline: BTreeMap<u64, u64> = observed
+            .processes
+            .iter()
+            .map(|i| (i.pm_id, i.restarts))
+            .collect();
+        match self.health_round(&live.document, &baseline).await.0 {
+            Round::Fail(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The live revision regressed after it was declared healthy.
+    async fn on_regression(
+        &self,
+        rec: &mut AppRecord,
+        reg: Regression,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> Result<AppResult, ReconcileError> {
+        let Some(live) = rec.revision(reg.revision).cloned() else {
+            return self.stop(
+                rec,
+                info,
+                "Degraded",
+                "health",
+                &format!("revision {} regressed: {}", reg.revision, reg.reason),
+                Phase::Degraded,
+            );
+        };
+        let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
+        self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
+        let healthy_since = live
+            .revision
+            .finished_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let in_window = healthy_since.is_some_and(|t| {
+            let age = chrono::Utc::now().signed_duration_since(t);
+            age.to_std().unwrap_or_default() <= live.document.spec.rollback.window.std()
+        });
+        let refusal = if let Some(pin) = &rec.pin {
+            Some(format!(
+                "pinned by {} ({}): no automatic revert while pinned",
+                pin.by, pin.reason
+            ))
+        } else if !live.document.spec.rollback.auto {
+            Some("rollback.auto is off".to_string())
+        } else if !in_window {
+            Some(format!(
+                "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
+                live.document.spec.rollback.window
+            ))
+        } else {
+            None
+        };
+        let mut records = Vec::new();
+        let (phase, message) = match refusal {
+            Some(r) => {
+                let m = format!("{why}; {r}");
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            None => {
+                self.revert(rec, reg.revision, &why, &mut records, info, handle)
+                    .await
+            }
+        };
+        if phase == Phase::Degraded {
+            self.emit(
+                rec,
+                EventKind::Degraded,
+                Some(reg.revision),
+                message.clone(),
+            );
+        }
+        rec.phase = phase;
+        self.finish_pass(rec, info, records, &message)?;
+        Ok(AppResult::NotReady { phase, message })
+    }
+
+    /// Go back to the last healthy revision before `failed`: switch back, apply its
+    /// processes, treat the migration level by the failed revision's `onRevert`, verify.
+    /// Returns the phase and message to report; records the outcome and quarantines.
     async fn revert(
         &self,
         rec: &mut AppRecord,
         failed: u64,
         why: &str,
         records: &mut Vec<StepRecord>,
-    ) -> (Option<Outcome>, Phase, String) {
-        let Some(healthy) = rec
-            .last_healthy()
-            .filter(|h| h.revision.number != failed)
-            .cloned()
-        else {
-            let msg = format!("{why}; no earlier healthy revision to go back to");
-            set_degraded(rec, &msg);
-            return (Some(Outcome::Failed), Phase::Degraded, msg);
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> (Phase, String) {
+        let failed_entry = rec.revision(failed).cloned();
+        let failed_config = failed_entry
+            .as_ref()
+            .map(|f| f.revision.config_commit.clone())
+            .unwrap_or_else(|| info.config_commit.to_string());
+        let degrade = |this: &Self, rec: &mut AppRecord, m: String| {
+            set_degraded(rec, &m);
+            this.conclude(
+                rec,
+                failed,
+                &Mode::Follow,
+                Outcome::Failed,
+                &m,
+                &failed_config,
+            );
+            (Phase::Degraded, m)
         };
-        if !healthy.document.spec.rollback.auto
-            || !rec
-                .revisions
-                .iter()
-                .any(|r| r.revision.number == failed && r.document.spec.rollback.auto)
-        {
-            let msg = format!("{why}; rollback.auto is off, so the server was left as it is");
-            set_degraded(rec, &msg);
-            return (Some(Outcome::Failed), Phase::Degraded, msg);
-        }
-        warn!(app = %rec.name, from = failed, to = healthy.revision.number, "reverting to the last healthy revision");
-        // The migration level on the way back follows the failed revision's onRevert:
-        // `keep` leaves the schema alone (expand/contract); `down` migrates to the old level.
-        let on_revert = rec
+        let Some(failed_entry) = failed_entry else {
+            return degrade(
+                self,
+                rec,
+                format!("{why}; revision {failed} is no longer in the history"),
+            );
+        };
+        let Some(healthy) = rec
             .revisions
             .iter()
-            .find(|r| r.revision.number == failed)
-            .and_then(|r| r.document.spec.migrations.as_ref())
-            .map(|m| m.on_revert)
-            .unwrap_or_default();
-        let mut back_doc = healthy.document.clone();
-        if on_revert != OnRevert::Down {
-            back_doc.spec.migrations = None;
+            .rev()
+            .find(|r| r.revision.number != failed && r.revision.outcome == Outcome::Healthy)
+            .cloned()
+        else {
+            return degrade(
+                self,
+                rec,
+                format!("{why}; there is no earlier healthy revision to go back to"),
+            );
+        };
+        if !failed_entry.document.spec.rollback.auto {
+            return degrade(
+                self,
+                rec,
+                format!("{why}; rollback.auto is off, so the server was left as it is"),
+            );
         }
-        let result = async {
-            let secrets = Secrets::load(&back_doc).map_err(|e| StepError {
-                step: "env-file",
-                message: e.to_string(),
-                tail: None,
-                class: ErrorClass::Stalled,
-            })?;
+
+        // The schema: may we cross back over the failed revision's migration?
+        let mut migration_step: Option<(PlannedStep, App)> = None;
+        if let Some(m) = &failed_entry.document.spec.migrations
+            && failed_entry.revision.level != healthy.revision.level
+        {
+            let from = failed_entry.revision.level.clone().unwrap_or_default();
+            let to = healthy.revision.level.clone();
+            match (m.on_revert, &to) {
+                (OnRevert::Keep, _) => {}
+                (OnRevert::Down, Some(to)) if migrate::can_go_down(m) => {
+                    let mut down_doc = failed_entry.document.clone();
+                    if let Some(dm) = down_doc.spec.migrations.as_mut() {
+                        dm.level = to.clone();
+                    }
+                    migration_step = Some((
+                        PlannedStep {
+                            step: Step::Migrate {
+                                from: Some(from.clone()),
+                                to: to.clone(),
+                            },
+                            reason: format!("onRevert: down, {from} → {to}"),
+                        },
+                        down_doc,
+                    ));
+                }
+                (OnRevert::Restore, _) if failed_entry.backup.is_some() => {
+                    let backup = failed_entry.backup.clone().expect("checked");
+                    migration_step = Some((
+                        PlannedStep {
+                            step: Step::Restore { backup },
+                            reason: format!("onRevert: restore the backup taken before {from}"),
+                        },
+                        failed_entry.document.clone(),
+                    ));
+                }
+                (how, _) => {
+                    let m = format!(
+                        "{why}; REFUSING to revert to revision {} across migration {} → {}: onRevert is {how:?} and it cannot be undone here{}",
+                        healthy.revision.number,
+                        healthy.revision.level.as_deref().unwrap_or("(none)"),
+                        from,
+                        if how == OnRevert::Restore {
+                            " (no backup was taken on this host)"
+                        } else {
+                            ""
+                        }
+                    );
+                    return degrade(self, rec, m);
+                }
+            }
+        }
+
+        warn!(app = %rec.name, from = failed, to = healthy.revision.number, "reverting to the last healthy revision");
+        let log = self.log_path(&rec.name, failed);
+        let mut cancel = Cancel {
+            handle: handle.clone(),
+            generation: handle.generation(),
+            config: self.config.clone(),
+            file: None,
+            text: None,
+            follows_git: false,
+            last_check: None,
+        };
+        let mut back_doc = healthy.document.clone();
+        back_doc.spec.migrations = None;
+        let result: Result<(), StepError> = async {
+            let secrets = Secrets::load(&back_doc)
+                .map_err(|e| StepError::new("env-file", ErrorClass::Stalled, e.to_string()))?;
             let observed = self
                 .observe(&back_doc, rec, &secrets)
                 .await
-                .map_err(|e| StepError {
-                    step: "observe",
-                    message: e.to_string(),
-                    tail: None,
-                    class: ErrorClass::Transient,
-                })?;
-            let back = plan::plan(&back_doc, &observed);
+                .map_err(|e| StepError::new("observe", ErrorClass::Transient, e.to_string()))?;
+            let mut back = plan::plan(&back_doc, &observed);
             if !back.blockers.is_empty() {
-                return Err(StepError {
-                    step: "plan",
-                    message: back.blockers.join("; "),
-                    tail: None,
-                    class: ErrorClass::Stalled,
-                });
+                return Err(StepError::new(
+                    "plan",
+                    ErrorClass::Stalled,
+                    back.blockers.join("; "),
+                ));
             }
-            self.execute(&back_doc, &back, rec, records, &secrets).await
+            back.steps.retain(|s| s.step != Step::Verify);
+            self.execute(&back_doc, &back, rec, records, &secrets, &log, &mut cancel)
+                .await?;
+            rec.live_revision = Some(healthy.revision.number);
+            if let Some((step, doc)) = migration_step {
+                let failed_secrets = Secrets::load(&doc)
+                    .map_err(|e| StepError::new("env-file", ErrorClass::Stalled, e.to_string()))?;
+                let mig = Plan {
+                    release: failed_entry.release.clone(),
+                    steps: vec![step],
+                    blockers: vec![],
+                    notes: vec![],
+                };
+                self.execute(&doc, &mig, rec, records, &failed_secrets, &log, &mut cancel)
+                    .await?;
+            }
+            let verify = Plan {
+                release: healthy.release.clone(),
+                steps: vec![PlannedStep {
+                    step: Step::Verify,
+                    reason: format!(
+                        "the reverted-to revision {} must be healthy too",
+                        healthy.revision.number
+                    ),
+                }],
+                blockers: vec![],
+                notes: vec![],
+            };
+            let healthy_secrets = Secrets::load(&healthy.document)
+                .map_err(|e| StepError::new("env-file", ErrorClass::Stalled, e.to_string()))?;
+            self.execute(
+                &healthy.document,
+                &verify,
+                rec,
+                records,
+                &healthy_secrets,
+                &log,
+                &mut cancel,
+            )
+            .await
         }
         .await;
         match result {
             Ok(()) => {
-                let msg = format!(
+                let m = format!(
                     "{why}; reverted to revision {} (app {}), which is healthy",
                     healthy.revision.number,
-                    plan::short_sha(&healthy.revision.app_commit)
+                    short_sha(&healthy.revision.app_commit)
                 );
+                rec.live_revision = Some(healthy.revision.number);
+                rec.health = None;
                 rec.set_condition(
                     ct::HEALTHY,
                     ConditionStatus::True,
                     "RevertedHealthy",
-                    &msg,
+                    &m,
                     &state::now(),
                 );
-                set_stalled(rec, "RolledBack", &msg);
-                (Some(Outcome::Reverted), Phase::Failed, msg)
+                set_stalled(rec, "RolledBack", &m);
+                self.conclude(
+                    rec,
+                    failed,
+                    &Mode::Follow,
+                    Outcome::Reverted,
+                    &m,
+                    &failed_config,
+                );
+                self.hub.metrics.inc(
+                    "shipshape_reverts_total",
+                    vec![("app", rec.name.clone()), ("result", "healthy".into())],
+                    1.0,
+                );
+                self.emit(
+                    rec,
+                    EventKind::Reverted,
+                    Some(healthy.revision.number),
+                    m.clone(),
+                );
+                (Phase::Failed, m)
             }
             Err(e) => {
-                let msg = format!(
-                    "{why}; reverting to revision {} failed too ({} failed: {}); stopped",
-                    healthy.revision.number, e.step, e.message
+                self.hub.metrics.inc(
+                    "shipshape_reverts_total",
+                    vec![("app", rec.name.clone()), ("result", "failed".into())],
+                    1.0,
                 );
-                set_degraded(rec, &msg);
-                (Some(Outcome::Failed), Phase::Degraded, msg)
+                degrade(
+                    self,
+                    rec,
+                    format!(
+                        "{why}; reverting to revision {} failed too ({} failed: {}); stopped, a person must act",
+                        healthy.revision.number, e.step, e.message
+                    ),
+                )
             }
         }
     }
@@ -656,16 +1364,15 @@ impl Controller {
     fn finish_pass(
         &self,
         rec: &mut AppRecord,
-        started_at: &str,
-        config_commit: &str,
+        info: &PassInfo<'_>,
         steps: Vec<StepRecord>,
         result: &str,
     ) -> Result<(), ReconcileError> {
         rec.steps_run += steps.len() as u64;
         rec.last_pass = Some(PassRecord {
-            started_at: started_at.to_string(),
+            started_at: info.started_at.clone(),
             finished_at: state::now(),
-            config_commit: config_commit.to_string(),
+            config_commit: info.config_commit.to_string(),
             steps,
             result: result.to_string(),
         });
@@ -673,7 +1380,16 @@ impl Controller {
         Ok(())
     }
 
+    /// `<state-dir>/apps/<app>/logs/revision-<n>.log`: every step's output for a revision.
+    pub fn log_path(&self, app: &str, revision: u64) -> PathBuf {
+        self.store
+            .app_dir(app)
+            .join("logs")
+            .join(format!("revision-{revision}.log"))
+    }
+
     /// Run `plan`'s steps in order for `app`, appending a record per step.
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         app: &App,
@@ -681,31 +1397,34 @@ impl Controller {
         rec: &mut AppRecord,
         records: &mut Vec<StepRecord>,
         secrets: &Secrets,
+        log: &Path,
+        cancel: &mut Cancel,
     ) -> Result<(), StepError> {
         let layout = Layout::new(&app.spec.releases.root);
         let release_dir = layout.release(&plan.release);
-        let log = self
-            .store
-            .app_dir(&app.metadata.name)
-            .join("logs")
-            .join(format!("{}.log", plan.release));
         let eco_path = self
             .store
             .app_dir(&app.metadata.name)
             .join("ecosystem.json");
         let last_prepare = plan.steps.iter().rposition(|s| s.step.prepares());
+        let installed = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.step, Step::Install { .. } | Step::ReuseDeps { .. }));
         let prep = Prep {
             app,
             release: &plan.release,
             dir: &release_dir,
-            log: &log,
+            log,
             secrets,
         };
         for (i, planned) in plan.steps.iter().enumerate() {
             let kind = planned.step.kind();
             let started_at = state::now();
             let t0 = Instant::now();
-            info!(app = %app.metadata.name, step = kind, target = %planned.step.target(), reason = %planned.reason, "step");
+            let mut target = planned.step.target();
+            info!(app = %app.metadata.name, step = kind, target = %target, reason = %planned.reason, "step");
+            append_log_header(log, kind, &target, &planned.reason);
             let result: Result<(), StepError> = match &planned.step {
                 Step::Fetch { commit, .. } => self.fetch(app, commit, &release_dir).await,
                 Step::Install { .. } => prep.install().await,
@@ -718,44 +1437,16 @@ impl Controller {
                             .await
                             .expect("link task panicked")
                             .map(|_| ())
-                            .map_err(|e| StepError {
-                                step: "reuse-deps",
-                                message: format!("linking node_modules from release {from}: {e}"),
-                                tail: None,
-                                class: ErrorClass::Transient,
+                            .map_err(|e| {
+                                StepError::new(
+                                    "reuse-deps",
+                                    ErrorClass::Transient,
+                                    format!("linking node_modules from release {from}: {e}"),
+                                )
                             })
                     } else {
-                        // The other release lost its node_modules: install after all.
                         warn!(app = %app.metadata.name, from = %from, "node_modules to reuse is gone; installing");
                         prep.install().await
-                    }
-                }
-                Step::Backup { from } => {
-                    let file =
-                        self.store
-                            .app_dir(&app.metadata.name)
-                            .join("backups")
-                            .join(format!(
-                                "{}-{}.backup",
-                                state::now().replace(':', ""),
-                                from.as_deref().unwrap_or("empty")
-                            ));
-                    self.migrate_context(app, secrets, release_dir.clone(), Some(log.clone()))
-                        .backup(&file)
-                        .await
-                        .map_err(|e| migrate_error("backup", e))
-                }
-                Step::Migrate { .. } => {
-                    match self
-                        .migrate_context(app, secrets, release_dir.clone(), Some(log.clone()))
-                        .migrate()
-                        .await
-                    {
-                        Ok(what) => {
-                            info!(app = %app.metadata.name, "migrated: {what}");
-                            Ok(())
-                        }
-                        Err(e) => Err(migrate_error("migrate", e)),
                     }
                 }
                 Step::Build { .. } => {
@@ -768,11 +1459,46 @@ impl Controller {
                     }
                     r
                 }
-                Step::Switch { release } => layout.switch(release).map_err(|e| StepError {
-                    step: "switch",
-                    message: format!("switching {} to {release}: {e}", layout.current().display()),
-                    tail: None,
-                    class: ErrorClass::Transient,
+                Step::Backup { from } => {
+                    let file =
+                        self.store
+                            .app_dir(&app.metadata.name)
+                            .join("backups")
+                            .join(format!(
+                                "{}-{}.backup",
+                                state::now().replace(':', ""),
+                                from.as_deref().unwrap_or("empty")
+                            ));
+                    target = file.display().to_string();
+                    self.migrate_context(app, secrets, release_dir.clone(), Some(log.to_path_buf()))
+                        .backup(&file)
+                        .await
+                        .map_err(|e| migrate_error("backup", e))
+                }
+                Step::Migrate { .. } => {
+                    match self
+                        .migrate_context(app, secrets, release_dir.clone(), Some(log.to_path_buf()))
+                        .migrate()
+                        .await
+                    {
+                        Ok(what) => {
+                            info!(app = %app.metadata.name, "migrated: {what}");
+                            Ok(())
+                        }
+                        Err(e) => Err(migrate_error("migrate", e)),
+                    }
+                }
+                Step::Restore { backup } => self
+                    .migrate_context(app, secrets, release_dir.clone(), Some(log.to_path_buf()))
+                    .restore(Path::new(backup))
+                    .await
+                    .map_err(|e| migrate_error("restore", e)),
+                Step::Switch { release } => layout.switch(release).map_err(|e| {
+                    StepError::new(
+                        "switch",
+                        ErrorClass::Transient,
+                        format!("switching {} to {release}: {e}", layout.current().display()),
+                    )
                 }),
                 Step::Pm2Start { process } | Step::Pm2Reload { process } => {
                     match write_ecosystem(app, &eco_path, &secrets.env) {
@@ -808,7 +1534,7 @@ impl Controller {
                             .envs(secrets.env.vars.clone())
                             .envs(shipshape_env(app, &plan.release, &release_dir))
                             .redact(&secrets.redactor)
-                            .log_to(&log);
+                            .log_to(log);
                     let r = exec::run(&spec)
                         .await
                         .map(|_| ())
@@ -821,13 +1547,9 @@ impl Controller {
                     }
                     r
                 }
-                Step::Verify => self.verify(app).await,
+                Step::Verify => self.verify(app, cancel).await,
             };
             // Seal the release once its last preparation step succeeded.
-            let installed = plan
-                .steps
-                .iter()
-                .any(|s| matches!(s.step, Step::Install { .. } | Step::ReuseDeps { .. }));
             let result = match result {
                 Ok(()) if Some(i) == last_prepare => {
                     seal(&layout, app, &plan.release, &release_dir, installed)
@@ -840,9 +1562,12 @@ impl Controller {
                 }
             };
             let failed = result.as_ref().err();
+            if let Some(e) = failed {
+                append_log_line(log, &format!("!! {kind} failed: {}", e.message));
+            }
             records.push(StepRecord {
                 step: kind.to_string(),
-                target: planned.step.target(),
+                target,
                 reason: planned.reason.clone(),
                 started_at,
                 duration_ms: t0.elapsed().as_millis() as u64,
@@ -858,18 +1583,14 @@ impl Controller {
         Ok(())
     }
 
-    async fn fetch(
-        &self,
-        app: &App,
-        commit: &str,
-        dest: &std::path::Path,
-    ) -> Result<(), StepError> {
+    async fn fetch(&self, app: &App, commit: &str, dest: &Path) -> Result<(), StepError> {
         if dest.exists() {
-            std::fs::remove_dir_all(dest).map_err(|e| StepError {
-                step: "fetch",
-                message: format!("removing the incomplete {}: {e}", dest.display()),
-                tail: None,
-                class: ErrorClass::Transient,
+            std::fs::remove_dir_all(dest).map_err(|e| {
+                StepError::new(
+                    "fetch",
+                    ErrorClass::Transient,
+                    format!("removing the incomplete {}: {e}", dest.display()),
+                )
             })?;
         }
         let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
@@ -893,8 +1614,9 @@ impl Controller {
         })
     }
 
-    /// Probe until `successThreshold` passing rounds in a row, or the progress deadline.
-    async fn verify(&self, app: &App) -> Result<(), StepError> {
+    /// Probe until `successThreshold` passing rounds in a row, the progress deadline, or
+    /// a cancellation (a newer document, a request).
+    async fn verify(&self, app: &App, cancel: &mut Cancel) -> Result<(), StepError> {
         let h = &app.spec.health;
         let started = Instant::now();
         let baseline: BTreeMap<u64, u64> = match self.pm2.jlist().await {
@@ -904,19 +1626,18 @@ impl Controller {
         let mut tally = Tally::new();
         loop {
             let round_start = Instant::now();
-            let round = self.round(app, &baseline).await;
-            tally.record(round);
+            let (round, results) = self.health_round(app, &baseline).await;
+            self.publish_check_metrics(&app.metadata.name, &results);
+            tally.record(&round);
             match tally.verdict(h, started.elapsed()) {
                 Verdict::Healthy => return Ok(()),
                 Verdict::Failed(message) => {
-                    return Err(StepError {
-                        step: "verify",
-                        message,
-                        tail: None,
-                        class: ErrorClass::Stalled,
-                    });
+                    return Err(StepError::new("verify", ErrorClass::Stalled, message));
                 }
                 Verdict::Pending => {
+                    if let Some(why) = cancel.check().await {
+                        return Err(StepError::new("verify", ErrorClass::Superseded, why));
+                    }
                     let left = h.progress_deadline.std().saturating_sub(started.elapsed());
                     let wait = h
                         .interval
@@ -929,7 +1650,12 @@ impl Controller {
         }
     }
 
-    async fn round(&self, app: &App, baseline: &BTreeMap<u64, u64>) -> Result<(), String> {
+    /// One round of `app`'s checks and pm2 facts (restarts counted against `baseline`).
+    pub async fn health_round(
+        &self,
+        app: &App,
+        baseline: &BTreeMap<u64, u64>,
+    ) -> (Round, Vec<CheckResult>) {
         let probes = app
             .spec
             .health
@@ -937,14 +1663,130 @@ impl Controller {
             .iter()
             .map(|c| health::probe(&self.http, c));
         let results = futures::future::join_all(probes).await;
-        let list = self.pm2.jlist().await.map_err(|e| e.to_string())?;
-        health::pm2_facts(&app.spec.processes, &list, baseline, self.cpus)?;
-        for r in results {
-            if !r.ok {
-                return Err(format!("{}: {}", r.check, r.detail));
+        let pm2 = match self.pm2.jlist().await {
+            Ok(list) => health::pm2_facts(&app.spec.processes, &list, baseline, self.cpus),
+            Err(e) => Err(format!("pm2: {e}")),
+        };
+        (health::combine(pm2, &results), results)
+    }
+
+    /// Delete releases beyond `releases.keep`, never the live, last healthy, pinned or
+    /// any revision's that is still in the history as healthy.
+    fn prune_releases(&self, app: &App, rec: &AppRecord) {
+        let layout = Layout::new(&app.spec.releases.root);
+        let Ok(scan) = layout.scan() else { return };
+        let current = layout.current_release();
+        let mut protected: Vec<String> = current.iter().cloned().collect();
+        let keep_revisions = [
+            rec.live_revision,
+            rec.last_healthy().map(|h| h.revision.number),
+            rec.pin.as_ref().map(|p| p.revision),
+        ];
+        for r in &rec.revisions {
+            if keep_revisions.contains(&Some(r.revision.number)) {
+                protected.push(r.release.clone());
             }
         }
-        Ok(())
+        let mut sealed: Vec<(String, String)> = scan
+            .iter()
+            .filter_map(|(id, m)| m.as_ref().map(|m| (m.sealed_at.clone(), id.clone())))
+            .collect();
+        sealed.sort();
+        sealed.reverse();
+        let keep = app.spec.releases.keep as usize;
+        for (i, (_, id)) in sealed.iter().enumerate() {
+            if i < keep || protected.contains(id) {
+                continue;
+            }
+            info!(app = %app.metadata.name, release = %id, "pruning release beyond releases.keep");
+            if let Err(e) = std::fs::remove_dir_all(layout.release(id)) {
+                warn!(app = %app.metadata.name, release = %id, "pruning failed: {e}");
+            }
+        }
+    }
+
+    fn emit(&self, rec: &AppRecord, kind: EventKind, revision: Option<u64>, message: String) {
+        self.hub.emit(Event {
+            at: state::now(),
+            app: rec.name.clone(),
+            kind,
+            revision,
+            phase: Some(rec.phase),
+            message,
+        });
+    }
+
+    fn count_rollout(&self, app: &str, outcome: &str) {
+        self.hub.metrics.inc(
+            "shipshape_rollouts_total",
+            vec![("app", app.to_string()), ("outcome", outcome.to_string())],
+            1.0,
+        );
+    }
+
+    /// Update the per-app info gauges from the records.
+    pub fn publish_app_metrics(&self, rec: &AppRecord) {
+        let m = &self.hub.metrics;
+        m.clear_app("shipshape_app_info", &rec.name);
+        m.set(
+            "shipshape_app_info",
+            vec![
+                ("app", rec.name.clone()),
+                ("phase", format!("{:?}", rec.phase)),
+                ("pinned", rec.pin.is_some().to_string()),
+                (
+                    "live_revision",
+                    rec.live_revision.map(|n| n.to_string()).unwrap_or_default(),
+                ),
+            ],
+            1.0,
+        );
+        m.set(
+            "shipshape_app_degraded",
+            vec![("app", rec.name.clone())],
+            if rec.phase == Phase::Degraded {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        m.clear_app("shipshape_app_pinned_since_timestamp_seconds", &rec.name);
+        if let Some(pin) = &rec.pin
+            && let Ok(t) = chrono::DateTime::parse_from_rfc3339(&pin.at)
+        {
+            m.set(
+                "shipshape_app_pinned_since_timestamp_seconds",
+                vec![("app", rec.name.clone())],
+                t.timestamp() as f64,
+            );
+        }
+    }
+
+    /// Update the per-check gauges from a round's results.
+    pub fn publish_check_metrics(&self, app: &str, results: &[CheckResult]) {
+        use shipshape_spec::status::ProbeState;
+        let m = &self.hub.metrics;
+        for r in results {
+            let labels = vec![("app", app.to_string()), ("check", r.name.clone())];
+            match r.state {
+                ProbeState::Pass => m.set("shipshape_health_check_up", labels.clone(), 1.0),
+                ProbeState::Fail => m.set("shipshape_health_check_up", labels.clone(), 0.0),
+                ProbeState::Inconclusive => {}
+            }
+            m.set(
+                "shipshape_health_check_latency_seconds",
+                labels,
+                r.latency_ms as f64 / 1000.0,
+            );
+        }
+    }
+}
+
+fn mode_words(mode: &Mode) -> String {
+    match mode {
+        Mode::Follow => "following git".into(),
+        Mode::Pinned(p) => format!("pinned by {} ({})", p.by, p.reason),
+        Mode::Hold(_) => "holding the last healthy revision".into(),
     }
 }
 
@@ -952,8 +1794,8 @@ impl Controller {
 struct Prep<'a> {
     app: &'a App,
     release: &'a str,
-    dir: &'a std::path::Path,
-    log: &'a std::path::Path,
+    dir: &'a Path,
+    log: &'a Path,
     secrets: &'a Secrets,
 }
 
@@ -984,9 +1826,30 @@ impl Prep<'_> {
     }
 }
 
+fn append_log_header(log: &Path, kind: &str, target: &str, reason: &str) {
+    append_log_line(
+        log,
+        &format!("== {} {kind} {target} ({reason})", state::now()),
+    );
+}
+
+fn append_log_line(log: &Path, line: &str) {
+    use std::io::Write;
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// The variables the controller gives build commands and hooks (paths and commits via env,
 /// never spliced into the command text).
-fn shipshape_env(app: &App, release: &str, dir: &std::path::Path) -> Vec<(String, String)> {
+fn shipshape_env(app: &App, release: &str, dir: &Path) -> Vec<(String, String)> {
     vec![
         ("SHIPSHAPE_APP".into(), app.metadata.name.clone()),
         ("SHIPSHAPE_COMMIT".into(), app.spec.source.commit.clone()),
@@ -999,7 +1862,7 @@ fn seal(
     layout: &Layout,
     app: &App,
     release: &str,
-    dir: &std::path::Path,
+    dir: &Path,
     installed: bool,
 ) -> Result<(), StepError> {
     let lockfile = crate::release::lockfile_in_dir(dir);
@@ -1015,15 +1878,16 @@ fn seal(
         deps,
         sealed_at: state::now(),
     };
-    layout.seal(release, &marker).map_err(|e| StepError {
-        step: "seal",
-        message: format!("writing the release marker: {e}"),
-        tail: None,
-        class: ErrorClass::Transient,
+    layout.seal(release, &marker).map_err(|e| {
+        StepError::new(
+            "seal",
+            ErrorClass::Transient,
+            format!("writing the release marker: {e}"),
+        )
     })
 }
 
-fn write_ecosystem(app: &App, path: &std::path::Path, env: &EnvFile) -> Result<(), StepError> {
+fn write_ecosystem(app: &App, path: &Path, env: &EnvFile) -> Result<(), StepError> {
     let apps: Vec<_> = app
         .spec
         .processes
@@ -1032,11 +1896,12 @@ fn write_ecosystem(app: &App, path: &std::path::Path, env: &EnvFile) -> Result<(
         .collect();
     let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps }))
         .expect("ecosystem serializes");
-    crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| StepError {
-        step: "pm2-apply",
-        message: format!("writing {}: {e}", path.display()),
-        tail: None,
-        class: ErrorClass::Transient,
+    crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| {
+        StepError::new(
+            "pm2-apply",
+            ErrorClass::Transient,
+            format!("writing {}: {e}", path.display()),
+        )
     })
 }
 
@@ -1073,6 +1938,19 @@ fn migrate_error(step: &'static str, e: crate::migrate::MigrateError) -> StepErr
     }
 }
 
+fn pm2_error(step: &'static str, e: crate::pm2::Pm2Error) -> StepError {
+    let tail = match &e {
+        crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
+        crate::pm2::Pm2Error::Parse(_) => None,
+    };
+    StepError {
+        step,
+        message: e.to_string(),
+        tail,
+        class: ErrorClass::Transient,
+    }
+}
+
 /// The env file's variables and the redactor for them.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
@@ -1091,7 +1969,7 @@ impl Secrets {
         match &app.spec.env_file {
             None => Ok(Secrets::default()),
             Some(path) => {
-                let env = EnvFile::read(std::path::Path::new(path))?;
+                let env = EnvFile::read(Path::new(path))?;
                 let redactor = env.redactor();
                 Ok(Secrets { env, redactor })
             }
@@ -1099,47 +1977,21 @@ impl Secrets {
     }
 }
 
-fn pm2_error(step: &'static str, e: crate::pm2::Pm2Error) -> StepError {
-    let tail = match &e {
-        crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
-        crate::pm2::Pm2Error::Parse(_) => None,
-    };
-    StepError {
-        step,
-        message: e.to_string(),
-        tail,
-        class: ErrorClass::Transient,
-    }
-}
-
-/// The same config commit and the same content: one revision.
-fn same_revision(
-    r: &RevisionEntry,
-    target: &App,
-    config_commit: &str,
-    release: &str,
-    env: &EnvFile,
-) -> bool {
-    r.revision.config_commit == config_commit && same_content(r, target, release, env)
-}
-
-/// The same release and processes, whatever config commit declared them.
-fn same_content(r: &RevisionEntry, target: &App, release: &str, env: &EnvFile) -> bool {
-    r.release == release && r.revision.process_hash == plan::processes_hash(target, env)
-}
-
 fn reason_for(step: &str) -> &'static str {
     match step {
         "fetch" => "FetchFailed",
-        "install" => "InstallFailed",
+        "install" | "reuse-deps" => "InstallFailed",
         "build" => "BuildFailed",
+        "backup" => "BackupFailed",
+        "migrate" => "MigrationFailed",
         "verify" => "HealthCheckFailed",
         "hook" => "HookFailed",
         _ => "StepFailed",
     }
 }
 
-fn mark_ready(rec: &mut AppRecord, message: &str) {
+/// Set the conditions of an app that is where it should be and healthy.
+pub fn mark_ready(rec: &mut AppRecord, message: &str) {
     let now = state::now();
     rec.phase = Phase::Ready;
     rec.last_error = None;
@@ -1174,7 +2026,8 @@ fn set_stalled(rec: &mut AppRecord, reason: &str, message: &str) {
     rec.set_condition(ct::STALLED, ConditionStatus::True, reason, message, &now);
 }
 
-fn set_degraded(rec: &mut AppRecord, message: &str) {
+/// Set the conditions of an app that is unhealthy and cannot be fixed by the controller.
+pub fn set_degraded(rec: &mut AppRecord, message: &str) {
     set_stalled(rec, "Degraded", message);
     rec.set_condition(
         ct::HEALTHY,

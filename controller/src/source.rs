@@ -187,6 +187,24 @@ impl ConfigRepo {
     }
 }
 
+impl ConfigRepo {
+    /// The branch tip's commit and the text of `file` there (`None` when it is gone),
+    /// fetching first if the repo is remote. Used to notice a newer desired state while a
+    /// rollout is being verified.
+    ///
+    /// # Errors
+    /// [`SourceError`] when the repo cannot be read.
+    pub fn document_at_tip(&self, file: &str) -> Result<(String, Option<String>), SourceError> {
+        let snapshot = self.snapshot()?;
+        let text = snapshot
+            .files
+            .into_iter()
+            .find(|f| f.path == file)
+            .map(|f| f.text);
+        Ok((snapshot.commit, text))
+    }
+}
+
 /// Where the bare mirror of an app repository lives under `sources_dir`.
 pub fn mirror_path(sources_dir: &Path, repository: &str) -> PathBuf {
     let digest = Sha256::digest(repository.as_bytes());

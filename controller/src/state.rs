@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use shipshape_spec::App;
-use shipshape_spec::status::{Condition, LastError, Outcome, PassRecord, Phase, Revision};
+use shipshape_spec::status::{
+    Condition, HealthRecord, LastError, Outcome, PassRecord, Phase, Pin, Regression, Revision,
+};
 
 use crate::release::write_atomic_mode;
 
@@ -26,6 +28,13 @@ pub struct RevisionEntry {
     pub release: String,
     /// The whole desired-state document as applied.
     pub document: App,
+    /// It failed verification while the checks were already failing before it began, so
+    /// it is not blamed: not reverted, not quarantined, and Healthy once checks recover.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_blamed: bool,
+    /// The database backup taken before this revision migrated up, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 /// A config commit the controller will not apply again by itself.
@@ -80,6 +89,18 @@ pub struct AppRecord {
     /// Hash of the hooks (and their release) last run successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks_applied: Option<String>,
+    /// The revision whose release and processes are live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_revision: Option<u64>,
+    /// The pin holding the app, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Pin>,
+    /// The live revision's latest health, from the controller's monitoring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRecord>,
+    /// A regression the monitor saw and the next pass must act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<Regression>,
 }
 
 impl AppRecord {
@@ -100,7 +121,26 @@ impl AppRecord {
             last_error: None,
             quarantined: Vec::new(),
             hooks_applied: None,
+            live_revision: None,
+            pin: None,
+            health: None,
+            regression: None,
         }
+    }
+
+    /// The revision numbered `n`, if still in the history.
+    pub fn revision(&self, n: u64) -> Option<&RevisionEntry> {
+        self.revisions.iter().find(|r| r.revision.number == n)
+    }
+
+    /// The revision numbered `n`, mutably.
+    pub fn revision_mut(&mut self, n: u64) -> Option<&mut RevisionEntry> {
+        self.revisions.iter_mut().find(|r| r.revision.number == n)
+    }
+
+    /// The live revision's entry.
+    pub fn live(&self) -> Option<&RevisionEntry> {
+        self.live_revision.and_then(|n| self.revision(n))
     }
 
     /// The newest revision that passed verification.
@@ -123,16 +163,23 @@ impl AppRecord {
             .any(|q| q.config_commit == config_commit)
     }
 
-    /// Append a revision, dropping the oldest beyond `keep` (never the last healthy one).
+    /// Append a revision, dropping the oldest beyond `keep` (never the last healthy, the
+    /// live or the pinned one).
     pub fn push_revision(&mut self, entry: RevisionEntry, keep: usize) {
         self.revisions.push(entry);
         while self.revisions.len() > keep.max(1) {
-            let healthy = self.last_healthy().map(|r| r.revision.number);
-            let idx = self
+            let protected = [
+                self.last_healthy().map(|r| r.revision.number),
+                self.live_revision,
+                self.pin.as_ref().map(|p| p.revision),
+            ];
+            let Some(idx) = self
                 .revisions
                 .iter()
-                .position(|r| Some(r.revision.number) != healthy)
-                .unwrap_or(0);
+                .position(|r| !protected.contains(&Some(r.revision.number)))
+            else {
+                break;
+            };
             self.revisions.remove(idx);
         }
     }

@@ -84,11 +84,30 @@ pub struct AppSpec {
     /// Commands run around the switch.
     #[serde(default)]
     pub hooks: Hooks,
+    /// Hold the app where it is, whatever else this document says (auditable in git).
+    /// A pin set from the CLI wins over this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<DocumentPin>,
     /// An absolute path to a `KEY=VALUE` file on the server holding secrets (e.g.
     /// `DATABASE_URL`). Its variables reach install, build, migrations, hooks and the pm2
     /// processes; their values never appear in logs, plans or status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<String>,
+}
+
+/// A pin written in the document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DocumentPin {
+    /// Why (shown in status and notifications).
+    pub reason: String,
+    /// Who pinned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Hold the newest healthy revision running this app commit; without it, the revision
+    /// that is live and healthy when the pin is first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_commit: Option<String>,
 }
 
 /// The app's source repository and target commit.
@@ -160,6 +179,10 @@ pub struct Migrations {
     /// A command run before up-migrations; `$SHIPSHAPE_BACKUP_FILE` names where to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// A command that restores that backup (`onRevert: restore`); it gets the same
+    /// `$SHIPSHAPE_BACKUP_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<String>,
     /// What an automatic revert does with the level.
     #[serde(default)]
     pub on_revert: OnRevert,
@@ -403,14 +426,19 @@ fn default_progress_deadline() -> Duration {
     Duration::from_secs(300)
 }
 
-/// One named probe.
+/// One named probe: exactly one of `http` or `prometheus`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Check {
     /// A short name, shown in status.
     pub name: String,
     /// An HTTP probe.
-    pub http: HttpCheck,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+    /// A PromQL query whose value must stay within a threshold. A query that returns no
+    /// data is inconclusive: that round neither passes nor fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusCheck>,
     /// Time limit for one probe.
     #[serde(default = "default_check_timeout")]
     pub timeout: Duration,
@@ -439,6 +467,22 @@ pub struct HttpCheck {
 
 fn default_expect_status() -> u16 {
     200
+}
+
+/// A PromQL check: the first sample of `query` must be below `below` and/or above `above`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusCheck {
+    /// The Prometheus server, e.g. `http://127.0.0.1:9090`.
+    pub url: String,
+    /// An instant query, e.g. `sum(rate(http_requests_total{code=~"5.."}[1m])) / sum(rate(http_requests_total[1m]))`.
+    pub query: String,
+    /// The value must be lower than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// The value must be higher than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
 }
 
 /// What happens when health regresses.

@@ -153,6 +153,88 @@ pub struct Condition {
     pub last_transition_time: String,
 }
 
+/// How one probe came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum ProbeState {
+    /// It passed.
+    Pass,
+    /// It failed.
+    Fail,
+    /// It could not say (a Prometheus query with no data).
+    Inconclusive,
+}
+
+/// One probe's result, as shown in status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    /// The check's name (`pm2` for the pm2 facts).
+    pub name: String,
+    /// How it came out.
+    pub state: ProbeState,
+    /// What was seen ("200 in 3ms", "connection refused", "value 0.02 ≥ 0.01" …).
+    pub detail: String,
+    /// How long the probe took, in milliseconds.
+    pub latency_ms: u64,
+}
+
+/// The latest health of the live revision, from the controller's own monitoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthRecord {
+    /// When the last round ran.
+    pub checked_at: String,
+    /// The revision that was live.
+    pub revision: u64,
+    /// Whether the last conclusive round passed.
+    pub passing: bool,
+    /// Passing rounds in a row.
+    pub consecutive_passes: u32,
+    /// Failing rounds in a row.
+    pub consecutive_failures: u32,
+    /// The last round's results.
+    pub results: Vec<CheckResult>,
+}
+
+/// A health regression of a revision that had passed verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Regression {
+    /// The revision that regressed.
+    pub revision: u64,
+    /// When `failureThreshold` failing rounds in a row were reached.
+    pub at: String,
+    /// The last failure.
+    pub reason: String,
+}
+
+/// Who holds an app where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinSource {
+    /// `shipshape pin` (kept in the controller's state).
+    Cli,
+    /// `spec.pin` in the document.
+    Document,
+}
+
+/// A pin: the app is held at `revision`, whatever lands in git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    /// The revision held.
+    pub revision: u64,
+    /// Who pinned it.
+    pub by: String,
+    /// When.
+    pub at: String,
+    /// Why.
+    pub reason: String,
+    /// Where the pin comes from.
+    pub source: PinSource,
+}
+
 /// A failure kept for status: which step, what it said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

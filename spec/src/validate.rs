@@ -238,10 +238,10 @@ pub fn validate(app: &App) -> Vec<Violation> {
             }
             (MigrationDriver::Dbmate, None) => {}
         }
-        if m.on_revert == OnRevert::Restore && m.backup.is_none() {
+        if m.on_revert == OnRevert::Restore && (m.backup.is_none() || m.restore.is_none()) {
             c.fail(
                 "spec.migrations.onRevert",
-                "onRevert: restore needs a backup command",
+                "onRevert: restore needs both a backup and a restore command",
             );
         }
         c.positive("spec.migrations.timeout", m.timeout);
@@ -352,17 +352,39 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 format!("{:?} is declared twice", check.name),
             );
         }
-        if !is_http_url(&check.http.url) {
-            c.fail(
-                format!("{at}.http.url"),
-                format!("{:?} must be an http:// or https:// URL", check.http.url),
-            );
-        }
-        if !(100..=599).contains(&check.http.expect_status) {
-            c.fail(
-                format!("{at}.http.expectStatus"),
-                "must be an HTTP status (100-599)",
-            );
+        match (&check.http, &check.prometheus) {
+            (Some(http), None) => {
+                if !is_http_url(&http.url) {
+                    c.fail(
+                        format!("{at}.http.url"),
+                        format!("{:?} must be an http:// or https:// URL", http.url),
+                    );
+                }
+                if !(100..=599).contains(&http.expect_status) {
+                    c.fail(
+                        format!("{at}.http.expectStatus"),
+                        "must be an HTTP status (100-599)",
+                    );
+                }
+            }
+            (None, Some(prom)) => {
+                if !is_http_url(&prom.url) {
+                    c.fail(
+                        format!("{at}.prometheus.url"),
+                        format!("{:?} must be an http:// or https:// URL", prom.url),
+                    );
+                }
+                if prom.query.trim().is_empty() {
+                    c.fail(format!("{at}.prometheus.query"), "must not be empty");
+                }
+                if prom.below.is_none() && prom.above.is_none() {
+                    c.fail(
+                        format!("{at}.prometheus"),
+                        "needs a threshold: below, above or both",
+                    );
+                }
+            }
+            _ => c.fail(at.clone(), "needs exactly one of http or prometheus"),
         }
         c.positive(&format!("{at}.timeout"), check.timeout);
         if let Some(max) = check.max_latency {
@@ -394,6 +416,19 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 h.progress_deadline, h.success_threshold, h.interval
             ),
         );
+    }
+    if let Some(pin) = &spec.pin {
+        if pin.reason.trim().is_empty() {
+            c.fail("spec.pin.reason", "a pin needs a reason");
+        }
+        if let Some(commit) = &pin.app_commit
+            && !is_full_sha(commit)
+        {
+            c.fail(
+                "spec.pin.appCommit",
+                format!("{commit:?} must be a full 40-character lowercase hex commit SHA"),
+            );
+        }
     }
     if let Some(f) = &spec.env_file {
         let p = Path::new(f);

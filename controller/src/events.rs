@@ -1,0 +1,151 @@
+//! What happens, as events: broadcast to `/api/v1/watch` (and `shipshape status --watch`),
+//! counted in metrics, and posted to an optional notification webhook (a Slack-compatible
+//! JSON body) for the ones people must hear about.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shipshape_spec::status::Phase;
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+/// The kinds of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// An app's phase changed.
+    PhaseChanged,
+    /// A rollout of a new revision began.
+    RolloutStarted,
+    /// A rollout passed verification.
+    RolloutHealthy,
+    /// A rollout failed.
+    RolloutFailed,
+    /// A newer desired state replaced a rollout being verified.
+    RolloutSuperseded,
+    /// The server went back to the last healthy revision.
+    Reverted,
+    /// The app is unhealthy and the controller cannot fix it by itself.
+    Degraded,
+    /// The live revision regressed after it was healthy.
+    Regressed,
+    /// Someone pinned the app.
+    Pinned,
+    /// The pin was lifted.
+    Unpinned,
+}
+
+impl EventKind {
+    /// True for the events the notification webhook is told about.
+    pub fn notifies(self) -> bool {
+        !matches!(self, EventKind::PhaseChanged)
+    }
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// When.
+    pub at: String,
+    /// Which app.
+    pub app: String,
+    /// What.
+    pub kind: EventKind,
+    /// The revision concerned, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// The app's phase after the event, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// Where events go.
+#[derive(Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Event>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    notify: Option<(String, reqwest::Client)>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("notify", &self.notify.is_some())
+            .finish()
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(None, reqwest::Client::new())
+    }
+}
+
+/// How long a notification may take before it is given up (it never blocks a rollout).
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Hub {
+    /// A hub posting notifications to `notify_url`, if given.
+    pub fn new(notify_url: Option<String>, http: reqwest::Client) -> Hub {
+        let (tx, _) = broadcast::channel(1024);
+        Hub {
+            tx,
+            metrics: Arc::new(Metrics::new()),
+            notify: notify_url.map(|u| (u, http)),
+        }
+    }
+
+    /// Receive every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// Publish an event (and post it to the webhook, in the background).
+    pub fn emit(&self, event: Event) {
+        if event.kind.notifies()
+            && let Some((url, http)) = &self.notify
+        {
+            let body = serde_json::json!({
+                "text": format!("shipshape: {} {}: {}", event.app, kind_words(event.kind), event.message),
+                "event": &event,
+            });
+            let (url, http) = (url.clone(), http.clone());
+            tokio::spawn(async move {
+                let sent = http
+                    .post(&url)
+                    .json(&body)
+                    .timeout(NOTIFY_TIMEOUT)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => warn!("notification webhook answered {}", r.status()),
+                    Err(e) => warn!("notification webhook failed: {e}"),
+                }
+            });
+        }
+        let _ = self.tx.send(event);
+    }
+}
+
+fn kind_words(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::PhaseChanged => "changed phase",
+        EventKind::RolloutStarted => "rollout started",
+        EventKind::RolloutHealthy => "rollout healthy",
+        EventKind::RolloutFailed => "rollout FAILED",
+        EventKind::RolloutSuperseded => "rollout superseded",
+        EventKind::Reverted => "REVERTED",
+        EventKind::Degraded => "DEGRADED",
+        EventKind::Regressed => "regressed",
+        EventKind::Pinned => "pinned",
+        EventKind::Unpinned => "unpinned",
+    }
+}

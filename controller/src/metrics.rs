@@ -1,0 +1,209 @@
+//! Prometheus metrics the controller exports on `/metrics`: a small registry of counters
+//! and gauges keyed by name and labels, rendered in the text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Default)]
+struct Family {
+    help: &'static str,
+    kind: &'static str,
+    series: BTreeMap<Labels, f64>,
+}
+
+/// Every metric, with its help text; the names are the contract dashboards and alert
+/// rules rely on.
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "shipshape_build_info",
+        "gauge",
+        "Always 1; the version label says which shipshape runs.",
+    ),
+    (
+        "shipshape_reconcile_total",
+        "counter",
+        "Reconcile passes per app, by result (ready, not_ready, invalid, error).",
+    ),
+    (
+        "shipshape_reconcile_duration_seconds_sum",
+        "counter",
+        "Total time spent in reconcile passes per app.",
+    ),
+    (
+        "shipshape_reconcile_duration_seconds_count",
+        "counter",
+        "Reconcile passes per app (pairs with _sum).",
+    ),
+    (
+        "shipshape_rollouts_total",
+        "counter",
+        "Rollouts per app, by outcome (healthy, failed, reverted, superseded).",
+    ),
+    (
+        "shipshape_reverts_total",
+        "counter",
+        "Automatic reverts per app, by result (healthy, failed).",
+    ),
+    (
+        "shipshape_health_check_up",
+        "gauge",
+        "1 when the check passed in the last round, 0 when it failed; absent when inconclusive.",
+    ),
+    (
+        "shipshape_health_check_latency_seconds",
+        "gauge",
+        "How long the check took in the last round.",
+    ),
+    (
+        "shipshape_app_info",
+        "gauge",
+        "Always 1 per app; labels carry its phase, whether it is pinned and the live revision.",
+    ),
+    (
+        "shipshape_app_pinned_since_timestamp_seconds",
+        "gauge",
+        "When the app was pinned (absent when not pinned).",
+    ),
+    (
+        "shipshape_app_degraded",
+        "gauge",
+        "1 when the app is Degraded.",
+    ),
+];
+
+/// The registry.
+#[derive(Default)]
+pub struct Metrics {
+    families: Mutex<BTreeMap<&'static str, Family>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn meta(name: &'static str) -> (&'static str, &'static str) {
+    METRICS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, kind, help)| (*kind, *help))
+        .unwrap_or(("untyped", ""))
+}
+
+impl Metrics {
+    /// A registry with `shipshape_build_info` set.
+    pub fn new() -> Metrics {
+        let m = Metrics::default();
+        m.set(
+            "shipshape_build_info",
+            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+            1.0,
+        );
+        m
+    }
+
+    fn with<F: FnOnce(&mut Family)>(&self, name: &'static str, f: F) {
+        let mut families = self.families.lock().expect("metrics lock");
+        let fam = families.entry(name).or_insert_with(|| {
+            let (kind, help) = meta(name);
+            Family {
+                help,
+                kind,
+                series: BTreeMap::new(),
+            }
+        });
+        f(fam);
+    }
+
+    /// Add `by` to a counter.
+    pub fn inc(&self, name: &'static str, labels: Labels, by: f64) {
+        self.with(name, |f| *f.series.entry(labels).or_insert(0.0) += by);
+    }
+
+    /// Set a gauge.
+    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
+        self.with(name, |f| {
+            f.series.insert(labels, value);
+        });
+    }
+
+    /// Remove every series of `name` whose `app` label is `app`.
+    pub fn clear_app(&self, name: &'static str, app: &str) {
+        self.with(name, |f| {
+            f.series
+                .retain(|labels, _| !labels.iter().any(|(k, v)| *k == "app" && v == app))
+        });
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let families = self.families.lock().expect("metrics lock");
+        let mut out = String::new();
+        for (name, fam) in families.iter() {
+            if fam.series.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {}", fam.help);
+            let _ = writeln!(out, "# TYPE {name} {}", fam.kind);
+            for (labels, value) in &fam.series {
+                let rendered: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                if rendered.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{}}} {value}", rendered.join(","));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_gauges_and_escaping_render_in_text_format() {
+        let m = Metrics::new();
+        m.inc(
+            "shipshape_reconcile_total",
+            vec![("app", "demo".into()), ("result", "ready".into())],
+            1.0,
+        );
+        m.inc(
+            "shipshape_reconcile_total",
+            vec![("app", "demo".into()), ("result", "ready".into())],
+            1.0,
+        );
+        m.set(
+            "shipshape_app_info",
+            vec![("app", "demo".into()), ("phase", "Ready".into())],
+            1.0,
+        );
+        m.set(
+            "shipshape_app_info",
+            vec![("app", "x\"y".into()), ("phase", "Ready".into())],
+            1.0,
+        );
+        m.clear_app("shipshape_app_info", "demo");
+        let text = m.render();
+        assert!(text.contains("# TYPE shipshape_reconcile_total counter"));
+        assert!(text.contains("shipshape_reconcile_total{app=\"demo\",result=\"ready\"} 2"));
+        assert!(!text.contains("shipshape_app_info{app=\"demo\""));
+        assert!(text.contains("shipshape_app_info{app=\"x\\\"y\",phase=\"Ready\"} 1"));
+        assert!(text.contains("shipshape_build_info{version="));
+    }
+}
