@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info};
 
 use crate::pm2::Pm2;
-use crate::reconciler::{AppResult, Controller};
+use crate::reconciler::Controller;
 use crate::source::ConfigRepo;
 use crate::state::Store;
 
@@ -75,6 +74,18 @@ pub enum Command {
         /// Revisions kept per app.
         #[arg(long, default_value_t = crate::state::DEFAULT_HISTORY)]
         history: usize,
+        /// Where the local API listens (status, watch, metrics, pin/unpin/retry).
+        #[arg(long, default_value = "127.0.0.1:7300", env = "SHIPSHAPE_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// Allow the API on a non-loopback address (it is unencrypted; mutations need the token).
+        #[arg(long)]
+        allow_remote_api: bool,
+        /// Post notifications (Slack-compatible JSON) to this URL.
+        #[arg(long, env = "SHIPSHAPE_NOTIFY_URL")]
+        notify_url: Option<String>,
+        /// At most this many apps reconcile at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
     },
     /// Show the steps a pass would run, with reasons. Exit 0: nothing to do; 2: changes
     /// pending; 1: an error, or a blocker that would stop the pass.
@@ -99,6 +110,62 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Then print each change as it happens (from the running controller's event stream).
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Hold an app at a revision (default: the live one when healthy, else the last healthy one).
+    Pin {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// The revision to hold.
+        revision: Option<u64>,
+        /// Why (required; shown in status and notifications).
+        #[arg(long)]
+        reason: String,
+        /// Who (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resume following git.
+    Unpin {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// Who (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Release the desired config commit from quarantine and try it again.
+    Retry {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+    },
+    /// Ask the running controller for a pass now.
+    Reconcile {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// Only this app (a pass covers all; this checks the app exists).
+        app: Option<String>,
+    },
+    /// Print the output of every step of a revision's rollout (and revert).
+    Logs {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// The revision (default: the last attempted one).
+        revision: Option<u64>,
     },
     /// Show an app's revisions.
     History {
@@ -143,7 +210,71 @@ pub fn main() -> anyhow::Result<i32> {
             state_dir,
             app,
             output,
-        } => Ok(status(&Store::new(state_dir), app.as_deref(), output)),
+            watch,
+        } => {
+            let code = status(&Store::new(&state_dir), app.as_deref(), output);
+            if !watch || code != 0 {
+                return Ok(code);
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            Ok(rt.block_on(watch_events(&state_dir, app.as_deref(), output)))
+        }
+        Command::Pin {
+            state_dir,
+            app,
+            revision,
+            reason,
+            by,
+        } => {
+            let body = serde_json::json!({ "revision": revision, "reason": reason, "by": by.unwrap_or_else(whoami) });
+            Ok(api_call(
+                &state_dir,
+                &format!("/api/v1/apps/{app}/pin"),
+                body,
+                |v| {
+                    format!(
+                        "{app} pinned at revision {} by {}: {}",
+                        v["revision"],
+                        v["by"].as_str().unwrap_or(""),
+                        v["reason"].as_str().unwrap_or("")
+                    )
+                },
+            ))
+        }
+        Command::Unpin { state_dir, app, by } => {
+            let body = serde_json::json!({ "by": by.unwrap_or_else(whoami) });
+            Ok(api_call(
+                &state_dir,
+                &format!("/api/v1/apps/{app}/unpin"),
+                body,
+                |_| format!("{app} unpinned; following git again"),
+            ))
+        }
+        Command::Retry { state_dir, app } => Ok(api_call(
+            &state_dir,
+            &format!("/api/v1/apps/{app}/retry"),
+            serde_json::json!({}),
+            |v| {
+                format!(
+                    "{app}: {} quarantined config commit(s) released; a pass is queued",
+                    v["released"]
+                )
+            },
+        )),
+        Command::Reconcile { state_dir, app } => {
+            let path = match &app {
+                Some(a) => format!("/api/v1/apps/{a}/reconcile"),
+                None => "/api/v1/reconcile".to_string(),
+            };
+            Ok(api_call(&state_dir, &path, serde_json::json!({}), |_| {
+                "a pass is queued".to_string()
+            }))
+        }
+        Command::Logs {
+            state_dir,
+            app,
+            revision,
+        } => Ok(logs(&Store::new(state_dir), &app, revision)),
         Command::History {
             state_dir,
             app,
@@ -154,14 +285,42 @@ pub fn main() -> anyhow::Result<i32> {
             once,
             interval,
             history,
+            listen,
+            allow_remote_api,
+            notify_url,
+            concurrency,
         } => {
             init_tracing();
             if source.repo.is_none() {
                 anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
             }
-            let controller = controller(&source, history)?;
+            if !listen.ip().is_loopback() && !allow_remote_api {
+                anyhow::bail!(
+                    "refusing to serve the API on {listen}: it is not a loopback address (pass --allow-remote-api to do it anyway)"
+                );
+            }
+            let mut controller = controller(&source, history)?;
+            controller.concurrency = concurrency;
             let rt = tokio::runtime::Runtime::new()?;
-            Ok(rt.block_on(run(controller, once, interval)))
+            rt.block_on(async move {
+                controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());
+                if once {
+                    let summary = crate::daemon::pass(&controller).await;
+                    return Ok(if summary.is_some_and(|s| s.all_ready()) {
+                        0
+                    } else {
+                        1
+                    });
+                }
+                crate::daemon::run(
+                    std::sync::Arc::new(controller),
+                    crate::daemon::Options {
+                        interval,
+                        listen: Some(listen),
+                    },
+                )
+                .await
+            })
         }
         Command::Plan {
             source,
@@ -251,41 +410,108 @@ fn absolute_if_path(p: &std::path::Path) -> PathBuf {
     }
 }
 
-async fn run(controller: Controller, once: bool, interval: Duration) -> i32 {
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    loop {
-        let pass = controller.reconcile_all().await;
-        let ready = match &pass {
-            Ok(summary) => {
-                for (app, result) in &summary.apps {
-                    match result {
-                        AppResult::Ready { steps } => {
-                            info!(app, steps, config_commit = %summary.config_commit, "ready")
-                        }
-                        AppResult::NotReady { phase, message } => error!(app, ?phase, "{message}"),
-                        AppResult::Invalid { message } => {
-                            error!(file = app, "invalid document: {message}")
-                        }
-                    }
-                }
-                if summary.apps.is_empty() {
-                    error!(config_commit = %summary.config_commit, "no App documents found");
-                }
-                summary.all_ready()
-            }
-            Err(e) => {
-                error!("pass failed: {e}");
-                false
-            }
-        };
-        if once {
-            return if ready { 0 } else { 1 };
+fn whoami() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// POST to the running controller's API and print the result.
+fn api_call(
+    state_dir: &std::path::Path,
+    path: &str,
+    body: serde_json::Value,
+    ok: impl Fn(&serde_json::Value) -> String,
+) -> i32 {
+    let client = match crate::api::Client::from_state_dir(state_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); return 0; }
-            _ = sigterm.recv() => { info!("SIGTERM; stopping"); return 0; }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(client.post(path, body)) {
+        Ok(v) => {
+            println!("{}", ok(&v));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+async fn watch_events(state_dir: &std::path::Path, only: Option<&str>, output: Format) -> i32 {
+    let client = match crate::api::Client::from_state_dir(state_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let result = client
+        .watch(|ev| {
+            if only.is_some_and(|a| a != ev.app) {
+                return true;
+            }
+            match output {
+                Format::Json => println!("{}", serde_json::to_string(&ev).expect("json")),
+                Format::Table => println!(
+                    "{}  {:<10} {:<19} {:<11} {}",
+                    ev.at,
+                    ev.app,
+                    serde_json::to_value(ev.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    ev.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+                    ev.message
+                ),
+            }
+            true
+        })
+        .await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn logs(store: &Store, app: &str, revision: Option<u64>) -> i32 {
+    let rec = match store.load(app) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let Some(n) = revision.or(rec.last_attempted().map(|r| r.revision.number)) else {
+        eprintln!("{app} has no revisions yet");
+        return 1;
+    };
+    let path = store
+        .app_dir(app)
+        .join("logs")
+        .join(format!("revision-{n}.log"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            1
         }
     }
 }
@@ -446,33 +672,65 @@ fn status(store: &Store, only: Option<&str>, output: Format) -> i32 {
 
 fn print_status(r: &crate::state::AppRecord) {
     use crate::plan::short_sha;
-    println!("{}  phase={:?}", r.name, r.phase);
-    let live = r.last_healthy();
+    let pinned = r
+        .pin
+        .as_ref()
+        .map(|p| {
+            format!(
+                "  PINNED at revision {} by {} since {}: {}",
+                p.revision, p.by, p.at, p.reason
+            )
+        })
+        .unwrap_or_default();
+    println!("{}  phase={:?}{pinned}", r.name, r.phase);
+    let sha = |s: &Option<String>| s.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
     println!(
-        "  desired   config {}  app {}",
-        r.desired_config_commit
-            .as_deref()
-            .map(short_sha)
-            .unwrap_or_default(),
-        r.desired_app_commit
-            .as_deref()
-            .map(short_sha)
-            .unwrap_or_default()
+        "  desired    config {}  app {}",
+        sha(&r.desired_config_commit),
+        sha(&r.desired_app_commit)
     );
-    if let Some(h) = live {
+    let line = |label: &str, e: &crate::state::RevisionEntry| {
         println!(
-            "  healthy   revision {}  app {}  release {}",
-            h.revision.number,
-            short_sha(&h.revision.app_commit),
-            short_sha(&h.release)
-        );
+            "  {label:<10} revision {}  app {}  level {}  {:?}{}",
+            e.revision.number,
+            short_sha(&e.revision.app_commit),
+            e.revision.level.as_deref().unwrap_or("-"),
+            e.revision.outcome,
+            if e.revision.message.is_empty() || e.revision.message == "healthy" {
+                String::new()
+            } else {
+                format!(": {}", e.revision.message)
+            }
+        )
+    };
+    if let Some(l) = r.live() {
+        line("live", l);
     }
-    if let Some(a) = r.last_attempted() {
+    if let Some(h) = r
+        .last_healthy()
+        .filter(|h| Some(h.revision.number) != r.live_revision)
+    {
+        line("healthy", h);
+    }
+    if let Some(a) = r
+        .last_attempted()
+        .filter(|a| Some(a.revision.number) != r.live_revision)
+    {
+        line("attempted", a);
+    }
+    if let Some(h) = &r.health {
+        let results: Vec<String> = h
+            .results
+            .iter()
+            .map(|c| format!("{} {:?} ({})", c.name, c.state, c.detail))
+            .collect();
         println!(
-            "  attempted revision {}  app {}  {:?}",
-            a.revision.number,
-            short_sha(&a.revision.app_commit),
-            a.revision.outcome
+            "  health     {} at {} ({} passing / {} failing in a row): {}",
+            if h.passing { "passing" } else { "FAILING" },
+            h.checked_at,
+            h.consecutive_passes,
+            h.consecutive_failures,
+            results.join("; ")
         );
     }
     for c in &r.conditions {
@@ -510,7 +768,7 @@ fn print_status(r: &crate::state::AppRecord) {
     if let Some(p) = &r.last_pass {
         let steps: Vec<&str> = p.steps.iter().map(|s| s.step.as_str()).collect();
         println!(
-            "  last pass {} config {}: {} step(s) [{}] — {}",
+            "  last pass  {} config {}: {} step(s) [{}] — {}",
             p.finished_at,
             short_sha(&p.config_commit),
             steps.len(),

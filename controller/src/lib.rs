@@ -19,15 +19,21 @@
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`state`]: the controller's records (revisions, passes, quarantine), written atomically.
 //! - [`reconciler`]: one pass per app: plan, execute, verify, revert.
+//! - [`monitor`]: health rounds between passes; regressions and recoveries become records.
+//! - [`daemon`]: the long-running loop, the monitors and the API, with graceful stop.
+//! - [`api`]: the local HTTP API (status, watch, metrics; pin/unpin/retry with a token).
 //! - [`cli`]: the `shipshape` commands.
 
+pub mod api;
 pub mod cli;
+pub mod daemon;
 pub mod envfile;
 pub mod events;
 pub mod exec;
 pub mod health;
 pub mod metrics;
 pub mod migrate;
+pub mod monitor;
 pub mod plan;
 pub mod pm2;
 pub mod reconciler;

@@ -444,15 +444,9 @@ impl Controller {
             file: source.map(|s| s.0),
             text: source.map(|s| s.1),
         };
+        rec.announced_phase = Some(phase_before);
         let result = self.pass(&mut rec, desired, &info, &handle).await;
-        if rec.phase != phase_before {
-            self.emit(
-                &rec,
-                EventKind::PhaseChanged,
-                rec.live_revision,
-                format!("{phase_before:?} → {:?}", rec.phase),
-            );
-        }
+        self.announce_phase(&mut rec);
         self.publish_app_metrics(&rec);
         result
     }
@@ -593,6 +587,7 @@ impl Controller {
             &state::now(),
         );
         self.store.save(rec)?;
+        self.announce_phase(rec);
         info!(app = %name, revision = number, release = %the_plan.release, "applying plan\n{the_plan}");
 
         // Were the checks already failing before this rollout? Then it is not to blame.
@@ -782,7 +777,7 @@ impl Controller {
                             set_degraded(rec, &m);
                             (Phase::Degraded, m)
                         } else {
-                            self.revert(rec, number, &message, &mut records, info, handle)
+                            self.revert(rec, number, &message, &mut records, info, handle, false)
                                 .await
                         };
                         if phase == Phase::Degraded {
@@ -818,6 +813,32 @@ impl Controller {
         let live_matches = rec
             .live()
             .is_some_and(|r| r.release == release && r.revision.process_hash == processes_hash);
+        let failing_now = rec.live().and_then(|live| {
+            let h = rec.health.as_ref()?;
+            let threshold = live.document.spec.health.failure_threshold;
+            (h.revision == live.revision.number
+                && !h.passing
+                && h.consecutive_failures >= threshold)
+                .then(|| {
+                    h.results
+                        .iter()
+                        .find(|r| r.state == shipshape_spec::status::ProbeState::Fail)
+                        .map(|r| format!("{}: {}", r.name, r.detail))
+                        .unwrap_or_else(|| "pm2 facts".into())
+                })
+        });
+        if let Some(why) = failing_now {
+            let message = format!(
+                "live revision {} is failing its checks ({why}); nothing to apply",
+                rec.live_revision.unwrap_or_default()
+            );
+            set_degraded(rec, &message);
+            self.finish_pass(rec, info, Vec::new(), &message)?;
+            return Ok(AppResult::NotReady {
+                phase: Phase::Degraded,
+                message,
+            });
+        }
         let live_healthy = live_matches
             && rec
                 .live()
@@ -1109,7 +1130,7 @@ impl Controller {
                 (Phase::Degraded, m)
             }
             None => {
-                self.revert(rec, reg.revision, &why, &mut records, info, handle)
+                self.revert(rec, reg.revision, &why, &mut records, info, handle, true)
                     .await
             }
         };
@@ -1129,6 +1150,7 @@ impl Controller {
     /// Go back to the last healthy revision before `failed`: switch back, apply its
     /// processes, treat the migration level by the failed revision's `onRevert`, verify.
     /// Returns the phase and message to report; records the outcome and quarantines.
+    #[allow(clippy::too_many_arguments)]
     async fn revert(
         &self,
         rec: &mut AppRecord,
@@ -1137,22 +1159,27 @@ impl Controller {
         records: &mut Vec<StepRecord>,
         info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
+        regression: bool,
     ) -> (Phase, String) {
         let failed_entry = rec.revision(failed).cloned();
         let failed_config = failed_entry
             .as_ref()
             .map(|f| f.revision.config_commit.clone())
             .unwrap_or_else(|| info.config_commit.to_string());
+        // A failed rollout that cannot be reverted is still failed (and quarantined); a
+        // regressed revision that cannot be reverted stays what it was, reported Degraded.
         let degrade = |this: &Self, rec: &mut AppRecord, m: String| {
             set_degraded(rec, &m);
-            this.conclude(
-                rec,
-                failed,
-                &Mode::Follow,
-                Outcome::Failed,
-                &m,
-                &failed_config,
-            );
+            if !regression {
+                this.conclude(
+                    rec,
+                    failed,
+                    &Mode::Follow,
+                    Outcome::Failed,
+                    &m,
+                    &failed_config,
+                );
+            }
             (Phase::Degraded, m)
         };
         let Some(failed_entry) = failed_entry else {
@@ -1703,6 +1730,20 @@ impl Controller {
                 warn!(app = %app.metadata.name, release = %id, "pruning failed: {e}");
             }
         }
+    }
+
+    /// Tell watchers when the phase differs from the one last announced.
+    fn announce_phase(&self, rec: &mut AppRecord) {
+        let before = rec.announced_phase.unwrap_or(rec.phase);
+        if before != rec.phase {
+            self.emit(
+                rec,
+                EventKind::PhaseChanged,
+                rec.live_revision,
+                format!("{before:?} → {:?}", rec.phase),
+            );
+        }
+        rec.announced_phase = Some(rec.phase);
     }
 
     fn emit(&self, rec: &AppRecord, kind: EventKind, revision: Option<u64>, message: String) {

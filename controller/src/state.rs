@@ -101,6 +101,9 @@ pub struct AppRecord {
     /// A regression the monitor saw and the next pass must act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<Regression>,
+    /// The phase last announced to watchers during this process's life (not persisted).
+    #[serde(skip)]
+    pub announced_phase: Option<Phase>,
 }
 
 impl AppRecord {
@@ -125,6 +128,7 @@ impl AppRecord {
             pin: None,
             health: None,
             regression: None,
+            announced_phase: None,
         }
     }
 

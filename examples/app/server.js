@@ -1,7 +1,9 @@
 // A tiny app for shipshape's quickstart and tests: no dependencies, one file.
 // GET /              -> "hello from <version>"
-// GET /api/health    -> 200 {"status":"ok","version":...} (or 503 when HEALTH_FAIL is set)
+// GET /api/health    -> 200 {"status":"ok","version":...}; 503 when HEALTH_FAIL is set, or
+//                       when the file named by HEALTH_FAIL_FILE mentions this version
 // GET /version       -> the version string
+// GET /metrics       -> Prometheus text: http_requests_total{code}, process memory
 // The version comes from the build output (dist/version.json), written by `npm run build`.
 'use strict';
 const http = require('http');
@@ -17,11 +19,45 @@ try {
 
 const port = Number(process.env.PORT || 3000);
 const host = process.env.HOST || '127.0.0.1';
-const failing = Boolean(process.env.HEALTH_FAIL);
+const failAlways = Boolean(process.env.HEALTH_FAIL);
+const failFile = process.env.HEALTH_FAIL_FILE;
+
+// Failing on purpose, for demos and tests: always, or while a file names this version.
+function failing() {
+  if (failAlways) return true;
+  if (!failFile) return false;
+  try {
+    return fs.readFileSync(failFile, 'utf8').split(/\s+/).includes(build.version);
+  } catch (e) {
+    return false;
+  }
+}
+
+const counts = {};
+function metrics() {
+  const lines = [
+    '# HELP http_requests_total Requests served, by status code.',
+    '# TYPE http_requests_total counter',
+  ];
+  for (const [code, n] of Object.entries(counts)) lines.push(`http_requests_total{code="${code}"} ${n}`);
+  lines.push('# HELP process_resident_memory_bytes Resident memory.');
+  lines.push('# TYPE process_resident_memory_bytes gauge');
+  lines.push(`process_resident_memory_bytes ${process.memoryUsage().rss}`);
+  lines.push('# HELP app_info The running version.');
+  lines.push('# TYPE app_info gauge');
+  lines.push(`app_info{version="${build.version}"} 1`);
+  return lines.join('\n') + '\n';
+}
 
 const server = http.createServer((req, res) => {
-  if (req.url === '/api/health') {
-    const ok = !failing;
+  res.on('finish', () => {
+    if (req.url !== '/metrics') counts[res.statusCode] = (counts[res.statusCode] || 0) + 1;
+  });
+  if (req.url === '/metrics') {
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    res.end(metrics());
+  } else if (req.url === '/api/health') {
+    const ok = !failing();
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ status: ok ? 'ok' : 'failing', version: build.version, greeting: process.env.GREETING || null }));
   } else if (req.url === '/version') {

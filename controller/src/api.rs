@@ -1,0 +1,528 @@
+//! The local HTTP API: status, history, a watch stream (server-sent events), metrics and
+//! health for everyone on the host; pin, unpin, retry and reconcile for holders of the
+//! bearer token the controller writes (mode 0600) into its state directory.
+//!
+//! # Guarantees
+//! - It listens on loopback unless the operator explicitly allows another address.
+//! - Tokens are compared in constant time; a mutating call without a valid token changes
+//!   nothing and gets 401.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use shipshape_spec::status::{Outcome, Pin, PinSource};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::events::{Event, EventKind};
+use crate::reconciler::Controller;
+use crate::release::write_atomic_mode;
+use crate::state;
+
+/// The token file's name in the state directory.
+pub const TOKEN_FILE: &str = "api-token";
+/// Where the controller writes its API address for the CLI.
+pub const ADDRESS_FILE: &str = "api.json";
+
+/// Shared by the handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The controller.
+    pub ctl: Arc<Controller>,
+    /// The bearer token.
+    pub token: Arc<String>,
+    /// Wakes the reconcile loop.
+    pub trigger: Arc<Notify>,
+}
+
+/// Read the token from `<state-dir>/api-token`, creating it (0600) on first start.
+///
+/// # Errors
+/// When the file cannot be read or written.
+pub fn ensure_token(state_dir: &Path) -> std::io::Result<String> {
+    let path = state_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if t.trim().len() >= 32 => return Ok(t.trim().to_string()),
+        Ok(_) | Err(_) => {}
+    }
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let token = hex::encode(bytes);
+    write_atomic_mode(&path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(token)
+}
+
+/// What the CLI needs to reach a running controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Address {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The controller's pid.
+    pub pid: u32,
+}
+
+/// Write `<state-dir>/api.json`.
+///
+/// # Errors
+/// When it cannot be written.
+pub fn write_address(state_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
+    let a = Address {
+        url: format!("http://{addr}"),
+        pid: std::process::id(),
+    };
+    write_atomic_mode(
+        &state_dir.join(ADDRESS_FILE),
+        &serde_json::to_vec(&a).expect("json"),
+        0o644,
+    )
+}
+
+/// The router.
+pub fn router(state: ApiState) -> axum::Router {
+    let mutating = axum::Router::new()
+        .route("/api/v1/apps/{app}/pin", post(pin))
+        .route("/api/v1/apps/{app}/unpin", post(unpin))
+        .route("/api/v1/apps/{app}/retry", post(retry))
+        .route("/api/v1/apps/{app}/reconcile", post(reconcile))
+        .route("/api/v1/reconcile", post(reconcile_all))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/apps", get(apps))
+        .route("/api/v1/apps/{app}", get(app))
+        .route("/api/v1/apps/{app}/history", get(history))
+        .route("/api/v1/watch", get(watch))
+        .merge(mutating)
+        .with_state(state)
+}
+
+/// True when `given` is `Bearer <token>`, compared in constant time.
+pub fn token_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if token_matches(req.headers(), &s.token) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required (see <state-dir>/api-token)",
+        )
+    }
+}
+
+fn error(code: StatusCode, message: &str) -> Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.ctl.hub.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn apps(State(s): State<ApiState>) -> Response {
+    let mut out = Vec::new();
+    for name in s.ctl.store.apps() {
+        match s.ctl.store.load(&name) {
+            Ok(r) => out.push(serde_json::to_value(r).expect("json")),
+            Err(e) => out.push(serde_json::json!({ "name": name, "error": e.to_string() })),
+        }
+    }
+    Json(out).into_response()
+}
+
+fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, Response> {
+    if !s.ctl.store.apps().iter().any(|a| a == app) {
+        return Err(error(StatusCode::NOT_FOUND, &format!("no app {app:?}")));
+    }
+    s.ctl
+        .store
+        .load(app)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
+}
+
+async fn app(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
+    match load(&s, &app) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn history(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
+    match load(&s, &app) {
+        Ok(r) => Json(
+            r.revisions
+                .iter()
+                .map(|e| e.revision.clone())
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => e,
+    }
+}
+
+async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
+    let rx = s.ctl.hub.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let sse = SseEvent::default()
+                        .event(serde_json::to_value(ev.kind).ok()?.as_str()?.to_string())
+                        .json_data(&ev)
+                        .ok()?;
+                    return Some((Ok::<_, std::convert::Infallible>(sse), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Body of `POST /api/v1/apps/{app}/pin`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PinRequest {
+    /// The revision to hold; default: the live one when healthy, else the last healthy one.
+    #[serde(default)]
+    pub revision: Option<u64>,
+    /// Why (required).
+    pub reason: String,
+    /// Who.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Body of unpin/retry/reconcile (who asked).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ByRequest {
+    /// Who.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Run `f` on the app's records under its lock, after interrupting any verification
+/// in flight so the request does not wait for a whole progress deadline.
+async fn with_record<T>(
+    s: &ApiState,
+    app: &str,
+    f: impl FnOnce(&mut state::AppRecord) -> Result<T, Response>,
+) -> Result<T, Response> {
+    load(s, app)?;
+    let handle = s.ctl.handles.get(app);
+    handle.interrupt();
+    let _guard = handle.lock.lock().await;
+    let mut rec = load(s, app)?;
+    let out = f(&mut rec)?;
+    s.ctl
+        .store
+        .save(&rec)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    s.ctl.publish_app_metrics(&rec);
+    Ok(out)
+}
+
+fn emit(
+    s: &ApiState,
+    rec: &state::AppRecord,
+    kind: EventKind,
+    revision: Option<u64>,
+    message: String,
+) {
+    s.ctl.hub.emit(Event {
+        at: state::now(),
+        app: rec.name.clone(),
+        kind,
+        revision,
+        phase: Some(rec.phase),
+        message,
+    });
+}
+
+async fn pin(
+    State(s): State<ApiState>,
+    UrlPath(app): UrlPath<String>,
+    Json(req): Json<PinRequest>,
+) -> Response {
+    if req.reason.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "a pin needs a reason");
+    }
+    let st = s.clone();
+    let result = with_record(&s, &app, move |rec| {
+        let revision = match req.revision {
+            Some(n) => {
+                let Some(r) = rec.revision(n) else {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("revision {n} is not in the history"),
+                    ));
+                };
+                if r.revision.outcome != Outcome::Healthy && Some(n) != rec.live_revision {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                            "revision {n} is {:?}; pin a healthy or the live revision",
+                            r.revision.outcome
+                        ),
+                    ));
+                }
+                n
+            }
+            None => match rec
+                .live()
+                .filter(|r| r.revision.outcome == Outcome::Healthy)
+                .or(rec.last_healthy())
+            {
+                Some(r) => r.revision.number,
+                None => return Err(error(StatusCode::CONFLICT, "no healthy revision to pin")),
+            },
+        };
+        let pin = Pin {
+            revision,
+            by: req.by.clone().unwrap_or_else(|| "unknown".into()),
+            at: state::now(),
+            reason: req.reason.clone(),
+            source: PinSource::Cli,
+        };
+        rec.pin = Some(pin.clone());
+        emit(
+            &st,
+            rec,
+            EventKind::Pinned,
+            Some(revision),
+            format!(
+                "pinned at revision {revision} by {}: {}",
+                pin.by, pin.reason
+            ),
+        );
+        Ok(pin)
+    })
+    .await;
+    match result {
+        Ok(pin) => {
+            s.trigger.notify_one();
+            Json(pin).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+async fn unpin(
+    State(s): State<ApiState>,
+    UrlPath(app): UrlPath<String>,
+    body: Option<Json<ByRequest>>,
+) -> Response {
+    let by = body
+        .and_then(|b| b.0.by)
+        .unwrap_or_else(|| "unknown".into());
+    let st = s.clone();
+    let result = with_record(&s, &app, move |rec| match rec.pin.clone() {
+        None => Err(error(StatusCode::CONFLICT, "not pinned")),
+        Some(p) if p.source == PinSource::Document => Err(error(
+            StatusCode::CONFLICT,
+            "pinned by the document (spec.pin): remove it in git to unpin",
+        )),
+        Some(p) => {
+            rec.pin = None;
+            emit(
+                &st,
+                rec,
+                EventKind::Unpinned,
+                Some(p.revision),
+                format!(
+                    "unpinned by {by} (was revision {}: {})",
+                    p.revision, p.reason
+                ),
+            );
+            Ok(p)
+        }
+    })
+    .await;
+    match result {
+        Ok(p) => {
+            s.trigger.notify_one();
+            Json(p).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+async fn retry(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
+    let result = with_record(&s, &app, |rec| {
+        let before = rec.quarantined.len();
+        match rec.desired_config_commit.clone() {
+            Some(c) => rec.quarantined.retain(|q| q.config_commit != c),
+            None => rec.quarantined.clear(),
+        }
+        rec.regression = None;
+        Ok(before - rec.quarantined.len())
+    })
+    .await;
+    match result {
+        Ok(n) => {
+            s.trigger.notify_one();
+            Json(serde_json::json!({ "released": n })).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+async fn reconcile(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
+    if let Err(e) = load(&s, &app) {
+        return e;
+    }
+    s.trigger.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "queued": app })),
+    )
+        .into_response()
+}
+
+async fn reconcile_all(State(s): State<ApiState>) -> Response {
+    s.trigger.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "queued": "all" })),
+    )
+        .into_response()
+}
+
+/// A client for the CLI: the address and token come from the state directory.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The controller's base URL.
+    pub url: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Why the CLI could not talk to the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No running controller recorded its address.
+    #[error("no controller API found in {0} (is `shipshape run` running with this --state-dir?)")]
+    NotRunning(PathBuf),
+    /// The request failed.
+    #[error("{0}")]
+    Http(String),
+    /// The controller refused.
+    #[error("{status}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl Client {
+    /// Reach the controller whose state directory is `state_dir`.
+    ///
+    /// # Errors
+    /// [`ClientError::NotRunning`] when it has not written its address.
+    pub fn from_state_dir(state_dir: &Path) -> Result<Client, ClientError> {
+        let text = std::fs::read_to_string(state_dir.join(ADDRESS_FILE))
+            .map_err(|_| ClientError::NotRunning(state_dir.to_path_buf()))?;
+        let addr: Address = serde_json::from_str(&text)
+            .map_err(|_| ClientError::NotRunning(state_dir.to_path_buf()))?;
+        let token = std::fs::read_to_string(state_dir.join(TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string());
+        Ok(Client {
+            url: addr.url,
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// POST `body` to `path` with the token.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the controller cannot be reached or refuses.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .timeout(std::time::Duration::from_secs(120));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let status = resp.status();
+        let value: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(ClientError::Refused {
+                status: status.as_u16(),
+                message: value["error"].as_str().unwrap_or("").to_string(),
+            })
+        }
+    }
+
+    /// Stream events from `/api/v1/watch`, calling `f` for each until it returns false.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the stream cannot be opened or breaks.
+    pub async fn watch(&self, mut f: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
+        use futures::StreamExt;
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/watch", self.url))
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Http(e.to_string()))?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                for line in block.lines() {
+                    if let Some(data) = line.strip_prefix("data:")
+                        && let Ok(ev) = serde_json::from_str::<Event>(data.trim())
+                        && !f(ev)
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
