@@ -129,11 +129,22 @@ async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> R
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required (see <state-dir>/api-token)",
         )
+        .into_response()
     }
 }
 
-fn error(code: StatusCode, message: &str) -> Response {
-    (code, Json(serde_json::json!({ "error": message }))).into_response()
+/// An error answer: a status and a message.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn error(code: StatusCode, message: &str) -> ApiError {
+    ApiError(code, message.to_string())
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
@@ -155,7 +166,7 @@ async fn apps(State(s): State<ApiState>) -> Response {
     Json(out).into_response()
 }
 
-fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, Response> {
+fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, ApiError> {
     if !s.ctl.store.apps().iter().any(|a| a == app) {
         return Err(error(StatusCode::NOT_FOUND, &format!("no app {app:?}")));
     }
@@ -168,7 +179,7 @@ fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, Response> {
 async fn app(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
     match load(&s, &app) {
         Ok(r) => Json(r).into_response(),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -181,7 +192,7 @@ async fn history(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Re
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -192,7 +203,7 @@ async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
             match rx.recv().await {
                 Ok(ev) => {
                     let sse = SseEvent::default()
-                        .event(serde_json::to_value(ev.kind).ok()?.as_str()?.to_string())
+                        .event(serde_json::to_value(ev.kind).ok()?.as_str()?)
                         .json_data(&ev)
                         .ok()?;
                     return Some((Ok::<_, std::convert::Infallible>(sse), rx));
@@ -231,8 +242,8 @@ pub struct ByRequest {
 async fn with_record<T>(
     s: &ApiState,
     app: &str,
-    f: impl FnOnce(&mut state::AppRecord) -> Result<T, Response>,
-) -> Result<T, Response> {
+    f: impl FnOnce(&mut state::AppRecord) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     load(s, app)?;
     let handle = s.ctl.handles.get(app);
     handle.interrupt();
@@ -270,7 +281,7 @@ async fn pin(
     Json(req): Json<PinRequest>,
 ) -> Response {
     if req.reason.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "a pin needs a reason");
+        return error(StatusCode::BAD_REQUEST, "a pin needs a reason").into_response();
     }
     let st = s.clone();
     let result = with_record(&s, &app, move |rec| {
@@ -328,7 +339,7 @@ async fn pin(
             s.trigger.notify_one();
             Json(pin).into_response()
         }
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -368,7 +379,7 @@ async fn unpin(
             s.trigger.notify_one();
             Json(p).into_response()
         }
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -388,13 +399,13 @@ async fn retry(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Resp
             s.trigger.notify_one();
             Json(serde_json::json!({ "released": n })).into_response()
         }
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn reconcile(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
     if let Err(e) = load(&s, &app) {
-        return e;
+        return e.into_response();
     }
     s.trigger.notify_one();
     (
