@@ -395,3 +395,168 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A running `shipshape run` (the daemon), stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Daemon {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The bearer token.
+    pub token: String,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+impl World {
+    /// Start the controller in the background with a 1 s interval and its API on a free
+    /// loopback port; returns once the API answers.
+    pub fn start(&self, extra: &[&str]) -> Daemon {
+        let log = self.root().join("controller.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+        cmd.args(["run", "--interval", "1s", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("SHIPSHAPE_REPO", self.config_repo())
+            .env("SHIPSHAPE_PATH", "apps")
+            .env("SHIPSHAPE_STATE_DIR", self.state_dir())
+            .env("SHIPSHAPE_PM2", pm2_bin())
+            .env("SHIPSHAPE_PM2_HOME", self.pm2_home())
+            .env("SHIPSHAPE_DBMATE", dbmate_bin())
+            .env("RUST_LOG", "info,shipshape=debug")
+            .env("NO_COLOR", "1")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let child = cmd.spawn().unwrap();
+        let state = self.state_dir();
+        let (url, token) = wait_for("the controller's API", Duration::from_secs(30), || {
+            let addr: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(state.join("api.json")).ok()?)
+                    .ok()?;
+            let token = std::fs::read_to_string(state.join("api-token")).ok()?;
+            Some((addr["url"].as_str()?.to_string(), token.trim().to_string()))
+        });
+        let d = Daemon {
+            child,
+            url,
+            token,
+            log,
+        };
+        wait_for("/healthz", Duration::from_secs(10), || {
+            (d.get("/healthz").0 == 200).then_some(())
+        });
+        d
+    }
+
+    /// Poll the records until `pred` holds (panics with the controller's log tail otherwise).
+    pub fn wait_record(
+        &self,
+        what: &str,
+        secs: u64,
+        d: &Daemon,
+        mut pred: impl FnMut(&AppRecord) -> bool,
+    ) -> AppRecord {
+        let start = Instant::now();
+        loop {
+            if let Ok(rec) = self.store().load(&self.name)
+                && pred(&rec)
+            {
+                return rec;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                let rec = self.store().load(&self.name).ok();
+                panic!(
+                    "timed out after {secs}s waiting for {what}\nrecord: {:#?}\ncontroller log tail:\n{}",
+                    rec.map(|r| (
+                        r.phase,
+                        r.live_revision,
+                        r.revisions
+                            .iter()
+                            .map(|e| e.revision.clone())
+                            .collect::<Vec<_>>(),
+                        r.last_pass,
+                        r.health
+                    )),
+                    d.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Daemon {
+    /// The last `n` lines of the controller's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// GET `path`: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(&self.url, "GET", path, None, None)
+    }
+
+    /// POST JSON to `path` with `token` (or none): (status, body).
+    pub fn post(&self, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+        http(&self.url, "POST", path, Some(body), token)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client over a TCP stream (Connection: close): (status, body).
+pub fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://");
+    let mut s = match std::net::TcpStream::connect(hostport) {
+        Ok(s) => s,
+        Err(_) => return (0, String::new()),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(130))).unwrap();
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
