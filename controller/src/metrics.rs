@@ -107,6 +107,7 @@ impl Metrics {
     }
 
     fn with<F: FnOnce(&mut Family)>(&self, name: &'static str, f: F) {
+        // Callers pass labels in any order; series are keyed with them sorted.
         let mut families = self.families.lock().expect("metrics lock");
         let fam = families.entry(name).or_insert_with(|| {
             let (kind, help) = meta(name);
@@ -120,12 +121,14 @@ impl Metrics {
     }
 
     /// Add `by` to a counter.
-    pub fn inc(&self, name: &'static str, labels: Labels, by: f64) {
+    pub fn inc(&self, name: &'static str, mut labels: Labels, by: f64) {
+        labels.sort();
         self.with(name, |f| *f.series.entry(labels).or_insert(0.0) += by);
     }
 
     /// Set a gauge.
-    pub fn set(&self, name: &'static str, labels: Labels, value: f64) {
+    pub fn set(&self, name: &'static str, mut labels: Labels, value: f64) {
+        labels.sort();
         self.with(name, |f| {
             f.series.insert(labels, value);
         });
