@@ -66,14 +66,17 @@ render "$V1" hello > "$QS/config/apps/demo.yaml"
 
 say "starting the controller (log: $QS/controller.log)"
 nohup "$BIN" run --repo "$QS/config" --branch main --path apps --state-dir "$QS/state" \
-  --pm2 "$PM2_BIN" --pm2-home "$QS/pm2" --interval 2s >"$QS/controller.log" 2>&1 &
+  --pm2 "$PM2_BIN" --pm2-home "$QS/pm2" --interval 2s --listen 127.0.0.1:0 >"$QS/controller.log" 2>&1 &
 echo $! > "$QS/controller.pid"
 
-revision_healthy() { # N
-  "$BIN" history demo -o json 2>/dev/null | grep -q "\"number\": $1," &&
-  "$BIN" history demo -o json | node -e "
+revision_is() { # N OUTCOME
+  "$BIN" history demo -o json 2>/dev/null | node -e "
     const r = JSON.parse(require('fs').readFileSync(0,'utf8')).find(r => r.number === $1);
-    process.exit(r && r.outcome === 'Healthy' ? 0 : 1)"
+    process.exit(r && r.outcome === '$2' ? 0 : 1)"
+}
+revision_healthy() { revision_is "$1" Healthy; }
+desired_is() { # CONFIG_COMMIT: the controller has seen it
+  "$BIN" status demo -o json 2>/dev/null | grep -q "\"desiredConfigCommit\": \"$1\""
 }
 
 wait_until 120 "the first deploy to be healthy" revision_healthy 1
@@ -95,6 +98,37 @@ say "second commit reconciled:"
 curl -fsS "http://127.0.0.1:$PORT/"
 "$BIN" history demo
 
+say "committing a broken v3 (its /api/health answers 500): the controller reverts it by itself"
+sed -i 's/"version": "2.0.0"/"version": "3.0.0"/' "$QS/app/package.json"
+sed -i 's/res.writeHead(ok ? 200 : 503/res.writeHead(500/' "$QS/app/server.js"
+(cd "$QS/app" && "${G[@]}" commit -qam "v3.0.0 (broken health endpoint)")
+V3=$(git -C "$QS/app" rev-parse HEAD)
+render "$V3" "hello again" > "$QS/config/apps/demo.yaml"
+(cd "$QS/config" && "${G[@]}" commit -qam "deploy demo v3.0.0")
+wait_until 120 "the broken revision to be reverted" revision_is 3 Reverted
+say "reverted: v2 still serves, and v3 is quarantined (not applied again until a new commit or shipshape retry):"
+curl -fsS "http://127.0.0.1:$PORT/"
+"$BIN" status demo
+
+say "an incident: pin the stable revision, then commit v4; the pin holds"
+"$BIN" pin demo --reason "quickstart: incident drill, hold the stable version"
+git -C "$QS/app" checkout -q HEAD~1 -- server.js
+sed -i 's/"version": "3.0.0"/"version": "4.0.0"/' "$QS/app/package.json"
+(cd "$QS/app" && "${G[@]}" commit -qam "v4.0.0 (fixed)")
+V4=$(git -C "$QS/app" rev-parse HEAD)
+render "$V4" "hello again" > "$QS/config/apps/demo.yaml"
+(cd "$QS/config" && "${G[@]}" commit -qam "deploy demo v4.0.0")
+C4=$(git -C "$QS/config" rev-parse HEAD)
+wait_until 60 "the controller to see the v4 commit" desired_is "$C4"
+say "pinned: v4 is desired but not applied; v2 still serves"
+curl -fsS "http://127.0.0.1:$PORT/"
+"$BIN" status demo | head -4
+say "unpin: the controller converges to the newest commit"
+"$BIN" unpin demo
+wait_until 120 "v4 to be healthy" revision_healthy 4
+curl -fsS "http://127.0.0.1:$PORT/"
+"$BIN" history demo
+
 if [ "$MODE" = "--ci" ]; then
   down
   say "quickstart walk-through passed"
@@ -108,7 +142,10 @@ Try it:
 
   export SHIPSHAPE_STATE_DIR=$QS/state
   $BIN status                      # phase, conditions, live vs desired
+  $BIN status --watch              # then every change as it happens
   $BIN history demo                # revisions and outcomes
+  $BIN logs demo 3                 # every step of revision 3's rollout and revert
+  $BIN pin demo --reason "..."     # hold the live revision during an incident; unpin to follow git
   curl http://127.0.0.1:$PORT/             # the app
 
   # change the desired state and commit: the controller follows within seconds

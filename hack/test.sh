@@ -4,13 +4,16 @@
 #
 # Installs (each only when missing): pkg-config and libssl-dev from Debian (for git2),
 # PostgreSQL from Debian (started as the postgres user on a private port and socket dir,
-# stopped at the end), pm2 and dbmate from npm into .tools/ (pinned by hack/tools/).
+# stopped at the end), Prometheus from Debian (each test starts its own), pm2 and dbmate
+# from npm into .tools/ (pinned by hack/tools/).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 install_build_deps
 install_pm2
+# Prometheus, for the prometheus check kind's tests (Debian's package; not started as a service).
+command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 export SHIPSHAPE_TEST_PM2="$PM2_BIN"
 export SHIPSHAPE_TEST_DBMATE="$DBMATE_BIN"
 start_postgres

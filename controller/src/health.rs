@@ -235,6 +235,8 @@ pub struct Tally {
     pub failures: u32,
     /// Rounds in all.
     pub rounds: u32,
+    /// Failing rounds in all.
+    pub failed_rounds: u32,
     /// Why the last failing (or inconclusive) round was not a pass.
     pub last_failure: Option<String>,
 }
@@ -246,8 +248,11 @@ pub enum Verdict {
     Pending,
     /// `successThreshold` passing rounds in a row.
     Healthy,
-    /// The progress deadline passed first.
+    /// The progress deadline passed first, after failing rounds.
     Failed(String),
+    /// The progress deadline passed without a single failing round, but too few conclusive
+    /// passes (e.g. a Prometheus query with no data): nobody can say the revision is bad.
+    Inconclusive(String),
 }
 
 impl Tally {
@@ -266,6 +271,7 @@ impl Tally {
             }
             Round::Fail(why) => {
                 self.failures += 1;
+                self.failed_rounds += 1;
                 self.passes = 0;
                 self.last_failure = Some(why.clone());
             }
@@ -277,6 +283,18 @@ impl Tally {
     pub fn verdict(&self, health: &Health, elapsed: Duration) -> Verdict {
         if self.passes >= health.success_threshold {
             Verdict::Healthy
+        } else if elapsed >= health.progress_deadline.std()
+            && self.failed_rounds == 0
+            && self.rounds > 0
+        {
+            Verdict::Inconclusive(format!(
+                "verification inconclusive within progressDeadline {} ({} rounds, none failing; {})",
+                health.progress_deadline,
+                self.rounds,
+                self.last_failure
+                    .as_deref()
+                    .unwrap_or("not enough passing rounds")
+            ))
         } else if elapsed >= health.progress_deadline.std() {
             Verdict::Failed(format!(
                 "not healthy within progressDeadline {} ({} rounds; last failure: {})",
@@ -336,9 +354,14 @@ mod tests {
             only.record(&Round::Inconclusive("no data".into()));
         }
         match only.verdict(&h, Duration::from_secs(10)) {
-            Verdict::Failed(m) => assert!(m.contains("inconclusive: no data"), "{m}"),
+            Verdict::Inconclusive(m) => assert!(m.contains("inconclusive: no data"), "{m}"),
             v => panic!("{v:?}"),
         }
+        only.record(&Round::Fail("503".into()));
+        assert!(matches!(
+            only.verdict(&h, Duration::from_secs(10)),
+            Verdict::Failed(_)
+        ));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub enum ErrorClass {
     Transient,
     /// A newer desired state or a request arrived while waiting; the next pass moves on.
     Superseded,
+    /// Verification could not conclude (no failing round, too few conclusive passes):
+    /// the revision stays, is not blamed, and becomes Healthy when its checks pass.
+    Inconclusive,
 }
 
 /// A step that failed.
@@ -528,6 +531,18 @@ impl Controller {
         let processes_hash = plan::processes_hash(&target, &secrets.env);
 
         if the_plan.steps.is_empty() {
+            // A document change that needs no step (health checks, rollback window …)
+            // becomes the live revision's settings, so monitoring and reverts use them.
+            if matches!(mode, Mode::Follow)
+                && let Some(live) = rec.live_revision
+                && let Some(entry) = rec.revision_mut(live)
+                && entry.release == the_plan.release
+                && entry.revision.process_hash == processes_hash
+                && entry.document != target
+            {
+                entry.document = target.clone();
+                info!(app = %name, revision = live, config_commit = %config_commit, "adopted settings that need no step");
+            }
             return self.settle(rec, info, &mode, &the_plan.release, &processes_hash);
         }
 
@@ -748,6 +763,24 @@ impl Controller {
                         Ok(AppResult::NotReady {
                             phase: Phase::Progressing,
                             message,
+                        })
+                    }
+                    ErrorClass::Inconclusive => {
+                        let m = format!(
+                            "{message}; revision {number} stays live, is not reverted, and becomes Healthy once its checks pass (or pin/retry)"
+                        );
+                        if let Some(entry) = rec.revision_mut(number) {
+                            entry.revision.outcome = Outcome::Failed;
+                            entry.revision.finished_at = Some(state::now());
+                            entry.revision.message = m.clone();
+                            entry.not_blamed = true;
+                        }
+                        set_degraded(rec, &m);
+                        self.emit(rec, EventKind::Degraded, Some(number), m.clone());
+                        self.finish_pass(rec, info, records, &m)?;
+                        Ok(AppResult::NotReady {
+                            phase: Phase::Degraded,
+                            message: m,
                         })
                     }
                     ErrorClass::Stalled => {
@@ -1660,6 +1693,9 @@ impl Controller {
                 Verdict::Healthy => return Ok(()),
                 Verdict::Failed(message) => {
                     return Err(StepError::new("verify", ErrorClass::Stalled, message));
+                }
+                Verdict::Inconclusive(message) => {
+                    return Err(StepError::new("verify", ErrorClass::Inconclusive, message));
                 }
                 Verdict::Pending => {
                     if let Some(why) = cancel.check().await {

@@ -1,0 +1,223 @@
+//! The `prometheus` check kind against a real Prometheus (Debian's package, installed by
+//! hack/test.sh) scraping the example app: a query with no data is inconclusive, a value
+//! within the threshold passes, outside it fails; and a rollout whose app starts answering
+//! 500 on its pages (while /api/health stays fine) is reverted by the error-rate gate.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{World, free_port, wait_for};
+use shipshape_spec::status::{Outcome, Phase, ProbeState};
+
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(app_port: u16) -> Prometheus {
+        let bin = which("prometheus")
+            .expect("prometheus is needed (hack/test.sh installs Debian's package)");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("prometheus to be ready", Duration::from_secs(30), || {
+            (common::http(&url, "GET", "/-/ready", None, None).0 == 200).then_some(())
+        });
+        Prometheus {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The error ratio over the last 5 s; `or vector(0)` so no 5xx at all reads as 0, not as no data.
+const ERROR_RATIO: &str = r#"(sum(rate(http_requests_total{job="app",code=~"5.."}[5s])) or vector(0)) / sum(rate(http_requests_total{job="app"}[5s]))"#;
+
+/// Keep requesting `/` on the app until dropped.
+struct Traffic(Arc<AtomicBool>);
+
+impl Traffic {
+    fn start(w: &World) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let port = w.port;
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let _ = common::http(&format!("http://127.0.0.1:{port}"), "GET", "/", None, None);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Traffic(stop)
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn doc_with_gate(w: &World, commit: &str, prom: &str) -> String {
+    w.document(commit).replace(
+        "    interval: 300ms\n",
+        &format!(
+            "      - name: error-rate\n        prometheus:\n          url: {prom}\n          query: '{ERROR_RATIO}'\n          below: 0.01\n    interval: 500ms\n"
+        ),
+    )
+    .replace("progressDeadline: 20s", "progressDeadline: 30s")
+}
+
+#[test]
+fn prometheus_checks_pass_fail_or_are_inconclusive_against_a_real_server() {
+    let w = World::new("promcheck");
+    let v1 = w.app_head();
+    w.commit_config(&w.document(&v1));
+    assert_eq!(w.run_once().0, 0);
+    let prom = Prometheus::start(w.port);
+    let _traffic = Traffic::start(&w);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let check =
+        |query: &str, below: Option<f64>, above: Option<f64>| -> shipshape_spec::app::Check {
+            serde_json::from_value(serde_json::json!({
+                "name": "q",
+                "prometheus": { "url": prom.url, "query": query, "below": below, "above": above },
+                "timeout": "2s"
+            }))
+            .unwrap()
+        };
+    // Wait until Prometheus has scraped enough for a rate.
+    wait_for("the first rates", Duration::from_secs(30), || {
+        let r = rt.block_on(shipshape::health::probe(
+            &client,
+            &check(ERROR_RATIO, Some(0.01), None),
+        ));
+        (r.state == ProbeState::Pass).then_some(())
+    });
+    let no_data = rt.block_on(shipshape::health::probe(
+        &client,
+        &check("no_such_metric_total", Some(1.0), None),
+    ));
+    assert_eq!(
+        no_data.state,
+        ProbeState::Inconclusive,
+        "{}",
+        no_data.detail
+    );
+    assert!(no_data.detail.contains("no data"));
+    let too_much = rt.block_on(shipshape::health::probe(
+        &client,
+        &check("sum(process_resident_memory_bytes)", Some(1.0), None),
+    ));
+    assert_eq!(too_much.state, ProbeState::Fail, "{}", too_much.detail);
+    assert!(
+        too_much.detail.contains("is not below 1"),
+        "{}",
+        too_much.detail
+    );
+    let enough = rt.block_on(shipshape::health::probe(
+        &client,
+        &check("sum(process_resident_memory_bytes)", None, Some(1.0)),
+    ));
+    assert_eq!(enough.state, ProbeState::Pass, "{}", enough.detail);
+    let bad_query = rt.block_on(shipshape::health::probe(
+        &client,
+        &check("sum(", Some(1.0), None),
+    ));
+    assert_eq!(bad_query.state, ProbeState::Fail, "{}", bad_query.detail);
+    let down = rt.block_on(shipshape::health::probe(
+        &client,
+        &serde_json::from_value(serde_json::json!({"name":"q","prometheus":{"url": format!("http://127.0.0.1:{}", free_port()),"query":"up","below":1}})).unwrap(),
+    ));
+    assert_eq!(
+        down.state,
+        ProbeState::Inconclusive,
+        "an unreachable Prometheus says nothing about the app"
+    );
+}
+
+#[test]
+fn an_error_rate_gate_reverts_a_rollout_whose_pages_fail_while_its_health_endpoint_is_fine() {
+    let w = World::new("promgate");
+    let prom = Prometheus::start(w.port);
+    let v1 = w.app_head();
+    w.commit_config(&w.document(&v1));
+    assert_eq!(w.run_once().0, 0);
+    let _traffic = Traffic::start(&w);
+    w.commit_config(&doc_with_gate(&w, &v1, &prom.url));
+    let d = w.start(&[]);
+    w.wait_record("the gate adopted by the live revision", 90, &d, |r| {
+        r.phase == Phase::Ready
+            && r.live()
+                .is_some_and(|l| l.document.spec.health.checks.len() == 2)
+    });
+
+    let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
+    let broken = server.replace("    res.writeHead(200, { 'content-type': 'text/plain' });\n    res.end(`${process.env.GREETING", "    res.writeHead(500, { 'content-type': 'text/plain' });\n    res.end(`${process.env.GREETING");
+    assert_ne!(broken, server);
+    w.commit_app_version("2.0.0");
+    let v2 = w.commit_app_files(&[("server.js", &broken)], "v2 fails its pages");
+    w.commit_config(&doc_with_gate(&w, &v2, &prom.url));
+    let rec = w.wait_record("v2 reverted by the error-rate gate", 120, &d, |r| {
+        r.revisions
+            .iter()
+            .any(|e| e.revision.app_commit == v2 && e.revision.outcome == Outcome::Reverted)
+    });
+    let v2rev = rec
+        .revisions
+        .iter()
+        .find(|e| e.revision.app_commit == v2)
+        .unwrap();
+    assert!(
+        v2rev.revision.message.contains("error-rate: value"),
+        "{}",
+        v2rev.revision.message
+    );
+    assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
+}
