@@ -200,6 +200,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Setup failures (the state directory cannot be created, the runtime cannot start).
 pub fn main() -> anyhow::Result<i32> {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A one-shot command piped into `head` should end quietly, as Unix tools do.
+        // (The daemon keeps Rust's default: a closed socket must not kill it.)
+        // SAFETY: restoring the default disposition of a signal at start-up, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Schema => {
