@@ -122,7 +122,7 @@ C4=$(git -C "$QS/config" rev-parse HEAD)
 wait_until 60 "the controller to see the v4 commit" desired_is "$C4"
 say "pinned: v4 is desired but not applied; v2 still serves"
 curl -fsS "http://127.0.0.1:$PORT/"
-"$BIN" status demo | head -4
+"$BIN" status demo
 say "unpin: the controller converges to the newest commit"
 "$BIN" unpin demo
 wait_until 120 "v4 to be healthy" revision_healthy 4
