@@ -70,13 +70,16 @@ nohup "$BIN" run --repo "$QS/config" --branch main --path apps --state-dir "$QS/
 echo $! > "$QS/controller.pid"
 
 revision_is() { # N OUTCOME
-  "$BIN" history demo -o json 2>/dev/null | node -e "
+  local out
+  out=$("$BIN" history demo -o json 2>/dev/null) || return 1
+  node -e "
     const r = JSON.parse(require('fs').readFileSync(0,'utf8')).find(r => r.number === $1);
-    process.exit(r && r.outcome === '$2' ? 0 : 1)"
+    process.exit(r && r.outcome === '$2' ? 0 : 1)" <<<"$out"
 }
 revision_healthy() { revision_is "$1" Healthy; }
 desired_is() { # CONFIG_COMMIT: the controller has seen it
-  "$BIN" status demo -o json 2>/dev/null | grep -q "\"desiredConfigCommit\": \"$1\""
+  local out
+  out=$("$BIN" status demo -o json 2>/dev/null) && grep -q "\"desiredConfigCommit\": \"$1\"" <<<"$out"
 }
 
 wait_until 120 "the first deploy to be healthy" revision_healthy 1
