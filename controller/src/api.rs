@@ -42,6 +42,10 @@ pub struct ApiState {
     pub token: Arc<String>,
     /// Wakes the reconcile loop.
     pub trigger: Arc<Notify>,
+    /// Asks the source poller to fetch now.
+    pub fetch_now: Arc<Notify>,
+    /// The webhook secret (GitHub HMAC key, or GitLab token), when webhooks are enabled.
+    pub webhook_secret: Option<Arc<String>>,
 }
 
 /// Read the token from `<state-dir>/api-token`, creating it (0600) on first start.
@@ -103,6 +107,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/apps/{app}", get(app))
         .route("/api/v1/apps/{app}/history", get(history))
         .route("/api/v1/watch", get(watch))
+        .route("/api/v1/source", get(source))
+        .route("/hooks/git", post(git_hook))
         .merge(mutating)
         .with_state(state)
 }
@@ -145,6 +151,64 @@ impl IntoResponse for ApiError {
 
 fn error(code: StatusCode, message: &str) -> ApiError {
     ApiError(code, message.to_string())
+}
+
+async fn source(State(s): State<ApiState>) -> Response {
+    Json(s.ctl.store.load_source()).into_response()
+}
+
+/// True when `headers` carry a valid GitHub (`X-Hub-Signature-256: sha256=<hex>`, an
+/// HMAC-SHA256 of the body) or GitLab (`X-Gitlab-Token`) credential for `secret`. Both
+/// comparisons are constant-time.
+pub fn webhook_authentic(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
+    use hmac::Mac;
+    if let Some(sig) = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+    {
+        let Some(hex_sig) = sig.strip_prefix("sha256=") else {
+            return false;
+        };
+        let Ok(expected) = hex::decode(hex_sig) else {
+            return false;
+        };
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
+        mac.update(body);
+        return mac.verify_slice(&expected).is_ok();
+    }
+    if let Some(token) = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok()) {
+        return token.as_bytes().ct_eq(secret.as_bytes()).into();
+    }
+    false
+}
+
+async fn git_hook(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(secret) = &s.webhook_secret else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "webhooks are not enabled (start with --webhook-secret-file)",
+        )
+        .into_response();
+    };
+    if !webhook_authentic(&headers, &body, secret) {
+        return error(StatusCode::UNAUTHORIZED, "missing or bad webhook signature").into_response();
+    }
+    let mut src = s.ctl.store.load_source();
+    src.last_webhook_at = Some(state::now());
+    let _ = s.ctl.store.save_source(&src);
+    s.fetch_now.notify_one();
+    s.trigger.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "fetch": "queued" })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
@@ -218,6 +282,7 @@ async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
 
 /// Body of `POST /api/v1/apps/{app}/pin`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PinRequest {
     /// The revision to hold; default: the live one when healthy, else the last healthy one.
     #[serde(default)]

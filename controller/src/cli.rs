@@ -40,6 +40,30 @@ pub struct SourceArgs {
     /// pm2's home (PM2_HOME); defaults to $PM2_HOME, else ~/.pm2.
     #[arg(long, env = "SHIPSHAPE_PM2_HOME")]
     pub pm2_home: Option<PathBuf>,
+    /// Apply only config commits signed by a key in this OpenSSH allowed-signers file.
+    #[arg(long, env = "SHIPSHAPE_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Apply only config commits signed by a key in this GnuPG keyring.
+    #[arg(long, env = "SHIPSHAPE_GPG_KEYRING")]
+    pub gpg_keyring: Option<PathBuf>,
+    /// This host's name, for documents that select hosts (default: the machine's).
+    #[arg(long, env = "SHIPSHAPE_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// A label of this host (`key=value`, repeatable), for documents that select hosts.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Delete the pm2 processes of apps whose documents were removed from the repo.
+    #[arg(long)]
+    pub prune: bool,
+    /// An SSH private key for a remote config repo (and app repos).
+    #[arg(long, env = "SHIPSHAPE_GIT_SSH_KEY")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// A file holding an HTTPS token for a remote config repo.
+    #[arg(long, env = "SHIPSHAPE_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// The HTTPS user name sent with the token.
+    #[arg(long, env = "SHIPSHAPE_GIT_USER")]
+    pub git_user: Option<String>,
     /// dbmate, for apps whose release has no `node_modules/.bin/dbmate`.
     #[arg(long, default_value = "dbmate", env = "SHIPSHAPE_DBMATE")]
     pub dbmate: PathBuf,
@@ -86,6 +110,12 @@ pub enum Command {
         /// At most this many apps reconcile at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Time between fetches of a remote config repo.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        poll_interval: Duration,
+        /// Enable `POST /hooks/git` with this secret (GitHub HMAC key or GitLab token).
+        #[arg(long, env = "SHIPSHAPE_WEBHOOK_SECRET_FILE")]
+        webhook_secret_file: Option<PathBuf>,
     },
     /// Show the steps a pass would run, with reasons. Exit 0: nothing to do; 2: changes
     /// pending; 1: an error, or a blocker that would stop the pass.
@@ -186,6 +216,21 @@ pub enum Command {
     },
     /// Print the App document's JSON Schema.
     Schema,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+/// The machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -297,6 +342,8 @@ pub fn main() -> anyhow::Result<i32> {
             allow_remote_api,
             notify_url,
             concurrency,
+            poll_interval,
+            webhook_secret_file,
         } => {
             init_tracing();
             if source.repo.is_none() {
@@ -324,7 +371,10 @@ pub fn main() -> anyhow::Result<i32> {
                     std::sync::Arc::new(controller),
                     crate::daemon::Options {
                         interval,
+                        poll_interval,
                         listen: Some(listen),
+                        webhook_secret_file,
+                        stop_timeout: Duration::from_secs(60),
                     },
                 )
                 .await
@@ -384,6 +434,11 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             branch: args.branch.clone(),
             path: args.path.clone(),
             mirror: state_dir.join("config.git"),
+            credentials: crate::source::Credentials {
+                ssh_key: args.git_ssh_key.clone(),
+                https_token_file: args.git_token_file.clone(),
+                https_user: args.git_user.clone(),
+            },
         },
         store: Store::new(&state_dir),
         pm2: Pm2 {
@@ -396,6 +451,15 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .build()?,
         sources_dir: state_dir.join("sources"),
         hub: crate::events::Hub::default(),
+        trust: crate::trust::Trust {
+            allowed_signers: args.allowed_signers.clone(),
+            gpg_keyring: args.gpg_keyring.clone(),
+        },
+        host: crate::reconciler::HostIdentity {
+            name: args.hostname.clone().unwrap_or_else(hostname),
+            labels: args.labels.iter().cloned().collect(),
+        },
+        prune: args.prune,
         handles: Default::default(),
         concurrency: 4,
         history,
@@ -525,17 +589,40 @@ fn logs(store: &Store, app: &str, revision: Option<u64>) -> i32 {
 }
 
 async fn plan(controller: Controller, output: Format, files: &[PathBuf]) -> i32 {
+    let mut invalid = false;
     let snapshot = if files.is_empty() {
-        let config = controller.config.clone();
-        match tokio::task::spawn_blocking(move || config.snapshot())
-            .await
-            .expect("snapshot task")
+        if controller.config.is_remote()
+            && let Err(e) = controller.fetch_source().await
         {
-            Ok(s) => s,
+            eprintln!("error: {e}");
+            return 1;
+        }
+        let desired = match controller.load_desired().await {
+            Ok(d) => d,
             Err(e) => {
                 eprintln!("error: {e}");
                 return 1;
             }
+        };
+        if let Some(r) = &desired.refused {
+            eprintln!("note: {r}; planning against the last trusted commit");
+        }
+        for (_, _, message) in &desired.invalid {
+            eprintln!("{message}");
+        }
+        if !desired.invalid.is_empty() {
+            invalid = true;
+        }
+        crate::source::Snapshot {
+            commit: desired.commit.clone(),
+            files: desired
+                .docs
+                .into_iter()
+                .map(|d| crate::source::DocumentFile {
+                    path: d.path,
+                    text: d.text,
+                })
+                .collect(),
         }
     } else {
         let mut docs = Vec::new();
@@ -557,7 +644,7 @@ async fn plan(controller: Controller, output: Format, files: &[PathBuf]) -> i32 
         }
     };
     let mut pending = false;
-    let mut failed = false;
+    let mut failed = invalid;
     let mut json = Vec::new();
     for file in &snapshot.files {
         let app = match shipshape_spec::load_str(&file.text, &file.path) {
@@ -667,6 +754,40 @@ fn status(store: &Store, only: Option<&str>, output: Format) -> i32 {
     match output {
         Format::Json => println!("{}", serde_json::to_string_pretty(&records).expect("json")),
         Format::Table => {
+            let src = store.load_source();
+            if !src.repo.is_empty() {
+                let sha = |s: &Option<String>| {
+                    s.as_deref()
+                        .map(crate::plan::short_sha)
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "source {} ({}) tip {}{}{}{}",
+                    src.repo,
+                    src.branch,
+                    sha(&src.tip),
+                    src.last_error
+                        .as_ref()
+                        .map(|e| format!(
+                            "  FETCH FAILING ({} in a row, next try {}): {e}",
+                            src.consecutive_failures,
+                            src.next_try_at.as_deref().unwrap_or("-")
+                        ))
+                        .unwrap_or_default(),
+                    src.refused
+                        .as_ref()
+                        .map(|r| format!(
+                            "  REFUSED {}: {}",
+                            crate::plan::short_sha(&r.commit),
+                            r.reason
+                        ))
+                        .unwrap_or_default(),
+                    src.last_trusted
+                        .as_ref()
+                        .map(|t| format!("  last trusted {}", crate::plan::short_sha(t)))
+                        .unwrap_or_default(),
+                );
+            }
             if records.is_empty() {
                 println!("no apps yet in {}", store.dir.display());
             }

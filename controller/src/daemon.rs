@@ -1,66 +1,82 @@
-//! The long-running controller: the reconcile loop (every `--interval`, at once when
-//! something asks), a health monitor per app, and the local API; graceful stop on SIGTERM
-//! or Ctrl-C.
+//! The long-running controller: a source watcher (notify on a local repo's refs; polling a
+//! remote one with back-off, or at once on a webhook), a reconcile loop that runs each
+//! app's pass independently (a slow or failing app never holds up another), a health
+//! monitor per app, and the local API; graceful stop on SIGTERM or Ctrl-C.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiState};
 use crate::monitor::Monitor;
 use crate::reconciler::{AppResult, Controller, PassSummary};
+use crate::retry::Backoff;
+use crate::state;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Time between passes when nothing asks for one sooner.
+    /// Time between passes when nothing asks for one sooner (the resync interval).
     pub interval: Duration,
+    /// Time between fetches of a remote config repo.
+    pub poll_interval: Duration,
     /// Where the API listens (`None`: no API).
     pub listen: Option<SocketAddr>,
+    /// A file holding the webhook secret (GitHub HMAC or GitLab token).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// How long a stop waits for passes in flight.
+    pub stop_timeout: Duration,
 }
 
-/// One pass, logged and counted.
+/// How long a burst of ref changes is collected before the tip is read.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+
+fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: &str) {
+    let result = match r {
+        AppResult::Ready { steps } => {
+            info!(app, steps, config_commit = %commit, "ready");
+            "ready"
+        }
+        AppResult::NotReady { phase, message } => {
+            warn!(app, ?phase, "{message}");
+            "not_ready"
+        }
+        AppResult::Invalid { message } => {
+            error!(file = app, "invalid document: {message}");
+            "invalid"
+        }
+    };
+    let m = &ctl.hub.metrics;
+    m.inc(
+        "shipshape_reconcile_total",
+        vec![("app", app.to_string()), ("result", result.into())],
+        1.0,
+    );
+    m.inc(
+        "shipshape_reconcile_duration_seconds_sum",
+        vec![("app", app.to_string())],
+        secs,
+    );
+    m.inc(
+        "shipshape_reconcile_duration_seconds_count",
+        vec![("app", app.to_string())],
+        1.0,
+    );
+}
+
+/// One pass over everything (for `run --once`), logged and counted.
 pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
     let started = Instant::now();
-    let result = ctl.reconcile_all().await;
-    let secs = started.elapsed().as_secs_f64();
-    let m = &ctl.hub.metrics;
-    match result {
+    match ctl.reconcile_all().await {
         Ok(summary) => {
+            let secs = started.elapsed().as_secs_f64();
             for (app, r) in &summary.apps {
-                let result = match r {
-                    AppResult::Ready { steps } => {
-                        info!(app, steps, config_commit = %summary.config_commit, "ready");
-                        "ready"
-                    }
-                    AppResult::NotReady { phase, message } => {
-                        error!(app, ?phase, "{message}");
-                        "not_ready"
-                    }
-                    AppResult::Invalid { message } => {
-                        error!(file = app, "invalid document: {message}");
-                        "invalid"
-                    }
-                };
-                m.inc(
-                    "shipshape_reconcile_total",
-                    vec![("app", app.clone()), ("result", result.into())],
-                    1.0,
-                );
-                m.inc(
-                    "shipshape_reconcile_duration_seconds_sum",
-                    vec![("app", app.clone())],
-                    secs,
-                );
-                m.inc(
-                    "shipshape_reconcile_duration_seconds_count",
-                    vec![("app", app.clone())],
-                    1.0,
-                );
+                record_result(ctl, app, r, secs, &summary.config_commit);
             }
             if summary.apps.is_empty() {
                 error!(config_commit = %summary.config_commit, "no App documents found");
@@ -69,7 +85,7 @@ pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
         }
         Err(e) => {
             error!("pass failed: {e}");
-            m.inc(
+            ctl.hub.metrics.inc(
                 "shipshape_reconcile_total",
                 vec![("app", "*".into()), ("result", "error".into())],
                 1.0,
@@ -79,16 +95,120 @@ pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
     }
 }
 
+/// Watch a local repo's refs: a moved branch triggers a pass within [`DEBOUNCE`].
+fn watch_local(
+    ctl: Arc<Controller>,
+    trigger: Arc<Notify>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let git_dir = ctl.config.git_dir()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    let heads = git_dir.join("refs").join("heads");
+    watcher.watch(&heads, notify::RecursiveMode::Recursive)?;
+    // packed-refs and HEAD live directly in the git directory.
+    watcher.watch(&git_dir, notify::RecursiveMode::NonRecursive)?;
+    info!(dir = %git_dir.display(), "watching the config repo's refs");
+    tokio::spawn(async move {
+        let mut last = None;
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
+            let config = ctl.config.clone();
+            let tip = tokio::task::spawn_blocking(move || config.tip())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            if tip.is_some() && tip != last {
+                debug!(tip = ?tip, "the branch moved");
+                last = tip.clone();
+                let mut source = ctl.store.load_source();
+                source.tip = tip;
+                source.last_success_at = Some(state::now());
+                let _ = ctl.store.save_source(&source);
+                trigger.notify_one();
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+/// Poll a remote repo: fetch every `poll_interval` (or at once when `fetch_now` fires);
+/// on failure back off exponentially with jitter, capped, reset after a success.
+async fn poll_remote(
+    ctl: Arc<Controller>,
+    trigger: Arc<Notify>,
+    fetch_now: Arc<Notify>,
+    poll_interval: Duration,
+) {
+    let mut backoff = Backoff::new(
+        Duration::from_secs(1),
+        poll_interval.max(Duration::from_secs(60)) * 5,
+    );
+    let mut last: Option<String> = None;
+    loop {
+        let wait = match ctl.fetch_source().await {
+            Ok(tip) => {
+                backoff.reset();
+                if last.as_ref() != Some(&tip) {
+                    info!(tip = %tip, "fetched a new config commit");
+                    last = Some(tip);
+                    trigger.notify_one();
+                }
+                poll_interval
+            }
+            Err(e) => {
+                let wait = backoff.next_delay();
+                warn!("fetching the config repo failed; next try in {wait:?}: {e}");
+                wait
+            }
+        };
+        let mut source = ctl.store.load_source();
+        source.next_try_at = Some(
+            (chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default())
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        );
+        let _ = ctl.store.save_source(&source);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = fetch_now.notified() => { debug!("fetch requested"); }
+        }
+    }
+}
+
 /// Run until stopped; returns the exit code.
 ///
 /// # Errors
-/// When the API cannot listen or its files cannot be written.
+/// When the API cannot listen, the source cannot be watched, or files cannot be written.
 pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     let trigger = Arc::new(Notify::new());
+    let fetch_now = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let mut _watcher = None;
+    let mut source_task = None;
+    if ctl.config.is_remote() {
+        source_task = Some(tokio::spawn(poll_remote(
+            ctl.clone(),
+            trigger.clone(),
+            fetch_now.clone(),
+            opts.poll_interval,
+        )));
+    } else {
+        _watcher = Some(watch_local(ctl.clone(), trigger.clone())?);
+    }
+
     let mut api_task = None;
     if let Some(listen) = opts.listen {
         let token = api::ensure_token(&ctl.store.dir)?;
+        let webhook_secret = match &opts.webhook_secret_file {
+            Some(f) => Some(Arc::new(std::fs::read_to_string(f)?.trim().to_string())),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         api::write_address(&ctl.store.dir, addr)?;
@@ -97,6 +217,8 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
             ctl: ctl.clone(),
             token: Arc::new(token),
             trigger: trigger.clone(),
+            fetch_now: fetch_now.clone(),
+            webhook_secret,
         });
         let mut stop = stop_rx.clone();
         api_task = Some(tokio::spawn(async move {
@@ -111,30 +233,54 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
             }
         }));
     }
+
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let limit = Arc::new(tokio::sync::Semaphore::new(ctl.concurrency.max(1)));
     let mut monitored: HashSet<String> = HashSet::new();
     let mut monitors = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let summary = tokio::select! {
-            s = pass(&ctl) => s,
-            _ = sigterm.recv() => { info!("SIGTERM during a pass; stopping (the next start resumes)"); break; }
-            _ = tokio::signal::ctrl_c() => { info!("interrupted during a pass; stopping"); break; }
-        };
-        if let Some(s) = &summary {
-            for app in s.apps.keys() {
-                if !app.ends_with(".yaml")
-                    && !app.ends_with(".yml")
-                    && monitored.insert(app.clone())
-                {
-                    let m = Monitor::new(ctl.clone(), app, trigger.clone());
-                    monitors.push(tokio::spawn(m.run()));
+        match ctl.load_desired().await {
+            Err(e) => error!("reading the desired state failed: {e}"),
+            Ok(desired) => {
+                for (key, r) in ctl.record_unrunnable(&desired).await {
+                    record_result(&ctl, &key, &r, 0.0, &desired.commit);
+                }
+                for doc in desired.docs {
+                    let name = doc.app.metadata.name.clone();
+                    if monitored.insert(name.clone()) {
+                        monitors.push(tokio::spawn(
+                            Monitor::new(ctl.clone(), &name, trigger.clone()).run(),
+                        ));
+                    }
+                    // An app whose pass is still running sees the newer state itself
+                    // (verification stops for a newer document); the others go now.
+                    if !running.lock().expect("running lock").insert(name.clone()) {
+                        continue;
+                    }
+                    let (ctl, running, limit, trigger) =
+                        (ctl.clone(), running.clone(), limit.clone(), trigger.clone());
+                    let commit = desired.commit.clone();
+                    tasks.spawn(async move {
+                        let _permit = limit.acquire().await.expect("semaphore open");
+                        let started = Instant::now();
+                        let result = ctl.reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text))).await;
+                        running.lock().expect("running lock").remove(&name);
+                        match result {
+                            Ok(r) => {
+                                record_result(&ctl, &name, &r, started.elapsed().as_secs_f64(), &commit);
+                                if matches!(&r, AppResult::NotReady { message, .. } if message.contains("superseded")) {
+                                    trigger.notify_one();
+                                }
+                            }
+                            Err(e) => error!(app = %name, "pass failed: {e}"),
+                        }
+                    });
                 }
             }
         }
-        let again_now = summary.as_ref().is_some_and(PassSummary::superseded);
-        if again_now {
-            continue;
-        }
+        while tasks.try_join_next().is_some() {}
         tokio::select! {
             _ = tokio::time::sleep(opts.interval) => {}
             _ = trigger.notified() => {}
@@ -144,6 +290,22 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     }
     for m in monitors {
         m.abort();
+    }
+    if let Some(t) = source_task {
+        t.abort();
+    }
+    // Let passes in flight finish their step, within a bound; the next start resumes.
+    if !tasks.is_empty() {
+        info!(
+            passes = tasks.len(),
+            "waiting for passes in flight (at most {:?})", opts.stop_timeout
+        );
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = drain => {}
+            _ = tokio::time::sleep(opts.stop_timeout) => { warn!("passes still running at the stop deadline; stopping anyway"); }
+            _ = sigterm.recv() => { warn!("second SIGTERM; stopping at once"); }
+        }
     }
     let _ = stop_tx.send(true);
     if let Some(t) = api_task

@@ -17,11 +17,13 @@
 //! - [`envfile`]: the server-side secrets file and the redactor that keeps it out of output.
 //! - [`events`]: events broadcast to watchers, counted in metrics, posted to a webhook.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
+//! - [`retry`]: exponential back-off with jitter (the only user of the backoff crate).
 //! - [`state`]: the controller's records (revisions, passes, quarantine), written atomically.
 //! - [`reconciler`]: one pass per app: plan, execute, verify, revert.
 //! - [`monitor`]: health rounds between passes; regressions and recoveries become records.
 //! - [`daemon`]: the long-running loop, the monitors and the API, with graceful stop.
 //! - [`api`]: the local HTTP API (status, watch, metrics; pin/unpin/retry with a token).
+//! - [`trust`]: signed config commits (ssh-keygen, gpg).
 //! - [`cli`]: the `shipshape` commands.
 
 pub mod api;
@@ -38,5 +40,7 @@ pub mod plan;
 pub mod pm2;
 pub mod reconciler;
 pub mod release;
+pub mod retry;
 pub mod source;
 pub mod state;
+pub mod trust;

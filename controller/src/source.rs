@@ -89,6 +89,18 @@ pub fn is_remote(repo: &str) -> bool {
     repo.contains("://") || (!repo.starts_with('/') && repo.contains(':'))
 }
 
+/// Credentials for remote repositories, read from files named in the controller's
+/// configuration (never from documents).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// An SSH private key for `ssh://` and `user@host:path` URLs.
+    pub ssh_key: Option<PathBuf>,
+    /// A file holding an HTTPS token (or password), used with `https_user`.
+    pub https_token_file: Option<PathBuf>,
+    /// The HTTPS user name for the token (`x-access-token`, `oauth2`, your user …).
+    pub https_user: Option<String>,
+}
+
 /// The config repo, as the controller reads it.
 #[derive(Debug, Clone)]
 pub struct ConfigRepo {
@@ -100,38 +112,137 @@ pub struct ConfigRepo {
     pub path: String,
     /// Where a remote repo is mirrored.
     pub mirror: PathBuf,
+    /// Credentials for a remote repo.
+    pub credentials: Credentials,
 }
 
 impl ConfigRepo {
-    /// Read the documents at the branch tip, fetching first if the repo is remote.
-    ///
-    /// # Errors
-    /// [`SourceError`] when the repo, branch or directory cannot be read.
-    pub fn snapshot(&self) -> Result<Snapshot, SourceError> {
-        let (repo, refname) = if is_remote(&self.repo) {
-            let repo = open_or_init_bare(&self.mirror, &self.repo)?;
-            let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
-            fetch(&repo, &self.repo, &[&refspec])?;
-            (repo, format!("refs/heads/{}", self.branch))
+    /// True when the repo is fetched into a mirror (a URL), false for a local path.
+    pub fn is_remote(&self) -> bool {
+        is_remote(&self.repo)
+    }
+
+    fn open(&self) -> Result<Repository, SourceError> {
+        if self.is_remote() {
+            open_or_init_bare(&self.mirror, &self.repo)
         } else {
-            let repo = Repository::open(&self.repo).map_err(|source| SourceError::Open {
+            Repository::open(&self.repo).map_err(|source| SourceError::Open {
                 repo: self.repo.clone(),
                 source,
-            })?;
-            (repo, format!("refs/heads/{}", self.branch))
-        };
+            })
+        }
+    }
+
+    /// The git directory to watch for ref changes (a local repo's `.git`, or the repo
+    /// itself when bare).
+    pub fn git_dir(&self) -> Result<PathBuf, SourceError> {
+        Ok(self.open()?.path().to_path_buf())
+    }
+
+    /// Fetch the branch into the mirror (remote repos; a local repo needs none) and
+    /// return the tip.
+    ///
+    /// # Errors
+    /// [`SourceError::Fetch`] when the remote cannot be reached or refuses.
+    pub fn fetch(&self) -> Result<String, SourceError> {
+        if self.is_remote() {
+            let repo = self.open()?;
+            let refspec = format!("+refs/heads/{0}:refs/heads/{0}", self.branch);
+            fetch_with(&repo, &self.repo, &[&refspec], &self.credentials)?;
+        }
+        self.tip()
+    }
+
+    /// The branch tip's commit, as last fetched (remote) or now (local).
+    ///
+    /// # Errors
+    /// [`SourceError`] when the repo or branch cannot be read.
+    pub fn tip(&self) -> Result<String, SourceError> {
+        let repo = self.open()?;
+        let commit = self.tip_commit(&repo)?;
+        Ok(commit.id().to_string())
+    }
+
+    fn tip_commit<'r>(&self, repo: &'r Repository) -> Result<git2::Commit<'r>, SourceError> {
+        let refname = format!("refs/heads/{}", self.branch);
         let reference = repo
             .find_reference(&refname)
             .map_err(|_| SourceError::NoBranch {
                 repo: self.repo.clone(),
                 branch: self.branch.clone(),
             })?;
-        let commit = reference
+        reference
             .peel_to_commit()
             .map_err(|source| SourceError::Git {
                 what: format!("resolving {refname}"),
                 source,
-            })?;
+            })
+    }
+
+    /// Read the documents at the branch tip (as last fetched, for a remote repo).
+    ///
+    /// # Errors
+    /// [`SourceError`] when the repo, branch or directory cannot be read.
+    pub fn snapshot(&self) -> Result<Snapshot, SourceError> {
+        let repo = self.open()?;
+        let commit = self.tip_commit(&repo)?;
+        self.documents(&repo, &commit)
+    }
+
+    /// Read the documents at `commit`.
+    ///
+    /// # Errors
+    /// [`SourceError`] when the commit or directory cannot be read.
+    pub fn snapshot_at(&self, commit: &str) -> Result<Snapshot, SourceError> {
+        let repo = self.open()?;
+        let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
+            what: format!("commit {commit:?}"),
+            source,
+        })?;
+        let commit = repo.find_commit(oid).map_err(|_| SourceError::NoCommit {
+            repo: self.repo.clone(),
+            commit: commit.to_string(),
+        })?;
+        self.documents(&repo, &commit)
+    }
+
+    /// The signature and signed payload of `commit`, if it is signed.
+    ///
+    /// # Errors
+    /// [`SourceError`] when the repo cannot be read.
+    pub fn signature(&self, commit: &str) -> Result<Option<(String, Vec<u8>)>, SourceError> {
+        let repo = self.open()?;
+        let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
+            what: format!("commit {commit:?}"),
+            source,
+        })?;
+        match repo.extract_signature(&oid, None) {
+            Ok((sig, data)) => Ok(Some((
+                String::from_utf8_lossy(&sig).into_owned(),
+                data.to_vec(),
+            ))),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(source) => Err(SourceError::Git {
+                what: format!("reading the signature of {commit}"),
+                source,
+            }),
+        }
+    }
+
+    /// True when `ancestor` is `descendant` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> bool {
+        let Ok(repo) = self.open() else { return false };
+        match (Oid::from_str(ancestor), Oid::from_str(descendant)) {
+            (Ok(a), Ok(d)) => a == d || repo.graph_descendant_of(d, a).unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    fn documents(
+        &self,
+        repo: &Repository,
+        commit: &git2::Commit<'_>,
+    ) -> Result<Snapshot, SourceError> {
         let tree = commit.tree().map_err(|source| SourceError::Git {
             what: "reading the commit's tree".into(),
             source,
@@ -146,7 +257,7 @@ impl ConfigRepo {
                     what: format!("directory {dir:?} at {}", commit.id()),
                     source,
                 })?;
-            let object = entry.to_object(&repo).map_err(|source| SourceError::Git {
+            let object = entry.to_object(repo).map_err(|source| SourceError::Git {
                 what: format!("reading {dir:?}"),
                 source,
             })?;
@@ -188,9 +299,8 @@ impl ConfigRepo {
 }
 
 impl ConfigRepo {
-    /// The branch tip's commit and the text of `file` there (`None` when it is gone),
-    /// fetching first if the repo is remote. Used to notice a newer desired state while a
-    /// rollout is being verified.
+    /// The branch tip's commit and the text of `file` there (`None` when it is gone), as
+    /// last fetched. Used to notice a newer desired state while a rollout is being verified.
     ///
     /// # Errors
     /// [`SourceError`] when the repo cannot be read.
@@ -231,20 +341,66 @@ fn open_or_init_bare(path: &Path, url: &str) -> Result<Repository, SourceError> 
 }
 
 fn fetch(repo: &Repository, url: &str, refspecs: &[&str]) -> Result<(), SourceError> {
-    let mut remote = repo
-        .remote_anonymous(url)
-        .map_err(|source| SourceError::Fetch {
-            repo: url.to_string(),
-            source,
-        })?;
+    fetch_with(repo, url, refspecs, &Credentials::default())
+}
+
+fn fetch_with(
+    repo: &Repository,
+    url: &str,
+    refspecs: &[&str],
+    creds: &Credentials,
+) -> Result<(), SourceError> {
+    let err = |source| SourceError::Fetch {
+        repo: redact_url(url),
+        source,
+    };
+    let mut remote = repo.remote_anonymous(url).map_err(err)?;
+    let mut callbacks = git2::RemoteCallbacks::new();
+    let creds = creds.clone();
+    let mut tries = 0;
+    callbacks.credentials(move |_url, user_from_url, allowed| {
+        tries += 1;
+        if tries > 3 {
+            return Err(git2::Error::from_str("credentials refused"));
+        }
+        if allowed.is_ssh_key()
+            && let Some(key) = &creds.ssh_key
+        {
+            return git2::Cred::ssh_key(user_from_url.unwrap_or("git"), None, key, None);
+        }
+        if allowed.is_user_pass_plaintext()
+            && let Some(file) = &creds.https_token_file
+        {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| git2::Error::from_str(&format!("reading {}: {e}", file.display())))?;
+            let user = creds
+                .https_user
+                .as_deref()
+                .or(user_from_url)
+                .unwrap_or("x-access-token");
+            return git2::Cred::userpass_plaintext(user, token.trim());
+        }
+        if allowed.is_default() {
+            return git2::Cred::default();
+        }
+        Err(git2::Error::from_str(
+            "no credentials configured for this remote",
+        ))
+    });
     let mut opts = FetchOptions::new();
+    opts.remote_callbacks(callbacks);
     opts.download_tags(git2::AutotagOption::None);
-    remote
-        .fetch(refspecs, Some(&mut opts), None)
-        .map_err(|source| SourceError::Fetch {
-            repo: url.to_string(),
-            source,
-        })
+    remote.fetch(refspecs, Some(&mut opts), None).map_err(err)
+}
+
+/// `url` without any `user:password@` part, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Make sure `commit` is in the app's mirror, fetching when it is not.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use shipshape_spec::App;
 use shipshape_spec::status::{
     Condition, HealthRecord, LastError, Outcome, PassRecord, Phase, Pin, Regression, Revision,
+    SourceStatus,
 };
 
 use crate::release::write_atomic_mode;
@@ -284,6 +285,24 @@ impl Store {
     pub fn save(&self, record: &AppRecord) -> Result<(), StateError> {
         let path = self.record_path(&record.name);
         let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_atomic_mode(&path, &bytes, 0o600).map_err(|source| StateError::Io { path, source })
+    }
+
+    /// The config repo's status (fresh when none was saved yet).
+    pub fn load_source(&self) -> SourceStatus {
+        std::fs::read(self.dir.join("source.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Save the config repo's status.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when the write fails.
+    pub fn save_source(&self, source: &SourceStatus) -> Result<(), StateError> {
+        let path = self.dir.join("source.json");
+        let bytes = serde_json::to_vec_pretty(source).expect("source status serializes");
         write_atomic_mode(&path, &bytes, 0o600).map_err(|source| StateError::Io { path, source })
     }
 

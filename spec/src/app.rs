@@ -84,6 +84,10 @@ pub struct AppSpec {
     /// Commands run around the switch.
     #[serde(default)]
     pub hooks: Hooks,
+    /// Which servers run this app (each server's controller is told its name and labels).
+    /// Omitted: every server that reads this repo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Hosts>,
     /// Hold the app where it is, whatever else this document says (auditable in git).
     /// A pin set from the CLI wins over this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +97,27 @@ pub struct AppSpec {
     /// processes; their values never appear in logs, plans or status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<String>,
+}
+
+/// A host selector: a server is selected when its name is in `names` (if given) and it
+/// has every label in `labels` (if given).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hosts {
+    /// Host names (as given to the controller with `--hostname`, by default the machine's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Labels the host must have (given to the controller with `--label key=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Hosts {
+    /// True when a host with `name` and `labels` is selected.
+    pub fn selects(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.names.is_empty() || self.names.iter().any(|n| n == name))
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
 }
 
 /// A pin written in the document.

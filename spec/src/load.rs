@@ -94,6 +94,17 @@ pub fn load_str(text: &str, file: &str) -> Result<App, LoadError> {
     Err(LoadError { problems })
 }
 
+/// The `metadata.name` of a document that may not load, if it can be read at all (so a
+/// broken document's errors can be reported on its app).
+pub fn peek_name(text: &str) -> Option<String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    value
+        .get("metadata")?
+        .get("name")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Parse one document without the semantic checks.
 ///
 /// # Errors

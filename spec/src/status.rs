@@ -19,6 +19,10 @@ pub enum Phase {
     Degraded,
     /// The desired-state document does not load or validate.
     Invalid,
+    /// The document was removed from the repo; what it deployed is left running.
+    Orphaned,
+    /// The document was removed and the controller was told to prune: its processes are gone.
+    Pruned,
 }
 
 /// The outcome of one revision.
@@ -233,6 +237,57 @@ pub struct Pin {
     pub reason: String,
     /// Where the pin comes from.
     pub source: PinSource,
+}
+
+/// A config commit the controller refused to apply (untrusted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedCommit {
+    /// The commit.
+    pub commit: String,
+    /// Why (unsigned, unknown signer, bad signature …).
+    pub reason: String,
+    /// When it was seen.
+    pub at: String,
+}
+
+/// The config repo, as the controller sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// The repo (credentials masked).
+    pub repo: String,
+    /// The branch.
+    pub branch: String,
+    /// Fetched into a mirror (true) or read in place (false).
+    pub remote: bool,
+    /// The branch tip as last read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tip: Option<String>,
+    /// When a fetch was last tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_at: Option<String>,
+    /// When a fetch last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
+    /// The last fetch error, until a fetch succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Failed fetches in a row.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// When the next fetch is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_try_at: Option<String>,
+    /// The newest commit whose signature was trusted (when signatures are required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trusted: Option<String>,
+    /// The tip, when it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedCommit>,
+    /// When a webhook last asked for a fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_webhook_at: Option<String>,
 }
 
 /// A failure kept for status: which step, what it said.

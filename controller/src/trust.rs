@@ -1,0 +1,118 @@
+//! Trusted config commits: when the controller is given an allowed-signers file (ssh) or a
+//! keyring (gpg), only commits signed by one of those keys are applied. Verification uses
+//! the real tools, `ssh-keygen -Y verify` and `gpg --verify`, on the commit's signature and
+//! signed payload as git2 extracts them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::exec::{self, Spec};
+use crate::source::ConfigRepo;
+
+/// Which signatures to trust.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// An OpenSSH allowed-signers file (`git config gpg.ssh.allowedSignersFile` format).
+    pub allowed_signers: Option<PathBuf>,
+    /// A GnuPG keyring holding the trusted public keys.
+    pub gpg_keyring: Option<PathBuf>,
+}
+
+/// Time limit for one verification command.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Trust {
+    /// True when signatures are required.
+    pub fn required(&self) -> bool {
+        self.allowed_signers.is_some() || self.gpg_keyring.is_some()
+    }
+
+    /// Who signed `commit`, if a trusted key did.
+    ///
+    /// # Errors
+    /// Why the commit is not trusted (unsigned, unknown key, bad signature …).
+    pub async fn verify(&self, repo: &ConfigRepo, commit: &str) -> Result<String, String> {
+        let r = repo.clone();
+        let c = commit.to_string();
+        let signature = tokio::task::spawn_blocking(move || r.signature(&c))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let Some((sig, payload)) = signature else {
+            return Err("the commit is not signed".into());
+        };
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let sig_file = dir.path().join("commit.sig");
+        let data_file = dir.path().join("commit.payload");
+        std::fs::write(&sig_file, &sig).map_err(|e| e.to_string())?;
+        std::fs::write(&data_file, &payload).map_err(|e| e.to_string())?;
+        if sig.contains("BEGIN SSH SIGNATURE") {
+            let Some(allowed) = &self.allowed_signers else {
+                return Err("signed with ssh, but no allowed-signers file is configured".into());
+            };
+            let allowed = allowed.display().to_string();
+            let sig_path = sig_file.display().to_string();
+            let find = Spec::program(
+                "ssh-keygen",
+                &["-Y", "find-principals", "-s", &sig_path, "-f", &allowed],
+                dir.path(),
+                VERIFY_TIMEOUT,
+            );
+            let principals = match exec::run(&find).await {
+                Ok(out) => out.stdout,
+                Err(_) => {
+                    return Err("signed by a key that is not in the allowed-signers file".into());
+                }
+            };
+            for principal in principals.lines().map(str::trim).filter(|p| !p.is_empty()) {
+                // ssh-keygen reads the signed data from standard input.
+                let script = "exec ssh-keygen -Y verify -f \"$ALLOWED\" -I \"$PRINCIPAL\" -n git -s \"$SIG\" < \"$DATA\"";
+                let verify = Spec::shell(script, dir.path(), VERIFY_TIMEOUT).envs([
+                    ("ALLOWED", allowed.clone()),
+                    ("PRINCIPAL", principal.to_string()),
+                    ("SIG", sig_path.clone()),
+                    ("DATA", data_file.display().to_string()),
+                ]);
+                if exec::run(&verify).await.is_ok() {
+                    return Ok(principal.to_string());
+                }
+            }
+            Err("the ssh signature does not verify against the allowed signers".into())
+        } else if sig.contains("BEGIN PGP SIGNATURE") {
+            let Some(keyring) = &self.gpg_keyring else {
+                return Err("signed with gpg, but no keyring is configured".into());
+            };
+            let home = dir.path().join("gnupg");
+            std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+            let keyring = keyring.display().to_string();
+            let sig_path = sig_file.display().to_string();
+            let data_path = data_file.display().to_string();
+            let args = [
+                "--batch",
+                "--homedir",
+                home.to_str().unwrap_or("."),
+                "--no-default-keyring",
+                "--keyring",
+                &keyring,
+                "--status-fd",
+                "1",
+                "--verify",
+                &sig_path,
+                &data_path,
+            ];
+            match exec::run(&Spec::program("gpg", &args, dir.path(), VERIFY_TIMEOUT)).await {
+                Ok(out) if out.stdout.contains("[GNUPG:] VALIDSIG") => {
+                    let who = out
+                        .stdout
+                        .lines()
+                        .find_map(|l| l.strip_prefix("[GNUPG:] GOODSIG "))
+                        .unwrap_or("a trusted gpg key");
+                    Ok(who.to_string())
+                }
+                _ => Err("the gpg signature does not verify against the keyring".into()),
+            }
+        } else {
+            Err("the commit carries a signature of an unknown kind".into())
+        }
+    }
+}
