@@ -445,6 +445,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             bin: absolute_if_path(&args.pm2),
             home: pm2_home,
             timeout: args.pm2_timeout,
+            turn: Default::default(),
         },
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -126,7 +126,7 @@ fn watch_local(
             if tip.is_some() && tip != last {
                 debug!(tip = ?tip, "the branch moved");
                 last = tip.clone();
-                let mut source = ctl.store.load_source();
+                let mut source = ctl.source_status();
                 source.tip = tip;
                 source.last_success_at = Some(state::now());
                 let _ = ctl.store.save_source(&source);

@@ -34,6 +34,9 @@ pub struct Pm2 {
     pub home: PathBuf,
     /// Time limit for one pm2 command.
     pub timeout: Duration,
+    /// pm2's CLI is not safe to run concurrently (two first calls race to spawn the
+    /// daemon and one hangs): calls take turns.
+    pub turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One pm2 process instance, as `pm2 jlist` reports it.
@@ -145,6 +148,7 @@ impl Pm2 {
     }
 
     async fn call(&self, action: &str, args: &[&str]) -> Result<exec::Output, Pm2Error> {
+        let _turn = self.turn.lock().await;
         std::fs::create_dir_all(&self.home).map_err(|e| Pm2Error::Command {
             action: action.into(),
             source: ExecError::Spawn {

@@ -326,6 +326,15 @@ struct PassInfo<'a> {
 }
 
 impl Controller {
+    /// The source status as saved, with this controller's repo and branch filled in.
+    pub fn source_status(&self) -> shipshape_spec::status::SourceStatus {
+        let mut source = self.store.load_source();
+        source.repo = source::redact_url(&self.config.repo);
+        source.branch = self.config.branch.clone();
+        source.remote = self.config.is_remote();
+        source
+    }
+
     /// Fetch the config repo if it is remote, recording the outcome in the source status.
     ///
     /// # Errors
@@ -335,10 +344,7 @@ impl Controller {
         let result = tokio::task::spawn_blocking(move || config.fetch())
             .await
             .expect("fetch task panicked");
-        let mut source = self.store.load_source();
-        source.repo = source::redact_url(&self.config.repo);
-        source.branch = self.config.branch.clone();
-        source.remote = self.config.is_remote();
+        let mut source = self.source_status();
         source.last_fetch_at = Some(state::now());
         match &result {
             Ok(tip) => {
@@ -369,7 +375,7 @@ impl Controller {
         let mut complete = true;
         let mut refused = None;
         if self.trust.required() {
-            let mut source = self.store.load_source();
+            let mut source = self.source_status();
             let tip = snapshot.commit.clone();
             let verdict = if source.last_trusted.as_deref() == Some(tip.as_str()) {
                 Ok(())

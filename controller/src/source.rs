@@ -403,6 +403,18 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// One lock per mirror: apps sharing an app repository must not fetch into it at once.
+fn mirror_lock(path: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut map = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("mirror locks");
+    map.entry(path.to_path_buf()).or_default().clone()
+}
+
 /// Make sure `commit` is in the app's mirror, fetching when it is not.
 ///
 /// # Errors
@@ -413,6 +425,8 @@ pub fn ensure_commit(
     repository: &str,
     commit: &str,
 ) -> Result<Repository, SourceError> {
+    let lock = mirror_lock(mirror);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     let repo = open_or_init_bare(mirror, repository)?;
     let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
         what: format!("commit {commit:?}"),

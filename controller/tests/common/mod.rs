@@ -319,8 +319,15 @@ spec:
 
     /// GET `path` on the app; None when nothing answers.
     pub fn get(&self, path: &str) -> Option<String> {
+        get_port(self.port, path)
+    }
+}
+
+/// GET `path` on 127.0.0.1:`port` with HTTP/1.0 (no chunking); None when nothing answers.
+pub fn get_port(port: u16, path: &str) -> Option<String> {
+    {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
         let mut buf = String::new();
@@ -328,7 +335,9 @@ spec:
         buf.split_once("\r\n\r\n")
             .map(|(_, body)| body.trim().to_string())
     }
+}
 
+impl World {
     /// The release `current` points at.
     pub fn current(&self) -> Option<String> {
         shipshape::release::Layout::new(self.releases_root()).current_release()
@@ -414,8 +423,11 @@ impl World {
         let log = self.root().join("controller.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
-        cmd.args(["run", "--interval", "1s", "--listen", "127.0.0.1:0"])
-            .args(extra)
+        cmd.args(["run", "--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--interval") {
+            cmd.args(["--interval", "1s"]);
+        }
+        cmd.args(extra)
             .env("SHIPSHAPE_REPO", self.config_repo())
             .env("SHIPSHAPE_PATH", "apps")
             .env("SHIPSHAPE_STATE_DIR", self.state_dir())
@@ -559,4 +571,68 @@ pub fn http(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+impl World {
+    /// Write `apps/<file>` with `text` (or delete it with `None`) and commit; returns the commit.
+    pub fn commit_config_file(&self, file: &str, text: Option<&str>) -> String {
+        let path = self.config_repo().join("apps").join(file);
+        match text {
+            Some(t) => std::fs::write(&path, t).unwrap(),
+            None => std::fs::remove_file(&path).unwrap(),
+        }
+        git(&self.config_repo(), &["add", "-A"]);
+        git(
+            &self.config_repo(),
+            &["commit", "-qm", "desired state", "--allow-empty"],
+        );
+        git(&self.config_repo(), &["rev-parse", "HEAD"])
+    }
+
+    /// A document for a second app `name` from the same app repo, on its own port and root.
+    pub fn other_document(&self, name: &str, commit: &str, port: u16) -> String {
+        self.document(commit)
+            .replace(
+                &format!("name: {}\n", self.name),
+                &format!("name: {name}\n"),
+            )
+            .replace(
+                &format!("name: {}-web", self.name),
+                &format!("name: {name}-web"),
+            )
+            .replace(&self.port.to_string(), &port.to_string())
+            .replace(
+                &self.releases_root().display().to_string(),
+                &self
+                    .root()
+                    .join(format!("srv-{name}"))
+                    .display()
+                    .to_string(),
+            )
+    }
+
+    /// A bare clone of the config repo standing in for a remote; returns its path.
+    pub fn bare_remote(&self) -> PathBuf {
+        let bare = self.root().join("remote.git");
+        git(
+            self.root(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                self.config_repo().to_str().unwrap(),
+                bare.to_str().unwrap(),
+            ],
+        );
+        git(
+            &self.config_repo(),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+        bare
+    }
+
+    /// Push the config repo's main to its bare remote.
+    pub fn push(&self) {
+        git(&self.config_repo(), &["push", "-q", "origin", "main"]);
+    }
 }
