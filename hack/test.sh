@@ -12,6 +12,8 @@ cd "$ROOT"
 
 install_build_deps
 install_pm2
+# ssh-keygen verifies signed config commits in the tests.
+command -v ssh-keygen >/dev/null 2>&1 || apt_install openssh-client
 # Prometheus, for the prometheus check kind's tests (Debian's package; not started as a service).
 command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 export SHIPSHAPE_TEST_PM2="$PM2_BIN"
