@@ -93,11 +93,15 @@ sed -i 's/"version": "1.0.0"/"version": "2.0.0"/' "$QS/app/package.json"
 V2=$(git -C "$QS/app" rev-parse HEAD)
 render "$V2" "hello again" > "$QS/config/apps/demo.yaml"
 (cd "$QS/config" && "${G[@]}" commit -qam "deploy demo v2.0.0")
+COMMITTED_MS=$(date +%s%3N)
 say "what the controller will do (shipshape plan):"
 "$BIN" plan --repo "$QS/config" --path apps --pm2 "$PM2_BIN" --pm2-home "$QS/pm2" 2>/dev/null || true
 
 wait_until 120 "the second deploy to be healthy" revision_healthy 2
-say "second commit reconciled:"
+STARTED=$("$BIN" history demo -o json | node -e "
+  const r = JSON.parse(require('fs').readFileSync(0,'utf8')).find(r => r.number === 2);
+  console.log(Date.parse(r.startedAt))")
+say "second commit reconciled (the controller started $((STARTED - COMMITTED_MS)) ms after the commit):"
 curl -fsS "http://127.0.0.1:$PORT/"
 "$BIN" history demo
 
