@@ -356,6 +356,8 @@ pub fn main() -> anyhow::Result<i32> {
             }
             let mut controller = controller(&source, history)?;
             controller.concurrency = concurrency;
+            // One controller per state directory, held until this process ends.
+            let _lock = controller.store.lock()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());

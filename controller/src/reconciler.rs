@@ -764,6 +764,16 @@ impl Controller {
         rec.desired_config_commit = Some(config_commit.to_string());
         rec.desired_app_commit = Some(desired.spec.source.commit.clone());
         rec.passes += 1;
+        if let Some(what) = self.journal_take(&name) {
+            warn!(app = %name, "resuming: {what}");
+            rec.set_condition(
+                ct::RECONCILING,
+                ConditionStatus::True,
+                "Resuming",
+                &what,
+                &state::now(),
+            );
+        }
         self.sync_document_pin(rec, desired);
 
         // The monitor saw the live revision regress: act on it first.
@@ -821,12 +831,28 @@ impl Controller {
             }
         };
         let observed = self.observe(&target, rec, &secrets).await?;
-        let the_plan = plan::plan(&target, &observed);
+        let mut the_plan = plan::plan(&target, &observed);
+        let processes_hash = plan::processes_hash(&target, &secrets.env);
+        // A rollout whose verification did not finish (the controller stopped) is verified
+        // again: everything else is already in place.
+        let resumed_verify = the_plan.steps.is_empty()
+            && matches!(mode, Mode::Follow)
+            && rec.last_attempted().is_some_and(|r| {
+                r.revision.outcome == Outcome::Progressing
+                    && r.revision.config_commit == config_commit
+                    && r.release == the_plan.release
+                    && r.revision.process_hash == processes_hash
+            });
+        if resumed_verify {
+            the_plan.steps.push(PlannedStep {
+                step: Step::Verify,
+                reason: "the rollout's verification did not finish (the controller stopped); verifying again".into(),
+            });
+        }
         if !the_plan.blockers.is_empty() {
             let message = the_plan.blockers.join("; ");
             return self.stop(rec, info, "Blocked", "plan", &message, Phase::Failed);
         }
-        let processes_hash = plan::processes_hash(&target, &secrets.env);
 
         if the_plan.steps.is_empty() {
             // A document change that needs no step (health checks, rollback window …)
@@ -920,6 +946,7 @@ impl Controller {
             last_check: None,
         };
         let log = self.log_path(&name, number);
+        self.journal_begin(&name, number, &the_plan);
         let mut records = Vec::new();
         let outcome = self
             .execute(
@@ -939,13 +966,14 @@ impl Controller {
         {
             entry.backup = Some(backup.target.clone());
         }
-        let switched = records.iter().any(|r| {
-            r.result == StepResult::Succeeded
-                && !matches!(
-                    r.step.as_str(),
-                    "fetch" | "install" | "reuse-deps" | "build" | "backup"
-                )
-        });
+        let switched = resumed_verify
+            || records.iter().any(|r| {
+                r.result == StepResult::Succeeded
+                    && !matches!(
+                        r.step.as_str(),
+                        "fetch" | "install" | "reuse-deps" | "build" | "backup"
+                    )
+            });
         match outcome {
             Ok(()) => {
                 rec.live_revision = Some(number);
@@ -1594,6 +1622,22 @@ impl Controller {
         }
 
         warn!(app = %rec.name, from = failed, to = healthy.revision.number, "reverting to the last healthy revision");
+        // Quarantine first: a controller that stops mid-revert must not roll it out again.
+        let note = format!("{why}; reverting to revision {}", healthy.revision.number);
+        if let Some(entry) = rec.revision_mut(failed) {
+            entry.revision.outcome = Outcome::Failed;
+            entry.revision.message = note.clone();
+        }
+        rec.quarantined.retain(|q| q.config_commit != failed_config);
+        rec.quarantined.push(Quarantine {
+            config_commit: failed_config.clone(),
+            revision: failed,
+            reason: note,
+            at: state::now(),
+        });
+        if let Err(e) = self.store.save(rec) {
+            warn!(app = %rec.name, "could not record the revert before starting it: {e}");
+        }
         let log = self.log_path(&rec.name, failed);
         let mut cancel = Cancel {
             handle: handle.clone(),
@@ -1727,6 +1771,7 @@ impl Controller {
         result: &str,
     ) -> Result<(), ReconcileError> {
         rec.steps_run += steps.len() as u64;
+        let _ = std::fs::remove_file(self.store.app_dir(&rec.name).join("inflight.json"));
         rec.last_pass = Some(PassRecord {
             started_at: info.started_at.clone(),
             finished_at: state::now(),
@@ -1781,6 +1826,7 @@ impl Controller {
             let started_at = state::now();
             let t0 = Instant::now();
             let mut target = planned.step.target();
+            fault_point("before", kind);
             info!(app = %app.metadata.name, step = kind, target = %target, reason = %planned.reason, "step");
             append_log_header(log, kind, &target, &planned.reason);
             let result: Result<(), StepError> = match &planned.step {
@@ -1925,7 +1971,7 @@ impl Controller {
             }
             records.push(StepRecord {
                 step: kind.to_string(),
-                target,
+                target: target.clone(),
                 reason: planned.reason.clone(),
                 started_at,
                 duration_ms: t0.elapsed().as_millis() as u64,
@@ -1937,8 +1983,69 @@ impl Controller {
                 output_tail: failed.and_then(|e| e.tail.clone()),
             });
             result?;
+            self.journal_step(&app.metadata.name, kind, &target);
+            fault_point("after", kind);
         }
         Ok(())
+    }
+
+    /// Note in the app's journal that `kind` finished, so a controller that stops (or is
+    /// killed) mid-rollout leaves a record of how far it got.
+    fn journal_step(&self, app: &str, kind: &str, target: &str) {
+        let path = self.store.app_dir(app).join("inflight.json");
+        let mut journal: serde_json::Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| serde_json::json!({ "done": [] }));
+        if let Some(done) = journal["done"].as_array_mut() {
+            done.push(serde_json::json!({ "step": kind, "target": target, "at": state::now() }));
+        }
+        let _ = crate::release::write_atomic_mode(
+            &path,
+            &serde_json::to_vec_pretty(&journal).expect("json"),
+            0o600,
+        );
+    }
+
+    /// Start the journal of a pass that changes things.
+    fn journal_begin(&self, app: &str, revision: u64, plan: &Plan) {
+        let path = self.store.app_dir(app).join("inflight.json");
+        let steps: Vec<&str> = plan.steps.iter().map(|s| s.step.kind()).collect();
+        let journal = serde_json::json!({ "revision": revision, "startedAt": state::now(), "planned": steps, "done": [] });
+        let _ = crate::release::write_atomic_mode(
+            &path,
+            &serde_json::to_vec_pretty(&journal).expect("json"),
+            0o600,
+        );
+    }
+
+    /// The journal a previous controller left behind, if it stopped mid-pass (and clear it).
+    fn journal_take(&self, app: &str) -> Option<String> {
+        let path = self.store.app_dir(app).join("inflight.json");
+        let bytes = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        let j: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let done: Vec<String> = j["done"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["step"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "the controller stopped during revision {} after [{}] of [{}]",
+            j["revision"],
+            done.join(", "),
+            j["planned"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ))
     }
 
     async fn fetch(&self, app: &App, commit: &str, dest: &Path) -> Result<(), StepError> {
@@ -2165,6 +2272,32 @@ fn mode_words(mode: &Mode) -> String {
     }
 }
 
+/// Fault injection for the crash tests: `SHIPSHAPE_FAULT=<before|after>:<step>[:<n>]`
+/// makes the controller SIGKILL itself at the n-th (default first) such step boundary.
+fn fault_point(when: &str, kind: &str) {
+    use std::sync::atomic::AtomicU32;
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    let Ok(spec) = std::env::var("SHIPSHAPE_FAULT") else {
+        return;
+    };
+    let mut parts = spec.split(':');
+    let (Some(w), Some(k)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let nth: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    if w == when && k == kind && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        warn!(
+            when,
+            step = kind,
+            "fault injection: the controller kills itself here"
+        );
+        // SAFETY: signalling our own process, as the fault being simulated would.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
 /// What preparing one release needs: its app, id, directory, log and secrets.
 struct Prep<'a> {
     app: &'a App,
@@ -2289,12 +2422,17 @@ fn with_last_line(message: String, tail: Option<&str>) -> String {
 }
 
 fn exec_error(step: &'static str, e: exec::ExecError) -> StepError {
+    // A full disk is the server's trouble, not the revision's: retry once space is back.
+    let disk_full = e
+        .tail()
+        .is_some_and(|t| t.contains("No space left on device") || t.contains("ENOSPC"));
     StepError {
         step,
         message: with_last_line(e.to_string(), e.tail()),
         tail: e.tail().map(str::to_string),
         class: match e {
             exec::ExecError::Spawn { .. } => ErrorClass::Transient,
+            _ if disk_full => ErrorClass::Transient,
             _ => ErrorClass::Stalled,
         },
     }

@@ -360,3 +360,101 @@ mod tests {
         );
     }
 }
+
+/// The exclusive hold one controller has on a state directory (released when dropped or
+/// when the process dies: the kernel drops `flock` locks with their holder, so a lock file
+/// left by a crashed controller never blocks a new one).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Why the state directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another controller holds it.
+    #[error(
+        "another shipshape controller holds {dir} ({holder}); stop it first, or use another --state-dir"
+    )]
+    Held {
+        /// The state directory.
+        dir: PathBuf,
+        /// What the lock file says about the holder.
+        holder: String,
+    },
+    /// The lock file could not be opened.
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Store {
+    /// Take the state directory for this process, or say who has it.
+    ///
+    /// # Errors
+    /// [`LockError::Held`] when another live controller holds it.
+    pub fn lock(&self) -> Result<DirLock, LockError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("controller.lock");
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        // SAFETY: flock(2) on a file descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim().to_string();
+            return Err(LockError::Held {
+                dir: self.dir.clone(),
+                holder: if holder.is_empty() {
+                    "pid unknown".into()
+                } else {
+                    holder
+                },
+            });
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "pid {} since {}", std::process::id(), now()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_pid_and_a_dead_holder_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let first = store.lock().unwrap();
+        let err = store.lock().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        drop(first);
+        store.lock().expect("released with its holder");
+    }
+}

@@ -1,7 +1,8 @@
 // A tiny app for shipshape's quickstart and tests: no dependencies, one file.
 // GET /              -> "hello from <version>"
 // GET /api/health    -> 200 {"status":"ok","version":...}; 503 when HEALTH_FAIL is set, or
-//                       when the file named by HEALTH_FAIL_FILE mentions this version
+//                       when the file named by HEALTH_FAIL_FILE mentions this version;
+//                       never answers when HEALTH_HANG is set
 // GET /version       -> the version string
 // GET /metrics       -> Prometheus text: http_requests_total{code}, process memory
 // The version comes from the build output (dist/version.json), written by `npm run build`.
@@ -56,6 +57,8 @@ const server = http.createServer((req, res) => {
   if (req.url === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
     res.end(metrics());
+  } else if (req.url === '/api/health' && process.env.HEALTH_HANG) {
+    // Never answer (for the "health endpoint that hangs" fault).
   } else if (req.url === '/api/health') {
     const ok = !failing();
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
