@@ -27,6 +27,13 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+if cargo deny --version >/dev/null 2>&1; then
+  say "cargo deny (licenses, bans, sources)"
+  cargo deny check licenses bans sources
+else
+  say "cargo deny is not installed; skipping the license and dependency checks (cargo install cargo-deny)"
+fi
+
 say "schemas are up to date"
 hack/verify-schemas.sh
 

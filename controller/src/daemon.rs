@@ -295,6 +295,8 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
         t.abort();
     }
     // Let passes in flight finish their step, within a bound; the next start resumes.
+    // Verifications stop waiting at once (nothing live changes while they wait).
+    ctl.handles.interrupt_all();
     if !tasks.is_empty() {
         info!(
             passes = tasks.len(),

@@ -283,12 +283,14 @@ pub fn tail_of(bytes: &[u8]) -> String {
 
 fn append_log(path: &Path, command: &str, output: &[u8]) {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
     {
         let _ = writeln!(f, "$ {command}");

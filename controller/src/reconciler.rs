@@ -159,6 +159,13 @@ impl AppHandle {
 pub struct AppHandles(Arc<std::sync::Mutex<HashMap<String, Arc<AppHandle>>>>);
 
 impl AppHandles {
+    /// Interrupt every app's verification (a stop was asked for).
+    pub fn interrupt_all(&self) {
+        for h in self.0.lock().expect("handles lock").values() {
+            h.interrupt();
+        }
+    }
+
     /// The handle for `app`.
     pub fn get(&self, app: &str) -> Arc<AppHandle> {
         let mut map = self.0.lock().expect("handles lock");
@@ -838,8 +845,10 @@ impl Controller {
         let resumed_verify = the_plan.steps.is_empty()
             && matches!(mode, Mode::Follow)
             && rec.last_attempted().is_some_and(|r| {
-                r.revision.outcome == Outcome::Progressing
-                    && r.revision.config_commit == config_commit
+                matches!(
+                    r.revision.outcome,
+                    Outcome::Progressing | Outcome::Superseded
+                ) && r.revision.config_commit == config_commit
                     && r.release == the_plan.release
                     && r.revision.process_hash == processes_hash
             });
@@ -2343,12 +2352,14 @@ fn append_log_header(log: &Path, kind: &str, target: &str, reason: &str) {
 
 fn append_log_line(log: &Path, line: &str) {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(log)
     {
         let _ = writeln!(f, "{line}");
