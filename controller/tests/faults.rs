@@ -271,7 +271,8 @@ fn mount(args: &[&str]) {
 }
 
 fn umount(path: &std::path::Path) {
-    let _ = Command::new("umount").arg(path).output();
+    // Lazily: processes started from the mount may still be running when the test ends.
+    let _ = Command::new("umount").arg("-l").arg(path).output();
 }
 
 #[test]
