@@ -216,6 +216,32 @@ pub enum Command {
     },
     /// Print the App document's JSON Schema.
     Schema,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Turn an existing pm2 ecosystem file (`ecosystem.config.js` or `.json`) into an App
+    /// document on standard output, to review and commit.
+    Init {
+        /// The ecosystem file.
+        ecosystem: PathBuf,
+        /// The app's name (default: the first pm2 app's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The app's git repository (URL or absolute path).
+        #[arg(long, default_value = "https://git.example.com/acme/app.git")]
+        repository: String,
+        /// The commit to run (a full SHA).
+        #[arg(long, default_value = "0000000000000000000000000000000000000000")]
+        commit: String,
+        /// Where releases go (default: /srv/<name>).
+        #[arg(long)]
+        root: Option<String>,
+        /// The health URL (default: http://127.0.0.1:<PORT>/api/health, from the app's env).
+        #[arg(long)]
+        health_url: Option<String>,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -259,6 +285,31 @@ pub fn main() -> anyhow::Result<i32> {
             print!("{}", shipshape_spec::app_schema_text());
             Ok(0)
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "shipshape",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Init {
+            ecosystem,
+            name,
+            repository,
+            commit,
+            root,
+            health_url,
+        } => Ok(crate::init::run(&crate::init::Options {
+            ecosystem,
+            name,
+            repository,
+            commit,
+            root,
+            health_url,
+        })),
         Command::Status {
             state_dir,
             app,

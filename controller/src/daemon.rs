@@ -130,6 +130,7 @@ fn watch_local(
                 source.tip = tip;
                 source.last_success_at = Some(state::now());
                 let _ = ctl.store.save_source(&source);
+                ctl.publish_source_metrics(&source);
                 trigger.notify_one();
             }
         }
@@ -234,6 +235,14 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
         }));
     }
 
+    // A local repo is read in place: it is as fresh as it gets.
+    if !ctl.config.is_remote() {
+        let mut source = ctl.source_status();
+        source.tip = ctl.config.tip().ok();
+        source.last_success_at = Some(state::now());
+        let _ = ctl.store.save_source(&source);
+        ctl.publish_source_metrics(&source);
+    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let running: Arc<Mutex<HashSet<String>>> = Arc::default();
     let limit = Arc::new(tokio::sync::Semaphore::new(ctl.concurrency.max(1)));

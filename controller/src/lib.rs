@@ -24,6 +24,7 @@
 //! - [`daemon`]: the long-running loop, the monitors and the API, with graceful stop.
 //! - [`api`]: the local HTTP API (status, watch, metrics; pin/unpin/retry with a token).
 //! - [`trust`]: signed config commits (ssh-keygen, gpg).
+//! - [`init`]: an App document from an existing pm2 ecosystem file.
 //! - [`cli`]: the `shipshape` commands.
 
 pub mod api;
@@ -33,6 +34,7 @@ pub mod envfile;
 pub mod events;
 pub mod exec;
 pub mod health;
+pub mod init;
 pub mod metrics;
 pub mod migrate;
 pub mod monitor;

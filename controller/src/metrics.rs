@@ -72,6 +72,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "gauge",
         "1 when the app is Degraded.",
     ),
+    (
+        "shipshape_source_fetch_failures",
+        "gauge",
+        "Failed fetches of the config repo in a row (0 after a success).",
+    ),
+    (
+        "shipshape_source_last_success_timestamp_seconds",
+        "gauge",
+        "When the config repo was last read successfully.",
+    ),
 ];
 
 /// The registry.

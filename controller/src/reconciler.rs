@@ -366,6 +366,7 @@ impl Controller {
             }
         }
         let _ = self.store.save_source(&source);
+        self.publish_source_metrics(&source);
         Ok(result?)
     }
 
@@ -2248,6 +2249,27 @@ impl Controller {
             m.set(
                 "shipshape_app_pinned_since_timestamp_seconds",
                 vec![("app", rec.name.clone())],
+                t.timestamp() as f64,
+            );
+        }
+    }
+
+    /// Update the config-repo gauges from its status.
+    pub fn publish_source_metrics(&self, source: &shipshape_spec::status::SourceStatus) {
+        let m = &self.hub.metrics;
+        m.set(
+            "shipshape_source_fetch_failures",
+            vec![],
+            source.consecutive_failures as f64,
+        );
+        if let Some(t) = source
+            .last_success_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            m.set(
+                "shipshape_source_last_success_timestamp_seconds",
+                vec![],
                 t.timestamp() as f64,
             );
         }

@@ -94,6 +94,11 @@ pub fn load_str(text: &str, file: &str) -> Result<App, LoadError> {
     Err(LoadError { problems })
 }
 
+/// `value` as block YAML (for tools that write documents, such as `shipshape init`).
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
+    serde_yaml::to_string(value).unwrap_or_default()
+}
+
 /// The `metadata.name` of a document that may not load, if it can be read at all (so a
 /// broken document's errors can be reported on its app).
 pub fn peek_name(text: &str) -> Option<String> {
