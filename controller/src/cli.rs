@@ -67,6 +67,9 @@ pub struct SourceArgs {
     /// dbmate, for apps whose release has no `node_modules/.bin/dbmate`.
     #[arg(long, default_value = "dbmate", env = "SHIPSHAPE_DBMATE")]
     pub dbmate: PathBuf,
+    /// How long observations may share one `pm2 jlist` (0s: never).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "SHIPSHAPE_PM2_CACHE")]
+    pub pm2_cache: Duration,
     /// Time limit for one pm2 command.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub pm2_timeout: Duration,
@@ -499,6 +502,8 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             home: pm2_home,
             timeout: args.pm2_timeout,
             turn: Default::default(),
+            cache: Default::default(),
+            cache_for: args.pm2_cache,
         },
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

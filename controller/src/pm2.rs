@@ -37,6 +37,11 @@ pub struct Pm2 {
     /// pm2's CLI is not safe to run concurrently (two first calls race to spawn the
     /// daemon and one hangs): calls take turns.
     pub turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The last `pm2 jlist`, shared by observations within [`Pm2::cache_for`]; any change
+    /// made through this client drops it.
+    pub cache: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Vec<Instance>)>>>,
+    /// How long an observation may reuse the last `pm2 jlist` (zero: never).
+    pub cache_for: Duration,
 }
 
 /// One pm2 process instance, as `pm2 jlist` reports it.
@@ -149,6 +154,14 @@ impl Pm2 {
 
     async fn call(&self, action: &str, args: &[&str]) -> Result<exec::Output, Pm2Error> {
         let _turn = self.turn.lock().await;
+        self.call_in_turn(action, args).await
+    }
+
+    /// [`Pm2::call`] for a caller that already holds the turn.
+    async fn call_in_turn(&self, action: &str, args: &[&str]) -> Result<exec::Output, Pm2Error> {
+        if action != "jlist" {
+            *self.cache.lock().expect("pm2 cache") = None;
+        }
         std::fs::create_dir_all(&self.home).map_err(|e| Pm2Error::Command {
             action: action.into(),
             source: ExecError::Spawn {
@@ -171,6 +184,31 @@ impl Pm2 {
     pub async fn jlist(&self) -> Result<Vec<Instance>, Pm2Error> {
         let out = self.call("jlist", &["jlist"]).await?;
         parse_jlist(&out.stdout)
+    }
+
+    /// `pm2 jlist`, or its result from less than [`Pm2::cache_for`] ago. Starting pm2's
+    /// CLI costs a Node start (~0.3 s); a pass over many apps observes once.
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 cannot be run or its output is unreadable.
+    pub async fn jlist_cached(&self) -> Result<Vec<Instance>, Pm2Error> {
+        if self.cache_for.is_zero() {
+            return self.jlist().await;
+        }
+        // Wait for our turn first: an observation queued behind another one reuses its result.
+        let _turn = self.turn.lock().await;
+        if let Some((at, list)) = self.cache.lock().expect("pm2 cache").as_ref()
+            && at.elapsed() < self.cache_for
+        {
+            return Ok(list.clone());
+        }
+        let started = std::time::Instant::now();
+        let out = self.call_in_turn("jlist", &["jlist"]).await?;
+        let list = parse_jlist(&out.stdout)?;
+        if !self.cache_for.is_zero() {
+            *self.cache.lock().expect("pm2 cache") = Some((started, list.clone()));
+        }
+        Ok(list)
     }
 
     /// Start `name` from `ecosystem` if missing, else reload it gracefully with the file's env.

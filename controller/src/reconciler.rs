@@ -690,7 +690,7 @@ impl Controller {
         Ok(Observed {
             current,
             releases,
-            processes: self.pm2.jlist().await?,
+            processes: self.pm2.jlist_cached().await?,
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,
             desired_lockfile: self.desired_lockfile(app).await,
