@@ -193,6 +193,10 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     let mut _watcher = None;
     let mut source_task = None;
     if ctl.config.is_remote() {
+        // Read what is there before the first pass (the poller keeps it fresh afterwards).
+        if let Err(e) = ctl.fetch_source().await {
+            warn!("the first fetch of the config repo failed (retrying with back-off): {e}");
+        }
         source_task = Some(tokio::spawn(poll_remote(
             ctl.clone(),
             trigger.clone(),
@@ -245,6 +249,8 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let running: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // Apps skipped while their pass was running: they go again as soon as it ends.
+    let missed: Arc<Mutex<HashSet<String>>> = Arc::default();
     let limit = Arc::new(tokio::sync::Semaphore::new(ctl.concurrency.max(1)));
     let mut monitored: HashSet<String> = HashSet::new();
     let mut monitors = Vec::new();
@@ -266,16 +272,21 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
                     // An app whose pass is still running sees the newer state itself
                     // (verification stops for a newer document); the others go now.
                     if !running.lock().expect("running lock").insert(name.clone()) {
+                        missed.lock().expect("missed lock").insert(name.clone());
                         continue;
                     }
                     let (ctl, running, limit, trigger) =
                         (ctl.clone(), running.clone(), limit.clone(), trigger.clone());
+                    let missed = missed.clone();
                     let commit = desired.commit.clone();
                     tasks.spawn(async move {
                         let _permit = limit.acquire().await.expect("semaphore open");
                         let started = Instant::now();
                         let result = ctl.reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text))).await;
                         running.lock().expect("running lock").remove(&name);
+                        if missed.lock().expect("missed lock").remove(&name) {
+                            trigger.notify_one();
+                        }
                         match result {
                             Ok(r) => {
                                 record_result(&ctl, &name, &r, started.elapsed().as_secs_f64(), &commit);

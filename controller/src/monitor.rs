@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use shipshape_spec::status::{HealthRecord, Outcome, Regression};
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use crate::health::Round;
 use crate::reconciler::Controller;
@@ -118,7 +118,7 @@ impl Monitor {
             }
             Round::Inconclusive(_) => {}
         }
-        debug!(app = %self.app, ?round, passes, failures, "health round");
+        tracing::trace!(app = %self.app, ?round, passes, failures, "health round");
         let h = &doc.spec.health;
         if let Round::Fail(why) = &round
             && failures == h.failure_threshold

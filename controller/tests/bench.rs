@@ -55,7 +55,11 @@ impl Load {
                 }
             }));
         }
-        Load { stop, samples, threads }
+        Load {
+            stop,
+            samples,
+            threads,
+        }
     }
 
     /// (requests, failed, p99 ms, rate achieved)
@@ -68,7 +72,10 @@ impl Load {
         let failed = samples.iter().filter(|s| s.is_none()).count();
         let mut ok: Vec<Duration> = samples.iter().flatten().cloned().collect();
         ok.sort();
-        let p99 = ok.get(ok.len().saturating_sub(1) * 99 / 100).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+        let p99 = ok
+            .get(ok.len().saturating_sub(1) * 99 / 100)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
         serde_json::json!({
             "requests": samples.len(),
             "failed": failed,
@@ -89,14 +96,26 @@ struct Seed {
 impl Seed {
     fn new(w: &World) -> Seed {
         let dir = w.root().join("seed-app");
-        git(w.root(), &["clone", "-q", w.app_repo().to_str().unwrap(), dir.to_str().unwrap()]);
+        git(
+            w.root(),
+            &[
+                "clone",
+                "-q",
+                w.app_repo().to_str().unwrap(),
+                dir.to_str().unwrap(),
+            ],
+        );
         let port = free_port();
         std::fs::write(
             w.root().join("seed-ecosystem.json"),
             serde_json::json!({"apps": [{"name": "seed", "script": "server.js", "cwd": dir, "instances": 2, "exec_mode": "cluster", "env": {"PORT": port}}]}).to_string(),
         )
         .unwrap();
-        Seed { dir, pm2_home: w.root().join("seed-pm2"), port }
+        Seed {
+            dir,
+            pm2_home: w.root().join("seed-pm2"),
+            port,
+        }
     }
 
     fn pm2(&self, args: &[&str]) -> std::process::Output {
@@ -113,23 +132,43 @@ impl Seed {
         git(&self.dir, &["fetch", "-q", "origin"]);
         git(&self.dir, &["reset", "-q", "--hard", commit]);
         let run = |cmd: &str| {
-            let out = Command::new("sh").args(["-c", cmd]).current_dir(&self.dir).output().unwrap();
-            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("sh")
+                .args(["-c", cmd])
+                .current_dir(&self.dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         run("npm install --no-audit --no-fund --loglevel=error");
         run("npm run build --silent");
         if let Some(url) = migrate {
             let dbmate = common::dbmate_bin();
             let out = Command::new(dbmate)
-                .args(["--migrations-dir", "db/migrations", "--no-dump-schema", "migrate"])
+                .args([
+                    "--migrations-dir",
+                    "db/migrations",
+                    "--no-dump-schema",
+                    "migrate",
+                ])
                 .env("DATABASE_URL", url)
                 .current_dir(&self.dir)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         self.pm2(&["delete", "seed"]);
-        let out = self.pm2(&["start", w.root().join("seed-ecosystem.json").to_str().unwrap()]);
+        let out = self.pm2(&[
+            "start",
+            w.root().join("seed-ecosystem.json").to_str().unwrap(),
+        ]);
         assert!(out.status.success());
         self.pm2(&["save"]);
         wait_for("the seed app's health", Duration::from_secs(60), || {
@@ -143,7 +182,11 @@ impl Seed {
         let t0 = Instant::now();
         git(&self.dir, &["reset", "-q", "--hard", commit]);
         let run = |cmd: &str| {
-            let out = Command::new("sh").args(["-c", cmd]).current_dir(&self.dir).output().unwrap();
+            let out = Command::new("sh")
+                .args(["-c", cmd])
+                .current_dir(&self.dir)
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{cmd}");
         };
         run("npm install --no-audit --no-fund --loglevel=error");
@@ -165,7 +208,11 @@ impl Drop for Seed {
 fn once(w: &World, env: &[(&str, &str)]) -> Duration {
     let t0 = Instant::now();
     let out = w.shipshape(&["run", "--once"], env);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     t0.elapsed()
 }
 
@@ -188,22 +235,43 @@ fn bench() {
     let w = World::new("bench");
     // Real dependencies: express from the npm registry, locked.
     let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "express@4"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "express@4",
+        ])
         .current_dir(w.app_repo())
         .output()
         .unwrap();
-    assert!(out.status.success(), "npm install express: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "npm install express: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(w.app_repo().join(".gitignore"), "node_modules/\ndist/\n").unwrap();
-    let db = std::env::var("SHIPSHAPE_TEST_DATABASE_URL").ok().map(|_| common::fresh_database("bench-secret"));
-    let env_file = db.as_ref().map(|url| w.write_env_file(&format!("DATABASE_URL={url}\n")));
+    let db = std::env::var("SHIPSHAPE_TEST_DATABASE_URL")
+        .ok()
+        .map(|_| common::fresh_database("bench-secret"));
+    let env_file = db
+        .as_ref()
+        .map(|url| w.write_env_file(&format!("DATABASE_URL={url}\n")));
     let m1 = "-- migrate:up\nCREATE TABLE t1 (id int);\n\n-- migrate:down\nDROP TABLE t1;\n";
     let mut commit = w.commit_app_files(&[("db/migrations/0001_t1.sql", m1)], "real dependencies");
     let doc = |commit: &str, greeting: &str, level: &str| {
         let d = match &env_file {
-            Some(env) => w.document_with_migrations(commit, env, &format!("    driver: dbmate\n    level: \"{level}\"\n")),
+            Some(env) => w.document_with_migrations(
+                commit,
+                env,
+                &format!("    driver: dbmate\n    level: \"{level}\"\n"),
+            ),
             None => w.document(commit),
         };
-        d.replace("        PORT:", &format!("        GREETING: {greeting}\n        PORT:"))
+        d.replace(
+            "        PORT:",
+            &format!("        GREETING: {greeting}\n        PORT:"),
+        )
     };
     w.commit_config(&doc(&commit, "hello", "0001"));
     once(&w, &[]);
@@ -213,7 +281,10 @@ fn bench() {
     // Converge time per kind of change, against the full checklist on the same change.
     let mut kinds = Vec::new();
     let mut level = "0001".to_string();
-    for (i, kind) in ["pm2 env only", "code only", "dependencies", "migration"].iter().enumerate() {
+    for (i, kind) in ["pm2 env only", "code only", "dependencies", "migration"]
+        .iter()
+        .enumerate()
+    {
         if *kind == "migration" && db.is_none() {
             continue;
         }
@@ -223,7 +294,13 @@ fn bench() {
             "code only" => commit = w.commit_app_version(&format!("1.{i}.0")),
             "dependencies" => {
                 let out = Command::new("npm")
-                    .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "ms@2"])
+                    .args([
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--loglevel=error",
+                        "ms@2",
+                    ])
                     .current_dir(w.app_repo())
                     .output()
                     .unwrap();
@@ -231,7 +308,8 @@ fn bench() {
                 commit = w.commit_app_files(&[], "a new dependency");
             }
             "migration" => {
-                let m2 = "-- migrate:up\nCREATE TABLE t2 (id int);\n\n-- migrate:down\nDROP TABLE t2;\n";
+                let m2 =
+                    "-- migrate:up\nCREATE TABLE t2 (id int);\n\n-- migrate:down\nDROP TABLE t2;\n";
                 commit = w.commit_app_files(&[("db/migrations/0002_t2.sql", m2)], "0002");
                 level = "0002".into();
             }
@@ -239,7 +317,14 @@ fn bench() {
         }
         w.commit_config(&doc(&commit, &greeting, &level));
         let ours = once(&w, &[]);
-        let steps: Vec<String> = w.record().last_pass.unwrap().steps.iter().map(|s| s.step.clone()).collect();
+        let steps: Vec<String> = w
+            .record()
+            .last_pass
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.step.clone())
+            .collect();
         let manual = seed.deploy(&w, &commit, db.as_deref());
         kinds.push(serde_json::json!({
             "kind": kind, "shipshape_s": secs(ours), "checklist_s": secs(manual),
@@ -275,8 +360,15 @@ fn bench() {
     assert_eq!(out.status.code(), Some(1));
     let revert_load = load.finish(t0.elapsed());
     let pass = w.record().last_pass.unwrap();
-    let failed_at = pass.steps.iter().position(|s| s.step == "verify" && s.result == shipshape_spec::status::StepResult::Failed).unwrap();
-    let ours_revert: u64 = pass.steps[failed_at + 1..].iter().map(|s| s.duration_ms).sum();
+    let failed_at = pass
+        .steps
+        .iter()
+        .position(|s| s.step == "verify" && s.result == shipshape_spec::status::StepResult::Failed)
+        .unwrap();
+    let ours_revert: u64 = pass.steps[failed_at + 1..]
+        .iter()
+        .map(|s| s.duration_ms)
+        .sum();
     seed.deploy(&w, &bad, db.as_deref());
     let manual_revert = seed.rollback(&good);
     report.insert(
@@ -286,8 +378,14 @@ fn bench() {
             "speedup": (manual_revert.as_secs_f64() / (ours_revert as f64 / 1000.0) * 10.0).round() / 10.0,
         }),
     );
-    report.insert("load_rollout".into(), serde_json::json!({"shipshape": ours_load, "checklist": seed_load}));
-    report.insert("load_revert".into(), serde_json::json!({"shipshape": revert_load}));
+    report.insert(
+        "load_rollout".into(),
+        serde_json::json!({"shipshape": ours_load, "checklist": seed_load}),
+    );
+    report.insert(
+        "load_revert".into(),
+        serde_json::json!({"shipshape": revert_load}),
+    );
 
     // Detection latency, local (inotify), with the daemon.
     let fixed = w.commit_app_version("4.0.0");
@@ -298,26 +396,46 @@ fn bench() {
     for i in 0..5 {
         let t = chrono::Utc::now();
         let c = w.commit_config(&doc(&fixed, &format!("detect{i}"), &level));
-        let rec = w.wait_record("the pass", 60, &d, |r| r.last_pass.as_ref().is_some_and(|p| p.config_commit == c));
-        let started = chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
+        let rec = w.wait_record("the pass", 60, &d, |r| {
+            r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
+        });
+        let started =
+            chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
         local.push(started.signed_duration_since(t).num_milliseconds() as f64 / 1000.0);
-        w.wait_record("ready", 60, &d, |r| r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c));
+        w.wait_record("ready", 60, &d, |r| {
+            r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
+        });
     }
     // Idle CPU and memory of the controller, over 10 s with nothing to do.
-    let pid = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(w.state_dir().join("api.json")).unwrap()).unwrap()["pid"].as_u64().unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(w.state_dir().join("api.json")).unwrap(),
+    )
+    .unwrap()["pid"]
+        .as_u64()
+        .unwrap();
     let cpu = |pid: u64| -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
         (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
     };
     let c0 = cpu(pid);
     let t0 = Instant::now();
-    wait_for("10 idle seconds", Duration::from_secs(20), || (t0.elapsed() >= Duration::from_secs(10)).then_some(()));
+    wait_for("10 idle seconds", Duration::from_secs(20), || {
+        (t0.elapsed() >= Duration::from_secs(10)).then_some(())
+    });
     let idle_cpu = (cpu(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
+        })
         .unwrap();
     drop(d);
 
@@ -326,31 +444,51 @@ fn bench() {
     let secret_file = w.root().join("hook-secret");
     std::fs::write(&secret_file, "bench-secret").unwrap();
     let url = format!("file://{}", bare.display());
-    let d = w.start(&["--repo", &url, "--poll-interval", "1h", "--webhook-secret-file", secret_file.to_str().unwrap(), "--interval", "10m"]);
+    let d = w.start(&[
+        "--repo",
+        &url,
+        "--poll-interval",
+        "1h",
+        "--webhook-secret-file",
+        secret_file.to_str().unwrap(),
+        "--interval",
+        "10m",
+    ]);
     w.wait_record("converged (remote)", 120, &d, |r| r.phase == Phase::Ready);
     let mut hooked = Vec::new();
     for i in 0..5 {
         let c = w.commit_config(&doc(&fixed, &format!("hook{i}"), &level));
         let t = chrono::Utc::now();
         w.push();
-        let (status, _) = common::http(&d.url, "POST", "/hooks/git", Some("{}"), None);
-        assert_eq!(status, 401);
         use hmac::Mac;
+        let body = format!(r#"{{"ref":"refs/heads/main","after":"{c}"}}"#);
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"bench-secret").unwrap();
-        mac.update(b"{}");
+        mac.update(body.as_bytes());
         let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
         let addr = d.url.trim_start_matches("http://").to_string();
-        {
+        let answer = {
             use std::io::{Read, Write};
             let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            write!(s, "POST /hooks/git HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 2\r\nX-Hub-Signature-256: {sig}\r\n\r\n{{}}").unwrap();
+            write!(
+                s,
+                "POST /hooks/git HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Hub-Signature-256: {sig}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
             let mut o = String::new();
             let _ = s.read_to_string(&mut o);
-        }
-        let rec = w.wait_record("the hooked pass", 60, &d, |r| r.last_pass.as_ref().is_some_and(|p| p.config_commit == c));
-        let started = chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
+            o
+        };
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        let rec = w.wait_record("the hooked pass", 60, &d, |r| {
+            r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
+        });
+        let started =
+            chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
         hooked.push(started.signed_duration_since(t).num_milliseconds() as f64 / 1000.0);
-        w.wait_record("ready", 60, &d, |r| r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c));
+        w.wait_record("ready", 60, &d, |r| {
+            r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
+        });
     }
     drop(d);
     report.insert(
@@ -378,15 +516,34 @@ fn bench() {
     let mut have = 0;
     for count in [1usize, 10, 100] {
         for i in have..count {
-            std::fs::write(n.config_repo().join("apps").join(format!("a{i:03}.yaml")), light(&format!("a{i:03}"))).unwrap();
+            std::fs::write(
+                n.config_repo().join("apps").join(format!("a{i:03}.yaml")),
+                light(&format!("a{i:03}")),
+            )
+            .unwrap();
         }
         have = count;
         git(&n.config_repo(), &["add", "-A"]);
-        git(&n.config_repo(), &["commit", "-qm", "apps", "--allow-empty"]);
+        git(
+            &n.config_repo(),
+            &["commit", "-qm", "apps", "--allow-empty"],
+        );
         let out = n.shipshape(&["run", "--once", "--concurrency", "8"], &[]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let shared = median((0..3).map(|_| secs(once(&n, &[("SHIPSHAPE_PM2_CACHE", "500ms")]))).collect());
-        let separate = median((0..3).map(|_| secs(once(&n, &[("SHIPSHAPE_PM2_CACHE", "0s")]))).collect());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shared = median(
+            (0..3)
+                .map(|_| secs(once(&n, &[("SHIPSHAPE_PM2_CACHE", "500ms")])))
+                .collect(),
+        );
+        let separate = median(
+            (0..3)
+                .map(|_| secs(once(&n, &[("SHIPSHAPE_PM2_CACHE", "0s")])))
+                .collect(),
+        );
         noop.push(serde_json::json!({"apps": count, "shared_jlist_s": shared, "jlist_per_app_s": separate,
             "gain": (separate / shared * 10.0).round() / 10.0, "app_pass_s": pass_secs(&n, "a000")}));
     }
@@ -417,15 +574,26 @@ fn bench() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(stream.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success());
-    let commits: usize = git(&h.config_repo(), &["rev-list", "--count", "main"]).parse().unwrap();
+    let commits: usize = git(&h.config_repo(), &["rev-list", "--count", "main"])
+        .parse()
+        .unwrap();
     let after = median((0..3).map(|_| secs(once(&h, &[]))).collect());
     report.insert("history".into(), serde_json::json!({"commits": commits, "noop_pass_s_1_commit": before, "noop_pass_s_10k_commits": after}));
 
     let json = serde_json::Value::Object(report);
     let out_dir = common::workspace().join("target/bench");
     std::fs::create_dir_all(&out_dir).unwrap();
-    std::fs::write(out_dir.join("bench.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    std::fs::write(
+        out_dir.join("bench.json"),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
     println!("BENCH-JSON {}", serde_json::to_string(&json).unwrap());
 }
