@@ -25,6 +25,9 @@ pub const ENV_KEYS: &str = "SHIPSHAPE_ENV_KEYS";
 /// Env key carrying the app commit the process runs.
 pub const ENV_COMMIT: &str = "SHIPSHAPE_COMMIT";
 
+/// A `pm2 jlist` result and when it was taken.
+pub type Observation = (std::time::Instant, Vec<Instance>);
+
 /// How to reach pm2.
 #[derive(Debug, Clone)]
 pub struct Pm2 {
@@ -39,7 +42,7 @@ pub struct Pm2 {
     pub turn: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The last `pm2 jlist`, shared by observations within [`Pm2::cache_for`]; any change
     /// made through this client drops it.
-    pub cache: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, Vec<Instance>)>>>,
+    pub cache: std::sync::Arc<std::sync::Mutex<Option<Observation>>>,
     /// How long an observation may reuse the last `pm2 jlist` (zero: never).
     pub cache_for: Duration,
 }
