@@ -36,6 +36,13 @@ say "building shipshape"
 (cd "$ROOT" && cargo build --quiet -p shipshape)
 
 down
+# Whatever happens from here on, --ci leaves nothing running; an interrupted walk-through
+# (a failure or Ctrl-C) does not leave a controller behind either.
+if [ "$MODE" = "--ci" ]; then
+  trap down EXIT
+else
+  trap 'status=$?; [ $status -eq 0 ] || down; exit $status' EXIT
+fi
 mkdir -p "$QS"
 QS=$(cd "$QS" && pwd)
 PORT=$(free_port)
@@ -137,7 +144,6 @@ curl -fsS "http://127.0.0.1:$PORT/"
 "$BIN" history demo
 
 if [ "$MODE" = "--ci" ]; then
-  down
   say "quickstart walk-through passed"
   exit 0
 fi
