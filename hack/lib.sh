@@ -52,9 +52,18 @@ install_pm2() {
   [ -x "$PM2_BIN" ] || die "pm2 did not install into $TOOLS"
 }
 
-# A free TCP port on 127.0.0.1.
+# A free TCP port on 127.0.0.1, below the kernel's ephemeral range (so a later bind(:0) by
+# another process, such as the controller's API, cannot be handed the same port).
 free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+  node -e '
+    const net = require("net");
+    const tryPort = () => {
+      const p = 20000 + Math.floor(Math.random() * 12000);
+      const s = net.createServer();
+      s.once("error", tryPort);
+      s.listen(p, "127.0.0.1", () => { console.log(p); s.close(); });
+    };
+    tryPort();'
 }
 
 # Poll a command until it succeeds, or fail after $1 seconds.

@@ -1703,18 +1703,16 @@ impl Controller {
                 blockers: vec![],
                 notes: vec![],
             };
-            let healthy_secrets = Secrets::load(&healthy.document)
-                .map_err(|e| StepError::new("env-file", ErrorClass::Stalled, e.to_string()))?;
-            self.execute(
-                &healthy.document,
-                &verify,
-                rec,
-                records,
-                &healthy_secrets,
-                &log,
-                &mut cancel,
-            )
-            .await
+                        let healthy_secrets = Secrets::load(&healthy.document).map_err(|e| StepError::new("env-file", ErrorClass::Stalled, e.to_string()))?;
+            match self.execute(&healthy.document, &verify, rec, records, &healthy_secrets, &log, &mut cancel).await {
+                // The revision was healthy before; missing data (e.g. metrics not scraped yet
+                // after the switch) does not prove it bad: the revert stands.
+                Err(e) if e.class == ErrorClass::Inconclusive => {
+                    warn!(app = %rec.name, "the reverted-to revision's verification was inconclusive: {}", e.message);
+                    Ok(())
+                }
+                other => other,
+            }
         }
         .await;
         match result {

@@ -29,7 +29,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
             ),
         )
         .unwrap();
@@ -73,8 +73,8 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The error ratio over the last 10 s; `or vector(0)` so no 5xx at all reads as 0, not as no data.
-const ERROR_RATIO: &str = r#"(sum(increase(http_requests_total{job="app",code=~"5.."}[10s])) or vector(0)) / sum(increase(http_requests_total{job="app"}[10s]))"#;
+/// The error ratio over the last 15 s; `or vector(0)` so no 5xx at all reads as 0, not as no data.
+const ERROR_RATIO: &str = r#"(sum(increase(http_requests_total{job="app",code=~"5.."}[15s])) or vector(0)) / sum(increase(http_requests_total{job="app"}[15s]))"#;
 
 /// Keep requesting `/` on the app until dropped.
 struct Traffic(Arc<AtomicBool>);
@@ -86,7 +86,7 @@ impl Traffic {
         let port = w.port;
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let _ = common::http(&format!("http://127.0.0.1:{port}"), "GET", "/", None, None);
+                let _ = common::get_port(port, "/");
                 std::thread::sleep(Duration::from_millis(10));
             }
         });

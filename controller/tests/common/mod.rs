@@ -90,13 +90,19 @@ pub fn fresh_database(password: &str) -> String {
 
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, below the kernel's ephemeral range (32768+): a port taken
+/// from that range could be handed to another process's `bind(:0)` (a controller's API, say)
+/// before the app gets to listen on it. Each call in this process gets a different port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() * 7919) % 10_000;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let port = (base + n * 13) % 12_000 + 20_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 /// Run `git` in `dir`, panicking with its output on failure.
