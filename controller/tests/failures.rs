@@ -121,14 +121,7 @@ fn a_failing_install_keeps_the_live_release_and_reports_the_output_tail() {
             .unwrap_or("")
             .contains("lockfile-is-out-of-sync")
     );
-    let steps: Vec<&str> = rec
-        .last_pass
-        .as_ref()
-        .unwrap()
-        .steps
-        .iter()
-        .map(|s| s.step.as_str())
-        .collect();
+    let steps = common::steps(&rec);
     assert_eq!(
         steps,
         ["fetch", "install"],
@@ -173,11 +166,7 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
         "{:#?}",
         rec.revisions.last().map(|r| &r.revision)
     );
-    let failed = rec
-        .revisions
-        .iter()
-        .find(|r| r.revision.app_commit == v2)
-        .unwrap();
+    let failed = common::revision_of(&rec, &v2);
     assert_eq!(failed.revision.outcome, Outcome::Reverted);
     assert!(
         failed.revision.message.contains("reverted to revision 1"),
@@ -190,14 +179,7 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
         failed.revision.message
     );
     assert!(rec.is_quarantined(&bad_config));
-    let steps: Vec<&str> = rec
-        .last_pass
-        .as_ref()
-        .unwrap()
-        .steps
-        .iter()
-        .map(|s| s.step.as_str())
-        .collect();
+    let steps = common::steps(&rec);
     assert_eq!(
         steps,
         [

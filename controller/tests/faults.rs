@@ -85,11 +85,7 @@ fn a_health_endpoint_that_hangs_fails_the_rollout_within_its_timeout_and_is_reve
         "a hanging probe held the pass"
     );
     let rec = w.record();
-    let rev = rec
-        .revisions
-        .iter()
-        .find(|r| r.revision.app_commit == v2)
-        .unwrap();
+    let rev = common::revision_of(&rec, &v2);
     assert_eq!(rev.revision.outcome, Outcome::Reverted);
     assert!(
         rev.revision.message.contains("no answer within 1s"),
@@ -393,11 +389,7 @@ fn sigterm_during_a_rollout_stops_cleanly_and_the_next_start_resumes() {
         "the stop waited for the whole verification"
     );
     let rec = w.record();
-    let rev = rec
-        .revisions
-        .iter()
-        .find(|r| r.revision.app_commit == v2)
-        .unwrap();
+    let rev = common::revision_of(&rec, &v2);
     assert_eq!(
         rev.revision.outcome,
         Outcome::Superseded,
@@ -409,12 +401,7 @@ fn sigterm_during_a_rollout_stops_cleanly_and_the_next_start_resumes() {
     assert_eq!(code, 0, "{log}");
     let rec = w.record();
     assert_eq!(
-        rec.revisions
-            .iter()
-            .find(|r| r.revision.app_commit == v2)
-            .unwrap()
-            .revision
-            .outcome,
+        common::revision_of(&rec, &v2).revision.outcome,
         Outcome::Healthy
     );
 }

@@ -59,14 +59,7 @@ fn v1_then_v2_serve_in_turn_v1_stays_on_disk_and_a_no_op_pass_runs_no_step() {
             .exists()
     );
     let rec = w.record();
-    let steps: Vec<&str> = rec
-        .last_pass
-        .as_ref()
-        .unwrap()
-        .steps
-        .iter()
-        .map(|s| s.step.as_str())
-        .collect();
+    let steps = common::steps(&rec);
     assert_eq!(
         steps,
         [
@@ -118,14 +111,7 @@ fn an_env_change_only_reloads_and_plan_exits_2_while_pending() {
     assert_eq!(code, 0, "{log}");
     assert_eq!(w.get("/").as_deref(), Some("howdy from 1.0.0"));
     let rec = w.record();
-    let steps: Vec<&str> = rec
-        .last_pass
-        .as_ref()
-        .unwrap()
-        .steps
-        .iter()
-        .map(|s| s.step.as_str())
-        .collect();
+    let steps = common::steps(&rec);
     assert_eq!(steps, ["pm2-reload", "pm2-save", "verify"]);
 }
 

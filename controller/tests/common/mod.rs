@@ -642,3 +642,22 @@ impl World {
         git(&self.config_repo(), &["push", "-q", "origin", "main"]);
     }
 }
+
+/// The kinds of the steps the last pass ran, in order.
+pub fn steps(rec: &AppRecord) -> Vec<&str> {
+    rec.last_pass
+        .as_ref()
+        .map(|p| p.steps.iter().map(|s| s.step.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The revision that ran `app_commit`.
+pub fn revision_of<'a>(
+    rec: &'a AppRecord,
+    app_commit: &str,
+) -> &'a shipshape::state::RevisionEntry {
+    rec.revisions
+        .iter()
+        .find(|r| r.revision.app_commit == app_commit)
+        .unwrap_or_else(|| panic!("no revision ran {app_commit}"))
+}
