@@ -323,23 +323,6 @@ async fn with_record<T>(
     Ok(out)
 }
 
-fn emit(
-    s: &ApiState,
-    rec: &state::AppRecord,
-    kind: EventKind,
-    revision: Option<u64>,
-    message: String,
-) {
-    s.ctl.hub.emit(Event {
-        at: state::now(),
-        app: rec.name.clone(),
-        kind,
-        revision,
-        phase: Some(rec.phase),
-        message,
-    });
-}
-
 async fn pin(
     State(s): State<ApiState>,
     UrlPath(app): UrlPath<String>,
@@ -386,8 +369,7 @@ async fn pin(
             source: PinSource::Cli,
         };
         rec.pin = Some(pin.clone());
-        emit(
-            &st,
+        st.ctl.emit(
             rec,
             EventKind::Pinned,
             Some(revision),
@@ -425,8 +407,7 @@ async fn unpin(
         )),
         Some(p) => {
             rec.pin = None;
-            emit(
-                &st,
+            st.ctl.emit(
                 rec,
                 EventKind::Unpinned,
                 Some(p.revision),

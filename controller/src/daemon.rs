@@ -46,6 +46,10 @@ fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: 
             warn!(app, ?phase, "{message}");
             "not_ready"
         }
+        AppResult::Superseded { message } => {
+            info!(app, "{message}");
+            "superseded"
+        }
         AppResult::Invalid { message } => {
             error!(file = app, "invalid document: {message}");
             "invalid"
@@ -282,15 +286,23 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
                     tasks.spawn(async move {
                         let _permit = limit.acquire().await.expect("semaphore open");
                         let started = Instant::now();
-                        let result = ctl.reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text))).await;
+                        let result = ctl
+                            .reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text)))
+                            .await;
                         running.lock().expect("running lock").remove(&name);
                         if missed.lock().expect("missed lock").remove(&name) {
                             trigger.notify_one();
                         }
                         match result {
                             Ok(r) => {
-                                record_result(&ctl, &name, &r, started.elapsed().as_secs_f64(), &commit);
-                                if matches!(&r, AppResult::NotReady { message, .. } if message.contains("superseded")) {
+                                record_result(
+                                    &ctl,
+                                    &name,
+                                    &r,
+                                    started.elapsed().as_secs_f64(),
+                                    &commit,
+                                );
+                                if matches!(&r, AppResult::Superseded { .. }) {
                                     trigger.notify_one();
                                 }
                             }

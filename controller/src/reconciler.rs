@@ -120,6 +120,12 @@ pub enum AppResult {
         /// Why.
         message: String,
     },
+    /// A newer desired state (or a request) arrived while the rollout was verified; the
+    /// next pass should run at once.
+    Superseded {
+        /// Why.
+        message: String,
+    },
     /// The document did not load.
     Invalid {
         /// Every problem, one per line.
@@ -223,9 +229,9 @@ impl PassSummary {
 
     /// True when some app's rollout was superseded (the loop should go again at once).
     pub fn superseded(&self) -> bool {
-        self.apps.values().any(
-            |r| matches!(r, AppResult::NotReady { message, .. } if message.contains("superseded")),
-        )
+        self.apps
+            .values()
+            .any(|r| matches!(r, AppResult::Superseded { .. }))
     }
 }
 
@@ -687,16 +693,22 @@ impl Controller {
                 }
             }
         };
-        Ok(Observed {
+        let mut observed = Observed {
             current,
             releases,
             processes: self.pm2.jlist_cached().await?,
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,
-            desired_lockfile: self.desired_lockfile(app).await,
+            desired_lockfile: None,
             migration,
             env_file: secrets.env.clone(),
-        })
+        };
+        // The desired commit's lockfile only matters when a release must be prepared: no git
+        // work on passes that find one built from the same inputs.
+        if !plan::choose_release(app, &observed).1 {
+            observed.desired_lockfile = self.desired_lockfile(app).await;
+        }
+        Ok(observed)
     }
 
     /// The lockfile hash at the desired commit, read from the app's mirror (fetching the
@@ -1096,10 +1108,7 @@ impl Controller {
                             message.clone(),
                         );
                         self.finish_pass(rec, info, records, &message)?;
-                        Ok(AppResult::NotReady {
-                            phase: Phase::Progressing,
-                            message,
-                        })
+                        Ok(AppResult::Superseded { message })
                     }
                     ErrorClass::Inconclusive => {
                         let m = format!(
@@ -2195,7 +2204,8 @@ impl Controller {
         rec.announced_phase = Some(rec.phase);
     }
 
-    fn emit(&self, rec: &AppRecord, kind: EventKind, revision: Option<u64>, message: String) {
+    /// Publish an event about `rec`'s app (with its current phase).
+    pub fn emit(&self, rec: &AppRecord, kind: EventKind, revision: Option<u64>, message: String) {
         self.hub.emit(Event {
             at: state::now(),
             app: rec.name.clone(),

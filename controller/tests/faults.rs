@@ -140,12 +140,18 @@ fn the_pm2_daemon_killed_mid_rollout_is_survived() {
         "{:?}",
         rev.revision
     );
-    wait_for("the app to serve again", Duration::from_secs(60), || {
-        w.get("/version")
-    });
-    let status = String::from_utf8_lossy(&w.shipshape(&["status"], &[]).stdout).into_owned();
-    assert!(status.contains("pm2dies"), "{status}");
-    let _ = v1;
+    // What serves again is what the records call live: v1 after a revert, v2 if it passed.
+    let (commit, version) = if rev.revision.outcome == Outcome::Healthy {
+        (v2.as_str(), "2.0.0")
+    } else {
+        (v1.as_str(), "1.0.0")
+    };
+    wait_for(
+        "the live revision to serve again",
+        Duration::from_secs(60),
+        || (w.get("/version").as_deref() == Some(version)).then_some(()),
+    );
+    assert_eq!(w.current().as_deref(), Some(commit));
 }
 
 /// A TCP proxy to PostgreSQL that can be switched off (connections refused) and on.
