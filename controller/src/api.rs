@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::events::{Event, EventKind};
-use crate::reconciler::Controller;
+use crate::reconcile::Controller;
 use crate::release::write_atomic_mode;
 use crate::state;
 

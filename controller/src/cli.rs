@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::pm2::Pm2;
-use crate::reconciler::Controller;
+use crate::reconcile::Controller;
 use crate::source::ConfigRepo;
 use crate::state::Store;
 
@@ -514,7 +514,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             allowed_signers: args.allowed_signers.clone(),
             gpg_keyring: args.gpg_keyring.clone(),
         },
-        host: crate::reconciler::HostIdentity {
+        host: crate::reconcile::HostIdentity {
             name: args.hostname.clone().unwrap_or_else(hostname),
             labels: args.labels.iter().cloned().collect(),
         },
@@ -723,7 +723,7 @@ async fn plan(controller: Controller, output: Format, files: &[PathBuf]) -> i32 
             }
         };
         // An unreadable env file blocks the plan, but the rest is still worth showing.
-        let (secrets, env_problem) = match crate::reconciler::Secrets::load(&app) {
+        let (secrets, env_problem) = match crate::reconcile::Secrets::load(&app) {
             Ok(s) => (s, None),
             Err(e) => (Default::default(), Some(e.to_string())),
         };

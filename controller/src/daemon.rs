@@ -14,7 +14,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::api::{self, ApiState};
 use crate::monitor::Monitor;
-use crate::reconciler::{AppResult, Controller, PassSummary};
+use crate::reconcile::{AppResult, Controller, PassSummary};
 use crate::retry::Backoff;
 use crate::state;
 

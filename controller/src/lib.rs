@@ -19,7 +19,8 @@
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`retry`]: exponential back-off with jitter (the only user of the backoff crate).
 //! - [`state`]: the controller's records (revisions, passes, quarantine), written atomically.
-//! - [`reconciler`]: one pass per app: plan, execute, verify, revert.
+//! - [`reconcile`]: one pass per app: target, observe, plan, execute, decide, record (pure
+//!   decisions in `target`, `decide`, `record`, `revert`).
 //! - [`monitor`]: health rounds between passes; regressions and recoveries become records.
 //! - [`daemon`]: the long-running loop, the monitors and the API, with graceful stop.
 //! - [`api`]: the local HTTP API (status, watch, metrics; pin/unpin/retry with a token).
@@ -40,7 +41,7 @@ pub mod migrate;
 pub mod monitor;
 pub mod plan;
 pub mod pm2;
-pub mod reconciler;
+pub mod reconcile;
 pub mod release;
 pub mod retry;
 pub mod source;

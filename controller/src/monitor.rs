@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::health::Round;
-use crate::reconciler::Controller;
+use crate::reconcile::Controller;
 use crate::state;
 
 /// One app's monitor.
@@ -99,9 +99,11 @@ impl Monitor {
             .as_ref()
             .map(|h| (h.consecutive_passes, h.consecutive_failures, h.passing))
             .unwrap_or((0, 0, true));
-        // A restart seen on the very first round has no baseline yet: it is not counted.
+        // A restart seen on the very first round has no baseline yet: it is not counted;
+        // an instance still launching is neither passing nor failing.
         let round = match round {
-            Round::Fail(why) if first && why.contains("restarted") => Round::Inconclusive(why),
+            Round::Crashed(why) if first => Round::Inconclusive(why),
+            Round::Starting(why) => Round::Inconclusive(why),
             other => other,
         };
         let mut outcome = RoundOutcome::Recorded;
@@ -111,16 +113,16 @@ impl Monitor {
                 failures = 0;
                 passing = true;
             }
-            Round::Fail(_) => {
+            Round::Fail(_) | Round::Crashed(_) => {
                 failures += 1;
                 passes = 0;
                 passing = false;
             }
-            Round::Inconclusive(_) => {}
+            Round::Inconclusive(_) | Round::Starting(_) => {}
         }
         tracing::trace!(app = %self.app, ?round, passes, failures, "health round");
         let h = &doc.spec.health;
-        if let Round::Fail(why) = &round
+        if let Round::Fail(why) | Round::Crashed(why) = &round
             && failures == h.failure_threshold
             && live.revision.outcome == Outcome::Healthy
         {

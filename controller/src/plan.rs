@@ -13,6 +13,7 @@ use std::fmt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shipshape_spec::app::{App, ExecMode, Instances, Process};
+use shipshape_spec::status::StepKind;
 
 use crate::envfile::EnvFile;
 use crate::migrate::{can_go_down, level_key};
@@ -103,23 +104,23 @@ pub enum Step {
 
 impl Step {
     /// The step's kind as recorded and shown (`fetch`, `pm2-reload` …).
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> StepKind {
         match self {
-            Step::Fetch { .. } => "fetch",
-            Step::Install { .. } => "install",
-            Step::ReuseDeps { .. } => "reuse-deps",
-            Step::Backup { .. } => "backup",
-            Step::Migrate { .. } => "migrate",
-            Step::Restore { .. } => "restore",
-            Step::Build { .. } => "build",
-            Step::Switch { .. } => "switch",
-            Step::Pm2Start { .. } => "pm2-start",
-            Step::Pm2Reload { .. } => "pm2-reload",
-            Step::Pm2Replace { .. } => "pm2-replace",
-            Step::Pm2Delete { .. } => "pm2-delete",
-            Step::Pm2Save => "pm2-save",
-            Step::Hook { .. } => "hook",
-            Step::Verify => "verify",
+            Step::Fetch { .. } => StepKind::Fetch,
+            Step::Install { .. } => StepKind::Install,
+            Step::ReuseDeps { .. } => StepKind::ReuseDeps,
+            Step::Backup { .. } => StepKind::Backup,
+            Step::Migrate { .. } => StepKind::Migrate,
+            Step::Restore { .. } => StepKind::Restore,
+            Step::Build { .. } => StepKind::Build,
+            Step::Switch { .. } => StepKind::Switch,
+            Step::Pm2Start { .. } => StepKind::Pm2Start,
+            Step::Pm2Reload { .. } => StepKind::Pm2Reload,
+            Step::Pm2Replace { .. } => StepKind::Pm2Replace,
+            Step::Pm2Delete { .. } => StepKind::Pm2Delete,
+            Step::Pm2Save => StepKind::Pm2Save,
+            Step::Hook { .. } => StepKind::Hook,
+            Step::Verify => StepKind::Verify,
         }
     }
 
@@ -810,7 +811,7 @@ spec:
     }
 
     fn kinds(p: &Plan) -> Vec<&'static str> {
-        p.steps.iter().map(|s| s.step.kind()).collect()
+        p.steps.iter().map(|s| s.step.kind().as_str()).collect()
     }
 
     struct Case {

@@ -323,7 +323,7 @@ fn bench() {
             .unwrap()
             .steps
             .iter()
-            .map(|s| s.step.clone())
+            .map(|s| s.step.to_string())
             .collect();
         let manual = seed.deploy(&w, &commit, db.as_deref());
         kinds.push(serde_json::json!({

@@ -17,7 +17,7 @@ fn steps(w: &World) -> Vec<String> {
         .unwrap()
         .steps
         .iter()
-        .map(|s| s.step.clone())
+        .map(|s| s.step.to_string())
         .collect()
 }
 

@@ -33,7 +33,7 @@ fn executed(w: &World) -> Vec<String> {
         .unwrap()
         .steps
         .iter()
-        .map(|s| s.step.clone())
+        .map(|s| s.step.to_string())
         .collect()
 }
 

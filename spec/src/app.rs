@@ -436,9 +436,15 @@ pub struct Health {
     /// Failing rounds in a row that make a healthy revision regressed.
     #[serde(default = "default_threshold")]
     pub failure_threshold: u32,
-    /// A rollout not healthy by then has failed.
+    /// A rollout not healthy by then has failed ("never became healthy"). A rollout fails
+    /// sooner, as soon as `failureThreshold` rounds in a row fail once its processes are up.
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
+    /// How long after a rollout's processes were applied failing rounds count as "still
+    /// starting" (pending, not failing); a restart counts at once. Default: the longest
+    /// `listen_timeout` among the processes, else pm2's default of 3s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_grace: Option<Duration>,
 }
 
 fn default_interval() -> Duration {

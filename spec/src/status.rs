@@ -66,6 +66,171 @@ pub struct Revision {
     /// Why, in words (the failing step and its error, for failures).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The health rounds its verification counted (a superseded revision that passed
+    /// rounds and failed none is a last known good revert target).
+    #[serde(default, skip_serializing_if = "Rounds::is_empty")]
+    pub rounds: Rounds,
+}
+
+/// Health rounds counted while a revision was verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rounds {
+    /// Rounds that passed.
+    pub passed: u32,
+    /// Rounds that failed once the processes were up (rounds while they booted are not counted).
+    pub failed: u32,
+}
+
+impl Rounds {
+    /// True when no round was counted.
+    pub fn is_empty(&self) -> bool {
+        self.passed == 0 && self.failed == 0
+    }
+}
+
+/// What kind of step ran (or failed): the planner's steps, and the stages around them
+/// that can fail a pass (`load`, `env-file`, `plan`, `pin`, `observe`, `seal`).
+/// Recorded in the records and the journal as its kebab-case name (`pm2-reload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Write the app's source into a release.
+    Fetch,
+    /// `build.install`.
+    Install,
+    /// Carry `node_modules` over from a release installed from the same inputs.
+    ReuseDeps,
+    /// `build.steps`.
+    Build,
+    /// Seal a prepared release (write its build marker).
+    Seal,
+    /// `migrations.backup`.
+    Backup,
+    /// Migrate up or down.
+    Migrate,
+    /// Restore a backup (`onRevert: restore`).
+    Restore,
+    /// Point `current` at a release.
+    Switch,
+    /// Start a missing process.
+    Pm2Start,
+    /// Reload a running process.
+    Pm2Reload,
+    /// Delete and start a process again.
+    Pm2Replace,
+    /// Delete a process no longer declared.
+    Pm2Delete,
+    /// `pm2 save`.
+    Pm2Save,
+    /// Writing the pm2 ecosystem file.
+    Pm2Apply,
+    /// An after-switch hook.
+    Hook,
+    /// Health verification.
+    Verify,
+    /// Loading the document.
+    Load,
+    /// Reading the env file.
+    EnvFile,
+    /// Planning (a blocker).
+    Plan,
+    /// Resolving a pin.
+    Pin,
+    /// Observing the server.
+    Observe,
+    /// Watching the live revision's health between passes.
+    Health,
+}
+
+impl StepKind {
+    /// Every kind, in pipeline order.
+    pub const ALL: [StepKind; 23] = [
+        StepKind::Load,
+        StepKind::Pin,
+        StepKind::EnvFile,
+        StepKind::Observe,
+        StepKind::Plan,
+        StepKind::Fetch,
+        StepKind::Install,
+        StepKind::ReuseDeps,
+        StepKind::Build,
+        StepKind::Seal,
+        StepKind::Backup,
+        StepKind::Migrate,
+        StepKind::Restore,
+        StepKind::Switch,
+        StepKind::Pm2Apply,
+        StepKind::Pm2Start,
+        StepKind::Pm2Reload,
+        StepKind::Pm2Replace,
+        StepKind::Pm2Delete,
+        StepKind::Pm2Save,
+        StepKind::Hook,
+        StepKind::Verify,
+        StepKind::Health,
+    ];
+
+    /// The kebab-case name, as recorded and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Fetch => "fetch",
+            StepKind::Install => "install",
+            StepKind::ReuseDeps => "reuse-deps",
+            StepKind::Build => "build",
+            StepKind::Seal => "seal",
+            StepKind::Backup => "backup",
+            StepKind::Migrate => "migrate",
+            StepKind::Restore => "restore",
+            StepKind::Switch => "switch",
+            StepKind::Pm2Start => "pm2-start",
+            StepKind::Pm2Reload => "pm2-reload",
+            StepKind::Pm2Replace => "pm2-replace",
+            StepKind::Pm2Delete => "pm2-delete",
+            StepKind::Pm2Save => "pm2-save",
+            StepKind::Pm2Apply => "pm2-apply",
+            StepKind::Hook => "hook",
+            StepKind::Verify => "verify",
+            StepKind::Load => "load",
+            StepKind::EnvFile => "env-file",
+            StepKind::Plan => "plan",
+            StepKind::Pin => "pin",
+            StepKind::Observe => "observe",
+            StepKind::Health => "health",
+        }
+    }
+
+    /// True for the steps that only prepare a release or back the database up: the live
+    /// release and processes are as they were after them.
+    pub fn leaves_live_alone(self) -> bool {
+        matches!(
+            self,
+            StepKind::Fetch
+                | StepKind::Install
+                | StepKind::ReuseDeps
+                | StepKind::Build
+                | StepKind::Seal
+                | StepKind::Backup
+        )
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for StepKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for StepKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
 }
 
 /// How one step of a pass ended.
@@ -82,8 +247,8 @@ pub enum StepResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
-    /// The step's kind, e.g. `fetch`, `install`, `build`, `switch`, `pm2-apply`, `verify`.
-    pub step: String,
+    /// The step's kind.
+    pub step: StepKind,
     /// What it acted on (a commit, process names …).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
@@ -295,7 +460,7 @@ pub struct SourceStatus {
 #[serde(rename_all = "camelCase")]
 pub struct LastError {
     /// The step that failed.
-    pub step: String,
+    pub step: StepKind,
     /// The error in words.
     pub message: String,
     /// The last lines of the step's output.

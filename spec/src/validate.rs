@@ -417,6 +417,17 @@ pub fn validate(app: &App) -> Vec<Violation> {
             ),
         );
     }
+    if let Some(grace) = h.startup_grace
+        && grace.std() >= h.progress_deadline.std()
+    {
+        c.fail(
+            "spec.health.startupGrace",
+            format!(
+                "{grace} is not shorter than progressDeadline {}: no round could ever fail",
+                h.progress_deadline
+            ),
+        );
+    }
     if let Some(pin) = &spec.pin {
         if pin.reason.trim().is_empty() {
             c.fail("spec.pin.reason", "a pin needs a reason");

@@ -1,0 +1,261 @@
+//! What to do after a pass's steps ended, and after the monitor saw a regression: pure
+//! functions over typed facts (the mode, how the steps ended, whether anything live
+//! changed, whether the checks were failing before), table-tested below. No message text
+//! is read: errors carry a class ([`ErrorClass`]) and the failing step's [`StepKind`].
+
+use shipshape_spec::status::StepKind;
+
+use super::target::Mode;
+
+/// What the loop should do about a failure (Flux's error classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Needs a person (a new commit or `retry`): build failed, health failed, bad document.
+    Stalled,
+    /// May pass on its own: network, pm2 hiccup, a full disk. Retried on the next pass.
+    Transient,
+    /// A newer desired state or a request arrived while waiting; the next pass moves on.
+    Superseded,
+    /// Verification could not conclude (no failing round, too few conclusive passes):
+    /// the revision stays, is not blamed, and becomes Healthy when its checks pass.
+    Inconclusive,
+}
+
+/// How a pass's steps ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every step succeeded (verification included, when planned).
+    Ok,
+    /// A step failed, with this class.
+    Failed {
+        /// The step that failed.
+        step: StepKind,
+        /// What the loop does about it.
+        class: ErrorClass,
+    },
+}
+
+/// The mode without its data, for tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeKind {
+    /// Following git.
+    Follow,
+    /// Pinned.
+    Pinned,
+    /// Holding the last good revision (the desired commit is quarantined).
+    Hold,
+}
+
+impl From<&Mode> for ModeKind {
+    fn from(m: &Mode) -> ModeKind {
+        match m {
+            Mode::Follow => ModeKind::Follow,
+            Mode::Pinned(_) => ModeKind::Pinned,
+            Mode::Hold { .. } => ModeKind::Hold,
+        }
+    }
+}
+
+/// Everything [`decide`] looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// How the pass converged.
+    pub mode: ModeKind,
+    /// How its steps ended.
+    pub ended: Ended,
+    /// Did anything live change (switch, migration, pm2, hook), or was an unfinished
+    /// verification resumed?
+    pub switched: bool,
+    /// Were the live revision's checks already failing before this rollout?
+    pub failing_before: bool,
+    /// The document's `rollback.auto`.
+    pub auto_revert: bool,
+}
+
+/// Why a broken rollout is not reverted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRevert {
+    /// The app is pinned or held: the controller never moves it by itself.
+    Held,
+    /// `rollback.auto` is off.
+    AutoOff,
+}
+
+/// What to do after the steps ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Decision {
+    /// The rollout is live and healthy: record it Healthy, Ready.
+    Healthy,
+    /// The pinned revision is live and healthy: Ready, pinned.
+    PinnedReady,
+    /// Drift towards the held revision was repaired; the desired commit stays quarantined.
+    HoldRepaired,
+    /// A transient error: nothing is concluded, the next pass retries.
+    Retry,
+    /// A newer desired state or a request: record Superseded, run the next pass at once.
+    Superseded,
+    /// The revision stays live, is not reverted and not quarantined (its verification was
+    /// inconclusive, or the checks were failing before it): Degraded until they pass.
+    NotBlamed,
+    /// Failed before anything live changed: the live release is untouched; quarantine.
+    FailUntouched,
+    /// Failed after the switch, and no automatic revert: Degraded (quarantined unless held).
+    FailNoRevert(NoRevert),
+    /// Failed after the switch: go back to the last good revision.
+    Revert,
+}
+
+/// The decision after a pass's steps ended.
+pub fn decide(f: Facts) -> Decision {
+    let (step, class) = match f.ended {
+        Ended::Ok => {
+            return match f.mode {
+                ModeKind::Follow => Decision::Healthy,
+                ModeKind::Pinned => Decision::PinnedReady,
+                ModeKind::Hold => Decision::HoldRepaired,
+            };
+        }
+        Ended::Failed { step, class } => (step, class),
+    };
+    match class {
+        ErrorClass::Transient => Decision::Retry,
+        ErrorClass::Superseded => Decision::Superseded,
+        ErrorClass::Inconclusive if f.mode == ModeKind::Follow => Decision::NotBlamed,
+        ErrorClass::Inconclusive => Decision::FailNoRevert(NoRevert::Held),
+        ErrorClass::Stalled if !f.switched => Decision::FailUntouched,
+        ErrorClass::Stalled if f.mode != ModeKind::Follow => Decision::FailNoRevert(NoRevert::Held),
+        ErrorClass::Stalled if f.failing_before && step == StepKind::Verify => Decision::NotBlamed,
+        ErrorClass::Stalled if !f.auto_revert => Decision::FailNoRevert(NoRevert::AutoOff),
+        ErrorClass::Stalled => Decision::Revert,
+    }
+}
+
+/// Why a regression is not reverted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegressionDecision {
+    /// Go back to the last good revision.
+    Revert,
+    /// Pinned: no automatic revert.
+    KeepPinned,
+    /// `rollback.auto` is off.
+    KeepAutoOff,
+    /// The regression came after `rollback.window`: report, do not revert.
+    KeepOutsideWindow,
+}
+
+/// The decision after the monitor saw the live revision regress (failing after passing).
+pub fn decide_regression(pinned: bool, auto_revert: bool, in_window: bool) -> RegressionDecision {
+    if pinned {
+        RegressionDecision::KeepPinned
+    } else if !auto_revert {
+        RegressionDecision::KeepAutoOff
+    } else if !in_window {
+        RegressionDecision::KeepOutsideWindow
+    } else {
+        RegressionDecision::Revert
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Decision as D;
+    use ErrorClass as C;
+    use ModeKind as M;
+
+    fn failed(step: StepKind, class: ErrorClass) -> Ended {
+        Ended::Failed { step, class }
+    }
+
+    /// Every mode × outcome class × switched × failing-before × rollback.auto, with the
+    /// decision each must give.
+    #[test]
+    fn every_combination_of_mode_outcome_switch_and_prior_failure_has_one_decision() {
+        let verify = StepKind::Verify;
+        let build = StepKind::Build;
+        // (mode, ended, switched, failing_before, auto) → decision
+        #[rustfmt::skip]
+        let rows: Vec<(M, Ended, bool, bool, bool, D)> = vec![
+            // Success.
+            (M::Follow, Ended::Ok, true, false, true, D::Healthy),
+            (M::Follow, Ended::Ok, false, false, true, D::Healthy),
+            (M::Follow, Ended::Ok, true, true, true, D::Healthy),
+            (M::Pinned, Ended::Ok, true, false, true, D::PinnedReady),
+            (M::Pinned, Ended::Ok, false, true, false, D::PinnedReady),
+            (M::Hold, Ended::Ok, true, false, true, D::HoldRepaired),
+            (M::Hold, Ended::Ok, false, false, false, D::HoldRepaired),
+            // Transient errors are retried, whatever else holds.
+            (M::Follow, failed(build, C::Transient), false, false, true, D::Retry),
+            (M::Follow, failed(StepKind::Switch, C::Transient), true, false, true, D::Retry),
+            (M::Follow, failed(verify, C::Transient), true, true, true, D::Retry),
+            (M::Pinned, failed(StepKind::Pm2Reload, C::Transient), true, false, true, D::Retry),
+            (M::Hold, failed(StepKind::Fetch, C::Transient), false, false, false, D::Retry),
+            // Superseded: the next pass runs at once.
+            (M::Follow, failed(verify, C::Superseded), true, false, true, D::Superseded),
+            (M::Follow, failed(verify, C::Superseded), true, true, false, D::Superseded),
+            (M::Pinned, failed(verify, C::Superseded), true, false, true, D::Superseded),
+            (M::Hold, failed(verify, C::Superseded), true, false, true, D::Superseded),
+            // Inconclusive: never blamed; a held app is only reported.
+            (M::Follow, failed(verify, C::Inconclusive), true, false, true, D::NotBlamed),
+            (M::Follow, failed(verify, C::Inconclusive), true, true, false, D::NotBlamed),
+            (M::Pinned, failed(verify, C::Inconclusive), true, false, true, D::FailNoRevert(NoRevert::Held)),
+            (M::Hold, failed(verify, C::Inconclusive), true, false, true, D::FailNoRevert(NoRevert::Held)),
+            // Stalled before anything live changed: the live release is untouched.
+            (M::Follow, failed(build, C::Stalled), false, false, true, D::FailUntouched),
+            (M::Follow, failed(build, C::Stalled), false, true, true, D::FailUntouched),
+            (M::Follow, failed(StepKind::Fetch, C::Stalled), false, false, false, D::FailUntouched),
+            (M::Follow, failed(StepKind::Migrate, C::Stalled), false, false, true, D::FailUntouched),
+            (M::Pinned, failed(build, C::Stalled), false, false, true, D::FailUntouched),
+            (M::Hold, failed(build, C::Stalled), false, false, true, D::FailUntouched),
+            // Stalled after the switch, pinned or held: never moved by the controller.
+            (M::Pinned, failed(verify, C::Stalled), true, false, true, D::FailNoRevert(NoRevert::Held)),
+            (M::Pinned, failed(verify, C::Stalled), true, true, true, D::FailNoRevert(NoRevert::Held)),
+            (M::Hold, failed(verify, C::Stalled), true, false, true, D::FailNoRevert(NoRevert::Held)),
+            (M::Hold, failed(StepKind::Hook, C::Stalled), true, false, false, D::FailNoRevert(NoRevert::Held)),
+            // Following: checks failing before the rollout are not its fault …
+            (M::Follow, failed(verify, C::Stalled), true, true, true, D::NotBlamed),
+            (M::Follow, failed(verify, C::Stalled), true, true, false, D::NotBlamed),
+            // … but a failing hook or pm2 step is, whatever the checks did before.
+            (M::Follow, failed(StepKind::Hook, C::Stalled), true, true, true, D::Revert),
+            (M::Follow, failed(StepKind::Pm2Start, C::Stalled), true, true, true, D::Revert),
+            // rollback.auto off: failed, reported, left live.
+            (M::Follow, failed(verify, C::Stalled), true, false, false, D::FailNoRevert(NoRevert::AutoOff)),
+            (M::Follow, failed(StepKind::Hook, C::Stalled), true, true, false, D::FailNoRevert(NoRevert::AutoOff)),
+            // Otherwise: revert.
+            (M::Follow, failed(verify, C::Stalled), true, false, true, D::Revert),
+            (M::Follow, failed(StepKind::Migrate, C::Stalled), true, false, true, D::Revert),
+            (M::Follow, failed(StepKind::Pm2Reload, C::Stalled), true, false, true, D::Revert),
+        ];
+        for (mode, ended, switched, failing_before, auto_revert, want) in rows {
+            let facts = Facts {
+                mode,
+                ended,
+                switched,
+                failing_before,
+                auto_revert,
+            };
+            assert_eq!(decide(facts), want, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn a_regression_is_reverted_only_unpinned_with_auto_on_inside_the_window() {
+        use RegressionDecision as R;
+        let rows = [
+            (false, true, true, R::Revert),
+            (true, true, true, R::KeepPinned),
+            (true, false, false, R::KeepPinned),
+            (false, false, true, R::KeepAutoOff),
+            (false, false, false, R::KeepAutoOff),
+            (false, true, false, R::KeepOutsideWindow),
+        ];
+        for (pinned, auto, in_window, want) in rows {
+            assert_eq!(
+                decide_regression(pinned, auto, in_window),
+                want,
+                "pinned {pinned}, auto {auto}, in window {in_window}"
+            );
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The desired side of a pass: the config repo fetched (remote) and read at its tip (or
+//! at the last trusted commit when signatures are required), documents parsed and
+//! filtered for this host, and what the desired state says about apps that cannot run
+//! (documents that do not load, documents removed: orphaned or pruned).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shipshape_spec::App;
+use shipshape_spec::status::{Phase, StepKind};
+use tracing::{info, warn};
+
+use super::record::{last_error, set_stalled};
+use super::{AppResult, Controller, ReconcileError};
+use crate::events::EventKind;
+use crate::plan::short_sha;
+use crate::source;
+use crate::state;
+
+/// One loaded document.
+#[derive(Debug, Clone)]
+pub struct DesiredDoc {
+    /// Its path in the config repo.
+    pub path: String,
+    /// Its text.
+    pub text: String,
+    /// The document.
+    pub app: App,
+}
+
+/// The desired state read from the config repo.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The config commit it was read at.
+    pub commit: String,
+    /// The documents that load and select this host.
+    pub docs: Vec<DesiredDoc>,
+    /// Documents that do not load: (path, text, every problem).
+    pub invalid: Vec<(String, String, String)>,
+    /// Apps whose documents select other hosts.
+    pub skipped: Vec<String>,
+    /// False when nothing trusted could be read (then no app counts as removed).
+    pub complete: bool,
+    /// Why the tip was refused, if it was.
+    pub refused: Option<String>,
+}
+
+/// Who this controller is, for documents that select hosts.
+#[derive(Debug, Clone, Default)]
+pub struct HostIdentity {
+    /// The host name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Controller {
+    /// The source status as saved, with this controller's repo and branch filled in.
+    pub fn source_status(&self) -> shipshape_spec::status::SourceStatus {
+        let mut source = self.store.load_source();
+        source.repo = source::redact_url(&self.config.repo);
+        source.branch = self.config.branch.clone();
+        source.remote = self.config.is_remote();
+        source
+    }
+
+    /// Fetch the config repo if it is remote, recording the outcome in the source status.
+    ///
+    /// # Errors
+    /// [`ReconcileError::Source`] when the fetch fails.
+    pub async fn fetch_source(&self) -> Result<String, ReconcileError> {
+        let config = self.config.clone();
+        let result = tokio::task::spawn_blocking(move || config.fetch())
+            .await
+            .expect("fetch task panicked");
+        let mut source = self.source_status();
+        source.last_fetch_at = Some(state::now());
+        match &result {
+            Ok(tip) => {
+                source.tip = Some(tip.clone());
+                source.last_success_at = source.last_fetch_at.clone();
+                source.last_error = None;
+                source.consecutive_failures = 0;
+            }
+            Err(e) => {
+                source.last_error = Some(e.to_string());
+                source.consecutive_failures += 1;
+            }
+        }
+        let _ = self.store.save_source(&source);
+        self.publish_source_metrics(&source);
+        Ok(result?)
+    }
+
+    /// The desired state at the branch tip as last fetched (or the last trusted commit when
+    /// signatures are required and the tip is not trusted), parsed and filtered for this host.
+    ///
+    /// # Errors
+    /// [`ReconcileError`] when the config repo cannot be read.
+    pub async fn load_desired(&self) -> Result<Desired, ReconcileError> {
+        let config = self.config.clone();
+        let mut snapshot = tokio::task::spawn_blocking(move || config.snapshot())
+            .await
+            .expect("snapshot task panicked")?;
+        let mut complete = true;
+        let mut refused = None;
+        if self.trust.required() {
+            let mut source = self.source_status();
+            let tip = snapshot.commit.clone();
+            let verdict = if source.last_trusted.as_deref() == Some(tip.as_str()) {
+                Ok(())
+            } else if let Some(r) = source.refused.as_ref().filter(|r| r.commit == tip) {
+                Err(r.reason.clone())
+            } else {
+                self.trust.verify(&self.config, &tip).await.map(|signer| {
+                    info!(commit = %tip, signer = %signer, "trusted config commit");
+                })
+            };
+            match verdict {
+                Ok(()) => {
+                    source.last_trusted = Some(tip);
+                    source.refused = None;
+                }
+                Err(reason) => {
+                    warn!(commit = %tip, "refusing an untrusted config commit: {reason}");
+                    refused = Some(format!(
+                        "config commit {} is not trusted: {reason}",
+                        short_sha(&tip)
+                    ));
+                    if source.refused.as_ref().is_none_or(|r| r.commit != tip) {
+                        source.refused = Some(shipshape_spec::status::RefusedCommit {
+                            commit: tip.clone(),
+                            reason,
+                            at: state::now(),
+                        });
+                    }
+                    match source.last_trusted.clone() {
+                        Some(good) => {
+                            let config = self.config.clone();
+                            snapshot =
+                                tokio::task::spawn_blocking(move || config.snapshot_at(&good))
+                                    .await
+                                    .expect("snapshot task panicked")?;
+                        }
+                        None => {
+                            snapshot.files.clear();
+                            complete = false;
+                        }
+                    }
+                }
+            }
+            let _ = self.store.save_source(&source);
+        }
+        let mut docs = Vec::new();
+        let mut invalid = Vec::new();
+        let mut skipped = Vec::new();
+        for file in snapshot.files {
+            match shipshape_spec::load_str(&file.text, &file.path) {
+                Ok(app) => {
+                    let selected = app
+                        .spec
+                        .hosts
+                        .as_ref()
+                        .is_none_or(|h| h.selects(&self.host.name, &self.host.labels));
+                    if selected {
+                        docs.push(DesiredDoc {
+                            path: file.path,
+                            text: file.text,
+                            app,
+                        });
+                    } else {
+                        skipped.push(app.metadata.name.clone());
+                    }
+                }
+                Err(e) => {
+                    warn!(file = %file.path, config_commit = %snapshot.commit, "invalid document:\n{e}");
+                    invalid.push((file.path, file.text, e.to_string()));
+                }
+            }
+        }
+        // One document per app name.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut unique = Vec::new();
+        for d in docs {
+            if let Some(first) = seen.get(&d.app.metadata.name) {
+                let message = format!(
+                    "{}: metadata.name: {:?} is also declared in {first}",
+                    d.path, d.app.metadata.name
+                );
+                invalid.push((d.path.clone(), d.text.clone(), message));
+            } else {
+                seen.insert(d.app.metadata.name.clone(), d.path.clone());
+                unique.push(d);
+            }
+        }
+        Ok(Desired {
+            commit: snapshot.commit,
+            docs: unique,
+            invalid,
+            skipped,
+            complete,
+            refused,
+        })
+    }
+
+    /// Record what the desired state says about apps it cannot run: documents that do not
+    /// load (on their app, when its name can be read) and apps whose document is gone
+    /// (reported, or pruned with `--prune`). Returns results per file or app.
+    pub async fn record_unrunnable(&self, desired: &Desired) -> BTreeMap<String, AppResult> {
+        let mut out = BTreeMap::new();
+        let mut named = BTreeSet::new();
+        for (path, text, message) in &desired.invalid {
+            let name = shipshape_spec::load::peek_name(text)
+                .filter(|n| shipshape_spec::validate::is_dns_label(n));
+            let key = name.clone().unwrap_or_else(|| path.clone());
+            if let Some(name) = name {
+                named.insert(name.clone());
+                let handle = self.handles.get(&name);
+                if let Ok(_guard) = handle.lock.try_lock()
+                    && let Ok(mut rec) = self.store.load(&name)
+                {
+                    let was = rec.phase;
+                    rec.desired_config_commit = Some(desired.commit.clone());
+                    rec.phase = Phase::Invalid;
+                    last_error(&mut rec, StepKind::Load, message, None);
+                    set_stalled(
+                        &mut rec,
+                        "InvalidDocument",
+                        &format!("{message}\n(nothing was applied; the server keeps what it runs)"),
+                    );
+                    let _ = self.store.save(&rec);
+                    if was != Phase::Invalid {
+                        self.emit(
+                            &rec,
+                            EventKind::PhaseChanged,
+                            rec.live_revision,
+                            format!("{was:?} → Invalid"),
+                        );
+                    }
+                    self.publish_app_metrics(&rec);
+                }
+            }
+            out.insert(
+                key,
+                AppResult::Invalid {
+                    message: message.clone(),
+                },
+            );
+        }
+        if !desired.complete {
+            return out;
+        }
+        let present: BTreeSet<&str> = desired
+            .docs
+            .iter()
+            .map(|d| d.app.metadata.name.as_str())
+            .chain(desired.skipped.iter().map(String::as_str))
+            .collect();
+        for name in self.store.apps() {
+            if present.contains(name.as_str()) || named.contains(&name) {
+                continue;
+            }
+            let handle = self.handles.get(&name);
+            let Ok(_guard) = handle.lock.try_lock() else {
+                continue;
+            };
+            let Ok(mut rec) = self.store.load(&name) else {
+                continue;
+            };
+            if matches!(rec.phase, Phase::Pruned) || (!self.prune && rec.phase == Phase::Orphaned) {
+                continue;
+            }
+            let was = rec.phase;
+            let message = if self.prune {
+                let mut deleted = Vec::new();
+                if let Ok(list) = self.pm2.jlist().await {
+                    let mut names: Vec<String> = list
+                        .iter()
+                        .filter(|i| i.app() == Some(name.as_str()))
+                        .map(|i| i.name.clone())
+                        .collect();
+                    names.dedup();
+                    for p in names {
+                        match self.pm2.delete(&p).await {
+                            Ok(()) => deleted.push(p),
+                            Err(e) => warn!(app = %name, process = %p, "pruning failed: {e}"),
+                        }
+                    }
+                    let _ = self.pm2.save().await;
+                }
+                rec.phase = Phase::Pruned;
+                rec.live_revision = None;
+                format!(
+                    "the document was removed at config commit {}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
+                    short_sha(&desired.commit),
+                    deleted.join(", ")
+                )
+            } else {
+                rec.phase = Phase::Orphaned;
+                format!(
+                    "the document was removed at config commit {}; what it deployed keeps running (run with --prune to remove it)",
+                    short_sha(&desired.commit)
+                )
+            };
+            set_stalled(
+                &mut rec,
+                if self.prune {
+                    "Pruned"
+                } else {
+                    "DocumentRemoved"
+                },
+                &message,
+            );
+            let _ = self.store.save(&rec);
+            self.emit(
+                &rec,
+                EventKind::PhaseChanged,
+                rec.live_revision,
+                format!("{was:?} → {:?}: {message}", rec.phase),
+            );
+            self.publish_app_metrics(&rec);
+            out.insert(
+                name,
+                AppResult::NotReady {
+                    phase: rec.phase,
+                    message,
+                },
+            );
+        }
+        out
+    }
+}

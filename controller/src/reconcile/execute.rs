@@ -1,0 +1,547 @@
+//! Running a plan's steps in order: fetch, install or reuse dependencies, build, seal,
+//! back up and migrate, switch, pm2, hooks, verify. Each step is logged to the revision's
+//! log with secrets masked, recorded (kind, target, reason, time, result, output tail)
+//! and journaled, and its failure classified ([`ErrorClass`]) for the decision that follows.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use shipshape_spec::App;
+use shipshape_spec::status::{Rounds, StepKind, StepRecord, StepResult};
+use tracing::{info, warn};
+
+use super::Controller;
+use super::decide::ErrorClass;
+use super::journal::JournalFile;
+use super::verify::Cancel;
+use crate::envfile::{EnvFile, Redactor};
+use crate::exec::{self, Spec};
+use crate::plan::{self, Plan, PlannedStep, Step};
+use crate::release::{BuildMarker, Layout};
+use crate::source;
+use crate::state::{self, AppRecord};
+
+/// A step that failed.
+#[derive(Debug, Clone)]
+pub struct StepError {
+    /// The step's kind.
+    pub step: StepKind,
+    /// What went wrong (secrets masked).
+    pub message: String,
+    /// The output's tail (secrets masked).
+    pub tail: Option<String>,
+    /// What the loop does about it.
+    pub class: ErrorClass,
+}
+
+impl StepError {
+    /// A failure of `step` without output.
+    pub fn new(step: StepKind, class: ErrorClass, message: impl Into<String>) -> StepError {
+        StepError {
+            step,
+            message: message.into(),
+            tail: None,
+            class,
+        }
+    }
+}
+
+/// One execution of a plan: what it needs, and what it leaves behind.
+pub struct Run<'a> {
+    /// The document the steps apply.
+    pub app: &'a App,
+    /// The plan.
+    pub plan: &'a Plan,
+    /// The env file and its redactor.
+    pub secrets: &'a Secrets,
+    /// The revision's log.
+    pub log: PathBuf,
+    /// What cancels a verification.
+    pub cancel: Cancel,
+    /// A record per step run (appended).
+    pub records: Vec<StepRecord>,
+    /// The rounds a verification counted.
+    pub rounds: Rounds,
+    /// Set when the plan's last hook ran: the hooks' inputs now applied.
+    pub hooks_applied: Option<String>,
+}
+
+impl Controller {
+    /// Run `run.plan`'s steps in order, appending a record per step; stop at the first
+    /// failure. Each step's completion is journaled.
+    pub(super) async fn execute(&self, run: &mut Run<'_>) -> Result<(), StepError> {
+        let journal = JournalFile::new(&self.store.app_dir(&run.app.metadata.name));
+        let last_prepare = run.plan.steps.iter().rposition(|s| s.step.prepares());
+        for (i, planned) in run.plan.steps.iter().enumerate() {
+            let kind = planned.step.kind();
+            let started_at = state::now();
+            let t0 = Instant::now();
+            fault_point("before", kind);
+            let mut target = planned.step.target();
+            info!(app = %run.app.metadata.name, step = %kind, target = %target, reason = %planned.reason, "step");
+            append_log_line(
+                &run.log,
+                &format!("== {} {kind} {target} ({})", state::now(), planned.reason),
+            );
+            let result = match self.run_step(run, i, planned, &mut target).await {
+                // Seal the release once its last preparation step succeeded.
+                Ok(()) if Some(i) == last_prepare => seal(run.app, run.plan),
+                Ok(()) => Ok(()),
+                Err(mut e) => {
+                    e.message = run.secrets.redactor.redact(&e.message);
+                    e.tail = e.tail.map(|t| run.secrets.redactor.redact(&t));
+                    Err(e)
+                }
+            };
+            if let Err(e) = &result {
+                append_log_line(&run.log, &format!("!! {kind} failed: {}", e.message));
+            }
+            run.records.push(StepRecord {
+                step: kind,
+                target: target.clone(),
+                reason: planned.reason.clone(),
+                started_at,
+                duration_ms: t0.elapsed().as_millis() as u64,
+                result: if result.is_err() {
+                    StepResult::Failed
+                } else {
+                    StepResult::Succeeded
+                },
+                output_tail: result.as_ref().err().and_then(|e| e.tail.clone()),
+            });
+            result?;
+            if let Err(e) = journal.step_done(kind, &target) {
+                warn!(app = %run.app.metadata.name, "could not journal step {kind}: {e}");
+            }
+            fault_point("after", kind);
+        }
+        Ok(())
+    }
+
+    /// Run one step; `target` may be refined (a backup names its file).
+    async fn run_step(
+        &self,
+        run: &mut Run<'_>,
+        index: usize,
+        planned: &PlannedStep,
+        target: &mut String,
+    ) -> Result<(), StepError> {
+        let app = run.app;
+        let layout = Layout::new(&app.spec.releases.root);
+        let release_dir = layout.release(&run.plan.release);
+        let eco_path = self
+            .store
+            .app_dir(&app.metadata.name)
+            .join("ecosystem.json");
+        let kind = planned.step.kind();
+        let prep = Prep {
+            app,
+            release: &run.plan.release,
+            dir: &release_dir,
+            log: &run.log,
+            secrets: run.secrets,
+        };
+        let migrate =
+            || self.migrate_context(app, run.secrets, release_dir.clone(), Some(run.log.clone()));
+        match &planned.step {
+            Step::Fetch { commit, .. } => self.fetch(app, commit, &release_dir).await,
+            Step::Install { .. } => prep.install().await,
+            Step::ReuseDeps { from, .. } => prep.reuse_deps(&layout, from).await,
+            Step::Build { .. } => prep.build().await,
+            Step::Backup { from } => {
+                let file = self
+                    .store
+                    .app_dir(&app.metadata.name)
+                    .join("backups")
+                    .join(format!(
+                        "{}-{}.backup",
+                        state::now().replace(':', ""),
+                        from.as_deref().unwrap_or("empty")
+                    ));
+                *target = file.display().to_string();
+                let r = migrate().backup(&file).await;
+                r.map_err(|e| migrate_error(kind, e))
+            }
+            Step::Migrate { .. } => match migrate().migrate().await {
+                Ok(what) => {
+                    info!(app = %app.metadata.name, "migrated: {what}");
+                    Ok(())
+                }
+                Err(e) => Err(migrate_error(kind, e)),
+            },
+            Step::Restore { backup } => {
+                let r = migrate().restore(Path::new(backup)).await;
+                r.map_err(|e| migrate_error(kind, e))
+            }
+            Step::Switch { release } => layout.switch(release).map_err(|e| {
+                StepError::new(
+                    kind,
+                    ErrorClass::Transient,
+                    format!("switching {} to {release}: {e}", layout.current().display()),
+                )
+            }),
+            Step::Pm2Start { process } | Step::Pm2Reload { process } => {
+                write_ecosystem(app, &eco_path, &run.secrets.env)?;
+                let r = self.pm2.start_or_reload(&eco_path, process).await;
+                r.map_err(|e| pm2_error(kind, e))
+            }
+            Step::Pm2Replace { process } => {
+                write_ecosystem(app, &eco_path, &run.secrets.env)?;
+                self.pm2
+                    .delete(process)
+                    .await
+                    .map_err(|e| pm2_error(kind, e))?;
+                let r = self.pm2.start_or_reload(&eco_path, process).await;
+                r.map_err(|e| pm2_error(kind, e))
+            }
+            Step::Pm2Delete { process } => self
+                .pm2
+                .delete(process)
+                .await
+                .map_err(|e| pm2_error(kind, e)),
+            Step::Pm2Save => self.pm2.save().await.map_err(|e| pm2_error(kind, e)),
+            Step::Hook { command } => {
+                prep.hook(command, &layout.current()).await?;
+                let is_last_hook = !run.plan.steps[index + 1..]
+                    .iter()
+                    .any(|s| matches!(s.step, Step::Hook { .. }));
+                if is_last_hook {
+                    run.hooks_applied = Some(plan::hooks_hash(app, &run.plan.release));
+                }
+                Ok(())
+            }
+            Step::Verify => {
+                let mut rounds = Rounds::default();
+                let r = self.verify(app, &mut run.cancel, &mut rounds).await;
+                run.rounds = rounds;
+                r
+            }
+        }
+    }
+
+    async fn fetch(&self, app: &App, commit: &str, dest: &Path) -> Result<(), StepError> {
+        if dest.exists() {
+            std::fs::remove_dir_all(dest).map_err(|e| {
+                StepError::new(
+                    StepKind::Fetch,
+                    ErrorClass::Transient,
+                    format!("removing the incomplete {}: {e}", dest.display()),
+                )
+            })?;
+        }
+        let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
+        let repository = app.spec.source.repository.clone();
+        let commit = commit.to_string();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let repo = source::ensure_commit(&mirror, &repository, &commit)?;
+            source::checkout(&repo, &commit, &dest)
+        })
+        .await
+        .expect("fetch task panicked")
+        .map_err(|e| StepError {
+            step: StepKind::Fetch,
+            class: match e {
+                source::SourceError::NoCommit { .. } => ErrorClass::Stalled,
+                _ => ErrorClass::Transient,
+            },
+            message: e.to_string(),
+            tail: None,
+        })
+    }
+
+    /// Delete releases beyond `releases.keep`, never the live, last good or pinned one, nor
+    /// any release still in the history as healthy.
+    pub(super) fn prune_releases(&self, app: &App, rec: &AppRecord) {
+        let layout = Layout::new(&app.spec.releases.root);
+        let Ok(scan) = layout.scan() else { return };
+        let current = layout.current_release();
+        let mut protected: Vec<String> = current.iter().cloned().collect();
+        let keep_revisions = [
+            rec.live_revision,
+            super::target::good_revision(rec, None).map(|(h, _)| h.revision.number),
+            rec.pin.as_ref().map(|p| p.revision),
+        ];
+        for r in &rec.revisions {
+            if keep_revisions.contains(&Some(r.revision.number)) {
+                protected.push(r.release.clone());
+            }
+        }
+        let mut sealed: Vec<(String, String)> = scan
+            .iter()
+            .filter_map(|(id, m)| m.as_ref().map(|m| (m.sealed_at.clone(), id.clone())))
+            .collect();
+        sealed.sort();
+        sealed.reverse();
+        let keep = app.spec.releases.keep as usize;
+        for (i, (_, id)) in sealed.iter().enumerate() {
+            if i < keep || protected.contains(id) {
+                continue;
+            }
+            info!(app = %app.metadata.name, release = %id, "pruning release beyond releases.keep");
+            if let Err(e) = std::fs::remove_dir_all(layout.release(id)) {
+                warn!(app = %app.metadata.name, release = %id, "pruning failed: {e}");
+            }
+        }
+    }
+}
+
+/// Fault injection for the crash tests: `SHIPSHAPE_FAULT=<before|after>:<step>[:<n>]`
+/// makes the controller SIGKILL itself at the n-th (default first) such step boundary.
+fn fault_point(when: &str, kind: StepKind) {
+    use std::sync::atomic::AtomicU32;
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    let Ok(spec) = std::env::var("SHIPSHAPE_FAULT") else {
+        return;
+    };
+    let mut parts = spec.split(':');
+    let (Some(w), Some(k)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let nth: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    if w == when && kind == k && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        warn!(
+            when,
+            step = %kind,
+            "fault injection: the controller kills itself here"
+        );
+        // SAFETY: signalling our own process, as the fault being simulated would.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// What preparing one release needs: its app, id, directory, log and secrets.
+struct Prep<'a> {
+    app: &'a App,
+    release: &'a str,
+    dir: &'a Path,
+    log: &'a Path,
+    secrets: &'a Secrets,
+}
+
+impl Prep<'_> {
+    /// Run one install or build command in the release, with the env file, `build.env`
+    /// and the `SHIPSHAPE_*` variables, its output logged with secrets masked.
+    async fn run(&self, step: StepKind, command: &str) -> Result<(), StepError> {
+        let build = &self.app.spec.build;
+        let env = build.env.iter().map(|(k, v)| (k.clone(), v.as_text()));
+        let spec = Spec::shell(command, self.dir, build.timeout.std())
+            .envs(self.secrets.env.vars.clone())
+            .envs(env)
+            .envs(shipshape_env(self.app, self.release, self.dir))
+            .redact(&self.secrets.redactor)
+            .log_to(self.log);
+        exec::run(&spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| exec_error(step, e))
+    }
+
+    /// `build.install`, when there is one.
+    async fn install(&self) -> Result<(), StepError> {
+        match &self.app.spec.build.install {
+            Some(cmd) => self.run(StepKind::Install, cmd).await,
+            None => Ok(()),
+        }
+    }
+
+    /// `build.steps`, in order.
+    async fn build(&self) -> Result<(), StepError> {
+        for cmd in &self.app.spec.build.steps {
+            self.run(StepKind::Build, cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// Carry `node_modules` over from release `from` (installed from the same inputs).
+    async fn reuse_deps(&self, layout: &Layout, from: &str) -> Result<(), StepError> {
+        let src = layout.release(from).join("node_modules");
+        let dst = self.dir.join("node_modules");
+        if !src.is_dir() {
+            warn!(app = %self.app.metadata.name, from = %from, "node_modules to reuse is gone; installing");
+            return self.install().await;
+        }
+        let _ = std::fs::remove_dir_all(&dst);
+        tokio::task::spawn_blocking(move || crate::release::link_tree(&src, &dst))
+            .await
+            .expect("link task panicked")
+            .map(|_| ())
+            .map_err(|e| {
+                StepError::new(
+                    StepKind::ReuseDeps,
+                    ErrorClass::Transient,
+                    format!("linking node_modules from release {from}: {e}"),
+                )
+            })
+    }
+
+    /// One after-switch hook, run in `current`.
+    async fn hook(&self, command: &str, current: &Path) -> Result<(), StepError> {
+        let spec = Spec::shell(command, current, self.app.spec.hooks.timeout.std())
+            .envs(self.secrets.env.vars.clone())
+            .envs(shipshape_env(self.app, self.release, self.dir))
+            .redact(&self.secrets.redactor)
+            .log_to(self.log);
+        exec::run(&spec)
+            .await
+            .map(|_| ())
+            .map_err(|e| exec_error(StepKind::Hook, e))
+    }
+}
+
+/// Append a line to a revision's log (0600).
+pub(super) fn append_log_line(log: &Path, line: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The variables the controller gives build commands and hooks (paths and commits via env,
+/// never spliced into the command text).
+fn shipshape_env(app: &App, release: &str, dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("SHIPSHAPE_APP".into(), app.metadata.name.clone()),
+        ("SHIPSHAPE_COMMIT".into(), app.spec.source.commit.clone()),
+        ("SHIPSHAPE_RELEASE".into(), release.to_string()),
+        ("SHIPSHAPE_RELEASE_DIR".into(), dir.display().to_string()),
+    ]
+}
+
+/// Write the release's build marker: it is prepared, from these inputs.
+fn seal(app: &App, plan: &Plan) -> Result<(), StepError> {
+    let layout = Layout::new(&app.spec.releases.root);
+    let dir = layout.release(&plan.release);
+    let installed = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.step, Step::Install { .. } | Step::ReuseDeps { .. }));
+    let lockfile = crate::release::lockfile_in_dir(&dir);
+    let deps = if installed {
+        plan::deps_inputs(app, lockfile.as_deref())
+    } else {
+        None
+    };
+    let marker = BuildMarker {
+        commit: app.spec.source.commit.clone(),
+        inputs: plan::build_inputs(app),
+        lockfile,
+        deps,
+        sealed_at: state::now(),
+    };
+    layout.seal(&plan.release, &marker).map_err(|e| {
+        StepError::new(
+            StepKind::Seal,
+            ErrorClass::Transient,
+            format!("writing the release marker: {e}"),
+        )
+    })
+}
+
+fn write_ecosystem(app: &App, path: &Path, env: &EnvFile) -> Result<(), StepError> {
+    let apps: Vec<_> = app
+        .spec
+        .processes
+        .iter()
+        .map(|p| plan::ecosystem_entry(app, p, env))
+        .collect();
+    let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps }))
+        .expect("ecosystem serializes");
+    crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| {
+        StepError::new(
+            StepKind::Pm2Apply,
+            ErrorClass::Transient,
+            format!("writing {}: {e}", path.display()),
+        )
+    })
+}
+
+/// `message`, with the last line of a command's output when there is one.
+pub(super) fn with_last_line(message: String, tail: Option<&str>) -> String {
+    match tail.and_then(|t| t.lines().rev().map(str::trim).find(|l| !l.is_empty())) {
+        Some(line) => format!("{message}: {line}"),
+        None => message,
+    }
+}
+
+fn exec_error(step: StepKind, e: exec::ExecError) -> StepError {
+    // A full disk is the server's trouble, not the revision's: retry once space is back.
+    let disk_full = e
+        .tail()
+        .is_some_and(|t| t.contains("No space left on device") || t.contains("ENOSPC"));
+    StepError {
+        step,
+        message: with_last_line(e.to_string(), e.tail()),
+        tail: e.tail().map(str::to_string),
+        class: match e {
+            exec::ExecError::Spawn { .. } => ErrorClass::Transient,
+            _ if disk_full => ErrorClass::Transient,
+            _ => ErrorClass::Stalled,
+        },
+    }
+}
+
+fn migrate_error(step: StepKind, e: crate::migrate::MigrateError) -> StepError {
+    use crate::migrate::MigrateError as M;
+    StepError {
+        step,
+        message: with_last_line(e.to_string(), e.tail()),
+        tail: e.tail().map(str::to_string),
+        class: match &e {
+            M::Connect(_) | M::LockTimeout(_) => ErrorClass::Transient,
+            _ => ErrorClass::Stalled,
+        },
+    }
+}
+
+/// A pm2 failure: transient (pm2 hiccups), with the command's output tail.
+pub(super) fn pm2_error(step: StepKind, e: crate::pm2::Pm2Error) -> StepError {
+    let tail = match &e {
+        crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
+        crate::pm2::Pm2Error::Parse(_) => None,
+    };
+    StepError {
+        step,
+        message: e.to_string(),
+        tail,
+        class: ErrorClass::Transient,
+    }
+}
+
+/// The env file's variables and the redactor for them.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// The variables.
+    pub env: EnvFile,
+    /// Masks their values.
+    pub redactor: Redactor,
+}
+
+impl Secrets {
+    /// Read `app`'s env file (none declared: empty).
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed.
+    pub fn load(app: &App) -> Result<Secrets, crate::envfile::EnvFileError> {
+        match &app.spec.env_file {
+            None => Ok(Secrets::default()),
+            Some(path) => {
+                let env = EnvFile::read(Path::new(path))?;
+                let redactor = env.redactor();
+                Ok(Secrets { env, redactor })
+            }
+        }
+    }
+}

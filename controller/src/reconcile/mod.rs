@@ -1,0 +1,1113 @@
+//! The reconcile pass for each app, as a pipeline of typed stages:
+//! `target → observe → plan → execute → decide → record`.
+//!
+//! # Layout
+//! - [`target`] (pure): what to converge to: the document, a pin, or the last good revision
+//!   while the desired config commit is quarantined; the last-known-good rule; pins.
+//! - [`decide`] (pure): what to do after the steps ended, or after a regression.
+//! - [`record`] (pure): outcomes, quarantines and conditions, written in one place.
+//! - [`revert`]: which revision to go back to and how (pure), then going back.
+//! - [`journal`]: the typed in-flight journal a stopped controller leaves behind.
+//! - [`execute`]: the step runners; [`verify`]: health rounds until the verdict.
+//! - [`desired`]: the config repo read for this host; [`publish`]: events and metrics.
+//!
+//! # Guarantees
+//! - Level-triggered: a pass never asks what woke it. A regression the health monitor saw,
+//!   a pin, a quarantine: all are facts in the records that the pass reads.
+//! - A failure before the switch leaves the live release as it was.
+//! - A rollout fails as soon as `failureThreshold` rounds in a row fail once its processes
+//!   are up (rounds while they start are pending), and is then reverted under
+//!   `rollback.auto`; `progressDeadline` bounds a rollout that never becomes healthy.
+//! - A config commit whose rollout failed or was reverted is quarantined: it is not applied
+//!   again until a new config commit or `shipshape retry`; the server is held on the last
+//!   good revision (drift towards it is still corrected).
+//! - If checks were already failing before a rollout, its revision is not blamed for them.
+//! - If the revision reverted to fails too, the app is Degraded and left alone: no loops.
+//! - While a rollout is being verified, a newer document for the app, or a request (pin,
+//!   unpin, retry), cancels the wait; steps that change live state always finish first.
+//!
+//! # Caveats
+//! Revision numbers are per host: each controller keeps its own history.
+
+pub mod decide;
+mod desired;
+pub mod execute;
+pub mod journal;
+mod publish;
+pub mod record;
+pub mod revert;
+pub mod target;
+mod verify;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shipshape_spec::App;
+use shipshape_spec::status::{
+    ConditionStatus, Outcome, PassRecord, Phase, Pin, PinSource, Regression, Revision, Rounds,
+    StepKind, StepRecord, StepResult, condition_types as ct,
+};
+use tracing::{info, warn};
+
+use crate::events::{EventKind, Hub};
+use crate::migrate;
+use crate::plan::{self, MigrationState, Observed, Plan, PlannedStep, Step, short_sha};
+use crate::pm2::Pm2;
+use crate::release::Layout;
+use crate::source::{self, ConfigRepo};
+use crate::state::{self, AppRecord, RevisionEntry, Store};
+
+pub use decide::{Decision, ErrorClass};
+pub use desired::{Desired, DesiredDoc, HostIdentity};
+pub use execute::{Secrets, StepError};
+pub use record::{mark_ready, set_degraded};
+pub use target::{Mode, Target};
+
+use decide::{Ended, Facts, NoRevert, RegressionDecision};
+use execute::Run;
+use journal::JournalFile;
+use record::{conclude, quarantine, set_stalled};
+use target::{DocumentPinChange, NoTarget, RevisionChoice};
+use verify::Cancel;
+
+/// Why a whole pass could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The config repo could not be read.
+    #[error("reading the config repo: {0}")]
+    Source(#[from] source::SourceError),
+    /// The records could not be read or written.
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    /// pm2 could not be observed.
+    #[error("observing pm2: {0}")]
+    Observe(#[from] crate::pm2::Pm2Error),
+    /// The release directory could not be read.
+    #[error("reading releases under {root}: {source}")]
+    Releases {
+        /// The releases root.
+        root: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How one app's pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppResult {
+    /// What should run runs and is healthy (the document, or the pinned revision);
+    /// `steps` ran to get there (0 for a no-op).
+    Ready {
+        /// Steps run in this pass.
+        steps: usize,
+    },
+    /// Not there: failed, reverted, quarantined, degraded or still progressing.
+    NotReady {
+        /// Phase.
+        phase: Phase,
+        /// Why.
+        message: String,
+    },
+    /// A newer desired state (or a request) arrived while the rollout was verified; the
+    /// next pass should run at once.
+    Superseded {
+        /// Why.
+        message: String,
+    },
+    /// The document did not load.
+    Invalid {
+        /// Every problem, one per line.
+        message: String,
+    },
+}
+
+impl AppResult {
+    /// True for [`AppResult::Ready`].
+    pub fn is_ready(&self) -> bool {
+        matches!(self, AppResult::Ready { .. })
+    }
+}
+
+/// Per-app coordination between passes, the health monitor and API requests.
+#[derive(Debug, Default)]
+pub struct AppHandle {
+    /// Held by whoever reads-modifies-writes the app's records.
+    pub lock: tokio::sync::Mutex<()>,
+    interrupts: AtomicU64,
+}
+
+impl AppHandle {
+    /// Ask a rollout being verified to stop waiting (a request is queued).
+    pub fn interrupt(&self) {
+        self.interrupts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many interrupts so far.
+    pub fn generation(&self) -> u64 {
+        self.interrupts.load(Ordering::SeqCst)
+    }
+}
+
+/// Every app's [`AppHandle`], created on first use.
+#[derive(Debug, Clone, Default)]
+pub struct AppHandles(Arc<std::sync::Mutex<HashMap<String, Arc<AppHandle>>>>);
+
+impl AppHandles {
+    /// Interrupt every app's verification (a stop was asked for).
+    pub fn interrupt_all(&self) {
+        for h in self.0.lock().expect("handles lock").values() {
+            h.interrupt();
+        }
+    }
+
+    /// The handle for `app`.
+    pub fn get(&self, app: &str) -> Arc<AppHandle> {
+        let mut map = self.0.lock().expect("handles lock");
+        map.entry(app.to_string()).or_default().clone()
+    }
+}
+
+/// The controller: where things are and how to reach them.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    /// The config repo.
+    pub config: ConfigRepo,
+    /// The records.
+    pub store: Store,
+    /// pm2.
+    pub pm2: Pm2,
+    /// HTTP client for probes.
+    pub http: reqwest::Client,
+    /// Where app repositories are mirrored.
+    pub sources_dir: PathBuf,
+    /// Revisions kept per app.
+    pub history: usize,
+    /// CPUs (for `instances: max`).
+    pub cpus: u32,
+    /// dbmate, for releases that do not bring their own.
+    pub dbmate: PathBuf,
+    /// Events, metrics and notifications.
+    pub hub: Hub,
+    /// Per-app locks and interrupts.
+    pub handles: AppHandles,
+    /// At most this many apps reconcile at once.
+    pub concurrency: usize,
+    /// Which config commits to trust (none required by default).
+    pub trust: crate::trust::Trust,
+    /// This host, for `spec.hosts`.
+    pub host: HostIdentity,
+    /// Delete the processes of apps whose documents were removed.
+    pub prune: bool,
+}
+
+/// One pass's result for every document.
+#[derive(Debug, Clone)]
+pub struct PassSummary {
+    /// The config commit read.
+    pub config_commit: String,
+    /// Per app (or per file, for documents that did not load).
+    pub apps: BTreeMap<String, AppResult>,
+}
+
+impl PassSummary {
+    /// True when every app is Ready.
+    pub fn all_ready(&self) -> bool {
+        !self.apps.is_empty() && self.apps.values().all(AppResult::is_ready)
+    }
+
+    /// True when some app's rollout was superseded (the loop should go again at once).
+    pub fn superseded(&self) -> bool {
+        self.apps
+            .values()
+            .any(|r| matches!(r, AppResult::Superseded { .. }))
+    }
+}
+
+/// A pass's fixed facts.
+struct PassInfo<'a> {
+    started_at: String,
+    config_commit: &'a str,
+    file: Option<&'a str>,
+    text: Option<&'a str>,
+}
+
+/// What the steps of a pass left behind, for the decision.
+struct Executed {
+    number: u64,
+    target: Target,
+    release: String,
+    records: Vec<StepRecord>,
+    rounds: Rounds,
+    switched: bool,
+    failing_before: Option<String>,
+}
+
+impl Controller {
+    /// One pass over every document, apps concurrently (bounded): for `run --once` and
+    /// scripts. The daemon runs apps independently instead (see `daemon`).
+    ///
+    /// # Errors
+    /// [`ReconcileError`] when the config repo cannot be read; per-app failures are in the summary.
+    pub async fn reconcile_all(&self) -> Result<PassSummary, ReconcileError> {
+        if self.config.is_remote() {
+            self.fetch_source().await?;
+        }
+        let desired = self.load_desired().await?;
+        let mut apps = self.record_unrunnable(&desired).await;
+        let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let mut work = Vec::new();
+        for doc in &desired.docs {
+            let limit = limit.clone();
+            let commit = desired.commit.as_str();
+            work.push(async move {
+                let _permit = limit.acquire().await.expect("semaphore open");
+                let result = self
+                    .reconcile_app(&doc.app, commit, Some((&doc.path, &doc.text)))
+                    .await;
+                (doc.app.metadata.name.clone(), result)
+            });
+        }
+        for (name, result) in futures::future::join_all(work).await {
+            apps.insert(name, result?);
+        }
+        if let Some(r) = &desired.refused
+            && apps.is_empty()
+        {
+            apps.insert("(source)".into(), AppResult::Invalid { message: r.clone() });
+        }
+        Ok(PassSummary {
+            config_commit: desired.commit,
+            apps,
+        })
+    }
+
+    /// What the server looks like for `app`.
+    ///
+    /// # Errors
+    /// [`ReconcileError`] when releases or pm2 cannot be read.
+    pub async fn observe(
+        &self,
+        app: &App,
+        record: &AppRecord,
+        secrets: &Secrets,
+    ) -> Result<Observed, ReconcileError> {
+        let layout = Layout::new(&app.spec.releases.root);
+        let releases = layout.scan().map_err(|source| ReconcileError::Releases {
+            root: layout.root.clone(),
+            source,
+        })?;
+        let current = layout.current_release();
+        let migration = match &app.spec.migrations {
+            None => MigrationState::NotManaged,
+            Some(_) => {
+                let dir = current
+                    .as_ref()
+                    .map(|c| layout.release(c))
+                    .filter(|d| d.is_dir())
+                    .unwrap_or_else(|| layout.root.clone());
+                let _ = std::fs::create_dir_all(&dir);
+                let ctx = self.migrate_context(app, secrets, dir, None);
+                match ctx.level().await {
+                    Ok(level) => MigrationState::At(level),
+                    Err(e) => MigrationState::Unreadable(
+                        secrets
+                            .redactor
+                            .redact(&execute::with_last_line(e.to_string(), e.tail())),
+                    ),
+                }
+            }
+        };
+        let mut observed = Observed {
+            current,
+            releases,
+            processes: self.pm2.jlist_cached().await?,
+            hooks_applied: record.hooks_applied.clone(),
+            cpus: self.cpus,
+            desired_lockfile: None,
+            migration,
+            env_file: secrets.env.clone(),
+        };
+        // The desired commit's lockfile only matters when a release must be prepared: no git
+        // work on passes that find one built from the same inputs.
+        if !plan::choose_release(app, &observed).1 {
+            observed.desired_lockfile = self.desired_lockfile(app).await;
+        }
+        Ok(observed)
+    }
+
+    /// The lockfile hash at the desired commit, read from the app's mirror (fetching the
+    /// commit if it is not there yet). `None` when there is no lockfile or git cannot answer.
+    async fn desired_lockfile(&self, app: &App) -> Option<String> {
+        let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
+        let repository = app.spec.source.repository.clone();
+        let commit = app.spec.source.commit.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = source::ensure_commit(&mirror, &repository, &commit).ok()?;
+            source::lockfile_at(&repo, &commit)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn migrate_context<'a>(
+        &self,
+        app: &'a App,
+        secrets: &'a Secrets,
+        dir: PathBuf,
+        log: Option<PathBuf>,
+    ) -> migrate::Context<'a> {
+        migrate::Context {
+            app,
+            env: &secrets.env.vars,
+            redactor: &secrets.redactor,
+            dir,
+            dbmate: self.dbmate.clone(),
+            log,
+        }
+    }
+
+    /// One pass over one app. `source` is the document's path and text in the config repo
+    /// (it lets a verification notice a newer document).
+    ///
+    /// # Errors
+    /// [`ReconcileError`] only when the records or the server cannot be read at all.
+    pub async fn reconcile_app(
+        &self,
+        desired: &App,
+        config_commit: &str,
+        source: Option<(&str, &str)>,
+    ) -> Result<AppResult, ReconcileError> {
+        let name = desired.metadata.name.as_str();
+        let handle = self.handles.get(name);
+        let _guard = handle.lock.lock().await;
+        let mut rec = self.store.load(name)?;
+        let phase_before = rec.phase;
+        let info = PassInfo {
+            started_at: state::now(),
+            config_commit,
+            file: source.map(|s| s.0),
+            text: source.map(|s| s.1),
+        };
+        rec.announced_phase = Some(phase_before);
+        let result = self.pass(&mut rec, desired, &info, &handle).await;
+        self.announce_phase(&mut rec);
+        self.publish_app_metrics(&rec);
+        result
+    }
+
+    /// The pass: target → observe → plan → execute → decide → record.
+    async fn pass(
+        &self,
+        rec: &mut AppRecord,
+        desired: &App,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> Result<AppResult, ReconcileError> {
+        self.begin_pass(rec, desired, info);
+        // The monitor saw the live revision regress: act on it first.
+        if let Some(reg) = rec.regression.take() {
+            return self.on_regression(rec, reg, info, handle).await;
+        }
+        let target = match target::choose(rec, desired, info.config_commit) {
+            Ok(t) => t,
+            Err(no) => return self.no_target(rec, info, no),
+        };
+        let secrets = match Secrets::load(&target.document) {
+            Ok(s) => s,
+            Err(e) => {
+                let m = e.to_string();
+                return self.stop(rec, info, "EnvFileUnreadable", StepKind::EnvFile, &m);
+            }
+        };
+        let observed = self.observe(&target.document, rec, &secrets).await?;
+        let mut the_plan = plan::plan(&target.document, &observed);
+        let hash = plan::processes_hash(&target.document, &secrets.env);
+        let resumed = the_plan.steps.is_empty()
+            && target::needs_reverify(rec, &target, info.config_commit, &the_plan.release, &hash);
+        if resumed {
+            the_plan.steps.push(PlannedStep {
+                step: Step::Verify,
+                reason: "the rollout's verification did not finish (the controller stopped, or a newer document came and went); verifying again".into(),
+            });
+        }
+        if !the_plan.blockers.is_empty() {
+            let message = the_plan.blockers.join("; ");
+            return self.stop(rec, info, "Blocked", StepKind::Plan, &message);
+        }
+        if the_plan.steps.is_empty() {
+            self.adopt_settings(rec, &target, info.config_commit, &the_plan.release, &hash);
+            return self.settle(rec, info, &target.mode, &the_plan.release, &hash);
+        }
+        let number = self.open_revision(rec, &target, info.config_commit, &the_plan, &hash);
+        let steps = the_plan.steps.len();
+        record::set_progressing(
+            rec,
+            "Progressing",
+            &format!("revision {number}: applying {steps} step(s)"),
+        );
+        self.store.save(rec)?;
+        self.announce_phase(rec);
+        info!(app = %rec.name, revision = number, release = %the_plan.release, "applying plan\n{the_plan}");
+        // Were the checks already failing before this rollout? Then it is not to blame.
+        let failing_before = if the_plan.steps.iter().any(|s| s.step == Step::Verify) {
+            self.failing_before(rec, &observed).await
+        } else {
+            None
+        };
+        let watched = match (target.mode.follows(), info.file) {
+            (true, Some(f)) => Some((f.to_string(), info.text.map(str::to_string))),
+            _ => None,
+        };
+        let journal = JournalFile::new(&self.store.app_dir(&rec.name));
+        if let Err(e) = journal.begin(
+            number,
+            the_plan.steps.iter().map(|s| s.step.kind()).collect(),
+        ) {
+            warn!(app = %rec.name, "could not write the in-flight journal: {e}");
+        }
+        let mut run = Run {
+            app: &target.document,
+            plan: &the_plan,
+            secrets: &secrets,
+            log: self.log_path(&rec.name, number),
+            cancel: Cancel::new(handle, &self.config, watched),
+            records: Vec::new(),
+            rounds: Rounds::default(),
+            hooks_applied: None,
+        };
+        let outcome = self.execute(&mut run).await;
+        let (records, rounds) = (run.records, run.rounds);
+        if let Some(h) = run.hooks_applied {
+            rec.hooks_applied = Some(h);
+        }
+        let switched = resumed
+            || records
+                .iter()
+                .any(|r| r.result == StepResult::Succeeded && !r.step.leaves_live_alone());
+        let done = Executed {
+            number,
+            release: the_plan.release.clone(),
+            target,
+            records,
+            rounds,
+            switched,
+            failing_before,
+        };
+        self.conclude_pass(rec, info, handle, done, outcome).await
+    }
+
+    /// The pass's bookkeeping before anything else: what is desired, a journal left by a
+    /// controller that stopped mid-pass, and the document's pin.
+    fn begin_pass(&self, rec: &mut AppRecord, desired: &App, info: &PassInfo<'_>) {
+        rec.desired_config_commit = Some(info.config_commit.to_string());
+        rec.desired_app_commit = Some(desired.spec.source.commit.clone());
+        rec.passes += 1;
+        if let Some(j) = JournalFile::new(&self.store.app_dir(&rec.name)).take() {
+            let what = j.describe();
+            warn!(app = %rec.name, "resuming: {what}");
+            rec.set_condition(
+                ct::RECONCILING,
+                ConditionStatus::True,
+                "Resuming",
+                &what,
+                &state::now(),
+            );
+        }
+        match target::document_pin(rec, desired) {
+            DocumentPinChange::Keep => {}
+            DocumentPinChange::Remove => {
+                if let Some(old) = rec.pin.take() {
+                    let m = "the document's pin was removed".to_string();
+                    self.emit(rec, EventKind::Unpinned, Some(old.revision), m);
+                }
+            }
+            DocumentPinChange::Set(revision) => {
+                let doc = desired.spec.pin.as_ref().expect("document pins");
+                let pin = Pin {
+                    revision,
+                    by: doc.by.clone().unwrap_or_else(|| "the document".into()),
+                    at: state::now(),
+                    reason: doc.reason.clone(),
+                    source: PinSource::Document,
+                };
+                let m = format!(
+                    "pinned at revision {revision} by {}: {}",
+                    pin.by, pin.reason
+                );
+                rec.pin = Some(pin);
+                self.emit(rec, EventKind::Pinned, Some(revision), m);
+            }
+            DocumentPinChange::Refused(why) => {
+                warn!(app = %rec.name, "spec.pin: {why}; not pinning");
+            }
+        }
+    }
+
+    /// Nothing to converge to: a pin whose revision is gone, or a quarantine with nothing
+    /// good to hold.
+    fn no_target(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        no: NoTarget,
+    ) -> Result<AppResult, ReconcileError> {
+        match no {
+            NoTarget::PinGone { revision } => {
+                let message = format!(
+                    "pinned to revision {revision}, which is no longer in the history; unpin or pin another revision"
+                );
+                self.stop(rec, info, "PinInvalid", StepKind::Pin, &message)
+            }
+            NoTarget::QuarantinedWithoutGood { why } => {
+                let message = format!(
+                    "config commit {} is quarantined ({why}) and there is no healthy revision to hold; commit a fix or run `shipshape retry {}`",
+                    short_sha(info.config_commit),
+                    rec.name
+                );
+                self.finish_pass(rec, info, Vec::new(), &message)?;
+                Ok(AppResult::NotReady {
+                    phase: rec.phase,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// A document change that needs no step (health checks, rollback window …) becomes the
+    /// live revision's settings, so monitoring and reverts use them.
+    fn adopt_settings(
+        &self,
+        rec: &mut AppRecord,
+        target: &Target,
+        config_commit: &str,
+        release: &str,
+        hash: &str,
+    ) {
+        if !target.mode.follows() {
+            return;
+        }
+        if let Some(live) = rec.live_revision
+            && let Some(entry) = rec.revision_mut(live)
+            && entry.release == release
+            && entry.revision.process_hash == hash
+            && entry.document != target.document
+        {
+            entry.document = target.document.clone();
+            info!(app = %rec.name, revision = live, config_commit = %config_commit, "adopted settings that need no step");
+        }
+    }
+
+    /// The revision the pass's steps are applied as: an existing one, or a new rollout.
+    fn open_revision(
+        &self,
+        rec: &mut AppRecord,
+        target: &Target,
+        config_commit: &str,
+        the_plan: &Plan,
+        hash: &str,
+    ) -> u64 {
+        match target::revision_for(rec, target, config_commit, &the_plan.release, hash) {
+            RevisionChoice::Existing(n) => n,
+            RevisionChoice::New => {
+                let n = rec.next_revision;
+                rec.next_revision += 1;
+                let doc = &target.document;
+                let entry = RevisionEntry {
+                    revision: Revision {
+                        number: n,
+                        config_commit: config_commit.to_string(),
+                        app_commit: doc.spec.source.commit.clone(),
+                        level: doc.spec.migrations.as_ref().map(|m| m.level.clone()),
+                        process_hash: hash.to_string(),
+                        started_at: state::now(),
+                        finished_at: None,
+                        outcome: Outcome::Progressing,
+                        message: String::new(),
+                        rounds: Rounds::default(),
+                    },
+                    release: the_plan.release.clone(),
+                    document: doc.clone(),
+                    not_blamed: false,
+                    backup: None,
+                };
+                rec.push_revision(entry, self.history);
+                let m = format!(
+                    "revision {n}: app {} (config {}), {} step(s)",
+                    short_sha(&doc.spec.source.commit),
+                    short_sha(config_commit),
+                    the_plan.steps.len()
+                );
+                self.emit(rec, EventKind::RolloutStarted, Some(n), m);
+                n
+            }
+        }
+    }
+
+    /// Decide what the steps' outcome means and record it.
+    async fn conclude_pass(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+        done: Executed,
+        outcome: Result<(), StepError>,
+    ) -> Result<AppResult, ReconcileError> {
+        let number = done.number;
+        if let Some(entry) = rec.revision_mut(number) {
+            if !done.rounds.is_empty() && entry.revision.outcome == Outcome::Progressing {
+                entry.revision.rounds = done.rounds;
+            }
+            if let Some(b) = done
+                .records
+                .iter()
+                .find(|r| r.step == StepKind::Backup && r.result == StepResult::Succeeded)
+            {
+                entry.backup = Some(b.target.clone());
+            }
+        }
+        let err = match outcome {
+            Ok(()) => return self.on_success(rec, info, done),
+            Err(e) => e,
+        };
+        let decision = decide::decide(Facts {
+            mode: (&done.target.mode).into(),
+            ended: Ended::Failed {
+                step: err.step,
+                class: err.class,
+            },
+            switched: done.switched,
+            failing_before: done.failing_before.is_some(),
+            auto_revert: done.target.document.spec.rollback.auto,
+        });
+        let message = format!("{} failed: {}", err.step, err.message);
+        warn!(app = %rec.name, revision = number, step = %err.step, ?decision, "{message}");
+        record::last_error(rec, err.step, &err.message, err.tail.clone());
+        if done.switched {
+            rec.live_revision = Some(number);
+        }
+        let follows = done.target.mode.follows();
+        let config_commit = info.config_commit;
+        let mut records = done.records;
+        let (phase, message) = match decision {
+            Decision::Healthy | Decision::PinnedReady | Decision::HoldRepaired => {
+                unreachable!("a failed step never decides success")
+            }
+            Decision::Retry => {
+                record::set_retrying(rec, &message);
+                (Phase::Progressing, message)
+            }
+            Decision::Superseded => {
+                let m = format!("revision {number} {}", err.message);
+                if follows
+                    && rec
+                        .revision(number)
+                        .is_some_and(|r| r.revision.outcome == Outcome::Progressing)
+                {
+                    conclude(rec, number, Outcome::Superseded, &err.message, None);
+                    self.count_rollout(&rec.name, "superseded");
+                }
+                rec.last_error = None;
+                rec.phase = Phase::Progressing;
+                self.emit(rec, EventKind::RolloutSuperseded, Some(number), m.clone());
+                self.finish_pass(rec, info, records, &m)?;
+                return Ok(AppResult::Superseded { message: m });
+            }
+            Decision::NotBlamed => {
+                let m = match (&done.failing_before, err.class) {
+                    (Some(before), ErrorClass::Stalled) => format!(
+                        "{message}; the checks were already failing before this rollout ({before}), so revision {number} is not blamed and not reverted"
+                    ),
+                    _ => format!(
+                        "{message}; revision {number} stays live, is not reverted, and becomes Healthy once its checks pass (or pin/retry)"
+                    ),
+                };
+                record::not_blamed(rec, number, &m, None);
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::FailUntouched => {
+                let m = format!("{message}; the live release was not touched");
+                set_stalled(rec, record::reason_for(err.step), &m);
+                if follows {
+                    self.fail_revision(rec, number, config_commit, &m);
+                }
+                (Phase::Failed, m)
+            }
+            Decision::FailNoRevert(NoRevert::Held) => {
+                let m = format!(
+                    "{message}; no automatic revert while {}",
+                    done.target.mode.words()
+                );
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::FailNoRevert(NoRevert::AutoOff) => {
+                let m = format!("{message}; rollback.auto is off, so the server was left as it is");
+                set_degraded(rec, &m);
+                self.fail_revision(rec, number, config_commit, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::Revert => {
+                self.revert(rec, number, &message, &mut records, handle, false)
+                    .await
+            }
+        };
+        if phase == Phase::Degraded {
+            self.emit(rec, EventKind::Degraded, Some(number), message.clone());
+        }
+        if err.class == ErrorClass::Stalled {
+            self.emit(
+                rec,
+                EventKind::RolloutFailed,
+                Some(number),
+                format!("{} failed: {}", err.step, err.message),
+            );
+        }
+        rec.phase = phase;
+        self.finish_pass(rec, info, records, &message)?;
+        Ok(AppResult::NotReady { phase, message })
+    }
+
+    /// Record revision `number` failed and quarantine its config commit.
+    fn fail_revision(&self, rec: &mut AppRecord, number: u64, config_commit: &str, m: &str) {
+        conclude(rec, number, Outcome::Failed, m, None);
+        quarantine(rec, number, config_commit, m);
+        self.count_rollout(&rec.name, "failed");
+    }
+
+    /// Every step succeeded: the target is live and healthy.
+    fn on_success(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        done: Executed,
+    ) -> Result<AppResult, ReconcileError> {
+        let number = done.number;
+        let doc = &done.target.document;
+        rec.live_revision = Some(number);
+        rec.health = None;
+        let message = match &done.target.mode {
+            Mode::Follow => format!(
+                "revision {number} live and healthy (app {}, release {})",
+                short_sha(&doc.spec.source.commit),
+                short_sha(&done.release)
+            ),
+            Mode::Pinned(pin) => format!(
+                "pinned revision {} live and healthy (pinned by {}: {})",
+                pin.revision, pin.by, pin.reason
+            ),
+            Mode::Hold { why } => format!(
+                "repaired drift; holding the last good revision {number} while config commit {} is quarantined ({why})",
+                short_sha(info.config_commit)
+            ),
+        };
+        if rec
+            .revision(number)
+            .is_some_and(|r| r.revision.outcome != Outcome::Healthy)
+        {
+            conclude(rec, number, Outcome::Healthy, "healthy", None);
+            self.emit(
+                rec,
+                EventKind::RolloutHealthy,
+                Some(number),
+                message.clone(),
+            );
+            self.count_rollout(&rec.name, "healthy");
+        }
+        self.prune_releases(doc, rec);
+        let steps = done.records.len();
+        let ready = !matches!(done.target.mode, Mode::Hold { .. });
+        if ready {
+            mark_ready(rec, &message);
+        } else {
+            rec.phase = Phase::Failed;
+            set_stalled(rec, "Quarantined", &message);
+        }
+        self.finish_pass(rec, info, done.records, &message)?;
+        Ok(if ready {
+            AppResult::Ready { steps }
+        } else {
+            AppResult::NotReady {
+                phase: rec.phase,
+                message,
+            }
+        })
+    }
+
+    /// Nothing to do: say where the app stands.
+    fn settle(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        mode: &Mode,
+        release: &str,
+        processes_hash: &str,
+    ) -> Result<AppResult, ReconcileError> {
+        let live_matches = rec
+            .live()
+            .is_some_and(|r| r.release == release && r.revision.process_hash == processes_hash);
+        if let Some(why) = record::live_failing(rec, false) {
+            let message = format!(
+                "live revision {} is failing its checks ({why}); nothing to apply",
+                rec.live_revision.unwrap_or_default()
+            );
+            set_degraded(rec, &message);
+            self.finish_pass(rec, info, Vec::new(), &message)?;
+            return Ok(AppResult::NotReady {
+                phase: Phase::Degraded,
+                message,
+            });
+        }
+        let live_healthy = live_matches
+            && rec
+                .live()
+                .is_some_and(|r| r.revision.outcome == Outcome::Healthy);
+        let (ready, message) = match mode {
+            Mode::Follow if live_healthy => (true, "up to date".to_string()),
+            Mode::Follow if live_matches => {
+                let why = rec
+                    .live()
+                    .map(|r| r.revision.message.clone())
+                    .unwrap_or_default();
+                (false, format!("live, but not healthy: {why}"))
+            }
+            // First sight of a server that already runs what is desired (e.g. records lost).
+            Mode::Follow => (
+                false,
+                "live equals desired, but no revision has verified it".to_string(),
+            ),
+            Mode::Pinned(pin) => (
+                live_healthy,
+                format!(
+                    "pinned at revision {} by {} ({}); desired config commit {} is not applied",
+                    pin.revision,
+                    pin.by,
+                    pin.reason,
+                    short_sha(info.config_commit)
+                ),
+            ),
+            Mode::Hold { why } => (
+                false,
+                format!(
+                    "holding the last good revision; config commit {} is quarantined: {why}",
+                    short_sha(info.config_commit)
+                ),
+            ),
+        };
+        if ready {
+            mark_ready(rec, &message);
+        } else if matches!(mode, Mode::Hold { .. }) {
+            rec.set_condition(
+                ct::RECONCILING,
+                ConditionStatus::False,
+                "Quarantined",
+                &message,
+                &state::now(),
+            );
+        }
+        self.finish_pass(rec, info, Vec::new(), &message)?;
+        Ok(if ready {
+            AppResult::Ready { steps: 0 }
+        } else {
+            AppResult::NotReady {
+                phase: rec.phase,
+                message,
+            }
+        })
+    }
+
+    /// The live revision regressed after it was declared healthy.
+    async fn on_regression(
+        &self,
+        rec: &mut AppRecord,
+        reg: Regression,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> Result<AppResult, ReconcileError> {
+        let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
+        let Some(live) = rec.revision(reg.revision).cloned() else {
+            return self.stop(rec, info, "Degraded", StepKind::Health, &why);
+        };
+        self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
+        let spec = &live.document.spec;
+        let in_window = live
+            .revision
+            .finished_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| {
+                let age = chrono::Utc::now().signed_duration_since(t);
+                age.to_std().unwrap_or_default() <= spec.rollback.window.std()
+            });
+        let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
+        let refusal = match (decision, &rec.pin) {
+            (RegressionDecision::Revert, _) => None,
+            (RegressionDecision::KeepPinned, Some(pin)) => Some(format!(
+                "pinned by {} ({}): no automatic revert while pinned",
+                pin.by, pin.reason
+            )),
+            (RegressionDecision::KeepAutoOff, _) => Some("rollback.auto is off".to_string()),
+            (RegressionDecision::KeepOutsideWindow, _) | (RegressionDecision::KeepPinned, None) => {
+                Some(format!(
+                    "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
+                    spec.rollback.window
+                ))
+            }
+        };
+        let mut records = Vec::new();
+        let (phase, message) = match refusal {
+            Some(r) => {
+                let m = format!("{why}; {r}");
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            None => {
+                self.revert(rec, reg.revision, &why, &mut records, handle, true)
+                    .await
+            }
+        };
+        if phase == Phase::Degraded {
+            self.emit(
+                rec,
+                EventKind::Degraded,
+                Some(reg.revision),
+                message.clone(),
+            );
+        }
+        rec.phase = phase;
+        self.finish_pass(rec, info, records, &message)?;
+        Ok(AppResult::NotReady { phase, message })
+    }
+
+    /// Go back from revision `failed` to the last good revision. A failed rollout that
+    /// cannot be reverted is still failed (and quarantined); a regressed revision that
+    /// cannot be reverted stays what it was, reported Degraded. Returns the phase and the
+    /// message to report.
+    async fn revert(
+        &self,
+        rec: &mut AppRecord,
+        failed: u64,
+        why: &str,
+        records: &mut Vec<StepRecord>,
+        handle: &Arc<AppHandle>,
+        regression: bool,
+    ) -> (Phase, String) {
+        let failed_config = rec
+            .revision(failed)
+            .map(|f| f.revision.config_commit.clone())
+            .unwrap_or_default();
+        let degrade = |this: &Self, rec: &mut AppRecord, m: String| {
+            set_degraded(rec, &m);
+            if !regression {
+                this.fail_revision(rec, failed, &failed_config, &m);
+            }
+            (Phase::Degraded, m)
+        };
+        let plan = match revert::plan_revert(rec, failed) {
+            Ok(p) => p,
+            Err(refusal) => return degrade(self, rec, format!("{why}; {refusal}")),
+        };
+        let to = plan.to.revision.number;
+        // Quarantine first: a controller that stops mid-revert must not roll it out again.
+        let note = format!("{why}; reverting to revision {to}");
+        conclude(rec, failed, Outcome::Failed, &note, None);
+        quarantine(rec, failed, &failed_config, &note);
+        if let Err(e) = self.store.save(rec) {
+            warn!(app = %rec.name, "could not record the revert before starting it: {e}");
+        }
+        let result = self.run_revert(rec, failed, &plan, records, handle).await;
+        let labels = |r: &str| vec![("app", rec.name.clone()), ("result", r.to_string())];
+        match result {
+            Ok(()) => {
+                let m = revert::reverted_message(why, &plan);
+                self.hub
+                    .metrics
+                    .inc("shipshape_reverts_total", labels("healthy"), 1.0);
+                rec.live_revision = Some(to);
+                rec.health = None;
+                rec.set_condition(
+                    ct::HEALTHY,
+                    ConditionStatus::True,
+                    "RevertedHealthy",
+                    &m,
+                    &state::now(),
+                );
+                set_stalled(rec, "RolledBack", &m);
+                conclude(rec, failed, Outcome::Reverted, &m, None);
+                quarantine(rec, failed, &failed_config, &m);
+                self.count_rollout(&rec.name, "reverted");
+                self.emit(rec, EventKind::Reverted, Some(to), m.clone());
+                (Phase::Failed, m)
+            }
+            Err(e) => {
+                self.hub
+                    .metrics
+                    .inc("shipshape_reverts_total", labels("failed"), 1.0);
+                let m = format!(
+                    "{why}; reverting to revision {to} failed too ({} failed: {}); stopped, a person must act",
+                    e.step, e.message
+                );
+                degrade(self, rec, m)
+            }
+        }
+    }
+
+    /// Stop the pass: a person must act.
+    fn stop(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        reason: &str,
+        step: StepKind,
+        message: &str,
+    ) -> Result<AppResult, ReconcileError> {
+        let phase = if step == StepKind::Health {
+            Phase::Degraded
+        } else {
+            Phase::Failed
+        };
+        rec.phase = phase;
+        record::last_error(rec, step, message, None);
+        set_stalled(rec, reason, message);
+        self.finish_pass(rec, info, Vec::new(), message)?;
+        Ok(AppResult::NotReady {
+            phase,
+            message: message.to_string(),
+        })
+    }
+
+    fn finish_pass(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        steps: Vec<StepRecord>,
+        result: &str,
+    ) -> Result<(), ReconcileError> {
+        rec.steps_run += steps.len() as u64;
+        JournalFile::new(&self.store.app_dir(&rec.name)).clear();
+        rec.last_pass = Some(PassRecord {
+            started_at: info.started_at.clone(),
+            finished_at: state::now(),
+            config_commit: info.config_commit.to_string(),
+            steps,
+            result: result.to_string(),
+        });
+        self.store.save(rec)?;
+        Ok(())
+    }
+
+    /// `<state-dir>/apps/<app>/logs/revision-<n>.log`: every step's output for a revision.
+    pub fn log_path(&self, app: &str, revision: u64) -> PathBuf {
+        self.store
+            .app_dir(app)
+            .join("logs")
+            .join(format!("revision-{revision}.log"))
+    }
+}

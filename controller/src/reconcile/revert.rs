@@ -1,0 +1,390 @@
+//! Going back: which revision (the last good one, see [`target::good_revision`]), what
+//! the failed revision's `onRevert` means for the database (keep; down-migrate; restore
+//! the backup), and when to refuse (nothing good; a migration that cannot be undone) —
+//! decided by the pure [`plan_revert`]; then executed: switch back, apply the good
+//! revision's processes, treat the schema, verify the good revision again.
+
+use shipshape_spec::App;
+use shipshape_spec::app::OnRevert;
+use shipshape_spec::status::{StepKind, StepRecord};
+use tracing::warn;
+
+use super::decide::ErrorClass;
+use super::execute::{Run, Secrets, StepError};
+use super::target::{self, Good};
+use super::verify::Cancel;
+use super::{AppHandle, Controller};
+use crate::migrate;
+use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
+use crate::state::{AppRecord, RevisionEntry};
+
+/// How to go back from a failed revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevertPlan {
+    /// The revision to go back to.
+    pub to: RevisionEntry,
+    /// Why it is good.
+    pub good: Good,
+    /// The schema step (down-migration or restore) and the document to run it with.
+    pub migration: Option<(PlannedStep, App)>,
+}
+
+/// Why the controller does not go back by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevertRefusal {
+    /// The failed revision left the history.
+    Gone(u64),
+    /// No revision is good to go back to.
+    NothingGood,
+    /// Going back would cross a migration that cannot be undone here.
+    Irreversible {
+        /// The good revision.
+        to: u64,
+        /// Its level.
+        to_level: Option<String>,
+        /// The failed revision's level.
+        from_level: String,
+        /// The failed revision's `onRevert`.
+        how: OnRevert,
+        /// `restore` was asked for, but no backup was taken on this host.
+        no_backup: bool,
+    },
+}
+
+impl std::fmt::Display for RevertRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevertRefusal::Gone(n) => write!(f, "revision {n} is no longer in the history"),
+            RevertRefusal::NothingGood => write!(
+                f,
+                "there is no earlier healthy (or last known good) revision to go back to"
+            ),
+            RevertRefusal::Irreversible {
+                to,
+                to_level,
+                from_level,
+                how,
+                no_backup,
+            } => write!(
+                f,
+                "REFUSING to revert to revision {to} across migration {} → {from_level}: onRevert is {how:?} and it cannot be undone here{}",
+                to_level.as_deref().unwrap_or("(none)"),
+                if *no_backup {
+                    " (no backup was taken on this host)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+/// Plan going back from revision `failed`.
+///
+/// # Errors
+/// [`RevertRefusal`] when the controller must not go back by itself.
+pub fn plan_revert(rec: &AppRecord, failed: u64) -> Result<RevertPlan, RevertRefusal> {
+    let failed_entry = rec.revision(failed).ok_or(RevertRefusal::Gone(failed))?;
+    let (good, kind) =
+        target::good_revision(rec, Some(failed)).ok_or(RevertRefusal::NothingGood)?;
+    let mut migration = None;
+    if let Some(m) = &failed_entry.document.spec.migrations
+        && failed_entry.revision.level != good.revision.level
+    {
+        let from = failed_entry.revision.level.clone().unwrap_or_default();
+        let to = good.revision.level.clone();
+        match (m.on_revert, &to) {
+            (OnRevert::Keep, _) => {}
+            (OnRevert::Down, Some(to)) if migrate::can_go_down(m) => {
+                let mut down_doc = failed_entry.document.clone();
+                if let Some(dm) = down_doc.spec.migrations.as_mut() {
+                    dm.level = to.clone();
+                }
+                let step = PlannedStep {
+                    step: Step::Migrate {
+                        from: Some(from.clone()),
+                        to: to.clone(),
+                    },
+                    reason: format!("onRevert: down, {from} → {to}"),
+                };
+                migration = Some((step, down_doc));
+            }
+            (OnRevert::Restore, _) if failed_entry.backup.is_some() => {
+                let backup = failed_entry.backup.clone().expect("checked");
+                let step = PlannedStep {
+                    step: Step::Restore { backup },
+                    reason: format!("onRevert: restore the backup taken before {from}"),
+                };
+                migration = Some((step, failed_entry.document.clone()));
+            }
+            (how, _) => {
+                return Err(RevertRefusal::Irreversible {
+                    to: good.revision.number,
+                    to_level: good.revision.level.clone(),
+                    from_level: from,
+                    how,
+                    no_backup: how == OnRevert::Restore,
+                });
+            }
+        }
+    }
+    Ok(RevertPlan {
+        to: good.clone(),
+        good: kind,
+        migration,
+    })
+}
+
+impl Controller {
+    /// Carry out `plan` (from revision `failed`): switch back and apply the good revision's
+    /// processes, treat the schema, verify the good revision. `records` gets every step.
+    pub(super) async fn run_revert(
+        &self,
+        rec: &mut AppRecord,
+        failed: u64,
+        plan: &RevertPlan,
+        records: &mut Vec<StepRecord>,
+        handle: &std::sync::Arc<AppHandle>,
+    ) -> Result<(), StepError> {
+        warn!(app = %rec.name, from = failed, to = plan.to.revision.number, "reverting to the last good revision");
+        let log = self.log_path(&rec.name, failed);
+        let cancel = || Cancel::new(handle, &self.config, None);
+        let env_error = |e: crate::envfile::EnvFileError| {
+            StepError::new(StepKind::EnvFile, ErrorClass::Stalled, e.to_string())
+        };
+        // The good revision's release and processes, without its migration step.
+        let mut back_doc = plan.to.document.clone();
+        back_doc.spec.migrations = None;
+        let secrets = Secrets::load(&back_doc).map_err(env_error)?;
+        let observed = self
+            .observe(&back_doc, rec, &secrets)
+            .await
+            .map_err(|e| StepError::new(StepKind::Observe, ErrorClass::Transient, e.to_string()))?;
+        let mut back = plan::plan(&back_doc, &observed);
+        if !back.blockers.is_empty() {
+            let message = back.blockers.join("; ");
+            return Err(StepError::new(StepKind::Plan, ErrorClass::Stalled, message));
+        }
+        back.steps.retain(|s| s.step != Step::Verify);
+        let result = self
+            .run_into(&back_doc, &back, &secrets, &log, cancel(), rec, records)
+            .await;
+        result?;
+        rec.live_revision = Some(plan.to.revision.number);
+        if let Some((step, doc)) = &plan.migration {
+            let failed_secrets = Secrets::load(doc).map_err(env_error)?;
+            let release = rec
+                .revision(failed)
+                .map(|f| f.release.clone())
+                .unwrap_or_default();
+            let mig = Plan {
+                release,
+                steps: vec![step.clone()],
+                blockers: vec![],
+                notes: vec![],
+            };
+            let result = self
+                .run_into(doc, &mig, &failed_secrets, &log, cancel(), rec, records)
+                .await;
+            result?;
+        }
+        let verify = Plan {
+            release: plan.to.release.clone(),
+            steps: vec![PlannedStep {
+                step: Step::Verify,
+                reason: format!(
+                    "the reverted-to revision {} must be healthy too",
+                    plan.to.revision.number
+                ),
+            }],
+            blockers: vec![],
+            notes: vec![],
+        };
+        let good_secrets = Secrets::load(&plan.to.document).map_err(env_error)?;
+        let result = self
+            .run_into(
+                &plan.to.document,
+                &verify,
+                &good_secrets,
+                &log,
+                cancel(),
+                rec,
+                records,
+            )
+            .await;
+        match result {
+            // The revision was good before; missing data (e.g. metrics not scraped yet
+            // after the switch) does not prove it bad: the revert stands.
+            Err(e) if e.class == ErrorClass::Inconclusive => {
+                warn!(app = %rec.name, "the reverted-to revision's verification was inconclusive: {}", e.message);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Execute `plan` for `app`, moving its step records into `records` and the hooks'
+    /// inputs into the record.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_into(
+        &self,
+        app: &App,
+        plan: &Plan,
+        secrets: &Secrets,
+        log: &std::path::Path,
+        cancel: Cancel,
+        rec: &mut AppRecord,
+        records: &mut Vec<StepRecord>,
+    ) -> Result<(), StepError> {
+        let mut run = Run {
+            app,
+            plan,
+            secrets,
+            log: log.to_path_buf(),
+            cancel,
+            records: Vec::new(),
+            rounds: Default::default(),
+            hooks_applied: None,
+        };
+        let result = self.execute(&mut run).await;
+        records.append(&mut run.records);
+        if let Some(h) = run.hooks_applied {
+            rec.hooks_applied = Some(h);
+        }
+        result
+    }
+}
+
+/// The message of a finished revert.
+pub fn reverted_message(why: &str, plan: &RevertPlan) -> String {
+    let to = &plan.to.revision;
+    match plan.good {
+        Good::Healthy => format!(
+            "{why}; reverted to revision {} (app {}), which is healthy",
+            to.number,
+            short_sha(&to.app_commit)
+        ),
+        Good::LastKnownGood => format!(
+            "{why}; reverted to revision {} (app {}), {}",
+            to.number,
+            short_sha(&to.app_commit),
+            plan.good.words()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::fixtures::{entry, record};
+    use shipshape_spec::app::Migrations;
+    use shipshape_spec::status::{Outcome, Rounds};
+
+    fn with_migrations(mut e: RevisionEntry, level: &str, on_revert: &str) -> RevisionEntry {
+        let m: Migrations = serde_json::from_value(serde_json::json!({
+            "driver": "dbmate", "level": level, "onRevert": on_revert
+        }))
+        .unwrap();
+        e.document.spec.migrations = Some(m);
+        e.revision.level = Some(level.into());
+        e
+    }
+
+    #[test]
+    fn a_revert_goes_to_the_last_good_revision_and_treats_the_schema_by_on_revert() {
+        // (name, good level, failed level, onRevert, backup taken, expected)
+        type Row = (
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            bool,
+            Result<Option<&'static str>, &'static str>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "same level: nothing to undo",
+                "001",
+                "001",
+                "keep",
+                false,
+                Ok(None),
+            ),
+            (
+                "keep: the schema stays",
+                "001",
+                "002",
+                "keep",
+                false,
+                Ok(None),
+            ),
+            (
+                "down: migrate down",
+                "001",
+                "002",
+                "down",
+                false,
+                Ok(Some("migrate")),
+            ),
+            (
+                "restore with a backup",
+                "001",
+                "002",
+                "restore",
+                true,
+                Ok(Some("restore")),
+            ),
+            (
+                "restore without a backup",
+                "001",
+                "002",
+                "restore",
+                false,
+                Err("no backup"),
+            ),
+        ];
+        for (name, good_level, failed_level, how, backup, want) in rows {
+            let mut rec = record();
+            rec.revisions = vec![
+                with_migrations(entry(1, Outcome::Healthy), good_level, how),
+                with_migrations(entry(2, Outcome::Progressing), failed_level, how),
+            ];
+            if backup {
+                rec.revisions[1].backup = Some("/b".into());
+            }
+            let got = plan_revert(&rec, 2);
+            match (got, want) {
+                (Ok(p), Ok(step)) => {
+                    assert_eq!(p.to.revision.number, 1, "{name}");
+                    assert_eq!(
+                        p.migration.map(|(s, _)| s.step.kind().as_str()),
+                        step,
+                        "{name}"
+                    );
+                }
+                (Err(e), Err(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "{name}: {e}")
+                }
+                (got, want) => panic!("{name}: {got:?} vs {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_revert_without_a_good_revision_is_refused_and_a_last_known_good_is_taken() {
+        let mut rec = record();
+        rec.revisions = vec![
+            entry(1, Outcome::Superseded),
+            entry(2, Outcome::Progressing),
+        ];
+        assert_eq!(plan_revert(&rec, 2), Err(RevertRefusal::NothingGood));
+        assert_eq!(plan_revert(&rec, 7), Err(RevertRefusal::Gone(7)));
+        rec.revisions[0].revision.rounds = Rounds {
+            passed: 1,
+            failed: 0,
+        };
+        let p = plan_revert(&rec, 2).unwrap();
+        assert_eq!((p.to.revision.number, p.good), (1, Good::LastKnownGood));
+        assert!(reverted_message("2 failing rounds in a row", &p).contains("last known good"));
+    }
+}

@@ -1,0 +1,712 @@
+//! What a pass converges to, decided from the records alone: the document at the branch
+//! tip, a pinned revision, or the last good revision while the desired config commit is
+//! quarantined. Also which revision is "good" to go back to, which revision number a
+//! pass works under, and whether an interrupted verification must run again. Pure: no
+//! pm2, git or network; table-tested below. `shipshape plan` uses the same functions, so
+//! it shows the hold the daemon would keep.
+
+use shipshape_spec::App;
+use shipshape_spec::status::{Outcome, Pin, PinSource};
+
+use crate::state::{AppRecord, RevisionEntry};
+
+/// How a pass converges.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// The document at the branch tip.
+    Follow,
+    /// A pinned revision (from the CLI or `spec.pin`).
+    Pinned(Pin),
+    /// The last good revision, held while the desired config commit is quarantined.
+    Hold {
+        /// The quarantine, in words.
+        why: String,
+    },
+}
+
+impl Mode {
+    /// True when following git.
+    pub fn follows(&self) -> bool {
+        matches!(self, Mode::Follow)
+    }
+
+    /// The mode in words, for messages ("pinned by ana (incident 42)").
+    pub fn words(&self) -> String {
+        match self {
+            Mode::Follow => "following git".into(),
+            Mode::Pinned(p) => format!("pinned by {} ({})", p.by, p.reason),
+            Mode::Hold { .. } => "holding the last good revision".into(),
+        }
+    }
+}
+
+/// What a pass converges to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The document to converge to.
+    pub document: App,
+    /// Why this one.
+    pub mode: Mode,
+    /// The revision held (pinned or held), `None` when following git.
+    pub held: Option<u64>,
+}
+
+/// Why a pass has nothing to converge to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoTarget {
+    /// The pinned revision fell out of the history.
+    PinGone {
+        /// The pinned revision.
+        revision: u64,
+    },
+    /// The desired config commit is quarantined and no revision is good to hold.
+    QuarantinedWithoutGood {
+        /// The quarantine, in words.
+        why: String,
+    },
+}
+
+/// Why a revision is a good one to go back to (or hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Good {
+    /// It passed verification.
+    Healthy,
+    /// It was live and passing (at least one passing round, none failing) when a newer
+    /// revision superseded its verification: the last known good.
+    LastKnownGood,
+}
+
+impl Good {
+    /// In words, for messages.
+    pub fn words(self) -> &'static str {
+        match self {
+            Good::Healthy => "healthy",
+            Good::LastKnownGood => {
+                "the last known good: it was live and passing when a newer revision superseded it"
+            }
+        }
+    }
+}
+
+/// The revision to go back to, or to hold, other than `except`: the newest Healthy one;
+/// when none is, the newest that was superseded while live and passing (at least one
+/// passing round, no failing round). A revision never probed is never good.
+pub fn good_revision(rec: &AppRecord, except: Option<u64>) -> Option<(&RevisionEntry, Good)> {
+    let others = || {
+        rec.revisions
+            .iter()
+            .rev()
+            .filter(move |r| Some(r.revision.number) != except)
+    };
+    if let Some(h) = others().find(|r| r.revision.outcome == Outcome::Healthy) {
+        return Some((h, Good::Healthy));
+    }
+    others()
+        .find(|r| {
+            r.revision.outcome == Outcome::Superseded
+                && r.revision.rounds.passed >= 1
+                && r.revision.rounds.failed == 0
+        })
+        .map(|r| (r, Good::LastKnownGood))
+}
+
+/// The quarantine of `config_commit`, in words, if it is quarantined.
+pub fn quarantine_of(rec: &AppRecord, config_commit: &str) -> Option<String> {
+    rec.quarantined
+        .iter()
+        .find(|q| q.config_commit == config_commit)
+        .map(|q| format!("revision {}: {}", q.revision, q.reason))
+}
+
+/// What to converge to: a pin wins; a quarantined desired config commit holds the last
+/// good revision; otherwise the document.
+///
+/// # Errors
+/// [`NoTarget`] when the pin or the hold has no revision to converge to.
+pub fn choose(rec: &AppRecord, desired: &App, config_commit: &str) -> Result<Target, NoTarget> {
+    if let Some(pin) = &rec.pin {
+        return match rec.revision(pin.revision) {
+            Some(r) => Ok(Target {
+                document: r.document.clone(),
+                mode: Mode::Pinned(pin.clone()),
+                held: Some(pin.revision),
+            }),
+            None => Err(NoTarget::PinGone {
+                revision: pin.revision,
+            }),
+        };
+    }
+    if let Some(why) = quarantine_of(rec, config_commit) {
+        return match good_revision(rec, None) {
+            Some((r, _)) => Ok(Target {
+                document: r.document.clone(),
+                mode: Mode::Hold { why },
+                held: Some(r.revision.number),
+            }),
+            None => Err(NoTarget::QuarantinedWithoutGood { why }),
+        };
+    }
+    Ok(Target {
+        document: desired.clone(),
+        mode: Mode::Follow,
+        held: None,
+    })
+}
+
+/// What a pass's steps would be applied as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionChoice {
+    /// An existing revision: a retried or resumed rollout, a drift repair, a pin or a hold.
+    Existing(u64),
+    /// A new revision (a rollout).
+    New,
+}
+
+/// The revision a pass with steps to run works under. `release` and `process_hash` are
+/// what the plan converges to.
+pub fn revision_for(
+    rec: &AppRecord,
+    target: &Target,
+    config_commit: &str,
+    release: &str,
+    process_hash: &str,
+) -> RevisionChoice {
+    if let Some(n) = target.held {
+        return RevisionChoice::Existing(n);
+    }
+    let same = |r: &RevisionEntry| r.release == release && r.revision.process_hash == process_hash;
+    if let Some(r) = rec
+        .last_attempted()
+        .filter(|r| r.revision.config_commit == config_commit && same(r))
+    {
+        return RevisionChoice::Existing(r.revision.number);
+    }
+    // Drift repair of what is live (e.g. a new config commit that changed nothing).
+    match rec.live().filter(|r| same(r)) {
+        Some(r) => RevisionChoice::Existing(r.revision.number),
+        None => RevisionChoice::New,
+    }
+}
+
+/// True when everything is in place but the rollout's verification never finished (the
+/// controller stopped, or a newer document superseded it and then went away): verify again.
+pub fn needs_reverify(
+    rec: &AppRecord,
+    target: &Target,
+    config_commit: &str,
+    release: &str,
+    process_hash: &str,
+) -> bool {
+    target.mode.follows()
+        && rec.last_attempted().is_some_and(|r| {
+            matches!(
+                r.revision.outcome,
+                Outcome::Progressing | Outcome::Superseded
+            ) && r.revision.config_commit == config_commit
+                && r.release == release
+                && r.revision.process_hash == process_hash
+        })
+}
+
+/// What to pin: a revision by number, the newest healthy one running an app commit, or
+/// (neither) the live revision when it is healthy, else the last good one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinSelector<'a> {
+    /// This revision.
+    Revision(u64),
+    /// The newest healthy revision running this app commit.
+    AppCommit(&'a str),
+    /// The live revision when healthy, else the last good one.
+    Default,
+}
+
+/// Why a pin cannot be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinRefusal {
+    /// The revision is not in the history.
+    #[error("revision {0} is not in the history")]
+    NotInHistory(u64),
+    /// The revision is neither healthy nor live.
+    #[error("revision {0} is {1:?}; pin a healthy or the live revision")]
+    NotHealthy(u64, Outcome),
+    /// No healthy revision runs that app commit.
+    #[error("no healthy revision on this host runs app commit {0}")]
+    NoSuchCommit(String),
+    /// Nothing good to pin.
+    #[error("no healthy revision to pin")]
+    NothingGood,
+}
+
+/// The one rule for pins, from the CLI (through the API) and from `spec.pin`: only a
+/// healthy (or the live) revision can be held.
+///
+/// # Errors
+/// [`PinRefusal`] when the selector names nothing that may be pinned.
+pub fn pin_revision(rec: &AppRecord, selector: PinSelector<'_>) -> Result<u64, PinRefusal> {
+    match selector {
+        PinSelector::Revision(n) => {
+            let r = rec.revision(n).ok_or(PinRefusal::NotInHistory(n))?;
+            if r.revision.outcome != Outcome::Healthy && Some(n) != rec.live_revision {
+                return Err(PinRefusal::NotHealthy(n, r.revision.outcome));
+            }
+            Ok(n)
+        }
+        PinSelector::AppCommit(c) => rec
+            .revisions
+            .iter()
+            .rev()
+            .find(|r| r.revision.app_commit == c && r.revision.outcome == Outcome::Healthy)
+            .map(|r| r.revision.number)
+            .ok_or_else(|| PinRefusal::NoSuchCommit(c.to_string())),
+        PinSelector::Default => rec
+            .live()
+            .filter(|r| r.revision.outcome == Outcome::Healthy)
+            .map(|r| r.revision.number)
+            .or_else(|| good_revision(rec, None).map(|(r, _)| r.revision.number))
+            .ok_or(PinRefusal::NothingGood),
+    }
+}
+
+/// How the document's `spec.pin` changes the record's pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentPinChange {
+    /// Nothing to change (a CLI pin wins; the same document pin holds).
+    Keep,
+    /// The document's pin was removed: unpin.
+    Remove,
+    /// Pin this revision.
+    Set(u64),
+    /// The document pins, but nothing on this host may be pinned.
+    Refused(PinRefusal),
+}
+
+/// What `spec.pin` asks of the record's pin. A CLI pin is left alone.
+pub fn document_pin(rec: &AppRecord, desired: &App) -> DocumentPinChange {
+    let current = rec.pin.as_ref().map(|p| p.source);
+    match (&desired.spec.pin, current) {
+        (_, Some(PinSource::Cli)) => DocumentPinChange::Keep,
+        (None, Some(PinSource::Document)) => DocumentPinChange::Remove,
+        (None, None) | (Some(_), Some(PinSource::Document)) => DocumentPinChange::Keep,
+        (Some(doc), None) => {
+            let selector = match &doc.app_commit {
+                Some(c) => PinSelector::AppCommit(c),
+                None => PinSelector::Default,
+            };
+            match pin_revision(rec, selector) {
+                Ok(n) => DocumentPinChange::Set(n),
+                Err(e) => DocumentPinChange::Refused(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::fixtures::{app, entry, record};
+    use crate::state::Quarantine;
+    use shipshape_spec::app::DocumentPin;
+    use shipshape_spec::status::Rounds;
+
+    fn pin(revision: u64, source: PinSource) -> Pin {
+        Pin {
+            revision,
+            by: "ana".into(),
+            at: "t".into(),
+            reason: "incident".into(),
+            source,
+        }
+    }
+
+    fn quarantine(rec: &mut AppRecord, config: &str, revision: u64) {
+        rec.quarantined.push(Quarantine {
+            config_commit: config.into(),
+            revision,
+            reason: "api: status 500".into(),
+            at: "t".into(),
+        });
+    }
+
+    fn superseded(n: u64, passed: u32, failed: u32) -> RevisionEntry {
+        let mut e = entry(n, Outcome::Superseded);
+        e.revision.rounds = Rounds { passed, failed };
+        e
+    }
+
+    /// (name, record, expected good revision and kind, excluding)
+    #[test]
+    fn the_good_revision_prefers_healthy_then_last_known_good_and_never_an_unprobed_one() {
+        type Case = (
+            &'static str,
+            Vec<RevisionEntry>,
+            Option<u64>,
+            Option<(u64, Good)>,
+        );
+        let cases: Vec<Case> = vec![
+            ("empty history", vec![], None, None),
+            (
+                "one healthy",
+                vec![entry(1, Outcome::Healthy)],
+                None,
+                Some((1, Good::Healthy)),
+            ),
+            (
+                "the newest healthy",
+                vec![entry(1, Outcome::Healthy), entry(2, Outcome::Healthy)],
+                None,
+                Some((2, Good::Healthy)),
+            ),
+            (
+                "healthy wins over a newer last known good",
+                vec![entry(1, Outcome::Healthy), superseded(2, 2, 0)],
+                None,
+                Some((1, Good::Healthy)),
+            ),
+            (
+                "superseded while passing is the last known good",
+                vec![superseded(1, 1, 0), entry(2, Outcome::Failed)],
+                Some(2),
+                Some((1, Good::LastKnownGood)),
+            ),
+            (
+                "superseded before any round is not good",
+                vec![superseded(1, 0, 0), entry(2, Outcome::Failed)],
+                Some(2),
+                None,
+            ),
+            (
+                "superseded after a failing round is not good",
+                vec![superseded(1, 3, 1), entry(2, Outcome::Failed)],
+                Some(2),
+                None,
+            ),
+            (
+                "the excluded revision is never its own target",
+                vec![entry(1, Outcome::Healthy)],
+                Some(1),
+                None,
+            ),
+            (
+                "failed, reverted and progressing revisions are not good",
+                vec![
+                    entry(1, Outcome::Failed),
+                    entry(2, Outcome::Reverted),
+                    entry(3, Outcome::Progressing),
+                ],
+                None,
+                None,
+            ),
+            (
+                "the newest last known good",
+                vec![
+                    superseded(1, 1, 0),
+                    superseded(2, 4, 0),
+                    entry(3, Outcome::Failed),
+                ],
+                Some(3),
+                Some((2, Good::LastKnownGood)),
+            ),
+        ];
+        for (name, revisions, except, want) in cases {
+            let mut rec = record();
+            rec.revisions = revisions;
+            let got = good_revision(&rec, except).map(|(r, g)| (r.revision.number, g));
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_target_is_the_pin_then_the_hold_then_the_document() {
+        let desired = app("c0ffee");
+        struct Case {
+            name: &'static str,
+            setup: fn(&mut AppRecord),
+            want: Result<(&'static str, Option<u64>), NoTarget>,
+        }
+        let cases = [
+            Case {
+                name: "no pin, no quarantine: follow the document",
+                setup: |_| {},
+                want: Ok(("follow", None)),
+            },
+            Case {
+                name: "a CLI pin holds its revision",
+                setup: |r| r.pin = Some(pin(1, PinSource::Cli)),
+                want: Ok(("pinned", Some(1))),
+            },
+            Case {
+                name: "a document pin holds its revision",
+                setup: |r| r.pin = Some(pin(1, PinSource::Document)),
+                want: Ok(("pinned", Some(1))),
+            },
+            Case {
+                name: "a pin wins over a quarantine",
+                setup: |r| {
+                    r.pin = Some(pin(1, PinSource::Cli));
+                    quarantine(r, "cfg", 2);
+                },
+                want: Ok(("pinned", Some(1))),
+            },
+            Case {
+                name: "a pin whose revision left the history",
+                setup: |r| r.pin = Some(pin(9, PinSource::Cli)),
+                want: Err(NoTarget::PinGone { revision: 9 }),
+            },
+            Case {
+                name: "a quarantined desired commit holds the last healthy revision",
+                setup: |r| quarantine(r, "cfg", 2),
+                want: Ok(("hold", Some(1))),
+            },
+            Case {
+                name: "a quarantined desired commit holds the last known good",
+                setup: |r| {
+                    r.revisions[0] = superseded(1, 2, 0);
+                    quarantine(r, "cfg", 2);
+                },
+                want: Ok(("hold", Some(1))),
+            },
+            Case {
+                name: "a quarantined desired commit and nothing good",
+                setup: |r| {
+                    r.revisions[0].revision.outcome = Outcome::Failed;
+                    quarantine(r, "cfg", 2);
+                },
+                want: Err(NoTarget::QuarantinedWithoutGood {
+                    why: "revision 2: api: status 500".into(),
+                }),
+            },
+            Case {
+                name: "another commit's quarantine does not hold this one",
+                setup: |r| quarantine(r, "older", 2),
+                want: Ok(("follow", None)),
+            },
+        ];
+        for case in cases {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, Outcome::Healthy), entry(2, Outcome::Reverted)];
+            rec.live_revision = Some(1);
+            (case.setup)(&mut rec);
+            let got = choose(&rec, &desired, "cfg").map(|t| {
+                let mode = match t.mode {
+                    Mode::Follow => "follow",
+                    Mode::Pinned(_) => "pinned",
+                    Mode::Hold { .. } => "hold",
+                };
+                (mode, t.held)
+            });
+            assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn a_pass_reuses_a_revision_for_retries_repairs_and_holds_and_opens_one_for_a_rollout() {
+        let mut rec = record();
+        rec.revisions = vec![entry(1, Outcome::Healthy), entry(2, Outcome::Failed)];
+        rec.revisions[1].revision.config_commit = "cfg2".into();
+        rec.revisions[1].release = "r2".into();
+        rec.live_revision = Some(1);
+        let follow = Target {
+            document: app("a"),
+            mode: Mode::Follow,
+            held: None,
+        };
+        let held = Target {
+            held: Some(1),
+            mode: Mode::Pinned(pin(1, PinSource::Cli)),
+            ..follow.clone()
+        };
+        let cases = [
+            (
+                "held",
+                &held,
+                "cfg9",
+                "r9",
+                "h",
+                RevisionChoice::Existing(1),
+            ),
+            (
+                "retry of the last attempt",
+                &follow,
+                "cfg2",
+                "r2",
+                "h",
+                RevisionChoice::Existing(2),
+            ),
+            (
+                "drift of the live one",
+                &follow,
+                "cfg9",
+                "r1",
+                "h",
+                RevisionChoice::Existing(1),
+            ),
+            (
+                "a new rollout",
+                &follow,
+                "cfg9",
+                "r9",
+                "h",
+                RevisionChoice::New,
+            ),
+            (
+                "same commit, other processes",
+                &follow,
+                "cfg2",
+                "r2",
+                "x",
+                RevisionChoice::New,
+            ),
+        ];
+        for (name, target, config, release, hash, want) in cases {
+            assert_eq!(
+                revision_for(&rec, target, config, release, hash),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unfinished_verification_is_run_again_only_for_the_same_rollout() {
+        let follow = Target {
+            document: app("a"),
+            mode: Mode::Follow,
+            held: None,
+        };
+        let pinned = Target {
+            held: Some(1),
+            mode: Mode::Pinned(pin(1, PinSource::Cli)),
+            ..follow.clone()
+        };
+        let cases = [
+            ("progressing", Outcome::Progressing, &follow, "cfg1", true),
+            ("superseded", Outcome::Superseded, &follow, "cfg1", true),
+            ("healthy", Outcome::Healthy, &follow, "cfg1", false),
+            ("failed", Outcome::Failed, &follow, "cfg1", false),
+            (
+                "another config commit",
+                Outcome::Progressing,
+                &follow,
+                "cfg9",
+                false,
+            ),
+            ("pinned", Outcome::Progressing, &pinned, "cfg1", false),
+        ];
+        for (name, outcome, target, config, want) in cases {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, outcome)];
+            assert_eq!(
+                needs_reverify(&rec, target, config, "r1", "h"),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn pins_follow_one_rule_for_the_cli_and_the_document() {
+        let mut rec = record();
+        rec.revisions = vec![
+            entry(1, Outcome::Healthy),
+            entry(2, Outcome::Failed),
+            entry(3, Outcome::Progressing),
+        ];
+        rec.revisions[1].revision.app_commit = "bad".into();
+        rec.live_revision = Some(3);
+        let cases: Vec<(&str, PinSelector, Result<u64, PinRefusal>)> = vec![
+            ("a healthy revision", PinSelector::Revision(1), Ok(1)),
+            (
+                "the live revision, even unverified",
+                PinSelector::Revision(3),
+                Ok(3),
+            ),
+            (
+                "a failed revision",
+                PinSelector::Revision(2),
+                Err(PinRefusal::NotHealthy(2, Outcome::Failed)),
+            ),
+            (
+                "not in history",
+                PinSelector::Revision(7),
+                Err(PinRefusal::NotInHistory(7)),
+            ),
+            ("by app commit", PinSelector::AppCommit("app1"), Ok(1)),
+            (
+                "an app commit that never was healthy",
+                PinSelector::AppCommit("bad"),
+                Err(PinRefusal::NoSuchCommit("bad".into())),
+            ),
+            (
+                "default: the last good when live is not healthy",
+                PinSelector::Default,
+                Ok(1),
+            ),
+        ];
+        for (name, selector, want) in cases {
+            assert_eq!(pin_revision(&rec, selector), want, "{name}");
+        }
+        rec.revisions[0].revision.outcome = Outcome::Failed;
+        assert_eq!(
+            pin_revision(&rec, PinSelector::Default),
+            Err(PinRefusal::NothingGood)
+        );
+    }
+
+    #[test]
+    fn the_document_pin_never_overrides_a_cli_pin() {
+        let doc_pin = DocumentPin {
+            reason: "freeze".into(),
+            by: None,
+            app_commit: None,
+        };
+        let mut pinned_doc = app("a");
+        pinned_doc.spec.pin = Some(doc_pin);
+        let plain = app("a");
+        let cases: Vec<(&str, Option<PinSource>, &App, DocumentPinChange)> = vec![
+            (
+                "cli pin, doc pins",
+                Some(PinSource::Cli),
+                &pinned_doc,
+                DocumentPinChange::Keep,
+            ),
+            (
+                "cli pin, doc does not",
+                Some(PinSource::Cli),
+                &plain,
+                DocumentPinChange::Keep,
+            ),
+            (
+                "doc pin kept",
+                Some(PinSource::Document),
+                &pinned_doc,
+                DocumentPinChange::Keep,
+            ),
+            (
+                "doc pin removed",
+                Some(PinSource::Document),
+                &plain,
+                DocumentPinChange::Remove,
+            ),
+            ("no pin either way", None, &plain, DocumentPinChange::Keep),
+            (
+                "doc pins the live healthy",
+                None,
+                &pinned_doc,
+                DocumentPinChange::Set(1),
+            ),
+        ];
+        for (name, source, doc, want) in cases {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, Outcome::Healthy)];
+            rec.live_revision = Some(1);
+            rec.pin = source.map(|s| pin(1, s));
+            assert_eq!(document_pin(&rec, doc), want, "{name}");
+        }
+        let mut rec = record();
+        rec.revisions = vec![entry(1, Outcome::Failed)];
+        assert_eq!(
+            document_pin(&rec, &pinned_doc),
+            DocumentPinChange::Refused(PinRefusal::NothingGood)
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Verification: health rounds after a rollout's live steps until the verdict (healthy
+//! after `successThreshold` passes in a row; failed at once after `failureThreshold`
+//! failing rounds in a row once the processes are up; the progress deadline as the bound),
+//! or until a newer desired state or a request cancels the wait. Also one round of checks
+//! for the monitor, and "were the checks failing before this rollout?".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shipshape_spec::App;
+use shipshape_spec::status::{CheckResult, Rounds, StepKind};
+
+use super::decide::ErrorClass;
+use super::execute::{StepError, pm2_error};
+use super::{AppHandle, Controller};
+use crate::health::{self, Pm2Fault, Round, Tally, Verdict};
+use crate::plan::{Observed, short_sha};
+use crate::source::{self, ConfigRepo};
+use crate::state::AppRecord;
+
+/// What can cancel a verification: a newer document for this app, or a request.
+pub struct Cancel {
+    handle: Arc<AppHandle>,
+    generation: u64,
+    config: ConfigRepo,
+    /// The document's path and text, when a newer one should cancel (following git).
+    watched: Option<(String, Option<String>)>,
+    last_check: Option<Instant>,
+}
+
+impl Cancel {
+    /// A cancel for a pass of the app behind `handle`; `watched` is the document's path and
+    /// text when a newer document should cancel the wait.
+    pub fn new(
+        handle: &Arc<AppHandle>,
+        config: &ConfigRepo,
+        watched: Option<(String, Option<String>)>,
+    ) -> Cancel {
+        Cancel {
+            handle: handle.clone(),
+            generation: handle.generation(),
+            config: config.clone(),
+            watched,
+            last_check: None,
+        }
+    }
+
+    /// Why waiting should stop, if it should.
+    pub async fn check(&mut self) -> Option<String> {
+        if self.handle.generation() != self.generation {
+            return Some("superseded by a request (pin, unpin, retry or reconcile)".into());
+        }
+        let (file, text) = self.watched.clone()?;
+        // A remote repo is fetched at most every 5 s while waiting; a local one is cheap.
+        let every = if source::is_remote(&self.config.repo) {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
+        if self.last_check.is_some_and(|t| t.elapsed() < every) {
+            return None;
+        }
+        self.last_check = Some(Instant::now());
+        let config = self.config.clone();
+        let tip = tokio::task::spawn_blocking(move || config.document_at_tip(&file))
+            .await
+            .ok()?
+            .ok()?;
+        (tip.1 != text).then(|| {
+            format!(
+                "superseded by config commit {} (a newer desired state)",
+                short_sha(&tip.0)
+            )
+        })
+    }
+}
+
+impl Controller {
+    /// Probe until the verdict, or a cancellation (a newer document, a request). The rounds
+    /// counted are written to `rounds` whatever the outcome.
+    pub(super) async fn verify(
+        &self,
+        app: &App,
+        cancel: &mut Cancel,
+        rounds: &mut Rounds,
+    ) -> Result<(), StepError> {
+        let h = &app.spec.health;
+        let grace = health::startup_grace(app);
+        let started = Instant::now();
+        let baseline: BTreeMap<u64, u64> = match self.pm2.jlist().await {
+            Ok(list) => list.iter().map(|i| (i.pm_id, i.restarts)).collect(),
+            Err(e) => return Err(pm2_error(StepKind::Verify, e)),
+        };
+        let mut tally = Tally::new();
+        loop {
+            let round_start = Instant::now();
+            let starting = started.elapsed() < grace;
+            let (round, results) = self.health_round(app, &baseline).await;
+            self.publish_check_metrics(&app.metadata.name, &results);
+            tally.record(&round, starting);
+            *rounds = tally.rounds();
+            let fail = |class, message| StepError::new(StepKind::Verify, class, message);
+            match tally.verdict(h, started.elapsed()) {
+                Verdict::Healthy => return Ok(()),
+                Verdict::Failed(m) => return Err(fail(ErrorClass::Stalled, m)),
+                Verdict::Inconclusive(m) => return Err(fail(ErrorClass::Inconclusive, m)),
+                Verdict::Pending => {
+                    if let Some(why) = cancel.check().await {
+                        return Err(fail(ErrorClass::Superseded, why));
+                    }
+                    let left = h.progress_deadline.std().saturating_sub(started.elapsed());
+                    let wait = h
+                        .interval
+                        .std()
+                        .saturating_sub(round_start.elapsed())
+                        .min(left);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One round of `app`'s checks and pm2 facts (restarts counted against `baseline`).
+    pub async fn health_round(
+        &self,
+        app: &App,
+        baseline: &BTreeMap<u64, u64>,
+    ) -> (Round, Vec<CheckResult>) {
+        let probes = app
+            .spec
+            .health
+            .checks
+            .iter()
+            .map(|c| health::probe(&self.http, c));
+        let results = futures::future::join_all(probes).await;
+        let pm2 = match self.pm2.jlist().await {
+            Ok(list) => health::pm2_facts(&app.spec.processes, &list, baseline, self.cpus),
+            Err(e) => Err(Pm2Fault::Down(format!("pm2: {e}"))),
+        };
+        (health::combine(pm2, &results), results)
+    }
+
+    /// Were the live revision's checks failing just before a rollout? `Some(why)` if so.
+    pub(super) async fn failing_before(
+        &self,
+        rec: &AppRecord,
+        observed: &Observed,
+    ) -> Option<String> {
+        let live = rec.live()?;
+        observed.current.as_ref()?;
+        if let Some(why) = super::record::live_failing(rec, true) {
+            return Some(why);
+        }
+        let baseline: BTreeMap<u64, u64> = observed
+            .processes
+            .iter()
+            .map(|i| (i.pm_id, i.restarts))
+            .collect();
+        match self.health_round(&live.document, &baseline).await.0 {
+            Round::Fail(why) | Round::Crashed(why) => Some(why),
+            _ => None,
+        }
+    }
+}
