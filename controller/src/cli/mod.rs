@@ -1,4 +1,17 @@
-//! The `shipshape` command line: `run`, `plan`, `status`, `history`, `validate`, `schema`.
+//! The `shipshape` command line: the clap definitions, the shared argument parsers, the
+//! dispatch to one module per group of commands, and what those share (building a
+//! [`Controller`], tracing).
+//!
+//! - [`run`]: `run` (the daemon, or one pass with `--once`).
+//! - [`plan`]: `plan`, `validate`.
+//! - [`status`]: `status` (and `--watch`), `history`, `logs`.
+//! - [`requests`]: `pin`, `unpin`, `retry`, `reconcile`: requests to the running controller.
+//! - Here: `schema` and `completions` (a few lines each); `init` is [`crate::init`].
+
+pub mod plan;
+pub mod requests;
+pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +88,41 @@ pub struct SourceArgs {
     pub pm2_timeout: Duration,
 }
 
+/// The flags of `shipshape run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Where things are.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// One pass, then exit: 0 when every app is converged and healthy, 1 otherwise.
+    #[arg(long)]
+    pub once: bool,
+    /// Time between passes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Revisions kept per app.
+    #[arg(long, default_value_t = crate::state::DEFAULT_HISTORY)]
+    pub history: usize,
+    /// Where the local API listens (status, watch, metrics, pin/unpin/retry).
+    #[arg(long, default_value = "127.0.0.1:7300", env = "SHIPSHAPE_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Allow the API on a non-loopback address (it is unencrypted; mutations need the token).
+    #[arg(long)]
+    pub allow_remote_api: bool,
+    /// Post notifications (Slack-compatible JSON) to this URL.
+    #[arg(long, env = "SHIPSHAPE_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+    /// At most this many apps reconcile at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Time between fetches of a remote config repo.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Enable `POST /hooks/git` with this secret (GitHub HMAC key or GitLab token).
+    #[arg(long, env = "SHIPSHAPE_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -88,38 +136,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Reconcile continuously (or once, with --once).
-    Run {
-        /// Where things are.
-        #[command(flatten)]
-        source: SourceArgs,
-        /// One pass, then exit: 0 when every app is converged and healthy, 1 otherwise.
-        #[arg(long)]
-        once: bool,
-        /// Time between passes.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        interval: Duration,
-        /// Revisions kept per app.
-        #[arg(long, default_value_t = crate::state::DEFAULT_HISTORY)]
-        history: usize,
-        /// Where the local API listens (status, watch, metrics, pin/unpin/retry).
-        #[arg(long, default_value = "127.0.0.1:7300", env = "SHIPSHAPE_LISTEN")]
-        listen: std::net::SocketAddr,
-        /// Allow the API on a non-loopback address (it is unencrypted; mutations need the token).
-        #[arg(long)]
-        allow_remote_api: bool,
-        /// Post notifications (Slack-compatible JSON) to this URL.
-        #[arg(long, env = "SHIPSHAPE_NOTIFY_URL")]
-        notify_url: Option<String>,
-        /// At most this many apps reconcile at once.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// Time between fetches of a remote config repo.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        poll_interval: Duration,
-        /// Enable `POST /hooks/git` with this secret (GitHub HMAC key or GitLab token).
-        #[arg(long, env = "SHIPSHAPE_WEBHOOK_SECRET_FILE")]
-        webhook_secret_file: Option<PathBuf>,
-    },
+    Run(RunArgs),
     /// Show the steps a pass would run, with reasons. Exit 0: nothing to do; 2: changes
     /// pending; 1: an error, or a blocker that would stop the pass.
     Plan {
@@ -274,7 +291,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Setup failures (the state directory cannot be created, the runtime cannot start).
 pub fn main() -> anyhow::Result<i32> {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(cli.command, Command::Run(_)) {
         // A one-shot command piped into `head` should end quietly, as Unix tools do.
         // (The daemon keeps Rust's default: a closed socket must not kill it.)
         // SAFETY: restoring the default disposition of a signal at start-up, before any thread.
@@ -283,7 +300,41 @@ pub fn main() -> anyhow::Result<i32> {
         }
     }
     match cli.command {
-        Command::Validate { files } => Ok(validate(&files)),
+        Command::Run(args) => run::run(args),
+        Command::Plan {
+            source,
+            output,
+            files,
+        } => plan::plan(&source, output, &files),
+        Command::Validate { files } => Ok(plan::validate(&files)),
+        Command::Status {
+            state_dir,
+            app,
+            output,
+            watch,
+        } => status::status(&state_dir, app.as_deref(), output, watch),
+        Command::History {
+            state_dir,
+            app,
+            output,
+        } => Ok(status::history(&Store::new(state_dir), &app, output)),
+        Command::Logs {
+            state_dir,
+            app,
+            revision,
+        } => Ok(status::logs(&Store::new(state_dir), &app, revision)),
+        Command::Pin {
+            state_dir,
+            app,
+            revision,
+            reason,
+            by,
+        } => Ok(requests::pin(&state_dir, &app, revision, reason, by)),
+        Command::Unpin { state_dir, app, by } => Ok(requests::unpin(&state_dir, &app, by)),
+        Command::Retry { state_dir, app } => Ok(requests::retry(&state_dir, &app)),
+        Command::Reconcile { state_dir, app } => {
+            Ok(requests::reconcile(&state_dir, app.as_deref()))
+        }
         Command::Schema => {
             print!("{}", shipshape_spec::app_schema_text());
             Ok(0)
@@ -313,145 +364,10 @@ pub fn main() -> anyhow::Result<i32> {
             root,
             health_url,
         })),
-        Command::Status {
-            state_dir,
-            app,
-            output,
-            watch,
-        } => {
-            let code = status(&Store::new(&state_dir), app.as_deref(), output);
-            if !watch || code != 0 {
-                return Ok(code);
-            }
-            let rt = tokio::runtime::Runtime::new()?;
-            Ok(rt.block_on(watch_events(&state_dir, app.as_deref(), output)))
-        }
-        Command::Pin {
-            state_dir,
-            app,
-            revision,
-            reason,
-            by,
-        } => {
-            let body = serde_json::json!({ "revision": revision, "reason": reason, "by": by.unwrap_or_else(whoami) });
-            Ok(api_call(
-                &state_dir,
-                &format!("/api/v1/apps/{app}/pin"),
-                body,
-                |v| {
-                    format!(
-                        "{app} pinned at revision {} by {}: {}",
-                        v["revision"],
-                        v["by"].as_str().unwrap_or(""),
-                        v["reason"].as_str().unwrap_or("")
-                    )
-                },
-            ))
-        }
-        Command::Unpin { state_dir, app, by } => {
-            let body = serde_json::json!({ "by": by.unwrap_or_else(whoami) });
-            Ok(api_call(
-                &state_dir,
-                &format!("/api/v1/apps/{app}/unpin"),
-                body,
-                |_| format!("{app} unpinned; following git again"),
-            ))
-        }
-        Command::Retry { state_dir, app } => Ok(api_call(
-            &state_dir,
-            &format!("/api/v1/apps/{app}/retry"),
-            serde_json::json!({}),
-            |v| {
-                format!(
-                    "{app}: {} quarantined config commit(s) released; a pass is queued",
-                    v["released"]
-                )
-            },
-        )),
-        Command::Reconcile { state_dir, app } => {
-            let path = match &app {
-                Some(a) => format!("/api/v1/apps/{a}/reconcile"),
-                None => "/api/v1/reconcile".to_string(),
-            };
-            Ok(api_call(&state_dir, &path, serde_json::json!({}), |_| {
-                "a pass is queued".to_string()
-            }))
-        }
-        Command::Logs {
-            state_dir,
-            app,
-            revision,
-        } => Ok(logs(&Store::new(state_dir), &app, revision)),
-        Command::History {
-            state_dir,
-            app,
-            output,
-        } => Ok(history(&Store::new(state_dir), &app, output)),
-        Command::Run {
-            source,
-            once,
-            interval,
-            history,
-            listen,
-            allow_remote_api,
-            notify_url,
-            concurrency,
-            poll_interval,
-            webhook_secret_file,
-        } => {
-            init_tracing();
-            if source.repo.is_none() {
-                anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
-            }
-            if !listen.ip().is_loopback() && !allow_remote_api {
-                anyhow::bail!(
-                    "refusing to serve the API on {listen}: it is not a loopback address (pass --allow-remote-api to do it anyway)"
-                );
-            }
-            let mut controller = controller(&source, history)?;
-            controller.concurrency = concurrency;
-            // One controller per state directory, held until this process ends.
-            let _lock = controller.store.lock()?;
-            let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(async move {
-                controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());
-                if once {
-                    let summary = crate::daemon::pass(&controller).await;
-                    return Ok(if summary.is_some_and(|s| s.all_ready()) {
-                        0
-                    } else {
-                        1
-                    });
-                }
-                crate::daemon::run(
-                    std::sync::Arc::new(controller),
-                    crate::daemon::Options {
-                        interval,
-                        poll_interval,
-                        listen: Some(listen),
-                        webhook_secret_file,
-                        stop_timeout: Duration::from_secs(60),
-                    },
-                )
-                .await
-            })
-        }
-        Command::Plan {
-            source,
-            output,
-            files,
-        } => {
-            init_tracing();
-            if source.repo.is_none() && files.is_empty() {
-                anyhow::bail!("plan needs --repo (or SHIPSHAPE_REPO), or --file");
-            }
-            let controller = controller(&source, crate::state::DEFAULT_HISTORY)?;
-            let rt = tokio::runtime::Runtime::new()?;
-            Ok(rt.block_on(plan(controller, output, &files)))
-        }
     }
 }
 
+/// Log to standard error, at `RUST_LOG`'s levels (default: info).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -539,464 +455,4 @@ fn absolute_if_path(p: &std::path::Path) -> PathBuf {
     } else {
         p.to_path_buf()
     }
-}
-
-fn whoami() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// POST to the running controller's API and print the result.
-fn api_call(
-    state_dir: &std::path::Path,
-    path: &str,
-    body: serde_json::Value,
-    ok: impl Fn(&serde_json::Value) -> String,
-) -> i32 {
-    let client = match crate::api::Client::from_state_dir(state_dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    match rt.block_on(client.post(path, body)) {
-        Ok(v) => {
-            println!("{}", ok(&v));
-            0
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
-}
-
-async fn watch_events(state_dir: &std::path::Path, only: Option<&str>, output: Format) -> i32 {
-    let client = match crate::api::Client::from_state_dir(state_dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    let result = client
-        .watch(|ev| {
-            if only.is_some_and(|a| a != ev.app) {
-                return true;
-            }
-            match output {
-                Format::Json => println!("{}", serde_json::to_string(&ev).expect("json")),
-                Format::Table => println!(
-                    "{}  {:<10} {:<19} {:<11} {}",
-                    ev.at,
-                    ev.app,
-                    serde_json::to_value(ev.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    ev.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
-                    ev.message
-                ),
-            }
-            true
-        })
-        .await;
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
-}
-
-fn logs(store: &Store, app: &str, revision: Option<u64>) -> i32 {
-    let rec = match store.load(app) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    let Some(n) = revision.or(rec.last_attempted().map(|r| r.revision.number)) else {
-        eprintln!("{app} has no revisions yet");
-        return 1;
-    };
-    let path = store
-        .app_dir(app)
-        .join("logs")
-        .join(format!("revision-{n}.log"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            print!("{text}");
-            0
-        }
-        Err(e) => {
-            eprintln!("{}: {e}", path.display());
-            1
-        }
-    }
-}
-
-async fn plan(controller: Controller, output: Format, files: &[PathBuf]) -> i32 {
-    let mut invalid = false;
-    let snapshot = if files.is_empty() {
-        if controller.config.is_remote()
-            && let Err(e) = controller.fetch_source().await
-        {
-            eprintln!("error: {e}");
-            return 1;
-        }
-        let desired = match controller.load_desired().await {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 1;
-            }
-        };
-        if let Some(r) = &desired.refused {
-            eprintln!("note: {r}; planning against the last trusted commit");
-        }
-        for (_, _, message) in &desired.invalid {
-            eprintln!("{message}");
-        }
-        if !desired.invalid.is_empty() {
-            invalid = true;
-        }
-        crate::source::Snapshot {
-            commit: desired.commit.clone(),
-            files: desired
-                .docs
-                .into_iter()
-                .map(|d| crate::source::DocumentFile {
-                    path: d.path,
-                    text: d.text,
-                })
-                .collect(),
-        }
-    } else {
-        let mut docs = Vec::new();
-        for f in files {
-            match std::fs::read_to_string(f) {
-                Ok(text) => docs.push(crate::source::DocumentFile {
-                    path: f.display().to_string(),
-                    text,
-                }),
-                Err(e) => {
-                    eprintln!("{}: cannot read: {e}", f.display());
-                    return 1;
-                }
-            }
-        }
-        crate::source::Snapshot {
-            commit: "(files)".into(),
-            files: docs,
-        }
-    };
-    let mut pending = false;
-    let mut failed = invalid;
-    let mut json = Vec::new();
-    for file in &snapshot.files {
-        let app = match shipshape_spec::load_str(&file.text, &file.path) {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("{e}");
-                failed = true;
-                continue;
-            }
-        };
-        let record = match controller.store.load(&app.metadata.name) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-                continue;
-            }
-        };
-        // An unreadable env file blocks the plan, but the rest is still worth showing.
-        let (secrets, env_problem) = match crate::reconciler::Secrets::load(&app) {
-            Ok(s) => (s, None),
-            Err(e) => (Default::default(), Some(e.to_string())),
-        };
-        let observed = match controller.observe(&app, &record, &secrets).await {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("error: {}: {e}", app.metadata.name);
-                failed = true;
-                continue;
-            }
-        };
-        let mut p = crate::plan::plan(&app, &observed);
-        if let Some(problem) = env_problem {
-            p.blockers.insert(0, problem);
-        }
-        pending |= !p.is_empty();
-        failed |= !p.blockers.is_empty();
-        match output {
-            Format::Table => {
-                println!(
-                    "{} (config {}, app {}):",
-                    app.metadata.name,
-                    crate::plan::short_sha(&snapshot.commit),
-                    crate::plan::short_sha(&app.spec.source.commit)
-                );
-                print!("{p}");
-            }
-            Format::Json => json.push(serde_json::json!({
-                "app": app.metadata.name,
-                "configCommit": snapshot.commit,
-                "plan": p,
-            })),
-        }
-    }
-    if output == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&json).expect("json"));
-    }
-    if failed {
-        1
-    } else if pending {
-        2
-    } else {
-        0
-    }
-}
-
-fn validate(files: &[PathBuf]) -> i32 {
-    let mut bad = 0;
-    for f in files {
-        let name = f.display().to_string();
-        match std::fs::read_to_string(f) {
-            Err(e) => {
-                eprintln!("{name}: cannot read: {e}");
-                bad += 1;
-            }
-            Ok(text) => match shipshape_spec::load_str(&text, &name) {
-                Ok(app) => println!("{name}: ok (app {})", app.metadata.name),
-                Err(e) => {
-                    eprintln!("{e}");
-                    bad += 1;
-                }
-            },
-        }
-    }
-    if bad > 0 { 1 } else { 0 }
-}
-
-fn status(store: &Store, only: Option<&str>, output: Format) -> i32 {
-    let names: Vec<String> = match only {
-        Some(n) => vec![n.to_string()],
-        None => store.apps(),
-    };
-    let mut records = Vec::new();
-    for n in &names {
-        match store.load(n) {
-            Ok(r) if r.passes > 0 => records.push(r),
-            Ok(_) => {
-                eprintln!("{n}: no records in {}", store.dir.display());
-                return 1;
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
-        }
-    }
-    match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&records).expect("json")),
-        Format::Table => {
-            let src = store.load_source();
-            if !src.repo.is_empty() {
-                let sha = |s: &Option<String>| {
-                    s.as_deref()
-                        .map(crate::plan::short_sha)
-                        .unwrap_or_else(|| "-".into())
-                };
-                println!(
-                    "source {} ({}) tip {}{}{}{}",
-                    src.repo,
-                    src.branch,
-                    sha(&src.tip),
-                    src.last_error
-                        .as_ref()
-                        .map(|e| format!(
-                            "  FETCH FAILING ({} in a row, next try {}): {e}",
-                            src.consecutive_failures,
-                            src.next_try_at.as_deref().unwrap_or("-")
-                        ))
-                        .unwrap_or_default(),
-                    src.refused
-                        .as_ref()
-                        .map(|r| format!(
-                            "  REFUSED {}: {}",
-                            crate::plan::short_sha(&r.commit),
-                            r.reason
-                        ))
-                        .unwrap_or_default(),
-                    src.last_trusted
-                        .as_ref()
-                        .map(|t| format!("  last trusted {}", crate::plan::short_sha(t)))
-                        .unwrap_or_default(),
-                );
-            }
-            if records.is_empty() {
-                println!("no apps yet in {}", store.dir.display());
-            }
-            for r in &records {
-                print_status(r);
-            }
-        }
-    }
-    0
-}
-
-fn print_status(r: &crate::state::AppRecord) {
-    use crate::plan::short_sha;
-    let pinned = r
-        .pin
-        .as_ref()
-        .map(|p| {
-            format!(
-                "  PINNED at revision {} by {} since {}: {}",
-                p.revision, p.by, p.at, p.reason
-            )
-        })
-        .unwrap_or_default();
-    println!("{}  phase={:?}{pinned}", r.name, r.phase);
-    let sha = |s: &Option<String>| s.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
-    println!(
-        "  desired    config {}  app {}",
-        sha(&r.desired_config_commit),
-        sha(&r.desired_app_commit)
-    );
-    let line = |label: &str, e: &crate::state::RevisionEntry| {
-        println!(
-            "  {label:<10} revision {}  app {}  level {}  {:?}{}",
-            e.revision.number,
-            short_sha(&e.revision.app_commit),
-            e.revision.level.as_deref().unwrap_or("-"),
-            e.revision.outcome,
-            if e.revision.message.is_empty() || e.revision.message == "healthy" {
-                String::new()
-            } else {
-                format!(": {}", e.revision.message)
-            }
-        )
-    };
-    if let Some(l) = r.live() {
-        line("live", l);
-    }
-    if let Some(h) = r
-        .last_healthy()
-        .filter(|h| Some(h.revision.number) != r.live_revision)
-    {
-        line("healthy", h);
-    }
-    if let Some(a) = r
-        .last_attempted()
-        .filter(|a| Some(a.revision.number) != r.live_revision)
-    {
-        line("attempted", a);
-    }
-    if let Some(h) = &r.health {
-        let results: Vec<String> = h
-            .results
-            .iter()
-            .map(|c| format!("{} {:?} ({})", c.name, c.state, c.detail))
-            .collect();
-        println!(
-            "  health     {} at {} ({} passing / {} failing in a row): {}",
-            if h.passing { "passing" } else { "FAILING" },
-            h.checked_at,
-            h.consecutive_passes,
-            h.consecutive_failures,
-            results.join("; ")
-        );
-    }
-    for c in &r.conditions {
-        println!(
-            "  {:<12} {:<7} {:<20} {}",
-            c.type_,
-            format!("{:?}", c.status),
-            c.reason,
-            c.message
-        );
-    }
-    for q in &r.quarantined {
-        println!(
-            "  quarantined config {} (revision {}): {}",
-            short_sha(&q.config_commit),
-            q.revision,
-            q.reason
-        );
-    }
-    if let Some(e) = &r.last_error {
-        println!("  last error at {} in {}: {}", e.at, e.step, e.message);
-        if let Some(t) = &e.output_tail {
-            for line in t
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                println!("    | {line}");
-            }
-        }
-    }
-    if let Some(p) = &r.last_pass {
-        let steps: Vec<&str> = p.steps.iter().map(|s| s.step.as_str()).collect();
-        println!(
-            "  last pass  {} config {}: {} step(s) [{}] — {}",
-            p.finished_at,
-            short_sha(&p.config_commit),
-            steps.len(),
-            steps.join(", "),
-            p.result
-        );
-    }
-}
-
-fn history(store: &Store, app: &str, output: Format) -> i32 {
-    let r = match store.load(app) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    match output {
-        Format::Json => {
-            let revs: Vec<_> = r.revisions.iter().map(|e| &e.revision).collect();
-            println!("{}", serde_json::to_string_pretty(&revs).expect("json"));
-        }
-        Format::Table => {
-            println!(
-                "{:>4}  {:<12}  {:<12}  {:<10}  {:<24}  MESSAGE",
-                "REV", "CONFIG", "APP", "OUTCOME", "STARTED"
-            );
-            for e in &r.revisions {
-                let v = &e.revision;
-                println!(
-                    "{:>4}  {:<12}  {:<12}  {:<10}  {:<24}  {}",
-                    v.number,
-                    crate::plan::short_sha(&v.config_commit),
-                    crate::plan::short_sha(&v.app_commit),
-                    format!("{:?}", v.outcome),
-                    v.started_at,
-                    v.message
-                );
-            }
-        }
-    }
-    0
 }
