@@ -6,6 +6,10 @@
 //! - It listens on loopback unless the operator explicitly allows another address.
 //! - Tokens are compared in constant time; a mutating call without a valid token changes
 //!   nothing and gets 401.
+//!
+//! The request and answer bodies live in [`types`], shared with the CLI's [`Client`].
+
+pub mod types;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,8 +22,9 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use shipshape_spec::status::{Outcome, Pin, PinSource};
+use shipshape_spec::status::{Pin, PinSource};
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
@@ -27,6 +32,9 @@ use crate::events::{Event, EventKind};
 use crate::reconcile::Controller;
 use crate::release::write_atomic_mode;
 use crate::state;
+use types::{
+    ByRequest, ErrorBody, HookResponse, PinRequest, PinResponse, QueuedResponse, RetryResponse,
+};
 
 /// The token file's name in the state directory.
 pub const TOKEN_FILE: &str = "api-token";
@@ -145,7 +153,7 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -206,7 +214,9 @@ async fn git_hook(
     s.trigger.notify_one();
     (
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "fetch": "queued" })),
+        Json(HookResponse {
+            fetch: "queued".into(),
+        }),
     )
         .into_response()
 }
@@ -280,28 +290,6 @@ async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// Body of `POST /api/v1/apps/{app}/pin`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PinRequest {
-    /// The revision to hold; default: the live one when healthy, else the last healthy one.
-    #[serde(default)]
-    pub revision: Option<u64>,
-    /// Why (required).
-    pub reason: String,
-    /// Who.
-    #[serde(default)]
-    pub by: Option<String>,
-}
-
-/// Body of unpin/retry/reconcile (who asked).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ByRequest {
-    /// Who.
-    #[serde(default)]
-    pub by: Option<String>,
-}
-
 /// Run `f` on the app's records under its lock, after interrupting any verification
 /// in flight so the request does not wait for a whole progress deadline.
 async fn with_record<T>(
@@ -333,34 +321,19 @@ async fn pin(
     }
     let st = s.clone();
     let result = with_record(&s, &app, move |rec| {
-        let revision = match req.revision {
-            Some(n) => {
-                let Some(r) = rec.revision(n) else {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("revision {n} is not in the history"),
-                    ));
-                };
-                if r.revision.outcome != Outcome::Healthy && Some(n) != rec.live_revision {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        &format!(
-                            "revision {n} is {:?}; pin a healthy or the live revision",
-                            r.revision.outcome
-                        ),
-                    ));
-                }
-                n
-            }
-            None => match rec
-                .live()
-                .filter(|r| r.revision.outcome == Outcome::Healthy)
-                .or(rec.last_healthy())
-            {
-                Some(r) => r.revision.number,
-                None => return Err(error(StatusCode::CONFLICT, "no healthy revision to pin")),
-            },
+        use crate::reconcile::target::{self, PinRefusal, PinSelector};
+        let selector = match req.revision {
+            Some(n) => PinSelector::Revision(n),
+            None => PinSelector::Default,
         };
+        // One rule for pins, shared with `spec.pin` in the reconciler.
+        let revision = target::pin_revision(rec, selector).map_err(|e| {
+            let code = match e {
+                PinRefusal::NothingGood => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error(code, &e.to_string())
+        })?;
         let pin = Pin {
             revision,
             by: req.by.clone().unwrap_or_else(|| "unknown".into()),
@@ -384,7 +357,7 @@ async fn pin(
     match result {
         Ok(pin) => {
             s.trigger.notify_one();
-            Json(pin).into_response()
+            Json::<PinResponse>(pin).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -423,7 +396,7 @@ async fn unpin(
     match result {
         Ok(p) => {
             s.trigger.notify_one();
-            Json(p).into_response()
+            Json::<PinResponse>(p).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -443,7 +416,7 @@ async fn retry(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Resp
     match result {
         Ok(n) => {
             s.trigger.notify_one();
-            Json(serde_json::json!({ "released": n })).into_response()
+            Json(RetryResponse { released: n }).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -454,18 +427,16 @@ async fn reconcile(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> 
         return e.into_response();
     }
     s.trigger.notify_one();
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "queued": app })),
-    )
-        .into_response()
+    (StatusCode::ACCEPTED, Json(QueuedResponse { queued: app })).into_response()
 }
 
 async fn reconcile_all(State(s): State<ApiState>) -> Response {
     s.trigger.notify_one();
     (
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "queued": "all" })),
+        Json(QueuedResponse {
+            queued: "all".into(),
+        }),
     )
         .into_response()
 }
@@ -488,6 +459,9 @@ pub enum ClientError {
     /// The request failed.
     #[error("{0}")]
     Http(String),
+    /// The controller answered, but not with what the call expects.
+    #[error("unreadable answer from the controller: {0}")]
+    BadAnswer(String),
     /// The controller refused.
     #[error("{status}: {message}")]
     Refused {
@@ -518,19 +492,58 @@ impl Client {
         })
     }
 
-    /// POST `body` to `path` with the token.
+    /// `POST /api/v1/apps/{app}/pin`.
     ///
     /// # Errors
     /// [`ClientError`] when the controller cannot be reached or refuses.
-    pub async fn post(
+    pub async fn pin(&self, app: &str, req: &PinRequest) -> Result<PinResponse, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/pin"), req).await
+    }
+
+    /// `POST /api/v1/apps/{app}/unpin`; the answer is the pin removed.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the controller cannot be reached or refuses.
+    pub async fn unpin(&self, app: &str, req: &ByRequest) -> Result<PinResponse, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/unpin"), req).await
+    }
+
+    /// `POST /api/v1/apps/{app}/retry`.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the controller cannot be reached or refuses.
+    pub async fn retry(&self, app: &str) -> Result<RetryResponse, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/retry"), &ByRequest::default())
+            .await
+    }
+
+    /// `POST /api/v1/apps/{app}/reconcile`, or `POST /api/v1/reconcile` for every app.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the controller cannot be reached or refuses.
+    pub async fn reconcile(&self, app: Option<&str>) -> Result<QueuedResponse, ClientError> {
+        let path = match app {
+            Some(a) => format!("/api/v1/apps/{a}/reconcile"),
+            None => "/api/v1/reconcile".to_string(),
+        };
+        self.post(&path, &ByRequest::default()).await
+    }
+
+    /// POST `body` to `path` with the token and read the answer as `T`; an error answer's
+    /// message is its [`ErrorBody`], else its text.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the controller cannot be reached, refuses, or answers
+    /// something that is not a `T`.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
+        body: &B,
+    ) -> Result<T, ClientError> {
         let mut req = self
             .http
             .post(format!("{}{path}", self.url))
-            .json(&body)
+            .json(body)
             .timeout(std::time::Duration::from_secs(120));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -540,13 +553,22 @@ impl Client {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?;
         let status = resp.status();
-        let value: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?;
         if status.is_success() {
-            Ok(value)
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ClientError::BadAnswer(format!("{path}: {e}")))
         } else {
+            let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => b.error,
+                // Not one of ours (an extractor's rejection, a proxy): its text says why.
+                Err(_) => String::from_utf8_lossy(&bytes).trim().to_string(),
+            };
             Err(ClientError::Refused {
                 status: status.as_u16(),
-                message: value["error"].as_str().unwrap_or("").to_string(),
+                message,
             })
         }
     }

@@ -73,6 +73,38 @@ fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: 
     );
 }
 
+/// An app whose pass is running; dropped (however the pass ended, a panic included), it
+/// leaves the running set, and the app goes again at once if a trigger came meanwhile.
+struct Running {
+    app: String,
+    running: Arc<Mutex<HashSet<String>>>,
+    missed: Arc<Mutex<HashSet<String>>>,
+    trigger: Arc<Notify>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&self.app);
+        }
+        if self.missed.lock().is_ok_and(|mut m| m.remove(&self.app)) {
+            self.trigger.notify_one();
+        }
+    }
+}
+
+/// What a task that did not finish says about why.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into()),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// One pass over everything (for `run --once`), logged and counted.
 pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
     let started = Instant::now();
@@ -279,22 +311,28 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
                         missed.lock().expect("missed lock").insert(name.clone());
                         continue;
                     }
-                    let (ctl, running, limit, trigger) =
-                        (ctl.clone(), running.clone(), limit.clone(), trigger.clone());
-                    let missed = missed.clone();
+                    let (ctl, limit) = (ctl.clone(), limit.clone());
+                    let guard = Running {
+                        app: name.clone(),
+                        running: running.clone(),
+                        missed: missed.clone(),
+                        trigger: trigger.clone(),
+                    };
                     let commit = desired.commit.clone();
                     tasks.spawn(async move {
                         let _permit = limit.acquire().await.expect("semaphore open");
+                        // Whatever happens to the pass, the app leaves the running set.
+                        let _guard = guard;
                         let started = Instant::now();
-                        let result = ctl
-                            .reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text)))
-                            .await;
-                        running.lock().expect("running lock").remove(&name);
-                        if missed.lock().expect("missed lock").remove(&name) {
-                            trigger.notify_one();
-                        }
-                        match result {
-                            Ok(r) => {
+                        let inner = {
+                            let (ctl, commit) = (ctl.clone(), commit.clone());
+                            tokio::spawn(async move {
+                                ctl.reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text)))
+                                    .await
+                            })
+                        };
+                        match inner.await {
+                            Ok(Ok(r)) => {
                                 record_result(
                                     &ctl,
                                     &name,
@@ -303,10 +341,24 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
                                     &commit,
                                 );
                                 if matches!(&r, AppResult::Superseded { .. }) {
-                                    trigger.notify_one();
+                                    _guard.trigger.notify_one();
                                 }
                             }
-                            Err(e) => error!(app = %name, "pass failed: {e}"),
+                            Ok(Err(e)) => {
+                                error!(app = %name, "pass failed: {e}");
+                                ctl.record_pass_failure(&name, &commit, &format!("the pass failed: {e}"))
+                                    .await;
+                            }
+                            Err(e) => {
+                                let what = panic_message(e);
+                                error!(app = %name, "the pass panicked: {what}");
+                                ctl.record_pass_failure(
+                                    &name,
+                                    &commit,
+                                    &format!("the pass panicked: {what}; it runs again on the next trigger"),
+                                )
+                                .await;
+                            }
                         }
                     });
                 }

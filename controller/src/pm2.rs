@@ -45,6 +45,10 @@ pub struct Pm2 {
     pub cache: std::sync::Arc<std::sync::Mutex<Option<Observation>>>,
     /// How long an observation may reuse the last `pm2 jlist` (zero: never).
     pub cache_for: Duration,
+    /// Set once a call succeeded (pm2's daemon is up), cleared when one fails: from then
+    /// on, reading the process list does not wait for the turn, so one app's health
+    /// rounds never wait behind another app's reload.
+    pub daemon_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One pm2 process instance, as `pm2 jlist` reports it.
@@ -172,12 +176,13 @@ impl Pm2 {
                 source: e,
             },
         })?;
-        exec::run(&self.spec(args))
-            .await
-            .map_err(|source| Pm2Error::Command {
-                action: action.into(),
-                source,
-            })
+        let result = exec::run(&self.spec(args)).await;
+        self.daemon_up
+            .store(result.is_ok() && action != "kill", std::sync::atomic::Ordering::SeqCst);
+        result.map_err(|source| Pm2Error::Command {
+            action: action.into(),
+            source,
+        })
     }
 
     /// Every process pm2 knows, ours or not.
@@ -185,7 +190,13 @@ impl Pm2 {
     /// # Errors
     /// [`Pm2Error`] when pm2 cannot be run or its output is unreadable.
     pub async fn jlist(&self) -> Result<Vec<Instance>, Pm2Error> {
-        let out = self.call("jlist", &["jlist"]).await?;
+        // Reading is safe beside another call once the daemon runs (only two calls that
+        // both have to spawn it race).
+        let out = if self.daemon_up.load(std::sync::atomic::Ordering::SeqCst) {
+            self.call_in_turn("jlist", &["jlist"]).await?
+        } else {
+            self.call("jlist", &["jlist"]).await?
+        };
         parse_jlist(&out.stdout)
     }
 

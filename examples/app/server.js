@@ -5,6 +5,8 @@
 //                       never answers when HEALTH_HANG is set
 // GET /version       -> the version string
 // GET /metrics       -> Prometheus text: http_requests_total{code}, process memory
+// BOOT_DELAY_MS=N    -> start listening only N ms after start (a slow boot: connections
+//                       are refused until then)
 // The version comes from the build output (dist/version.json), written by `npm run build`.
 'use strict';
 const http = require('http');
@@ -72,10 +74,11 @@ const server = http.createServer((req, res) => {
   }
 });
 
-server.listen(port, host, () => {
+const bootDelay = Number(process.env.BOOT_DELAY_MS || 0);
+setTimeout(() => server.listen(port, host, () => {
   console.log(`listening on http://${host}:${port} (version ${build.version})`);
   if (process.send) process.send('ready');
-});
+}), bootDelay);
 
 function shutdown() {
   server.close(() => process.exit(0));

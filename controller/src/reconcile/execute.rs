@@ -288,7 +288,8 @@ impl Controller {
 }
 
 /// Fault injection for the crash tests: `SHIPSHAPE_FAULT=<before|after>:<step>[:<n>]`
-/// makes the controller SIGKILL itself at the n-th (default first) such step boundary.
+/// makes the controller SIGKILL itself at the n-th (default first) such step boundary;
+/// `panic:<step>[:<n>]` makes that pass panic before the step instead.
 fn fault_point(when: &str, kind: StepKind) {
     use std::sync::atomic::AtomicU32;
     static SEEN: AtomicU32 = AtomicU32::new(0);
@@ -300,6 +301,9 @@ fn fault_point(when: &str, kind: StepKind) {
         return;
     };
     let nth: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+    if w == "panic" && when == "before" && kind == k && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+        panic!("fault injection: a panic before {kind}");
+    }
     if w == when && kind == k && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
         warn!(
             when,

@@ -1103,6 +1103,32 @@ impl Controller {
         Ok(())
     }
 
+    /// Report on `app` a pass that could not finish (an error reading the records or the
+    /// server, or a panic): Failed, with why; the next trigger runs a pass again.
+    pub async fn record_pass_failure(&self, app: &str, config_commit: &str, message: &str) {
+        let handle = self.handles.get(app);
+        let _guard = handle.lock.lock().await;
+        let Ok(mut rec) = self.store.load(app) else {
+            return;
+        };
+        let was = rec.phase;
+        rec.phase = Phase::Failed;
+        set_stalled(&mut rec, "PassFailed", message);
+        let info = PassInfo {
+            started_at: state::now(),
+            config_commit,
+            file: None,
+            text: None,
+        };
+        if let Err(e) = self.finish_pass(&mut rec, &info, Vec::new(), message) {
+            warn!(app, "could not record the failed pass: {e}");
+        }
+        if was != rec.phase {
+            self.emit(&rec, EventKind::PhaseChanged, rec.live_revision, format!("{was:?} → Failed: {message}"));
+        }
+        self.publish_app_metrics(&rec);
+    }
+
     /// `<state-dir>/apps/<app>/logs/revision-<n>.log`: every step's output for a revision.
     pub fn log_path(&self, app: &str, revision: u64) -> PathBuf {
         self.store

@@ -426,6 +426,11 @@ impl World {
     /// Start the controller in the background with a 1 s interval and its API on a free
     /// loopback port; returns once the API answers.
     pub fn start(&self, extra: &[&str]) -> Daemon {
+        self.start_with_env(extra, &[])
+    }
+
+    /// [`World::start`] with extra environment variables for the controller.
+    pub fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = self.root().join("controller.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
@@ -442,6 +447,7 @@ impl World {
             .env("SHIPSHAPE_DBMATE", dbmate_bin())
             .env("RUST_LOG", "info,shipshape=debug")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
         let child = cmd.spawn().unwrap();

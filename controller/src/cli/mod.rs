@@ -1,0 +1,459 @@
+//! The `shipshape` command line: the clap definitions, the shared argument parsers, the
+//! dispatch to one module per group of commands, and what those share (building a
+//! [`Controller`], tracing).
+//!
+//! - [`run`]: `run` (the daemon, or one pass with `--once`).
+//! - [`plan`]: `plan`, `validate`.
+//! - [`status`]: `status` (and `--watch`), `history`, `logs`.
+//! - [`requests`]: `pin`, `unpin`, `retry`, `reconcile`: requests to the running controller.
+//! - Here: `schema` and `completions` (a few lines each); `init` is [`crate::init`].
+
+pub mod plan;
+pub mod requests;
+pub mod run;
+pub mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::pm2::Pm2;
+use crate::reconcile::Controller;
+use crate::source::ConfigRepo;
+use crate::state::Store;
+
+/// A GitOps reconciler for Node.js apps under pm2.
+#[derive(Debug, Parser)]
+#[command(name = "shipshape", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where desired state comes from and where the controller keeps things.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SourceArgs {
+    /// The config repo: a local path or a git URL.
+    #[arg(long, env = "SHIPSHAPE_REPO")]
+    pub repo: Option<String>,
+    /// The branch to follow.
+    #[arg(long, default_value = "main", env = "SHIPSHAPE_BRANCH")]
+    pub branch: String,
+    /// The directory in the repo holding App documents.
+    #[arg(long, default_value = ".", env = "SHIPSHAPE_PATH")]
+    pub path: String,
+    /// The controller's state directory (records, mirrors, logs).
+    #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// The pm2 executable.
+    #[arg(long, default_value = "pm2", env = "SHIPSHAPE_PM2")]
+    pub pm2: PathBuf,
+    /// pm2's home (PM2_HOME); defaults to $PM2_HOME, else ~/.pm2.
+    #[arg(long, env = "SHIPSHAPE_PM2_HOME")]
+    pub pm2_home: Option<PathBuf>,
+    /// Apply only config commits signed by a key in this OpenSSH allowed-signers file.
+    #[arg(long, env = "SHIPSHAPE_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Apply only config commits signed by a key in this GnuPG keyring.
+    #[arg(long, env = "SHIPSHAPE_GPG_KEYRING")]
+    pub gpg_keyring: Option<PathBuf>,
+    /// This host's name, for documents that select hosts (default: the machine's).
+    #[arg(long, env = "SHIPSHAPE_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// A label of this host (`key=value`, repeatable), for documents that select hosts.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Delete the pm2 processes of apps whose documents were removed from the repo.
+    #[arg(long)]
+    pub prune: bool,
+    /// An SSH private key for a remote config repo (and app repos).
+    #[arg(long, env = "SHIPSHAPE_GIT_SSH_KEY")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// A file holding an HTTPS token for a remote config repo.
+    #[arg(long, env = "SHIPSHAPE_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// The HTTPS user name sent with the token.
+    #[arg(long, env = "SHIPSHAPE_GIT_USER")]
+    pub git_user: Option<String>,
+    /// dbmate, for apps whose release has no `node_modules/.bin/dbmate`.
+    #[arg(long, default_value = "dbmate", env = "SHIPSHAPE_DBMATE")]
+    pub dbmate: PathBuf,
+    /// How long observations may share one `pm2 jlist` (0s: never).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, env = "SHIPSHAPE_PM2_CACHE")]
+    pub pm2_cache: Duration,
+    /// Time limit for one pm2 command.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub pm2_timeout: Duration,
+}
+
+/// The flags of `shipshape run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Where things are.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// One pass, then exit: 0 when every app is converged and healthy, 1 otherwise.
+    #[arg(long)]
+    pub once: bool,
+    /// Time between passes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Revisions kept per app.
+    #[arg(long, default_value_t = crate::state::DEFAULT_HISTORY)]
+    pub history: usize,
+    /// Where the local API listens (status, watch, metrics, pin/unpin/retry).
+    #[arg(long, default_value = "127.0.0.1:7300", env = "SHIPSHAPE_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Allow the API on a non-loopback address (it is unencrypted; mutations need the token).
+    #[arg(long)]
+    pub allow_remote_api: bool,
+    /// Post notifications (Slack-compatible JSON) to this URL.
+    #[arg(long, env = "SHIPSHAPE_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+    /// At most this many apps reconcile at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Time between fetches of a remote config repo.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// Enable `POST /hooks/git` with this secret (GitHub HMAC key or GitLab token).
+    #[arg(long, env = "SHIPSHAPE_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Table,
+    /// For scripts.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Reconcile continuously (or once, with --once).
+    Run(RunArgs),
+    /// Show the steps a pass would run, with reasons. Exit 0: nothing to do; 2: changes
+    /// pending; 1: an error, or a blocker that would stop the pass.
+    Plan {
+        /// Where things are.
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+        /// Plan these document files instead of the config repo's branch tip.
+        #[arg(long = "file", value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show each app's phase, conditions, live and desired revisions, and last error.
+    Status {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// Only this app.
+        app: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+        /// Then print each change as it happens (from the running controller's event stream).
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Hold an app at a revision (default: the live one when healthy, else the last healthy one).
+    Pin {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// The revision to hold.
+        revision: Option<u64>,
+        /// Why (required; shown in status and notifications).
+        #[arg(long)]
+        reason: String,
+        /// Who (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resume following git.
+    Unpin {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// Who (default: $SUDO_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Release the desired config commit from quarantine and try it again.
+    Retry {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+    },
+    /// Ask the running controller for a pass now.
+    Reconcile {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// Only this app (a pass covers all; this checks the app exists).
+        app: Option<String>,
+    },
+    /// Print the output of every step of a revision's rollout (and revert).
+    Logs {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// The revision (default: the last attempted one).
+        revision: Option<u64>,
+    },
+    /// Show an app's revisions.
+    History {
+        /// The controller's state directory.
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        state_dir: PathBuf,
+        /// The app.
+        app: String,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Check App documents; prints every problem with file:line:column and exits 1 if any.
+    Validate {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the App document's JSON Schema.
+    Schema,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Turn an existing pm2 ecosystem file (`ecosystem.config.js` or `.json`) into an App
+    /// document on standard output, to review and commit.
+    Init {
+        /// The ecosystem file.
+        ecosystem: PathBuf,
+        /// The app's name (default: the first pm2 app's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The app's git repository (URL or absolute path).
+        #[arg(long, default_value = "https://git.example.com/acme/app.git")]
+        repository: String,
+        /// The commit to run (a full SHA).
+        #[arg(long, default_value = "0000000000000000000000000000000000000000")]
+        commit: String,
+        /// Where releases go (default: /srv/<name>).
+        #[arg(long)]
+        root: Option<String>,
+        /// The health URL (default: http://127.0.0.1:<PORT>/api/health, from the app's env).
+        #[arg(long)]
+        health_url: Option<String>,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+/// The machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<shipshape_spec::Duration>()
+        .map(|d| d.std())
+        .map_err(|e| e.to_string())
+}
+
+/// Parse the command line, run, and return the process exit code.
+///
+/// # Errors
+/// Setup failures (the state directory cannot be created, the runtime cannot start).
+pub fn main() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // A one-shot command piped into `head` should end quietly, as Unix tools do.
+        // (The daemon keeps Rust's default: a closed socket must not kill it.)
+        // SAFETY: restoring the default disposition of a signal at start-up, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Plan {
+            source,
+            output,
+            files,
+        } => plan::plan(&source, output, &files),
+        Command::Validate { files } => Ok(plan::validate(&files)),
+        Command::Status {
+            state_dir,
+            app,
+            output,
+            watch,
+        } => status::status(&state_dir, app.as_deref(), output, watch),
+        Command::History {
+            state_dir,
+            app,
+            output,
+        } => Ok(status::history(&Store::new(state_dir), &app, output)),
+        Command::Logs {
+            state_dir,
+            app,
+            revision,
+        } => Ok(status::logs(&Store::new(state_dir), &app, revision)),
+        Command::Pin {
+            state_dir,
+            app,
+            revision,
+            reason,
+            by,
+        } => Ok(requests::pin(&state_dir, &app, revision, reason, by)),
+        Command::Unpin { state_dir, app, by } => Ok(requests::unpin(&state_dir, &app, by)),
+        Command::Retry { state_dir, app } => Ok(requests::retry(&state_dir, &app)),
+        Command::Reconcile { state_dir, app } => {
+            Ok(requests::reconcile(&state_dir, app.as_deref()))
+        }
+        Command::Schema => {
+            print!("{}", shipshape_spec::app_schema_text());
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "shipshape",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Init {
+            ecosystem,
+            name,
+            repository,
+            commit,
+            root,
+            health_url,
+        } => Ok(crate::init::run(&crate::init::Options {
+            ecosystem,
+            name,
+            repository,
+            commit,
+            root,
+            health_url,
+        })),
+    }
+}
+
+/// Log to standard error, at `RUST_LOG`'s levels (default: info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Build a [`Controller`] from command-line arguments.
+///
+/// # Errors
+/// When the state directory cannot be created.
+pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controller> {
+    std::fs::create_dir_all(&args.state_dir)?;
+    let state_dir = std::fs::canonicalize(&args.state_dir)?;
+    let pm2_home = args
+        .pm2_home
+        .clone()
+        .or_else(|| std::env::var_os("PM2_HOME").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pm2")))
+        .ok_or_else(|| {
+            anyhow::anyhow!("set --pm2-home (no PM2_HOME or HOME in the environment)")
+        })?;
+    let repo = match &args.repo {
+        None => String::new(),
+        Some(r) if crate::source::is_remote(r) => r.clone(),
+        Some(r) => std::fs::canonicalize(r)
+            .map_err(|e| anyhow::anyhow!("config repo {r}: {e}"))?
+            .display()
+            .to_string(),
+    };
+    Ok(Controller {
+        config: ConfigRepo {
+            repo,
+            branch: args.branch.clone(),
+            path: args.path.clone(),
+            mirror: state_dir.join("config.git"),
+            credentials: crate::source::Credentials {
+                ssh_key: args.git_ssh_key.clone(),
+                https_token_file: args.git_token_file.clone(),
+                https_user: args.git_user.clone(),
+            },
+        },
+        store: Store::new(&state_dir),
+        pm2: Pm2 {
+            bin: absolute_if_path(&args.pm2),
+            home: pm2_home,
+            timeout: args.pm2_timeout,
+            turn: Default::default(),
+            cache: Default::default(),
+            cache_for: args.pm2_cache,
+            daemon_up: Default::default(),
+        },
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
+        sources_dir: state_dir.join("sources"),
+        hub: crate::events::Hub::default(),
+        trust: crate::trust::Trust {
+            allowed_signers: args.allowed_signers.clone(),
+            gpg_keyring: args.gpg_keyring.clone(),
+        },
+        host: crate::reconcile::HostIdentity {
+            name: args.hostname.clone().unwrap_or_else(hostname),
+            labels: args.labels.iter().cloned().collect(),
+        },
+        prune: args.prune,
+        handles: Default::default(),
+        concurrency: 4,
+        history,
+        dbmate: absolute_if_path(&args.dbmate),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+    })
+}
+
+/// A program given as a relative path (`.tools/…/pm2`) made absolute, since commands run
+/// in other directories; a bare name (`pm2`) is left for PATH to resolve.
+fn absolute_if_path(p: &std::path::Path) -> PathBuf {
+    if p.components().count() > 1 && p.is_relative() {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    } else {
+        p.to_path_buf()
+    }
+}

@@ -1,0 +1,115 @@
+//! The commands that ask the running controller to act, through its local API with the
+//! token from the state directory: `pin`, `unpin`, `retry` and `reconcile`. Requests and
+//! answers are the typed bodies of [`crate::api::types`]; the rules (which revision may
+//! be pinned, and so on) are the API's, not the CLI's.
+
+use std::future::Future;
+use std::path::Path;
+
+use crate::api::Client;
+use crate::api::ClientError;
+use crate::api::types::{ByRequest, PinRequest};
+
+/// `shipshape pin`: hold `app` at `revision` (default: the controller's choice, the live
+/// revision when healthy, else the last healthy one).
+pub fn pin(
+    state_dir: &Path,
+    app: &str,
+    revision: Option<u64>,
+    reason: String,
+    by: Option<String>,
+) -> i32 {
+    let req = PinRequest {
+        revision,
+        reason,
+        by: Some(by.unwrap_or_else(whoami)),
+    };
+    call(
+        state_dir,
+        |c| async move { c.pin(app, &req).await },
+        |p| {
+            format!(
+                "{app} pinned at revision {} by {}: {}",
+                p.revision, p.by, p.reason
+            )
+        },
+    )
+}
+
+/// `shipshape unpin`: let `app` follow git again.
+pub fn unpin(state_dir: &Path, app: &str, by: Option<String>) -> i32 {
+    let req = ByRequest {
+        by: Some(by.unwrap_or_else(whoami)),
+    };
+    call(
+        state_dir,
+        |c| async move { c.unpin(app, &req).await },
+        |_| format!("{app} unpinned; following git again"),
+    )
+}
+
+/// `shipshape retry`: release `app`'s desired config commit from quarantine; a pass follows.
+pub fn retry(state_dir: &Path, app: &str) -> i32 {
+    call(
+        state_dir,
+        |c| async move { c.retry(app).await },
+        |r| {
+            format!(
+                "{app}: {} quarantined config commit(s) released; a pass is queued",
+                r.released
+            )
+        },
+    )
+}
+
+/// `shipshape reconcile`: ask for a pass now (`app`, if given, must exist).
+pub fn reconcile(state_dir: &Path, app: Option<&str>) -> i32 {
+    call(
+        state_dir,
+        |c| async move { c.reconcile(app).await },
+        |_| "a pass is queued".to_string(),
+    )
+}
+
+/// Who is asking: `$SUDO_USER`, else `$USER`.
+fn whoami() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Reach the controller of `state_dir`, make one request, and print `ok` of its answer
+/// (exit code 0) or the error (exit code 1).
+fn call<T, F>(
+    state_dir: &Path,
+    request: impl FnOnce(Client) -> F,
+    ok: impl FnOnce(T) -> String,
+) -> i32
+where
+    F: Future<Output = Result<T, ClientError>>,
+{
+    let client = match Client::from_state_dir(state_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(request(client)) {
+        Ok(answer) => {
+            println!("{}", ok(answer));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `shipshape run`: the controller itself, either the long-running daemon (reconcile loop,
+//! monitors, source poller, local API) or, with `--once`, a single pass and an exit code.
+
+use std::time::Duration;
+
+use super::{RunArgs, controller, init_tracing};
+
+/// Run the controller as `args` say, and return the exit code (for `--once`: 0 when every
+/// app is converged and healthy, 1 otherwise).
+///
+/// # Errors
+/// Missing `--repo`, an API address that is not loopback without `--allow-remote-api`,
+/// another controller holding the state directory, or a runtime that cannot start.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let RunArgs {
+        source,
+        once,
+        interval,
+        history,
+        listen,
+        allow_remote_api,
+        notify_url,
+        concurrency,
+        poll_interval,
+        webhook_secret_file,
+    } = args;
+    init_tracing();
+    if source.repo.is_none() {
+        anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
+    }
+    if !listen.ip().is_loopback() && !allow_remote_api {
+        anyhow::bail!(
+            "refusing to serve the API on {listen}: it is not a loopback address (pass --allow-remote-api to do it anyway)"
+        );
+    }
+    let mut controller = controller(&source, history)?;
+    controller.concurrency = concurrency;
+    // One controller per state directory, held until this process ends.
+    let _lock = controller.store.lock()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());
+        if once {
+            let summary = crate::daemon::pass(&controller).await;
+            return Ok(if summary.is_some_and(|s| s.all_ready()) {
+                0
+            } else {
+                1
+            });
+        }
+        crate::daemon::run(
+            std::sync::Arc::new(controller),
+            crate::daemon::Options {
+                interval,
+                poll_interval,
+                listen: Some(listen),
+                webhook_secret_file,
+                stop_timeout: Duration::from_secs(60),
+            },
+        )
+        .await
+    })
+}

@@ -1,0 +1,184 @@
+//! Fail fast: a broken rollout is reverted after `failureThreshold` failing rounds in a
+//! row, not at `progressDeadline`; a slow boot inside the startup grace is not reverted;
+//! a revision superseded while live and passing is the last known good revert target; a
+//! pass that panics is reported on its app and the app is reconciled again.
+//! Real git, pm2 and the example app, with the controller running as a daemon.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, World, wait_for};
+use shipshape_spec::status::{Outcome, Phase};
+
+/// `text` with `from` replaced by `to`; fails when `from` is not there (an edit that
+/// matches nothing must not pass silently).
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the document has no {from:?}:\n{text}");
+    text.replacen(from, to, 1)
+}
+
+/// The default document with a 5-minute deadline, 2 failing rounds in a row and 500 ms
+/// rounds: only failing fast can revert a broken release quickly.
+fn doc(w: &World, commit: &str, success: u32) -> String {
+    let text = w.document(commit);
+    let text = edit(&text, "    interval: 300ms\n", "    interval: 500ms\n");
+    edit(
+        &text,
+        "    successThreshold: 2\n    progressDeadline: 20s\n",
+        &format!(
+            "    successThreshold: {success}\n    failureThreshold: 2\n    progressDeadline: 5m\n  rollback:\n    auto: true\n    window: 10m\n"
+        ),
+    )
+}
+
+fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
+    rec.revision(n).map(|r| r.revision.outcome)
+}
+
+/// A new app commit whose /api/health answers 500 (everything else works).
+fn commit_broken_app(w: &World, version: &str) -> String {
+    let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
+    let broken = edit(&server, "res.writeHead(ok ? 200 : 503", "res.writeHead(500");
+    w.commit_app_version(version);
+    w.commit_app_files(&[("server.js", &broken)], "health answers 500")
+}
+
+fn secs_between(a: &str, b: &str) -> f64 {
+    let a = chrono::DateTime::parse_from_rfc3339(a).unwrap();
+    let b = chrono::DateTime::parse_from_rfc3339(b).unwrap();
+    (b - a).num_milliseconds() as f64 / 1000.0
+}
+
+fn deploy_v1(w: &World, success: u32) -> (String, Daemon) {
+    let v1 = w.app_head();
+    w.commit_config(&doc(w, &v1, success));
+    let d = w.start(&[]);
+    w.wait_record("v1 healthy", 60, &d, |r| {
+        r.phase == Phase::Ready && r.live_revision == Some(1)
+    });
+    (v1, d)
+}
+
+#[test]
+fn a_release_answering_500_is_reverted_after_two_failing_rounds_not_at_the_deadline() {
+    let w = World::new("fast");
+    let (v1, d) = deploy_v1(&w, 2);
+    let v2 = commit_broken_app(&w, "2.0.0");
+    let committed = Instant::now();
+    w.commit_config(&doc(&w, &v2, 2));
+    let rec = w.wait_record("revision 2 reverted", 60, &d, |r| {
+        outcome(r, 2) == Some(Outcome::Reverted)
+    });
+    wait_for("v1 serving again", Duration::from_secs(15), || {
+        (w.get("/version").as_deref() == Some("1.0.0")).then_some(())
+    });
+    let from_commit = committed.elapsed();
+    let pass = rec.last_pass.as_ref().expect("a pass");
+    let switch = pass
+        .steps
+        .iter()
+        .find(|s| s.step == "switch")
+        .expect("the rollout switched");
+    let reverted_at = rec.revision(2).unwrap().revision.finished_at.clone().unwrap();
+    let from_switch = secs_between(&switch.started_at, &reverted_at);
+    eprintln!("reverted {from_switch:.1}s after the switch, {from_commit:?} after the commit");
+    assert!(from_switch < 15.0, "reverted {from_switch}s after the switch");
+    assert!(from_commit < Duration::from_secs(30), "{from_commit:?}");
+    assert_eq!(rec.live_revision, Some(1));
+    assert_eq!(w.current().as_deref(), Some(v1.as_str()));
+    let r2 = rec.revision(2).unwrap();
+    assert!(
+        r2.revision.message.contains("2 failing rounds in a row: api: status 500"),
+        "{}",
+        r2.revision.message
+    );
+    assert!(!r2.revision.message.contains("progressDeadline"));
+    assert_eq!(r2.revision.rounds.failed, 2, "{:?}", r2.revision.rounds);
+    let history = w.shipshape(&["history", &w.name], &[]);
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(history.contains("failing rounds in a row"), "{history}");
+}
+
+#[test]
+fn a_release_that_refuses_connections_while_it_boots_within_its_grace_is_not_reverted() {
+    let w = World::new("slow");
+    let (_v1, d) = deploy_v1(&w, 2);
+    // One fork-mode process (a reload leaves nothing listening), 4 s of boot, and
+    // listen_timeout 6 s: the startup grace the controller derives.
+    let v1 = w.app_head();
+    let slow = doc(&w, &v1, 2);
+    let slow = edit(
+        &slow,
+        "      instances: 2\n      exec_mode: cluster\n      env:\n",
+        "      instances: 1\n      exec_mode: fork\n      listen_timeout: 6000\n      env:\n        BOOT_DELAY_MS: \"4000\"\n",
+    );
+    w.commit_config(&slow);
+    let rec = w.wait_record("revision 2 healthy", 60, &d, |r| {
+        matches!(outcome(r, 2), Some(Outcome::Healthy | Outcome::Reverted | Outcome::Failed))
+    });
+    assert_eq!(outcome(&rec, 2), Some(Outcome::Healthy), "{:?}", rec.revision(2));
+    assert_eq!(rec.live_revision, Some(2));
+    let r2 = &rec.revision(2).unwrap().revision;
+    assert_eq!(r2.rounds.failed, 0, "rounds while booting are not failures: {:?}", r2.rounds);
+    // It really did refuse connections for a while: the verification took the boot time.
+    let verify = rec
+        .last_pass
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .find(|s| s.step == "verify")
+        .expect("verified");
+    assert!(verify.duration_ms >= 3500, "verify took {} ms", verify.duration_ms);
+}
+
+#[test]
+fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
+    let w = World::new("lkg");
+    let v1 = w.app_head();
+    // v1 needs 40 passing rounds (20 s): a broken v2 lands while v1 serves and passes.
+    w.commit_config(&doc(&w, &v1, 40));
+    let d = w.start(&[]);
+    wait_for("v1 serving and passing a round", Duration::from_secs(60), || {
+        let (_, metrics) = d.get("/metrics");
+        let up = format!("shipshape_health_check_up{{app=\"{}\",check=\"api\"}} 1", w.name);
+        (w.get("/version").as_deref() == Some("1.0.0") && metrics.contains(&up)).then_some(())
+    });
+    let v2 = commit_broken_app(&w, "2.0.0");
+    w.commit_config(&doc(&w, &v2, 2));
+    // (A revert quarantines the revision as Failed first; it ends Reverted or Degraded.)
+    let rec = w.wait_record("revision 2 reverted", 90, &d, |r| {
+        outcome(r, 2) == Some(Outcome::Reverted) || r.phase == Phase::Degraded
+    });
+    let r1 = rec.revision(1).unwrap();
+    assert_eq!(r1.revision.outcome, Outcome::Superseded, "{:?}", r1.revision);
+    assert!(r1.revision.rounds.passed >= 1 && r1.revision.rounds.failed == 0);
+    assert_eq!(outcome(&rec, 2), Some(Outcome::Reverted), "{:?}", rec.revision(2));
+    assert_eq!(rec.live_revision, Some(1));
+    assert_eq!(w.current().as_deref(), Some(v1.as_str()));
+    wait_for("v1 serving", Duration::from_secs(10), || {
+        (w.get("/version").as_deref() == Some("1.0.0")).then_some(())
+    });
+    let message = &rec.revision(2).unwrap().revision.message;
+    assert!(message.contains("last known good"), "{message}");
+}
+
+#[test]
+fn a_pass_that_panics_is_reported_on_its_app_and_the_app_is_reconciled_again() {
+    let w = World::new("panic");
+    let v1 = w.app_head();
+    w.commit_config(&doc(&w, &v1, 2));
+    // The first build panics the pass.
+    let d = w.start_with_env(&[], &[("SHIPSHAPE_FAULT", "panic:build:1")]);
+    let rec = w.wait_record("the panic reported", 60, &d, |r| r.phase == Phase::Failed);
+    let pass = rec.last_pass.as_ref().unwrap();
+    assert!(pass.result.contains("the pass panicked"), "{}", pass.result);
+    assert!(pass.result.contains("a panic before build"), "{}", pass.result);
+    // The next trigger (the resync interval) runs the app again; the build goes through.
+    let rec = w.wait_record("v1 healthy after the panic", 60, &d, |r| {
+        r.phase == Phase::Ready && r.live_revision == Some(1)
+    });
+    assert_eq!(outcome(&rec, 1), Some(Outcome::Healthy));
+    assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
+}
