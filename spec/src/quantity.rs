@@ -291,8 +291,21 @@ mod tests {
     #[test]
     fn percentages_refuse_what_a_person_might_mistype() {
         for bad in [
-            "", "80", "%", "80 %", "-5%", "+5%", "80%%", "0.8", ".5%", "5.%", "1e2%", "80 percent",
-            "0.1234%", "1234567%", "eighty%",
+            "",
+            "80",
+            "%",
+            "80 %",
+            "-5%",
+            "+5%",
+            "80%%",
+            "0.8",
+            ".5%",
+            "5.%",
+            "1e2%",
+            "80 percent",
+            "0.1234%",
+            "1234567%",
+            "eighty%",
         ] {
             let err = bad.parse::<Percent>().unwrap_err();
             assert_eq!(err.input, bad);
@@ -324,8 +337,24 @@ mod tests {
     #[test]
     fn sizes_refuse_what_a_person_might_mistype() {
         for bad in [
-            "", "800", "M", "800MB", "800mb", "800m", "1g", "800 M", "-1G", "1,5G", "1.G", ".5G",
-            "1e3M", "800B", "800Kib", "1P", "99999999999999T", "1.1234567G",
+            "",
+            "800",
+            "M",
+            "800MB",
+            "800mb",
+            "800m",
+            "1g",
+            "800 M",
+            "-1G",
+            "1,5G",
+            "1.G",
+            ".5G",
+            "1e3M",
+            "800B",
+            "800Kib",
+            "1P",
+            "99999999999999T",
+            "1.1234567G",
         ] {
             let err = bad.parse::<ByteSize>().unwrap_err();
             assert_eq!(err.input, bad);

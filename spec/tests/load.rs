@@ -254,7 +254,9 @@ fn a_resources_check_loads_with_percent_and_binary_sizes() {
     // It serializes back to the same words.
     let yaml = shipshape_spec::load::to_yaml(&app.spec.health.checks[1]);
     assert!(
-        yaml.contains("maxCpu: 80%") && yaml.contains("maxMemory: 800M") && yaml.contains("per: app"),
+        yaml.contains("maxCpu: 80%")
+            && yaml.contains("maxMemory: 800M")
+            && yaml.contains("per: app"),
         "{yaml}"
     );
 }
@@ -297,7 +299,9 @@ fn a_resources_check_needs_a_positive_limit_and_no_other_kind() {
     let errs = errors(&with_resources_check("        resources: {}\n"));
     assert_eq!(
         errs,
-        ["apps/demo.yaml:25:9: spec.health.checks[1].resources: needs a limit: maxCpu, maxMemory or both"]
+        [
+            "apps/demo.yaml:25:9: spec.health.checks[1].resources: needs a limit: maxCpu, maxMemory or both"
+        ]
     );
     let errs = errors(&with_resources_check(
         "        resources:\n          maxCpu: 0%\n          maxMemory: 0K\n        maxLatency: 100ms\n",
@@ -316,11 +320,15 @@ fn a_resources_check_needs_a_positive_limit_and_no_other_kind() {
     ));
     assert_eq!(
         errs,
-        ["apps/demo.yaml:24:9: spec.health.checks[1]: needs exactly one of http, prometheus or resources"]
+        [
+            "apps/demo.yaml:24:9: spec.health.checks[1]: needs exactly one of http, prometheus or resources"
+        ]
     );
     let errs = errors(&with_resources_check("        timeout: 1s\n"));
     assert_eq!(
         errs,
-        ["apps/demo.yaml:24:9: spec.health.checks[1]: needs exactly one of http, prometheus or resources"]
+        [
+            "apps/demo.yaml:24:9: spec.health.checks[1]: needs exactly one of http, prometheus or resources"
+        ]
     );
 }
