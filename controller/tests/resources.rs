@@ -121,24 +121,33 @@ fn a_process_that_restarts_fails_a_rollout_beside_a_passing_resources_check() {
         r.phase == Phase::Ready && r.live_revision == Some(1)
     });
 
-    // v2: the first of its instances to start exits 5 s later (pm2 restarts it; the marker
-    // file keeps the restarted one up). Verification counts restarts from its start, so
-    // every round after the crash fails, whatever the resources check says; 25 passing
-    // rounds 500 ms apart would take 12 s.
+    // v2: the first of its instances to answer its third health probe exits right after
+    // answering it (pm2 restarts it; the marker file keeps the restarted one up). Probes
+    // come from verification only, after it took its restart baseline: every round after
+    // the crash fails on the restart, whatever the resources check says. By the fifth probe
+    // one of the two instances has answered three, so 8 passing rounds in a row cannot come
+    // first.
     let marker = w.root().join("crashed-once");
     let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
-    let crashing = server.replace(
-        "server.listen(port, host",
-        &format!(
-            "try {{ fs.writeFileSync({:?}, String(process.pid), {{ flag: 'wx' }}); setTimeout(() => process.exit(1), 5000); }} catch (e) {{}}\nserver.listen(port, host",
-            marker.display().to_string()
-        ),
-    );
-    assert_ne!(crashing, server);
+    let crashing = server
+        .replace(
+            "const server = http.createServer(",
+            "let healthServed = 0;\nconst server = http.createServer(",
+        )
+        .replace(
+            "  if (req.url === '/metrics') {",
+            &format!(
+                "  if (req.url === '/api/health' && ++healthServed === 3) {{\n    try {{\n      fs.writeFileSync({:?}, String(process.pid), {{ flag: 'wx' }});\n      res.on('finish', () => process.exit(1));\n    }} catch (e) {{}}\n  }}\n  if (req.url === '/metrics') {{",
+                marker.display().to_string()
+            ),
+        );
+    assert_eq!(crashing.matches("healthServed").count(), 2, "{crashing}");
     w.commit_app_version("2.0.0");
-    let v2 = w.commit_app_files(&[("server.js", &crashing)], "v2 crashes once, 5 s in");
-    let text = slow_to_trust(doc(&w, &v2), 25, "15s").replace("interval: 300ms", "interval: 500ms");
-    w.commit_config(&text);
+    let v2 = w.commit_app_files(
+        &[("server.js", &crashing)],
+        "v2 exits once, on an instance's third health probe",
+    );
+    w.commit_config(&slow_to_trust(doc(&w, &v2), 8, "6s"));
     let rec = w.wait_record("revision 2 reverted", 90, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted)
     });
