@@ -1,24 +1,40 @@
 //! Health: HTTP probes (status, body, latency), Prometheus queries (a value within a
-//! threshold; no data is inconclusive) and pm2 facts (every declared instance online,
-//! restart counts not climbing), combined into rounds, and rounds into a verdict: healthy
-//! after `successThreshold` passing rounds in a row within `progressDeadline`.
+//! threshold; no data is inconclusive), resource limits on what pm2 reports (CPU and
+//! memory per instance or per app) and pm2 facts (every declared instance online, restart
+//! counts not climbing), combined into rounds, and rounds into a verdict: healthy after
+//! `successThreshold` passing rounds in a row within `progressDeadline`.
+//!
+//! Every check counts the same way: a round fails when any check fails, and it takes
+//! `failureThreshold` failing rounds in a row to make a healthy revision regressed (a
+//! rollout fails when it is not healthy by `progressDeadline`). That is how a resources
+//! check tells a spike from a leak: a figure over its limit for one round fails that round
+//! only, and the next passing round resets the streak; a memory that keeps climbing past
+//! its limit fails every round from then on.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use shipshape_spec::App;
-use shipshape_spec::app::{Check, Health, HttpCheck, Instances, Process, PrometheusCheck};
+use shipshape_spec::app::{
+    Check, Health, HttpCheck, Instances, Process, PrometheusCheck, ResourcesCheck, ResourcesPer,
+};
 use shipshape_spec::status::{CheckResult, ProbeState};
 
 use crate::pm2::Instance;
 
-/// Run one check.
+/// Run one `http` or `prometheus` check. `resources` checks are not probed: their results
+/// come from [`resources_results`] on the round's `pm2 jlist` (given one anyway, this says
+/// so, inconclusively).
 pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {
     let started = Instant::now();
-    let (state, detail) = match (&check.http, &check.prometheus) {
-        (Some(http), _) => probe_http(client, check, http, started).await,
-        (None, Some(prom)) => probe_prometheus(client, check, prom).await,
-        (None, None) => (ProbeState::Fail, "no probe configured".to_string()),
+    let (state, detail) = match (&check.http, &check.prometheus, &check.resources) {
+        (Some(http), _, _) => probe_http(client, check, http, started).await,
+        (None, Some(prom), _) => probe_prometheus(client, check, prom).await,
+        (None, None, Some(_)) => (
+            ProbeState::Inconclusive,
+            "a resources check is read from pm2, not probed".to_string(),
+        ),
+        (None, None, None) => (ProbeState::Fail, "no probe configured".to_string()),
     };
     CheckResult {
         name: check.name.clone(),
@@ -158,6 +174,169 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = inner.source();
     }
     s
+}
+
+/// One result per `resources` check in `checks` (in order; other kinds are skipped), from
+/// one `pm2 jlist` (`instances`): the CPU and memory pm2 reports for the online instances
+/// of `processes`, each instance against the limits (`per: instance`) or their sum
+/// (`per: app`).
+///
+/// - **Fail** when a figure is over its limit (strictly), naming every instance (or the
+///   sum) that is, e.g. `pm2 web (id 3): memory 912 MiB over maxMemory 800 MiB`.
+/// - **Pass** otherwise, with the figures (the highest instance's, or the sums).
+/// - **Inconclusive** when no instance of the processes is online, or pm2 reports no
+///   figures for any of them (pm2 reports zeros when it fails to measure): nothing to judge.
+///   pm2 facts fail the round anyway when declared instances are not online.
+///
+/// A failing result fails its round like any check; only `failureThreshold` failing
+/// rounds in a row regress a revision, and a rollout fails at `progressDeadline`: a spike
+/// over the limit for one round is not a failure, a memory that keeps climbing past it is.
+pub fn resources_results(
+    checks: &[Check],
+    processes: &[Process],
+    instances: &[Instance],
+) -> Vec<CheckResult> {
+    checks
+        .iter()
+        .filter_map(|c| c.resources.as_ref().map(|r| (c, r)))
+        .map(|(check, limits)| {
+            let (state, detail) = judge_resources(limits, processes, instances);
+            CheckResult {
+                name: check.name.clone(),
+                state,
+                detail,
+                latency_ms: 0,
+            }
+        })
+        .collect()
+}
+
+fn judge_resources(
+    limits: &ResourcesCheck,
+    processes: &[Process],
+    instances: &[Instance],
+) -> (ProbeState, String) {
+    let online: Vec<&Instance> = instances
+        .iter()
+        .filter(|i| i.status == "online" && processes.iter().any(|p| p.name == i.name))
+        .collect();
+    let names = || {
+        processes
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if online.is_empty() {
+        return (
+            ProbeState::Inconclusive,
+            format!("no online pm2 instance of {}", names()),
+        );
+    }
+    // A running process always has resident memory: zero means pm2 did not measure it.
+    let measured: Vec<&Instance> = online.into_iter().filter(|i| i.memory > 0).collect();
+    if measured.is_empty() {
+        return (
+            ProbeState::Inconclusive,
+            format!("pm2 reports no cpu or memory figures for {}", names()),
+        );
+    }
+    let within = limits_text(limits);
+    match limits.per {
+        ResourcesPer::Instance => {
+            let mut over = Vec::new();
+            for i in &measured {
+                let who = format!("pm2 {} (id {})", i.name, i.pm_id);
+                over.extend(overages(limits, i.cpu, i.memory).map(|o| format!("{who}: {o}")));
+            }
+            if !over.is_empty() {
+                return (ProbeState::Fail, over.join("; "));
+            }
+            let top_cpu = measured
+                .iter()
+                .max_by(|a, b| a.cpu.total_cmp(&b.cpu))
+                .expect("measured is not empty");
+            let top_mem = measured
+                .iter()
+                .max_by_key(|i| i.memory)
+                .expect("measured is not empty");
+            (
+                ProbeState::Pass,
+                format!(
+                    "{} instance(s) within {within}; highest cpu {} ({} id {}), memory {} ({} id {})",
+                    measured.len(),
+                    percent(top_cpu.cpu),
+                    top_cpu.name,
+                    top_cpu.pm_id,
+                    mib(top_mem.memory),
+                    top_mem.name,
+                    top_mem.pm_id,
+                ),
+            )
+        }
+        ResourcesPer::App => {
+            let cpu: f64 = measured.iter().map(|i| i.cpu).sum();
+            let memory: u64 = measured.iter().map(|i| i.memory).sum();
+            let who = format!("app total over {} instance(s)", measured.len());
+            let over: Vec<String> = overages(limits, cpu, memory).collect();
+            if over.is_empty() {
+                (
+                    ProbeState::Pass,
+                    format!(
+                        "{who}: cpu {}, memory {}; within {within}",
+                        percent(cpu),
+                        mib(memory)
+                    ),
+                )
+            } else {
+                (ProbeState::Fail, format!("{who}: {}", over.join(", ")))
+            }
+        }
+    }
+}
+
+/// What of `cpu` and `memory` is over `limits`, in words.
+fn overages(limits: &ResourcesCheck, cpu: f64, memory: u64) -> impl Iterator<Item = String> {
+    let cpu_over = limits
+        .max_cpu
+        .filter(|max| cpu > max.value())
+        .map(|max| format!("cpu {} over maxCpu {}", percent(cpu), percent(max.value())));
+    let mem_over = limits
+        .max_memory
+        .filter(|max| memory > max.bytes())
+        .map(|max| format!("memory {} over maxMemory {}", mib(memory), mib(max.bytes())));
+    cpu_over.into_iter().chain(mem_over)
+}
+
+fn limits_text(limits: &ResourcesCheck) -> String {
+    let cpu = limits
+        .max_cpu
+        .map(|m| format!("maxCpu {}", percent(m.value())));
+    let mem = limits
+        .max_memory
+        .map(|m| format!("maxMemory {}", mib(m.bytes())));
+    cpu.into_iter().chain(mem).collect::<Vec<_>>().join(", ")
+}
+
+/// `12.5%`, `80%` (one decimal, as pm2 reports CPU).
+fn percent(v: f64) -> String {
+    format!("{}%", one_decimal(v))
+}
+
+/// Bytes in MiB (GiB from 1 GiB), one decimal: `912.4 MiB`, `800 MiB`, `1.5 GiB`.
+fn mib(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let m = bytes as f64 / MIB;
+    if m >= 1024.0 {
+        format!("{} GiB", one_decimal(m / 1024.0))
+    } else {
+        format!("{} MiB", one_decimal(m))
+    }
+}
+
+fn one_decimal(v: f64) -> String {
+    let text = format!("{v:.1}");
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
 }
 
 /// Why the pm2 part of a round did not pass.
@@ -620,6 +799,8 @@ mod tests {
             restarts,
             exec_mode: "cluster_mode".into(),
             env: BTreeMap::new(),
+            cpu: 0.0,
+            memory: 0,
         };
         let base: BTreeMap<u64, u64> = [(0, 1), (1, 1)].into();
         let ps = std::slice::from_ref(&p);
@@ -644,5 +825,204 @@ mod tests {
             matches!(&err, Pm2Fault::Restarted(m) if m.contains("restarted 2")),
             "{err:?}"
         );
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn resources_check(name: &str, limits: serde_json::Value) -> Check {
+        serde_json::from_value(serde_json::json!({"name": name, "resources": limits})).unwrap()
+    }
+
+    fn measured(name: &str, id: u64, status: &str, cpu: f64, memory: u64) -> Instance {
+        Instance {
+            name: name.into(),
+            pm_id: id,
+            pid: 100 + id,
+            status: status.into(),
+            restarts: 0,
+            exec_mode: "cluster_mode".into(),
+            env: BTreeMap::new(),
+            cpu,
+            memory,
+        }
+    }
+
+    #[test]
+    fn resources_results_judge_each_instance_or_the_app_total() {
+        let processes: Vec<Process> = ["web", "worker"]
+            .iter()
+            .map(|n| {
+                serde_json::from_value(serde_json::json!({"name": n, "script": "s.js"})).unwrap()
+            })
+            .collect();
+        let web = |id, cpu, mem_mib: u64| measured("web", id, "online", cpu, mem_mib * MIB);
+        let cases: Vec<(&str, serde_json::Value, Vec<Instance>, ProbeState, &str)> = vec![
+            (
+                "all instances under both limits",
+                serde_json::json!({"maxCpu": "80%", "maxMemory": "800M"}),
+                vec![web(0, 12.5, 100), web(1, 3.0, 300)],
+                ProbeState::Pass,
+                "2 instance(s) within maxCpu 80%, maxMemory 800 MiB; highest cpu 12.5% (web id 0), memory 300 MiB (web id 1)",
+            ),
+            (
+                "one instance over maxMemory is named",
+                serde_json::json!({"maxCpu": "80%", "maxMemory": "800M"}),
+                vec![web(2, 5.0, 100), web(3, 5.0, 912)],
+                ProbeState::Fail,
+                "pm2 web (id 3): memory 912 MiB over maxMemory 800 MiB",
+            ),
+            (
+                "exactly at the limit is not over it",
+                serde_json::json!({"maxCpu": "80%", "maxMemory": "800M"}),
+                vec![web(0, 80.0, 800)],
+                ProbeState::Pass,
+                "1 instance(s) within",
+            ),
+            (
+                "every overage of every instance is listed",
+                serde_json::json!({"maxCpu": "50%", "maxMemory": "1G"}),
+                vec![
+                    web(0, 97.3, 1536),
+                    measured("worker", 1, "online", 60.0, 10 * MIB),
+                ],
+                ProbeState::Fail,
+                "pm2 web (id 0): cpu 97.3% over maxCpu 50%; pm2 web (id 0): memory 1.5 GiB over maxMemory 1 GiB; pm2 worker (id 1): cpu 60% over maxCpu 50%",
+            ),
+            (
+                "only the limits given are checked",
+                serde_json::json!({"maxMemory": "800M"}),
+                vec![web(0, 390.0, 100)],
+                ProbeState::Pass,
+                "1 instance(s) within maxMemory 800 MiB;",
+            ),
+            (
+                "per app: instances under the limit can sum over it",
+                serde_json::json!({"maxMemory": "800M", "per": "app"}),
+                vec![
+                    web(0, 1.0, 500),
+                    measured("worker", 1, "online", 2.0, 400 * MIB),
+                ],
+                ProbeState::Fail,
+                "app total over 2 instance(s): memory 900 MiB over maxMemory 800 MiB",
+            ),
+            (
+                "per app: the sums, within the limits",
+                serde_json::json!({"maxCpu": "80%", "maxMemory": "1G", "per": "app"}),
+                vec![web(0, 10.5, 300), web(1, 20.0, 300)],
+                ProbeState::Pass,
+                "app total over 2 instance(s): cpu 30.5%, memory 600 MiB; within maxCpu 80%, maxMemory 1 GiB",
+            ),
+            (
+                "per app: cpu summed over the limit",
+                serde_json::json!({"maxCpu": "80%", "per": "app"}),
+                vec![web(0, 50.0, 300), web(1, 40.0, 300)],
+                ProbeState::Fail,
+                "app total over 2 instance(s): cpu 90% over maxCpu 80%",
+            ),
+            (
+                "stopped instances and other apps' processes do not count",
+                serde_json::json!({"maxMemory": "800M"}),
+                vec![
+                    web(0, 1.0, 100),
+                    measured("web", 1, "stopped", 0.0, 0),
+                    measured("errored-one", 2, "errored", 0.0, 0),
+                    measured("someone-else", 3, "online", 99.0, 4096 * MIB),
+                ],
+                ProbeState::Pass,
+                "1 instance(s) within",
+            ),
+            (
+                "nothing online is inconclusive",
+                serde_json::json!({"maxMemory": "800M"}),
+                vec![
+                    measured("web", 0, "errored", 0.0, 0),
+                    measured("someone-else", 3, "online", 1.0, MIB),
+                ],
+                ProbeState::Inconclusive,
+                "no online pm2 instance of web, worker",
+            ),
+            (
+                "no instance at all is inconclusive",
+                serde_json::json!({"maxCpu": "80%", "per": "app"}),
+                vec![],
+                ProbeState::Inconclusive,
+                "no online pm2 instance of web, worker",
+            ),
+            (
+                "pm2 reporting zeros (it could not measure) is inconclusive, not a pass",
+                serde_json::json!({"maxCpu": "80%"}),
+                vec![measured("web", 0, "online", 0.0, 0)],
+                ProbeState::Inconclusive,
+                "pm2 reports no cpu or memory figures for web, worker",
+            ),
+        ];
+        for (what, limits, instances, state, detail) in cases {
+            let checks = [resources_check("resources", limits)];
+            let results = resources_results(&checks, &processes, &instances);
+            assert_eq!(results.len(), 1, "{what}");
+            let r = &results[0];
+            assert_eq!(r.name, "resources", "{what}");
+            assert_eq!(r.state, state, "{what}: {}", r.detail);
+            assert!(
+                r.detail.starts_with(detail),
+                "{what}: {:?} does not start with {detail:?}",
+                r.detail
+            );
+        }
+    }
+
+    #[test]
+    fn resources_results_skip_other_kinds_and_keep_the_checks_order() {
+        let processes: Vec<Process> = vec![
+            serde_json::from_value(serde_json::json!({"name": "web", "script": "s.js"})).unwrap(),
+        ];
+        let http: Check = serde_json::from_value(
+            serde_json::json!({"name": "api", "http": {"url": "http://127.0.0.1:1/"}}),
+        )
+        .unwrap();
+        let checks = [
+            resources_check("memory", serde_json::json!({"maxMemory": "100M"})),
+            http,
+            resources_check("cpu", serde_json::json!({"maxCpu": "50%"})),
+        ];
+        let instances = [measured("web", 0, "online", 75.0, 50 * MIB)];
+        let results = resources_results(&checks, &processes, &instances);
+        let got: Vec<(&str, ProbeState)> =
+            results.iter().map(|r| (r.name.as_str(), r.state)).collect();
+        assert_eq!(
+            got,
+            [("memory", ProbeState::Pass), ("cpu", ProbeState::Fail)]
+        );
+        assert!(resources_results(&checks[1..2], &processes, &instances).is_empty());
+    }
+
+    #[test]
+    fn a_spike_of_one_round_is_not_a_regression_but_a_climb_is() {
+        // What the monitor does between rollouts: failureThreshold failing rounds in a row.
+        let h = health();
+        let processes: Vec<Process> = vec![
+            serde_json::from_value(serde_json::json!({"name": "web", "script": "s.js"})).unwrap(),
+        ];
+        let checks = [resources_check(
+            "resources",
+            serde_json::json!({"maxMemory": "800M"}),
+        )];
+        let round = |mem_mib: u64| {
+            let results = resources_results(
+                &checks,
+                &processes,
+                &[measured("web", 0, "online", 1.0, mem_mib * MIB)],
+            );
+            combine(Ok(()), &results)
+        };
+        let regressed = |memory: &[u64]| {
+            let mut t = Tally::new();
+            memory.iter().any(|m| {
+                t.record(&round(*m), false);
+                t.failures >= h.failure_threshold
+            })
+        };
+        assert!(!regressed(&[300, 900, 300, 900, 350, 310]), "spikes");
+        assert!(regressed(&[300, 500, 700, 850, 900, 950]), "a climb");
     }
 }

@@ -784,6 +784,8 @@ spec:
                 restarts: 0,
                 exec_mode: mode.into(),
                 env: env.clone(),
+                cpu: 0.0,
+                memory: 0,
             })
             .collect()
     }

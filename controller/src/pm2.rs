@@ -68,6 +68,12 @@ pub struct Instance {
     pub exec_mode: String,
     /// The process's environment as pm2 recorded it.
     pub env: BTreeMap<String, String>,
+    /// CPU use in percent of one core (`monit.cpu`; a process busy on two cores shows
+    /// 200), measured by pm2 since its previous measurement. 0 when pm2 reports none.
+    pub cpu: f64,
+    /// Resident memory in bytes (`monit.memory`). 0 when pm2 reports none (a process that
+    /// is not running, or pm2 failing to measure).
+    pub memory: u64,
 }
 
 impl Instance {
@@ -102,6 +108,10 @@ struct RawProc {
     #[serde(default)]
     pid: u64,
     pm2_env: RawEnv,
+    /// Read leniently (a null or odd figure is 0), so resource figures never make the
+    /// whole list unreadable.
+    #[serde(default)]
+    monit: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +140,14 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>, Pm2Error> {
     Ok(raw
         .into_iter()
         .map(|p| Instance {
+            cpu: p.monit["cpu"]
+                .as_f64()
+                .filter(|c| c.is_finite())
+                .unwrap_or(0.0),
+            memory: p.monit["memory"]
+                .as_u64()
+                .or_else(|| p.monit["memory"].as_f64().map(|m| m.max(0.0) as u64))
+                .unwrap_or(0),
             name: p.name,
             pm_id: p.pm_id,
             pid: p.pid,
@@ -177,8 +195,10 @@ impl Pm2 {
             },
         })?;
         let result = exec::run(&self.spec(args)).await;
-        self.daemon_up
-            .store(result.is_ok() && action != "kill", std::sync::atomic::Ordering::SeqCst);
+        self.daemon_up.store(
+            result.is_ok() && action != "kill",
+            std::sync::atomic::Ordering::SeqCst,
+        );
         result.map_err(|source| Pm2Error::Command {
             action: action.into(),
             source,
@@ -280,6 +300,18 @@ mod tests {
         assert_eq!(list[0].restarts, 2);
         assert_eq!(list[0].env["PORT"], "3000");
         assert_eq!(list[0].app(), Some("demo"));
+        assert_eq!((list[0].cpu, list[0].memory), (0.0, 0), "no monit: zeros");
+    }
+
+    #[test]
+    fn monit_figures_are_read_and_odd_ones_are_zero() {
+        let text = r#"[{"pid":7,"name":"web","pm_id":0,"monit":{"memory":52428800,"cpu":12.5},"pm2_env":{"status":"online"}},{"pid":8,"name":"web","pm_id":1,"monit":{"memory":1.5e6,"cpu":null},"pm2_env":{"status":"online"}},{"pid":0,"name":"web","pm_id":2,"monit":null,"pm2_env":{"status":"stopped"}},{"pid":9,"name":"web","pm_id":3,"monit":{"memory":"lots","cpu":"hot"},"pm2_env":{"status":"online"}}]"#;
+        let list = parse_jlist(text).unwrap();
+        let figures: Vec<(f64, u64)> = list.iter().map(|i| (i.cpu, i.memory)).collect();
+        assert_eq!(
+            figures,
+            [(12.5, 52_428_800), (0.0, 1_500_000), (0.0, 0), (0.0, 0)]
+        );
     }
 
     #[test]

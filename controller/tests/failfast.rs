@@ -80,16 +80,27 @@ fn a_release_answering_500_is_reverted_after_two_failing_rounds_not_at_the_deadl
         .iter()
         .find(|s| s.step == "switch")
         .expect("the rollout switched");
-    let reverted_at = rec.revision(2).unwrap().revision.finished_at.clone().unwrap();
+    let reverted_at = rec
+        .revision(2)
+        .unwrap()
+        .revision
+        .finished_at
+        .clone()
+        .unwrap();
     let from_switch = secs_between(&switch.started_at, &reverted_at);
     eprintln!("reverted {from_switch:.1}s after the switch, {from_commit:?} after the commit");
-    assert!(from_switch < 15.0, "reverted {from_switch}s after the switch");
+    assert!(
+        from_switch < 15.0,
+        "reverted {from_switch}s after the switch"
+    );
     assert!(from_commit < Duration::from_secs(30), "{from_commit:?}");
     assert_eq!(rec.live_revision, Some(1));
     assert_eq!(w.current().as_deref(), Some(v1.as_str()));
     let r2 = rec.revision(2).unwrap();
     assert!(
-        r2.revision.message.contains("2 failing rounds in a row: api: status 500"),
+        r2.revision
+            .message
+            .contains("2 failing rounds in a row: api: status 500"),
         "{}",
         r2.revision.message
     );
@@ -115,12 +126,24 @@ fn a_release_that_refuses_connections_while_it_boots_within_its_grace_is_not_rev
     );
     w.commit_config(&slow);
     let rec = w.wait_record("revision 2 healthy", 60, &d, |r| {
-        matches!(outcome(r, 2), Some(Outcome::Healthy | Outcome::Reverted | Outcome::Failed))
+        matches!(
+            outcome(r, 2),
+            Some(Outcome::Healthy | Outcome::Reverted | Outcome::Failed)
+        )
     });
-    assert_eq!(outcome(&rec, 2), Some(Outcome::Healthy), "{:?}", rec.revision(2));
+    assert_eq!(
+        outcome(&rec, 2),
+        Some(Outcome::Healthy),
+        "{:?}",
+        rec.revision(2)
+    );
     assert_eq!(rec.live_revision, Some(2));
     let r2 = &rec.revision(2).unwrap().revision;
-    assert_eq!(r2.rounds.failed, 0, "rounds while booting are not failures: {:?}", r2.rounds);
+    assert_eq!(
+        r2.rounds.failed, 0,
+        "rounds while booting are not failures: {:?}",
+        r2.rounds
+    );
     // It really did refuse connections for a while: the verification took the boot time.
     let verify = rec
         .last_pass
@@ -130,7 +153,11 @@ fn a_release_that_refuses_connections_while_it_boots_within_its_grace_is_not_rev
         .iter()
         .find(|s| s.step == "verify")
         .expect("verified");
-    assert!(verify.duration_ms >= 3500, "verify took {} ms", verify.duration_ms);
+    assert!(
+        verify.duration_ms >= 3500,
+        "verify took {} ms",
+        verify.duration_ms
+    );
 }
 
 #[test]
@@ -140,11 +167,18 @@ fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
     // v1 needs 40 passing rounds (20 s): a broken v2 lands while v1 serves and passes.
     w.commit_config(&doc(&w, &v1, 40));
     let d = w.start(&[]);
-    wait_for("v1 serving and passing a round", Duration::from_secs(60), || {
-        let (_, metrics) = d.get("/metrics");
-        let up = format!("shipshape_health_check_up{{app=\"{}\",check=\"api\"}} 1", w.name);
-        (w.get("/version").as_deref() == Some("1.0.0") && metrics.contains(&up)).then_some(())
-    });
+    wait_for(
+        "v1 serving and passing a round",
+        Duration::from_secs(60),
+        || {
+            let (_, metrics) = d.get("/metrics");
+            let up = format!(
+                "shipshape_health_check_up{{app=\"{}\",check=\"api\"}} 1",
+                w.name
+            );
+            (w.get("/version").as_deref() == Some("1.0.0") && metrics.contains(&up)).then_some(())
+        },
+    );
     let v2 = commit_broken_app(&w, "2.0.0");
     w.commit_config(&doc(&w, &v2, 2));
     // (A revert quarantines the revision as Failed first; it ends Reverted or Degraded.)
@@ -152,9 +186,19 @@ fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
         outcome(r, 2) == Some(Outcome::Reverted) || r.phase == Phase::Degraded
     });
     let r1 = rec.revision(1).unwrap();
-    assert_eq!(r1.revision.outcome, Outcome::Superseded, "{:?}", r1.revision);
+    assert_eq!(
+        r1.revision.outcome,
+        Outcome::Superseded,
+        "{:?}",
+        r1.revision
+    );
     assert!(r1.revision.rounds.passed >= 1 && r1.revision.rounds.failed == 0);
-    assert_eq!(outcome(&rec, 2), Some(Outcome::Reverted), "{:?}", rec.revision(2));
+    assert_eq!(
+        outcome(&rec, 2),
+        Some(Outcome::Reverted),
+        "{:?}",
+        rec.revision(2)
+    );
     assert_eq!(rec.live_revision, Some(1));
     assert_eq!(w.current().as_deref(), Some(v1.as_str()));
     wait_for("v1 serving", Duration::from_secs(10), || {
@@ -174,7 +218,11 @@ fn a_pass_that_panics_is_reported_on_its_app_and_the_app_is_reconciled_again() {
     let rec = w.wait_record("the panic reported", 60, &d, |r| r.phase == Phase::Failed);
     let pass = rec.last_pass.as_ref().unwrap();
     assert!(pass.result.contains("the pass panicked"), "{}", pass.result);
-    assert!(pass.result.contains("a panic before build"), "{}", pass.result);
+    assert!(
+        pass.result.contains("a panic before build"),
+        "{}",
+        pass.result
+    );
     // The next trigger (the resync interval) runs the app again; the build goes through.
     let rec = w.wait_record("v1 healthy after the panic", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(1)

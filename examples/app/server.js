@@ -8,6 +8,10 @@
 // BOOT_DELAY_MS=N    -> start listening only N ms after start (a slow boot: connections
 //                       are refused until then)
 // The version comes from the build output (dist/version.json), written by `npm run build`.
+// LEAK_MB_PER_SEC=N  leaks memory on purpose (for demos and tests of `resources` checks):
+//                    every 100 ms it allocates N/10 MiB of Buffers, writes to them (so they
+//                    count in resident memory) and keeps them, until LEAK_MAX_MB (default
+//                    1024, i.e. 1 GiB) is held. Each instance leaks on its own.
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -34,6 +38,21 @@ function failing() {
   } catch (e) {
     return false;
   }
+}
+
+// Leaking on purpose: N MiB per second of retained, written Buffers, up to a cap.
+const leakPerSec = Number(process.env.LEAK_MB_PER_SEC || 0);
+const leakMax = Number(process.env.LEAK_MAX_MB || 1024) * 1024 * 1024;
+const leaked = [];
+let leakedBytes = 0;
+if (leakPerSec > 0) {
+  const chunk = Math.max(1, Math.round((leakPerSec * 1024 * 1024) / 10));
+  const timer = setInterval(() => {
+    if (leakedBytes + chunk > leakMax) return clearInterval(timer);
+    leaked.push(Buffer.alloc(chunk, 1));
+    leakedBytes += chunk;
+  }, 100);
+  timer.unref();
 }
 
 const counts = {};

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::quantity::{ByteSize, Percent};
 
 /// The only `apiVersion` this crate reads.
 pub const API_VERSION: &str = "shipshape/v1alpha1";
@@ -457,7 +458,7 @@ fn default_progress_deadline() -> Duration {
     Duration::from_secs(300)
 }
 
-/// One named probe: exactly one of `http` or `prometheus`.
+/// One named check: exactly one of `http`, `prometheus` or `resources`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Check {
@@ -470,10 +471,14 @@ pub struct Check {
     /// data is inconclusive: that round neither passes nor fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusCheck>,
-    /// Time limit for one probe.
+    /// Limits on the CPU and memory pm2 reports for the app's processes (`pm2 jlist`),
+    /// read each round: nothing is probed and no Prometheus is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesCheck>,
+    /// Time limit for one probe (not used by `resources`, which reads what pm2 reports).
     #[serde(default = "default_check_timeout")]
     pub timeout: Duration,
-    /// A response slower than this fails the round.
+    /// A response slower than this fails the round (`http` checks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_latency: Option<Duration>,
 }
@@ -514,6 +519,43 @@ pub struct PrometheusCheck {
     /// The value must be higher than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub above: Option<f64>,
+}
+
+/// Limits on what pm2 reports for the app's running instances (`pm2 jlist`: each
+/// instance's `monit.cpu` and `monit.memory`), checked each round.
+///
+/// A round in which a figure is over its limit fails, like any failing check; it takes
+/// `failureThreshold` failing rounds in a row to make a healthy revision regressed, and a
+/// rollout fails only when it is not healthy by `progressDeadline`. So a spike that lasts
+/// one round does not fail a rollout or revert a revision, while a memory that keeps
+/// climbing past the limit fails every round from then on, and does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourcesCheck {
+    /// The CPU an instance (or the app) may use, in percent of one core as pm2 reports it
+    /// (a process busy on two cores shows 200%), e.g. `80%`. Must be more than 0%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpu: Option<Percent>,
+    /// The memory (resident set size) an instance (or the app) may use, with binary units
+    /// as pm2's `max_memory_restart` reads them: `800M` is 800 MiB; `512Mi`, `1G` and
+    /// `1.5G` are accepted too. Must be more than 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<ByteSize>,
+    /// Whether the limits hold for each instance, or for the sum over every instance of
+    /// every process in `spec.processes`.
+    #[serde(default)]
+    pub per: ResourcesPer,
+}
+
+/// What a resource limit applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourcesPer {
+    /// Each online pm2 instance on its own.
+    #[default]
+    Instance,
+    /// The sum over every online instance of every process the app declares.
+    App,
 }
 
 /// What happens when health regresses.

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m30s`) as a serde/schemars type.
+//! - [`quantity`]: percentages (`80%`) and byte sizes (`800M`, `1.5G`) for resource limits.
 //! - [`app`]: the `App` document (`apiVersion: shipshape/v1alpha1`, `kind: App`).
 //! - [`load`]: YAML text to [`App`] with `file:line:column: field.path: message` errors.
 //!   The only module that knows about the YAML crates.
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod duration;
 pub mod load;
+pub mod quantity;
 pub mod status;
 pub mod validate;
 

@@ -352,8 +352,8 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 format!("{:?} is declared twice", check.name),
             );
         }
-        match (&check.http, &check.prometheus) {
-            (Some(http), None) => {
+        match (&check.http, &check.prometheus, &check.resources) {
+            (Some(http), None, None) => {
                 if !is_http_url(&http.url) {
                     c.fail(
                         format!("{at}.http.url"),
@@ -367,7 +367,7 @@ pub fn validate(app: &App) -> Vec<Violation> {
                     );
                 }
             }
-            (None, Some(prom)) => {
+            (None, Some(prom), None) => {
                 if !is_http_url(&prom.url) {
                     c.fail(
                         format!("{at}.prometheus.url"),
@@ -384,7 +384,37 @@ pub fn validate(app: &App) -> Vec<Violation> {
                     );
                 }
             }
-            _ => c.fail(at.clone(), "needs exactly one of http or prometheus"),
+            (None, None, Some(res)) => {
+                if res.max_cpu.is_none() && res.max_memory.is_none() {
+                    c.fail(
+                        format!("{at}.resources"),
+                        "needs a limit: maxCpu, maxMemory or both",
+                    );
+                }
+                if let Some(cpu) = res.max_cpu
+                    && cpu.value() <= 0.0
+                {
+                    c.fail(format!("{at}.resources.maxCpu"), "must be more than 0%");
+                }
+                if let Some(mem) = res.max_memory
+                    && mem.bytes() == 0
+                {
+                    c.fail(
+                        format!("{at}.resources.maxMemory"),
+                        "must be more than 0 (at least 1K)",
+                    );
+                }
+                if check.max_latency.is_some() {
+                    c.fail(
+                        format!("{at}.maxLatency"),
+                        "a resources check reads what pm2 reports: it has no latency",
+                    );
+                }
+            }
+            _ => c.fail(
+                at.clone(),
+                "needs exactly one of http, prometheus or resources",
+            ),
         }
         c.positive(&format!("{at}.timeout"), check.timeout);
         if let Some(max) = check.max_latency {

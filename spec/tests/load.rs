@@ -211,3 +211,124 @@ fn reserved_and_invalid_env_names_are_refused() {
     )));
     assert!(errs.iter().any(|e| e.contains("spec.processes[0].env.SHIPSHAPE_APP: names starting with SHIPSHAPE_ are set by the controller")));
 }
+
+/// `VALID` with a second check, `name: resources`, whose body is `body` (YAML lines at
+/// the check's indentation, i.e. 8 spaces). The check starts on line 24.
+fn with_resources_check(body: &str) -> String {
+    VALID.replace(
+        "        timeout: 2s\n",
+        &format!("        timeout: 2s\n      - name: resources\n{body}"),
+    )
+}
+
+#[test]
+fn a_resources_check_loads_with_percent_and_binary_sizes() {
+    let text = with_resources_check(
+        "        resources:\n          maxCpu: 80%\n          maxMemory: 800M\n          per: app\n",
+    );
+    let app = load_str(&text, "apps/demo.yaml").unwrap();
+    let check = &app.spec.health.checks[1];
+    assert!(check.http.is_none() && check.prometheus.is_none());
+    let res = check.resources.as_ref().unwrap();
+    assert_eq!(res.max_cpu.unwrap().value(), 80.0);
+    assert_eq!(res.max_memory.unwrap().bytes(), 800 * 1024 * 1024);
+    assert_eq!(res.per, shipshape_spec::app::ResourcesPer::App);
+
+    // Flow style, one limit, the default `per`, explicit binary units and fractions.
+    for (limits, bytes) in [
+        ("{ maxMemory: 512Mi }", Some(512u64 << 20)),
+        ("{ maxMemory: 1.5G }", Some(1536 << 20)),
+        ("{ maxMemory: 1G, maxCpu: 12.5% }", Some(1 << 30)),
+        ("{ maxCpu: 150% }", None),
+    ] {
+        let text = with_resources_check(&format!("        resources: {limits}\n"));
+        let app = load_str(&text, "apps/demo.yaml").unwrap_or_else(|e| panic!("{limits}: {e}"));
+        let res = app.spec.health.checks[1].resources.clone().unwrap();
+        assert_eq!(res.max_memory.map(|m| m.bytes()), bytes, "{limits}");
+        assert_eq!(
+            res.per,
+            shipshape_spec::app::ResourcesPer::Instance,
+            "{limits}"
+        );
+    }
+    // It serializes back to the same words.
+    let yaml = shipshape_spec::load::to_yaml(&app.spec.health.checks[1]);
+    assert!(
+        yaml.contains("maxCpu: 80%")
+            && yaml.contains("maxMemory: 800M")
+            && yaml.contains("per: app"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn a_malformed_limit_names_file_line_column_and_path() {
+    let cases = [
+        (
+            "        resources: { maxMemory: 800MB }\n",
+            "apps/demo.yaml:25:22: spec.health.checks[1].resources.maxMemory: invalid size \"800MB\": expected a number and a binary unit K, M, G or T (or Ki, Mi, Gi, Ti), e.g. 800M, 1.5G or 512Mi",
+        ),
+        (
+            "        resources:\n          maxMemory: 800\n",
+            "apps/demo.yaml:26:11: spec.health.checks[1].resources.maxMemory: 800: a size needs a unit, e.g. 800M or 1G",
+        ),
+        (
+            "        resources:\n          maxCpu: 80\n",
+            "apps/demo.yaml:26:11: spec.health.checks[1].resources.maxCpu: 80: a percentage needs its % sign, e.g. 80%",
+        ),
+        (
+            "        resources:\n          maxCpu: 80 percent\n",
+            "apps/demo.yaml:26:11: spec.health.checks[1].resources.maxCpu: invalid percentage \"80 percent\": expected a number and a % sign, e.g. 80% or 12.5%",
+        ),
+        (
+            "        resources:\n          maxCpu: 80%\n          per: process\n",
+            "apps/demo.yaml:27:11: spec.health.checks[1].resources.per: unknown variant `process`, expected `instance` or `app`",
+        ),
+        (
+            "        resources:\n          maxCPU: 80%\n",
+            "apps/demo.yaml:26:11: spec.health.checks[1].resources.maxCPU: unknown field `maxCPU`, expected one of `maxCpu`, `maxMemory`, `per`",
+        ),
+    ];
+    for (body, want) in cases {
+        assert_eq!(errors(&with_resources_check(body)), [want], "{body}");
+    }
+}
+
+#[test]
+fn a_resources_check_needs_a_positive_limit_and_no_other_kind() {
+    let errs = errors(&with_resources_check("        resources: {}\n"));
+    assert_eq!(
+        errs,
+        [
+            "apps/demo.yaml:25:9: spec.health.checks[1].resources: needs a limit: maxCpu, maxMemory or both"
+        ]
+    );
+    let errs = errors(&with_resources_check(
+        "        resources:\n          maxCpu: 0%\n          maxMemory: 0K\n        maxLatency: 100ms\n",
+    ));
+    assert_eq!(
+        errs,
+        [
+            "apps/demo.yaml:26:11: spec.health.checks[1].resources.maxCpu: must be more than 0%",
+            "apps/demo.yaml:27:11: spec.health.checks[1].resources.maxMemory: must be more than 0 (at least 1K)",
+            "apps/demo.yaml:28:9: spec.health.checks[1].maxLatency: a resources check reads what pm2 reports: it has no latency",
+        ]
+    );
+    // Two kinds in one check, and none at all.
+    let errs = errors(&with_resources_check(
+        "        resources: { maxCpu: 80% }\n        http: { url: http://127.0.0.1:3000/ }\n",
+    ));
+    assert_eq!(
+        errs,
+        [
+            "apps/demo.yaml:24:9: spec.health.checks[1]: needs exactly one of http, prometheus or resources"
+        ]
+    );
+    let errs = errors(&with_resources_check("        timeout: 1s\n"));
+    assert_eq!(
+        errs,
+        [
+            "apps/demo.yaml:24:9: spec.health.checks[1]: needs exactly one of http, prometheus or resources"
+        ]
+    );
+}

@@ -178,8 +178,8 @@ fn held_target(
     app: &shipshape_spec::App,
     config_commit: &str,
 ) -> Result<(shipshape_spec::App, Option<Hold>), String> {
-    use crate::reconcile::target::{self, DocumentPinChange, Mode, NoTarget};
     use crate::plan::short_sha;
+    use crate::reconcile::target::{self, DocumentPinChange, Mode, NoTarget};
     let mut view = record.clone();
     match target::document_pin(&view, app) {
         DocumentPinChange::Set(revision) => {

@@ -301,7 +301,11 @@ fn fault_point(when: &str, kind: StepKind) {
         return;
     };
     let nth: u32 = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-    if w == "panic" && when == "before" && kind == k && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+    if w == "panic"
+        && when == "before"
+        && kind == k
+        && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth
+    {
         panic!("fault injection: a panic before {kind}");
     }
     if w == when && kind == k && SEEN.fetch_add(1, Ordering::SeqCst) + 1 == nth {

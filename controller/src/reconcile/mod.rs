@@ -1124,7 +1124,12 @@ impl Controller {
             warn!(app, "could not record the failed pass: {e}");
         }
         if was != rec.phase {
-            self.emit(&rec, EventKind::PhaseChanged, rec.live_revision, format!("{was:?} → Failed: {message}"));
+            self.emit(
+                &rec,
+                EventKind::PhaseChanged,
+                rec.live_revision,
+                format!("{was:?} → Failed: {message}"),
+            );
         }
         self.publish_app_metrics(&rec);
     }

@@ -132,10 +132,16 @@ impl Controller {
             .health
             .checks
             .iter()
+            .filter(|c| c.resources.is_none())
             .map(|c| health::probe(&self.http, c));
-        let results = futures::future::join_all(probes).await;
+        let mut results = futures::future::join_all(probes).await;
         let pm2 = match self.pm2.jlist().await {
-            Ok(list) => health::pm2_facts(&app.spec.processes, &list, baseline, self.cpus),
+            Ok(list) => {
+                // Resource checks read the same process list as the pm2 facts.
+                let (checks, procs) = (&app.spec.health.checks, &app.spec.processes);
+                results.extend(health::resources_results(checks, procs, &list));
+                health::pm2_facts(procs, &list, baseline, self.cpus)
+            }
             Err(e) => Err(Pm2Fault::Down(format!("pm2: {e}"))),
         };
         (health::combine(pm2, &results), results)
