@@ -4,19 +4,25 @@
 //! decided by the pure [`plan_revert`]; then executed: switch back, apply the good
 //! revision's processes, treat the schema, verify the good revision again.
 
+use std::sync::Arc;
+
 use shipshape_spec::App;
 use shipshape_spec::app::OnRevert;
-use shipshape_spec::status::{StepKind, StepRecord};
+use shipshape_spec::status::{
+    ConditionStatus, Outcome, Phase, Regression, StepKind, StepRecord, condition_types as ct,
+};
 use tracing::warn;
 
-use super::decide::ErrorClass;
+use super::decide::{self, ErrorClass, RegressionDecision};
 use super::execute::{Run, Secrets, StepError};
+use super::record::{conclude, quarantine, set_degraded, set_stalled};
 use super::target::{self, Good};
 use super::verify::Cancel;
-use super::{AppHandle, Controller};
+use super::{AppHandle, AppResult, Controller, PassInfo, ReconcileError};
+use crate::events::EventKind;
 use crate::migrate;
 use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
-use crate::state::{AppRecord, RevisionEntry};
+use crate::state::{self, AppRecord, RevisionEntry};
 
 /// How to go back from a failed revision.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +142,142 @@ pub fn plan_revert(rec: &AppRecord, failed: u64) -> Result<RevertPlan, RevertRef
 }
 
 impl Controller {
+    /// The live revision regressed after it was declared healthy.
+    pub(super) async fn on_regression(
+        &self,
+        rec: &mut AppRecord,
+        reg: Regression,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> Result<AppResult, ReconcileError> {
+        let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
+        let Some(live) = rec.revision(reg.revision).cloned() else {
+            return self.stop(rec, info, "Degraded", StepKind::Health, &why);
+        };
+        self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
+        let spec = &live.document.spec;
+        let in_window = live
+            .revision
+            .finished_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| {
+                let age = chrono::Utc::now().signed_duration_since(t);
+                age.to_std().unwrap_or_default() <= spec.rollback.window.std()
+            });
+        let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
+        let refusal = match (decision, &rec.pin) {
+            (RegressionDecision::Revert, _) => None,
+            (RegressionDecision::KeepPinned, Some(pin)) => Some(format!(
+                "pinned by {} ({}): no automatic revert while pinned",
+                pin.by, pin.reason
+            )),
+            (RegressionDecision::KeepAutoOff, _) => Some("rollback.auto is off".to_string()),
+            (RegressionDecision::KeepOutsideWindow, _) | (RegressionDecision::KeepPinned, None) => {
+                Some(format!(
+                    "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
+                    spec.rollback.window
+                ))
+            }
+        };
+        let mut records = Vec::new();
+        let (phase, message) = match refusal {
+            Some(r) => {
+                let m = format!("{why}; {r}");
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            None => {
+                self.revert(rec, reg.revision, &why, &mut records, handle, true)
+                    .await
+            }
+        };
+        if phase == Phase::Degraded {
+            self.emit(
+                rec,
+                EventKind::Degraded,
+                Some(reg.revision),
+                message.clone(),
+            );
+        }
+        rec.phase = phase;
+        self.finish_pass(rec, info, records, &message)?;
+        Ok(AppResult::NotReady { phase, message })
+    }
+
+    /// Go back from revision `failed` to the last good revision. A failed rollout that
+    /// cannot be reverted is still failed (and quarantined); a regressed revision that
+    /// cannot be reverted stays what it was, reported Degraded. Returns the phase and the
+    /// message to report.
+    pub(super) async fn revert(
+        &self,
+        rec: &mut AppRecord,
+        failed: u64,
+        why: &str,
+        records: &mut Vec<StepRecord>,
+        handle: &Arc<AppHandle>,
+        regression: bool,
+    ) -> (Phase, String) {
+        let failed_config = rec
+            .revision(failed)
+            .map(|f| f.revision.config_commit.clone())
+            .unwrap_or_default();
+        let degrade = |this: &Self, rec: &mut AppRecord, m: String| {
+            set_degraded(rec, &m);
+            if !regression {
+                this.fail_revision(rec, failed, &failed_config, &m);
+            }
+            (Phase::Degraded, m)
+        };
+        let plan = match plan_revert(rec, failed) {
+            Ok(p) => p,
+            Err(refusal) => return degrade(self, rec, format!("{why}; {refusal}")),
+        };
+        let to = plan.to.revision.number;
+        // Quarantine first: a controller that stops mid-revert must not roll it out again.
+        let note = format!("{why}; reverting to revision {to}");
+        conclude(rec, failed, Outcome::Failed, &note, None);
+        quarantine(rec, failed, &failed_config, &note);
+        if let Err(e) = self.store.save(rec) {
+            warn!(app = %rec.name, "could not record the revert before starting it: {e}");
+        }
+        let result = self.run_revert(rec, failed, &plan, records, handle).await;
+        let labels = |r: &str| vec![("app", rec.name.clone()), ("result", r.to_string())];
+        match result {
+            Ok(()) => {
+                let m = reverted_message(why, &plan);
+                self.hub
+                    .metrics
+                    .inc("shipshape_reverts_total", labels("healthy"), 1.0);
+                rec.live_revision = Some(to);
+                rec.health = None;
+                rec.set_condition(
+                    ct::HEALTHY,
+                    ConditionStatus::True,
+                    "RevertedHealthy",
+                    &m,
+                    &state::now(),
+                );
+                set_stalled(rec, "RolledBack", &m);
+                conclude(rec, failed, Outcome::Reverted, &m, None);
+                quarantine(rec, failed, &failed_config, &m);
+                self.count_rollout(&rec.name, "reverted");
+                self.emit(rec, EventKind::Reverted, Some(to), m.clone());
+                (Phase::Failed, m)
+            }
+            Err(e) => {
+                self.hub
+                    .metrics
+                    .inc("shipshape_reverts_total", labels("failed"), 1.0);
+                let m = format!(
+                    "{why}; reverting to revision {to} failed too ({} failed: {}); stopped, a person must act",
+                    e.step, e.message
+                );
+                degrade(self, rec, m)
+            }
+        }
+    }
+
     /// Carry out `plan` (from revision `failed`): switch back and apply the good revision's
     /// processes, treat the schema, verify the good revision. `records` gets every step.
     pub(super) async fn run_revert(
@@ -280,7 +422,11 @@ mod tests {
     use shipshape_spec::app::Migrations;
     use shipshape_spec::status::{Outcome, Rounds};
 
-    fn with_migrations(mut e: RevisionEntry, level: &str, on_revert: &str) -> RevisionEntry {
+    pub(super) fn with_migrations(
+        mut e: RevisionEntry,
+        level: &str,
+        on_revert: &str,
+    ) -> RevisionEntry {
         let m: Migrations = serde_json::from_value(serde_json::json!({
             "driver": "dbmate", "level": level, "onRevert": on_revert
         }))
@@ -291,7 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn a_revert_goes_to_the_last_good_revision_and_treats_the_schema_by_on_revert() {
+    pub(super) fn a_revert_goes_to_the_last_good_revision_and_treats_the_schema_by_on_revert() {
         // (name, good level, failed level, onRevert, backup taken, expected)
         type Row = (
             &'static str,
@@ -371,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn a_revert_without_a_good_revision_is_refused_and_a_last_known_good_is_taken() {
+    pub(super) fn a_revert_without_a_good_revision_is_refused_and_a_last_known_good_is_taken() {
         let mut rec = record();
         rec.revisions = vec![
             entry(1, Outcome::Superseded),

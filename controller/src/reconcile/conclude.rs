@@ -1,0 +1,378 @@
+//! The end of a pass: what the steps' outcome means ([`decide::decide`]) and its
+//! bookkeeping: success, retry, supersede, not blamed, failed with the live release
+//! untouched, no revert (held, or `rollback.auto` off), or revert; and settling a pass
+//! that had nothing to do.
+
+use std::sync::Arc;
+
+use shipshape_spec::status::{
+    ConditionStatus, Outcome, PassRecord, Phase, StepKind, StepRecord, StepResult,
+    condition_types as ct,
+};
+use tracing::warn;
+
+use super::decide::{self, Decision, Ended, ErrorClass, Facts, NoRevert};
+use super::execute::StepError;
+use super::journal::JournalFile;
+use super::record::{self, conclude, mark_ready, quarantine, set_degraded, set_stalled};
+use super::target::Mode;
+use super::{AppHandle, AppResult, Controller, Executed, PassInfo, ReconcileError};
+use crate::events::EventKind;
+use crate::plan::short_sha;
+use crate::state::{self, AppRecord};
+
+impl Controller {
+    /// Decide what the steps' outcome means and record it.
+    pub(super) async fn conclude_pass(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+        done: Executed,
+        outcome: Result<(), StepError>,
+    ) -> Result<AppResult, ReconcileError> {
+        let number = done.number;
+        if let Some(entry) = rec.revision_mut(number) {
+            if !done.rounds.is_empty() && entry.revision.outcome == Outcome::Progressing {
+                entry.revision.rounds = done.rounds;
+            }
+            if let Some(b) = done
+                .records
+                .iter()
+                .find(|r| r.step == StepKind::Backup && r.result == StepResult::Succeeded)
+            {
+                entry.backup = Some(b.target.clone());
+            }
+        }
+        let err = match outcome {
+            Ok(()) => return self.on_success(rec, info, done),
+            Err(e) => e,
+        };
+        let decision = decide::decide(Facts {
+            mode: (&done.target.mode).into(),
+            ended: Ended::Failed {
+                step: err.step,
+                class: err.class,
+            },
+            switched: done.switched,
+            failing_before: done.failing_before.is_some(),
+            auto_revert: done.target.document.spec.rollback.auto,
+        });
+        let message = format!("{} failed: {}", err.step, err.message);
+        warn!(app = %rec.name, revision = number, step = %err.step, ?decision, "{message}");
+        record::last_error(rec, err.step, &err.message, err.tail.clone());
+        if done.switched {
+            rec.live_revision = Some(number);
+        }
+        let follows = done.target.mode.follows();
+        let config_commit = info.config_commit;
+        let mut records = done.records;
+        let (phase, message) = match decision {
+            Decision::Healthy | Decision::PinnedReady | Decision::HoldRepaired => {
+                unreachable!("a failed step never decides success")
+            }
+            Decision::Retry => {
+                record::set_retrying(rec, &message);
+                (Phase::Progressing, message)
+            }
+            Decision::Superseded => {
+                let m = format!("revision {number} {}", err.message);
+                if follows
+                    && rec
+                        .revision(number)
+                        .is_some_and(|r| r.revision.outcome == Outcome::Progressing)
+                {
+                    conclude(rec, number, Outcome::Superseded, &err.message, None);
+                    self.count_rollout(&rec.name, "superseded");
+                }
+                rec.last_error = None;
+                rec.phase = Phase::Progressing;
+                self.emit(rec, EventKind::RolloutSuperseded, Some(number), m.clone());
+                self.finish_pass(rec, info, records, &m)?;
+                return Ok(AppResult::Superseded { message: m });
+            }
+            Decision::NotBlamed => {
+                let m = match (&done.failing_before, err.class) {
+                    (Some(before), ErrorClass::Stalled) => format!(
+                        "{message}; the checks were already failing before this rollout ({before}), so revision {number} is not blamed and not reverted"
+                    ),
+                    _ => format!(
+                        "{message}; revision {number} stays live, is not reverted, and becomes Healthy once its checks pass (or pin/retry)"
+                    ),
+                };
+                record::not_blamed(rec, number, &m, None);
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::FailUntouched => {
+                let m = format!("{message}; the live release was not touched");
+                set_stalled(rec, record::reason_for(err.step), &m);
+                if follows {
+                    self.fail_revision(rec, number, config_commit, &m);
+                }
+                (Phase::Failed, m)
+            }
+            Decision::FailNoRevert(NoRevert::Held) => {
+                let m = format!(
+                    "{message}; no automatic revert while {}",
+                    done.target.mode.words()
+                );
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::FailNoRevert(NoRevert::AutoOff) => {
+                let m = format!("{message}; rollback.auto is off, so the server was left as it is");
+                set_degraded(rec, &m);
+                self.fail_revision(rec, number, config_commit, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::Revert => {
+                self.revert(rec, number, &message, &mut records, handle, false)
+                    .await
+            }
+        };
+        if phase == Phase::Degraded {
+            self.emit(rec, EventKind::Degraded, Some(number), message.clone());
+        }
+        if err.class == ErrorClass::Stalled {
+            self.emit(
+                rec,
+                EventKind::RolloutFailed,
+                Some(number),
+                format!("{} failed: {}", err.step, err.message),
+            );
+        }
+        rec.phase = phase;
+        self.finish_pass(rec, info, records, &message)?;
+        Ok(AppResult::NotReady { phase, message })
+    }
+
+    /// Record revision `number` failed and quarantine its config commit.
+    pub(super) fn fail_revision(
+        &self,
+        rec: &mut AppRecord,
+        number: u64,
+        config_commit: &str,
+        m: &str,
+    ) {
+        conclude(rec, number, Outcome::Failed, m, None);
+        quarantine(rec, number, config_commit, m);
+        self.count_rollout(&rec.name, "failed");
+    }
+
+    /// Every step succeeded: the target is live and healthy.
+    pub(super) fn on_success(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        done: Executed,
+    ) -> Result<AppResult, ReconcileError> {
+        let number = done.number;
+        let doc = &done.target.document;
+        rec.live_revision = Some(number);
+        rec.health = None;
+        let message = match &done.target.mode {
+            Mode::Follow => format!(
+                "revision {number} live and healthy (app {}, release {})",
+                short_sha(&doc.spec.source.commit),
+                short_sha(&done.release)
+            ),
+            Mode::Pinned(pin) => format!(
+                "pinned revision {} live and healthy (pinned by {}: {})",
+                pin.revision, pin.by, pin.reason
+            ),
+            Mode::Hold { why } => format!(
+                "repaired drift; holding the last good revision {number} while config commit {} is quarantined ({why})",
+                short_sha(info.config_commit)
+            ),
+        };
+        if rec
+            .revision(number)
+            .is_some_and(|r| r.revision.outcome != Outcome::Healthy)
+        {
+            conclude(rec, number, Outcome::Healthy, "healthy", None);
+            self.emit(
+                rec,
+                EventKind::RolloutHealthy,
+                Some(number),
+                message.clone(),
+            );
+            self.count_rollout(&rec.name, "healthy");
+        }
+        self.prune_releases(doc, rec);
+        let steps = done.records.len();
+        let ready = !matches!(done.target.mode, Mode::Hold { .. });
+        if ready {
+            mark_ready(rec, &message);
+        } else {
+            rec.phase = Phase::Failed;
+            set_stalled(rec, "Quarantined", &message);
+        }
+        self.finish_pass(rec, info, done.records, &message)?;
+        Ok(if ready {
+            AppResult::Ready { steps }
+        } else {
+            AppResult::NotReady {
+                phase: rec.phase,
+                message,
+            }
+        })
+    }
+
+    /// Nothing to do: say where the app stands.
+    pub(super) fn settle(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        mode: &Mode,
+        release: &str,
+        processes_hash: &str,
+    ) -> Result<AppResult, ReconcileError> {
+        let live_matches = rec
+            .live()
+            .is_some_and(|r| r.release == release && r.revision.process_hash == processes_hash);
+        if let Some(why) = record::live_failing(rec, false) {
+            let message = format!(
+                "live revision {} is failing its checks ({why}); nothing to apply",
+                rec.live_revision.unwrap_or_default()
+            );
+            set_degraded(rec, &message);
+            self.finish_pass(rec, info, Vec::new(), &message)?;
+            return Ok(AppResult::NotReady {
+                phase: Phase::Degraded,
+                message,
+            });
+        }
+        let live_healthy = live_matches
+            && rec
+                .live()
+                .is_some_and(|r| r.revision.outcome == Outcome::Healthy);
+        let (ready, message) = match mode {
+            Mode::Follow if live_healthy => (true, "up to date".to_string()),
+            Mode::Follow if live_matches => {
+                let why = rec
+                    .live()
+                    .map(|r| r.revision.message.clone())
+                    .unwrap_or_default();
+                (false, format!("live, but not healthy: {why}"))
+            }
+            // First sight of a server that already runs what is desired (e.g. records lost).
+            Mode::Follow => (
+                false,
+                "live equals desired, but no revision has verified it".to_string(),
+            ),
+            Mode::Pinned(pin) => (
+                live_healthy,
+                format!(
+                    "pinned at revision {} by {} ({}); desired config commit {} is not applied",
+                    pin.revision,
+                    pin.by,
+                    pin.reason,
+                    short_sha(info.config_commit)
+                ),
+            ),
+            Mode::Hold { why } => (
+                false,
+                format!(
+                    "holding the last good revision; config commit {} is quarantined: {why}",
+                    short_sha(info.config_commit)
+                ),
+            ),
+        };
+        if ready {
+            mark_ready(rec, &message);
+        } else if matches!(mode, Mode::Hold { .. }) {
+            rec.set_condition(
+                ct::RECONCILING,
+                ConditionStatus::False,
+                "Quarantined",
+                &message,
+                &state::now(),
+            );
+        }
+        self.finish_pass(rec, info, Vec::new(), &message)?;
+        Ok(if ready {
+            AppResult::Ready { steps: 0 }
+        } else {
+            AppResult::NotReady {
+                phase: rec.phase,
+                message,
+            }
+        })
+    }
+
+    /// Stop the pass: a person must act.
+    pub(super) fn stop(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        reason: &str,
+        step: StepKind,
+        message: &str,
+    ) -> Result<AppResult, ReconcileError> {
+        let phase = if step == StepKind::Health {
+            Phase::Degraded
+        } else {
+            Phase::Failed
+        };
+        rec.phase = phase;
+        record::last_error(rec, step, message, None);
+        set_stalled(rec, reason, message);
+        self.finish_pass(rec, info, Vec::new(), message)?;
+        Ok(AppResult::NotReady {
+            phase,
+            message: message.to_string(),
+        })
+    }
+
+    pub(super) fn finish_pass(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        steps: Vec<StepRecord>,
+        result: &str,
+    ) -> Result<(), ReconcileError> {
+        rec.steps_run += steps.len() as u64;
+        JournalFile::new(&self.store.app_dir(&rec.name)).clear();
+        rec.last_pass = Some(PassRecord {
+            started_at: info.started_at.clone(),
+            finished_at: state::now(),
+            config_commit: info.config_commit.to_string(),
+            steps,
+            result: result.to_string(),
+        });
+        self.store.save(rec)?;
+        Ok(())
+    }
+
+    /// Report on `app` a pass that could not finish (an error reading the records or the
+    /// server, or a panic): Failed, with why; the next trigger runs a pass again.
+    pub async fn record_pass_failure(&self, app: &str, config_commit: &str, message: &str) {
+        let handle = self.handles.get(app);
+        let _guard = handle.lock.lock().await;
+        let Ok(mut rec) = self.store.load(app) else {
+            return;
+        };
+        let was = rec.phase;
+        rec.phase = Phase::Failed;
+        set_stalled(&mut rec, "PassFailed", message);
+        let info = PassInfo {
+            started_at: state::now(),
+            config_commit,
+            file: None,
+            text: None,
+        };
+        if let Err(e) = self.finish_pass(&mut rec, &info, Vec::new(), message) {
+            warn!(app, "could not record the failed pass: {e}");
+        }
+        if was != rec.phase {
+            self.emit(
+                &rec,
+                EventKind::PhaseChanged,
+                rec.live_revision,
+                format!("{was:?} → Failed: {message}"),
+            );
+        }
+        self.publish_app_metrics(&rec);
+    }
+}
