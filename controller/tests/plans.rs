@@ -215,3 +215,53 @@ fn drift_is_put_back_on_the_next_pass() {
     assert_eq!(w.run_once().0, 0);
     assert_eq!(w.current().as_deref(), Some(v2.as_str()));
 }
+
+/// `text` with `from` replaced by `to`; fails when `from` is not there.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the document has no {from:?}");
+    text.replacen(from, to, 1)
+}
+
+#[test]
+fn plan_shows_the_hold_of_a_pinned_or_quarantined_app_instead_of_a_rollout() {
+    let w = World::new("holds");
+    let v1 = w.app_head();
+    w.commit_config(&w.document(&v1));
+    assert_eq!(w.run_once().0, 0, "v1 deploys");
+
+    // A pin in the document: v2 is desired, but the daemon would hold revision 1.
+    let v2 = w.commit_app_version("2.0.0");
+    let pinned = edit(
+        &w.document(&v2),
+        "  health:\n",
+        "  pin:\n    reason: change freeze\n    by: ana\n  health:\n",
+    );
+    w.commit_config(&pinned);
+    let out = w.shipshape(&["plan"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("HOLD     pinned at revision 1 by ana (change freeze)"),
+        "{text}"
+    );
+    assert!(!text.contains("fetch"), "no rollout is shown: {text}");
+    let json = w.shipshape(&["plan", "-o", "json"], &[]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json[0]["hold"]["kind"], "pinned");
+    assert_eq!(json[0]["plan"]["steps"].as_array().map(Vec::len), Some(0));
+
+    // A broken v3 fails, is reverted and quarantined: plan shows the hold, not v3 again.
+    let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
+    let broken = edit(&server, "res.writeHead(ok ? 200 : 503", "res.writeHead(500");
+    let v3 = w.commit_app_files(&[("server.js", &broken)], "v3 answers 500");
+    let bad = w.commit_config(&w.document(&v3));
+    assert_ne!(w.run_once().0, 0, "v3 fails");
+    assert!(w.record().is_quarantined(&bad));
+    let out = w.shipshape(&["plan"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("HOLD     config commit"), "{text}");
+    assert!(text.contains("is quarantined"), "{text}");
+    assert!(text.contains("holding revision 1"), "{text}");
+    assert!(!text.contains("fetch"), "{text}");
+}
