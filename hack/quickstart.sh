@@ -120,7 +120,14 @@ V3=$(git -C "$QS/app" rev-parse HEAD)
 render "$V3" "hello again" > "$QS/config/apps/demo.yaml"
 (cd "$QS/config" && "${G[@]}" commit -qam "deploy demo v3.0.0")
 wait_until 120 "the broken revision to be reverted" revision_is 3 Reverted
-say "reverted: v2 still serves, and v3 is quarantined (not applied again until a new commit or shipshape retry):"
+REVERT_MS=$("$BIN" history demo -o json | node -e "
+  const r3 = JSON.parse(require('fs').readFileSync(0, 'utf8')).find(r => r.number === 3);
+  console.log(Date.parse(r3.finishedAt) - Date.parse(r3.liveAt));")
+say "reverted $((REVERT_MS / 1000)).$(( (REVERT_MS % 1000) / 100 )) s after v3 went live (progressDeadline is 2m: it failed fast, after 3 failing rounds in a row)"
+if [ "$MODE" = "--ci" ] && [ "$REVERT_MS" -gt 15000 ]; then
+  die "the broken v3 was reverted only $REVERT_MS ms after its switch"
+fi
+say "v2 still serves, and v3 is quarantined (not applied again until a new commit or shipshape retry):"
 curl -fsS "http://127.0.0.1:$PORT/"
 "$BIN" status demo
 

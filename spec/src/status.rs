@@ -58,6 +58,10 @@ pub struct Revision {
     pub process_hash: String,
     /// When the rollout began.
     pub started_at: String,
+    /// When it went live: the start of its first step that changed what is live (the
+    /// switch, or a pm2 reload for a settings-only change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_at: Option<String>,
     /// When the outcome was reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,

@@ -36,6 +36,14 @@ impl Controller {
             if !done.rounds.is_empty() && entry.revision.outcome == Outcome::Progressing {
                 entry.revision.rounds = done.rounds;
             }
+            if entry.revision.live_at.is_none()
+                && let Some(first) = done
+                    .records
+                    .iter()
+                    .find(|r| r.result == StepResult::Succeeded && !r.step.leaves_live_alone())
+            {
+                entry.revision.live_at = Some(first.started_at.clone());
+            }
             if let Some(b) = done
                 .records
                 .iter()

@@ -42,6 +42,7 @@ pub fn entry(n: u64, outcome: Outcome) -> RevisionEntry {
             level: None,
             process_hash: "h".into(),
             started_at: "t".into(),
+            live_at: None,
             finished_at: None,
             outcome,
             message: String::new(),

@@ -539,6 +539,7 @@ impl Controller {
                         level: doc.spec.migrations.as_ref().map(|m| m.level.clone()),
                         process_hash: hash.to_string(),
                         started_at: state::now(),
+                        live_at: None,
                         finished_at: None,
                         outcome: Outcome::Progressing,
                         message: String::new(),
