@@ -24,7 +24,7 @@ const row = (what, ours, base, ratio) => rows.push(`| ${what} | ${ours} | ${base
 row('detection, local repo (inotify), median of 5', `${b.detection.local_median_s} s`, 'Flux 60 s / Argo CD 180 s poll', `${Math.round(60 / b.detection.local_median_s)}× / ${Math.round(180 / b.detection.local_median_s)}× sooner`);
 row('detection, remote repo + webhook, median of 5', `${b.detection.webhook_median_s} s`, 'Flux 60 s / Argo CD 180 s poll', `${Math.round(60 / b.detection.webhook_median_s)}× / ${Math.round(180 / b.detection.webhook_median_s)}× sooner`);
 for (const k of b.converge) row(`converge: ${k.kind} (${k.steps.join(', ')})`, `${k.shipshape_s} s`, `${k.checklist_s} s (checklist)`, `${k.speedup}×`);
-row('revert after the regression is detected', `${b.revert.shipshape_s} s`, `${b.revert.checklist_s} s (manual rollback)`, `${b.revert.speedup}×`);
+row('revert, from the broken commit to the old version verified again', `${b.revert.shipshape_s} s`, `${b.revert.checklist_s} s (deploy + manual rollback)`, `${b.revert.speedup}×`);
 const l = b.load_rollout;
 row('failed requests during a code rollout at 250 req/s', `${l.shipshape.failed} of ${l.shipshape.requests}`, `${l.checklist.failed} of ${l.checklist.requests} (delete + start)`, '');
 row('p99 latency during that rollout', `${l.shipshape.p99_ms} ms`, `${l.checklist.p99_ms} ms`, '');
