@@ -353,7 +353,10 @@ fn bench() {
     let bad = w.commit_app_version("3.0.0");
     let bad_doc = doc(&bad, "hello", &level)
         .replace("        PORT:", "        HEALTH_FAIL: \"1\"\n        PORT:");
-    assert!(bad_doc.contains("HEALTH_FAIL"), "the bench document changed shape");
+    assert!(
+        bad_doc.contains("HEALTH_FAIL"),
+        "the bench document changed shape"
+    );
     w.commit_config(&bad_doc);
     let t0 = Instant::now();
     let load = Load::start(w.port, 250);
@@ -363,7 +366,10 @@ fn bench() {
     let revert_load = load.finish(t0.elapsed());
     let rec = w.record();
     let reverted = rec.revisions.last().expect("the broken revision");
-    assert_eq!(reverted.revision.outcome, shipshape_spec::status::Outcome::Reverted);
+    assert_eq!(
+        reverted.revision.outcome,
+        shipshape_spec::status::Outcome::Reverted
+    );
     let t1 = Instant::now();
     seed.deploy(&w, &bad, db.as_deref());
     seed.rollback(&good);

@@ -59,6 +59,10 @@ pub struct Run<'a> {
     pub log: PathBuf,
     /// What cancels a verification.
     pub cancel: Cancel,
+    /// Fail a verification as soon as `failureThreshold` rounds in a row fail (a rollout);
+    /// without it only `progressDeadline` fails it (re-verifying a revision gone back to,
+    /// whose windowed metrics still carry the failed revision's errors for a while).
+    pub fail_fast: bool,
     /// A record per step run (appended).
     pub records: Vec<StepRecord>,
     /// The rounds a verification counted.
@@ -213,7 +217,9 @@ impl Controller {
             }
             Step::Verify => {
                 let mut rounds = Rounds::default();
-                let r = self.verify(app, &mut run.cancel, &mut rounds).await;
+                let r = self
+                    .verify(app, &mut run.cancel, &mut rounds, run.fail_fast)
+                    .await;
                 run.rounds = rounds;
                 r
             }

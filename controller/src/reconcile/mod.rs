@@ -390,6 +390,7 @@ impl Controller {
             secrets: &secrets,
             log: self.log_path(&rec.name, number),
             cancel: Cancel::new(handle, &self.config, watched),
+            fail_fast: true,
             records: Vec::new(),
             rounds: Rounds::default(),
             hooks_applied: None,

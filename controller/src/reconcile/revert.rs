@@ -384,6 +384,9 @@ impl Controller {
             secrets,
             log: log.to_path_buf(),
             cancel,
+            // Going back to a revision that was good: its windowed metrics may still carry
+            // the failed revision's errors, so only the deadline can fail it.
+            fail_fast: false,
             records: Vec::new(),
             rounds: Default::default(),
             hooks_applied: None,

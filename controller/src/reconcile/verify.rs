@@ -78,14 +78,20 @@ impl Cancel {
 
 impl Controller {
     /// Probe until the verdict, or a cancellation (a newer document, a request). The rounds
-    /// counted are written to `rounds` whatever the outcome.
+    /// counted are written to `rounds` whatever the outcome. Without `fail_fast`, failing
+    /// rounds in a row do not end it: only the progress deadline does.
     pub(super) async fn verify(
         &self,
         app: &App,
         cancel: &mut Cancel,
         rounds: &mut Rounds,
+        fail_fast: bool,
     ) -> Result<(), StepError> {
-        let h = &app.spec.health;
+        let mut health = app.spec.health.clone();
+        if !fail_fast {
+            health.failure_threshold = u32::MAX;
+        }
+        let h = &health;
         let grace = health::startup_grace(app);
         let started = Instant::now();
         let baseline: BTreeMap<u64, u64> = match self.pm2.jlist().await {
