@@ -33,7 +33,8 @@ use crate::reconcile::Controller;
 use crate::release::write_atomic_mode;
 use crate::state;
 use types::{
-    ByRequest, ErrorBody, HookResponse, PinRequest, PinResponse, QueuedResponse, RetryResponse,
+    AllowRewindResponse, ByRequest, ErrorBody, HookResponse, PinRequest, PinResponse,
+    QueuedResponse, RetryResponse,
 };
 
 /// The token file's name in the state directory.
@@ -107,6 +108,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/apps/{app}/retry", post(retry))
         .route("/api/v1/apps/{app}/reconcile", post(reconcile))
         .route("/api/v1/reconcile", post(reconcile_all))
+        .route("/api/v1/source/allow-rewind", post(allow_rewind))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -422,6 +424,25 @@ async fn retry(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Resp
     }
 }
 
+/// Allow the refused config commit that rewinds the branch (signed mode): it is applied
+/// once, if it is trusted. Reported in the log and the source status.
+async fn allow_rewind(State(s): State<ApiState>, body: Option<Json<ByRequest>>) -> Response {
+    let by = body
+        .and_then(|b| b.0.by)
+        .unwrap_or_else(|| "unknown".into());
+    let mut source = s.ctl.source_status();
+    let Some(commit) = source.refused.as_ref().map(|r| r.commit.clone()) else {
+        return error(StatusCode::CONFLICT, "no config commit is refused").into_response();
+    };
+    tracing::warn!(commit = %commit, by = %by, "a rewind of the config branch was allowed");
+    source.allow_rewind = Some(commit.clone());
+    if let Err(e) = s.ctl.store.save_source(&source) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()).into_response();
+    }
+    s.trigger.notify_one();
+    Json(AllowRewindResponse { commit }).into_response()
+}
+
 async fn reconcile(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
     if let Err(e) = load(&s, &app) {
         return e.into_response();
@@ -506,6 +527,17 @@ impl Client {
     /// [`ClientError`] when the controller cannot be reached or refuses.
     pub async fn unpin(&self, app: &str, req: &ByRequest) -> Result<PinResponse, ClientError> {
         self.post(&format!("/api/v1/apps/{app}/unpin"), req).await
+    }
+
+    /// `POST /api/v1/source/allow-rewind`: apply the refused commit that rewinds the branch.
+    ///
+    /// # Errors
+    /// [`ClientError`] when the controller cannot be reached or refuses.
+    pub async fn allow_rewind(&self, by: &str) -> Result<AllowRewindResponse, ClientError> {
+        let req = ByRequest {
+            by: Some(by.to_string()),
+        };
+        self.post("/api/v1/source/allow-rewind", &req).await
     }
 
     /// `POST /api/v1/apps/{app}/retry`.

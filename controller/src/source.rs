@@ -305,7 +305,26 @@ impl ConfigRepo {
     /// # Errors
     /// [`SourceError`] when the repo cannot be read.
     pub fn document_at_tip(&self, file: &str) -> Result<(String, Option<String>), SourceError> {
-        let snapshot = self.snapshot()?;
+        self.document_in(self.snapshot()?, file)
+    }
+
+    /// The text of `file` at `commit` (`None` when it is not there).
+    ///
+    /// # Errors
+    /// [`SourceError`] when the repo or the commit cannot be read.
+    pub fn document_at(
+        &self,
+        commit: &str,
+        file: &str,
+    ) -> Result<(String, Option<String>), SourceError> {
+        self.document_in(self.snapshot_at(commit)?, file)
+    }
+
+    fn document_in(
+        &self,
+        snapshot: Snapshot,
+        file: &str,
+    ) -> Result<(String, Option<String>), SourceError> {
         let text = snapshot
             .files
             .into_iter()

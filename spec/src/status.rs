@@ -454,6 +454,10 @@ pub struct SourceStatus {
     /// The tip, when it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<RefusedCommit>,
+    /// A tip that does not descend from the last trusted commit (a rewind, a force-push)
+    /// that a person allowed with `shipshape retry --allow-rewind`: applied once, if trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_rewind: Option<String>,
     /// When a webhook last asked for a fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_webhook_at: Option<String>,

@@ -40,6 +40,13 @@ pub struct RetryResponse {
     pub released: usize,
 }
 
+/// The answer to `POST /api/v1/source/allow-rewind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowRewindResponse {
+    /// The refused config commit that will be applied (once, if it is trusted).
+    pub commit: String,
+}
+
 /// The answer (202) to `POST /api/v1/apps/{app}/reconcile` and `POST /api/v1/reconcile`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedResponse {

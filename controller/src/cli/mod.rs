@@ -196,8 +196,13 @@ pub enum Command {
         /// The controller's state directory.
         #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
         state_dir: PathBuf,
-        /// The app.
-        app: String,
+        /// The app whose desired config commit leaves quarantine.
+        #[arg(required_unless_present = "allow_rewind")]
+        app: Option<String>,
+        /// Signed mode: apply the refused config commit that does not descend from the last
+        /// applied trusted one (a rewind or force-push of the branch), once, if it is trusted.
+        #[arg(long)]
+        allow_rewind: bool,
     },
     /// Ask the running controller for a pass now.
     Reconcile {
@@ -331,7 +336,22 @@ pub fn main() -> anyhow::Result<i32> {
             by,
         } => Ok(requests::pin(&state_dir, &app, revision, reason, by)),
         Command::Unpin { state_dir, app, by } => Ok(requests::unpin(&state_dir, &app, by)),
-        Command::Retry { state_dir, app } => Ok(requests::retry(&state_dir, &app)),
+        Command::Retry {
+            state_dir,
+            app,
+            allow_rewind,
+        } => {
+            let mut code = 0;
+            if allow_rewind {
+                code = requests::allow_rewind(&state_dir);
+            }
+            if let Some(app) = app
+                && code == 0
+            {
+                code = requests::retry(&state_dir, &app);
+            }
+            Ok(code)
+        }
         Command::Reconcile { state_dir, app } => {
             Ok(requests::reconcile(&state_dir, app.as_deref()))
         }

@@ -62,6 +62,21 @@ pub fn retry(state_dir: &Path, app: &str) -> i32 {
     )
 }
 
+/// `shipshape retry --allow-rewind`: apply the refused config commit that rewinds the branch.
+pub fn allow_rewind(state_dir: &Path) -> i32 {
+    let by = whoami();
+    call(
+        state_dir,
+        |c| async move { c.allow_rewind(&by).await },
+        |r| {
+            format!(
+                "config commit {} will be applied once (if it is trusted), though it does not descend from the last applied one; a pass is queued",
+                crate::plan::short_sha(&r.commit)
+            )
+        },
+    )
+}
+
 /// `shipshape reconcile`: ask for a pass now (`app`, if given, must exist).
 pub fn reconcile(state_dir: &Path, app: Option<&str>) -> i32 {
     call(

@@ -108,15 +108,27 @@ impl Controller {
             let tip = snapshot.commit.clone();
             let verdict = if source.last_trusted.as_deref() == Some(tip.as_str()) {
                 Ok(())
-            } else if let Some(r) = source.refused.as_ref().filter(|r| r.commit == tip) {
+            } else if let Some(r) = source
+                .refused
+                .as_ref()
+                .filter(|r| r.commit == tip && source.allow_rewind.as_deref() != Some(&tip))
+            {
                 Err(r.reason.clone())
             } else {
-                self.trust.verify(&self.config, &tip).await.map(|signer| {
-                    info!(commit = %tip, signer = %signer, "trusted config commit");
-                })
+                match self.trust.verify(&self.config, &tip).await {
+                    Ok(signer) => {
+                        info!(commit = %tip, signer = %signer, "trusted config commit");
+                        self.check_descends(&source, &tip).await
+                    }
+                    Err(e) => Err(e),
+                }
             };
             match verdict {
                 Ok(()) => {
+                    if source.allow_rewind.as_deref() == Some(tip.as_str()) {
+                        warn!(commit = %tip, from = ?source.last_trusted, "applying a rewind of the config branch, as allowed by `shipshape retry --allow-rewind`");
+                        source.allow_rewind = None;
+                    }
                     source.last_trusted = Some(tip);
                     source.refused = None;
                 }
@@ -327,5 +339,33 @@ impl Controller {
             );
         }
         out
+    }
+
+    /// A trusted tip must descend from the last applied trusted commit: a force-push back
+    /// to an older signed commit (a downgrade) is refused until a person allows it.
+    async fn check_descends(
+        &self,
+        source: &shipshape_spec::status::SourceStatus,
+        tip: &str,
+    ) -> Result<(), String> {
+        let Some(last) = source.last_trusted.clone() else {
+            return Ok(());
+        };
+        if source.allow_rewind.as_deref() == Some(tip) {
+            return Ok(());
+        }
+        let (config, t) = (self.config.clone(), tip.to_string());
+        let last2 = last.clone();
+        let descends = tokio::task::spawn_blocking(move || config.is_ancestor(&last2, &t))
+            .await
+            .unwrap_or(false);
+        if descends {
+            Ok(())
+        } else {
+            Err(format!(
+                "it does not descend from the last applied trusted commit {} (the branch was rewound or force-pushed); `shipshape retry --allow-rewind` applies it",
+                short_sha(&last)
+            ))
+        }
     }
 }

@@ -389,7 +389,12 @@ impl Controller {
             plan: &the_plan,
             secrets: &secrets,
             log: self.log_path(&rec.name, number),
-            cancel: Cancel::new(handle, &self.config, watched),
+            cancel: Cancel::new(
+                handle,
+                &self.config,
+                watched,
+                self.trust.required().then(|| self.store.clone()),
+            ),
             fail_fast: true,
             records: Vec::new(),
             rounds: Rounds::default(),

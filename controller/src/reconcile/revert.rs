@@ -290,7 +290,7 @@ impl Controller {
     ) -> Result<(), StepError> {
         warn!(app = %rec.name, from = failed, to = plan.to.revision.number, "reverting to the last good revision");
         let log = self.log_path(&rec.name, failed);
-        let cancel = || Cancel::new(handle, &self.config, None);
+        let cancel = || Cancel::new(handle, &self.config, None, None);
         let env_error = |e: crate::envfile::EnvFileError| {
             StepError::new(StepKind::EnvFile, ErrorClass::Stalled, e.to_string())
         };

@@ -17,7 +17,7 @@ use super::{AppHandle, Controller};
 use crate::health::{self, Pm2Fault, Round, Tally, Verdict};
 use crate::plan::{Observed, short_sha};
 use crate::source::{self, ConfigRepo};
-use crate::state::AppRecord;
+use crate::state::{AppRecord, Store};
 
 /// What can cancel a verification: a newer document for this app, or a request.
 pub struct Cancel {
@@ -26,6 +26,9 @@ pub struct Cancel {
     config: ConfigRepo,
     /// The document's path and text, when a newer one should cancel (following git).
     watched: Option<(String, Option<String>)>,
+    /// When signatures are required: where the last trusted commit is recorded. Only a
+    /// newer *trusted* document cancels; an untrusted push never does.
+    trusted_only: Option<Store>,
     last_check: Option<Instant>,
 }
 
@@ -36,12 +39,14 @@ impl Cancel {
         handle: &Arc<AppHandle>,
         config: &ConfigRepo,
         watched: Option<(String, Option<String>)>,
+        trusted_only: Option<Store>,
     ) -> Cancel {
         Cancel {
             handle: handle.clone(),
             generation: handle.generation(),
             config: config.clone(),
             watched,
+            trusted_only,
             last_check: None,
         }
     }
@@ -63,10 +68,18 @@ impl Cancel {
         }
         self.last_check = Some(Instant::now());
         let config = self.config.clone();
-        let tip = tokio::task::spawn_blocking(move || config.document_at_tip(&file))
-            .await
-            .ok()?
-            .ok()?;
+        let trusted = match &self.trusted_only {
+            // Signatures required: the newest commit the controller trusted, if any.
+            Some(store) => Some(store.load_source().last_trusted?),
+            None => None,
+        };
+        let tip = tokio::task::spawn_blocking(move || match trusted {
+            Some(commit) => config.document_at(&commit, &file),
+            None => config.document_at_tip(&file),
+        })
+        .await
+        .ok()?
+        .ok()?;
         (tip.1 != text).then(|| {
             format!(
                 "superseded by config commit {} (a newer desired state)",
