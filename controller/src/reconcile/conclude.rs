@@ -32,26 +32,7 @@ impl Controller {
         outcome: Result<(), StepError>,
     ) -> Result<AppResult, ReconcileError> {
         let number = done.number;
-        if let Some(entry) = rec.revision_mut(number) {
-            if !done.rounds.is_empty() && entry.revision.outcome == Outcome::Progressing {
-                entry.revision.rounds = done.rounds;
-            }
-            if entry.revision.live_at.is_none()
-                && let Some(first) = done
-                    .records
-                    .iter()
-                    .find(|r| r.result == StepResult::Succeeded && !r.step.leaves_live_alone())
-            {
-                entry.revision.live_at = Some(first.started_at.clone());
-            }
-            if let Some(b) = done
-                .records
-                .iter()
-                .find(|r| r.step == StepKind::Backup && r.result == StepResult::Succeeded)
-            {
-                entry.backup = Some(b.target.clone());
-            }
-        }
+        note_execution(rec, &done);
         let err = match outcome {
             Ok(()) => return self.on_success(rec, info, done),
             Err(e) => e,
@@ -382,5 +363,34 @@ impl Controller {
             );
         }
         self.publish_app_metrics(&rec);
+    }
+}
+
+/// What the steps tell about the revision, whatever the outcome: the rounds its
+/// verification counted, when it went live, the backup it took.
+fn note_execution(rec: &mut AppRecord, done: &Executed) {
+    let Some(entry) = rec.revision_mut(done.number) else {
+        return;
+    };
+    let succeeded = |r: &&StepRecord| r.result == StepResult::Succeeded;
+    if !done.rounds.is_empty() && entry.revision.outcome == Outcome::Progressing {
+        entry.revision.rounds = done.rounds;
+    }
+    if entry.revision.live_at.is_none()
+        && let Some(first) = done
+            .records
+            .iter()
+            .filter(succeeded)
+            .find(|r| !r.step.leaves_live_alone())
+    {
+        entry.revision.live_at = Some(first.started_at.clone());
+    }
+    if let Some(b) = done
+        .records
+        .iter()
+        .filter(succeeded)
+        .find(|r| r.step == StepKind::Backup)
+    {
+        entry.backup = Some(b.target.clone());
     }
 }
