@@ -37,6 +37,9 @@ fi
 say "schemas are up to date"
 hack/verify-schemas.sh
 
+say "README's benchmark table is the rendering of the recorded run"
+hack/verify-bench-table.sh
+
 say "cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
 # cargo exits non-zero on any failure (set -o pipefail carries it through tee).
