@@ -76,6 +76,16 @@ wait_until() {
   done
 }
 
+# Check that a command keeps succeeding for $1 seconds (polled); fail at its first failure.
+hold_for() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  while [ $SECONDS -lt $deadline ]; do
+    "$@" >/dev/null 2>&1 || die "$what stopped holding"
+    sleep 0.5
+  done
+}
+
 DBMATE_BIN="$TOOLS/node_modules/@dbmate/linux-x64/bin/dbmate"
 
 # PostgreSQL from Debian's packages, started as the postgres user on a private port and

@@ -88,6 +88,23 @@ desired_is() { # CONFIG_COMMIT: the controller has seen it
   local out
   out=$("$BIN" status demo -o json 2>/dev/null) && grep -q "\"desiredConfigCommit\": \"$1\"" <<<"$out"
 }
+serves() { # VERSION: the app answers /version with it
+  [ "$(curl -fsS "http://127.0.0.1:$PORT/version" 2>/dev/null)" = "$1" ]
+}
+never_applied() { # APP_COMMIT: no revision in the history applies it
+  local out
+  out=$("$BIN" history demo -o json 2>/dev/null) || return 1
+  node -e "
+    const h = JSON.parse(require('fs').readFileSync(0,'utf8'));
+    process.exit(h.some(r => r.appCommit === '$1') ? 1 : 0)" <<<"$out"
+}
+revision_runs() { # N APP_COMMIT: revision N applies that app commit
+  local out
+  out=$("$BIN" history demo -o json 2>/dev/null) || return 1
+  node -e "
+    const r = JSON.parse(require('fs').readFileSync(0,'utf8')).find(r => r.number === $1);
+    process.exit(r && r.appCommit === '$2' ? 0 : 1)" <<<"$out"
+}
 
 wait_until 120 "the first deploy to be healthy" revision_healthy 1
 say "first deploy is live:"
@@ -141,12 +158,17 @@ render "$V4" "hello again" > "$QS/config/apps/demo.yaml"
 (cd "$QS/config" && "${G[@]}" commit -qam "deploy demo v4.0.0")
 C4=$(git -C "$QS/config" rev-parse HEAD)
 wait_until 60 "the controller to see the v4 commit" desired_is "$C4"
+pin_holds() { serves 2.0.0 && never_applied "$V4"; }
+# Three more passes (--interval 2s) after it saw v4: v4 must not be applied, v2 must serve.
+hold_for 7 "the pin (v2 serving, v4 never applied)" pin_holds
 say "pinned: v4 is desired but not applied; v2 still serves"
 curl -fsS "http://127.0.0.1:$PORT/"
 "$BIN" status demo
 say "unpin: the controller converges to the newest commit"
 "$BIN" unpin demo
 wait_until 120 "v4 to be healthy" revision_healthy 4
+revision_runs 4 "$V4" || die "revision 4 is not v4 (app commit ${V4:0:12})"
+serves 4.0.0 || die "v4 is healthy but the app does not serve 4.0.0"
 curl -fsS "http://127.0.0.1:$PORT/"
 "$BIN" history demo
 

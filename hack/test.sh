@@ -4,8 +4,9 @@
 #
 # Installs (each only when missing): pkg-config and libssl-dev from Debian (for git2),
 # PostgreSQL from Debian (started as the postgres user on a private port and socket dir,
-# stopped at the end), Prometheus from Debian (each test starts its own), pm2 and dbmate
-# from npm into .tools/ (pinned by hack/tools/).
+# stopped at the end), Prometheus from Debian (each test starts its own; promtool),
+# systemd from Debian (for systemd-analyze), pm2 and dbmate from npm into .tools/ (pinned by
+# hack/tools/). cargo-deny is not installed: its checks run only where it already is.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -16,6 +17,11 @@ install_pm2
 command -v ssh-keygen >/dev/null 2>&1 || apt_install openssh-client
 # Prometheus, for the prometheus check kind's tests (Debian's package; not started as a service).
 command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+# systemd-analyze verifies the example unit (controller/tests/operator_kit.rs).
+command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+# This is what CI runs, and the tools the checks need are installed above: with CI=true a
+# test whose tool is missing fails instead of skipping its point.
+export CI="${CI:-true}"
 export SHIPSHAPE_TEST_PM2="$PM2_BIN"
 export SHIPSHAPE_TEST_DBMATE="$DBMATE_BIN"
 start_postgres
@@ -31,11 +37,14 @@ if cargo deny --version >/dev/null 2>&1; then
   say "cargo deny (licenses, bans, sources)"
   cargo deny check licenses bans sources
 else
-  say "cargo deny is not installed; skipping the license and dependency checks (cargo install cargo-deny)"
+  say "cargo deny is not installed: the license, ban and source checks of deny.toml do NOT run (cargo install cargo-deny)"
 fi
 
 say "schemas are up to date"
 hack/verify-schemas.sh
+
+say "README's benchmark table is the rendering of the recorded run"
+hack/verify-bench-table.sh
 
 say "cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log

@@ -709,13 +709,15 @@ pub fn short_sha(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod sim;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use shipshape_spec::app::{EnvValue, MigrationDriver};
 
     const C1: &str = "1111111111111111111111111111111111111111";
     const C2: &str = "2222222222222222222222222222222222222222";
-    const C3: &str = "3333333333333333333333333333333333333333";
     const LOCK_A: &str = "aaaaaaaaaaaa";
     const LOCK_B: &str = "bbbbbbbbbbbb";
 
@@ -1170,146 +1172,5 @@ spec:
         assert_eq!(kinds(&p), ["pm2-reload", "pm2-save", "verify"]);
         let shown = format!("{p}{}", serde_json::to_string(&p).unwrap());
         assert!(!shown.contains("s3cret"));
-    }
-
-    /// Apply `p` to a simulated server: what each step would leave behind.
-    fn simulate(desired: &App, mut obs: Observed, p: &Plan) -> Observed {
-        let last_prepare = p.steps.iter().rposition(|s| s.step.prepares());
-        for (i, s) in p.steps.iter().enumerate() {
-            match &s.step {
-                Step::Fetch { release, .. } => {
-                    obs.releases.insert(release.clone(), None);
-                }
-                Step::Migrate { to, .. } => obs.migration = MigrationState::At(Some(to.clone())),
-                Step::Switch { release } => obs.current = Some(release.clone()),
-                Step::Pm2Start { process }
-                | Step::Pm2Reload { process }
-                | Step::Pm2Replace { process } => {
-                    obs.processes.retain(|i| &i.name != process);
-                    let spec = desired
-                        .spec
-                        .processes
-                        .iter()
-                        .find(|p| &p.name == process)
-                        .unwrap();
-                    obs.processes
-                        .extend(instances_of(desired, spec, &obs.env_file, obs.cpus));
-                }
-                Step::Pm2Delete { process } => obs.processes.retain(|i| &i.name != process),
-                Step::Hook { .. } => obs.hooks_applied = Some(hooks_hash(desired, &p.release)),
-                Step::Install { .. }
-                | Step::ReuseDeps { .. }
-                | Step::Build { .. }
-                | Step::Backup { .. }
-                | Step::Restore { .. }
-                | Step::Pm2Save
-                | Step::Verify => {}
-            }
-            if Some(i) == last_prepare {
-                let lock = obs
-                    .desired_lockfile
-                    .clone()
-                    .unwrap_or_else(|| LOCK_A.into());
-                obs.releases
-                    .insert(p.release.clone(), Some(marker(desired, &lock)));
-            }
-        }
-        obs
-    }
-
-    use proptest::prelude::*;
-
-    prop_compose! {
-        fn any_app()(
-            commit in prop::sample::select(vec![C1, C2, C3]),
-            level in prop::option::of(prop::sample::select(vec!["0001", "0002", "0003"])),
-            greeting in prop::option::of(prop::sample::select(vec!["hi", "howdy"])),
-            instances in 1u32..4,
-            cluster in any::<bool>(),
-            hook in any::<bool>(),
-            extra_process in any::<bool>(),
-        ) -> App {
-            let mut a = app_at(commit, level);
-            if let Some(g) = greeting {
-                a.spec.processes[0].env.insert("GREETING".into(), EnvValue::String(g.into()));
-            }
-            a.spec.processes[0].instances = Some(Instances::Count(instances));
-            a.spec.processes[0].exec_mode = Some(if cluster { ExecMode::Cluster } else { ExecMode::Fork });
-            if !hook {
-                a.spec.hooks.after_switch.clear();
-            }
-            if extra_process {
-                let mut w = a.spec.processes[0].clone();
-                w.name = "worker".into();
-                w.instances = None;
-                a.spec.processes.push(w);
-            }
-            a
-        }
-    }
-
-    prop_compose! {
-        fn any_server()(
-            before in any_app(),
-            fresh in any::<bool>(),
-            lock_b in any::<bool>(),
-            stop in prop::option::of(0usize..4),
-            moved in any::<bool>(),
-            unseal in any::<bool>(),
-            level in prop::option::of(prop::option::of(prop::sample::select(vec!["0001", "0002", "0003"]))),
-        ) -> Observed {
-            let mut obs = if fresh {
-                Observed { cpus: 2, ..Default::default() }
-            } else {
-                converged(&before)
-            };
-            if lock_b {
-                obs.desired_lockfile = Some(LOCK_B.into());
-            }
-            if let Some(i) = stop && i < obs.processes.len() {
-                obs.processes[i].status = "stopped".into();
-            }
-            if moved {
-                obs.releases.insert("elsewhere".into(), None);
-                obs.current = Some("elsewhere".into());
-            }
-            if unseal && let Some(c) = obs.releases.keys().next().cloned() {
-                obs.releases.insert(c, None);
-            }
-            match level {
-                Some(l) => obs.migration = MigrationState::At(l.map(str::to_string)),
-                None if !matches!(obs.migration, MigrationState::At(_)) => obs.migration = MigrationState::At(None),
-                None => {}
-            }
-            obs
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-
-        /// Applying a plan to a simulated server leaves nothing to do.
-        #[test]
-        fn a_plan_applied_to_a_simulated_server_converges(desired in any_app(), observed in any_server()) {
-            let mut obs = observed;
-            if desired.spec.migrations.is_none() {
-                obs.migration = MigrationState::NotManaged;
-            }
-            let first = plan(&desired, &obs);
-            prop_assert!(first.blockers.is_empty(), "blockers: {:?}", first.blockers);
-            let after = simulate(&desired, obs, &first);
-            let second = plan(&desired, &after);
-            prop_assert!(second.steps.is_empty(), "first plan:\n{}\nsecond plan:\n{}", first, second);
-        }
-
-        /// Planning twice against the same server gives the same plan.
-        #[test]
-        fn planning_is_deterministic(desired in any_app(), observed in any_server()) {
-            let mut obs = observed;
-            if desired.spec.migrations.is_none() {
-                obs.migration = MigrationState::NotManaged;
-            }
-            prop_assert_eq!(plan(&desired, &obs), plan(&desired, &obs));
-        }
     }
 }

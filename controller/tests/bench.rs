@@ -223,6 +223,70 @@ fn pass_secs(w: &World, app: &str) -> f64 {
     b.signed_duration_since(a).num_milliseconds() as f64 / 1000.0
 }
 
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Where and on what this run was measured: when, the commit (and whether the tree had
+/// uncommitted changes), the build profile, and the machine.
+fn context(started_at: &str) -> serde_json::Value {
+    let root = common::workspace();
+    let commit = git(&root, &["rev-parse", "--short=7", "HEAD"]);
+    let dirty = !git(&root, &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    serde_json::json!({
+        "started_at": started_at,
+        "finished_at": now(),
+        "commit": commit,
+        "dirty": dirty,
+        // `cargo test` builds with the dev profile's settings unless given --release.
+        "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu": cpu,
+            "memory_bytes": memory_kib * 1024,
+        },
+        "recorded_by": "controller/tests/bench.rs",
+    })
+}
+
+/// The context a run records is read from this checkout and this machine (the bench itself
+/// only runs from hack/bench.sh; this runs in CI).
+#[test]
+fn the_recorded_context_names_the_commit_profile_and_machine() {
+    let started = now();
+    let c = context(&started);
+    let head = git(&common::workspace(), &["rev-parse", "HEAD"]);
+    let commit = c["commit"].as_str().unwrap();
+    assert!(commit.len() >= 7 && head.starts_with(commit), "{c}");
+    assert!(c["dirty"].is_boolean(), "{c}");
+    assert_eq!(c["started_at"], started.as_str());
+    assert!(
+        c["finished_at"].as_str().unwrap() >= started.as_str(),
+        "{c}"
+    );
+    assert_eq!(c["profile"], "dev", "cargo test without --release");
+    let m = &c["machine"];
+    assert!(m["cores"].as_u64().unwrap() >= 1, "{c}");
+    assert!(m["memory_bytes"].as_u64().unwrap() > 1 << 20, "{c}");
+    assert!(!m["cpu"].as_str().unwrap().is_empty(), "{c}");
+    assert_ne!(m["cpu"], "unknown CPU", "{c}");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -232,6 +296,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[ignore = "the benchmark: run hack/bench.sh"]
 fn bench() {
     let mut report = serde_json::Map::new();
+    let started_at = now();
     let w = World::new("bench");
     // Real dependencies: express from the npm registry, locked.
     let out = Command::new("npm")
@@ -591,6 +656,7 @@ fn bench() {
     let after = median((0..3).map(|_| secs(once(&h, &[]))).collect());
     report.insert("history".into(), serde_json::json!({"commits": commits, "noop_pass_s_1_commit": before, "noop_pass_s_10k_commits": after}));
 
+    report.insert("context".into(), context(&started_at));
     let json = serde_json::Value::Object(report);
     let out_dir = common::workspace().join("target/bench");
     std::fs::create_dir_all(&out_dir).unwrap();

@@ -211,7 +211,7 @@ impl Controller {
                     .iter()
                     .any(|s| matches!(s.step, Step::Hook { .. }));
                 if is_last_hook {
-                    run.hooks_applied = Some(plan::hooks_hash(app, &run.plan.release));
+                    run.hooks_applied = Some(hooks_record(app, run.plan));
                 }
                 Ok(())
             }
@@ -438,23 +438,8 @@ fn shipshape_env(app: &App, release: &str, dir: &Path) -> Vec<(String, String)> 
 fn seal(app: &App, plan: &Plan) -> Result<(), StepError> {
     let layout = Layout::new(&app.spec.releases.root);
     let dir = layout.release(&plan.release);
-    let installed = plan
-        .steps
-        .iter()
-        .any(|s| matches!(s.step, Step::Install { .. } | Step::ReuseDeps { .. }));
     let lockfile = crate::release::lockfile_in_dir(&dir);
-    let deps = if installed {
-        plan::deps_inputs(app, lockfile.as_deref())
-    } else {
-        None
-    };
-    let marker = BuildMarker {
-        commit: app.spec.source.commit.clone(),
-        inputs: plan::build_inputs(app),
-        lockfile,
-        deps,
-        sealed_at: state::now(),
-    };
+    let marker = build_marker(app, plan, lockfile, state::now());
     layout.seal(&plan.release, &marker).map_err(|e| {
         StepError::new(
             StepKind::Seal,
@@ -464,15 +449,52 @@ fn seal(app: &App, plan: &Plan) -> Result<(), StepError> {
     })
 }
 
-fn write_ecosystem(app: &App, path: &Path, env: &EnvFile) -> Result<(), StepError> {
+/// The marker sealing `plan`'s release once its preparation succeeded; `lockfile` is the
+/// hash of the lockfile found in the release directory. (Pure: the planner's property test
+/// seals its simulated releases with it.)
+pub fn build_marker(
+    app: &App,
+    plan: &Plan,
+    lockfile: Option<String>,
+    sealed_at: String,
+) -> BuildMarker {
+    let installed = plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.step, Step::Install { .. } | Step::ReuseDeps { .. }));
+    let deps = if installed {
+        plan::deps_inputs(app, lockfile.as_deref())
+    } else {
+        None
+    };
+    BuildMarker {
+        commit: app.spec.source.commit.clone(),
+        inputs: plan::build_inputs(app),
+        lockfile,
+        deps,
+        sealed_at,
+    }
+}
+
+/// What the controller records once `plan`'s last hook ran (its `hooks_applied`).
+pub fn hooks_record(app: &App, plan: &Plan) -> String {
+    plan::hooks_hash(app, &plan.release)
+}
+
+/// The ecosystem file handed to pm2 for `app`: one entry per process, with its env.
+/// (Pure: the planner's property test hands the same file to its simulated pm2.)
+pub fn ecosystem_file(app: &App, env: &EnvFile) -> serde_json::Value {
     let apps: Vec<_> = app
         .spec
         .processes
         .iter()
         .map(|p| plan::ecosystem_entry(app, p, env))
         .collect();
-    let bytes = serde_json::to_vec_pretty(&serde_json::json!({ "apps": apps }))
-        .expect("ecosystem serializes");
+    serde_json::json!({ "apps": apps })
+}
+
+fn write_ecosystem(app: &App, path: &Path, env: &EnvFile) -> Result<(), StepError> {
+    let bytes = serde_json::to_vec_pretty(&ecosystem_file(app, env)).expect("ecosystem serializes");
     crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| {
         StepError::new(
             StepKind::Pm2Apply,
