@@ -112,7 +112,10 @@ impl Controller {
             Decision::FailNoRevert(NoRevert::AutoOff) => {
                 let m = format!("{message}; rollback.auto is off, so the server was left as it is");
                 set_degraded(rec, &m);
-                self.fail_revision(rec, number, config_commit, &m);
+                // Not quarantined: a quarantine holds the last good revision, which would
+                // move the server back on the next pass — the revert that is turned off.
+                conclude(rec, number, Outcome::Failed, &m, None);
+                self.count_rollout(&rec.name, "failed");
                 (Phase::Degraded, m)
             }
             Decision::Revert => {

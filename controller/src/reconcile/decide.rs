@@ -100,7 +100,8 @@ pub enum Decision {
     NotBlamed,
     /// Failed before anything live changed: the live release is untouched; quarantine.
     FailUntouched,
-    /// Failed after the switch, and no automatic revert: Degraded (quarantined unless held).
+    /// Failed after the switch, and no automatic revert: Degraded, left live. Not
+    /// quarantined (a quarantine would hold the last good revision: a revert after all).
     FailNoRevert(NoRevert),
     /// Failed after the switch: go back to the last good revision.
     Revert,
