@@ -46,6 +46,78 @@ pub fn is_process_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// What pm2 takes for an ecosystem file when a process name contains it (pm2's
+/// `Common.isConfigFile` looks for these anywhere in the name).
+pub const PM2_CONFIG_FILE_MARKS: [&str; 6] = [
+    ".json",
+    ".yml",
+    ".yaml",
+    ".config.js",
+    ".config.cjs",
+    ".config.mjs",
+];
+
+/// Why pm2 would take process name `s` for something other than that process (`pm2 delete
+/// <name>`, which the controller runs, would then act on other processes), if it would.
+pub fn pm2_reserved(s: &str) -> Option<String> {
+    if s == "all" {
+        return Some(
+            "\"all\" is reserved: pm2 reads it as every process (`pm2 delete all` would delete other apps' processes)"
+                .into(),
+        );
+    }
+    if s == "default" {
+        return Some(
+            "\"default\" is reserved: pm2 reads a name it cannot find as a namespace, and \"default\" is the namespace of every process not given one"
+                .into(),
+        );
+    }
+    if let Some(mark) = PM2_CONFIG_FILE_MARKS.iter().find(|m| s.contains(*m)) {
+        return Some(format!(
+            "{s:?} contains {mark:?}: pm2 reads such a name as the path of an ecosystem file"
+        ));
+    }
+    if is_js_number(s) {
+        return Some(format!(
+            "{s:?} is a number to pm2, which reads it as a process id (another app's process)"
+        ));
+    }
+    None
+}
+
+/// True when JavaScript's `Number(s)` is not `NaN` (pm2 tests names with `isNaN`), for the
+/// characters a process name may hold: decimals with an optional fraction and exponent,
+/// `0x`/`0o`/`0b` integers and `Infinity`.
+fn is_js_number(s: &str) -> bool {
+    let radix =
+        |digits: &str, radix: u32| !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    let lower = s.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("0x") {
+        return radix(rest, 16);
+    }
+    if let Some(rest) = lower.strip_prefix("0o") {
+        return radix(rest, 8);
+    }
+    if let Some(rest) = lower.strip_prefix("0b") {
+        return radix(rest, 2);
+    }
+    if s == "Infinity" {
+        return true;
+    }
+    let (mantissa, exponent) = match lower.split_once('e') {
+        Some((m, e)) => (m, Some(e)),
+        None => (lower.as_str(), None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        radix(e, 10)
+    });
+    mantissa_ok && exponent_ok
+}
+
 /// True for a migration level: what tools use as names or versions.
 pub fn is_level(s: &str) -> bool {
     !s.is_empty()
@@ -296,6 +368,8 @@ pub fn validate(app: &App) -> Vec<Violation> {
                     p.name
                 ),
             );
+        } else if let Some(why) = pm2_reserved(&p.name) {
+            c.fail(format!("{at}.name"), why);
         } else if !seen.insert(p.name.as_str()) {
             c.fail(
                 format!("{at}.name"),

@@ -332,3 +332,70 @@ fn a_resources_check_needs_a_positive_limit_and_no_other_kind() {
         ]
     );
 }
+
+/// `VALID` with the process named `name` (quoted, so numbers stay strings).
+fn with_process_name(name: &str) -> String {
+    VALID.replace(
+        "    - name: demo-web\n",
+        &format!("    - name: \"{name}\"\n"),
+    )
+}
+
+#[test]
+fn process_names_pm2_reads_as_something_else_are_refused() {
+    let cases = [
+        (
+            "all",
+            "\"all\" is reserved: pm2 reads it as every process (`pm2 delete all` would delete other apps' processes)",
+        ),
+        (
+            "default",
+            "\"default\" is reserved: pm2 reads a name it cannot find as a namespace, and \"default\" is the namespace of every process not given one",
+        ),
+        (
+            "api.json",
+            "\"api.json\" contains \".json\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "api.config.js",
+            "\"api.config.js\" contains \".config.js\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "web.yml-2",
+            "\"web.yml-2\" contains \".yml\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "web.yaml",
+            "\"web.yaml\" contains \".yaml\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "42",
+            "\"42\" is a number to pm2, which reads it as a process id (another app's process)",
+        ),
+    ];
+    for (name, why) in cases {
+        assert_eq!(
+            errors(&with_process_name(name)),
+            [format!(
+                "apps/demo.yaml:12:7: spec.processes[0].name: {why}"
+            )],
+            "{name}"
+        );
+    }
+    // JavaScript's idea of a number, which pm2 uses (`isNaN`), is wider than digits.
+    for name in ["1.5", "1e3", "0x1f", "0b101", "0o17", "Infinity", "7."] {
+        let errs = errors(&with_process_name(name));
+        assert!(
+            errs.len() == 1
+                && errs[0].ends_with("which reads it as a process id (another app's process)"),
+            "{name}: {errs:?}"
+        );
+    }
+    // Names that merely look like them are fine.
+    for name in [
+        "all-web", "defaults", "json", "web.js", "api-1", "1a", "v1.2", "NaN", "0x", "1e",
+    ] {
+        load_str(&with_process_name(name), "apps/demo.yaml")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
