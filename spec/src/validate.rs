@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
 
-use crate::app::{App, EnvValue, Instances, MigrationDriver, OnRevert};
+use crate::app::{App, EnvValue, Instances, MAX_INSTANCES, MigrationDriver, OnRevert};
 
 /// One semantic problem, before it is located in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,16 +163,47 @@ fn is_repository(s: &str) -> bool {
     matches!(s.split_once(':'), Some((host, path)) if host.contains('@') && !path.is_empty() && !host.contains('/'))
 }
 
-fn is_http_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"));
-    match rest {
-        Some(r) => {
-            let host = r.split(['/', '?', '#']).next().unwrap_or("");
-            !host.is_empty() && !s.contains(char::is_whitespace)
-        }
-        None => false,
+/// Why `s` is not an `http://` or `https://` URL with a host, if it is not: the URL parser
+/// the probes use (reqwest's) must take it as written.
+fn http_url_problem(s: &str) -> Option<String> {
+    let scheme = s.starts_with("http://") || s.starts_with("https://");
+    match url::Url::parse(s) {
+        Ok(u) if scheme && matches!(u.scheme(), "http" | "https") && u.has_host() => None,
+        Ok(_) => Some(String::new()),
+        Err(e) if scheme => Some(format!(": {e}")),
+        Err(_) => Some(String::new()),
+    }
+}
+
+/// What is wrong with text that cannot hold a NUL byte or a line break, if anything.
+fn one_line_problem(s: &str) -> Option<&'static str> {
+    if s.contains('\0') {
+        Some("contains a NUL byte: no path, URL, name or environment value can hold one")
+    } else if s.contains(['\n', '\r']) {
+        Some(
+            "contains a line break: a path, URL, name or environment value is one line (git, pm2 and logs read them line by line)",
+        )
+    } else {
+        None
+    }
+}
+
+/// True for a pm2 log file the controller lets pm2 write: relative to the process's
+/// directory without `..` (or pm2's `~` for home), absolute strictly under `root` without
+/// `..`, or pm2's `/dev/null` / `NULL` (no log).
+pub fn is_log_file(s: &str, root: &str) -> bool {
+    if s == "/dev/null" || s == "NULL" {
+        return true;
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        let root = Path::new(root);
+        root.is_absolute()
+            && p != root
+            && p.starts_with(root)
+            && p.components().all(|c| !matches!(c, Component::ParentDir))
+    } else {
+        !s.starts_with('~') && is_contained_relative(s)
     }
 }
 
@@ -188,18 +219,32 @@ impl Checker {
         });
     }
 
+    /// False (and a problem) when `value` holds a NUL byte or a line break.
+    fn one_line(&mut self, path: &str, value: &str) -> bool {
+        match one_line_problem(value) {
+            Some(why) => {
+                self.fail(path, why);
+                false
+            }
+            None => true,
+        }
+    }
+
     fn env(&mut self, path: &str, env: &BTreeMap<String, EnvValue>) {
-        for key in env.keys() {
+        for (key, value) in env {
+            let at = format!("{path}.{key}");
             if !is_env_name(key) {
                 self.fail(
-                    format!("{path}.{key}"),
+                    at,
                     format!("{key:?} is not a valid environment variable name"),
                 );
             } else if key.starts_with(RESERVED_ENV_PREFIX) {
                 self.fail(
-                    format!("{path}.{key}"),
+                    at,
                     format!("names starting with {RESERVED_ENV_PREFIX} are set by the controller"),
                 );
+            } else if let EnvValue::String(text) = value {
+                self.one_line(&at, text);
             }
         }
     }
@@ -231,7 +276,9 @@ pub fn validate(app: &App) -> Vec<Violation> {
     }
     let spec = &app.spec;
 
-    if !is_repository(&spec.source.repository) {
+    if c.one_line("spec.source.repository", &spec.source.repository)
+        && !is_repository(&spec.source.repository)
+    {
         c.fail(
             "spec.source.repository",
             format!(
@@ -251,7 +298,9 @@ pub fn validate(app: &App) -> Vec<Violation> {
     }
 
     let root = Path::new(&spec.releases.root);
-    if !root.is_absolute() {
+    if !c.one_line("spec.releases.root", &spec.releases.root) {
+        // Said above.
+    } else if !root.is_absolute() {
         c.fail(
             "spec.releases.root",
             format!("{:?} must be an absolute path", spec.releases.root),
@@ -332,7 +381,7 @@ pub fn validate(app: &App) -> Vec<Violation> {
                     "spec.migrations.dir",
                     "dir is only used with driver: dbmate",
                 );
-            } else if !is_contained_relative(dir) {
+            } else if c.one_line("spec.migrations.dir", dir) && !is_contained_relative(dir) {
                 c.fail(
                     "spec.migrations.dir",
                     format!("{dir:?} must be a path inside the release (relative, no '..')"),
@@ -376,7 +425,7 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 format!("{:?} is declared twice", p.name),
             );
         }
-        if !is_contained_relative(&p.script) {
+        if c.one_line(&format!("{at}.script"), &p.script) && !is_contained_relative(&p.script) {
             c.fail(
                 format!("{at}.script"),
                 format!(
@@ -386,6 +435,7 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
         if let Some(cwd) = &p.cwd
+            && c.one_line(&format!("{at}.cwd"), cwd)
             && !is_contained_relative(cwd)
         {
             c.fail(
@@ -393,8 +443,32 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 format!("{cwd:?} must be a path inside the release (relative, no '..')"),
             );
         }
-        if let Some(Instances::Count(0)) = p.instances {
-            c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
+        if let Some(interpreter) = &p.interpreter {
+            c.one_line(&format!("{at}.interpreter"), interpreter);
+        }
+        for (field, file) in [("out_file", &p.out_file), ("error_file", &p.error_file)] {
+            if let Some(file) = file
+                && c.one_line(&format!("{at}.{field}"), file)
+                && !is_log_file(file, &spec.releases.root)
+            {
+                c.fail(
+                    format!("{at}.{field}"),
+                    format!(
+                        "{file:?} must be a path inside the release (relative, no '..' or '~') or under spec.releases.root ({}), or /dev/null",
+                        spec.releases.root
+                    ),
+                );
+            }
+        }
+        match p.instances {
+            Some(Instances::Count(0)) => {
+                c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
+            }
+            Some(Instances::Count(n)) if n > MAX_INSTANCES => c.fail(
+                format!("{at}.instances"),
+                format!("{n} is more than {MAX_INSTANCES}, the most instances of one process"),
+            ),
+            _ => {}
         }
         if let Some(mem) = &p.max_memory_restart {
             let digits = mem.trim_end_matches(['K', 'M', 'G']);
@@ -428,10 +502,12 @@ pub fn validate(app: &App) -> Vec<Violation> {
         }
         match (&check.http, &check.prometheus, &check.resources) {
             (Some(http), None, None) => {
-                if !is_http_url(&http.url) {
+                if c.one_line(&format!("{at}.http.url"), &http.url)
+                    && let Some(why) = http_url_problem(&http.url)
+                {
                     c.fail(
                         format!("{at}.http.url"),
-                        format!("{:?} must be an http:// or https:// URL", http.url),
+                        format!("{:?} must be an http:// or https:// URL{why}", http.url),
                     );
                 }
                 if !(100..=599).contains(&http.expect_status) {
@@ -442,10 +518,12 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 }
             }
             (None, Some(prom), None) => {
-                if !is_http_url(&prom.url) {
+                if c.one_line(&format!("{at}.prometheus.url"), &prom.url)
+                    && let Some(why) = http_url_problem(&prom.url)
+                {
                     c.fail(
                         format!("{at}.prometheus.url"),
-                        format!("{:?} must be an http:// or https:// URL", prom.url),
+                        format!("{:?} must be an http:// or https:// URL{why}", prom.url),
                     );
                 }
                 if prom.query.trim().is_empty() {
@@ -545,7 +623,9 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
     }
-    if let Some(f) = &spec.env_file {
+    if let Some(f) = &spec.env_file
+        && c.one_line("spec.envFile", f)
+    {
         let p = Path::new(f);
         if !p.is_absolute() || p.components().any(|x| matches!(x, Component::ParentDir)) {
             c.fail(
