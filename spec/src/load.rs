@@ -117,11 +117,17 @@ pub fn check_size(bytes: usize, file: &str) -> Result<(), LoadError> {
 }
 
 fn human_size(bytes: usize) -> String {
-    let bytes = bytes as f64;
-    if bytes >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
+    let size = bytes as f64;
+    let text = if size >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", size / (1024.0 * 1024.0))
     } else {
-        format!("{:.1} KiB", bytes / 1024.0)
+        format!("{:.1} KiB", size / 1024.0)
+    };
+    // Just over the limit would read "256.0 KiB; the limit is 256 KiB".
+    if text == format!("{}.0 KiB", MAX_DOCUMENT_BYTES / 1024) {
+        format!("{bytes} bytes")
+    } else {
+        text
     }
 }
 
@@ -617,6 +623,11 @@ spec:
         );
         // The name is still read from the start of the document, to report it on its app.
         assert_eq!(peek_name(&big).as_deref(), Some("demo"));
+        // Just over it, the size is not rounded down to the limit.
+        assert_eq!(
+            check_size(256 * 1024 + 1, "-").unwrap_err().to_string(),
+            "-: the document is 262145 bytes; the limit is 256 KiB"
+        );
         // Exactly at the limit it loads.
         let mut text = VALID.to_string();
         text.push_str(&"#".repeat(256 * 1024 - text.len() - 1));
