@@ -19,6 +19,22 @@ pub enum EnvFileError {
         #[source]
         source: std::io::Error,
     },
+    /// It is not a regular file (a device, a FIFO, a directory …).
+    #[error("env file {path}: not a regular file ({kind})")]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// It is larger than [`MAX_ENV_FILE_BYTES`].
+    #[error("env file {path}: {size}; the limit is 1 MiB")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, for people (`3.0 MiB`).
+        size: String,
+    },
     /// A line is not `KEY=VALUE`.
     #[error("env file {path}:{line}: {message}")]
     Syntax {
@@ -29,6 +45,27 @@ pub enum EnvFileError {
         /// What is wrong (never the value).
         message: String,
     },
+}
+
+/// The largest env file read, in bytes (1 MiB: an env file holds a few dozen lines).
+pub const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }
 
 /// Variables from an env file.
@@ -48,15 +85,43 @@ impl std::fmt::Debug for EnvFile {
 }
 
 impl EnvFile {
-    /// Read and parse `path`.
+    /// Read and parse `path`: a regular file (a symlink to one is followed) of at most
+    /// [`MAX_ENV_FILE_BYTES`]. Anything else is refused before it is opened (a FIFO would
+    /// block, `/dev/zero` never ends), and nothing past the limit is read.
     ///
     /// # Errors
-    /// [`EnvFileError`] when it cannot be read or a line is malformed.
+    /// [`EnvFileError`] when it is not a regular file, is too large, cannot be read or a
+    /// line is malformed.
     pub fn read(path: &Path) -> Result<EnvFile, EnvFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EnvFileError::Read {
+        use std::io::Read;
+        let read_error = |source| EnvFileError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let too_large = |size: u64| EnvFileError::TooLarge {
+            path: path.to_path_buf(),
+            size: format!("{:.1} MiB", size as f64 / (1024.0 * 1024.0)),
+        };
+        let meta = std::fs::metadata(path).map_err(read_error)?;
+        if !meta.is_file() {
+            return Err(EnvFileError::NotAFile {
+                path: path.to_path_buf(),
+                kind: file_kind(&meta.file_type()),
+            });
+        }
+        if meta.len() > MAX_ENV_FILE_BYTES {
+            return Err(too_large(meta.len()));
+        }
+        // It may have grown since: never read more than the limit.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_ENV_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_ENV_FILE_BYTES {
+            return Err(too_large(bytes.len() as u64));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
         EnvFile::parse(&text, path)
     }
 
@@ -186,5 +251,46 @@ mod tests {
             "ab".to_string(),
         ]);
         assert_eq!(r.redact("x s3cr3t-and-more y s3cr3t ab"), "x *** y *** ab");
+    }
+
+    #[test]
+    fn a_special_file_is_refused_without_reading_it() {
+        // /dev/zero never ends: reading it whole took all memory. A FIFO blocks its reader.
+        let err = EnvFile::read(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "env file /dev/zero: not a regular file (a character device)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("env");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = EnvFile::read(&fifo).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("env file {}: not a regular file (a FIFO)", fifo.display())
+        );
+        let err = EnvFile::read(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("not a regular file (a directory)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        std::fs::write(&path, format!("A={}\n", "x".repeat(3 << 20))).unwrap();
+        let err = EnvFile::read(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("env file {}: 3.0 MiB; the limit is 1 MiB", path.display())
+        );
+        // At the limit it is read.
+        std::fs::write(&path, format!("A={}\n", "x".repeat((1 << 20) - 3))).unwrap();
+        assert_eq!(EnvFile::read(&path).unwrap().vars["A"].len(), (1 << 20) - 3);
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, ObjectType, Oid, Repository, build::CheckoutBuilder};
 use sha2::{Digest, Sha256};
+use shipshape_spec::load::MAX_DOCUMENT_BYTES;
 
 /// Why reading or fetching from git failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +72,79 @@ pub enum SourceError {
 pub struct DocumentFile {
     /// Path inside the repo, e.g. `apps/prompthub.yaml`.
     pub path: String,
-    /// Its text (lossily decoded).
+    /// Its text (lossily decoded). A file over [`MAX_DOCUMENT_BYTES`] is not read whole:
+    /// this is its beginning, enough to name its app in the error.
     pub text: String,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+impl DocumentFile {
+    /// A document whose whole text is `text`.
+    pub fn new(path: impl Into<String>, text: String) -> DocumentFile {
+        DocumentFile {
+            path: path.into(),
+            size: text.len(),
+            text,
+        }
+    }
+
+    /// Read a document from disk, no more of it than the size limit.
+    ///
+    /// # Errors
+    /// The OS error, or `InvalidData` when a file within the limit is not UTF-8.
+    pub fn read(path: &Path) -> std::io::Result<DocumentFile> {
+        use std::io::Read;
+        let file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+        let mut bytes = Vec::new();
+        file.take(MAX_DOCUMENT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)?;
+        let size = len.max(bytes.len());
+        let text = if size > MAX_DOCUMENT_BYTES {
+            bytes.truncate(MAX_DOCUMENT_BYTES);
+            String::from_utf8_lossy(&bytes).into_owned()
+        } else {
+            String::from_utf8(bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        };
+        Ok(DocumentFile {
+            path: path.display().to_string(),
+            text,
+            size,
+        })
+    }
+
+    /// The document, loaded and validated; refused without parsing when it is over the
+    /// size limit.
+    ///
+    /// # Errors
+    /// Every problem, located (see [`shipshape_spec::load_str`]).
+    pub fn load(&self) -> Result<shipshape_spec::App, shipshape_spec::LoadError> {
+        shipshape_spec::load::check_size(self.size, &self.path)?;
+        shipshape_spec::load_str(&self.text, &self.path)
+    }
+}
+
+/// The first [`MAX_DOCUMENT_BYTES`] of an oversized blob: streamed when the object is
+/// loose; libgit2 cannot stream a packed object, so that one is inflated, but only its
+/// beginning is decoded and parsed.
+fn blob_prefix(repo: &Repository, id: Oid) -> Result<Vec<u8>, git2::Error> {
+    use std::io::Read;
+    let odb = repo.odb()?;
+    if let Ok((reader, _, _)) = odb.reader(id) {
+        let mut bytes = Vec::new();
+        if reader
+            .take(MAX_DOCUMENT_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .is_ok()
+        {
+            return Ok(bytes);
+        }
+    }
+    let blob = repo.find_blob(id)?;
+    let content = blob.content();
+    Ok(content[..content.len().min(MAX_DOCUMENT_BYTES)].to_vec())
 }
 
 /// The documents at one config commit.
@@ -266,6 +338,10 @@ impl ConfigRepo {
                 source: git2::Error::from_str("not a directory"),
             })?
         };
+        let odb = repo.odb().map_err(|source| SourceError::Git {
+            what: "opening the object database".into(),
+            source,
+        })?;
         let mut files = Vec::new();
         for entry in subtree.iter() {
             let Ok(name) = entry.name() else { continue };
@@ -274,21 +350,26 @@ impl ConfigRepo {
             {
                 continue;
             }
-            let blob = repo
-                .find_blob(entry.id())
-                .map_err(|source| SourceError::Git {
-                    what: format!("reading {name}"),
-                    source,
-                })?;
+            let read_error = |source| SourceError::Git {
+                what: format!("reading {name}"),
+                source,
+            };
+            // The size first, from the object's header: a blob over the limit is not read
+            // whole (only the beginning, to name its app in the error).
+            let (size, _) = odb.read_header(entry.id()).map_err(read_error)?;
+            let text = if size > MAX_DOCUMENT_BYTES {
+                let prefix = blob_prefix(repo, entry.id()).map_err(read_error)?;
+                String::from_utf8_lossy(&prefix).into_owned()
+            } else {
+                let blob = repo.find_blob(entry.id()).map_err(read_error)?;
+                String::from_utf8_lossy(blob.content()).into_owned()
+            };
             let path = if dir.is_empty() || dir == "." {
                 name.to_string()
             } else {
                 format!("{dir}/{name}")
             };
-            files.push(DocumentFile {
-                path,
-                text: String::from_utf8_lossy(blob.content()).into_owned(),
-            });
+            files.push(DocumentFile { path, text, size });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Snapshot {

@@ -94,7 +94,7 @@ pub struct AppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<DocumentPin>,
     /// An absolute path to a `KEY=VALUE` file on the server holding secrets (e.g.
-    /// `DATABASE_URL`). Its variables reach install, build, migrations, hooks and the pm2
+    /// `DATABASE_URL`): a regular file of at most 1 MiB. Its variables reach install, build, migrations, hooks and the pm2
     /// processes; their values never appear in logs, plans or status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<String>,
@@ -307,12 +307,16 @@ pub enum StringOrList {
     List(Vec<String>),
 }
 
+/// The most instances one process may ask for (a typo such as `4294967295` would otherwise
+/// ask pm2 to fork until the machine falls over).
+pub const MAX_INSTANCES: u32 = 1024;
+
 /// pm2's `instances`: a count, or `max` (one per CPU).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Instances {
-    /// A fixed count (≥ 1).
-    Count(u32),
+    /// A fixed count (1 to 1024).
+    Count(#[schemars(range(min = 1, max = 1024))] u32),
     /// `max`: as many as CPUs.
     Max(MaxInstances),
 }
@@ -402,10 +406,11 @@ pub struct Process {
     /// A cron pattern that restarts the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_restart: Option<String>,
-    /// stdout log file.
+    /// stdout log file: relative to the process's directory (no `..` or `~`), absolute
+    /// under `spec.releases.root`, or `/dev/null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_file: Option<String>,
-    /// stderr log file.
+    /// stderr log file, with the same rules as `out_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_file: Option<String>,
     /// Log timestamp format.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
 
-use crate::app::{App, EnvValue, Instances, MigrationDriver, OnRevert};
+use crate::app::{App, EnvValue, Instances, MAX_INSTANCES, MigrationDriver, OnRevert};
 
 /// One semantic problem, before it is located in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,78 @@ pub fn is_process_name(s: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// What pm2 takes for an ecosystem file when a process name contains it (pm2's
+/// `Common.isConfigFile` looks for these anywhere in the name).
+pub const PM2_CONFIG_FILE_MARKS: [&str; 6] = [
+    ".json",
+    ".yml",
+    ".yaml",
+    ".config.js",
+    ".config.cjs",
+    ".config.mjs",
+];
+
+/// Why pm2 would take process name `s` for something other than that process (`pm2 delete
+/// <name>`, which the controller runs, would then act on other processes), if it would.
+pub fn pm2_reserved(s: &str) -> Option<String> {
+    if s == "all" {
+        return Some(
+            "\"all\" is reserved: pm2 reads it as every process (`pm2 delete all` would delete other apps' processes)"
+                .into(),
+        );
+    }
+    if s == "default" {
+        return Some(
+            "\"default\" is reserved: pm2 reads a name it cannot find as a namespace, and \"default\" is the namespace of every process not given one"
+                .into(),
+        );
+    }
+    if let Some(mark) = PM2_CONFIG_FILE_MARKS.iter().find(|m| s.contains(*m)) {
+        return Some(format!(
+            "{s:?} contains {mark:?}: pm2 reads such a name as the path of an ecosystem file"
+        ));
+    }
+    if is_js_number(s) {
+        return Some(format!(
+            "{s:?} is a number to pm2, which reads it as a process id (another app's process)"
+        ));
+    }
+    None
+}
+
+/// True when JavaScript's `Number(s)` is not `NaN` (pm2 tests names with `isNaN`), for the
+/// characters a process name may hold: decimals with an optional fraction and exponent,
+/// `0x`/`0o`/`0b` integers and `Infinity`.
+fn is_js_number(s: &str) -> bool {
+    let radix =
+        |digits: &str, radix: u32| !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    let lower = s.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("0x") {
+        return radix(rest, 16);
+    }
+    if let Some(rest) = lower.strip_prefix("0o") {
+        return radix(rest, 8);
+    }
+    if let Some(rest) = lower.strip_prefix("0b") {
+        return radix(rest, 2);
+    }
+    if s == "Infinity" {
+        return true;
+    }
+    let (mantissa, exponent) = match lower.split_once('e') {
+        Some((m, e)) => (m, Some(e)),
+        None => (lower.as_str(), None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        radix(e, 10)
+    });
+    mantissa_ok && exponent_ok
 }
 
 /// True for a migration level: what tools use as names or versions.
@@ -91,16 +163,47 @@ fn is_repository(s: &str) -> bool {
     matches!(s.split_once(':'), Some((host, path)) if host.contains('@') && !path.is_empty() && !host.contains('/'))
 }
 
-fn is_http_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("http://")
-        .or_else(|| s.strip_prefix("https://"));
-    match rest {
-        Some(r) => {
-            let host = r.split(['/', '?', '#']).next().unwrap_or("");
-            !host.is_empty() && !s.contains(char::is_whitespace)
-        }
-        None => false,
+/// Why `s` is not an `http://` or `https://` URL with a host, if it is not: the URL parser
+/// the probes use (reqwest's) must take it as written.
+fn http_url_problem(s: &str) -> Option<String> {
+    let scheme = s.starts_with("http://") || s.starts_with("https://");
+    match url::Url::parse(s) {
+        Ok(u) if scheme && matches!(u.scheme(), "http" | "https") && u.has_host() => None,
+        Ok(_) => Some(String::new()),
+        Err(e) if scheme => Some(format!(": {e}")),
+        Err(_) => Some(String::new()),
+    }
+}
+
+/// What is wrong with text that cannot hold a NUL byte or a line break, if anything.
+fn one_line_problem(s: &str) -> Option<&'static str> {
+    if s.contains('\0') {
+        Some("contains a NUL byte: no path, URL, name or environment value can hold one")
+    } else if s.contains(['\n', '\r']) {
+        Some(
+            "contains a line break: a path, URL, name or environment value is one line (git, pm2 and logs read them line by line)",
+        )
+    } else {
+        None
+    }
+}
+
+/// True for a pm2 log file the controller lets pm2 write: relative to the process's
+/// directory without `..` (or pm2's `~` for home), absolute strictly under `root` without
+/// `..`, or pm2's `/dev/null` / `NULL` (no log).
+pub fn is_log_file(s: &str, root: &str) -> bool {
+    if s == "/dev/null" || s == "NULL" {
+        return true;
+    }
+    let p = Path::new(s);
+    if p.is_absolute() {
+        let root = Path::new(root);
+        root.is_absolute()
+            && p != root
+            && p.starts_with(root)
+            && p.components().all(|c| !matches!(c, Component::ParentDir))
+    } else {
+        !s.starts_with('~') && is_contained_relative(s)
     }
 }
 
@@ -116,18 +219,32 @@ impl Checker {
         });
     }
 
+    /// False (and a problem) when `value` holds a NUL byte or a line break.
+    fn one_line(&mut self, path: &str, value: &str) -> bool {
+        match one_line_problem(value) {
+            Some(why) => {
+                self.fail(path, why);
+                false
+            }
+            None => true,
+        }
+    }
+
     fn env(&mut self, path: &str, env: &BTreeMap<String, EnvValue>) {
-        for key in env.keys() {
+        for (key, value) in env {
+            let at = format!("{path}.{key}");
             if !is_env_name(key) {
                 self.fail(
-                    format!("{path}.{key}"),
+                    at,
                     format!("{key:?} is not a valid environment variable name"),
                 );
             } else if key.starts_with(RESERVED_ENV_PREFIX) {
                 self.fail(
-                    format!("{path}.{key}"),
+                    at,
                     format!("names starting with {RESERVED_ENV_PREFIX} are set by the controller"),
                 );
+            } else if let EnvValue::String(text) = value {
+                self.one_line(&at, text);
             }
         }
     }
@@ -159,7 +276,9 @@ pub fn validate(app: &App) -> Vec<Violation> {
     }
     let spec = &app.spec;
 
-    if !is_repository(&spec.source.repository) {
+    if c.one_line("spec.source.repository", &spec.source.repository)
+        && !is_repository(&spec.source.repository)
+    {
         c.fail(
             "spec.source.repository",
             format!(
@@ -179,7 +298,9 @@ pub fn validate(app: &App) -> Vec<Violation> {
     }
 
     let root = Path::new(&spec.releases.root);
-    if !root.is_absolute() {
+    if !c.one_line("spec.releases.root", &spec.releases.root) {
+        // Said above.
+    } else if !root.is_absolute() {
         c.fail(
             "spec.releases.root",
             format!("{:?} must be an absolute path", spec.releases.root),
@@ -260,7 +381,7 @@ pub fn validate(app: &App) -> Vec<Violation> {
                     "spec.migrations.dir",
                     "dir is only used with driver: dbmate",
                 );
-            } else if !is_contained_relative(dir) {
+            } else if c.one_line("spec.migrations.dir", dir) && !is_contained_relative(dir) {
                 c.fail(
                     "spec.migrations.dir",
                     format!("{dir:?} must be a path inside the release (relative, no '..')"),
@@ -296,13 +417,15 @@ pub fn validate(app: &App) -> Vec<Violation> {
                     p.name
                 ),
             );
+        } else if let Some(why) = pm2_reserved(&p.name) {
+            c.fail(format!("{at}.name"), why);
         } else if !seen.insert(p.name.as_str()) {
             c.fail(
                 format!("{at}.name"),
                 format!("{:?} is declared twice", p.name),
             );
         }
-        if !is_contained_relative(&p.script) {
+        if c.one_line(&format!("{at}.script"), &p.script) && !is_contained_relative(&p.script) {
             c.fail(
                 format!("{at}.script"),
                 format!(
@@ -312,6 +435,7 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
         if let Some(cwd) = &p.cwd
+            && c.one_line(&format!("{at}.cwd"), cwd)
             && !is_contained_relative(cwd)
         {
             c.fail(
@@ -319,8 +443,32 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 format!("{cwd:?} must be a path inside the release (relative, no '..')"),
             );
         }
-        if let Some(Instances::Count(0)) = p.instances {
-            c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
+        if let Some(interpreter) = &p.interpreter {
+            c.one_line(&format!("{at}.interpreter"), interpreter);
+        }
+        for (field, file) in [("out_file", &p.out_file), ("error_file", &p.error_file)] {
+            if let Some(file) = file
+                && c.one_line(&format!("{at}.{field}"), file)
+                && !is_log_file(file, &spec.releases.root)
+            {
+                c.fail(
+                    format!("{at}.{field}"),
+                    format!(
+                        "{file:?} must be a path inside the release (relative, no '..' or '~') or under spec.releases.root ({}), or /dev/null",
+                        spec.releases.root
+                    ),
+                );
+            }
+        }
+        match p.instances {
+            Some(Instances::Count(0)) => {
+                c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
+            }
+            Some(Instances::Count(n)) if n > MAX_INSTANCES => c.fail(
+                format!("{at}.instances"),
+                format!("{n} is more than {MAX_INSTANCES}, the most instances of one process"),
+            ),
+            _ => {}
         }
         if let Some(mem) = &p.max_memory_restart {
             let digits = mem.trim_end_matches(['K', 'M', 'G']);
@@ -354,10 +502,12 @@ pub fn validate(app: &App) -> Vec<Violation> {
         }
         match (&check.http, &check.prometheus, &check.resources) {
             (Some(http), None, None) => {
-                if !is_http_url(&http.url) {
+                if c.one_line(&format!("{at}.http.url"), &http.url)
+                    && let Some(why) = http_url_problem(&http.url)
+                {
                     c.fail(
                         format!("{at}.http.url"),
-                        format!("{:?} must be an http:// or https:// URL", http.url),
+                        format!("{:?} must be an http:// or https:// URL{why}", http.url),
                     );
                 }
                 if !(100..=599).contains(&http.expect_status) {
@@ -368,10 +518,12 @@ pub fn validate(app: &App) -> Vec<Violation> {
                 }
             }
             (None, Some(prom), None) => {
-                if !is_http_url(&prom.url) {
+                if c.one_line(&format!("{at}.prometheus.url"), &prom.url)
+                    && let Some(why) = http_url_problem(&prom.url)
+                {
                     c.fail(
                         format!("{at}.prometheus.url"),
-                        format!("{:?} must be an http:// or https:// URL", prom.url),
+                        format!("{:?} must be an http:// or https:// URL{why}", prom.url),
                     );
                 }
                 if prom.query.trim().is_empty() {
@@ -471,7 +623,9 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
     }
-    if let Some(f) = &spec.env_file {
+    if let Some(f) = &spec.env_file
+        && c.one_line("spec.envFile", f)
+    {
         let p = Path::new(f);
         if !p.is_absolute() || p.components().any(|x| matches!(x, Component::ParentDir)) {
             c.fail(

@@ -332,3 +332,196 @@ fn a_resources_check_needs_a_positive_limit_and_no_other_kind() {
         ]
     );
 }
+
+/// `VALID` with the process named `name` (quoted, so numbers stay strings).
+fn with_process_name(name: &str) -> String {
+    VALID.replace(
+        "    - name: demo-web\n",
+        &format!("    - name: \"{name}\"\n"),
+    )
+}
+
+#[test]
+fn process_names_pm2_reads_as_something_else_are_refused() {
+    let cases = [
+        (
+            "all",
+            "\"all\" is reserved: pm2 reads it as every process (`pm2 delete all` would delete other apps' processes)",
+        ),
+        (
+            "default",
+            "\"default\" is reserved: pm2 reads a name it cannot find as a namespace, and \"default\" is the namespace of every process not given one",
+        ),
+        (
+            "api.json",
+            "\"api.json\" contains \".json\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "api.config.js",
+            "\"api.config.js\" contains \".config.js\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "web.yml-2",
+            "\"web.yml-2\" contains \".yml\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "web.yaml",
+            "\"web.yaml\" contains \".yaml\": pm2 reads such a name as the path of an ecosystem file",
+        ),
+        (
+            "42",
+            "\"42\" is a number to pm2, which reads it as a process id (another app's process)",
+        ),
+    ];
+    for (name, why) in cases {
+        assert_eq!(
+            errors(&with_process_name(name)),
+            [format!(
+                "apps/demo.yaml:12:7: spec.processes[0].name: {why}"
+            )],
+            "{name}"
+        );
+    }
+    // JavaScript's idea of a number, which pm2 uses (`isNaN`), is wider than digits.
+    for name in ["1.5", "1e3", "0x1f", "0b101", "0o17", "Infinity", "7."] {
+        let errs = errors(&with_process_name(name));
+        assert!(
+            errs.len() == 1
+                && errs[0].ends_with("which reads it as a process id (another app's process)"),
+            "{name}: {errs:?}"
+        );
+    }
+    // Names that merely look like them are fine.
+    for name in [
+        "all-web", "defaults", "json", "web.js", "api-1", "1a", "v1.2", "NaN", "0x", "1e",
+    ] {
+        load_str(&with_process_name(name), "apps/demo.yaml")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn instances_are_capped() {
+    assert_eq!(
+        errors(&VALID.replace("instances: max", "instances: 4294967295")),
+        [
+            "apps/demo.yaml:14:7: spec.processes[0].instances: 4294967295 is more than 1024, the most instances of one process"
+        ]
+    );
+    load_str(
+        &VALID.replace("instances: max", "instances: 1024"),
+        "apps/demo.yaml",
+    )
+    .unwrap();
+}
+
+#[test]
+fn nul_bytes_and_line_breaks_are_refused_in_paths_names_urls_and_env() {
+    const NUL: &str = "contains a NUL byte: no path, URL, name or environment value can hold one";
+    const LINE: &str = "contains a line break: a path, URL, name or environment value is one line (git, pm2 and logs read them line by line)";
+    let cases = [
+        (
+            "    root: /srv/demo\n",
+            "    root: \"/srv/demo\\0x\"\n",
+            format!("apps/demo.yaml:10:5: spec.releases.root: {NUL}"),
+        ),
+        (
+            "    root: /srv/demo\n",
+            "    root: \"/srv/demo\\nx\"\n",
+            format!("apps/demo.yaml:10:5: spec.releases.root: {LINE}"),
+        ),
+        (
+            "    repository: /srv/git/demo\n",
+            "    repository: \"/srv/git/demo\\0x\"\n",
+            format!("apps/demo.yaml:7:5: spec.source.repository: {NUL}"),
+        ),
+        (
+            "        PORT: 3000\n",
+            "        PORT: \"3000\\nEVIL=1\"\n",
+            format!("apps/demo.yaml:16:9: spec.processes[0].env.PORT: {LINE}"),
+        ),
+        (
+            "        PORT: 3000\n",
+            "        PORT: \"3000\\0\"\n",
+            format!("apps/demo.yaml:16:9: spec.processes[0].env.PORT: {NUL}"),
+        ),
+        (
+            "      script: server.js\n",
+            "      script: \"server.js\\nx\"\n",
+            format!("apps/demo.yaml:13:7: spec.processes[0].script: {LINE}"),
+        ),
+        (
+            "      script: server.js\n",
+            "      script: server.js\n      interpreter: \"node\\0\"\n",
+            format!("apps/demo.yaml:14:7: spec.processes[0].interpreter: {NUL}"),
+        ),
+        (
+            "  processes:\n",
+            "  envFile: \"/etc/demo\\r\"\n  processes:\n",
+            format!("apps/demo.yaml:11:3: spec.envFile: {LINE}"),
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert_eq!(errors(&VALID.replace(from, to)), [want], "{to}");
+    }
+}
+
+#[test]
+fn health_urls_must_parse_as_http_or_https() {
+    let at = "apps/demo.yaml:22:11: spec.health.checks[0].http.url";
+    for (url, why) in [
+        ("http://127.0.0.1:99999/api/health", ": invalid port number"),
+        ("http://[::1/api/health", ": invalid IPv6 address"),
+        ("http://a:b:c/", ": invalid port number"),
+        ("ftp://127.0.0.1/api/health", ""),
+    ] {
+        let text = VALID.replace("http://127.0.0.1:3000/api/health", url);
+        assert_eq!(
+            errors(&text),
+            [format!(
+                "{at}: {url:?} must be an http:// or https:// URL{why}"
+            )]
+        );
+    }
+    for url in ["https://[::1]:8443/health", "http://localhost/x?y=1#z"] {
+        let text = VALID.replace("http://127.0.0.1:3000/api/health", url);
+        load_str(&text, "apps/demo.yaml").unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}
+
+#[test]
+fn pm2_log_files_stay_in_the_release_or_under_the_releases_root() {
+    let with = |field: &str, value: &str| {
+        VALID.replace(
+            "      script: server.js\n",
+            &format!("      script: server.js\n      {field}: {value}\n"),
+        )
+    };
+    for ok in [
+        "logs/out.log",
+        "./out.log",
+        "/srv/demo/logs/out.log",
+        "/dev/null",
+        "NULL",
+    ] {
+        load_str(&with("out_file", ok), "apps/demo.yaml").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        load_str(&with("error_file", ok), "apps/demo.yaml").unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        "/etc/cron.d/x",
+        "../out.log",
+        "logs/../../out.log",
+        "~/out.log",
+        "/srv/demo/../etc/x",
+        "/srv/demo-other/out.log",
+        "/srv/demo",
+    ] {
+        assert_eq!(
+            errors(&with("error_file", bad)),
+            [format!(
+                "apps/demo.yaml:14:7: spec.processes[0].error_file: {bad:?} must be a path inside the release (relative, no '..' or '~') or under spec.releases.root (/srv/demo), or /dev/null"
+            )],
+            "{bad}"
+        );
+    }
+}

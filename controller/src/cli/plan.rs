@@ -54,20 +54,14 @@ async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) ->
             files: desired
                 .docs
                 .into_iter()
-                .map(|d| crate::source::DocumentFile {
-                    path: d.path,
-                    text: d.text,
-                })
+                .map(|d| crate::source::DocumentFile::new(d.path, d.text))
                 .collect(),
         }
     } else {
         let mut docs = Vec::new();
         for f in files {
-            match std::fs::read_to_string(f) {
-                Ok(text) => docs.push(crate::source::DocumentFile {
-                    path: f.display().to_string(),
-                    text,
-                }),
+            match crate::source::DocumentFile::read(f) {
+                Ok(doc) => docs.push(doc),
                 Err(e) => {
                     eprintln!("{}: cannot read: {e}", f.display());
                     return 1;
@@ -83,7 +77,7 @@ async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) ->
     let mut failed = invalid;
     let mut json = Vec::new();
     for file in &snapshot.files {
-        let app = match shipshape_spec::load_str(&file.text, &file.path) {
+        let app = match file.load() {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("{e}");
@@ -239,12 +233,12 @@ pub fn validate(files: &[PathBuf]) -> i32 {
     let mut bad = 0;
     for f in files {
         let name = f.display().to_string();
-        match std::fs::read_to_string(f) {
+        match crate::source::DocumentFile::read(f) {
             Err(e) => {
                 eprintln!("{name}: cannot read: {e}");
                 bad += 1;
             }
-            Ok(text) => match shipshape_spec::load_str(&text, &name) {
+            Ok(doc) => match doc.load() {
                 Ok(app) => println!("{name}: ok (app {})", app.metadata.name),
                 Err(e) => {
                     eprintln!("{e}");

@@ -4,6 +4,7 @@
 //! (documents that do not load, documents removed: orphaned or pruned).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
 use shipshape_spec::status::{Phase, StepKind};
@@ -166,7 +167,7 @@ impl Controller {
         let mut invalid = Vec::new();
         let mut skipped = Vec::new();
         for file in snapshot.files {
-            match shipshape_spec::load_str(&file.text, &file.path) {
+            match file.load() {
                 Ok(app) => {
                     let selected = app
                         .spec
@@ -204,9 +205,36 @@ impl Controller {
                 unique.push(d);
             }
         }
+        // One app per releases root: two would move `current` back and forth between them
+        // on every pass. The first document (by path) keeps it.
+        let mut roots: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
+        let mut docs = Vec::new();
+        for d in unique {
+            let root: PathBuf = Path::new(&d.app.spec.releases.root).components().collect();
+            if let Some((app, path)) = roots.get(&root) {
+                let at =
+                    shipshape_spec::load::PathIndex::build(&d.text).locate("spec.releases.root");
+                let message = shipshape_spec::Problem {
+                    file: d.path.clone(),
+                    line: at.0,
+                    column: at.1,
+                    path: "spec.releases.root".into(),
+                    message: format!(
+                        "{} is also used by app {app} ({path})",
+                        d.app.spec.releases.root
+                    ),
+                }
+                .to_string();
+                warn!(file = %d.path, "{message}");
+                invalid.push((d.path.clone(), d.text.clone(), message));
+            } else {
+                roots.insert(root, (d.app.metadata.name.clone(), d.path.clone()));
+                docs.push(d);
+            }
+        }
         Ok(Desired {
             commit: snapshot.commit,
-            docs: unique,
+            docs,
             invalid,
             skipped,
             complete,
