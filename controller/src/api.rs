@@ -96,7 +96,7 @@ pub fn write_address(state_dir: &Path, addr: SocketAddr) -> std::io::Result<()> 
     write_atomic_mode(
         &state_dir.join(ADDRESS_FILE),
         &serde_json::to_vec(&a).expect("json"),
-        0o644,
+        0o600,
     )
 }
 

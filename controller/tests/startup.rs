@@ -43,7 +43,11 @@ fn run_briefly(w: &World, args: &[&str], secs: u64) -> Option<Output> {
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[test]
@@ -87,5 +91,62 @@ fn a_busy_api_port_is_reported_with_the_address_and_the_flag() {
             "cannot listen on {addr} (--listen): address already in use (another controller?)"
         )),
         "{stderr}"
+    );
+}
+
+#[test]
+fn secrets_on_disk_are_private_pm2_home_dump_state_dir_and_token() {
+    let w = World::new("private");
+    // A state directory and token made by hand, readable by others.
+    std::fs::create_dir_all(w.state_dir()).unwrap();
+    std::fs::set_permissions(w.state_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token_file = w.state_dir().join("api-token");
+    let token = "ab".repeat(32);
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // A deploy whose env file holds a secret: pm2 save writes it into dump.pm2.
+    let env = w.write_env_file("API_SECRET=hunter2-in-the-dump\n");
+    let doc = w.document(&w.app_head()).replace(
+        "  processes:\n",
+        &format!("  envFile: {}\n  processes:\n", env.display()),
+    );
+    w.commit_config(&doc);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "{log}");
+    let dump = w.pm2_home().join("dump.pm2");
+    assert!(
+        std::fs::read_to_string(&dump)
+            .unwrap()
+            .contains("hunter2-in-the-dump"),
+        "the dump holds the env file's values (that is why it must be private)"
+    );
+    assert_eq!(mode(&w.pm2_home()), 0o700, "PM2_HOME");
+    assert_eq!(mode(&dump), 0o600, "dump.pm2 after pm2 save");
+    assert_eq!(mode(&w.state_dir()), 0o700, "the state directory");
+    for file in ["apps/private/state.json", "apps/private/ecosystem.json"] {
+        assert_eq!(mode(&w.state_dir().join(file)), 0o600, "{file}");
+    }
+    // The pre-existing token was fixed, with a warning saying so, and is still the token.
+    assert_eq!(mode(&token_file), 0o600, "api-token");
+    assert!(
+        log.contains("api-token") && log.contains("readable by others"),
+        "no warning about the token: {log}"
+    );
+
+    // At start, a dump (and its backup) made readable again is fixed before anything runs.
+    let bak = w.pm2_home().join("dump.pm2.bak");
+    std::fs::write(&bak, "[]").unwrap();
+    for f in [&dump, &bak] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let d = w.start(&[]);
+    assert_eq!(d.token, token, "the token was replaced, not kept");
+    assert_eq!(mode(&dump), 0o600, "dump.pm2 at start");
+    assert_eq!(mode(&bak), 0o600, "dump.pm2.bak at start");
+    assert!(
+        d.log_tail(200).contains("dump.pm2"),
+        "no warning about the dump: {}",
+        d.log_tail(50)
     );
 }

@@ -553,7 +553,7 @@ fn migrate_error(step: StepKind, e: crate::migrate::MigrateError) -> StepError {
 pub(super) fn pm2_error(step: StepKind, e: crate::pm2::Pm2Error) -> StepError {
     let tail = match &e {
         crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
-        crate::pm2::Pm2Error::Parse(_) => None,
+        crate::pm2::Pm2Error::Parse(_) | crate::pm2::Pm2Error::Io { .. } => None,
     };
     StepError {
         step,
