@@ -109,6 +109,16 @@ pub enum Pm2Error {
     },
 }
 
+impl Pm2Error {
+    /// The failed command's output tail, when there was one.
+    pub fn tail(&self) -> Option<&str> {
+        match self {
+            Pm2Error::Command { source, .. } => source.tail(),
+            Pm2Error::Parse(_) | Pm2Error::Io { .. } => None,
+        }
+    }
+}
+
 /// pm2's dump files (written by `pm2 save`): every process's environment, env-file values
 /// included, in clear text. pm2 writes them with the umask's mode (0644); the controller
 /// makes them 0600 after each save and at start, and pm2 keeps the mode when it rewrites them.

@@ -551,10 +551,7 @@ fn migrate_error(step: StepKind, e: crate::migrate::MigrateError) -> StepError {
 
 /// A pm2 failure: transient (pm2 hiccups), with the command's output tail.
 pub(super) fn pm2_error(step: StepKind, e: crate::pm2::Pm2Error) -> StepError {
-    let tail = match &e {
-        crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
-        crate::pm2::Pm2Error::Parse(_) | crate::pm2::Pm2Error::Io { .. } => None,
-    };
+    let tail = e.tail().map(str::to_string);
     StepError {
         step,
         message: e.to_string(),
