@@ -215,7 +215,9 @@ async fn git_hook(
     }
     let mut src = s.ctl.store.load_source();
     src.last_webhook_at = Some(state::now());
-    let _ = s.ctl.store.save_source(&src);
+    if let Err(e) = s.ctl.store.save_source(&src) {
+        tracing::warn!("could not record the webhook's arrival: {e}");
+    }
     s.fetch_now.notify_one();
     s.trigger.notify_one();
     (

@@ -165,7 +165,9 @@ fn watch_local(
                 let mut source = ctl.source_status();
                 source.tip = tip;
                 source.last_success_at = Some(state::now());
-                let _ = ctl.store.save_source(&source);
+                if let Err(e) = ctl.store.save_source(&source) {
+                    warn!("could not record the config repo's new tip: {e}");
+                }
                 ctl.publish_source_metrics(&source);
                 trigger.notify_one();
             }
@@ -209,7 +211,9 @@ async fn poll_remote(
             (chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default())
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         );
-        let _ = ctl.store.save_source(&source);
+        if let Err(e) = ctl.store.save_source(&source) {
+            warn!("could not record the next fetch time: {e}");
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = fetch_now.notified() => { debug!("fetch requested"); }
@@ -320,7 +324,9 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
         let mut source = ctl.source_status();
         source.tip = ctl.config.tip().ok();
         source.last_success_at = Some(state::now());
-        let _ = ctl.store.save_source(&source);
+        if let Err(e) = ctl.store.save_source(&source) {
+            warn!("could not record the config repo's tip: {e}");
+        }
         ctl.publish_source_metrics(&source);
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

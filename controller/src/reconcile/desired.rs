@@ -86,7 +86,9 @@ impl Controller {
                 source.consecutive_failures += 1;
             }
         }
-        let _ = self.store.save_source(&source);
+        if let Err(e) = self.store.save_source(&source) {
+            warn!("could not record the fetch of the config repo: {e}");
+        }
         self.publish_source_metrics(&source);
         Ok(result?)
     }
@@ -160,7 +162,9 @@ impl Controller {
                     }
                 }
             }
-            let _ = self.store.save_source(&source);
+            // The last trusted commit is what refuses a rewind to an older signed commit:
+            // a pass must not go on without it on disk.
+            self.store.save_source(&source)?;
         }
         let mut docs = Vec::new();
         let mut invalid = Vec::new();
@@ -277,8 +281,12 @@ impl Controller {
             let Ok(_guard) = handle.lock.try_lock() else {
                 continue;
             };
-            let Ok(mut rec) = self.store.load(&name) else {
-                continue;
+            let mut rec = match self.store.load(&name) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    error!(app = %name, "its document was removed, but its records cannot be read: {e}");
+                    continue;
+                }
             };
             if matches!(rec.phase, Phase::Pruned) || (!self.prune && rec.phase == Phase::Orphaned) {
                 continue;

@@ -116,7 +116,7 @@ impl Controller {
             });
             result?;
             if let Err(e) = journal.step_done(kind, &target) {
-                warn!(app = %run.app.metadata.name, "could not journal step {kind}: {e}");
+                warn!(app = %run.app.metadata.name, journal = %journal.path().display(), "could not journal step {kind}: {e}");
             }
             fault_point("after", kind);
         }
