@@ -1,6 +1,7 @@
 //! The real pm2, driven through its CLI with an isolated `PM2_HOME` and a cleared
 //! environment: reading processes (`pm2 jlist`), applying a generated ecosystem file
-//! (`startOrReload --only NAME --update-env`), deleting, and saving the dump.
+//! (`startOrReload --only NAME --update-env`), deleting, and saving the dump, which holds
+//! env-file values in clear text: `PM2_HOME` is created 0700 and the dump kept 0600.
 //!
 //! pm2 copies the environment of whoever launches it into every process and into
 //! `pm2 jlist`; the controller therefore launches it with nothing but `PATH`, `HOME`

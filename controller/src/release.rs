@@ -2,6 +2,8 @@
 //! `<root>/current` (a symlink switched atomically), and the build marker
 //! `<release>/.shipshape-release.json` that says a release is complete and what it was
 //! built from. A directory without a marker is an interrupted preparation, never live.
+//! Also the copy of `node_modules` one release gives another ([`copy_tree`]): reflinked or
+//! copied, never hard-linked, so a build never writes into the live release.
 
 use std::collections::BTreeMap;
 use std::io::Write;

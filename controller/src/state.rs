@@ -2,7 +2,9 @@
 //! revision history (with the document each revision applied, so a revert can re-apply
 //! it), the last pass and its steps, the last error, quarantined config commits and the
 //! hooks last run. Written atomically (temp file, fsync, rename, fsync the directory)
-//! with mode 0600; a file that does not parse is reported, never silently reset.
+//! with mode 0600 in a directory created 0700 (and made private again at start, with a
+//! warning, when found open to others); a file that does not parse is reported, never
+//! silently reset.
 
 use std::path::{Path, PathBuf};
 
