@@ -96,7 +96,7 @@ pub fn write_address(state_dir: &Path, addr: SocketAddr) -> std::io::Result<()> 
     write_atomic_mode(
         &state_dir.join(ADDRESS_FILE),
         &serde_json::to_vec(&a).expect("json"),
-        0o644,
+        0o600,
     )
 }
 
@@ -169,9 +169,13 @@ async fn source(State(s): State<ApiState>) -> Response {
 
 /// True when `headers` carry a valid GitHub (`X-Hub-Signature-256: sha256=<hex>`, an
 /// HMAC-SHA256 of the body) or GitLab (`X-Gitlab-Token`) credential for `secret`. Both
-/// comparisons are constant-time.
+/// comparisons are constant-time. An empty secret authenticates nobody (anyone can send
+/// an empty token or compute an HMAC keyed with nothing).
 pub fn webhook_authentic(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
     use hmac::Mac;
+    if secret.is_empty() {
+        return false;
+    }
     if let Some(sig) = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
@@ -211,7 +215,9 @@ async fn git_hook(
     }
     let mut src = s.ctl.store.load_source();
     src.last_webhook_at = Some(state::now());
-    let _ = s.ctl.store.save_source(&src);
+    if let Err(e) = s.ctl.store.save_source(&src) {
+        tracing::warn!("could not record the webhook's arrival: {e}");
+    }
     s.fetch_now.notify_one();
     s.trigger.notify_one();
     (
@@ -635,5 +641,49 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github_headers(secret: &str, body: &[u8]) -> HeaderMap {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        let sig = hex::encode(mac.finalize().into_bytes());
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-hub-signature-256",
+            format!("sha256={sig}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn webhooks_are_authentic_only_with_the_secret() {
+        let body = b"{\"ref\":\"refs/heads/main\"}";
+        assert!(webhook_authentic(&github_headers("k3y", body), body, "k3y"));
+        assert!(!webhook_authentic(
+            &github_headers("other", body),
+            body,
+            "k3y"
+        ));
+        let mut gitlab = HeaderMap::new();
+        gitlab.insert("x-gitlab-token", "k3y".parse().unwrap());
+        assert!(webhook_authentic(&gitlab, body, "k3y"));
+        assert!(!webhook_authentic(&gitlab, body, "k3y-not"));
+        assert!(!webhook_authentic(&HeaderMap::new(), body, "k3y"));
+    }
+
+    #[test]
+    fn an_empty_secret_authenticates_nobody() {
+        let body = b"{}";
+        // An HMAC keyed with the empty string is computable by anyone.
+        assert!(!webhook_authentic(&github_headers("", body), body, ""));
+        let mut gitlab = HeaderMap::new();
+        gitlab.insert("x-gitlab-token", "".parse().unwrap());
+        assert!(!webhook_authentic(&gitlab, body, ""));
     }
 }

@@ -165,7 +165,9 @@ fn watch_local(
                 let mut source = ctl.source_status();
                 source.tip = tip;
                 source.last_success_at = Some(state::now());
-                let _ = ctl.store.save_source(&source);
+                if let Err(e) = ctl.store.save_source(&source) {
+                    warn!("could not record the config repo's new tip: {e}");
+                }
                 ctl.publish_source_metrics(&source);
                 trigger.notify_one();
             }
@@ -209,7 +211,9 @@ async fn poll_remote(
             (chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default())
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         );
-        let _ = ctl.store.save_source(&source);
+        if let Err(e) = ctl.store.save_source(&source) {
+            warn!("could not record the next fetch time: {e}");
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = fetch_now.notified() => { debug!("fetch requested"); }
@@ -217,11 +221,53 @@ async fn poll_remote(
     }
 }
 
+/// Read the webhook secret from `path` (surrounding whitespace trimmed).
+///
+/// # Errors
+/// When the file cannot be read, or holds nothing: an empty secret would authenticate
+/// anyone (an empty GitLab token, an HMAC keyed with nothing), so the controller refuses
+/// to start rather than serve webhooks with it.
+pub fn read_webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "webhook secret file {} (--webhook-secret-file): {e}",
+            path.display()
+        )
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        anyhow::bail!(
+            "webhook secret file {} (--webhook-secret-file) is empty: an empty secret would authenticate anyone; write the secret into it, or start without --webhook-secret-file",
+            path.display()
+        );
+    }
+    Ok(secret.to_string())
+}
+
+/// What a failed bind of the API says: the address, the flag, and the likely cause.
+pub fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
+    let why = match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address already in use (another controller?)".into(),
+        std::io::ErrorKind::AddrNotAvailable => "no such address on this host".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".into()
+        }
+        _ => e.to_string(),
+    };
+    format!("cannot listen on {addr} (--listen): {why}")
+}
+
 /// Run until stopped; returns the exit code.
 ///
 /// # Errors
-/// When the API cannot listen, the source cannot be watched, or files cannot be written.
+/// When the webhook secret file cannot be read or is empty, the API cannot listen, the
+/// source cannot be watched, or files cannot be written.
 pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
+    // Refuse a bad secret before anything starts.
+    let webhook_secret = match &opts.webhook_secret_file {
+        Some(f) => Some(Arc::new(read_webhook_secret(f)?)),
+        None => None,
+    };
     let trigger = Arc::new(Notify::new());
     let fetch_now = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -246,11 +292,9 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     let mut api_task = None;
     if let Some(listen) = opts.listen {
         let token = api::ensure_token(&ctl.store.dir)?;
-        let webhook_secret = match &opts.webhook_secret_file {
-            Some(f) => Some(Arc::new(std::fs::read_to_string(f)?.trim().to_string())),
-            None => None,
-        };
-        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!(listen_error(listen, &e)))?;
         let addr = listener.local_addr()?;
         api::write_address(&ctl.store.dir, addr)?;
         info!(%addr, "API listening");
@@ -280,7 +324,9 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
         let mut source = ctl.source_status();
         source.tip = ctl.config.tip().ok();
         source.last_success_at = Some(state::now());
-        let _ = ctl.store.save_source(&source);
+        if let Err(e) = ctl.store.save_source(&source) {
+            warn!("could not record the config repo's tip: {e}");
+        }
         ctl.publish_source_metrics(&source);
     }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

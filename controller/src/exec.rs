@@ -197,35 +197,47 @@ pub async fn run(spec: &Spec) -> Result<Output, ExecError> {
     let guard = GroupGuard(pgid);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
+    // Read into buffers that outlive the time limit: what a command printed before it was
+    // killed is what tells why it hung.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
     let io = async {
-        let (out, err) = tokio::join!(read_all(stdout), read_all(stderr));
-        let status = child.wait().await;
-        (out, err, status)
+        tokio::join!(read_into(stdout, &mut out), read_into(stderr, &mut err));
+        child.wait().await
     };
     let result = tokio::time::timeout(spec.timeout, io).await;
     let elapsed = started.elapsed();
+    // The leader exited or timed out; either way its whole group goes.
+    drop(guard);
+    let mut combined = out.clone();
+    combined.extend_from_slice(&err);
+    let combined = spec
+        .redactor
+        .redact(&String::from_utf8_lossy(&combined))
+        .into_bytes();
+    let tail = tail_of(&combined);
     match result {
         Err(_) => {
-            drop(guard); // kills the group
+            if let Some(log) = &spec.log {
+                let mut logged = combined;
+                logged.extend_from_slice(
+                    format!(
+                        "\n(timed out after {:?}; its process group was killed)",
+                        spec.timeout
+                    )
+                    .as_bytes(),
+                );
+                append_log(log, &command_line, &logged);
+            }
             Err(ExecError::Timeout {
                 command: command_line,
                 timeout: spec.timeout,
-                tail: String::new(),
+                tail,
             })
         }
-        Ok((out, err, status)) => {
-            // The leader exited; anything it left behind in its group goes too.
-            drop(guard);
-            let mut combined = out.clone();
-            combined.extend_from_slice(&err);
-            let combined = spec
-                .redactor
-                .redact(&String::from_utf8_lossy(&combined))
-                .into_bytes();
+        Ok(status) => {
             if let Some(log) = &spec.log {
                 append_log(log, &command_line, &combined);
             }
-            let tail = tail_of(&combined);
             let stdout = String::from_utf8_lossy(&out).into_owned();
             let status = status.map_err(|source| ExecError::Spawn {
                 command: command_line.clone(),
@@ -263,10 +275,16 @@ impl Drop for GroupGuard {
     }
 }
 
-async fn read_all<R: AsyncRead + Unpin>(mut r: R) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let _ = r.read_to_end(&mut buf).await;
-    buf
+/// Append everything `r` yields to `buf`, chunk by chunk, so that what was read stays in
+/// `buf` when this future is dropped (at a time limit).
+async fn read_into<R: AsyncRead + Unpin>(mut r: R, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// The last [`TAIL_BYTES`] of `bytes`, cut at a line start where possible.
@@ -391,5 +409,31 @@ mod tests {
         assert!(t.len() <= TAIL_BYTES);
         assert!(t.starts_with("line "));
         assert!(t.ends_with("line 4999"));
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_timeout_keeps_the_tail_of_what_was_printed_before_it_and_logs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let spec = Spec::shell(
+            "echo compiled 41 modules; echo warning: slow >&2; sleep 30",
+            dir.path(),
+            Duration::from_millis(700),
+        )
+        .log_to(&log);
+        let err = run(&spec).await.unwrap_err();
+        assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+        let tail = err.tail().unwrap();
+        assert!(
+            tail.contains("compiled 41 modules") && tail.contains("warning: slow"),
+            "{tail:?}"
+        );
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(logged.contains("compiled 41 modules"), "{logged}");
     }
 }

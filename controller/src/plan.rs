@@ -36,7 +36,9 @@ pub enum Step {
         /// Release id.
         release: String,
     },
-    /// Hard-link `node_modules` from a prepared release installed from the same lockfile.
+    /// Give the release its own copy of `node_modules` (reflinked where the filesystem can,
+    /// copied otherwise: never shared with the release it comes from) from a prepared release
+    /// installed from the same lockfile.
     ReuseDeps {
         /// Release id.
         release: String,

@@ -1,6 +1,7 @@
 //! The real pm2, driven through its CLI with an isolated `PM2_HOME` and a cleared
 //! environment: reading processes (`pm2 jlist`), applying a generated ecosystem file
-//! (`startOrReload --only NAME --update-env`), deleting, and saving the dump.
+//! (`startOrReload --only NAME --update-env`), deleting, and saving the dump, which holds
+//! env-file values in clear text: `PM2_HOME` is created 0700 and the dump kept 0600.
 //!
 //! pm2 copies the environment of whoever launches it into every process and into
 //! `pm2 jlist`; the controller therefore launches it with nothing but `PATH`, `HOME`
@@ -98,7 +99,31 @@ pub enum Pm2Error {
     /// `pm2 jlist` printed something that is not its JSON.
     #[error("pm2 jlist printed unreadable output: {0}")]
     Parse(String),
+    /// `PM2_HOME` or pm2's dump could not be created or made private.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, and to which path.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+impl Pm2Error {
+    /// The failed command's output tail, when there was one.
+    pub fn tail(&self) -> Option<&str> {
+        match self {
+            Pm2Error::Command { source, .. } => source.tail(),
+            Pm2Error::Parse(_) | Pm2Error::Io { .. } => None,
+        }
+    }
+}
+
+/// pm2's dump files (written by `pm2 save`): every process's environment, env-file values
+/// included, in clear text. pm2 writes them with the umask's mode (0644); the controller
+/// makes them 0600 after each save and at start, and pm2 keeps the mode when it rewrites them.
+pub const DUMP_FILES: &[&str] = &["dump.pm2", "dump.pm2.bak"];
 
 #[derive(Deserialize)]
 struct RawProc {
@@ -187,12 +212,9 @@ impl Pm2 {
         if action != "jlist" {
             *self.cache.lock().expect("pm2 cache") = None;
         }
-        std::fs::create_dir_all(&self.home).map_err(|e| Pm2Error::Command {
-            action: action.into(),
-            source: ExecError::Spawn {
-                command: format!("mkdir {}", self.home.display()),
-                source: e,
-            },
+        crate::state::ensure_dir(&self.home).map_err(|source| Pm2Error::Io {
+            what: format!("creating PM2_HOME {}", self.home.display()),
+            source,
         })?;
         let result = exec::run(&self.spec(args)).await;
         self.daemon_up.store(
@@ -274,7 +296,60 @@ impl Pm2 {
     /// # Errors
     /// [`Pm2Error`] when pm2 fails.
     pub async fn save(&self) -> Result<(), Pm2Error> {
-        self.call("save", &["save", "--force"]).await.map(|_| ())
+        let _turn = self.turn.lock().await;
+        self.call_in_turn("save", &["save", "--force"]).await?;
+        for fixed in self.secure_dump()? {
+            tracing::debug!("{fixed}");
+        }
+        Ok(())
+    }
+
+    /// Make pm2's dump files ([`DUMP_FILES`]) 0600 where others could read them; returns
+    /// what was changed.
+    ///
+    /// # Errors
+    /// [`Pm2Error::Io`] when a mode cannot be changed.
+    pub fn secure_dump(&self) -> Result<Vec<crate::state::Tightened>, Pm2Error> {
+        let mut out = Vec::new();
+        for name in DUMP_FILES {
+            let path = self.home.join(name);
+            match crate::state::tighten(&path, 0o600) {
+                Ok(t) => out.extend(t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(Pm2Error::Io {
+                        what: format!("making {} private", path.display()),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// At start: create `PM2_HOME` 0700 when missing, and make the dump files 0600.
+    /// Returns what was tightened (for a warning), and a note when an existing
+    /// `PM2_HOME` is open to others (it is the operator's; it is left as it is).
+    ///
+    /// # Errors
+    /// [`Pm2Error::Io`] when `PM2_HOME` cannot be created or a mode cannot be changed.
+    pub fn secure(&self) -> Result<(Vec<crate::state::Tightened>, Option<String>), Pm2Error> {
+        use std::os::unix::fs::PermissionsExt;
+        crate::state::ensure_dir(&self.home).map_err(|source| Pm2Error::Io {
+            what: format!("creating PM2_HOME {}", self.home.display()),
+            source,
+        })?;
+        let open = std::fs::metadata(&self.home)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+            .filter(|m| m & 0o077 != 0)
+            .map(|m| {
+                format!(
+                    "PM2_HOME {} is open to others (mode {m:04o}); the controller keeps pm2's dump files 0600, but `chmod 700` it unless others need pm2's logs",
+                    self.home.display()
+                )
+            });
+        Ok((self.secure_dump()?, open))
     }
 
     /// Stop the pm2 daemon and every process it runs.

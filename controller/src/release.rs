@@ -2,6 +2,8 @@
 //! `<root>/current` (a symlink switched atomically), and the build marker
 //! `<release>/.shipshape-release.json` that says a release is complete and what it was
 //! built from. A directory without a marker is an interrupted preparation, never live.
+//! Also the copy of `node_modules` one release gives another ([`copy_tree`]): reflinked or
+//! copied, never hard-linked, so a build never writes into the live release.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -53,32 +55,107 @@ pub fn lockfile_in_dir(dir: &Path) -> Option<String> {
         .map(|b| lockfile_hash(&b))
 }
 
-/// Copy `from` to `to` as hard links (directories recreated, symlinks copied as links),
-/// falling back to a byte copy where a link cannot be made (another filesystem).
-pub fn link_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
-    let mut files = 0;
-    std::fs::create_dir_all(to)?;
+/// What [`copy_tree`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Regular files copied.
+    pub files: u64,
+    /// Of those, the ones cloned with a reflink (shared blocks, copy-on-write).
+    pub cloned: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Symlinks recreated.
+    pub symlinks: u64,
+}
+
+/// Copy the tree `from` to `to` so that no file of `to` shares storage that a write into
+/// either tree can change: each regular file is cloned with a reflink (`FICLONE`: the
+/// blocks are shared copy-on-write, so a write into one copy never reaches the other) where
+/// the filesystem supports it (btrfs, XFS, bcachefs …), and copied byte for byte otherwise
+/// (ext4, tmpfs, another filesystem). Symlinks are recreated as symlinks (never followed);
+/// permission bits (executable bits included) and modification times are kept; a `.cache`
+/// directory is skipped (tools write there). Other file kinds (sockets, fifos) are skipped.
+///
+/// `to` must not exist yet or be empty: nothing in it is overwritten.
+///
+/// # Errors
+/// The first I/O error; what was copied so far stays for the caller to remove.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<CopyStats> {
+    let mut stats = CopyStats::default();
+    copy_dir(from, to, &mut stats)?;
+    Ok(stats)
+}
+
+fn copy_dir(from: &Path, to: &Path, stats: &mut CopyStats) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(0o700).create(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let src = entry.path();
         let dst = to.join(entry.file_name());
         if kind.is_symlink() {
-            let target = std::fs::read_link(&src)?;
-            std::os::unix::fs::symlink(target, &dst)?;
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            stats.symlinks += 1;
         } else if kind.is_dir() {
             if entry.file_name() == ".cache" {
-                continue; // tools write here; never share it between releases
+                continue; // tools write here; never carried between releases
             }
-            files += link_tree(&src, &dst)?;
-        } else {
-            if std::fs::hard_link(&src, &dst).is_err() {
-                std::fs::copy(&src, &dst)?;
-            }
-            files += 1;
+            copy_dir(&src, &dst, stats)?;
+        } else if kind.is_file() {
+            let (bytes, cloned) = copy_file(&src, &dst)?;
+            stats.files += 1;
+            stats.bytes += bytes;
+            stats.cloned += u64::from(cloned);
         }
     }
-    Ok(files)
+    // The directory's own mode last, once it is filled (it may be read-only).
+    let mode = std::fs::metadata(from)?.permissions().mode() & 0o7777;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+}
+
+/// Copy one regular file to a new `dst`: a reflink where possible, else its bytes; then
+/// its mode and times. Returns (bytes, cloned).
+fn copy_file(src: &Path, dst: &Path) -> std::io::Result<(u64, bool)> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut input = std::fs::File::open(src)?;
+    let meta = input.metadata()?;
+    let mut output = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)?;
+    let cloned = reflink(&input, &output);
+    if !cloned {
+        std::io::copy(&mut input, &mut output)?;
+    }
+    output.set_permissions(std::fs::Permissions::from_mode(
+        meta.permissions().mode() & 0o7777,
+    ))?;
+    let mut times = std::fs::FileTimes::new();
+    if let Ok(t) = meta.modified() {
+        times = times.set_modified(t);
+    }
+    if let Ok(t) = meta.accessed() {
+        times = times.set_accessed(t);
+    }
+    output.set_times(times)?;
+    Ok((meta.len(), cloned))
+}
+
+/// Make `dst` share `src`'s blocks copy-on-write (`ioctl(FICLONE)`); false where the
+/// filesystem cannot (`EOPNOTSUPP`, `EXDEV`, `EINVAL` …): the caller copies instead.
+#[cfg(target_os = "linux")]
+fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: FICLONE takes the source descriptor as its argument; both descriptors are
+    // open files owned by the caller for the duration of the call; no memory is shared.
+    unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reflink(_src: &std::fs::File, _dst: &std::fs::File) -> bool {
+    false
 }
 
 /// Paths of one app's releases.
@@ -222,25 +299,54 @@ mod tests {
     }
 
     #[test]
-    fn link_tree_shares_files_and_keeps_symlinks() {
-        use std::os::unix::fs::MetadataExt;
+    fn copy_tree_shares_no_storage_and_keeps_symlinks_modes_and_times() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("a/node_modules");
         std::fs::create_dir_all(src.join("pkg/lib")).unwrap();
         std::fs::create_dir_all(src.join(".cache/x")).unwrap();
+        std::fs::write(src.join(".cache/x/f"), "cached").unwrap();
         std::fs::write(src.join("pkg/lib/index.js"), "x").unwrap();
+        std::fs::write(src.join("pkg/cli.js"), "#!/usr/bin/env node\n").unwrap();
+        std::fs::set_permissions(
+            src.join("pkg/cli.js"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::create_dir_all(src.join(".bin")).unwrap();
-        std::os::unix::fs::symlink("../pkg/lib/index.js", src.join(".bin/pkg")).unwrap();
+        std::os::unix::fs::symlink("../pkg/cli.js", src.join(".bin/pkg")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/elsewhere", src.join("dangling")).unwrap();
         let dst = dir.path().join("b/node_modules");
-        assert_eq!(link_tree(&src, &dst).unwrap(), 1);
-        let a = std::fs::metadata(src.join("pkg/lib/index.js")).unwrap();
-        let b = std::fs::metadata(dst.join("pkg/lib/index.js")).unwrap();
-        assert_eq!(a.ino(), b.ino());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        let stats = copy_tree(&src, &dst).unwrap();
+        assert_eq!((stats.files, stats.symlinks, stats.bytes), (2, 2, 21));
+        for file in ["pkg/lib/index.js", "pkg/cli.js"] {
+            let a = std::fs::metadata(src.join(file)).unwrap();
+            let b = std::fs::metadata(dst.join(file)).unwrap();
+            assert_ne!(a.ino(), b.ino(), "{file} is shared");
+            assert_eq!(a.mode() & 0o7777, b.mode() & 0o7777, "{file}'s mode");
+            assert_eq!(a.mtime(), b.mtime(), "{file}'s mtime");
+        }
+        // A write through the copy (in place, same inode) never reaches the source.
+        std::fs::write(dst.join("pkg/lib/index.js"), "rewritten").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(src.join("pkg/lib/index.js")).unwrap(),
+            "x"
+        );
         assert_eq!(
             std::fs::read_link(dst.join(".bin/pkg")).unwrap(),
-            Path::new("../pkg/lib/index.js")
+            Path::new("../pkg/cli.js")
+        );
+        assert_eq!(
+            std::fs::read_link(dst.join("dangling")).unwrap(),
+            Path::new("/nonexistent/elsewhere"),
+            "symlinks are copied, never followed"
         );
         assert!(!dst.join(".cache").exists());
+        assert_eq!(
+            std::fs::metadata(&dst).unwrap().mode() & 0o777,
+            std::fs::metadata(&src).unwrap().mode() & 0o777
+        );
     }
 
     #[test]

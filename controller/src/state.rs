@@ -2,7 +2,9 @@
 //! revision history (with the document each revision applied, so a revert can re-apply
 //! it), the last pass and its steps, the last error, quarantined config commits and the
 //! hooks last run. Written atomically (temp file, fsync, rename, fsync the directory)
-//! with mode 0600; a file that does not parse is reported, never silently reset.
+//! with mode 0600 in a directory created 0700 (and made private again at start, with a
+//! warning, when found open to others); a file that does not parse is reported, never
+//! silently reset.
 
 use std::path::{Path, PathBuf};
 
@@ -325,9 +327,101 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// True when `path` exists and is a directory we can write into.
+/// Create the directory `path` when missing: mode 0700 (its parents as the umask says).
+/// An existing directory is left as it is ([`Store::secure`] tightens the state directory).
+///
+/// # Errors
+/// When it cannot be created.
 pub fn ensure_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        r => r,
+    }
+}
+
+/// Directories under the state directory that hold git's own files (mirrors of the config
+/// and app repos, no secrets; git makes its objects 0444): [`Store::secure`] leaves them.
+const GIT_DIRS: &[&str] = &["sources", "config.git"];
+
+/// A permission [`Store::secure`] or [`crate::pm2::Pm2::secure`] tightened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tightened {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Its mode before (permission bits).
+    pub was: u32,
+    /// Its mode now.
+    pub now: u32,
+}
+
+impl std::fmt::Display for Tightened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} was readable by others (mode {:04o}); made it {:04o}",
+            self.path.display(),
+            self.was,
+            self.now
+        )
+    }
+}
+
+/// Make `path` `mode` when group or others have any access to it; returns what changed.
+///
+/// # Errors
+/// When its mode cannot be read or changed.
+pub fn tighten(path: &Path, mode: u32) -> std::io::Result<Option<Tightened>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let was = meta.permissions().mode() & 0o7777;
+    if meta.file_type().is_symlink() || was & 0o077 == 0 {
+        return Ok(None);
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(Some(Tightened {
+        path: path.to_path_buf(),
+        was,
+        now: mode,
+    }))
+}
+
+impl Store {
+    /// Make the state directory 0700 and every file in it 0600 where group or others could
+    /// read them (a token or records made by hand, by an older version, or copied in): the
+    /// records hold documents, the ecosystem files and logs hold env-file values, the
+    /// backups hold the database. Git's mirrors are left as git made them. Returns what
+    /// was tightened, for the caller to warn about.
+    ///
+    /// # Errors
+    /// When a mode cannot be read or changed.
+    pub fn secure(&self) -> std::io::Result<Vec<Tightened>> {
+        fn walk(dir: &Path, top: bool, out: &mut Vec<Tightened>) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    if top && GIT_DIRS.iter().any(|g| entry.file_name() == *g) {
+                        continue;
+                    }
+                    walk(&entry.path(), false, out)?;
+                } else if kind.is_file() {
+                    out.extend(tighten(&entry.path(), 0o600)?);
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        out.extend(tighten(&self.dir, 0o700)?);
+        walk(&self.dir, true, &mut out)?;
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +530,63 @@ impl Store {
         writeln!(file, "pid {} since {}", std::process::id(), now()).map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(DirLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod private_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn ensure_dir_creates_the_directory_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("var/lib/shipshape");
+        ensure_dir(&state).unwrap();
+        assert_eq!(mode(&state), 0o700);
+        ensure_dir(&state).unwrap();
+    }
+
+    #[test]
+    fn secure_tightens_the_directory_and_files_readable_by_others_and_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        std::fs::create_dir_all(store.app_dir("demo")).unwrap();
+        std::fs::set_permissions(&store.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let token = store.dir.join("api-token");
+        std::fs::write(&token, "t").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let rec = store.app_dir("demo").join("state.json");
+        std::fs::write(&rec, "{}").unwrap();
+        std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let private = store.dir.join("source.json");
+        std::fs::write(&private, "{}").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let git_object = store.dir.join("sources/x.git/objects/ab");
+        std::fs::create_dir_all(git_object.parent().unwrap()).unwrap();
+        std::fs::write(&git_object, "blob").unwrap();
+        std::fs::set_permissions(&git_object, std::fs::Permissions::from_mode(0o444)).unwrap();
+
+        let fixed = store.secure().unwrap();
+        let paths: Vec<&Path> = fixed.iter().map(|t| t.path.as_path()).collect();
+        assert_eq!(paths.len(), 3, "{fixed:?}");
+        assert!(paths.contains(&store.dir.as_path()));
+        assert!(paths.contains(&token.as_path()) && paths.contains(&rec.as_path()));
+        assert_eq!(
+            (mode(&store.dir), mode(&token), mode(&rec)),
+            (0o700, 0o600, 0o600)
+        );
+        assert_eq!(mode(&git_object), 0o444, "git's mirrors are left alone");
+        let said = fixed.iter().find(|t| t.path == token).unwrap().to_string();
+        assert!(
+            said.contains("api-token was readable by others (mode 0644); made it 0600"),
+            "{said}"
+        );
+        assert!(store.secure().unwrap().is_empty(), "nothing left to fix");
     }
 }
 

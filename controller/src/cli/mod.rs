@@ -402,7 +402,8 @@ fn init_tracing() {
 /// # Errors
 /// When the state directory cannot be created.
 pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controller> {
-    std::fs::create_dir_all(&args.state_dir)?;
+    crate::state::ensure_dir(&args.state_dir)
+        .map_err(|e| anyhow::anyhow!("state directory {}: {e}", args.state_dir.display()))?;
     let state_dir = std::fs::canonicalize(&args.state_dir)?;
     let pm2_home = args
         .pm2_home

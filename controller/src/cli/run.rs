@@ -37,6 +37,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     controller.concurrency = concurrency;
     // One controller per state directory, held until this process ends.
     let _lock = controller.store.lock()?;
+    secure_files(&controller)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());
@@ -60,4 +61,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         )
         .await
     })
+}
+
+/// Before anything runs: the state directory 0700 and its files 0600, `PM2_HOME` created
+/// 0700 and pm2's dump files 0600; each permission changed is a warning saying so.
+fn secure_files(controller: &crate::reconcile::Controller) -> anyhow::Result<()> {
+    let fixed = controller.store.secure().map_err(|e| {
+        anyhow::anyhow!(
+            "making the state directory {} private: {e}",
+            controller.store.dir.display()
+        )
+    })?;
+    let (dump, note) = controller.pm2.secure()?;
+    for t in fixed.iter().chain(&dump) {
+        tracing::warn!("{t}");
+    }
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    Ok(())
 }

@@ -342,8 +342,12 @@ impl Controller {
     pub async fn record_pass_failure(&self, app: &str, config_commit: &str, message: &str) {
         let handle = self.handles.get(app);
         let _guard = handle.lock.lock().await;
-        let Ok(mut rec) = self.store.load(app) else {
-            return;
+        let mut rec = match self.store.load(app) {
+            Ok(rec) => rec,
+            Err(e) => {
+                warn!(app, "could not record the failed pass ({message}): {e}");
+                return;
+            }
         };
         let was = rec.phase;
         rec.phase = Phase::Failed;

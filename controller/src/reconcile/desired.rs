@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
 use shipshape_spec::status::{Phase, StepKind};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::record::{last_error, set_stalled};
 use super::{AppResult, Controller, ReconcileError};
@@ -87,7 +87,9 @@ impl Controller {
                 source.consecutive_failures += 1;
             }
         }
-        let _ = self.store.save_source(&source);
+        if let Err(e) = self.store.save_source(&source) {
+            warn!("could not record the fetch of the config repo: {e}");
+        }
         self.publish_source_metrics(&source);
         Ok(result?)
     }
@@ -161,7 +163,9 @@ impl Controller {
                     }
                 }
             }
-            let _ = self.store.save_source(&source);
+            // The last trusted commit is what refuses a rewind to an older signed commit:
+            // a pass must not go on without it on disk.
+            self.store.save_source(&source)?;
         }
         let mut docs = Vec::new();
         let mut invalid = Vec::new();
@@ -267,7 +271,9 @@ impl Controller {
                         "InvalidDocument",
                         &format!("{message}\n(nothing was applied; the server keeps what it runs)"),
                     );
-                    let _ = self.store.save(&rec);
+                    if let Err(e) = self.store.save(&rec) {
+                        error!(app = %name, "could not record the invalid document: {e}");
+                    }
                     if was != Phase::Invalid {
                         self.emit(
                             &rec,
@@ -303,37 +309,60 @@ impl Controller {
             let Ok(_guard) = handle.lock.try_lock() else {
                 continue;
             };
-            let Ok(mut rec) = self.store.load(&name) else {
-                continue;
+            let mut rec = match self.store.load(&name) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    error!(app = %name, "its document was removed, but its records cannot be read: {e}");
+                    continue;
+                }
             };
             if matches!(rec.phase, Phase::Pruned) || (!self.prune && rec.phase == Phase::Orphaned) {
                 continue;
             }
             let was = rec.phase;
             let message = if self.prune {
-                let mut deleted = Vec::new();
-                if let Ok(list) = self.pm2.jlist().await {
-                    let mut names: Vec<String> = list
-                        .iter()
-                        .filter(|i| i.app() == Some(name.as_str()))
-                        .map(|i| i.name.clone())
-                        .collect();
-                    names.dedup();
-                    for p in names {
-                        match self.pm2.delete(&p).await {
-                            Ok(()) => deleted.push(p),
-                            Err(e) => warn!(app = %name, process = %p, "pruning failed: {e}"),
-                        }
+                match self.prune_processes(&name).await {
+                    Ok(deleted) => {
+                        rec.phase = Phase::Pruned;
+                        rec.live_revision = None;
+                        format!(
+                            "the document was removed at config commit {}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
+                            short_sha(&desired.commit),
+                            deleted.join(", ")
+                        )
                     }
-                    let _ = self.pm2.save().await;
+                    Err((message, tail)) => {
+                        // Nothing is marked pruned: what it deployed may still run.
+                        let message = format!(
+                            "the document was removed at config commit {}, but pruning failed: {message}; it is not marked pruned, and the next pass tries again",
+                            short_sha(&desired.commit)
+                        );
+                        error!(app = %name, "{message}");
+                        rec.phase = Phase::Orphaned;
+                        last_error(&mut rec, StepKind::Pm2Delete, &message, tail);
+                        set_stalled(&mut rec, "PruneFailed", &message);
+                        if let Err(e) = self.store.save(&rec) {
+                            error!(app = %name, "could not record the failed prune: {e}");
+                        }
+                        if was != rec.phase {
+                            self.emit(
+                                &rec,
+                                EventKind::PhaseChanged,
+                                rec.live_revision,
+                                format!("{was:?} → {:?}: {message}", rec.phase),
+                            );
+                        }
+                        self.publish_app_metrics(&rec);
+                        out.insert(
+                            name,
+                            AppResult::NotReady {
+                                phase: rec.phase,
+                                message,
+                            },
+                        );
+                        continue;
+                    }
                 }
-                rec.phase = Phase::Pruned;
-                rec.live_revision = None;
-                format!(
-                    "the document was removed at config commit {}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
-                    short_sha(&desired.commit),
-                    deleted.join(", ")
-                )
             } else {
                 rec.phase = Phase::Orphaned;
                 format!(
@@ -350,7 +379,10 @@ impl Controller {
                 },
                 &message,
             );
-            let _ = self.store.save(&rec);
+            if let Err(e) = self.store.save(&rec) {
+                // The next pass finds the app unrecorded as such and does this again.
+                error!(app = %name, "could not record that the document was removed: {e}");
+            }
             self.emit(
                 &rec,
                 EventKind::PhaseChanged,
@@ -367,6 +399,33 @@ impl Controller {
             );
         }
         out
+    }
+
+    /// Delete `name`'s pm2 processes and save pm2's list; returns the processes deleted.
+    /// Any failure (pm2 cannot be read, a delete or the save fails) is returned with the
+    /// command's output tail: the caller must not mark the app pruned.
+    async fn prune_processes(&self, name: &str) -> Result<Vec<String>, (String, Option<String>)> {
+        let failed = |e: crate::pm2::Pm2Error| {
+            let tail = e.tail().map(str::to_string);
+            (
+                super::execute::with_last_line(e.to_string(), tail.as_deref()),
+                tail,
+            )
+        };
+        let list = self.pm2.jlist().await.map_err(failed)?;
+        let mut names: Vec<String> = list
+            .iter()
+            .filter(|i| i.app() == Some(name))
+            .map(|i| i.name.clone())
+            .collect();
+        names.dedup();
+        let mut deleted = Vec::new();
+        for p in names {
+            self.pm2.delete(&p).await.map_err(failed)?;
+            deleted.push(p);
+        }
+        self.pm2.save().await.map_err(failed)?;
+        Ok(deleted)
     }
 
     /// A trusted tip must descend from the last applied trusted commit: a force-push back

@@ -116,7 +116,7 @@ impl Controller {
             });
             result?;
             if let Err(e) = journal.step_done(kind, &target) {
-                warn!(app = %run.app.metadata.name, "could not journal step {kind}: {e}");
+                warn!(app = %run.app.metadata.name, journal = %journal.path().display(), "could not journal step {kind}: {e}");
             }
             fault_point("after", kind);
         }
@@ -370,7 +370,9 @@ impl Prep<'_> {
         Ok(())
     }
 
-    /// Carry `node_modules` over from release `from` (installed from the same inputs).
+    /// Carry `node_modules` over from release `from` (installed from the same inputs) as
+    /// this release's own copy (reflinked where the filesystem can, copied otherwise), so
+    /// nothing this release's build writes can reach `from`, which may be live.
     async fn reuse_deps(&self, layout: &Layout, from: &str) -> Result<(), StepError> {
         let src = layout.release(from).join("node_modules");
         let dst = self.dir.join("node_modules");
@@ -378,18 +380,45 @@ impl Prep<'_> {
             warn!(app = %self.app.metadata.name, from = %from, "node_modules to reuse is gone; installing");
             return self.install().await;
         }
-        let _ = std::fs::remove_dir_all(&dst);
-        tokio::task::spawn_blocking(move || crate::release::link_tree(&src, &dst))
+        if let Err(e) = std::fs::remove_dir_all(&dst)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(StepError::new(
+                StepKind::ReuseDeps,
+                ErrorClass::Transient,
+                format!("removing the incomplete {}: {e}", dst.display()),
+            ));
+        }
+        let t0 = Instant::now();
+        let stats = tokio::task::spawn_blocking(move || crate::release::copy_tree(&src, &dst))
             .await
-            .expect("link task panicked")
-            .map(|_| ())
+            .expect("copy task panicked")
             .map_err(|e| {
                 StepError::new(
                     StepKind::ReuseDeps,
                     ErrorClass::Transient,
-                    format!("linking node_modules from release {from}: {e}"),
+                    format!("copying node_modules from release {from}: {e}"),
                 )
-            })
+            })?;
+        let how = if stats.cloned == stats.files {
+            "reflinked"
+        } else if stats.cloned == 0 {
+            "copied"
+        } else {
+            "partly reflinked, partly copied"
+        };
+        append_log_line(
+            self.log,
+            &format!(
+                "node_modules from release {from}: {} files ({} MB) {how}, {} symlinks, in {:.1}s",
+                stats.files,
+                stats.bytes / 1_000_000,
+                stats.symlinks,
+                t0.elapsed().as_secs_f64()
+            ),
+        );
+        info!(app = %self.app.metadata.name, from = %from, files = stats.files, cloned = stats.cloned, "node_modules {how}");
+        Ok(())
     }
 
     /// One after-switch hook, run in `current`.
@@ -544,10 +573,7 @@ fn migrate_error(step: StepKind, e: crate::migrate::MigrateError) -> StepError {
 
 /// A pm2 failure: transient (pm2 hiccups), with the command's output tail.
 pub(super) fn pm2_error(step: StepKind, e: crate::pm2::Pm2Error) -> StepError {
-    let tail = match &e {
-        crate::pm2::Pm2Error::Command { source, .. } => source.tail().map(str::to_string),
-        crate::pm2::Pm2Error::Parse(_) => None,
-    };
+    let tail = e.tail().map(str::to_string);
     StepError {
         step,
         message: e.to_string(),

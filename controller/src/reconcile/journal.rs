@@ -101,13 +101,26 @@ impl JournalFile {
     /// Read and remove the journal a previous controller left behind.
     pub fn take(&self) -> Option<Journal> {
         let j = self.read();
-        let _ = std::fs::remove_file(&self.path);
+        self.clear();
         j
     }
 
-    /// The pass ended: remove the journal.
+    /// The pass ended: remove the journal (a failure is logged: a journal left behind
+    /// makes the next pass report a resumption that is not one).
     pub fn clear(&self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(
+                "could not remove the in-flight journal {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn write(&self, j: &Journal) -> std::io::Result<()> {

@@ -382,7 +382,7 @@ impl Controller {
             number,
             the_plan.steps.iter().map(|s| s.step.kind()).collect(),
         ) {
-            warn!(app = %rec.name, "could not write the in-flight journal: {e}");
+            warn!(app = %rec.name, journal = %journal.path().display(), "could not write the in-flight journal (a controller stopped during this pass would not say where it got to): {e}");
         }
         let mut run = Run {
             app: &target.document,
