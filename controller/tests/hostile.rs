@@ -123,3 +123,40 @@ fn a_second_app_on_the_same_releases_root_is_invalid_and_current_stays_put() {
         assert!(!w.pm2_jlist_raw().contains("beta-web"), "beta was deployed");
     }
 }
+
+#[test]
+fn a_document_that_cannot_name_its_app_never_gets_an_app_pruned() {
+    let w = World::new("first");
+    let v1 = w.app_head();
+    let port = free_port();
+    w.commit_config_file("second.yaml", Some(&second(&w, &v1, port, "hello")));
+    w.commit_config(&w.document(&v1));
+    let d = w.start(&["--prune"]);
+    w.wait_record("first healthy", 90, &d, |r| r.phase == Phase::Ready);
+    second_applies(&w, &v1, port, "hello");
+
+    // The first app's document breaks before its name can be read.
+    w.commit_config("{ this is [ not yaml\n");
+    wait_for(
+        "a few passes over the broken document",
+        Duration::from_secs(30),
+        || {
+            d.log_tail(200)
+                .contains("a document does not name its app; no app is reported removed or pruned")
+                .then_some(())
+        },
+    );
+    let rec = w.record();
+    assert!(
+        !matches!(rec.phase, Phase::Pruned | Phase::Orphaned),
+        "{:?}",
+        rec.phase
+    );
+    assert_eq!(
+        w.get("/version").as_deref(),
+        Some("1.0.0"),
+        "first was pruned"
+    );
+    // The other app is still reconciled.
+    second_applies(&w, &v1, port, "still");
+}

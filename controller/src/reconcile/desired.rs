@@ -295,6 +295,16 @@ impl Controller {
         if !desired.complete {
             return out;
         }
+        // A document whose app cannot be named may be any missing app's: none is called
+        // removed (let alone pruned) until every document names its app again.
+        if let Some((path, _, _)) = desired.invalid.iter().find(|(_, text, _)| {
+            shipshape_spec::load::peek_name(text)
+                .filter(|n| shipshape_spec::validate::is_dns_label(n))
+                .is_none()
+        }) {
+            warn!(file = %path, "a document does not name its app; no app is reported removed or pruned this pass");
+            return out;
+        }
         let present: BTreeSet<&str> = desired
             .docs
             .iter()
