@@ -57,10 +57,12 @@ impl Controller {
         let config_commit = info.config_commit;
         let mut records = done.records;
         let (phase, message) = match decision {
-            Decision::Healthy | Decision::PinnedReady | Decision::HoldRepaired => {
-                unreachable!("a failed step never decides success")
-            }
-            Decision::Retry => {
+            // `decide` gives the success decisions only when every step succeeded; were a
+            // failure ever to map to one, retrying is the safe reading.
+            Decision::Retry
+            | Decision::Healthy
+            | Decision::PinnedReady
+            | Decision::HoldRepaired => {
                 record::set_retrying(rec, &message);
                 (Phase::Progressing, message)
             }
