@@ -6,34 +6,22 @@
 
 mod common;
 
-use common::World;
-use shipshape_spec::status::{Outcome, Phase, PinSource};
+use std::time::Duration;
 
-/// `text` with `from` replaced by `to`; fails when `from` is not there.
-fn edit(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "the document has no {from:?}:\n{text}");
-    text.replacen(from, to, 1)
-}
+use common::{AppEdit, World};
+use shipshape_spec::status::{Outcome, Phase, PinSource};
 
 /// The default document with a fail file (the app answers 503 while the file names its
 /// version), 2 failing rounds in a row, and `rollback.auto` as given.
-fn doc(w: &World, commit: &str, auto: bool) -> String {
-    let fail = w.root().join("fail");
-    let text = edit(
-        &w.document(commit),
-        "        PORT:",
-        &format!(
-            "        HEALTH_FAIL_FILE: {}\n        PORT:",
-            fail.display()
-        ),
-    );
-    edit(
-        &text,
-        "    progressDeadline: 20s\n",
-        &format!(
-            "    progressDeadline: 30s\n    failureThreshold: 2\n  rollback:\n    auto: {auto}\n    window: 10m\n"
-        ),
+fn doc(w: &World, commit: &str, auto: bool) -> shipshape_spec::App {
+    let mut app = w.app(commit);
+    app.env(
+        "HEALTH_FAIL_FILE",
+        &w.root().join("fail").display().to_string(),
     )
+    .health(Duration::from_millis(300), 2, 2, Duration::from_secs(30))
+    .rollback(auto, Duration::from_secs(600));
+    app
 }
 
 fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
@@ -48,12 +36,12 @@ fn fail(w: &World, versions: &str) {
 fn with_rollback_auto_off_a_failed_rollout_stays_live_and_degraded_and_is_never_moved_back() {
     let w = World::new("noauto");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, false));
+    w.commit_app(&doc(&w, &v1, false));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
     fail(&w, "2.0.0");
     let v2 = w.commit_app_version("2.0.0");
-    let c2 = w.commit_config(&doc(&w, &v2, false));
+    let c2 = w.commit_app(&doc(&w, &v2, false));
     let rec = w.wait_record("revision 2 failed", 60, &d, |r| {
         outcome(r, 2) == Some(Outcome::Failed) && r.phase == Phase::Degraded
     });
@@ -77,12 +65,12 @@ fn with_rollback_auto_off_a_failed_rollout_stays_live_and_degraded_and_is_never_
 fn retry_releases_a_quarantined_commit_and_the_controller_rolls_it_out_again() {
     let w = World::new("retry");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, true));
+    w.commit_app(&doc(&w, &v1, true));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
     fail(&w, "2.0.0");
     let v2 = w.commit_app_version("2.0.0");
-    let c2 = w.commit_config(&doc(&w, &v2, true));
+    let c2 = w.commit_app(&doc(&w, &v2, true));
     let rec = w.wait_record("revision 2 reverted", 60, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted)
     });
@@ -116,11 +104,11 @@ fn retry_releases_a_quarantined_commit_and_the_controller_rolls_it_out_again() {
 fn a_pinned_revision_that_regresses_is_reported_and_not_reverted() {
     let w = World::new("pinreg");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, true));
+    w.commit_app(&doc(&w, &v1, true));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(&doc(&w, &v2, true));
+    w.commit_app(&doc(&w, &v2, true));
     w.wait_record("v2 healthy", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(2)
     });
@@ -153,17 +141,18 @@ fn a_pinned_revision_that_regresses_is_reported_and_not_reverted() {
 fn a_pin_in_the_document_holds_through_new_commits_until_it_is_removed_from_git() {
     let w = World::new("docpin");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, true));
+    w.commit_app(&doc(&w, &v1, true));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
     // v2 with a pin in the same commit: the pin is taken first, v2 is not applied.
     let v2 = w.commit_app_version("2.0.0");
-    let pinned = edit(
-        &doc(&w, &v2, true),
-        "  health:\n",
-        "  pin:\n    reason: change freeze\n    by: release-manager\n  health:\n",
-    );
-    w.commit_config(&pinned);
+    let mut pinned = doc(&w, &v2, true);
+    pinned.spec.pin = Some(shipshape_spec::app::DocumentPin {
+        reason: "change freeze".into(),
+        by: Some("release-manager".into()),
+        app_commit: None,
+    });
+    w.commit_app(&pinned);
     let rec = w.wait_record("the document pin taken", 60, &d, |r| r.pin.is_some());
     let pin = rec.pin.clone().unwrap();
     assert_eq!((pin.revision, pin.source), (1, PinSource::Document));
@@ -177,7 +166,7 @@ fn a_pin_in_the_document_holds_through_new_commits_until_it_is_removed_from_git(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("remove it in git"));
     // Removing it from the document does.
-    w.commit_config(&doc(&w, &v2, true));
+    w.commit_app(&doc(&w, &v2, true));
     let rec = w.wait_record("v2 applied once unpinned", 60, &d, |r| {
         r.pin.is_none()
             && r.phase == Phase::Ready

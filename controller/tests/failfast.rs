@@ -8,28 +8,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, World, wait_for};
+use common::{AppEdit, Daemon, World, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
-
-/// `text` with `from` replaced by `to`; fails when `from` is not there (an edit that
-/// matches nothing must not pass silently).
-fn edit(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "the document has no {from:?}:\n{text}");
-    text.replacen(from, to, 1)
-}
 
 /// The default document with a 5-minute deadline, 2 failing rounds in a row and 500 ms
 /// rounds: only failing fast can revert a broken release quickly.
-fn doc(w: &World, commit: &str, success: u32) -> String {
-    let text = w.document(commit);
-    let text = edit(&text, "    interval: 300ms\n", "    interval: 500ms\n");
-    edit(
-        &text,
-        "    successThreshold: 2\n    progressDeadline: 20s\n",
-        &format!(
-            "    successThreshold: {success}\n    failureThreshold: 2\n    progressDeadline: 5m\n  rollback:\n    auto: true\n    window: 10m\n"
-        ),
-    )
+fn doc(w: &World, commit: &str, success: u32) -> shipshape_spec::App {
+    let mut app = w.app(commit);
+    app.health(ms(500), success, 2, Duration::from_secs(300))
+        .rollback(true, Duration::from_secs(600));
+    app
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
@@ -39,7 +31,8 @@ fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
 /// A new app commit whose /api/health answers 500 (everything else works).
 fn commit_broken_app(w: &World, version: &str) -> String {
     let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
-    let broken = edit(&server, "res.writeHead(ok ? 200 : 503", "res.writeHead(500");
+    let broken = server.replacen("res.writeHead(ok ? 200 : 503", "res.writeHead(500", 1);
+    assert_ne!(broken, server, "the example app changed shape");
     w.commit_app_version(version);
     w.commit_app_files(&[("server.js", &broken)], "health answers 500")
 }
@@ -52,7 +45,7 @@ fn secs_between(a: &str, b: &str) -> f64 {
 
 fn deploy_v1(w: &World, success: u32) -> (String, Daemon) {
     let v1 = w.app_head();
-    w.commit_config(&doc(w, &v1, success));
+    w.commit_app(&doc(w, &v1, success));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(1)
@@ -66,7 +59,7 @@ fn a_release_answering_500_is_reverted_after_two_failing_rounds_not_at_the_deadl
     let (v1, d) = deploy_v1(&w, 2);
     let v2 = commit_broken_app(&w, "2.0.0");
     let committed = Instant::now();
-    w.commit_config(&doc(&w, &v2, 2));
+    w.commit_app(&doc(&w, &v2, 2));
     let rec = w.wait_record("revision 2 reverted", 60, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted)
     });
@@ -118,13 +111,13 @@ fn a_release_that_refuses_connections_while_it_boots_within_its_grace_is_not_rev
     // One fork-mode process (a reload leaves nothing listening), 4 s of boot, and
     // listen_timeout 6 s: the startup grace the controller derives.
     let v1 = w.app_head();
-    let slow = doc(&w, &v1, 2);
-    let slow = edit(
-        &slow,
-        "      instances: 2\n      exec_mode: cluster\n      env:\n",
-        "      instances: 1\n      exec_mode: fork\n      listen_timeout: 6000\n      env:\n        BOOT_DELAY_MS: \"4000\"\n",
-    );
-    w.commit_config(&slow);
+    let mut slow = doc(&w, &v1, 2);
+    slow.env("BOOT_DELAY_MS", "4000");
+    let p = &mut slow.spec.processes[0];
+    p.instances = Some(shipshape_spec::app::Instances::Count(1));
+    p.exec_mode = Some(shipshape_spec::app::ExecMode::Fork);
+    p.listen_timeout = Some(6000);
+    w.commit_app(&slow);
     let rec = w.wait_record("revision 2 healthy", 60, &d, |r| {
         matches!(
             outcome(r, 2),
@@ -165,7 +158,7 @@ fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
     let w = World::new("lkg");
     let v1 = w.app_head();
     // v1 needs 40 passing rounds (20 s): a broken v2 lands while v1 serves and passes.
-    w.commit_config(&doc(&w, &v1, 40));
+    w.commit_app(&doc(&w, &v1, 40));
     let d = w.start(&[]);
     wait_for(
         "v1 serving and passing a round",
@@ -180,7 +173,7 @@ fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
         },
     );
     let v2 = commit_broken_app(&w, "2.0.0");
-    w.commit_config(&doc(&w, &v2, 2));
+    w.commit_app(&doc(&w, &v2, 2));
     // (A revert quarantines the revision as Failed first; it ends Reverted or Degraded.)
     let rec = w.wait_record("revision 2 reverted", 90, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted) || r.phase == Phase::Degraded
@@ -212,7 +205,7 @@ fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
 fn a_pass_that_panics_is_reported_on_its_app_and_the_app_is_reconciled_again() {
     let w = World::new("panic");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, 2));
+    w.commit_app(&doc(&w, &v1, 2));
     // The first build panics the pass.
     let d = w.start_with_env(&[], &[("SHIPSHAPE_FAULT", "panic:build:1")]);
     let rec = w.wait_record("the panic reported", 60, &d, |r| r.phase == Phase::Failed);

@@ -7,17 +7,23 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::World;
+use common::{AppEdit, World};
 use shipshape_spec::status::{Outcome, Phase};
 
 /// The document with a fail file (the app answers 503 while the file names its version)
 /// and a rollback window.
-fn doc(w: &World, commit: &str, window: &str) -> String {
-    let fail = w.root().join("fail");
-    w.document(commit)
-        .replace("        PORT:", &format!("        HEALTH_FAIL_FILE: {}\n        PORT:", fail.display()))
-        .replace("    progressDeadline: 20s\n", &format!("    progressDeadline: 5s\n    failureThreshold: 3\n  rollback:\n    auto: true\n    window: {window}\n"))
+fn doc(w: &World, commit: &str, window: Duration) -> shipshape_spec::App {
+    let mut app = w.app(commit);
+    app.env(
+        "HEALTH_FAIL_FILE",
+        &w.root().join("fail").display().to_string(),
+    )
+    .health(Duration::from_millis(300), 2, 3, Duration::from_secs(5))
+    .rollback(true, window);
+    app
 }
+
+const TEN_MINUTES: Duration = Duration::from_secs(600);
 
 fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
     rec.revision(n).map(|r| r.revision.outcome)
@@ -27,7 +33,7 @@ fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
 fn a_commit_whose_app_answers_500_is_reverted_quarantined_and_not_reapplied() {
     let w = World::new("five");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "10m"));
+    w.commit_app(&doc(&w, &v1, TEN_MINUTES));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(1)
@@ -35,11 +41,11 @@ fn a_commit_whose_app_answers_500_is_reverted_quarantined_and_not_reapplied() {
 
     // v2's health endpoint answers 500.
     let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
-    let broken = server.replace("res.writeHead(ok ? 200 : 503", "res.writeHead(500");
+    let broken = server.replacen("res.writeHead(ok ? 200 : 503", "res.writeHead(500", 1);
     assert_ne!(broken, server);
     w.commit_app_version("2.0.0");
     let v2 = w.commit_app_files(&[("server.js", &broken)], "v2 answers 500 on /api/health");
-    let bad_config = w.commit_config(&doc(&w, &v2, "10m"));
+    let bad_config = w.commit_app(&doc(&w, &v2, TEN_MINUTES));
     let started = Instant::now();
     let rec = w.wait_record("revision 2 reverted", 60, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted)
@@ -76,7 +82,7 @@ fn a_commit_whose_app_answers_500_is_reverted_quarantined_and_not_reapplied() {
     // A new commit (the fix) is applied.
     w.commit_app_files(&[("server.js", &server)], "fix the health endpoint");
     let v3 = w.commit_app_version("3.0.0");
-    w.commit_config(&doc(&w, &v3, "10m"));
+    w.commit_app(&doc(&w, &v3, TEN_MINUTES));
     let rec = w.wait_record("v3 healthy", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(3)
     });
@@ -96,15 +102,17 @@ fn a_commit_whose_app_answers_500_is_reverted_quarantined_and_not_reapplied() {
 fn an_app_that_crash_loops_under_pm2_is_reverted() {
     let w = World::new("crashy");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "10m"));
+    w.commit_app(&doc(&w, &v1, TEN_MINUTES));
     assert_eq!(w.run_once().0, 0);
     let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
-    let crashing = server.replace(
-        "server.listen(port, host",
-        "throw new Error('boom at start');\nserver.listen(port, host",
+    let crashing = server.replacen(
+        "'use strict';\n",
+        "'use strict';\nthrow new Error('boom at start');\n",
+        1,
     );
+    assert_ne!(crashing, server, "the example app changed shape");
     let v2 = w.commit_app_files(&[("server.js", &crashing)], "v2 crashes at start");
-    w.commit_config(&doc(&w, &v2, "10m"));
+    w.commit_app(&doc(&w, &v2, TEN_MINUTES));
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     let rec = w.record();
@@ -125,13 +133,13 @@ fn a_regression_inside_the_window_is_reverted_and_outside_it_is_only_reported() 
     // Inside the window.
     let w = World::new("inside");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "10m"));
+    w.commit_app(&doc(&w, &v1, TEN_MINUTES));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.live_revision == Some(1) && r.phase == Phase::Ready
     });
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(&doc(&w, &v2, "10m"));
+    w.commit_app(&doc(&w, &v2, TEN_MINUTES));
     w.wait_record("v2 healthy", 60, &d, |r| {
         r.live_revision == Some(2) && r.phase == Phase::Ready
     });
@@ -155,13 +163,13 @@ fn a_regression_inside_the_window_is_reverted_and_outside_it_is_only_reported() 
     // Outside the window.
     let w = World::new("outside");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "1s"));
+    w.commit_app(&doc(&w, &v1, Duration::from_secs(1)));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.live_revision == Some(1) && r.phase == Phase::Ready
     });
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(&doc(&w, &v2, "1s"));
+    w.commit_app(&doc(&w, &v2, Duration::from_secs(1)));
     let rec = w.wait_record("v2 healthy", 60, &d, |r| {
         r.live_revision == Some(2) && r.phase == Phase::Ready
     });
@@ -204,7 +212,7 @@ fn a_regression_inside_the_window_is_reverted_and_outside_it_is_only_reported() 
 fn a_rollout_is_not_blamed_for_checks_that_were_failing_before_it() {
     let w = World::new("preexisting");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "10m"));
+    w.commit_app(&doc(&w, &v1, TEN_MINUTES));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.live_revision == Some(1) && r.phase == Phase::Ready
@@ -213,7 +221,7 @@ fn a_rollout_is_not_blamed_for_checks_that_were_failing_before_it() {
     std::fs::write(w.root().join("fail"), "1.0.0 2.0.0").unwrap();
     w.wait_record("v1 failing", 60, &d, |r| r.phase == Phase::Degraded);
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(&doc(&w, &v2, "10m"));
+    w.commit_app(&doc(&w, &v2, TEN_MINUTES));
     let rec = w.wait_record("v2 rolled out and not blamed", 60, &d, |r| {
         r.revision(2).is_some_and(|e| e.not_blamed)
     });
@@ -240,19 +248,17 @@ fn a_rollout_is_not_blamed_for_checks_that_were_failing_before_it() {
 fn when_the_last_healthy_revision_fails_too_the_app_is_degraded_and_nothing_loops() {
     let w = World::new("bothbad");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "10m"));
+    w.commit_app(&doc(&w, &v1, TEN_MINUTES));
     assert_eq!(w.run_once().0, 0);
     // v2's build breaks something v1 needs too (as a destructive migration would).
     let v2 = w.commit_app_version("2.0.0");
     let fail = w.root().join("fail");
-    let d2 = doc(&w, &v2, "10m").replace(
-        "      - npm run build\n",
-        &format!(
-            "      - npm run build\n      - echo '1.0.0 2.0.0' > {}\n",
-            fail.display()
-        ),
-    );
-    w.commit_config(&d2);
+    let mut d2 = doc(&w, &v2, TEN_MINUTES);
+    d2.spec
+        .build
+        .steps
+        .push(format!("echo '1.0.0 2.0.0' > {}", fail.display()));
+    w.commit_app(&d2);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     let rec = w.record();
@@ -282,7 +288,7 @@ fn when_the_last_healthy_revision_fails_too_the_app_is_degraded_and_nothing_loop
 fn a_newer_commit_supersedes_a_rollout_being_verified() {
     let w = World::new("newest");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1, "10m"));
+    w.commit_app(&doc(&w, &v1, TEN_MINUTES));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.live_revision == Some(1) && r.phase == Phase::Ready
@@ -290,7 +296,9 @@ fn a_newer_commit_supersedes_a_rollout_being_verified() {
     // v2 never gets healthy, with a long deadline.
     let v2 = w.commit_app_version("2.0.0");
     std::fs::write(w.root().join("fail"), "2.0.0").unwrap();
-    w.commit_config(&doc(&w, &v2, "10m").replace("progressDeadline: 5s", "progressDeadline: 5m"));
+    let mut slow = doc(&w, &v2, TEN_MINUTES);
+    slow.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(300);
+    w.commit_app(&slow);
     w.wait_record("v2 switched and being verified", 60, &d, |r| {
         r.revision(2)
             .is_some_and(|e| e.revision.outcome == Outcome::Progressing)
@@ -298,7 +306,7 @@ fn a_newer_commit_supersedes_a_rollout_being_verified() {
     });
     let started = Instant::now();
     let v3 = w.commit_app_version("3.0.0");
-    w.commit_config(&doc(&w, &v3, "10m"));
+    w.commit_app(&doc(&w, &v3, TEN_MINUTES));
     let rec = w.wait_record("v3 healthy", 60, &d, |r| {
         r.live_revision == Some(3) && r.phase == Phase::Ready
     });

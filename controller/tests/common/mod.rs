@@ -281,6 +281,23 @@ spec:
         )
     }
 
+    /// The default document for `commit`, typed: change its fields (a typo is a compile
+    /// error, an edit cannot silently match nothing), then commit it with
+    /// [`World::commit_app`].
+    pub fn app(&self, commit: &str) -> shipshape_spec::App {
+        shipshape_spec::load_str(&self.document(commit), "default.yaml")
+            .expect("the default document loads")
+    }
+
+    /// Commit `app` as this app's document (checked to load first); returns the config commit.
+    pub fn commit_app(&self, app: &shipshape_spec::App) -> String {
+        let text = shipshape_spec::load::to_yaml(app);
+        if let Err(e) = shipshape_spec::load_str(&text, "edited.yaml") {
+            panic!("the edited document does not load:\n{e}\n{text}");
+        }
+        self.commit_config(&text)
+    }
+
     /// Write `apps/<name>.yaml` with `text` and commit it; returns the config commit.
     pub fn commit_config(&self, text: &str) -> String {
         let path = self
@@ -666,4 +683,55 @@ pub fn revision_of<'a>(
         .iter()
         .find(|r| r.revision.app_commit == app_commit)
         .unwrap_or_else(|| panic!("no revision ran {app_commit}"))
+}
+
+/// Typed edits of an App document for tests.
+pub trait AppEdit {
+    /// Set an environment variable of every process.
+    fn env(&mut self, key: &str, value: &str) -> &mut Self;
+    /// Set the health round interval, thresholds and deadline.
+    fn health(
+        &mut self,
+        interval: Duration,
+        success: u32,
+        failure: u32,
+        deadline: Duration,
+    ) -> &mut Self;
+    /// Set `rollback.auto` and `rollback.window`.
+    fn rollback(&mut self, auto: bool, window: Duration) -> &mut Self;
+}
+
+impl AppEdit for shipshape_spec::App {
+    fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        for p in &mut self.spec.processes {
+            p.env.insert(
+                key.to_string(),
+                shipshape_spec::app::EnvValue::String(value.to_string()),
+            );
+        }
+        self
+    }
+
+    fn health(
+        &mut self,
+        interval: Duration,
+        success: u32,
+        failure: u32,
+        deadline: Duration,
+    ) -> &mut Self {
+        let d = |t: Duration| shipshape_spec::Duration::from_millis(t.as_millis() as u64);
+        let h = &mut self.spec.health;
+        h.interval = d(interval);
+        h.success_threshold = success;
+        h.failure_threshold = failure;
+        h.progress_deadline = d(deadline);
+        self
+    }
+
+    fn rollback(&mut self, auto: bool, window: Duration) -> &mut Self {
+        self.spec.rollback.auto = auto;
+        self.spec.rollback.window =
+            shipshape_spec::Duration::from_millis(window.as_millis() as u64);
+        self
+    }
 }
