@@ -100,14 +100,19 @@ impl Drop for Traffic {
     }
 }
 
-fn doc_with_gate(w: &World, commit: &str, prom: &str) -> String {
-    w.document(commit).replace(
-        "    interval: 300ms\n",
-        &format!(
-            "      - name: error-rate\n        prometheus:\n          url: {prom}\n          query: '{ERROR_RATIO}'\n          below: 0.01\n    interval: 500ms\n"
-        ),
-    )
-    .replace("progressDeadline: 20s", "progressDeadline: 30s")
+fn doc_with_gate(w: &World, commit: &str, prom: &str) -> shipshape_spec::App {
+    let mut app = w.app(commit);
+    let gate = serde_json::json!({
+        "name": "error-rate",
+        "prometheus": { "url": prom, "query": ERROR_RATIO, "below": 0.01 }
+    });
+    app.spec
+        .health
+        .checks
+        .push(serde_json::from_value(gate).expect("a valid prometheus check"));
+    app.spec.health.interval = shipshape_spec::Duration::from_millis(500);
+    app.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(30);
+    app
 }
 
 #[test]
@@ -190,7 +195,7 @@ fn an_error_rate_gate_reverts_a_rollout_whose_pages_fail_while_its_health_endpoi
     w.commit_config(&w.document(&v1));
     assert_eq!(w.run_once().0, 0);
     let _traffic = Traffic::start(&w);
-    w.commit_config(&doc_with_gate(&w, &v1, &prom.url));
+    w.commit_app(&doc_with_gate(&w, &v1, &prom.url));
     let d = w.start(&[]);
     w.wait_record("the gate adopted by the live revision", 90, &d, |r| {
         r.phase == Phase::Ready
@@ -199,11 +204,11 @@ fn an_error_rate_gate_reverts_a_rollout_whose_pages_fail_while_its_health_endpoi
     });
 
     let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
-    let broken = server.replace("    res.writeHead(200, { 'content-type': 'text/plain' });\n    res.end(`${process.env.GREETING", "    res.writeHead(500, { 'content-type': 'text/plain' });\n    res.end(`${process.env.GREETING");
+    let broken = server.replacen("    res.writeHead(200, { 'content-type': 'text/plain' });\n    res.end(`${process.env.GREETING", "    res.writeHead(500, { 'content-type': 'text/plain' });\n    res.end(`${process.env.GREETING", 1);
     assert_ne!(broken, server);
     w.commit_app_version("2.0.0");
     let v2 = w.commit_app_files(&[("server.js", &broken)], "v2 fails its pages");
-    w.commit_config(&doc_with_gate(&w, &v2, &prom.url));
+    w.commit_app(&doc_with_gate(&w, &v2, &prom.url));
     let rec = w.wait_record("v2 reverted by the error-rate gate", 120, &d, |r| {
         r.revisions
             .iter()

@@ -5,33 +5,36 @@
 
 mod common;
 
-use common::World;
+use common::{AppEdit, World};
 use shipshape_spec::status::{Outcome, Phase, ProbeState};
 
-/// The check under test: at most 120 MiB per instance (a Node worker of the example app
-/// holds ~50 MiB).
-const RESOURCES_CHECK: &str = "      - name: resources\n        resources: { maxMemory: 120M }\n";
+/// The resources check: 120 MiB per instance (the example app holds ~50 MiB).
+fn resources_check() -> shipshape_spec::app::Check {
+    serde_json::from_value(serde_json::json!({
+        "name": "resources",
+        "resources": { "maxMemory": "120M" }
+    }))
+    .expect("a valid resources check")
+}
 
 /// The world's document with the resources check beside the `api` check.
-fn doc(w: &World, commit: &str) -> String {
-    w.document(commit).replace(
-        "    interval: 300ms\n",
-        &format!("{RESOURCES_CHECK}    interval: 300ms\n"),
-    )
+fn doc(w: &World, commit: &str) -> shipshape_spec::App {
+    let mut app = w.app(commit);
+    app.spec.health.checks.push(resources_check());
+    app
 }
 
 /// `doc` for a rollout that must not be declared healthy before its fault shows:
 /// `successThreshold` passing rounds in a row take longer than the fault needs to appear,
 /// and the deadline comes soon after.
-fn slow_to_trust(text: String, success_threshold: u32, deadline: &str) -> String {
-    text.replace(
-        "    successThreshold: 2\n",
-        &format!("    successThreshold: {success_threshold}\n"),
-    )
-    .replace(
-        "    progressDeadline: 20s\n",
-        &format!("    progressDeadline: {deadline}\n"),
-    )
+fn slow_to_trust(
+    mut app: shipshape_spec::App,
+    success_threshold: u32,
+    deadline_secs: u64,
+) -> shipshape_spec::App {
+    app.spec.health.success_threshold = success_threshold;
+    app.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(deadline_secs);
+    app
 }
 
 fn outcome(rec: &shipshape::state::AppRecord, n: u64) -> Option<Outcome> {
@@ -49,7 +52,7 @@ fn resources_passing(rec: &shipshape::state::AppRecord, n: u64) -> Option<String
 fn a_rollout_that_leaks_past_max_memory_fails_on_the_resources_check_and_is_reverted() {
     let w = World::new("leaky");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1));
+    w.commit_app(&doc(&w, &v1));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(1)
@@ -69,11 +72,11 @@ fn a_rollout_that_leaks_past_max_memory_fails_on_the_resources_check_and_is_reve
     // about a second). 20 passing rounds 300 ms apart would take 6 s: it cannot be trusted
     // before it leaks.
     let v2 = w.commit_app_version("2.0.0");
-    let leaking = slow_to_trust(doc(&w, &v2), 20, "10s").replace(
-        "        PORT:",
-        "        LEAK_MB_PER_SEC: 60\n        LEAK_MAX_MB: 300\n        PORT:",
-    );
-    let bad_config = w.commit_config(&leaking);
+    let mut leaking = slow_to_trust(doc(&w, &v2), 20, 10);
+    leaking
+        .env("LEAK_MB_PER_SEC", "60")
+        .env("LEAK_MAX_MB", "300");
+    let bad_config = w.commit_app(&leaking);
     let rec = w.wait_record("revision 2 reverted", 90, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted)
     });
@@ -115,7 +118,7 @@ fn a_rollout_that_leaks_past_max_memory_fails_on_the_resources_check_and_is_reve
 fn a_process_that_restarts_fails_a_rollout_beside_a_passing_resources_check() {
     let w = World::new("crashonce");
     let v1 = w.app_head();
-    w.commit_config(&doc(&w, &v1));
+    w.commit_app(&doc(&w, &v1));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 60, &d, |r| {
         r.phase == Phase::Ready && r.live_revision == Some(1)
@@ -147,7 +150,7 @@ fn a_process_that_restarts_fails_a_rollout_beside_a_passing_resources_check() {
         &[("server.js", &crashing)],
         "v2 exits once, on an instance's third health probe",
     );
-    w.commit_config(&slow_to_trust(doc(&w, &v2), 8, "6s"));
+    w.commit_app(&slow_to_trust(doc(&w, &v2), 8, 6));
     let rec = w.wait_record("revision 2 reverted", 90, &d, |r| {
         outcome(r, 2) == Some(Outcome::Reverted)
     });

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{World, git, wait_for};
+use common::{AppEdit, World, git, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
 
 /// A trusted ssh key and the allowed-signers file naming it.
@@ -57,13 +57,9 @@ impl Signer {
 }
 
 fn greet(w: &World, commit: &str, greeting: &str) -> String {
-    let doc = w.document(commit);
-    assert!(doc.contains("        PORT:"));
-    doc.replacen(
-        "        PORT:",
-        &format!("        GREETING: {greeting}\n        PORT:"),
-        1,
-    )
+    let mut app = w.app(commit);
+    app.env("GREETING", greeting);
+    shipshape_spec::load::to_yaml(&app)
 }
 
 #[test]
@@ -139,16 +135,21 @@ fn unsigned_pushes_never_cancel_a_trusted_rollout_which_then_fails_and_is_revert
     w.commit_app_version("2.0.0");
     let v2 = w.commit_app_files(&[("server.js", &broken)], "v2 answers 500");
     s.commit(&w, &greet(&w, &v2, "hello"));
-    // … while unsigned commits keep landing on top, several a second.
+    // Only tips are verified: wait until the controller took the signed v2 as its tip.
+    w.wait_record("the trusted rollout of v2 started", 60, &d, |r| {
+        r.revision(2).is_some()
+    });
+    // … then unsigned commits keep landing on top, several a second, while it verifies.
     let stop = AtomicBool::new(false);
-    let rec = std::thread::scope(|scope| {
-        scope.spawn(|| {
+    let (rec, pushed) = std::thread::scope(|scope| {
+        let pusher = scope.spawn(|| {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) && n < 300 {
                 n += 1;
                 w.commit_config(&greet(&w, &v2, &format!("unsigned{n}")));
                 std::thread::sleep(Duration::from_millis(150));
             }
+            n
         });
         let rec = w.wait_record("revision 2 reverted", 90, &d, |r| {
             matches!(
@@ -157,8 +158,12 @@ fn unsigned_pushes_never_cancel_a_trusted_rollout_which_then_fails_and_is_revert
             ) || r.phase == Phase::Degraded
         });
         stop.store(true, Ordering::SeqCst);
-        rec
+        (rec, pusher.join().expect("the pusher"))
     });
+    assert!(
+        pushed >= 3,
+        "only {pushed} unsigned commits landed during the rollout"
+    );
     let r2 = &rec.revision(2).unwrap().revision;
     assert_eq!(r2.outcome, Outcome::Reverted, "{r2:?}");
     assert!(!r2.message.contains("superseded"), "{}", r2.message);
