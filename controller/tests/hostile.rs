@@ -11,9 +11,10 @@ use shipshape_spec::status::Phase;
 
 /// The second app's document, greeting with `greeting`.
 fn second(w: &World, commit: &str, port: u16, greeting: &str) -> String {
-    w.other_document("second", commit, port).replace(
-        "        PORT:",
-        &format!("        GREETING: {greeting}\n        PORT:"),
+    common::with_env(
+        &w.other_document("second", commit, port),
+        "GREETING",
+        greeting,
     )
 }
 
@@ -96,16 +97,23 @@ fn a_second_app_on_the_same_releases_root_is_invalid_and_current_stays_put() {
     let port = free_port();
     let root = w.releases_root().display().to_string();
     // `beta` runs another commit from alpha's root: each pass would move `current`.
-    let beta = w
-        .other_document("beta", &v2, port)
-        .replace(&w.root().join("srv-beta").display().to_string(), &root);
+    let mut beta: shipshape_spec::App =
+        shipshape_spec::load_str(&w.other_document("beta", &v2, port), "beta.yaml").unwrap();
+    beta.spec.releases.root = root.clone();
+    let beta = shipshape_spec::load::to_yaml(&beta);
+    // Where `root:` is in the text, for the located error (line and column, 1-based).
+    let (line, column) = beta
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find("root: ").map(|c| (i + 1, c + 1)))
+        .expect("releases.root in the document");
     w.commit_config_file("beta.yaml", Some(&beta));
     w.commit_config(&w.document(&v1));
     for pass in 0..2 {
         let (code, log) = w.run_once();
         assert_eq!(code, 1, "pass {pass}: beta must fail the pass:\n{log}");
         let message = format!(
-            "apps/beta.yaml:11:5: spec.releases.root: {root} is also used by app alpha (apps/alpha.yaml)"
+            "apps/beta.yaml:{line}:{column}: spec.releases.root: {root} is also used by app alpha (apps/alpha.yaml)"
         );
         assert!(
             log.contains(&message),

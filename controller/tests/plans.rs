@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{World, fresh_database};
+use common::{World, fresh_database, with_env};
 
 const M1: &str = "-- migrate:up\nCREATE TABLE t1 (id int);\n\n-- migrate:down\nDROP TABLE t1;\n";
 const M2: &str = "-- migrate:up\nCREATE TABLE t2 (id int);\n\n-- migrate:down\nDROP TABLE t2;\n";
@@ -59,11 +59,11 @@ fn for_each_kind_of_change_the_executed_steps_are_the_planned_ones() {
     let mut greeting = "hello".to_string();
     let mut level = "0001".to_string();
     let doc = |commit: &str, greeting: &str, level: &str| {
-        w.document_with_migrations(commit, &env, &block(level))
-            .replace(
-                "        PORT:",
-                &format!("        GREETING: {greeting}\n        PORT:"),
-            )
+        with_env(
+            &w.document_with_migrations(commit, &env, &block(level)),
+            "GREETING",
+            greeting,
+        )
     };
 
     struct Kind {

@@ -93,9 +93,7 @@ fn an_env_change_only_reloads_and_plan_exits_2_while_pending() {
     let v1 = w.app_head();
     w.commit_config(&w.document(&v1));
     assert_eq!(w.run_once().0, 0);
-    let doc = w
-        .document(&v1)
-        .replace("        PORT:", "        GREETING: howdy\n        PORT:");
+    let doc = common::with_env(&w.document(&v1), "GREETING", "howdy");
     w.commit_config(&doc);
     let out = w.shipshape(&["plan", "-o", "json"], &[]);
     assert_eq!(out.status.code(), Some(2));

@@ -735,3 +735,11 @@ impl AppEdit for shipshape_spec::App {
         self
     }
 }
+
+/// `text` (an App document) with `key=value` in every process's env, edited as a typed
+/// document (a document that does not load fails the test).
+pub fn with_env(text: &str, key: &str, value: &str) -> String {
+    let mut app = shipshape_spec::load_str(text, "edited.yaml").expect("the document loads");
+    app.env(key, value);
+    shipshape_spec::load::to_yaml(&app)
+}
