@@ -95,14 +95,13 @@ fn a_failed_pm2_jlist_while_pruning_does_not_mark_the_app_pruned_and_the_next_pa
 fn a_build_that_times_out_keeps_the_tail_of_what_it_printed_in_the_record() {
     let w = World::new("slowbuild");
     let v1 = w.app_head();
-    let doc = w
-        .document(&v1)
-        .replace(
-            "      - npm run build\n",
-            "      - \"echo 'bundling 1200 modules'; echo 'waiting for the lock on .next/cache' >&2; sleep 30\"\n",
-        )
-        .replace("    timeout: 60s\n", "    timeout: 2s\n");
-    w.commit_config(&doc);
+    let mut doc = w.app(&v1);
+    doc.spec.build.steps = vec![
+        "echo 'bundling 1200 modules'; echo 'waiting for the lock on .next/cache' >&2; sleep 30"
+            .into(),
+    ];
+    doc.spec.build.timeout = shipshape_spec::Duration::from_secs(2);
+    w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     let rec = w.record();

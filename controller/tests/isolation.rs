@@ -95,14 +95,13 @@ fn inodes(dir: &Path) -> BTreeSet<u64> {
 fn a_build_that_rewrites_a_dependency_file_and_fails_leaves_the_live_release_untouched() {
     let w = World::new("isolated");
     add_local_dependency(&w);
-    let offline = |doc: String| {
-        doc.replace(
-            "install: npm ci --no-audit --no-fund",
-            "install: npm ci --offline --no-audit --no-fund",
-        )
+    let offline = |commit: &str| {
+        let mut app = w.app(commit);
+        app.spec.build.install = Some("npm ci --offline --no-audit --no-fund".into());
+        app
     };
     let v1 = w.app_head();
-    w.commit_config(&offline(w.document(&v1)));
+    w.commit_app(&offline(&v1));
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "v1 deploy failed:\n{log}");
     assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
@@ -115,11 +114,12 @@ fn a_build_that_rewrites_a_dependency_file_and_fails_leaves_the_live_release_unt
     // v2: the same lockfile (so the plan reuses v1's node_modules); its build rewrites the
     // dependency file in place (same inode: `>` truncates and writes) and then fails.
     let v2 = w.commit_app_version("2.0.0");
-    let doc = offline(w.document(&v2)).replace(
-        "      - npm run build\n",
-        "      - \"printf 'rewritten by the v2 build' > node_modules/dep/index.js; echo generate failed >&2; exit 3\"\n",
-    );
-    w.commit_config(&doc);
+    let mut doc = offline(&v2);
+    doc.spec.build.steps = vec![
+        "printf 'rewritten by the v2 build' > node_modules/dep/index.js; echo generate failed >&2; exit 3"
+            .into(),
+    ];
+    w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "the v2 build must fail:\n{log}");
     let rec = w.record();
