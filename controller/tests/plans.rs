@@ -216,7 +216,8 @@ fn drift_is_put_back_on_the_next_pass() {
     assert_eq!(w.current().as_deref(), Some(v2.as_str()));
 }
 
-/// `text` with `from` replaced by `to`; fails when `from` is not there.
+/// `text` (app source, not a document) with `from` replaced by `to`; fails when `from`
+/// is not there.
 fn edit(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "the document has no {from:?}");
     text.replacen(from, to, 1)
@@ -231,12 +232,13 @@ fn plan_shows_the_hold_of_a_pinned_or_quarantined_app_instead_of_a_rollout() {
 
     // A pin in the document: v2 is desired, but the daemon would hold revision 1.
     let v2 = w.commit_app_version("2.0.0");
-    let pinned = edit(
-        &w.document(&v2),
-        "  health:\n",
-        "  pin:\n    reason: change freeze\n    by: ana\n  health:\n",
-    );
-    w.commit_config(&pinned);
+    let mut pinned = w.app(&v2);
+    pinned.spec.pin = Some(shipshape_spec::app::DocumentPin {
+        reason: "change freeze".into(),
+        by: Some("ana".into()),
+        app_commit: None,
+    });
+    w.commit_app(&pinned);
     let out = w.shipshape(&["plan"], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
