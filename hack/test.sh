@@ -46,6 +46,9 @@ hack/verify-schemas.sh
 say "README's benchmark table is the rendering of the recorded run"
 hack/verify-bench-table.sh
 
+say "every test the docs name as proof exists"
+hack/verify-doc-tests.sh
+
 say "cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test.log
 # cargo exits non-zero on any failure (set -o pipefail carries it through tee).
