@@ -15,6 +15,8 @@ install_build_deps
 install_pm2
 # ssh-keygen verifies signed config commits in the tests.
 command -v ssh-keygen >/dev/null 2>&1 || apt_install openssh-client
+# gpg, for the gpg-signed commits test.
+command -v gpg >/dev/null 2>&1 || apt_install gnupg
 # Prometheus, for the prometheus check kind's tests (Debian's package; not started as a service).
 command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 # systemd-analyze verifies the example unit (controller/tests/operator_kit.rs).

@@ -178,3 +178,40 @@ fn a_pin_in_the_document_holds_through_new_commits_until_it_is_removed_from_git(
     );
     assert_eq!(w.get("/version").as_deref(), Some("2.0.0"));
 }
+
+#[test]
+fn a_pin_from_the_cli_works_while_the_config_repo_is_unreachable() {
+    let w = World::new("offline");
+    let v1 = w.app_head();
+    w.commit_app(&doc(&w, &v1, true));
+    let bare = w.bare_remote();
+    let url = format!("file://{}", bare.display());
+    let d = w.start(&["--repo", &url, "--poll-interval", "1s"]);
+    w.wait_record("v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
+    let v2 = w.commit_app_version("2.0.0");
+    w.commit_app(&doc(&w, &v2, true));
+    w.push();
+    w.wait_record("v2 healthy", 60, &d, |r| {
+        r.phase == Phase::Ready && r.live_revision == Some(2)
+    });
+    // The git server goes away; then an incident: hold revision 1.
+    std::fs::rename(&bare, w.root().join("remote.git.gone")).unwrap();
+    common::wait_for("failing fetches", Duration::from_secs(60), || {
+        (w.store().load_source().consecutive_failures >= 2).then_some(())
+    });
+    let out = w.shipshape(
+        &["pin", &w.name, "1", "--reason", "incident, git is down"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = w.wait_record("revision 1 live again, pinned", 60, &d, |r| {
+        r.pin.is_some() && r.live_revision == Some(1) && r.phase == Phase::Ready
+    });
+    assert_eq!(rec.pin.unwrap().source, PinSource::Cli);
+    assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
+    assert_eq!(w.current().as_deref(), Some(v1.as_str()));
+}

@@ -173,3 +173,93 @@ fn unsigned_pushes_never_cancel_a_trusted_rollout_which_then_fails_and_is_revert
         "the unsigned tips are refused"
     );
 }
+
+#[test]
+fn gpg_signed_config_commits_are_applied_and_unsigned_ones_refused_with_a_gpg_keyring() {
+    let w = World::new("gpgsigned");
+    // A throwaway gpg key in its own home; its public key exported as the keyring.
+    let home = w.root().join("gnupg");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = std::process::Command::new("gpg")
+            .arg("--homedir")
+            .arg(&home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg is needed (Debian's gnupg)");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "Release Manager <release@shipshape.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let keyring = w.root().join("trusted.gpg");
+    gpg(&[
+        "--output",
+        keyring.to_str().unwrap(),
+        "--export",
+        "release@shipshape.invalid",
+    ]);
+    let signed = |text: &str| {
+        std::fs::write(w.config_repo().join(format!("apps/{}.yaml", w.name)), text).unwrap();
+        git(&w.config_repo(), &["add", "-A"]);
+        let out = std::process::Command::new("git")
+            .current_dir(w.config_repo())
+            .env("GNUPGHOME", &home)
+            .args([
+                "-c",
+                "user.signingkey=release@shipshape.invalid",
+                "commit",
+                "-S",
+                "-qm",
+                "gpg signed",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        git(&w.config_repo(), &["rev-parse", "HEAD"])
+    };
+    let run = || {
+        let out = w.shipshape(
+            &["run", "--once", "--gpg-keyring", keyring.to_str().unwrap()],
+            &[],
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let v1 = w.app_head();
+    let c1 = signed(&greet(&w, &v1, "signed"));
+    let (code, log) = run();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        w.store().load_source().last_trusted.as_deref(),
+        Some(c1.as_str())
+    );
+    assert_eq!(w.get("/").as_deref(), Some("signed from 1.0.0"));
+    // An unsigned commit on top is refused; the server stays on the signed one.
+    let c2 = w.commit_config(&greet(&w, &v1, "unsigned"));
+    let (_, log) = run();
+    assert!(log.contains("not signed"), "{log}");
+    let src = w.store().load_source();
+    assert_eq!(
+        src.refused.as_ref().map(|r| r.commit.as_str()),
+        Some(c2.as_str())
+    );
+    assert_eq!(w.get("/").as_deref(), Some("signed from 1.0.0"));
+}
