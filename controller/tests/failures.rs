@@ -184,7 +184,7 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
         steps,
         [
             "fetch",
-            "reuse-deps",
+            "install",
             "build",
             "switch",
             "pm2-reload",

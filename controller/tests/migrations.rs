@@ -64,11 +64,12 @@ fn dbmate_migrates_up_before_the_switch_and_down_when_the_document_asks() {
     assert!(plan.contains("level 0001 < 0002"), "{plan}");
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "{log}");
+    // (The example app has no dependencies: no node_modules to reuse, so install.)
     assert_eq!(
         steps(&w),
         [
             "fetch",
-            "reuse-deps",
+            "install",
             "build",
             "migrate",
             "switch",
@@ -206,7 +207,7 @@ fn a_failing_migration_stops_the_rollout_before_the_switch() {
             .unwrap_or_default()
             .contains("no_such_table")
     );
-    assert_eq!(steps(&w), ["fetch", "reuse-deps", "build", "migrate"]);
+    assert_eq!(steps(&w), ["fetch", "install", "build", "migrate"]);
     assert_eq!(
         sql(
             &url,
