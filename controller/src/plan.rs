@@ -245,6 +245,10 @@ pub struct Observed {
     pub current: Option<String>,
     /// Release directories, with their marker when sealed.
     pub releases: BTreeMap<String, Option<BuildMarker>>,
+    /// The sealed releases whose `node_modules` directory is on disk: the only ones
+    /// `reuse-deps` may copy from (an install of a lockfile without dependencies leaves
+    /// none, and a hand may have removed one).
+    pub node_modules: BTreeSet<String>,
     /// Every pm2 instance (ours and others').
     pub processes: Vec<Instance>,
     /// Hash of the hooks (and the release they ran for) last run, from the records.
@@ -662,7 +666,9 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
     }
 }
 
-/// Install, or reuse the `node_modules` of a prepared release installed from the same inputs.
+/// Install, or reuse the `node_modules` of a prepared release installed from the same
+/// inputs whose `node_modules` is on disk (a matching release without one gives nothing to
+/// reuse: install, and say so).
 fn plan_dependencies(desired: &App, observed: &Observed, release: &str) -> (Step, String) {
     let install = Step::Install {
         release: release.to_string(),
@@ -679,16 +685,27 @@ fn plan_dependencies(desired: &App, observed: &Observed, release: &str) -> (Step
         .filter_map(|(id, m)| m.as_ref().map(|m| (id, m)))
         .filter(|(id, _)| id.as_str() != release)
         .collect();
-    if let Some((from, _)) = sealed
+    let same: Vec<&String> = sealed
         .iter()
-        .find(|(_, m)| m.deps.as_deref() == Some(want.as_str()))
-    {
+        .filter(|(_, m)| m.deps.as_deref() == Some(want.as_str()))
+        .map(|(id, _)| *id)
+        .collect();
+    if let Some(from) = same.iter().find(|id| observed.node_modules.contains(**id)) {
         return (
             Step::ReuseDeps {
                 release: release.to_string(),
                 from: from.to_string(),
             },
             format!("lockfile unchanged since release {}", short_sha(from)),
+        );
+    }
+    if let Some(from) = same.first() {
+        return (
+            install,
+            format!(
+                "release {} was installed from this lockfile, but it has no node_modules to reuse",
+                short_sha(from)
+            ),
         );
     }
     let live_lock = observed
@@ -720,6 +737,7 @@ mod tests {
 
     const C1: &str = "1111111111111111111111111111111111111111";
     const C2: &str = "2222222222222222222222222222222222222222";
+    const C3: &str = "3333333333333333333333333333333333333333";
     const LOCK_A: &str = "aaaaaaaaaaaa";
     const LOCK_B: &str = "bbbbbbbbbbbb";
 
@@ -804,6 +822,7 @@ spec:
         let (release, _) = choose_release(desired, &obs);
         obs.releases
             .insert(release.clone(), Some(marker(desired, LOCK_A)));
+        obs.node_modules.insert(release.clone());
         obs.current = Some(release.clone());
         for p in &desired.spec.processes {
             obs.processes
@@ -896,6 +915,54 @@ spec:
                     ),
                     ("pm2-reload", "code 111111111111 → 222222222222"),
                 ],
+            },
+            Case {
+                name: "same lockfile, but the release's node_modules is missing",
+                setup: || {
+                    let mut obs = converged(&app(C1));
+                    obs.node_modules.clear();
+                    (app(C2), obs)
+                },
+                steps: &[
+                    "fetch",
+                    "install",
+                    "build",
+                    "switch",
+                    "pm2-reload",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[(
+                    "install",
+                    "release 111111111111 was installed from this lockfile, but it has no node_modules to reuse",
+                )],
+            },
+            Case {
+                name: "same lockfile in two releases: reused from the one with node_modules",
+                setup: || {
+                    // C1 is live without node_modules; C3, not live, still has its own.
+                    let mut obs = converged(&app(C1));
+                    obs.node_modules.clear();
+                    obs.releases
+                        .insert(C3.into(), Some(marker(&app(C3), LOCK_A)));
+                    obs.node_modules.insert(C3.into());
+                    (app(C2), obs)
+                },
+                steps: &[
+                    "fetch",
+                    "reuse-deps",
+                    "build",
+                    "switch",
+                    "pm2-reload",
+                    "pm2-save",
+                    "hook",
+                    "verify",
+                ],
+                reasons: &[(
+                    "reuse-deps",
+                    "lockfile unchanged since release 333333333333",
+                )],
             },
             Case {
                 name: "lockfile change",

@@ -223,6 +223,13 @@ impl Layout {
         Ok(out)
     }
 
+    /// True when release `id` has a `node_modules` directory (what `reuse-deps` copies from).
+    /// An install of a lockfile with no dependencies leaves none: such a release has
+    /// nothing to give another.
+    pub fn has_node_modules(&self, id: &str) -> bool {
+        self.release(id).join("node_modules").is_dir()
+    }
+
     /// Write the marker that seals release `id`.
     pub fn seal(&self, id: &str, marker: &BuildMarker) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(marker).expect("marker serializes");

@@ -60,7 +60,9 @@ fn killed_at(w: &World, fault: &str) -> String {
 #[test]
 fn a_controller_killed_at_any_step_boundary_of_a_rollout_finishes_it_after_a_restart() {
     let w = World::new("killed");
-    let v1 = w.app_head();
+    // A real dependency: each new release reuses the live one's node_modules (without one
+    // the plan installs instead, and the reuse-deps boundary would never be reached).
+    let v1 = w.add_local_dependency();
     w.commit_config(&w.document(&v1));
     assert_eq!(w.run_once().0, 0);
     let watcher = Watcher::start(w.port);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::World;
-use shipshape_spec::status::{Outcome, Phase};
+use shipshape_spec::status::{ConditionStatus, Outcome, Phase};
 
 /// Deploy v1 and return its commit.
 fn live_v1(w: &World) -> String {
@@ -74,7 +74,7 @@ fn an_app_commit_that_does_not_exist_fails_the_fetch_and_leaves_live_untouched()
     let w = World::new("ghost");
     let v1 = live_v1(&w);
     let missing = "0123456789abcdef0123456789abcdef01234567";
-    w.commit_config(&w.document(missing));
+    let bad_config = w.commit_config(&w.document(missing));
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     assert_v1_still_live(&w, &v1);
@@ -96,6 +96,33 @@ fn an_app_commit_that_does_not_exist_fails_the_fetch_and_leaves_live_untouched()
             .join(".shipshape-release.json")
             .exists()
     );
+    // Stalled, not transient: the config commit is quarantined, for this revision.
+    let q: Vec<_> = rec
+        .quarantined
+        .iter()
+        .map(|q| (q.config_commit.as_str(), q.revision))
+        .collect();
+    assert_eq!(q, [(bad_config.as_str(), last.revision.number)]);
+    let stalled = rec
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .expect("a Stalled condition");
+    assert_eq!(
+        (stalled.status, stalled.reason.as_str()),
+        (ConditionStatus::True, "FetchFailed")
+    );
+    // So the next pass does not fetch it again: it holds v1 and runs no step.
+    let (code, log) = w.run_once();
+    assert_eq!(code, 1, "{log}");
+    let rec = w.record();
+    assert!(
+        rec.last_pass.as_ref().unwrap().steps.is_empty(),
+        "the quarantined commit was tried again: {:?}",
+        common::steps(&rec)
+    );
+    assert_eq!(rec.revisions.len(), 2, "no new revision for it");
+    assert_v1_still_live(&w, &v1);
 }
 
 #[test]
@@ -184,7 +211,7 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
         steps,
         [
             "fetch",
-            "reuse-deps",
+            "install",
             "build",
             "switch",
             "pm2-reload",

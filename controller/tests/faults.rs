@@ -1,5 +1,5 @@
 //! Faults, one test each: a build that never ends, a health endpoint that hangs, the pm2
-//! daemon killed mid-rollout, PostgreSQL down when a migration is due, a full disk while
+//! daemon killed during a rollout's verification, PostgreSQL down when a migration is due, a full disk while
 //! preparing a release, a read-only state directory, a second controller on the same
 //! state directory, and SIGTERM during a rollout. For each: the live release keeps serving
 //! (or is restored), nothing is lost, status explains, and the controller recovers.
@@ -97,7 +97,7 @@ fn a_health_endpoint_that_hangs_fails_the_rollout_within_its_timeout_and_is_reve
 }
 
 #[test]
-fn the_pm2_daemon_killed_mid_rollout_is_survived() {
+fn the_pm2_daemon_killed_during_verification_fails_the_rollout_which_is_reverted() {
     let w = World::new("pm2dies");
     let v1 = live_v1(&w);
     let d = w.start(&[]);
@@ -106,52 +106,64 @@ fn the_pm2_daemon_killed_mid_rollout_is_survived() {
     });
     let v2 = w.commit_app_version("2.0.0");
     // A slow verification leaves time to kill pm2 under it.
-    w.commit_config(
+    let c2 = w.commit_config(
         &w.document(&v2)
             .replace("successThreshold: 2", "successThreshold: 15"),
     );
-    w.wait_record("v2 switched and verifying", 60, &d, |r| {
-        r.phase == Phase::Progressing && w.current().as_deref() == Some(v2.as_str())
+    // Not as soon as `current` moved: a kill during the pm2-reload step is undone by that
+    // very `pm2 startOrReload` (it spawns a new daemon and starts the processes), and the
+    // rollout passes. Kill it under the verification.
+    wait_for("the verify step to start", Duration::from_secs(60), || {
+        d.log_tail(200)
+            .contains("step app=pm2dies step=verify")
+            .then_some(())
     });
-    let pid: i32 = std::fs::read_to_string(w.pm2_home().join("pm2.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pm2_pid = || -> i32 {
+        std::fs::read_to_string(w.pm2_home().join("pm2.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let pid = pm2_pid();
     // SAFETY: killing the test's own pm2 daemon.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
-    // The rollout notices (instances gone), the controller brings pm2 back and the app serves.
+    // The cluster's workers die with their daemon; the next round's `pm2 jlist` starts an
+    // empty one: the rounds fail on the pm2 facts, the rollout fails and is reverted.
     let rec = w.wait_record("the rollout to settle after pm2 died", 90, &d, |r| {
         r.revisions
             .iter()
             .any(|e| e.revision.app_commit == v2 && e.revision.outcome != Outcome::Progressing)
             && matches!(r.phase, Phase::Ready | Phase::Failed)
     });
-    let rev = rec
-        .revisions
-        .iter()
-        .find(|e| e.revision.app_commit == v2)
-        .unwrap();
-    assert!(
-        rev.revision.message.contains("instances online")
-            || rev.revision.outcome == Outcome::Healthy,
+    let rev = common::revision_of(&rec, &v2);
+    assert_eq!(
+        rev.revision.outcome,
+        Outcome::Reverted,
         "{:?}",
         rev.revision
     );
-    // What serves again is what the records call live: v1 after a revert, v2 if it passed.
-    let (commit, version) = if rev.revision.outcome == Outcome::Healthy {
-        (v2.as_str(), "2.0.0")
-    } else {
-        (v1.as_str(), "1.0.0")
-    };
-    wait_for(
-        "the live revision to serve again",
-        Duration::from_secs(60),
-        || (w.get("/version").as_deref() == Some(version)).then_some(()),
+    let m = &rev.revision.message;
+    assert!(
+        m.contains("failing rounds in a row: pm2 pm2dies-web: 0 of 2 instances online"),
+        "{m}"
     );
-    assert_eq!(w.current().as_deref(), Some(commit));
+    assert!(m.contains("reverted to revision 1"), "{m}");
+    // Going back starts the processes again in the new daemon (pm2 lost its list).
+    let steps = common::steps(&rec);
+    assert_eq!(
+        steps[steps.len() - 4..],
+        ["switch", "pm2-start", "pm2-save", "verify"],
+        "{steps:?}"
+    );
+    assert_eq!(rec.phase, Phase::Failed);
+    assert_eq!(rec.live_revision, Some(1));
+    assert!(rec.is_quarantined(&c2));
+    assert_ne!(pm2_pid(), pid, "a new pm2 daemon runs");
+    assert_eq!(w.current().as_deref(), Some(v1.as_str()));
+    assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
 }
 
 /// A TCP proxy to PostgreSQL that can be switched off (connections refused) and on.

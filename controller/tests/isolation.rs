@@ -10,71 +10,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
-use common::World;
-
-/// The dependency file the build rewrites, relative to a release.
-const DEP_FILE: &str = "node_modules/dep/index.js";
-const V1_BYTES: &str = "module.exports = 'dep 1.0.0';\n";
-
-/// Run `npm args` in `dir` offline, panicking with its output on failure.
-fn npm(dir: &Path, args: &[&str]) {
-    let out = Command::new("npm")
-        .args(args)
-        .args(["--offline", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .output()
-        .expect("npm runs");
-    assert!(
-        out.status.success(),
-        "npm {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Give the app repo a dependency that `npm ci` installs offline as real files: a tiny
-/// package packed into `deps/dep-1.0.0.tgz` (a `file:` directory would be a symlink).
-fn add_local_dependency(w: &World) {
-    let app = w.app_repo();
-    let src = w.root().join("dep-src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("package.json"),
-        r#"{ "name": "dep", "version": "1.0.0", "main": "index.js", "bin": { "dep": "bin.js" } }"#,
-    )
-    .unwrap();
-    std::fs::write(src.join("index.js"), V1_BYTES).unwrap();
-    std::fs::write(
-        src.join("bin.js"),
-        "#!/usr/bin/env node\nconsole.log('dep');\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(src.join("bin.js"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir_all(app.join("deps")).unwrap();
-    npm(
-        &src,
-        &[
-            "pack",
-            "--pack-destination",
-            app.join("deps").to_str().unwrap(),
-        ],
-    );
-    let pkg_path = app.join("package.json");
-    let mut pkg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&pkg_path).unwrap()).unwrap();
-    pkg["dependencies"] = serde_json::json!({ "dep": "file:./deps/dep-1.0.0.tgz" });
-    std::fs::write(
-        &pkg_path,
-        serde_json::to_string_pretty(&pkg).unwrap() + "\n",
-    )
-    .unwrap();
-    npm(&app, &["install", "--package-lock-only"]);
-    common::git(&app, &["add", "-A"]);
-    common::git(&app, &["commit", "-qm", "a local dependency"]);
-}
+use common::{DEP_FILE, DEP_INDEX_JS as V1_BYTES, World};
 
 /// Every regular file's inode under `dir`.
 fn inodes(dir: &Path) -> BTreeSet<u64> {
@@ -94,7 +31,7 @@ fn inodes(dir: &Path) -> BTreeSet<u64> {
 #[test]
 fn a_build_that_rewrites_a_dependency_file_and_fails_leaves_the_live_release_untouched() {
     let w = World::new("isolated");
-    add_local_dependency(&w);
+    w.add_local_dependency();
     let offline = |commit: &str| {
         let mut app = w.app(commit);
         app.spec.build.install = Some("npm ci --offline --no-audit --no-fund".into());

@@ -55,6 +55,8 @@ fn for_each_kind_of_change_the_executed_steps_are_the_planned_ones() {
         has_pg_dump,
         "pg_dump is needed (hack/test.sh installs PostgreSQL)"
     );
+    // A real dependency, so each release has a node_modules that reuse-deps can copy.
+    w.add_local_dependency();
     let mut commit = w.commit_app_files(&[("db/migrations/0001_t1.sql", M1)], "0001");
     let mut greeting = "hello".to_string();
     let mut level = "0001".to_string();
@@ -135,7 +137,13 @@ fn for_each_kind_of_change_the_executed_steps_are_the_planned_ones() {
     for kind in kinds {
         match kind.name {
             "pm2 env only" => greeting = "howdy".into(),
-            "code, same lockfile" => commit = w.commit_app_version("1.1.0"),
+            "code, same lockfile" => {
+                commit = w.commit_app_version("1.1.0");
+                // A file no install writes: the new release has it only if its
+                // node_modules was copied from the live one.
+                let live = w.releases_root().join("current/node_modules");
+                std::fs::write(live.join(".carried-over"), "from the live release").unwrap();
+            }
             "lockfile changed" => {
                 let lock = w.app_repo().join("package-lock.json");
                 let text = std::fs::read_to_string(&lock).unwrap().replace(
@@ -174,6 +182,20 @@ fn for_each_kind_of_change_the_executed_steps_are_the_planned_ones() {
             "{}: something left to do after the pass",
             kind.name
         );
+        if kind.name == "code, same lockfile" {
+            let nm = w.releases_root().join("current/node_modules");
+            assert_eq!(
+                std::fs::read_to_string(nm.join(".carried-over"))
+                    .ok()
+                    .as_deref(),
+                Some("from the live release"),
+                "reuse-deps did not copy the live release's node_modules"
+            );
+            assert_eq!(
+                std::fs::read_to_string(nm.join("dep/index.js")).unwrap(),
+                common::DEP_INDEX_JS
+            );
+        }
     }
     assert_eq!(w.get("/").as_deref(), Some("howdy from 1.1.0"));
     let backups = std::fs::read_dir(w.state_dir().join("apps/kinds/backups"))

@@ -60,17 +60,27 @@ fn v1_then_v2_serve_in_turn_v1_stays_on_disk_and_a_no_op_pass_runs_no_step() {
     );
     let rec = w.record();
     let steps = common::steps(&rec);
+    // The example app has no dependencies: v1's install left no node_modules, so there is
+    // nothing to reuse and the plan installs (and says why).
     assert_eq!(
         steps,
         [
             "fetch",
-            "reuse-deps",
+            "install",
             "build",
             "switch",
             "pm2-reload",
             "pm2-save",
             "verify"
         ]
+    );
+    let install = &rec.last_pass.as_ref().unwrap().steps[1];
+    assert!(
+        install
+            .reason
+            .contains("was installed from this lockfile, but it has no node_modules to reuse"),
+        "{}",
+        install.reason
     );
     assert_eq!(rec.revisions.len(), 2);
     assert_eq!(rec.revisions[1].revision.config_commit, c2);

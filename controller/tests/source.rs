@@ -83,13 +83,41 @@ fn a_remote_repo_is_polled_backs_off_while_gone_and_recovers() {
         r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c2)
     });
 
-    // The remote goes away: back-off shows in status, the server is untouched.
+    // The remote goes away: the fetches back off, each wait about twice the one before
+    // (from 1 s, ±50 % jitter), as status shows; the server is untouched.
     let gone = w.root().join("remote.git.gone");
     std::fs::rename(&bare, &gone).unwrap();
-    let source = wait_for("failing fetches", Duration::from_secs(60), || {
-        let s = w.store().load_source();
-        (s.consecutive_failures >= 3).then_some(s)
-    });
+    let attempts = failed_fetches(&w, 4);
+    let waits: Vec<f64> = attempts
+        .iter()
+        .map(|(tried, next)| (*next - *tried).as_seconds_f64())
+        .collect();
+    println!("waits announced after failed fetches 1..=4: {waits:.2?} s");
+    for (k, wait) in waits.iter().enumerate() {
+        // The k-th failure (from 0) waits 2^k s ±50 %, give or take the time to record it.
+        let base = f64::from(1u32 << k);
+        assert!(
+            (0.5 * base - 0.05..=1.5 * base + 0.3).contains(wait),
+            "wait {} after failure {}: {wait:.2} s, not within 2^{k} s ±50 % (all: {waits:.2?})",
+            k + 1,
+            k + 1
+        );
+    }
+    assert!(
+        waits[2] > waits[0] && waits[3] > waits[1],
+        "the waits did not grow: {waits:.2?}"
+    );
+    for k in 0..attempts.len() - 1 {
+        // The next attempt came no sooner than announced.
+        let (_, next) = attempts[k];
+        let (tried_after, _) = attempts[k + 1];
+        assert!(
+            tried_after >= next - chrono::TimeDelta::milliseconds(10),
+            "attempt {} at {tried_after} came before its announced time {next}",
+            k + 2
+        );
+    }
+    let source = w.store().load_source();
     assert!(
         source.last_error.is_some() && source.next_try_at.is_some(),
         "{source:?}"
@@ -111,6 +139,50 @@ fn a_remote_repo_is_polled_backs_off_while_gone_and_recovers() {
         (source.consecutive_failures, source.last_error.as_deref()),
         (0, None)
     );
+}
+
+/// Watch the source status until `n` fetches in a row have failed; for each failure (in
+/// order) when it was tried and when the next try is due, as status showed them.
+fn failed_fetches(
+    w: &World,
+    n: u32,
+) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let parse = |t: Option<&String>| {
+        t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    // The next try announced last (before the first failure: after the last success).
+    let mut announced = parse(w.store().load_source().next_try_at.as_ref());
+    let start = Instant::now();
+    while !seen.contains_key(&n) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{n} failed fetches in a row within 60 s; saw {seen:?}"
+        );
+        let s = w.store().load_source();
+        // Failure k is recorded first, its next try a moment later: take the pair once a
+        // new next try is announced after this failure.
+        if let (Some(tried), Some(next)) = (
+            parse(s.last_fetch_at.as_ref()),
+            parse(s.next_try_at.as_ref()),
+        ) && s.consecutive_failures > 0
+            && !seen.contains_key(&s.consecutive_failures)
+            && Some(next) != announced
+            && next > tried
+        {
+            seen.insert(s.consecutive_failures, (tried, next));
+            announced = Some(next);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let counts: Vec<u32> = seen.keys().copied().collect();
+    assert_eq!(
+        counts,
+        (1..=n).collect::<Vec<_>>(),
+        "a failure went unseen (each lasts at least 0.5 s)"
+    );
+    seen.into_values().collect()
 }
 
 #[test]

@@ -99,9 +99,22 @@ setTimeout(() => server.listen(port, host, () => {
   if (process.send) process.send('ready');
 }), bootDelay);
 
+// Stop taking connections, finish the ones in flight, then exit. Under pm2's cluster mode
+// the pm2 daemon (the cluster primary) accepts connections and hands each to a worker over
+// IPC: a worker that exits right after server.close() can die with a handed-over connection
+// still unread in that channel, and the primary keeps it open unanswered (the client hangs).
+// cluster.worker.disconnect() closes the servers and waits for the primary's ack before it
+// disconnects, so a connection handed over meanwhile is refused back to the primary, which
+// gives it to another worker.
 function shutdown() {
-  server.close(() => process.exit(0));
   setTimeout(() => process.exit(0), 2000).unref();
+  const cluster = require('cluster');
+  if (cluster.isWorker) {
+    cluster.worker.once('disconnect', () => process.exit(0));
+    cluster.worker.disconnect();
+  } else {
+    server.close(() => process.exit(0));
+  }
 }
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);

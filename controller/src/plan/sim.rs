@@ -12,9 +12,11 @@
 //!   a name, `save` writes the dump, a reboot resurrects the dump. A process runs the code of
 //!   the release `current` pointed at when it last (re)started.
 //! - **releases**: fetch writes the commit's tree (with that commit's lockfile) into a fresh
-//!   directory; install records what `node_modules` was installed from; reuse-deps copies
-//!   another release's `node_modules` (or installs when it is gone, as the executor does);
-//!   build records the steps it ran; a release is sealed after its last preparation step.
+//!   directory; install records what `node_modules` was installed from (a lockfile without
+//!   dependencies leaves no `node_modules` at all, as npm does); reuse-deps copies another
+//!   release's `node_modules`, and one from a release that has none is a fault (the executor
+//!   fails the step); build records the steps it ran; a release is sealed after its last
+//!   preparation step.
 //! - **the database** (its level and the backups taken) and **the hooks** run since `current`
 //!   last changed, with the release each ran in.
 //!
@@ -41,6 +43,8 @@ const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
 const C3: &str = "3333333333333333333333333333333333333333";
 const ROOT: &str = "/srv/demo";
+/// The hash of a lockfile that lists no dependencies: its install writes no `node_modules`.
+const NO_DEPS: &str = "eeeeeeeeeeee";
 
 /// One pm2 process instance, as pm2 keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,6 +157,12 @@ impl Server {
                 .releases
                 .iter()
                 .map(|(id, r)| (id.clone(), r.marker.clone()))
+                .collect(),
+            node_modules: self
+                .releases
+                .iter()
+                .filter(|(_, r)| r.marker.is_some() && r.node_modules.is_some())
+                .map(|(id, _)| id.clone())
                 .collect(),
             processes: self
                 .pm2
@@ -311,8 +321,10 @@ impl Server {
                     let theirs = self.releases.get(from).and_then(|r| r.node_modules.clone());
                     match (theirs, self.releases.get_mut(&p.release)) {
                         (Some(deps), Some(r)) => r.node_modules = Some(deps),
-                        // The executor installs when there is nothing to reuse.
-                        (None, Some(_)) => self.install(app, &p.release),
+                        // Nothing to copy: the executor fails the step.
+                        (None, Some(_)) => self.faults.push(format!(
+                            "reuse-deps from release {from}, which has no node_modules"
+                        )),
                         (_, None) => self
                             .faults
                             .push(format!("reuse-deps: no release {}", p.release)),
@@ -402,7 +414,9 @@ impl Server {
             self.faults.push(format!("install: no release {release}"));
             return;
         };
-        if let Some(cmd) = &app.spec.build.install {
+        if let Some(cmd) = &app.spec.build.install
+            && r.lockfile.as_deref() != Some(NO_DEPS)
+        {
             r.node_modules = Some(Deps {
                 lockfile: r.lockfile.clone(),
                 install: cmd.clone(),
@@ -519,11 +533,17 @@ impl Server {
                         r.commit, spec.source.commit
                     ));
                 }
-                let want_deps = spec.build.install.as_ref().map(|cmd| Deps {
-                    lockfile: r.lockfile.clone(),
-                    install: cmd.clone(),
-                    env: text_env(&spec.build.env),
-                });
+                // npm writes no node_modules for a lockfile without dependencies.
+                let want_deps = spec
+                    .build
+                    .install
+                    .as_ref()
+                    .filter(|_| r.lockfile.as_deref() != Some(NO_DEPS))
+                    .map(|cmd| Deps {
+                        lockfile: r.lockfile.clone(),
+                        install: cmd.clone(),
+                        env: text_env(&spec.build.env),
+                    });
                 if r.node_modules != want_deps {
                     out.push(format!(
                         "the live release's node_modules {:?}, the document's {want_deps:?}",
@@ -844,7 +864,13 @@ struct History {
 }
 
 fn any_history() -> impl Strategy<Value = History> {
-    let lock = || prop::option::of(prop::sample::select(vec!["aaaaaaaaaaaa", "bbbbbbbbbbbb"]));
+    let lock = || {
+        prop::option::of(prop::sample::select(vec![
+            "aaaaaaaaaaaa",
+            "bbbbbbbbbbbb",
+            NO_DEPS,
+        ]))
+    };
     (
         1u32..5,
         (lock(), lock(), lock()),

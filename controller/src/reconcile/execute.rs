@@ -377,8 +377,16 @@ impl Prep<'_> {
         let src = layout.release(from).join("node_modules");
         let dst = self.dir.join("node_modules");
         if !src.is_dir() {
-            warn!(app = %self.app.metadata.name, from = %from, "node_modules to reuse is gone; installing");
-            return self.install().await;
+            // The plan saw it; it went away since. Installing here instead would run a step
+            // the plan did not name: fail, and let the next pass plan an install.
+            return Err(StepError::new(
+                StepKind::ReuseDeps,
+                ErrorClass::Transient,
+                format!(
+                    "{} is gone since the plan: nothing to reuse (the next pass plans an install)",
+                    src.display()
+                ),
+            ));
         }
         if let Err(e) = std::fs::remove_dir_all(&dst)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -605,5 +613,58 @@ impl Secrets {
                 Ok(Secrets { env, redactor })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan chose reuse-deps from a release whose `node_modules` was there; it is gone
+    /// by the time the step runs: the step fails as reuse-deps and installs nothing.
+    #[tokio::test]
+    async fn reuse_deps_fails_when_the_source_node_modules_vanished_and_never_installs() {
+        let root = tempfile::tempdir().unwrap();
+        let mut app = super::super::fixtures::app("2222222222222222222222222222222222222222");
+        app.spec.releases.root = root.path().display().to_string();
+        app.spec.build.install = Some("touch installed-anyway".into());
+        let layout = Layout::new(root.path());
+        for id in ["from", "to"] {
+            std::fs::create_dir_all(layout.release(id)).unwrap();
+        }
+        let (dir, log) = (layout.release("to"), root.path().join("log"));
+        let secrets = Secrets::default();
+        let prep = Prep {
+            app: &app,
+            release: "to",
+            dir: &dir,
+            log: &log,
+            secrets: &secrets,
+        };
+
+        let e = prep.reuse_deps(&layout, "from").await.unwrap_err();
+        assert_eq!(e.step, StepKind::ReuseDeps);
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert!(
+            e.message.contains("is gone since the plan"),
+            "{}",
+            e.message
+        );
+        assert!(!dir.join("installed-anyway").exists(), "it ran the install");
+        assert!(!dir.join("node_modules").exists());
+
+        // With the directory there, it is copied (and still nothing is installed).
+        std::fs::create_dir_all(layout.release("from").join("node_modules/dep")).unwrap();
+        std::fs::write(
+            layout.release("from").join("node_modules/dep/index.js"),
+            "x",
+        )
+        .unwrap();
+        prep.reuse_deps(&layout, "from").await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("node_modules/dep/index.js")).unwrap(),
+            "x"
+        );
+        assert!(!dir.join("installed-anyway").exists(), "it ran the install");
     }
 }

@@ -31,6 +31,11 @@ impl Controller {
             source,
         })?;
         let current = layout.current_release();
+        let node_modules = releases
+            .iter()
+            .filter(|(id, marker)| marker.is_some() && layout.has_node_modules(id))
+            .map(|(id, _)| id.clone())
+            .collect();
         let migration = match &app.spec.migrations {
             None => MigrationState::NotManaged,
             Some(_) => {
@@ -54,6 +59,7 @@ impl Controller {
         let mut observed = Observed {
             current,
             releases,
+            node_modules,
             processes: self.pm2.jlist_cached().await?,
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,

@@ -231,6 +231,19 @@ impl Controller {
         };
         let plan = match plan_revert(rec, failed) {
             Ok(p) => p,
+            // Going back would cross a migration that cannot be undone here: the failed
+            // revision stays live. Not quarantined: a quarantine holds the last good
+            // revision, so the next pass would move the server back to it across that very
+            // migration — the revert just refused.
+            Err(refusal @ RevertRefusal::Irreversible { .. }) => {
+                let m = format!("{why}; {refusal}");
+                set_degraded(rec, &m);
+                if !regression {
+                    conclude(rec, failed, Outcome::Failed, &m, None);
+                    self.count_rollout(&rec.name, "failed");
+                }
+                return (Phase::Degraded, m);
+            }
             Err(refusal) => return degrade(self, rec, format!("{why}; {refusal}")),
         };
         let to = plan.to.revision.number;

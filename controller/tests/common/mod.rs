@@ -743,3 +743,71 @@ pub fn with_env(text: &str, key: &str, value: &str) -> String {
     app.env(key, value);
     shipshape_spec::load::to_yaml(&app)
 }
+/// The example app's local dependency's main file, relative to a release.
+pub const DEP_FILE: &str = "node_modules/dep/index.js";
+/// Its bytes as installed.
+pub const DEP_INDEX_JS: &str = "module.exports = 'dep 1.0.0';\n";
+
+/// Run `npm args` in `dir` offline, panicking with its output on failure.
+pub fn npm(dir: &Path, args: &[&str]) {
+    let out = Command::new("npm")
+        .args(args)
+        .args(["--offline", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .expect("npm runs");
+    assert!(
+        out.status.success(),
+        "npm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl World {
+    /// Give the app repo a dependency that `npm ci` installs without the network, as real
+    /// files (so a release gets a `node_modules` that `reuse-deps` can copy): a tiny package
+    /// packed into `deps/dep-1.0.0.tgz` (a `file:` directory would be a symlink) with a bin
+    /// link, locked in `package-lock.json`. Commits it; returns the commit.
+    pub fn add_local_dependency(&self) -> String {
+        let app = self.app_repo();
+        let src = self.root().join("dep-src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(
+            src.join("package.json"),
+            r#"{ "name": "dep", "version": "1.0.0", "main": "index.js", "bin": { "dep": "bin.js" } }"#,
+        )
+        .unwrap();
+        std::fs::write(src.join("index.js"), DEP_INDEX_JS).unwrap();
+        std::fs::write(
+            src.join("bin.js"),
+            "#!/usr/bin/env node\nconsole.log('dep');\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(src.join("bin.js"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::create_dir_all(app.join("deps")).unwrap();
+        npm(
+            &src,
+            &[
+                "pack",
+                "--pack-destination",
+                app.join("deps").to_str().unwrap(),
+            ],
+        );
+        let pkg_path = app.join("package.json");
+        let mut pkg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&pkg_path).unwrap()).unwrap();
+        pkg["dependencies"] = serde_json::json!({ "dep": "file:./deps/dep-1.0.0.tgz" });
+        std::fs::write(
+            &pkg_path,
+            serde_json::to_string_pretty(&pkg).unwrap() + "\n",
+        )
+        .unwrap();
+        npm(&app, &["install", "--package-lock-only"]);
+        git(&app, &["add", "-A"]);
+        git(&app, &["commit", "-qm", "a local dependency"]);
+        self.app_head()
+    }
+}
