@@ -573,6 +573,8 @@ fn a_controller_killed_at_any_step_boundary_of_a_rollout_finishes_only_the_missi
         let (code, log) = w.run_once();
         let samples = load.finish();
         assert_eq!(code, 0, "{fault}: the restart did not converge:\n{log}");
+        // No request failed, and none was answered by anything but old or new.
+        let (n, failed) = check_load(fault, &samples, &old, &version, old_only_until, None);
         assert!(
             log.contains(&format!("resuming: {}", j.describe())),
             "{fault}: the restart did not report the journal:\n{log}"
@@ -624,8 +626,6 @@ fn a_controller_killed_at_any_step_boundary_of_a_rollout_finishes_only_the_missi
             bd.worker,
             "{fault}: the worker process"
         );
-        // No request failed, and none was answered by anything but old or new.
-        let (n, failed) = check_load(fault, &samples, &old, &version, old_only_until, None);
         report.push(format!(
             "{fault}: {n} requests, {failed} failed, {:.1}s",
             t0.elapsed().as_secs_f64()
@@ -730,6 +730,7 @@ fn a_controller_killed_at_any_step_boundary_of_a_revert_finishes_the_revert_only
             code, 1,
             "{fault}: the desired revision is bad, so not Ready:\n{log}"
         );
+        let (n, failed) = check_load(fault, &samples, "1.0.0", &bad_version, None, replace_window);
         assert!(
             log.contains(&format!("resuming: {}", j.describe())),
             "{fault}: the restart did not report the journal:\n{log}"
@@ -771,7 +772,6 @@ fn a_controller_killed_at_any_step_boundary_of_a_revert_finishes_the_revert_only
             "{fault}: the revert's hook runs"
         );
         assert_eq!(backups(&w) - backups_before, 1, "{fault}: backups taken");
-        let (n, failed) = check_load(fault, &samples, "1.0.0", &bad_version, None, replace_window);
         report.push(format!(
             "{fault}: {n} requests, {failed} failed, {:.1}s",
             t0.elapsed().as_secs_f64()
