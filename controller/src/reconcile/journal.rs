@@ -361,7 +361,8 @@ mod tests {
             K::Verify,
         ];
         // (name, done, the plan made after the restart, the amended plan)
-        let rows: Vec<(&str, Vec<(K, &str)>, Vec<Step>, Vec<K>)> = vec![
+        type Row = (&'static str, Vec<(K, &'static str)>, Vec<Step>, Vec<K>);
+        let rows: Vec<Row> = vec![
             (
                 "reloaded, not saved: save",
                 vec![(K::Switch, "r"), (K::Pm2Reload, "web")],
