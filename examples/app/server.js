@@ -110,7 +110,8 @@ function shutdown() {
   setTimeout(() => process.exit(0), 2000).unref();
   const cluster = require('cluster');
   if (cluster.isWorker) {
-    cluster.worker.once('disconnect', () => process.exit(0));
+    // Linger a moment after the primary's ack, as a safety margin for a connection in flight.
+    cluster.worker.once('disconnect', () => setTimeout(() => process.exit(0), 250));
     cluster.worker.disconnect();
   } else {
     server.close(() => process.exit(0));

@@ -121,7 +121,7 @@ impl Controller {
                 (Phase::Degraded, m)
             }
             Decision::Revert => {
-                self.revert(rec, number, &message, &mut records, handle, false)
+                self.revert(rec, number, &message, &mut records, handle, false, None)
                     .await
             }
         };

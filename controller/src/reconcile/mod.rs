@@ -69,7 +69,7 @@ pub use record::{mark_ready, set_degraded};
 pub use target::{Mode, Target};
 
 use execute::Run;
-use journal::JournalFile;
+use journal::{Journal, JournalFile};
 use target::{DocumentPinChange, NoTarget, RevisionChoice};
 use verify::Cancel;
 
@@ -322,7 +322,7 @@ impl Controller {
         info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
     ) -> Result<AppResult, ReconcileError> {
-        self.begin_pass(rec, desired, info);
+        let stopped = self.begin_pass(rec, desired, info);
         // The monitor saw the live revision regress: act on it first.
         if let Some(reg) = rec.regression.take() {
             return self.on_regression(rec, reg, info, handle).await;
@@ -331,6 +331,18 @@ impl Controller {
             Ok(t) => t,
             Err(no) => return self.no_target(rec, info, no),
         };
+        // A revert the controller stopped in, to the revision held anyway: finish it as a
+        // revert (the failed revision's `onRevert` treats the schema, from its release).
+        if let Some(j) = &stopped
+            && let Some(r) = &j.reverting
+            && matches!(target.mode, Mode::Hold { .. })
+            && target.held == Some(j.revision)
+            && rec
+                .revision(r.from)
+                .is_some_and(|f| f.revision.outcome == Outcome::Failed)
+        {
+            return self.resume_revert(rec, j, info, handle).await;
+        }
         let secrets = match Secrets::load(&target.document) {
             Ok(s) => s,
             Err(e) => {
@@ -341,14 +353,37 @@ impl Controller {
         let observed = self.observe(&target.document, rec, &secrets).await?;
         let mut the_plan = plan::plan(&target.document, &observed);
         let hash = plan::processes_hash(&target.document, &secrets.env);
-        let resumed = the_plan.steps.is_empty()
+        // What the stopped pass of this same revision did that the planner cannot see.
+        let stopped = stopped.filter(|j| {
+            j.reverting.is_none()
+                && target::revision_for(rec, &target, info.config_commit, &the_plan.release, &hash)
+                    == RevisionChoice::Existing(j.revision)
+        });
+        let mut amended = journal::Amended::default();
+        if let Some(j) = &stopped {
+            amended = j.amend(&mut the_plan);
+            if amended.hooks_applied {
+                rec.hooks_applied = Some(execute::hooks_record(&target.document, &the_plan));
+            }
+            if amended != journal::Amended::default() {
+                info!(app = %rec.name, ?amended, "amended the plan with what the stopped pass did");
+            }
+        }
+        let reverify = the_plan.steps.is_empty()
             && target::needs_reverify(rec, &target, info.config_commit, &the_plan.release, &hash);
-        if resumed {
+        if reverify {
             the_plan.steps.push(PlannedStep {
                 step: Step::Verify,
                 reason: "the rollout's verification did not finish (the controller stopped, or a newer document came and went); verifying again".into(),
             });
         }
+        // Live may have changed before this pass: by the stopped pass, or before a
+        // verification that did not finish.
+        let resumed = reverify
+            || amended.verify
+            || stopped
+                .as_ref()
+                .is_some_and(|j| j.done.iter().any(|d| !d.step.leaves_live_alone()));
         if !the_plan.blockers.is_empty() {
             let message = the_plan.blockers.join("; ");
             return self.stop(rec, info, "Blocked", StepKind::Plan, &message);
@@ -378,10 +413,8 @@ impl Controller {
             _ => None,
         };
         let journal = JournalFile::new(&self.store.app_dir(&rec.name));
-        if let Err(e) = journal.begin(
-            number,
-            the_plan.steps.iter().map(|s| s.step.kind()).collect(),
-        ) {
+        let planned = the_plan.steps.iter().map(|s| s.step.kind()).collect();
+        if let Err(e) = journal.start(&Journal::new(number, planned, stopped.as_ref(), None)) {
             warn!(app = %rec.name, journal = %journal.path().display(), "could not write the in-flight journal (a controller stopped during this pass would not say where it got to): {e}");
         }
         let mut run = Run {
@@ -422,12 +455,18 @@ impl Controller {
     }
 
     /// The pass's bookkeeping before anything else: what is desired, a journal left by a
-    /// controller that stopped mid-pass, and the document's pin.
-    fn begin_pass(&self, rec: &mut AppRecord, desired: &App, info: &PassInfo<'_>) {
+    /// controller that stopped mid-pass (returned), and the document's pin.
+    fn begin_pass(
+        &self,
+        rec: &mut AppRecord,
+        desired: &App,
+        info: &PassInfo<'_>,
+    ) -> Option<Journal> {
         rec.desired_config_commit = Some(info.config_commit.to_string());
         rec.desired_app_commit = Some(desired.spec.source.commit.clone());
         rec.passes += 1;
-        if let Some(j) = JournalFile::new(&self.store.app_dir(&rec.name)).take() {
+        let stopped = JournalFile::new(&self.store.app_dir(&rec.name)).take();
+        if let Some(j) = &stopped {
             let what = j.describe();
             warn!(app = %rec.name, "resuming: {what}");
             rec.set_condition(
@@ -466,6 +505,7 @@ impl Controller {
                 warn!(app = %rec.name, "spec.pin: {why}; not pinning");
             }
         }
+        stopped
     }
 
     /// Nothing to converge to: a pin whose revision is gone, or a quarantine with nothing

@@ -14,7 +14,8 @@ use shipshape_spec::status::{
 use tracing::warn;
 
 use super::decide::{self, ErrorClass, RegressionDecision};
-use super::execute::{Run, Secrets, StepError};
+use super::execute::{self, Run, Secrets, StepError};
+use super::journal::{Journal, JournalFile, Reverting};
 use super::record::{conclude, quarantine, set_degraded, set_stalled};
 use super::target::{self, Good};
 use super::verify::Cancel;
@@ -188,7 +189,7 @@ impl Controller {
                 (Phase::Degraded, m)
             }
             None => {
-                self.revert(rec, reg.revision, &why, &mut records, handle, true)
+                self.revert(rec, reg.revision, &why, &mut records, handle, true, None)
                     .await
             }
         };
@@ -205,10 +206,43 @@ impl Controller {
         Ok(AppResult::NotReady { phase, message })
     }
 
+    /// Finish the revert a stopped controller's journal `stopped` was in: the same revert,
+    /// run again from what is observed, amended with what the journal says was done.
+    pub(super) async fn resume_revert(
+        &self,
+        rec: &mut AppRecord,
+        stopped: &Journal,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+    ) -> Result<AppResult, ReconcileError> {
+        let r = stopped.reverting.as_ref().expect("a revert's journal");
+        warn!(app = %rec.name, from = r.from, to = stopped.revision, "finishing the revert the controller stopped in");
+        let mut records = Vec::new();
+        let (phase, message) = self
+            .revert(
+                rec,
+                r.from,
+                &r.why,
+                &mut records,
+                handle,
+                r.regression,
+                Some(stopped),
+            )
+            .await;
+        if phase == Phase::Degraded {
+            self.emit(rec, EventKind::Degraded, Some(r.from), message.clone());
+        }
+        rec.phase = phase;
+        self.finish_pass(rec, info, records, &message)?;
+        Ok(AppResult::NotReady { phase, message })
+    }
+
     /// Go back from revision `failed` to the last good revision. A failed rollout that
     /// cannot be reverted is still failed (and quarantined); a regressed revision that
     /// cannot be reverted stays what it was, reported Degraded. Returns the phase and the
-    /// message to report.
+    /// message to report. `stopped`: the journal of this same revert, which a controller
+    /// stopped in.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn revert(
         &self,
         rec: &mut AppRecord,
@@ -217,6 +251,7 @@ impl Controller {
         records: &mut Vec<StepRecord>,
         handle: &Arc<AppHandle>,
         regression: bool,
+        stopped: Option<&Journal>,
     ) -> (Phase, String) {
         let failed_config = rec
             .revision(failed)
@@ -247,14 +282,28 @@ impl Controller {
             Err(refusal) => return degrade(self, rec, format!("{why}; {refusal}")),
         };
         let to = plan.to.revision.number;
-        // Quarantine first: a controller that stops mid-revert must not roll it out again.
+        // Journal, then quarantine: a controller that stops mid-revert must not roll it
+        // out again, and finishes the revert.
+        let reverting = Reverting {
+            from: failed,
+            why: why.to_string(),
+            regression,
+        };
+        let stopped = stopped.filter(|j| j.revision == to);
+        let journal = JournalFile::new(&self.store.app_dir(&rec.name));
+        let begun = Journal::new(to, Vec::new(), stopped, Some(reverting));
+        if let Err(e) = journal.start(&begun) {
+            warn!(app = %rec.name, journal = %journal.path().display(), "could not write the in-flight journal of the revert: {e}");
+        }
         let note = format!("{why}; reverting to revision {to}");
         conclude(rec, failed, Outcome::Failed, &note, None);
         quarantine(rec, failed, &failed_config, &note);
         if let Err(e) = self.store.save(rec) {
             warn!(app = %rec.name, "could not record the revert before starting it: {e}");
         }
-        let result = self.run_revert(rec, failed, &plan, records, handle).await;
+        let result = self
+            .run_revert(rec, &plan, records, handle, &begun, stopped.is_some())
+            .await;
         let labels = |r: &str| vec![("app", rec.name.clone()), ("result", r.to_string())];
         match result {
             Ok(()) => {
@@ -291,16 +340,20 @@ impl Controller {
         }
     }
 
-    /// Carry out `plan` (from revision `failed`): switch back and apply the good revision's
-    /// processes, treat the schema, verify the good revision. `records` gets every step.
+    /// Carry out `plan` (from revision `journal.reverting.from`): switch back and apply the
+    /// good revision's processes, treat the schema, verify the good revision. `records`
+    /// gets every step. `resuming`: `journal` carries what a stopped controller did of this
+    /// revert (hooks run, pm2's list unsaved, the schema treated).
     pub(super) async fn run_revert(
         &self,
         rec: &mut AppRecord,
-        failed: u64,
         plan: &RevertPlan,
         records: &mut Vec<StepRecord>,
         handle: &std::sync::Arc<AppHandle>,
+        journal: &Journal,
+        resuming: bool,
     ) -> Result<(), StepError> {
+        let failed = journal.reverting.as_ref().map_or(0, |r| r.from);
         warn!(app = %rec.name, from = failed, to = plan.to.revision.number, "reverting to the last good revision");
         let log = self.log_path(&rec.name, failed);
         let cancel = || Cancel::new(handle, &self.config, None, None);
@@ -320,13 +373,41 @@ impl Controller {
             let message = back.blockers.join("; ");
             return Err(StepError::new(StepKind::Plan, ErrorClass::Stalled, message));
         }
+        if resuming {
+            let amended = journal.amend(&mut back);
+            if amended.hooks_applied {
+                rec.hooks_applied = Some(execute::hooks_record(&back_doc, &back));
+            }
+        }
         back.steps.retain(|s| s.step != Step::Verify);
+        // The schema step, unless the stopped revert did it.
+        let migration = plan
+            .migration
+            .as_ref()
+            .filter(|(s, _)| !(resuming && journal.did(s.step.kind())));
+        let planned = back
+            .steps
+            .iter()
+            .map(|s| s.step.kind())
+            .chain(migration.map(|(s, _)| s.step.kind()))
+            .chain([StepKind::Verify])
+            .collect();
+        let file = JournalFile::new(&self.store.app_dir(&rec.name));
+        let started = Journal::new(
+            journal.revision,
+            planned,
+            Some(journal),
+            journal.reverting.clone(),
+        );
+        if let Err(e) = file.start(&started) {
+            warn!(app = %rec.name, journal = %file.path().display(), "could not write the in-flight journal of the revert: {e}");
+        }
         let result = self
             .run_into(&back_doc, &back, &secrets, &log, cancel(), rec, records)
             .await;
         result?;
         rec.live_revision = Some(plan.to.revision.number);
-        if let Some((step, doc)) = &plan.migration {
+        if let Some((step, doc)) = migration {
             let failed_secrets = Secrets::load(doc).map_err(env_error)?;
             let release = rec
                 .revision(failed)
