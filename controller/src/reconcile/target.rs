@@ -139,7 +139,7 @@ pub fn choose(rec: &AppRecord, desired: &App, config_commit: &str) -> Result<Tar
     if let Some(why) = quarantine_of(rec, config_commit) {
         return match good_revision(rec, None) {
             Some((r, _)) => Ok(Target {
-                document: r.document.clone(),
+                document: held_document(rec, config_commit, r),
                 mode: Mode::Hold { why },
                 held: Some(r.revision.number),
             }),
@@ -151,6 +151,32 @@ pub fn choose(rec: &AppRecord, desired: &App, config_commit: &str) -> Result<Tar
         mode: Mode::Follow,
         held: None,
     })
+}
+
+/// The good revision's document as a quarantine holds it. When the revert away from the
+/// quarantined revision kept its schema (`onRevert: keep`, expand/contract), the database
+/// stays at that revision's level: holding the good revision must not migrate it down, so
+/// its migrations are left unmanaged while the hold lasts.
+fn held_document(rec: &AppRecord, config_commit: &str, good: &RevisionEntry) -> App {
+    let mut document = good.document.clone();
+    let kept = rec
+        .quarantined
+        .iter()
+        .find(|q| q.config_commit == config_commit)
+        .and_then(|q| rec.revision(q.revision))
+        .is_some_and(|failed| {
+            failed.revision.level != good.revision.level
+                && failed
+                    .document
+                    .spec
+                    .migrations
+                    .as_ref()
+                    .is_some_and(|m| m.on_revert == shipshape_spec::app::OnRevert::Keep)
+        });
+    if kept {
+        document.spec.migrations = None;
+    }
+    document
 }
 
 /// What a pass's steps would be applied as.
@@ -495,6 +521,39 @@ mod tests {
                 (mode, t.held)
             });
             assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn a_hold_after_a_revert_that_kept_the_schema_does_not_migrate_down() {
+        let migrations = |level: &str, on_revert: &str| {
+            serde_json::from_value::<shipshape_spec::app::Migrations>(serde_json::json!({
+                "driver": "dbmate", "level": level, "onRevert": on_revert
+            }))
+            .unwrap()
+        };
+        // (onRevert of the failed revision, its level, whether the hold manages migrations)
+        let rows = [
+            ("keep", "002", false),
+            ("keep", "001", true),
+            ("down", "002", true),
+            ("restore", "002", true),
+        ];
+        for (how, failed_level, managed) in rows {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, Outcome::Healthy), entry(2, Outcome::Reverted)];
+            rec.revisions[0].document.spec.migrations = Some(migrations("001", how));
+            rec.revisions[0].revision.level = Some("001".into());
+            rec.revisions[1].document.spec.migrations = Some(migrations(failed_level, how));
+            rec.revisions[1].revision.level = Some(failed_level.into());
+            quarantine(&mut rec, "cfg", 2);
+            let t = choose(&rec, &app("x"), "cfg").unwrap();
+            assert_eq!(t.held, Some(1));
+            assert_eq!(
+                t.document.spec.migrations.is_some(),
+                managed,
+                "onRevert {how}, failed level {failed_level}"
+            );
         }
     }
 
