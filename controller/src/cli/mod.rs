@@ -421,6 +421,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .display()
             .to_string(),
     };
+    let hub = crate::events::Hub::default();
     Ok(Controller {
         config: ConfigRepo {
             repo,
@@ -442,12 +443,17 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             cache: Default::default(),
             cache_for: args.pm2_cache,
             daemon_up: Default::default(),
+            socket: crate::pm2::SocketReads {
+                timeout: args.pm2_timeout.min(Duration::from_secs(5)),
+                metrics: Some(hub.metrics.clone()),
+                ..Default::default()
+            },
         },
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
         sources_dir: state_dir.join("sources"),
-        hub: crate::events::Hub::default(),
+        hub,
         trust: crate::trust::Trust {
             allowed_signers: args.allowed_signers.clone(),
             gpg_keyring: args.gpg_keyring.clone(),
