@@ -81,12 +81,15 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A decoded frame's arguments and how many bytes it took.
+pub type Decoded = (Vec<Vec<u8>>, usize);
+
 /// Decode the first amp frame at the start of `buf`: `Ok(None)` when more bytes are
 /// needed, else its arguments and how many bytes it took.
 ///
 /// # Errors
 /// [`SocketError::Unexpected`] for another protocol version or a frame over [`MAX_FRAME`].
-pub fn decode(buf: &[u8]) -> Result<Option<(Vec<Vec<u8>>, usize)>, SocketError> {
+pub fn decode(buf: &[u8]) -> Result<Option<Decoded>, SocketError> {
     let Some(&meta) = buf.first() else {
         return Ok(None);
     };
