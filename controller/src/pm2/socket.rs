@@ -322,6 +322,10 @@ mod tests {
             Err(SocketError::Unexpected(_))
         ));
         assert!(matches!(
+            decode(&[0x21, 0, 0, 0, 1, b'x']),
+            Err(SocketError::Unexpected(_))
+        ));
+        assert!(matches!(
             decode(&[0x11, 0xff, 0xff, 0xff, 0xff]),
             Err(SocketError::Unexpected(_))
         ));
