@@ -273,3 +273,51 @@ async fn a_socket_that_is_not_pm2s_falls_back_to_the_cli_and_is_reported() {
     assert_eq!(seen(&pm2.jlist_cached().await.unwrap()), expected);
     assert_eq!(fallbacks(&metrics, "missing"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_read_that_overlaps_a_change_does_not_fill_the_cache() {
+    let w = World::new("sock-cache");
+    let fakes = tempfile::tempdir().unwrap();
+    // A daemon that answers an empty list, slowly.
+    let slow = fakes.path().join("slow.sock");
+    let listener = tokio::net::UnixListener::bind(&slow).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let frame = loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some((f, _)) = socket::decode(&buf).unwrap() {
+                        break f;
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let _ = s
+                    .write_all(&socket::encode(&[b"j:{\"args\":[[]]}", &frame[1]]))
+                    .await;
+            });
+        }
+    });
+    let metrics = Arc::new(Metrics::new());
+    let mut pm2 = client(&w, &metrics);
+    pm2.cache_for = Duration::from_secs(60);
+    pm2.socket.path = Some(slow);
+    let reader = {
+        let pm2 = pm2.clone();
+        tokio::spawn(async move { pm2.jlist_cached().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A change while the read is in flight (its outcome does not matter here).
+    let _ = pm2.delete("nothing-by-that-name").await;
+    assert!(reader.await.unwrap().unwrap().is_empty());
+    assert!(
+        pm2.cache.lock().unwrap().is_none(),
+        "a list read before a change was cached"
+    );
+    // Without a change in between, the read is cached.
+    assert!(pm2.jlist_cached().await.unwrap().is_empty());
+    assert!(pm2.cache.lock().unwrap().is_some());
+}
