@@ -129,6 +129,22 @@ async fn the_sockets_list_equals_pm2_jlist() {
             .render()
             .contains("shipshape_pm2_socket_fallbacks_total")
     );
+
+    // Socket reads do not wait for the turn the CLI needs (held here by a long write).
+    let mut cached = pm2.clone();
+    cached.cache_for = Duration::from_secs(60);
+    let _turn = pm2.turn.lock().await;
+    let within = Duration::from_secs(10);
+    let (list, via) = tokio::time::timeout(within, pm2.jlist_via())
+        .await
+        .expect("a socket read waited for the turn")
+        .unwrap();
+    assert_eq!((list.len(), via), (3, ReadVia::Socket));
+    let list = tokio::time::timeout(within, cached.jlist_cached())
+        .await
+        .expect("a cached socket read waited for the turn")
+        .unwrap();
+    assert_eq!(list.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
