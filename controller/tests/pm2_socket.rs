@@ -236,7 +236,9 @@ async fn a_socket_that_is_not_pm2s_falls_back_to_the_cli_and_is_reported() {
     });
     let unreadable = fakes.path().join("unreadable.sock");
     fake_daemon(unreadable.clone(), |req| {
-        let body = format!("j:{{\"args\":[[{{\"env\":\"{SECRET}\"}}]]}}");
+        // An env that is not a map: serde's error would quote it.
+        let body =
+            format!("j:{{\"args\":[[{{\"name\":\"a\",\"pm2_env\":{{\"env\":\"{SECRET}\"}}}}]]}}");
         Some(socket::encode(&[body.as_bytes(), &req[1]]))
     });
     let silent = fakes.path().join("silent.sock");

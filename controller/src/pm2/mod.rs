@@ -309,9 +309,10 @@ impl Pm2 {
                 self.count_fallback(e.kind());
                 e.to_string()
             })?;
-        let list = parse_list(list).map_err(|e| {
+        let list = parse_list(list).map_err(|_| {
             self.count_fallback("unexpected");
-            format!("pm2's socket answered an unreadable process list: {e}")
+            // serde's message may quote a value (an env value of the wrong type): not shown.
+            "pm2's socket answered a process list this version cannot read".to_string()
         })?;
         self.daemon_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
