@@ -21,7 +21,7 @@ while IFS= read -r ref; do
     echo "missing test: $ref"; missing=$((missing + 1))
   fi
   checked=$((checked + 1))
-done < <(grep -ohE '[a-z_]+\.rs::[a-z0-9_]+…?' README.md docs/reliability.md docs/security.md | sort -u)
+done < <(grep -ohE '[a-z0-9_]+\.rs::[a-z0-9_]+…?' README.md docs/reliability.md docs/security.md | sort -u)
 if [ $missing -gt 0 ]; then
   echo "$missing test reference(s) in the docs name no test"; exit 1
 fi

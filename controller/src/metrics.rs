@@ -82,6 +82,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "gauge",
         "When the config repo was last read successfully.",
     ),
+    (
+        "shipshape_pm2_socket_fallbacks_total",
+        "counter",
+        "Process-list reads that fell back from pm2's daemon socket to `pm2 jlist`, by reason (missing, refused, timeout, io, unexpected, remote).",
+    ),
 ];
 
 /// The registry.

@@ -12,7 +12,8 @@ use common::World;
 use shipshape_spec::status::Phase;
 
 /// A pm2 wrapper that fails `pm2 jlist` while `<root>/jlist-fails` exists, and otherwise
-/// runs the real pm2.
+/// runs the real pm2 (the controller is told to read through the CLI only, so the
+/// failure is not bypassed by pm2's socket).
 fn failing_jlist_pm2(w: &World) -> (PathBuf, PathBuf) {
     let flag = w.root().join("jlist-fails");
     let wrapper = w.root().join("pm2-wrapper");
@@ -36,7 +37,10 @@ fn a_failed_pm2_jlist_while_pruning_does_not_mark_the_app_pruned_and_the_next_pa
     let (wrapper, flag) = failing_jlist_pm2(&w);
     let pm2 = wrapper.to_str().unwrap();
     w.commit_config(&w.document(&w.app_head()));
-    let out = w.shipshape(&["run", "--once"], &[("SHIPSHAPE_PM2", pm2)]);
+    let out = w.shipshape(
+        &["run", "--once"],
+        &[("SHIPSHAPE_PM2", pm2), ("SHIPSHAPE_PM2_NO_SOCKET", "true")],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -49,7 +53,10 @@ fn a_failed_pm2_jlist_while_pruning_does_not_mark_the_app_pruned_and_the_next_pa
     w.commit_config_file("README.md", Some("apps for this host\n"));
     w.commit_config_file("prunefail.yaml", None);
     std::fs::write(&flag, "").unwrap();
-    let out = w.shipshape(&["run", "--once", "--prune"], &[("SHIPSHAPE_PM2", pm2)]);
+    let out = w.shipshape(
+        &["run", "--once", "--prune"],
+        &[("SHIPSHAPE_PM2", pm2), ("SHIPSHAPE_PM2_NO_SOCKET", "true")],
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{log}");
     let rec = w.record();
@@ -81,7 +88,10 @@ fn a_failed_pm2_jlist_while_pruning_does_not_mark_the_app_pruned_and_the_next_pa
 
     // pm2 answers again: the next pass prunes.
     std::fs::remove_file(&flag).unwrap();
-    let out = w.shipshape(&["run", "--once", "--prune"], &[("SHIPSHAPE_PM2", pm2)]);
+    let out = w.shipshape(
+        &["run", "--once", "--prune"],
+        &[("SHIPSHAPE_PM2", pm2), ("SHIPSHAPE_PM2_NO_SOCKET", "true")],
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     let rec = w.record();
     assert_eq!(rec.phase, Phase::Pruned, "{log}");

@@ -86,6 +86,9 @@ pub struct SourceArgs {
     /// Time limit for one pm2 command.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub pm2_timeout: Duration,
+    /// Read pm2's process list with `pm2 jlist` only, never through its daemon's socket.
+    #[arg(long, env = "SHIPSHAPE_PM2_NO_SOCKET")]
+    pub pm2_no_socket: bool,
 }
 
 /// The flags of `shipshape run`.
@@ -421,6 +424,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .display()
             .to_string(),
     };
+    let hub = crate::events::Hub::default();
     Ok(Controller {
         config: ConfigRepo {
             repo,
@@ -442,12 +446,18 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             cache: Default::default(),
             cache_for: args.pm2_cache,
             daemon_up: Default::default(),
+            socket: crate::pm2::SocketReads {
+                enabled: !args.pm2_no_socket,
+                timeout: args.pm2_timeout.min(Duration::from_secs(5)),
+                metrics: Some(hub.metrics.clone()),
+                ..Default::default()
+            },
         },
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
         sources_dir: state_dir.join("sources"),
-        hub: crate::events::Hub::default(),
+        hub,
         trust: crate::trust::Trust {
             allowed_signers: args.allowed_signers.clone(),
             gpg_keyring: args.gpg_keyring.clone(),

@@ -1,5 +1,7 @@
-//! The real pm2, driven through its CLI with an isolated `PM2_HOME` and a cleared
-//! environment: reading processes (`pm2 jlist`), applying a generated ecosystem file
+//! The real pm2 with an isolated `PM2_HOME`: the process list is read through its
+//! daemon's RPC socket ([`socket`]), falling back to `pm2 jlist` when the socket is
+//! missing or answers unexpectedly; changes go through its CLI with a cleared
+//! environment: applying a generated ecosystem file
 //! (`startOrReload --only NAME --update-env`), deleting, and saving the dump, which holds
 //! env-file values in clear text: `PM2_HOME` is created 0700 and the dump kept 0600.
 //!
@@ -14,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::exec::{self, ExecError, Spec};
+
+pub mod socket;
 
 /// Env key carrying the app a process belongs to (its absence means: not ours).
 pub const ENV_APP: &str = "SHIPSHAPE_APP";
@@ -50,6 +54,50 @@ pub struct Pm2 {
     /// on, reading the process list does not wait for the turn, so one app's health
     /// rounds never wait behind another app's reload.
     pub daemon_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Reading the process list through pm2's daemon socket.
+    pub socket: SocketReads,
+}
+
+/// How [`Pm2::jlist`] reads through pm2's daemon socket, and reports falling back to the CLI.
+#[derive(Debug, Clone)]
+pub struct SocketReads {
+    /// Read through the socket at all (else always `pm2 jlist`).
+    pub enabled: bool,
+    /// The socket; `None`: `PM2_HOME/rpc.sock`.
+    pub path: Option<PathBuf>,
+    /// Time limit for connecting and for one call.
+    pub timeout: Duration,
+    /// Where fallbacks are counted (`shipshape_pm2_socket_fallbacks_total`).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// Set when a fallback was warned about; cleared when the socket answers again, so a
+    /// fallback streak is warned about once.
+    pub warned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Changes made through this client; a socket read (which does not take the turn)
+    /// that overlapped one does not fill the cache.
+    pub changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for SocketReads {
+    fn default() -> Self {
+        SocketReads {
+            enabled: true,
+            path: None,
+            timeout: Duration::from_secs(5),
+            metrics: None,
+            warned: Default::default(),
+            changes: Default::default(),
+        }
+    }
+}
+
+/// Which way a process list was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadVia {
+    /// Through pm2's daemon socket.
+    Socket,
+    /// Through `pm2 jlist`, after the socket failed for this reason (`None`: socket reads
+    /// are disabled).
+    Cli(Option<String>),
 }
 
 /// One pm2 process instance, as `pm2 jlist` reports it.
@@ -162,8 +210,22 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>, Pm2Error> {
         .ok_or_else(|| Pm2Error::Parse(exec::tail_of(text.as_bytes())))?;
     let raw: Vec<RawProc> =
         serde_json::from_str(line).map_err(|e| Pm2Error::Parse(format!("{e}")))?;
-    Ok(raw
-        .into_iter()
+    Ok(instances(raw))
+}
+
+/// The instances in pm2's process list as JSON (`getMonitorData`'s answer, which is what
+/// `pm2 jlist` prints).
+///
+/// # Errors
+/// [`Pm2Error::Parse`] when it is not such a list (the message names no value).
+pub fn parse_list(list: serde_json::Value) -> Result<Vec<Instance>, Pm2Error> {
+    let raw: Vec<RawProc> =
+        serde_json::from_value(list).map_err(|e| Pm2Error::Parse(format!("{e}")))?;
+    Ok(instances(raw))
+}
+
+fn instances(raw: Vec<RawProc>) -> Vec<Instance> {
+    raw.into_iter()
         .map(|p| Instance {
             cpu: p.monit["cpu"]
                 .as_f64()
@@ -192,7 +254,7 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>, Pm2Error> {
                 })
                 .collect(),
         })
-        .collect())
+        .collect()
 }
 
 impl Pm2 {
@@ -210,6 +272,9 @@ impl Pm2 {
     /// [`Pm2::call`] for a caller that already holds the turn.
     async fn call_in_turn(&self, action: &str, args: &[&str]) -> Result<exec::Output, Pm2Error> {
         if action != "jlist" {
+            self.socket
+                .changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             *self.cache.lock().expect("pm2 cache") = None;
         }
         crate::state::ensure_dir(&self.home).map_err(|source| Pm2Error::Io {
@@ -227,11 +292,65 @@ impl Pm2 {
         })
     }
 
-    /// Every process pm2 knows, ours or not.
-    ///
-    /// # Errors
-    /// [`Pm2Error`] when pm2 cannot be run or its output is unreadable.
-    pub async fn jlist(&self) -> Result<Vec<Instance>, Pm2Error> {
+    /// The daemon's socket.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .path
+            .clone()
+            .unwrap_or_else(|| self.home.join("rpc.sock"))
+    }
+
+    /// The process list through the daemon's socket; `Err` carries why not (for the
+    /// fallback's report), never a payload.
+    async fn socket_list(&self) -> Result<Vec<Instance>, String> {
+        let list = socket::monitor_data(&self.socket_path(), self.socket.timeout)
+            .await
+            .map_err(|e| {
+                self.count_fallback(e.kind());
+                e.to_string()
+            })?;
+        let list = parse_list(list).map_err(|_| {
+            self.count_fallback("unexpected");
+            // serde's message may quote a value (an env value of the wrong type): not shown.
+            "pm2's socket answered a process list this version cannot read".to_string()
+        })?;
+        self.daemon_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self
+            .socket
+            .warned
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::info!("reading pm2's process list through its daemon socket again");
+        }
+        Ok(list)
+    }
+
+    fn count_fallback(&self, reason: &'static str) {
+        if let Some(m) = &self.socket.metrics {
+            m.inc(
+                "shipshape_pm2_socket_fallbacks_total",
+                vec![("reason", reason.to_string())],
+                1.0,
+            );
+        }
+    }
+
+    /// Warn about falling back to the CLI, once per streak.
+    fn report_fallback(&self, reason: &str) {
+        if !self
+            .socket
+            .warned
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(
+                "reading pm2's process list with `pm2 jlist` instead of its daemon socket: {reason}"
+            );
+        }
+    }
+
+    /// `pm2 jlist` through the CLI.
+    async fn cli_list(&self) -> Result<Vec<Instance>, Pm2Error> {
         // Reading is safe beside another call once the daemon runs (only two calls that
         // both have to spawn it race).
         let out = if self.daemon_up.load(std::sync::atomic::Ordering::SeqCst) {
@@ -242,8 +361,36 @@ impl Pm2 {
         parse_jlist(&out.stdout)
     }
 
-    /// `pm2 jlist`, or its result from less than [`Pm2::cache_for`] ago. Starting pm2's
-    /// CLI costs a Node start (~0.3 s); a pass over many apps observes once.
+    /// Every process pm2 knows, ours or not.
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when pm2 cannot be run or its output is unreadable.
+    pub async fn jlist(&self) -> Result<Vec<Instance>, Pm2Error> {
+        self.jlist_via().await.map(|(list, _)| list)
+    }
+
+    /// [`Pm2::jlist`], saying which way it read: through the daemon's socket (without
+    /// waiting for the turn), else `pm2 jlist` (the fallback is warned about once per
+    /// streak and counted in `shipshape_pm2_socket_fallbacks_total`).
+    ///
+    /// # Errors
+    /// [`Pm2Error`] when both the socket and pm2's CLI fail.
+    pub async fn jlist_via(&self) -> Result<(Vec<Instance>, ReadVia), Pm2Error> {
+        if !self.socket.enabled {
+            return Ok((self.cli_list().await?, ReadVia::Cli(None)));
+        }
+        match self.socket_list().await {
+            Ok(list) => Ok((list, ReadVia::Socket)),
+            Err(reason) => {
+                self.report_fallback(&reason);
+                Ok((self.cli_list().await?, ReadVia::Cli(Some(reason))))
+            }
+        }
+    }
+
+    /// The process list, or its reading from less than [`Pm2::cache_for`] ago. Through
+    /// the socket a read costs little; through the CLI a Node start (~0.14 s of CPU), and
+    /// a pass over many apps observes once.
     ///
     /// # Errors
     /// [`Pm2Error`] when pm2 cannot be run or its output is unreadable.
@@ -251,19 +398,49 @@ impl Pm2 {
         if self.cache_for.is_zero() {
             return self.jlist().await;
         }
+        let fresh = || {
+            self.cache
+                .lock()
+                .expect("pm2 cache")
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < self.cache_for)
+                .map(|(_, list)| list.clone())
+        };
+        if let Some(list) = fresh() {
+            return Ok(list);
+        }
+        let started = std::time::Instant::now();
+        if self.socket.enabled {
+            let changes = self
+                .socket
+                .changes
+                .load(std::sync::atomic::Ordering::SeqCst);
+            match self.socket_list().await {
+                Ok(list) => {
+                    let mut cache = self.cache.lock().expect("pm2 cache");
+                    // A change made while reading may not show in this list.
+                    if self
+                        .socket
+                        .changes
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                        == changes
+                    {
+                        *cache = Some((started, list.clone()));
+                    }
+                    return Ok(list);
+                }
+                Err(reason) => self.report_fallback(&reason),
+            }
+        }
         // Wait for our turn first: an observation queued behind another one reuses its result.
         let _turn = self.turn.lock().await;
-        if let Some((at, list)) = self.cache.lock().expect("pm2 cache").as_ref()
-            && at.elapsed() < self.cache_for
-        {
-            return Ok(list.clone());
+        if let Some(list) = fresh() {
+            return Ok(list);
         }
         let started = std::time::Instant::now();
         let out = self.call_in_turn("jlist", &["jlist"]).await?;
         let list = parse_jlist(&out.stdout)?;
-        if !self.cache_for.is_zero() {
-            *self.cache.lock().expect("pm2 cache") = Some((started, list.clone()));
-        }
+        *self.cache.lock().expect("pm2 cache") = Some((started, list.clone()));
         Ok(list)
     }
 
