@@ -335,12 +335,28 @@ impl Context<'_> {
     pub async fn backup(&self, file: &Path) -> Result<(), MigrateError> {
         let m = self.migrations();
         let Some(cmd) = &m.backup else { return Ok(()) };
+        // A dump holds the whole database: the directory is 0700 and the file 0600 from its
+        // first byte (created empty first: a tool that truncates keeps the mode), and again
+        // after the tool ran (one that replaces the file does not).
         if let Some(dir) = file.parent() {
-            let _ = std::fs::create_dir_all(dir);
+            let _ = crate::state::ensure_dir(dir);
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(file);
         }
         let spec = Spec::shell(cmd, &self.dir, m.timeout.std())
             .envs([("SHIPSHAPE_BACKUP_FILE", file.display().to_string())]);
         exec::run(&self.spec(spec)).await?;
+        if file.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
+        }
         Ok(())
     }
 }

@@ -493,6 +493,11 @@ fn on_revert_restore_restores_the_backup_taken_before_the_up_migration() {
     let backup = &s[3].1;
     assert_eq!(&s[12].1, backup);
     assert!(std::path::Path::new(backup).is_file(), "{backup}");
+    // A dump holds the whole database: private, in a private directory.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(std::path::Path::new(backup)), 0o600, "{backup}");
+    assert_eq!(mode(std::path::Path::new(backup).parent().unwrap()), 0o700);
     let rec = w.record();
     let failed = common::revision_of(&rec, &v2);
     assert_eq!(failed.revision.outcome, Outcome::Reverted);
