@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::World;
+use common::{AppEdit, World};
 use shipshape_spec::status::{ConditionStatus, Outcome, Phase};
 
 /// Deploy v1 and return its commit.
@@ -64,7 +64,9 @@ fn malformed_yaml_a_wrong_type_and_an_unknown_field_are_located_and_change_nothi
         assert_v1_still_live(&w, &v1);
     }
     // The next good commit recovers without a restart.
-    w.commit_config(&good.replace("interval: 300ms", "interval: 250ms"));
+    let mut fixed = w.app(&v1);
+    fixed.spec.health.interval = shipshape_spec::Duration::from_millis(250);
+    w.commit_app(&fixed);
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "{log}");
 }
@@ -130,11 +132,9 @@ fn a_failing_install_keeps_the_live_release_and_reports_the_output_tail() {
     let w = World::new("brokeninstall");
     let v1 = live_v1(&w);
     let v2 = w.commit_app_version("2.0.0");
-    let doc = w.document(&v2).replace(
-        "install: npm ci --no-audit --no-fund",
-        "install: echo lockfile-is-out-of-sync >&2; exit 7",
-    );
-    w.commit_config(&doc);
+    let mut doc = w.app(&v2);
+    doc.spec.build.install = Some("echo lockfile-is-out-of-sync >&2; exit 7".into());
+    w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     assert_v1_still_live(&w, &v1);
@@ -178,11 +178,10 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
     let w = World::new("regress");
     let v1 = live_v1(&w);
     let v2 = w.commit_app_version("2.0.0");
-    let doc = w
-        .document(&v2)
-        .replace("        PORT:", "        HEALTH_FAIL: \"1\"\n        PORT:")
-        .replace("progressDeadline: 20s", "progressDeadline: 3s");
-    let bad_config = w.commit_config(&doc);
+    let mut doc = w.app(&v2);
+    doc.env("HEALTH_FAIL", "1");
+    doc.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(3);
+    let bad_config = w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     assert_v1_still_live(&w, &v1);
@@ -240,14 +239,14 @@ fn a_health_check_that_never_passes_reverts_to_the_last_healthy_revision_and_is_
 fn a_first_deploy_that_never_gets_healthy_is_reported_and_not_retried() {
     let w = World::new("neverhealthy");
     let v1 = w.app_head();
-    let doc = w
-        .document(&v1)
-        .replace(
-            "bodyContains: '\"status\":\"ok\"'",
-            "bodyContains: 'never-in-the-body'",
-        )
-        .replace("progressDeadline: 20s", "progressDeadline: 2s");
-    w.commit_config(&doc);
+    let mut doc = w.app(&v1);
+    doc.spec.health.checks[0]
+        .http
+        .as_mut()
+        .expect("the default check is http")
+        .body_contains = Some("never-in-the-body".into());
+    doc.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(2);
+    w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     let rec = w.record();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{World, fresh_database, wait_for};
+use common::{AppEdit, World, fresh_database, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
 
 fn live_v1(w: &World) -> String {
@@ -30,17 +30,10 @@ fn a_build_that_never_ends_is_killed_with_its_children_and_changes_nothing() {
     let v1 = live_v1(&w);
     let v2 = w.commit_app_version("2.0.0");
     let pidfile = w.root().join("build-child.pid");
-    let doc = w
-        .document(&v2)
-        .replace(
-            "      - npm run build\n",
-            &format!(
-                "      - sleep 300 & echo $! > {}; wait\n",
-                pidfile.display()
-            ),
-        )
-        .replace("    timeout: 60s\n", "    timeout: 2s\n");
-    w.commit_config(&doc);
+    let mut doc = w.app(&v2);
+    doc.spec.build.steps = vec![format!("sleep 300 & echo $! > {}; wait", pidfile.display())];
+    doc.spec.build.timeout = shipshape_spec::Duration::from_secs(2);
+    w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     let err = w.record().last_error.unwrap();
@@ -72,11 +65,10 @@ fn a_health_endpoint_that_hangs_fails_the_rollout_within_its_timeout_and_is_reve
     let w = World::new("hangs");
     let v1 = live_v1(&w);
     let v2 = w.commit_app_version("2.0.0");
-    let doc = w
-        .document(&v2)
-        .replace("        PORT:", "        HEALTH_HANG: \"1\"\n        PORT:")
-        .replace("progressDeadline: 20s", "progressDeadline: 3s");
-    w.commit_config(&doc);
+    let mut doc = w.app(&v2);
+    doc.env("HEALTH_HANG", "1");
+    doc.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(3);
+    w.commit_app(&doc);
     let started = std::time::Instant::now();
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
@@ -106,10 +98,9 @@ fn the_pm2_daemon_killed_during_verification_fails_the_rollout_which_is_reverted
     });
     let v2 = w.commit_app_version("2.0.0");
     // A slow verification leaves time to kill pm2 under it.
-    let c2 = w.commit_config(
-        &w.document(&v2)
-            .replace("successThreshold: 2", "successThreshold: 15"),
-    );
+    let mut slow = w.app(&v2);
+    slow.spec.health.success_threshold = 15;
+    let c2 = w.commit_app(&slow);
     // Not as soon as `current` moved: a kill during the pm2-reload step is undone by that
     // very `pm2 startOrReload` (it spawns a new daemon and starts the processes), and the
     // rollout passes. Kill it under the verification.
@@ -151,8 +142,17 @@ fn the_pm2_daemon_killed_during_verification_fails_the_rollout_which_is_reverted
         "{m}"
     );
     assert!(m.contains("reverted to revision 1"), "{m}");
-    // Going back starts the processes again in the new daemon (pm2 lost its list).
-    let steps = common::steps(&rec);
+    // Going back starts the processes again in the new daemon (pm2 lost its list). Read
+    // from the revision's log: later passes (holding) may already have replaced `last_pass`.
+    let number = rev.revision.number.to_string();
+    let log = w.shipshape(&["logs", &w.name, &number], &[]);
+    let log = String::from_utf8_lossy(&log.stdout).into_owned();
+    let steps: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("== "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(steps.len() >= 4, "{log}");
     assert_eq!(
         steps[steps.len() - 4..],
         ["switch", "pm2-start", "pm2-save", "verify"],
@@ -312,11 +312,12 @@ fn a_full_disk_while_preparing_a_release_changes_nothing_and_recovers_when_space
     let v1 = live_v1(&w);
     let v2 = w.commit_app_version("2.0.0");
     // v2's build writes more than the disk holds.
-    let doc = w.document(&v2).replace(
-        "      - npm run build\n",
-        "      - npm run build\n      - head -c 6000000 /dev/zero > dist/assets.bin\n",
-    );
-    w.commit_config(&doc);
+    let mut doc = w.app(&v2);
+    doc.spec
+        .build
+        .steps
+        .push("head -c 6000000 /dev/zero > dist/assets.bin".into());
+    w.commit_app(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
     let rec = w.record();
@@ -393,10 +394,9 @@ fn sigterm_during_a_rollout_stops_cleanly_and_the_next_start_resumes() {
     let d = w.start(&[]);
     w.wait_record("v1 under the daemon", 60, &d, |r| r.phase == Phase::Ready);
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(
-        &w.document(&v2)
-            .replace("successThreshold: 2", "successThreshold: 50"),
-    );
+    let mut slow = w.app(&v2);
+    slow.spec.health.success_threshold = 50;
+    w.commit_app(&slow);
     w.wait_record("v2 verifying", 60, &d, |r| {
         r.phase == Phase::Progressing && w.current().as_deref() == Some(v2.as_str())
     });

@@ -162,20 +162,23 @@ fn a_code_rollout_and_a_revert_in_cluster_mode_fail_no_request_at_100_per_second
     let w = World::new("load");
     let v1 = w.app_head();
     let doc = |commit: &str| {
-        w.document(commit).replace(
-            "    progressDeadline: 20s\n",
-            "    progressDeadline: 30s\n    failureThreshold: 2\n",
-        )
+        let mut app = w.app(commit);
+        app.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(30);
+        app.spec.health.failure_threshold = 2;
+        assert_eq!(
+            app.spec.processes[0].exec_mode,
+            Some(shipshape_spec::app::ExecMode::Cluster),
+            "a graceful reload needs cluster mode"
+        );
+        app
     };
-    assert!(doc(&v1).contains("failureThreshold: 2"));
-    assert!(doc(&v1).contains("instances: 2\n      exec_mode: cluster"));
-    w.commit_config(&doc(&v1));
+    w.commit_app(&doc(&v1));
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "{log}");
 
     // A code rollout: v2 is reloaded in place of v1.
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(&doc(&v2));
+    w.commit_app(&doc(&v2));
     let tally = under_load(&w, "code rollout", || {
         let (code, log) = w.run_once();
         assert_eq!(code, 0, "{log}");
@@ -210,7 +213,7 @@ fn a_code_rollout_and_a_revert_in_cluster_mode_fail_no_request_at_100_per_second
     )
     .unwrap();
     let v3 = w.commit_app_version("3.0.0");
-    w.commit_config(&doc(&v3));
+    w.commit_app(&doc(&v3));
     let tally = under_load(&w, "revert", || {
         let (code, log) = w.run_once();
         assert_eq!(code, 1, "v3 fails and is reverted:\n{log}");
