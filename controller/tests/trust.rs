@@ -139,6 +139,12 @@ fn unsigned_pushes_never_cancel_a_trusted_rollout_which_then_fails_and_is_revert
     w.commit_app_version("2.0.0");
     let v2 = w.commit_app_files(&[("server.js", &broken)], "v2 answers 500");
     s.commit(&w, &greet(&w, &v2, "hello"));
+    // Only the tip is verified: an unsigned commit landing before the controller read the
+    // signed one would leave it never trusted (the server stays on v1, by design). So the
+    // unsigned pushes start once the trusted rollout has begun.
+    w.wait_record("the trusted v2 rollout begun", 60, &d, |r| {
+        r.revision(2).is_some()
+    });
     // … while unsigned commits keep landing on top, several a second.
     let stop = AtomicBool::new(false);
     let rec = std::thread::scope(|scope| {
