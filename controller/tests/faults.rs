@@ -16,6 +16,12 @@ use std::time::Duration;
 use common::{World, fresh_database, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
 
+/// `text` with `from` replaced by `to`; fails when `from` is not there.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the document has no {from:?}:\n{text}");
+    text.replacen(from, to, 1)
+}
+
 fn live_v1(w: &World) -> String {
     let v1 = w.app_head();
     w.commit_config(&w.document(&v1));
@@ -393,10 +399,16 @@ fn sigterm_during_a_rollout_stops_cleanly_and_the_next_start_resumes() {
     let d = w.start(&[]);
     w.wait_record("v1 under the daemon", 60, &d, |r| r.phase == Phase::Ready);
     let v2 = w.commit_app_version("2.0.0");
-    w.commit_config(
-        &w.document(&v2)
-            .replace("successThreshold: 2", "successThreshold: 50"),
-    );
+    // 50 rounds take 15 s on an idle machine (each round also runs `pm2 jlist`): room to
+    // stop it, and a deadline a busy machine does not reach first when it is verified again.
+    let doc = w
+        .document(&v2)
+        .replace("successThreshold: 2", "successThreshold: 50");
+    w.commit_config(&edit(
+        &doc,
+        "progressDeadline: 20s",
+        "progressDeadline: 60s",
+    ));
     w.wait_record("v2 verifying", 60, &d, |r| {
         r.phase == Phase::Progressing && w.current().as_deref() == Some(v2.as_str())
     });
