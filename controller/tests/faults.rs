@@ -394,8 +394,11 @@ fn sigterm_during_a_rollout_stops_cleanly_and_the_next_start_resumes() {
     let d = w.start(&[]);
     w.wait_record("v1 under the daemon", 60, &d, |r| r.phase == Phase::Ready);
     let v2 = w.commit_app_version("2.0.0");
+    // 50 rounds take 15 s on an idle machine: room to stop it, and a deadline a busy
+    // machine does not reach first when it is verified again.
     let mut slow = w.app(&v2);
     slow.spec.health.success_threshold = 50;
+    slow.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(60);
     w.commit_app(&slow);
     w.wait_record("v2 verifying", 60, &d, |r| {
         r.phase == Phase::Progressing && w.current().as_deref() == Some(v2.as_str())
