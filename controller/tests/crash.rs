@@ -280,8 +280,10 @@ fn commit_version(w: &World, version: &str, level: Option<&str>, new_lockfile: b
         let old = format!("\"version\": \"{from}\"");
         let new = format!("\"version\": \"{version}\"");
         assert!(text.contains(&old));
+        // The lockfile names the app's version twice (its top and its root package); a
+        // dependency's own version comes after them and stays.
         let text = if all {
-            text.replace(&old, &new)
+            text.replacen(&old, &new, 2)
         } else {
             text.replacen(&old, &new, 1)
         };
@@ -492,6 +494,9 @@ fn world_with_database(name: &str) -> (World, String) {
     let url = fresh_database("not-a-real-secret");
     w.write_env_file(&format!("DATABASE_URL={url}\n"));
     std::fs::create_dir_all(w.app_repo().join("db/migrations")).unwrap();
+    // A real dependency: each new release can reuse the live one's node_modules (without one
+    // the plan installs instead, and the reuse-deps boundary would never be reached).
+    w.add_local_dependency();
     let v1 = commit_version(&w, "1.0.0", Some("0001"), false);
     let mut doc = Doc::new(&v1);
     doc.migrations = Some(("0001".into(), "down"));
