@@ -93,6 +93,15 @@ impl Drop for Running {
     }
 }
 
+/// Count a pass that did not finish (`error` or `panic`) in `shipshape_reconcile_total`.
+fn count_pass(ctl: &Controller, app: &str, result: &str) {
+    ctl.hub.metrics.inc(
+        "shipshape_reconcile_total",
+        vec![("app", app.to_string()), ("result", result.to_string())],
+        1.0,
+    );
+}
+
 /// What a task that did not finish says about why.
 fn panic_message(e: tokio::task::JoinError) -> String {
     match e.try_into_panic() {
@@ -392,12 +401,14 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
                             }
                             Ok(Err(e)) => {
                                 error!(app = %name, "pass failed: {e}");
+                                count_pass(&ctl, &name, "error");
                                 ctl.record_pass_failure(&name, &commit, &format!("the pass failed: {e}"))
                                     .await;
                             }
                             Err(e) => {
                                 let what = panic_message(e);
                                 error!(app = %name, "the pass panicked: {what}");
+                                count_pass(&ctl, &name, "panic");
                                 ctl.record_pass_failure(
                                     &name,
                                     &commit,
