@@ -123,13 +123,14 @@ fn a_pinned_revision_that_regresses_is_reported_and_not_reverted() {
     );
     // The pinned revision regresses: it would be reverted to revision 1 if not pinned.
     fail(&w, "2.0.0");
-    // (The report is read in the same snapshot that shows it: a later pass says "live
-    // revision 2 is failing its checks" instead.)
     let rec = w.wait_record("the regression reported", 60, &d, |r| {
         r.phase == Phase::Degraded
-            && r.last_pass
-                .as_ref()
-                .is_some_and(|p| p.result.contains("no automatic revert while pinned"))
+    });
+    // The pass that saw it said why (later passes say "live revision 2 is failing its checks").
+    common::wait_for("the reason logged", Duration::from_secs(10), || {
+        d.log_tail(400)
+            .contains("no automatic revert while pinned")
+            .then_some(())
     });
     assert_eq!(rec.live_revision, Some(2));
     assert_eq!(
