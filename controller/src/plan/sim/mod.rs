@@ -1,0 +1,176 @@
+//! The planner's property test, against a simulated server.
+//!
+//! The simulation models what the planner's steps act on as those things behave, and is
+//! written without the planner's helpers (`ecosystem_entry`, `expected_instances`,
+//! `hooks_hash`, `build_inputs`, `deps_inputs`):
+//!
+//! - **pm2**: `startOrReload` starts a missing process from its ecosystem entry (instances —
+//!   a count, `max` or 0 for one per CPU —, exec_mode, script and env exactly) and otherwise
+//!   *reloads* it as pm2 does: the new env is merged into the old one (a variable no longer
+//!   declared survives), a stopped instance is started again, and the instance count,
+//!   exec_mode and script stay what they were at start. `delete` removes every instance of
+//!   a name, `save` writes the dump, a reboot resurrects the dump. A process runs the code of
+//!   the release `current` pointed at when it last (re)started.
+//! - **releases**: fetch writes the commit's tree (with that commit's lockfile) into a fresh
+//!   directory; install records what `node_modules` was installed from (a lockfile without
+//!   dependencies leaves no `node_modules` at all, as npm does); reuse-deps copies another
+//!   release's `node_modules`, and one from a release that has none is a fault (the executor
+//!   fails the step); build records the steps it ran; a release is sealed after its last
+//!   preparation step.
+//! - **the database** (its level and the backups taken) and **the hooks** run since `current`
+//!   last changed, with the release each ran in.
+//!
+//! Each planned step is applied as the executor applies it: the simulated pm2 is handed the
+//! executor's ecosystem file, a release is sealed with the executor's marker, and the hooks
+//! record is the executor's — those are the controller's own writes, which the planner reads
+//! back. Convergence is judged against the document directly ([`Server::problems`]), and a
+//! second plan must then be empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use proptest::prelude::*;
+use shipshape_spec::App;
+use shipshape_spec::app::{EnvValue, ExecMode, Instances};
+
+use super::{MigrationState, Observed, Plan, Step, plan};
+use crate::envfile::EnvFile;
+use crate::pm2::Instance;
+use crate::reconcile::execute;
+use crate::release::BuildMarker;
+
+mod check;
+mod history;
+mod pm2;
+mod server;
+
+use history::{Doc, any_history, server_for};
+use server::Server;
+
+pub(super) const C1: &str = "1111111111111111111111111111111111111111";
+pub(super) const C2: &str = "2222222222222222222222222222222222222222";
+pub(super) const C3: &str = "3333333333333333333333333333333333333333";
+pub(super) const ROOT: &str = "/srv/demo";
+/// The hash of a lockfile that lists no dependencies: its install writes no `node_modules`.
+pub(super) const NO_DEPS: &str = "eeeeeeeeeeee";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Through a history of documents, with drift between them, each plan applied to the
+    /// simulated server leaves it as the document declares, and nothing more to do.
+    #[test]
+    fn each_plan_converges_a_simulated_server_to_its_document(h in any_history()) {
+        let mut server = server_for(&h);
+        for (n, (drift, doc)) in h.docs.iter().enumerate() {
+            for d in drift {
+                server.drift(d);
+            }
+            let app = doc.app();
+            let before = server.clone();
+            let first = plan(&app, &server.observe(&app));
+            prop_assert!(
+                first.blockers.is_empty(),
+                "document {n} {doc:?}: blockers {:?}\nserver: {before:#?}", first.blockers
+            );
+            server.apply(&app, &first);
+            let problems = server.problems(&app);
+            prop_assert!(
+                problems.is_empty(),
+                "document {n} {doc:?} not converged:\n  {}\nplan:\n{first}\nserver before: {before:#?}\nserver after: {server:#?}",
+                problems.join("\n  ")
+            );
+            let second = plan(&app, &server.observe(&app));
+            prop_assert!(
+                second.steps.is_empty(),
+                "document {n} {doc:?}: a second plan is not empty\nfirst plan:\n{first}\nsecond plan:\n{second}\nserver: {server:#?}"
+            );
+        }
+    }
+
+    /// Planning twice against the same server gives the same plan.
+    #[test]
+    fn planning_is_deterministic(h in any_history()) {
+        let mut server = server_for(&h);
+        for (drift, doc) in &h.docs {
+            for d in drift {
+                server.drift(d);
+            }
+            let app = doc.app();
+            let obs = server.observe(&app);
+            prop_assert_eq!(plan(&app, &obs), plan(&app, &obs));
+            let p = plan(&app, &obs);
+            server.apply(&app, &p);
+        }
+    }
+}
+
+/// The simulation itself behaves as pm2 does: a reload keeps a removed variable and the
+/// instance count; only a replace drops them. (If this failed, the property above would
+/// prove nothing about reload versus replace.)
+#[test]
+fn the_simulated_pm2_keeps_removed_env_and_instances_on_reload() {
+    let doc = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: Some("hi"),
+        instances: Some(Some(2)),
+        cluster: Some(true),
+        script: "server.js",
+        install: true,
+        build_steps: 1,
+        hooks: 1,
+        worker: false,
+    };
+    let repo = BTreeMap::from([(C1.to_string(), Some("aaaaaaaaaaaa".to_string()))]);
+    let mut server = Server::new(2, repo, None);
+    let with = doc.app();
+    let p = plan(&with, &server.observe(&with));
+    server.apply(&with, &p);
+    assert_eq!(server.problems(&with), Vec::<String>::new());
+
+    let without = Doc {
+        greeting: None,
+        instances: Some(Some(3)),
+        ..doc
+    }
+    .app();
+    let reload = Plan {
+        release: p.release.clone(),
+        steps: vec![super::PlannedStep {
+            step: Step::Pm2Reload {
+                process: "web".into(),
+            },
+            reason: "a reload where a replace is needed".into(),
+        }],
+        blockers: vec![],
+        notes: vec![],
+    };
+    let mut reloaded = server.clone();
+    reloaded.apply(&without, &reload);
+    let problems = reloaded.problems(&without).join("\n");
+    assert!(
+        problems.contains("2 instances, the document 3"),
+        "{problems}"
+    );
+    assert!(problems.contains("extra: [\"GREETING\"]"), "{problems}");
+
+    let replace = Plan {
+        steps: vec![
+            super::PlannedStep {
+                step: Step::Pm2Replace {
+                    process: "web".into(),
+                },
+                reason: "replace".into(),
+            },
+            super::PlannedStep {
+                step: Step::Pm2Save,
+                reason: "save".into(),
+            },
+        ],
+        ..reload
+    };
+    server.apply(&without, &replace);
+    assert_eq!(server.problems(&without), Vec::<String>::new());
+}
