@@ -45,10 +45,14 @@ pub enum Step {
         /// The release whose `node_modules` is reused.
         from: String,
     },
-    /// Run `build.steps` in the release.
+    /// Run `build.steps` in the release; first, when `cache_from` is set, give it its own
+    /// copy of that release's `build.cache` directories (reflinked or copied, never shared).
     Build {
         /// Release id.
         release: String,
+        /// The release whose build caches are carried over (same app, same dependencies).
+        #[serde(rename = "cacheFrom", skip_serializing_if = "Option::is_none")]
+        cache_from: Option<String>,
     },
     /// Run `migrations.backup` before migrating.
     Backup {
@@ -131,8 +135,15 @@ impl Step {
         match self {
             Step::Fetch { release, .. }
             | Step::Install { release }
-            | Step::Build { release }
+            | Step::Build {
+                release,
+                cache_from: None,
+            }
             | Step::Switch { release } => release.clone(),
+            Step::Build {
+                release,
+                cache_from: Some(from),
+            } => format!("{} (cache ← {})", short_sha(release), short_sha(from)),
             Step::ReuseDeps { release, from } => {
                 format!("{} ← {}", short_sha(release), short_sha(from))
             }
@@ -249,6 +260,9 @@ pub struct Observed {
     /// `reuse-deps` may copy from (an install of a lockfile without dependencies leaves
     /// none, and a hand may have removed one).
     pub node_modules: BTreeSet<String>,
+    /// The sealed releases that hold at least one of the document's `build.cache`
+    /// directories: the only ones a build may carry its cache from.
+    pub build_caches: BTreeSet<String>,
     /// Every pm2 instance (ours and others').
     pub processes: Vec<Instance>,
     /// Hash of the hooks (and the release they ran for) last run, from the records.
@@ -414,16 +428,22 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             },
             why,
         );
+        let mut deps_from = None;
         if spec.build.install.is_some() {
             let (step, why) = plan_dependencies(desired, observed, &release);
+            if let Step::ReuseDeps { from, .. } = &step {
+                deps_from = Some(from.clone());
+            }
             push(step, why);
         }
         if !spec.build.steps.is_empty() {
+            let (cache_from, why) = plan_build_cache(desired, observed, &release, deps_from);
             push(
                 Step::Build {
                     release: release.clone(),
+                    cache_from,
                 },
-                "new release needs its build".into(),
+                why,
             );
         }
     }
@@ -722,6 +742,67 @@ fn plan_dependencies(desired: &App, observed: &Observed, release: &str) -> (Step
     (install, why)
 }
 
+/// Where a new release's build may carry its `build.cache` directories from, and the build
+/// step's reason.
+///
+/// # The rule
+/// Only from a sealed release of this app installed from the same dependencies (the same
+/// lockfile, install command and build env: what `reuse-deps` matches on), and only one
+/// that holds a cache: the live release when it qualifies, else the release the
+/// dependencies are reused from, else any other that qualifies. A dependency change
+/// (or no lockfile to compare, or no install command) builds from scratch: a cache written
+/// against other dependencies is not trusted.
+fn plan_build_cache(
+    desired: &App,
+    observed: &Observed,
+    release: &str,
+    deps_from: Option<String>,
+) -> (Option<String>, String) {
+    let base = "new release needs its build";
+    let cache = &desired.spec.build.cache;
+    if cache.is_empty() {
+        return (None, base.into());
+    }
+    let Some(want) = deps_inputs(desired, observed.desired_lockfile.as_deref()) else {
+        return (
+            None,
+            format!("{base}; no build cache carried (no lockfile or install to match releases on)"),
+        );
+    };
+    let same_deps = |id: &String| {
+        id != release
+            && observed.build_caches.contains(id)
+            && observed
+                .releases
+                .get(id)
+                .and_then(|m| m.as_ref())
+                .is_some_and(|m| m.deps.as_deref() == Some(want.as_str()))
+    };
+    let from = observed
+        .current
+        .iter()
+        .chain(deps_from.iter())
+        .chain(observed.releases.keys())
+        .find(|id| same_deps(id));
+    match from {
+        Some(from) => (
+            Some(from.clone()),
+            format!(
+                "{base}; {} carried from release {} (same dependencies)",
+                cache.join(", "),
+                short_sha(from)
+            ),
+        ),
+        None => (
+            None,
+            format!(
+                "{base}; no build cache carried (no release with these dependencies has {})",
+                cache.join(", ")
+            ),
+        ),
+    }
+}
+
 /// The first 12 characters of a SHA-like id (whole when shorter).
 pub fn short_sha(s: &str) -> String {
     s.chars().take(12).collect()
@@ -833,6 +914,76 @@ spec:
             obs.migration = MigrationState::At(Some(m.level.clone()));
         }
         obs
+    }
+
+    /// `app(commit)` declaring `.next/cache` as its build cache.
+    fn cached(commit: &str) -> App {
+        let mut a = app(commit);
+        a.spec.build.cache = vec![".next/cache".into()];
+        a
+    }
+
+    /// The build step of a plan: (cache_from, reason).
+    fn build_of(p: &Plan) -> (Option<String>, String) {
+        p.steps
+            .iter()
+            .find_map(|s| match &s.step {
+                Step::Build { cache_from, .. } => Some((cache_from.clone(), s.reason.clone())),
+                _ => None,
+            })
+            .expect("a build step")
+    }
+
+    #[test]
+    fn a_build_cache_is_carried_only_from_a_release_with_the_same_dependencies_that_has_one() {
+        // Live: C1, lockfile A, with a cache. A code-only change to C2 carries it.
+        let mut obs = converged(&cached(C1));
+        let live = obs.current.clone().unwrap();
+        obs.build_caches.insert(live.clone());
+        let (from, why) = build_of(&plan(&cached(C2), &obs));
+        assert_eq!(from.as_deref(), Some(live.as_str()));
+        assert!(
+            why.contains(".next/cache carried from release 111111111111 (same dependencies)"),
+            "{why}"
+        );
+
+        // Not declared: nothing carried, and the reason is the plain one.
+        let (from, why) = build_of(&plan(&app(C2), &obs));
+        assert_eq!((from, why.as_str()), (None, "new release needs its build"));
+
+        // The live release has no cache on disk: nothing carried, and the reason says so.
+        let mut bare = obs.clone();
+        bare.build_caches.clear();
+        let (from, why) = build_of(&plan(&cached(C2), &bare));
+        assert_eq!(from, None);
+        assert!(why.contains("no build cache carried"), "{why}");
+
+        // The lockfile changed (a dependency change): built from scratch.
+        let mut deps = obs.clone();
+        deps.desired_lockfile = Some(LOCK_B.into());
+        let p = plan(&cached(C2), &deps);
+        assert!(kinds(&p).contains(&"install"), "{:?}", kinds(&p));
+        let (from, why) = build_of(&p);
+        assert_eq!(from, None);
+        assert!(why.contains("no release with these dependencies"), "{why}");
+
+        // No lockfile to compare: built from scratch.
+        let mut unknown = obs.clone();
+        unknown.desired_lockfile = None;
+        assert_eq!(build_of(&plan(&cached(C2), &unknown)).0, None);
+
+        // Live has other dependencies, but another sealed release has these and a cache:
+        // carried from that one (it is also where the dependencies are reused from).
+        let mut other = obs.clone();
+        other.desired_lockfile = Some(LOCK_B.into());
+        other
+            .releases
+            .insert(C3.into(), Some(marker(&cached(C3), LOCK_B)));
+        other.node_modules.insert(C3.into());
+        other.build_caches.insert(C3.into());
+        let p = plan(&cached(C2), &other);
+        assert!(kinds(&p).contains(&"reuse-deps"), "{:?}", kinds(&p));
+        assert_eq!(build_of(&p).0.as_deref(), Some(C3));
     }
 
     fn kinds(p: &Plan) -> Vec<&'static str> {

@@ -177,6 +177,14 @@ pub struct Build {
     /// Time limit for each install or build command.
     #[serde(default = "default_build_timeout")]
     pub timeout: Duration,
+    /// Build cache directories (paths inside the release, e.g. `.next/cache`) carried from an
+    /// earlier release into a new one before its build, so the build is incremental. Carried
+    /// only from a sealed release of this app installed from the same dependencies (same
+    /// lockfile, install command and build env: the rule `reuse-deps` follows), preferring
+    /// the live one; always as the new release's own copy (reflinked or copied, never shared),
+    /// so nothing the new build writes reaches the old release. Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<String>,
 }
 
 fn default_build_timeout() -> Duration {
@@ -190,6 +198,7 @@ impl Default for Build {
             steps: Vec::new(),
             env: BTreeMap::new(),
             timeout: default_build_timeout(),
+            cache: Vec::new(),
         }
     }
 }

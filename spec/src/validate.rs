@@ -143,6 +143,20 @@ pub fn is_contained_relative(s: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
+/// True for a path naming the release itself (`.`), `node_modules` (or inside it) or the
+/// release marker: directories a build cache must not be, since the controller owns them.
+fn is_release_owned(s: &str) -> bool {
+    let mut parts = Path::new(s)
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir));
+    match parts.next() {
+        None => true,
+        Some(first) => {
+            first.as_os_str() == "node_modules" || first.as_os_str() == ".shipshape-release.json"
+        }
+    }
+}
+
 fn is_repository(s: &str) -> bool {
     if s.is_empty() || s.contains(char::is_whitespace) || s.starts_with('-') {
         return false;
@@ -324,6 +338,15 @@ pub fn validate(app: &App) -> Vec<Violation> {
     c.commands("spec.build.steps", &spec.build.steps);
     c.env("spec.build.env", &spec.build.env);
     c.positive("spec.build.timeout", spec.build.timeout);
+    for (i, dir) in spec.build.cache.iter().enumerate() {
+        let at = format!("spec.build.cache[{i}]");
+        if c.one_line(&at, dir) && (!is_contained_relative(dir) || is_release_owned(dir)) {
+            c.fail(
+                at,
+                format!("{dir:?} must be a directory inside the release (relative, no '..'), not the release itself nor node_modules"),
+            );
+        }
+    }
 
     if let Some(m) = &spec.migrations {
         if !is_level(&m.level) {
@@ -660,6 +683,16 @@ mod tests {
         assert!(!is_contained_relative("a/../../b"));
         assert!(!is_contained_relative("/etc/passwd"));
         assert!(!is_contained_relative(""));
+    }
+
+    #[test]
+    fn build_caches_must_be_directories_of_the_release_the_controller_does_not_own() {
+        assert!(!is_release_owned(".next/cache"));
+        assert!(!is_release_owned("./.cache/build"));
+        assert!(is_release_owned("."));
+        assert!(is_release_owned("node_modules/.cache"));
+        assert!(is_release_owned("./node_modules"));
+        assert!(is_release_owned(".shipshape-release.json"));
     }
 
     #[test]

@@ -525,3 +525,30 @@ fn pm2_log_files_stay_in_the_release_or_under_the_releases_root() {
         );
     }
 }
+
+#[test]
+fn build_caches_default_to_none_and_must_stay_inside_the_release_outside_node_modules() {
+    let app = load_str(VALID, "apps/demo.yaml").unwrap();
+    assert!(app.spec.build.cache.is_empty());
+    let text = VALID.replace(
+        "  processes:\n",
+        "  build:\n    cache: [.next/cache, ../shared/cache, node_modules/.cache, .]\n  processes:\n",
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    for (i, e) in errs.iter().enumerate() {
+        assert!(
+            e.contains(&format!("spec.build.cache[{}]", i + 1))
+                && e.contains("must be a directory inside the release"),
+            "{e}"
+        );
+    }
+    let ok = VALID.replace(
+        "  processes:\n",
+        "  build:\n    cache: [.next/cache]\n  processes:\n",
+    );
+    assert_eq!(
+        load_str(&ok, "apps/demo.yaml").unwrap().spec.build.cache,
+        [".next/cache"]
+    );
+}

@@ -152,7 +152,12 @@ impl Controller {
             Step::Fetch { commit, .. } => self.fetch(app, commit, &release_dir).await,
             Step::Install { .. } => prep.install().await,
             Step::ReuseDeps { from, .. } => prep.reuse_deps(&layout, from).await,
-            Step::Build { .. } => prep.build().await,
+            Step::Build { cache_from, .. } => {
+                if let Some(from) = cache_from {
+                    prep.carry_build_cache(&layout, from).await;
+                }
+                prep.build().await
+            }
             Step::Backup { from } => {
                 let file = self
                     .store
@@ -427,6 +432,66 @@ impl Prep<'_> {
         );
         info!(app = %self.app.metadata.name, from = %from, files = stats.files, cloned = stats.cloned, "node_modules {how}");
         Ok(())
+    }
+
+    /// Give this release its own copy of release `from`'s `build.cache` directories (each
+    /// reflinked or copied file by file, never shared), before its build runs. A directory
+    /// `from` lacks is skipped; one already in this release (committed to git, or left by an
+    /// interrupted preparation) is replaced. A cache is an optimisation: a failed copy is
+    /// logged, the partial copy removed, and the build runs from scratch.
+    async fn carry_build_cache(&self, layout: &Layout, from: &str) {
+        for dir in &self.app.spec.build.cache {
+            let src = layout.release(from).join(dir);
+            let dst = self.dir.join(dir);
+            if !src.is_dir() {
+                append_log_line(
+                    self.log,
+                    &format!("build cache {dir}: release {from} has none; not carried"),
+                );
+                continue;
+            }
+            let t0 = Instant::now();
+            let copied = tokio::task::spawn_blocking({
+                let dst = dst.clone();
+                move || {
+                    match std::fs::remove_dir_all(&dst) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    if let Some(parent) = dst.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    crate::release::copy_tree(&src, &dst)
+                }
+            })
+            .await
+            .expect("copy task panicked");
+            match copied {
+                Ok(stats) => {
+                    append_log_line(
+                        self.log,
+                        &format!(
+                            "build cache {dir} from release {from}: {} files ({} MB, {} reflinked) in {:.1}s",
+                            stats.files,
+                            stats.bytes / 1_000_000,
+                            stats.cloned,
+                            t0.elapsed().as_secs_f64()
+                        ),
+                    );
+                    info!(app = %self.app.metadata.name, from = %from, cache = %dir, files = stats.files, "build cache carried");
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dst);
+                    append_log_line(
+                        self.log,
+                        &format!(
+                            "build cache {dir} from release {from} not carried: {e}; building from scratch"
+                        ),
+                    );
+                    warn!(app = %self.app.metadata.name, from = %from, cache = %dir, "build cache not carried: {e}");
+                }
+            }
+        }
     }
 
     /// One after-switch hook, run in `current`.

@@ -36,6 +36,19 @@ impl Controller {
             .filter(|(id, marker)| marker.is_some() && layout.has_node_modules(id))
             .map(|(id, _)| id.clone())
             .collect();
+        let build_caches = releases
+            .iter()
+            .filter(|(id, marker)| {
+                marker.is_some()
+                    && app
+                        .spec
+                        .build
+                        .cache
+                        .iter()
+                        .any(|dir| layout.release(id).join(dir).is_dir())
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
         let migration = match &app.spec.migrations {
             None => MigrationState::NotManaged,
             Some(_) => {
@@ -60,6 +73,7 @@ impl Controller {
             current,
             releases,
             node_modules,
+            build_caches,
             processes: self.pm2.jlist_cached().await?,
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,

@@ -126,6 +126,8 @@ impl Server {
                 .filter(|(_, r)| r.marker.is_some() && r.node_modules.is_some())
                 .map(|(id, _)| id.clone())
                 .collect(),
+            // Build caches are not modelled: a carried cache changes no outcome.
+            build_caches: Default::default(),
             processes: self
                 .pm2
                 .iter()
