@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark: shipshape against the seed checklist's procedure and the peers' defaults,
-# every number measured in this run on this machine. Writes target/bench/bench.json (with
-# the run's context: date, commit, build profile, machine), records it as
-# docs/bench/bench.json, re-renders README.md's table from it (hack/render-bench.sh) and
-# prints the table. A failed run fails the script and leaves no result behind: old results
-# are deleted first. Takes about 5 minutes on 2 cores.
+# on a PromptHub-shaped Next.js app (examples/prompthub-next) with PostgreSQL under pm2
+# cluster mode, every number measured in this run on this machine. Writes
+# target/bench/bench.json (with the run's context: date, commit, build profile, machine),
+# records it as docs/bench/bench.json, re-renders README.md's table from it
+# (hack/render-bench.sh) and prints the table. A failed run fails the script and leaves no
+# result behind: old results are deleted first.
+#
+# Needs: the npm registry (Next.js, react, pg: from npm's cache after the first run), about
+# 3 GB free under target/ (releases and the checklist's checkout, each with its own
+# node_modules), and 15-25 minutes on 2 cores. The measured controller is a release build.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -16,12 +21,21 @@ start_postgres
 trap stop_postgres EXIT
 
 # Nothing from an earlier run may be taken for this one.
-rm -rf target/bench target/bench.log
-mkdir -p target
+rm -rf target/bench target/bench.log target/bench-tmp
+mkdir -p target/bench-tmp
+
+say "building the controller with the release profile (the binary the bench measures)"
+cargo build --quiet --release -p shipshape --bin shipshape
+export SHIPSHAPE_TEST_BIN="$ROOT/target/release/shipshape"
+# The bench's worlds (app releases, the checklist's live checkout, their node_modules)
+# live under target/, git-ignored, and go away with the run.
+export TMPDIR="$ROOT/target/bench-tmp"
+export NEXT_TELEMETRY_DISABLED=1
 
 say "running the benchmark (cargo test --test bench -- --ignored)"
 status=0
 cargo test --quiet -p shipshape --test bench -- --ignored --nocapture >target/bench.log 2>&1 || status=$?
+rm -rf target/bench-tmp
 grep -v '^BENCH-JSON' target/bench.log | tail -5
 [ "$status" -eq 0 ] || die "the benchmark failed (exit $status; see target/bench.log); nothing recorded"
 [ -s target/bench/bench.json ] || die "the benchmark passed but wrote no target/bench/bench.json (see target/bench.log)"

@@ -1,57 +1,100 @@
 //! The benchmark behind `hack/bench.sh` (ignored in `cargo test`): every number is
 //! measured in the same run as its baseline, on the same machine, and reported as a ratio.
 //!
+//! The app is shaped like the seed's PromptHub (`examples/prompthub-next`): Next.js (app
+//! router) built with `next build`, an `/api/health` route reading PostgreSQL, dbmate
+//! migrations, two instances under pm2 cluster mode. Its dependencies come from the npm
+//! registry (npm's cache is kept warm between runs).
+//!
+//! - converge time per kind of change (env only, code only, dependency, migration,
+//!   instances), each under load, against the seed checklist's full procedure scripted on
+//!   the same change, app and machine (git reset, npm install, dbmate migrate, npm run
+//!   build, pm2 delete + start, curl /api/health until healthy), also under load;
+//! - the revert from a broken commit (from the broken revision live to the old one
+//!   verified again) against the checklist's manual rollback (which rebuilds);
+//! - failed requests, p99 latency and the achieved request rate during each of those;
 //! - detection latency: commit → pass start, local (inotify) and remote with a webhook,
 //!   against the peers' default poll intervals (reference lines, not runs);
-//! - converge time per kind of change against the seed checklist's full procedure;
-//! - time to revert against the checklist's manual rollback;
-//! - failed requests and p99 latency under 250 req/s during a rollout and a revert, against
-//!   the checklist's `pm2 delete` + `pm2 start` under the same load;
-//! - the controller's idle CPU and memory, and a no-op pass with 1, 10 and 100 apps, with
-//!   and without sharing `pm2 jlist`, and against a config repo of 10,000 commits.
+//! - the controller's idle CPU (with its children) and memory over 60 s, at the default
+//!   health interval, and a no-op `run --once` with 1, 10 and 100 apps (whole process).
 //!
-//! The bench app has real dependencies (express, from the npm registry) and a build step.
+//! The measured controller is `SHIPSHAPE_TEST_BIN` when set (hack/bench.sh builds a release
+//! binary), this build's otherwise; the context records which profile it was.
 
 mod common;
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{World, free_port, git, pm2_bin, wait_for};
-use shipshape_spec::status::Phase;
+use shipshape_spec::status::{Outcome, Phase};
+
+/// The request rate the load generator aims at during every rollout and revert.
+const RATE: u32 = 220;
+/// What the load generator requests: a dynamic route of the app that needs no database.
+const LOAD_PATH: &str = "/api/ping";
 
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// Requests at a fixed rate, counting failures and latencies, until stopped.
+fn ratio(base: f64, ours: f64) -> f64 {
+    (base / ours * 10.0).round() / 10.0
+}
+
+/// One HTTP/1.0 GET on 127.0.0.1:`port`: (status, body), or None when nothing answers
+/// within 5 s.
+fn request(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.get(9..12)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+fn healthy(port: u16) -> bool {
+    request(port, "/api/health").is_some_and(|(s, b)| s == 200 && b.contains("\"status\":\"ok\""))
+}
+
+/// Requests at a fixed rate from many workers (each paced on its own schedule, catching up
+/// when a slow answer made it late, so the rate holds while latency rises), counting
+/// failures (no answer, not 200, or not the app's body) and latencies, until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Option<Duration>>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    started: Instant,
 }
 
 impl Load {
     fn start(port: u16, rate: u32) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples: Arc<Mutex<Vec<Option<Duration>>>> = Arc::default();
-        let workers = 4;
+        let workers = 32;
         let period = Duration::from_secs_f64(workers as f64 / rate as f64);
+        let started = Instant::now();
         let mut threads = Vec::new();
-        for _ in 0..workers {
+        for i in 0..workers {
             let (stop, samples) = (stop.clone(), samples.clone());
             threads.push(std::thread::spawn(move || {
-                let mut next = Instant::now();
+                let mut next = started + period.mul_f64(i as f64 / workers as f64);
                 while !stop.load(Ordering::Relaxed) {
-                    let t0 = Instant::now();
-                    let ok = common::get_port(port, "/").is_some_and(|b| b.contains(" from "));
-                    samples.lock().unwrap().push(ok.then(|| t0.elapsed()));
-                    next += period;
                     if let Some(wait) = next.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
+                    let t0 = Instant::now();
+                    let ok = request(port, LOAD_PATH)
+                        .is_some_and(|(s, b)| s == 200 && b.contains(" from "));
+                    samples.lock().unwrap().push(ok.then(|| t0.elapsed()));
+                    next += period;
                 }
             }));
         }
@@ -59,11 +102,13 @@ impl Load {
             stop,
             samples,
             threads,
+            started,
         }
     }
 
-    /// (requests, failed, p99 ms, rate achieved)
-    fn finish(self, elapsed: Duration) -> serde_json::Value {
+    /// {requests, failed, p99_ms, rate (achieved, requests per second)}
+    fn finish(self) -> serde_json::Value {
+        let elapsed = self.started.elapsed();
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
@@ -85,16 +130,81 @@ impl Load {
     }
 }
 
-/// The seed checklist, scripted: git reset, npm install, build, (migrate), pm2 delete + start,
-/// pm2 save, then curl /api/health until it answers.
+/// Run `cmd` in `dir` with a deadline, its output into `log`; panics with the log's tail
+/// when it fails or times out (its process group is killed then).
+fn run_logged(mut cmd: Command, what: &str, log: &Path, deadline: Duration) {
+    use std::os::unix::process::CommandExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .process_group(0);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if t0.elapsed() > deadline {
+            // SAFETY: signalling the process group of the child we started.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if status.is_none_or(|s| !s.success()) {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "{what}: {} after {:?}\n{}",
+            match status {
+                None => "timed out".to_string(),
+                Some(s) => s.to_string(),
+            },
+            t0.elapsed(),
+            tail.join("\n")
+        );
+    }
+}
+
+/// The seed checklist, scripted on a live checkout: git fetch + reset --hard, npm install,
+/// dbmate migrate, npm run build, pm2 delete + start, pm2 save, then curl /api/health until
+/// it answers healthy. Its manual rollback: pm2 stop, git reset --hard to the old commit,
+/// npm install, npm run build, pm2 delete + start, curl. Every step is timed.
 struct Seed {
-    dir: std::path::PathBuf,
-    pm2_home: std::path::PathBuf,
+    dir: PathBuf,
+    pm2_home: PathBuf,
+    eco: PathBuf,
+    log: PathBuf,
     port: u16,
+    db: String,
+}
+
+/// A timed run of the procedure: its wall time and each step's.
+struct Timed {
+    total: Duration,
+    steps: Vec<(&'static str, f64)>,
+}
+
+impl Timed {
+    fn steps_json(&self) -> serde_json::Value {
+        self.steps
+            .iter()
+            .map(|(s, t)| serde_json::json!({"step": s, "s": t}))
+            .collect()
+    }
 }
 
 impl Seed {
-    fn new(w: &World) -> Seed {
+    fn new(w: &World, db: String) -> Seed {
         let dir = w.root().join("seed-app");
         git(
             w.root(),
@@ -105,103 +215,182 @@ impl Seed {
                 dir.to_str().unwrap(),
             ],
         );
-        let port = free_port();
-        std::fs::write(
-            w.root().join("seed-ecosystem.json"),
-            serde_json::json!({"apps": [{"name": "seed", "script": "server.js", "cwd": dir, "instances": 2, "exec_mode": "cluster", "env": {"PORT": port}}]}).to_string(),
-        )
-        .unwrap();
         Seed {
             dir,
             pm2_home: w.root().join("seed-pm2"),
-            port,
+            eco: w.root().join("seed-ecosystem.json"),
+            log: w.root().join("seed.log"),
+            port: free_port(),
+            db,
         }
     }
 
-    fn pm2(&self, args: &[&str]) -> std::process::Output {
-        Command::new(pm2_bin())
-            .args(args)
-            .env("PM2_HOME", &self.pm2_home)
-            .output()
-            .unwrap()
+    /// The ecosystem file the procedure starts (the seed's `ecosystem.config.js`).
+    fn write_ecosystem(&self, instances: u32, greeting: &str) {
+        let eco = serde_json::json!({"apps": [{
+            "name": "prompthub", "script": "server.js", "cwd": self.dir,
+            "instances": instances, "exec_mode": "cluster",
+            "listen_timeout": 15000, "kill_timeout": 5000,
+            "env": {"PORT": self.port, "NODE_ENV": "production", "NEXT_TELEMETRY_DISABLED": "1",
+                    "GREETING": greeting, "DATABASE_URL": self.db},
+        }]});
+        std::fs::write(&self.eco, eco.to_string()).unwrap();
     }
 
-    /// The full procedure for `commit`; returns its wall time.
-    fn deploy(&self, w: &World, commit: &str, migrate: Option<&str>) -> Duration {
+    fn cmd(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut c = Command::new(program);
+        c.args(args)
+            .current_dir(&self.dir)
+            .env("PM2_HOME", &self.pm2_home)
+            .env("NEXT_TELEMETRY_DISABLED", "1")
+            .env("DATABASE_URL", &self.db);
+        c
+    }
+
+    fn step(&self, timed: &mut Timed, name: &'static str, cmds: Vec<Command>, deadline: u64) {
         let t0 = Instant::now();
-        git(&self.dir, &["fetch", "-q", "origin"]);
-        git(&self.dir, &["reset", "-q", "--hard", commit]);
-        let run = |cmd: &str| {
-            let out = Command::new("sh")
-                .args(["-c", cmd])
-                .current_dir(&self.dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        for c in cmds {
+            run_logged(c, name, &self.log, Duration::from_secs(deadline));
+        }
+        timed.steps.push((name, secs(t0.elapsed())));
+    }
+
+    fn pm2(&self, args: &[&str]) -> Command {
+        self.cmd(pm2_bin(), args)
+    }
+
+    /// `pm2 delete` when the process exists (the checklist's `|| true`).
+    fn pm2_delete(&self) {
+        let _ = self.pm2(&["delete", "prompthub"]).output();
+    }
+
+    fn install(&self, t: &mut Timed) {
+        self.step(
+            t,
+            "npm install",
+            vec![self.cmd(
+                "npm",
+                &["install", "--no-audit", "--no-fund", "--loglevel=error"],
+            )],
+            600,
+        );
+    }
+
+    fn build(&self, t: &mut Timed) {
+        self.step(
+            t,
+            "npm run build",
+            vec![self.cmd("npm", &["run", "build"])],
+            900,
+        );
+    }
+
+    fn restart(&self, t: &mut Timed) {
+        let t0 = Instant::now();
+        self.pm2_delete();
+        run_logged(
+            self.pm2(&["start", self.eco.to_str().unwrap()]),
+            "pm2 start",
+            &self.log,
+            Duration::from_secs(60),
+        );
+        run_logged(
+            self.pm2(&["save"]),
+            "pm2 save",
+            &self.log,
+            Duration::from_secs(60),
+        );
+        t.steps
+            .push(("pm2 delete + start + save", secs(t0.elapsed())));
+    }
+
+    /// curl /api/health until healthy (or, for a broken commit, until it answers at all).
+    fn curl(&self, t: &mut Timed, expect_healthy: bool) {
+        let t0 = Instant::now();
+        wait_for(
+            "the seed app's health",
+            Duration::from_secs(180),
+            || match request(self.port, "/api/health") {
+                Some((200, b)) if b.contains("\"status\":\"ok\"") => Some(()),
+                Some(_) if !expect_healthy => Some(()),
+                _ => None,
+            },
+        );
+        t.steps.push(("curl /api/health", secs(t0.elapsed())));
+    }
+
+    /// The full procedure for `commit`.
+    fn deploy(&self, commit: &str, instances: u32, greeting: &str, expect_healthy: bool) -> Timed {
+        let t0 = Instant::now();
+        let mut t = Timed {
+            total: Duration::ZERO,
+            steps: Vec::new(),
         };
-        run("npm install --no-audit --no-fund --loglevel=error");
-        run("npm run build --silent");
-        if let Some(url) = migrate {
-            let dbmate = common::dbmate_bin();
-            let out = Command::new(dbmate)
-                .args([
+        self.write_ecosystem(instances, greeting);
+        self.step(
+            &mut t,
+            "git fetch + reset --hard",
+            vec![
+                self.cmd("git", &["fetch", "-q", "origin"]),
+                self.cmd("git", &["reset", "-q", "--hard", commit]),
+            ],
+            120,
+        );
+        self.install(&mut t);
+        self.step(
+            &mut t,
+            "dbmate migrate",
+            vec![self.cmd(
+                common::dbmate_bin(),
+                &[
                     "--migrations-dir",
                     "db/migrations",
                     "--no-dump-schema",
                     "migrate",
-                ])
-                .env("DATABASE_URL", url)
-                .current_dir(&self.dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        self.pm2(&["delete", "seed"]);
-        let out = self.pm2(&[
-            "start",
-            w.root().join("seed-ecosystem.json").to_str().unwrap(),
-        ]);
-        assert!(out.status.success());
-        self.pm2(&["save"]);
-        wait_for("the seed app's health", Duration::from_secs(60), || {
-            common::get_port(self.port, "/api/health").filter(|b| b.contains("ok"))
-        });
-        t0.elapsed()
+                ],
+            )],
+            120,
+        );
+        self.build(&mut t);
+        self.restart(&mut t);
+        self.curl(&mut t, expect_healthy);
+        t.total = t0.elapsed();
+        t
     }
 
-    /// The manual rollback: git reset to `commit`, npm install, build, pm2 restart, health.
-    fn rollback(&self, commit: &str) -> Duration {
+    /// The manual rollback to `commit` (checklist 6.2): pm2 stop, git reset --hard, npm
+    /// install, npm run build, start again, curl.
+    fn rollback(&self, commit: &str, instances: u32, greeting: &str) -> Timed {
         let t0 = Instant::now();
-        git(&self.dir, &["reset", "-q", "--hard", commit]);
-        let run = |cmd: &str| {
-            let out = Command::new("sh")
-                .args(["-c", cmd])
-                .current_dir(&self.dir)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{cmd}");
+        let mut t = Timed {
+            total: Duration::ZERO,
+            steps: Vec::new(),
         };
-        run("npm install --no-audit --no-fund --loglevel=error");
-        run("npm run build --silent");
-        self.pm2(&["restart", "seed"]);
-        wait_for("the seed app's health", Duration::from_secs(60), || {
-            common::get_port(self.port, "/api/health").filter(|b| b.contains("ok"))
-        });
-        t0.elapsed()
+        self.write_ecosystem(instances, greeting);
+        self.step(
+            &mut t,
+            "pm2 stop",
+            vec![self.pm2(&["stop", "prompthub"])],
+            60,
+        );
+        self.step(
+            &mut t,
+            "git reset --hard",
+            vec![self.cmd("git", &["reset", "-q", "--hard", commit])],
+            120,
+        );
+        self.install(&mut t);
+        self.build(&mut t);
+        self.restart(&mut t);
+        self.curl(&mut t, true);
+        t.total = t0.elapsed();
+        t
     }
 }
 
 impl Drop for Seed {
     fn drop(&mut self) {
-        self.pm2(&["kill"]);
+        let _ = self.pm2(&["kill"]).output();
     }
 }
 
@@ -216,6 +405,153 @@ fn once(w: &World, env: &[(&str, &str)]) -> Duration {
     t0.elapsed()
 }
 
+/// What one desired state of the bench app sets.
+#[derive(Clone)]
+struct Desired {
+    commit: String,
+    greeting: String,
+    level: String,
+    instances: u32,
+    /// Health round interval (the bench's rollouts: 300ms; the idle measure: the default 2s).
+    interval: &'static str,
+}
+
+/// The bench app's document (like examples/prompthub/prompthub-next.yaml, on this world's
+/// paths and ports).
+fn document(w: &World, env_file: &Path, d: &Desired) -> String {
+    format!(
+        r#"# yaml-language-server: $schema=../../schemas/app.schema.json
+apiVersion: shipshape/v1alpha1
+kind: App
+metadata:
+  name: {name}
+spec:
+  source:
+    repository: {repo}
+    commit: {commit}
+  releases:
+    root: {root}
+  envFile: {env}
+  build:
+    install: npm ci --no-audit --no-fund --loglevel=error
+    steps:
+      - npm run build
+    env:
+      NEXT_TELEMETRY_DISABLED: "1"
+    cache:
+      - .next/cache
+    timeout: 15m
+  migrations:
+    driver: dbmate
+    level: "{level}"
+  processes:
+    - name: {name}-web
+      script: server.js
+      instances: {instances}
+      exec_mode: cluster
+      listen_timeout: 15000
+      kill_timeout: 5000
+      env:
+        PORT: {port}
+        NODE_ENV: production
+        NEXT_TELEMETRY_DISABLED: "1"
+        GREETING: {greeting}
+  health:
+    checks:
+      - name: api
+        http:
+          url: http://127.0.0.1:{port}/api/health
+          expectStatus: 200
+          bodyContains: '"status":"ok"'
+        timeout: 2s
+    interval: {interval}
+    successThreshold: 2
+    failureThreshold: 3
+    progressDeadline: 3m
+"#,
+        name = w.name,
+        repo = w.app_repo().display(),
+        root = w.releases_root().display(),
+        env = env_file.display(),
+        commit = d.commit,
+        level = d.level,
+        instances = d.instances,
+        port = w.port,
+        greeting = d.greeting,
+        interval = d.interval,
+    )
+}
+
+/// Replace the world's app repo content with examples/prompthub-next; returns the commit.
+fn use_next_app(w: &World) -> String {
+    let app = w.app_repo();
+    git(&app, &["rm", "-rqf", "."]);
+    common::copy_dir(&common::workspace().join("examples/prompthub-next"), &app);
+    let _ = std::fs::remove_dir_all(app.join(".next"));
+    git(&app, &["add", "-A"]);
+    git(&app, &["commit", "-qm", "the PromptHub-shaped Next.js app"]);
+    w.app_head()
+}
+
+/// Edit `lib/release.js` (a code-only change): the release name, and whether it is broken.
+fn commit_release(w: &World, name: &str, broken: bool) -> String {
+    let path = w.app_repo().join("lib/release.js");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("export const RELEASE") {
+            out.push_str(&format!("export const RELEASE = '{name}';\n"));
+        } else if line.starts_with("export const BROKEN") {
+            out.push_str(&format!("export const BROKEN = {broken};\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert_ne!(out, text, "lib/release.js changed shape");
+    std::fs::write(&path, out).unwrap();
+    git(
+        &w.app_repo(),
+        &["commit", "-qam", &format!("release {name}")],
+    );
+    w.app_head()
+}
+
+/// CPU seconds (utime + stime, plus cutime + cstime when `children`) of `pid`.
+fn cpu_secs(pid: u32, children: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let tick = |i: usize| fields[i].parse::<f64>().unwrap_or(0.0) / 100.0;
+    Some(tick(11) + tick(12) + if children { tick(13) + tick(14) } else { 0.0 })
+}
+
+/// The live descendants of `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) else {
+            continue;
+        };
+        for c in text.split_whitespace().filter_map(|c| c.parse().ok()) {
+            all.push(c);
+            frontier.push(c);
+        }
+    }
+    all
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn pass_secs(w: &World, app: &str) -> f64 {
     let p = w.store().load(app).unwrap().last_pass.unwrap();
     let a = chrono::DateTime::parse_from_rfc3339(&p.started_at).unwrap();
@@ -225,6 +561,20 @@ fn pass_secs(w: &World, app: &str) -> f64 {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The build profile of the measured controller binary: `release` when it is a release
+/// build (`SHIPSHAPE_TEST_BIN=target/release/shipshape`), else this test build's.
+fn profile() -> &'static str {
+    let bin = common::shipshape_bin();
+    let dir = bin.parent().and_then(|p| p.file_name());
+    match dir.and_then(|d| d.to_str()) {
+        Some("release") => "release",
+        Some("debug") => "dev",
+        // `cargo test` builds with the dev profile's settings unless given --release.
+        _ if cfg!(debug_assertions) => "dev",
+        _ => "release",
+    }
 }
 
 /// Where and on what this run was measured: when, the commit (and whether the tree had
@@ -253,8 +603,8 @@ fn context(started_at: &str) -> serde_json::Value {
         "finished_at": now(),
         "commit": commit,
         "dirty": dirty,
-        // `cargo test` builds with the dev profile's settings unless given --release.
-        "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+        "profile": profile(),
+        "binary": common::shipshape_bin().display().to_string(),
         "machine": {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "cpu": cpu,
@@ -279,7 +629,9 @@ fn the_recorded_context_names_the_commit_profile_and_machine() {
         c["finished_at"].as_str().unwrap() >= started.as_str(),
         "{c}"
     );
-    assert_eq!(c["profile"], "dev", "cargo test without --release");
+    if std::env::var_os("SHIPSHAPE_TEST_BIN").is_none() {
+        assert_eq!(c["profile"], "dev", "cargo test without --release");
+    }
     let m = &c["machine"];
     assert!(m["cores"].as_u64().unwrap() >= 1, "{c}");
     assert!(m["memory_bytes"].as_u64().unwrap() > 1 << 20, "{c}");
@@ -298,215 +650,270 @@ fn bench() {
     let mut report = serde_json::Map::new();
     let started_at = now();
     let w = World::new("bench");
-    // Real dependencies: express from the npm registry, locked.
-    let out = Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            "express@4",
-        ])
-        .current_dir(w.app_repo())
-        .output()
-        .unwrap();
     assert!(
-        out.status.success(),
-        "npm install express: {}",
-        String::from_utf8_lossy(&out.stderr)
+        std::env::var("SHIPSHAPE_TEST_DATABASE_URL").is_ok(),
+        "the benchmark needs PostgreSQL (hack/bench.sh starts one)"
     );
-    std::fs::write(w.app_repo().join(".gitignore"), "node_modules/\ndist/\n").unwrap();
-    let db = std::env::var("SHIPSHAPE_TEST_DATABASE_URL")
-        .ok()
-        .map(|_| common::fresh_database("bench-secret"));
-    let env_file = db
-        .as_ref()
-        .map(|url| w.write_env_file(&format!("DATABASE_URL={url}\n")));
-    let m1 = "-- migrate:up\nCREATE TABLE t1 (id int);\n\n-- migrate:down\nDROP TABLE t1;\n";
-    let mut commit = w.commit_app_files(&[("db/migrations/0001_t1.sql", m1)], "real dependencies");
-    let doc = |commit: &str, greeting: &str, level: &str| {
-        let d = match &env_file {
-            Some(env) => w.document_with_migrations(
-                commit,
-                env,
-                &format!("    driver: dbmate\n    level: \"{level}\"\n"),
-            ),
-            None => w.document(commit),
-        };
-        d.replace(
-            "        PORT:",
-            &format!("        GREETING: {greeting}\n        PORT:"),
-        )
+    let v1 = use_next_app(&w);
+    let db = common::fresh_database("bench-secret");
+    let seed_db = common::fresh_database("seed-secret");
+    let env_file = w.write_env_file(&format!("DATABASE_URL={db}\n"));
+    let mut d = Desired {
+        commit: v1.clone(),
+        greeting: "hello".into(),
+        level: "20260101000000".into(),
+        instances: 2,
+        interval: "300ms",
     };
-    w.commit_config(&doc(&commit, "hello", "0001"));
-    once(&w, &[]);
-    let seed = Seed::new(&w);
-    seed.deploy(&w, &commit, db.as_deref());
+    let commit_doc = |d: &Desired| w.commit_config(&document(&w, &env_file, d));
+    let seed = Seed::new(&w, seed_db);
 
-    // Converge time per kind of change, against the full checklist on the same change.
+    // First deploy of both (not under load: nothing serves yet).
+    commit_doc(&d);
+    let ours_first = once(&w, &[]);
+    assert!(healthy(w.port));
+    let seed_first = seed.deploy(&d.commit, d.instances, &d.greeting, true);
+    report.insert(
+        "first_deploy".into(),
+        serde_json::json!({"shipshape_s": secs(ours_first), "checklist_s": secs(seed_first.total),
+            "checklist_steps": seed_first.steps_json()}),
+    );
+
+    // Converge per kind of change, each under load, against the full checklist on the same
+    // change (also under load).
     let mut kinds = Vec::new();
-    let mut level = "0001".to_string();
-    for (i, kind) in ["pm2 env only", "code only", "dependencies", "migration"]
-        .iter()
-        .enumerate()
-    {
-        if *kind == "migration" && db.is_none() {
-            continue;
-        }
-        let mut greeting = "hello".to_string();
-        match *kind {
-            "pm2 env only" => greeting = format!("hi{i}"),
-            "code only" => commit = w.commit_app_version(&format!("1.{i}.0")),
-            "dependencies" => {
+    for kind in [
+        "env only",
+        "code only",
+        "dependency",
+        "migration",
+        "instances",
+    ] {
+        match kind {
+            "env only" => d.greeting = "hi".into(),
+            "code only" => d.commit = commit_release(&w, "r2", false),
+            "dependency" => {
                 let out = Command::new("npm")
                     .args([
                         "install",
+                        "--package-lock-only",
                         "--no-audit",
                         "--no-fund",
                         "--loglevel=error",
-                        "ms@2",
+                        "--save-exact",
+                        "ms@2.1.3",
                     ])
                     .current_dir(w.app_repo())
                     .output()
                     .unwrap();
-                assert!(out.status.success());
-                commit = w.commit_app_files(&[], "a new dependency");
+                assert!(
+                    out.status.success(),
+                    "npm install ms: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                d.commit = w.commit_app_files(&[], "a new dependency: ms");
             }
             "migration" => {
-                let m2 =
-                    "-- migrate:up\nCREATE TABLE t2 (id int);\n\n-- migrate:down\nDROP TABLE t2;\n";
-                commit = w.commit_app_files(&[("db/migrations/0002_t2.sql", m2)], "0002");
-                level = "0002".into();
+                let m = "-- migrate:up\nCREATE TABLE tags (id serial PRIMARY KEY, name text NOT NULL);\n\n-- migrate:down\nDROP TABLE tags;\n";
+                d.commit = w.commit_app_files(
+                    &[("db/migrations/20260102000000_create_tags.sql", m)],
+                    "a migration: tags",
+                );
+                d.level = "20260102000000".into();
             }
-            _ => {}
+            "instances" => d.instances = 3,
+            _ => unreachable!(),
         }
-        w.commit_config(&doc(&commit, &greeting, &level));
+        commit_doc(&d);
+        let load = Load::start(w.port, RATE);
         let ours = once(&w, &[]);
-        let steps: Vec<String> = w
-            .record()
+        let ours_load = load.finish();
+        let rec = w.record();
+        assert!(
+            rec.last_pass
+                .as_ref()
+                .is_some_and(|p| p.steps.iter().any(|s| s.step.as_str() == "verify")),
+            "{kind}: the pass verified nothing"
+        );
+        let steps: Vec<serde_json::Value> = rec
             .last_pass
             .unwrap()
             .steps
             .iter()
-            .map(|s| s.step.to_string())
+            .map(|s| {
+                serde_json::json!({"step": s.step.as_str(), "s": s.duration_ms as f64 / 1000.0,
+                    "reason": s.reason})
+            })
             .collect();
-        let manual = seed.deploy(&w, &commit, db.as_deref());
+        let load = Load::start(seed.port, RATE);
+        let manual = seed.deploy(&d.commit, d.instances, &d.greeting, true);
+        let manual_load = load.finish();
+        eprintln!(
+            "{kind}: shipshape {:.1}s, checklist {:.1}s",
+            ours.as_secs_f64(),
+            manual.total.as_secs_f64()
+        );
         kinds.push(serde_json::json!({
-            "kind": kind, "shipshape_s": secs(ours), "checklist_s": secs(manual),
-            "speedup": (manual.as_secs_f64() / ours.as_secs_f64() * 10.0).round() / 10.0,
-            "steps": steps,
+            "kind": kind, "shipshape_s": secs(ours), "checklist_s": secs(manual.total),
+            "speedup": ratio(manual.total.as_secs_f64(), ours.as_secs_f64()),
+            "steps": steps, "checklist_steps": manual.steps_json(),
+            "load": {"shipshape": ours_load, "checklist": manual_load},
         }));
     }
     report.insert("converge".into(), kinds.into());
 
-    // Under load: a code rollout, against the checklist's delete + start.
-    let v_load = w.commit_app_version("2.0.0");
-    w.commit_config(&doc(&v_load, "hello", &level));
+    // Revert: a commit whose /api/health answers 500. shipshape: from the broken revision
+    // live (its pm2 step done) to the old revision verified again, all in one pass, under
+    // load; also from the broken commit landing (which includes building it). The
+    // checklist: its deploy of the broken commit (not timed), then the manual rollback
+    // (which rebuilds), under load.
+    let good = d.clone();
+    let mut bad = d.clone();
+    bad.commit = commit_release(&w, "r3-broken", true);
+    commit_doc(&bad);
+    let load = Load::start(w.port, RATE);
     let t0 = Instant::now();
-    let load = Load::start(w.port, 250);
-    once(&w, &[]);
-    let ours_load = load.finish(t0.elapsed());
-    let t0 = Instant::now();
-    let load = Load::start(seed.port, 250);
-    seed.deploy(&w, &v_load, db.as_deref());
-    let seed_load = load.finish(t0.elapsed());
-
-    // Revert: a revision whose health fails; the time from the broken commit to the old
-    // revision live and verified again (the rollout, failing fast, the revert), against the
-    // checklist's deploy of the same broken commit plus its manual rollback (which rebuilds).
-    let good = v_load.clone();
-    let bad = w.commit_app_version("3.0.0");
-    let bad_doc = doc(&bad, "hello", &level)
-        .replace("        PORT:", "        HEALTH_FAIL: \"1\"\n        PORT:");
-    assert!(
-        bad_doc.contains("HEALTH_FAIL"),
-        "the bench document changed shape"
-    );
-    w.commit_config(&bad_doc);
-    let t0 = Instant::now();
-    let load = Load::start(w.port, 250);
     let out = w.shipshape(&["run", "--once"], &[]);
-    let ours_revert = t0.elapsed();
-    assert_eq!(out.status.code(), Some(1));
-    let revert_load = load.finish(t0.elapsed());
-    let rec = w.record();
-    let reverted = rec.revisions.last().expect("the broken revision");
+    let ours_whole = t0.elapsed();
+    let done = chrono::Utc::now();
+    let revert_load = load.finish();
     assert_eq!(
-        reverted.revision.outcome,
-        shipshape_spec::status::Outcome::Reverted
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let t1 = Instant::now();
-    seed.deploy(&w, &bad, db.as_deref());
-    seed.rollback(&good);
-    let manual_revert = t1.elapsed();
+    let rec = w.record();
+    let reverted = common::revision_of(&rec, &bad.commit);
+    assert_eq!(reverted.revision.outcome, Outcome::Reverted);
+    assert!(
+        healthy(w.port),
+        "the old revision is not serving after the revert"
+    );
+    let pass = rec.last_pass.as_ref().unwrap();
+    let live_step = pass
+        .steps
+        .iter()
+        .find(|s| s.step.as_str().starts_with("pm2-"))
+        .expect("the broken rollout's pm2 step");
+    let live_at = chrono::DateTime::parse_from_rfc3339(&live_step.started_at).unwrap()
+        + chrono::Duration::milliseconds(live_step.duration_ms as i64);
+    let ours_revert = done.signed_duration_since(live_at).num_milliseconds() as f64 / 1000.0;
+    let revert_steps: Vec<serde_json::Value> = pass
+        .steps
+        .iter()
+        .map(|s| serde_json::json!({"step": s.step.as_str(), "s": s.duration_ms as f64 / 1000.0}))
+        .collect();
+    let seed_broken = seed.deploy(&bad.commit, bad.instances, &bad.greeting, false);
+    assert!(
+        !healthy(seed.port),
+        "the broken commit is healthy under the checklist"
+    );
+    let load = Load::start(seed.port, RATE);
+    let manual = seed.rollback(&good.commit, good.instances, &good.greeting);
+    let manual_load = load.finish();
     report.insert(
         "revert".into(),
         serde_json::json!({
-            "shipshape_s": secs(ours_revert), "checklist_s": secs(manual_revert),
-            "speedup": (manual_revert.as_secs_f64() / ours_revert.as_secs_f64() * 10.0).round() / 10.0,
+            "shipshape_s": ours_revert,
+            "shipshape_from_broken_commit_s": secs(ours_whole),
+            "checklist_s": secs(manual.total),
+            "checklist_broken_deploy_s": secs(seed_broken.total),
+            "speedup": ratio(manual.total.as_secs_f64(), ours_revert),
             "rule": reverted.revision.message.split(';').next().unwrap_or_default(),
+            "steps": revert_steps, "checklist_steps": manual.steps_json(),
+            "load": {"shipshape": revert_load, "checklist": manual_load},
         }),
     );
-    report.insert(
-        "load_rollout".into(),
-        serde_json::json!({"shipshape": ours_load, "checklist": seed_load}),
-    );
-    report.insert(
-        "load_revert".into(),
-        serde_json::json!({"shipshape": revert_load}),
-    );
+    drop(seed);
 
-    // Detection latency, local (inotify), with the daemon.
-    let fixed = w.commit_app_version("4.0.0");
-    w.commit_config(&doc(&fixed, "hello", &level));
+    // Detection latency, local (inotify), with the daemon (from the good revision again:
+    // the broken config commit stays quarantined until the next one).
+    let mut det = good.clone();
+    det.greeting = "back".into();
+    commit_doc(&det);
+    once(&w, &[]);
     let d = w.start(&["--interval", "10m"]);
-    w.wait_record("converged", 120, &d, |r| r.phase == Phase::Ready);
+    w.wait_record("converged", 300, &d, |r| r.phase == Phase::Ready);
     let mut local = Vec::new();
     for i in 0..5 {
+        det.greeting = format!("detect{i}");
         let t = chrono::Utc::now();
-        let c = w.commit_config(&doc(&fixed, &format!("detect{i}"), &level));
+        let c = commit_doc(&det);
         let rec = w.wait_record("the pass", 60, &d, |r| {
             r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
         let started =
             chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
         local.push(started.signed_duration_since(t).num_milliseconds() as f64 / 1000.0);
-        w.wait_record("ready", 60, &d, |r| {
+        w.wait_record("ready", 120, &d, |r| {
             r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
     }
-    // Idle CPU and memory of the controller, over 10 s with nothing to do.
-    let pid = serde_json::from_str::<serde_json::Value>(
+    drop(d);
+
+    // Idle CPU (the controller and every process it started, together) and resident memory,
+    // over 60 s with nothing to do, one app, at the default health interval (2 s).
+    det.interval = "2s";
+    commit_doc(&det);
+    let d = w.start_with_env(&[], &[("RUST_LOG", "info")]);
+    w.wait_record("converged (2s interval)", 300, &d, |r| {
+        r.phase == Phase::Ready
+    });
+    let pid: u32 = serde_json::from_str::<serde_json::Value>(
         &std::fs::read_to_string(w.state_dir().join("api.json")).unwrap(),
     )
     .unwrap()["pid"]
         .as_u64()
-        .unwrap();
-    let cpu = |pid: u64| -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+        .unwrap() as u32;
+    let pm2_daemon: Option<u32> = std::fs::read_to_string(w.pm2_home().join("pm2.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let total = |pid: u32| -> f64 {
+        cpu_secs(pid, true).unwrap()
+            + descendants(pid)
+                .into_iter()
+                .filter_map(|c| cpu_secs(c, true))
+                .sum::<f64>()
     };
-    let c0 = cpu(pid);
-    let t0 = Instant::now();
-    wait_for("10 idle seconds", Duration::from_secs(20), || {
-        (t0.elapsed() >= Duration::from_secs(10)).then_some(())
+    // Let the first rounds after startup pass.
+    let warm = Instant::now();
+    wait_for("5 s after startup", Duration::from_secs(10), || {
+        (warm.elapsed() >= Duration::from_secs(5)).then_some(())
     });
-    let idle_cpu = (cpu(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
-    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")
-                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
-        })
-        .unwrap();
+    let (c0, p0) = (total(pid), pm2_daemon.and_then(|p| cpu_secs(p, false)));
+    let t0 = Instant::now();
+    let mut rss_peak = 0;
+    wait_for("60 idle seconds", Duration::from_secs(90), || {
+        let rss = rss_kb(pid) + descendants(pid).into_iter().map(rss_kb).sum::<u64>();
+        rss_peak = rss_peak.max(rss);
+        (t0.elapsed() >= Duration::from_secs(60)).then_some(())
+    });
+    let window = t0.elapsed().as_secs_f64();
+    let idle_cpu = (total(pid) - c0) / window * 100.0;
+    let pm2_cpu = match (p0, pm2_daemon.and_then(|p| cpu_secs(p, false))) {
+        (Some(a), Some(b)) => Some(((b - a) / window * 10000.0).round() / 100.0),
+        _ => None,
+    };
+    let rss_now = rss_kb(pid);
+    let idle_rec = w.record();
+    assert_eq!(
+        idle_rec.phase,
+        Phase::Ready,
+        "the app was not healthy while idle"
+    );
     drop(d);
+    report.insert(
+        "idle".into(),
+        serde_json::json!({
+            "cpu_percent": (idle_cpu * 100.0).round() / 100.0,
+            "rss_mb": (rss_now as f64 / 1024.0 * 10.0).round() / 10.0,
+            "rss_peak_with_children_mb": (rss_peak as f64 / 1024.0 * 10.0).round() / 10.0,
+            "window_s": (window * 10.0).round() / 10.0,
+            "health_interval": det.interval,
+            "pm2_daemon_cpu_percent": pm2_cpu,
+        }),
+    );
 
     // Remote with a webhook.
     let bare = w.bare_remote();
@@ -523,10 +930,11 @@ fn bench() {
         "--interval",
         "10m",
     ]);
-    w.wait_record("converged (remote)", 120, &d, |r| r.phase == Phase::Ready);
+    w.wait_record("converged (remote)", 300, &d, |r| r.phase == Phase::Ready);
     let mut hooked = Vec::new();
     for i in 0..5 {
-        let c = w.commit_config(&doc(&fixed, &format!("hook{i}"), &level));
+        det.greeting = format!("hook{i}");
+        let c = commit_doc(&det);
         let t = chrono::Utc::now();
         w.push();
         use hmac::Mac;
@@ -555,7 +963,7 @@ fn bench() {
         let started =
             chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
         hooked.push(started.signed_duration_since(t).num_milliseconds() as f64 / 1000.0);
-        w.wait_record("ready", 60, &d, |r| {
+        w.wait_record("ready", 120, &d, |r| {
             r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
     }
@@ -568,7 +976,7 @@ fn bench() {
             "reference": {"argo_cd_poll_s": 180, "flux_poll_s": 60},
         }),
     );
-    report.insert("idle".into(), serde_json::json!({"cpu_percent": (idle_cpu * 100.0).round() / 100.0, "rss_mb": rss_kb / 1024}));
+    drop(w);
 
     // No-op passes: 1, 10 and 100 apps (light processes), with and without sharing jlist;
     // and a config repo of 10,000 commits.

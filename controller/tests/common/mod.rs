@@ -19,6 +19,14 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The pm2 executable: `$SHIPSHAPE_TEST_PM2`, else the project-local install by hack/test.sh.
+/// The controller binary the tests run: this build's, unless `SHIPSHAPE_TEST_BIN` names
+/// another (the benchmark measures a release build).
+pub fn shipshape_bin() -> PathBuf {
+    std::env::var_os("SHIPSHAPE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shipshape")))
+}
+
 pub fn pm2_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SHIPSHAPE_TEST_PM2") {
         return PathBuf::from(p);
@@ -315,7 +323,7 @@ spec:
 
     /// `shipshape <args>` with this world's paths, plus extra environment.
     pub fn shipshape(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+        let mut cmd = Command::new(shipshape_bin());
         cmd.args(args)
             .env("SHIPSHAPE_REPO", self.config_repo())
             .env("SHIPSHAPE_PATH", "apps")
@@ -450,7 +458,7 @@ impl World {
     pub fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = self.root().join("controller.log");
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+        let mut cmd = Command::new(shipshape_bin());
         cmd.args(["run", "--listen", "127.0.0.1:0"]);
         if !extra.contains(&"--interval") {
             cmd.args(["--interval", "1s"]);
