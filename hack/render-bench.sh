@@ -56,7 +56,7 @@ row(`revert: broken revision live → old revision verified again (${r.rule})`, 
 row('revert: from the broken commit landing (builds and rolls it out first)', `${r.shipshape_from_broken_commit_s} s`, `${Math.round((r.checklist_broken_deploy_s + r.checklist_s) * 10) / 10} s (deploy + manual rollback)`, x(Math.round((r.checklist_broken_deploy_s + r.checklist_s) / r.shipshape_from_broken_commit_s * 10) / 10));
 row('requests during the revert', load(r.load.shipshape), `${load(r.load.checklist)} (rollback)`, '', met(r.load.shipshape.failed === 0 && r.load.shipshape.rate >= 200, '0 failed at ≥ 200 req/s'));
 const i = b.idle;
-row(`idle CPU, controller and its children, 1 app, ${i.health_interval} health interval, ${i.window_s} s`, `${i.cpu_percent} % of a core`, i.pm2_daemon_cpu_percent == null ? '' : `pm2 daemon ${i.pm2_daemon_cpu_percent} % (runs the app; not counted)`, '', met(i.cpu_percent <= 0.5, '≤ 0.5 %'));
+row(`idle CPU, controller and its children, 1 app, ${i.health_interval} health interval, a pass every ${i.pass_interval}, ${i.window_s} s`, `${i.cpu_percent} % of a core`, i.pm2_daemon_cpu_percent == null ? '' : `pm2 daemon ${i.pm2_daemon_cpu_percent} % (runs the app; not counted)`, '', met(i.cpu_percent <= 0.5, '≤ 0.5 %'));
 row('idle resident memory, controller', `${i.rss_mb} MB`, `with children, peak: ${i.rss_peak_with_children_mb} MB`, '', met(i.rss_mb <= 15, '≤ 15 MB'));
 const noopTarget = { 1: 0.02, 100: 0.3 };
 for (const n of b.noop) {
