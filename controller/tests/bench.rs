@@ -467,7 +467,9 @@ spec:
           url: http://127.0.0.1:{port}/api/health
           expectStatus: 200
           bodyContains: '"status":"ok"'
-        timeout: 2s
+        # Under load on 2 shared cores a Next.js answer can take seconds: a round without
+        # an answer in 5 s fails.
+        timeout: 5s
     interval: {interval}
     # server.js listens only once Next is prepared, and pm2's cluster reload returns only
     # when each new worker listens: the processes are up when verification starts.
