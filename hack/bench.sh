@@ -27,14 +27,13 @@ mkdir -p target/bench-tmp
 say "building the controller with the release profile (the binary the bench measures)"
 cargo build --quiet --release -p shipshape --bin shipshape
 export SHIPSHAPE_TEST_BIN="$ROOT/target/release/shipshape"
-# The bench's worlds (app releases, the checklist's live checkout, their node_modules)
-# live under target/, git-ignored, and go away with the run.
-export TMPDIR="$ROOT/target/bench-tmp"
 export NEXT_TELEMETRY_DISABLED=1
 
 say "running the benchmark (cargo test --test bench -- --ignored)"
 status=0
-cargo test --quiet -p shipshape --test bench -- --ignored --nocapture >target/bench.log 2>&1 || status=$?
+# The bench's worlds (app releases, the checklist's live checkout, their node_modules)
+# live under target/, git-ignored, and go away with the run.
+TMPDIR="$ROOT/target/bench-tmp" cargo test --quiet -p shipshape --test bench -- --ignored --nocapture >target/bench.log 2>&1 || status=$?
 rm -rf target/bench-tmp
 grep -v '^BENCH-JSON' target/bench.log | tail -5
 [ "$status" -eq 0 ] || die "the benchmark failed (exit $status; see target/bench.log); nothing recorded"
