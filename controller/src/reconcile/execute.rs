@@ -191,13 +191,8 @@ impl Controller {
                 r.map_err(|e| pm2_error(kind, e))
             }
             Step::Pm2Replace { process } => {
-                write_ecosystem(app, &eco_path, &run.secrets.env)?;
-                self.pm2
-                    .delete(process)
+                self.replace_process(app, process, &eco_path, &run.secrets.env)
                     .await
-                    .map_err(|e| pm2_error(kind, e))?;
-                let r = self.pm2.start_or_reload(&eco_path, process).await;
-                r.map_err(|e| pm2_error(kind, e))
             }
             Step::Pm2Delete { process } => self
                 .pm2
@@ -530,8 +525,37 @@ pub fn ecosystem_file(app: &App, env: &EnvFile) -> serde_json::Value {
     serde_json::json!({ "apps": apps })
 }
 
+/// [`ecosystem_file`] plus the entry a graceful replace of `process` starts under its
+/// temporary name ([`plan::next_entry`]). (Pure: the simulated pm2 is handed the same file.)
+pub fn ecosystem_file_with_next(
+    app: &App,
+    env: &EnvFile,
+    process: &shipshape_spec::app::Process,
+) -> serde_json::Value {
+    let mut file = ecosystem_file(app, env);
+    file["apps"]
+        .as_array_mut()
+        .expect("apps is a list")
+        .push(plan::next_entry(app, process, env));
+    file
+}
+
+/// Write [`ecosystem_file_with_next`] for a replace of `process` (0600: it holds env values).
+pub(super) fn write_ecosystem_with_next(
+    app: &App,
+    path: &Path,
+    env: &EnvFile,
+    process: &shipshape_spec::app::Process,
+) -> Result<(), StepError> {
+    write_file(path, &ecosystem_file_with_next(app, env, process))
+}
+
 fn write_ecosystem(app: &App, path: &Path, env: &EnvFile) -> Result<(), StepError> {
-    let bytes = serde_json::to_vec_pretty(&ecosystem_file(app, env)).expect("ecosystem serializes");
+    write_file(path, &ecosystem_file(app, env))
+}
+
+fn write_file(path: &Path, file: &serde_json::Value) -> Result<(), StepError> {
+    let bytes = serde_json::to_vec_pretty(file).expect("ecosystem serializes");
     crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| {
         StepError::new(
             StepKind::Pm2Apply,

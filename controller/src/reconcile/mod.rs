@@ -37,6 +37,7 @@ pub mod journal;
 mod observe;
 mod publish;
 pub mod record;
+mod replace;
 pub mod revert;
 pub mod target;
 mod verify;
