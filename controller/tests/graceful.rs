@@ -89,6 +89,11 @@ fn every_replace_kind_in_cluster_mode_fails_no_request_and_ends_as_the_document(
         app.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(30);
         app.spec.health.failure_threshold = 2;
         assert_eq!(app.spec.processes[0].exec_mode, Some(ExecMode::Cluster));
+        // A slow boot: a new process listens a second after it is online, so deleting the
+        // old ones before the new ones are ready refuses connections.
+        app.spec.processes[0]
+            .env
+            .insert("BOOT_DELAY_MS".into(), EnvValue::String("1000".into()));
         app
     };
     let with = |f: &dyn Fn(&mut shipshape_spec::app::Process)| {
@@ -123,8 +128,15 @@ fn every_replace_kind_in_cluster_mode_fails_no_request_and_ends_as_the_document(
     rollout(&w, "instances 3 → 2, EXTRA removed", &base, 0);
     assert_runs(&w, 2, &[], &["EXTRA"]);
 
-    // An args change (a pm2 option: only a replace applies it).
-    let d = with(&|p| p.args = Some(StringOrList::One("--graceful-test".into())));
+    // An args change, and pm2's wait_ready (only a replace applies them): from now on pm2's
+    // start waits for each new process's 'ready' message (the example app sends it once
+    // it listens).
+    let graceful_args = |p: &mut shipshape_spec::app::Process| {
+        p.args = Some(StringOrList::One("--graceful-test".into()));
+        p.wait_ready = Some(true);
+        p.listen_timeout = Some(8000);
+    };
+    let d = with(&graceful_args);
     rollout(&w, "args change", &d, 0);
     assert!(
         replace_reason(&w).contains("script, args or pm2 options changed"),
@@ -136,7 +148,7 @@ fn every_replace_kind_in_cluster_mode_fails_no_request_and_ends_as_the_document(
     // A revision that adds HEALTH_FAIL (a reload) fails verification; going back to the
     // previous one removes the variable again: a replace, under load.
     let e = with(&|p| {
-        p.args = Some(StringOrList::One("--graceful-test".into()));
+        graceful_args(p);
         p.env
             .insert("HEALTH_FAIL".into(), EnvValue::String("1".into()));
     });
