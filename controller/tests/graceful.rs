@@ -258,3 +258,56 @@ fn a_fork_mode_replace_says_it_is_not_graceful() {
     assert!(!list[0].env.contains_key("EXTRA"));
     assert_eq!(list[0].exec_mode, "fork_mode");
 }
+
+#[test]
+fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request()
+{
+    let w = World::new("interrupted");
+    let v1 = w.app_head();
+    let mut base = w.app(&v1);
+    // A slow boot: a process started without waiting for it refuses connections a while.
+    base.spec.processes[0]
+        .env
+        .insert("BOOT_DELAY_MS".into(), EnvValue::String("1000".into()));
+    w.commit_app(&base);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "{log}");
+    let name = format!("{}-web", w.name);
+    let next = format!("{name}~next");
+    // Killed after the first move (the new processes run beside the old ones), then after
+    // the second (the old ones are deleted: only the temporary name serves).
+    for (moves, old, count) in [(1, 2, 3usize), (2, 3, 2)] {
+        let mut app = base.clone();
+        app.spec.processes[0].instances = Some(Instances::Count(count as u32));
+        w.commit_app(&app);
+        let what = format!("killed after {moves} move(s), then a pass");
+        let tally = under_load(&w, &what, || {
+            let fault = format!("after:replace-move:{moves}");
+            let out = w.shipshape(&["run", "--once"], &[("SHIPSHAPE_FAULT", &fault)]);
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                out.status.signal(),
+                Some(9),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let names: Vec<String> = pm2_list(&w).into_iter().map(|i| i.name).collect();
+            let on = |n: &str| names.iter().filter(|x| *x == n).count();
+            let left = if moves == 1 { old } else { 0 };
+            assert_eq!(
+                (on(&name), on(&next)),
+                (left, count),
+                "left by the crash: {names:?}"
+            );
+            let (code, log) = w.run_once();
+            assert_eq!(code, 0, "{log}");
+        });
+        assert_no_failures(&w, &what, &tally, u64::from(RATE) * 3);
+        assert!(
+            common::steps(&w.record()).contains(&"pm2-replace"),
+            "{:?}",
+            common::steps(&w.record())
+        );
+        assert_runs(&w, count, &[], &[]);
+    }
+}

@@ -81,7 +81,7 @@ impl Controller {
             let kind = planned.step.kind();
             let started_at = state::now();
             let t0 = Instant::now();
-            fault_point("before", kind);
+            fault_point("before", kind.as_str());
             let mut target = planned.step.target();
             info!(app = %run.app.metadata.name, step = %kind, target = %target, reason = %planned.reason, "step");
             append_log_line(
@@ -118,7 +118,7 @@ impl Controller {
             if let Err(e) = journal.step_done(kind, &target) {
                 warn!(app = %run.app.metadata.name, journal = %journal.path().display(), "could not journal step {kind}: {e}");
             }
-            fault_point("after", kind);
+            fault_point("after", kind.as_str());
         }
         Ok(())
     }
@@ -290,8 +290,9 @@ impl Controller {
 
 /// Fault injection for the crash tests: `SHIPSHAPE_FAULT=<before|after>:<step>[:<n>]`
 /// makes the controller SIGKILL itself at the n-th (default first) such step boundary;
-/// `panic:<step>[:<n>]` makes that pass panic before the step instead.
-fn fault_point(when: &str, kind: StepKind) {
+/// `panic:<step>[:<n>]` makes that pass panic before the step instead. Inside a step, a
+/// point has its own name (`after:replace-move:<n>`: after the n-th move of a graceful replace).
+pub(super) fn fault_point(when: &str, kind: &str) {
     use std::sync::atomic::AtomicU32;
     static SEEN: AtomicU32 = AtomicU32::new(0);
     let Ok(spec) = std::env::var("SHIPSHAPE_FAULT") else {

@@ -109,12 +109,15 @@ impl Controller {
         let settle = settle_time(p);
         // Names whose current instances were seen ready in this step.
         let mut ready: Vec<String> = Vec::new();
-        for _ in 0..MAX_MOVES {
+        for moves in 0..MAX_MOVES {
             let list = self.pm2.jlist().await.map_err(|e| pm2_error(kind, e))?;
             let declared = replace::slot(list.iter().filter(|i| i.name == process), want);
             let temp = replace::slot(list.iter().filter(|i| i.name == next), want);
             let m = replace::next_move(declared, temp);
             info!(app = %app.metadata.name, process, ?declared, next = ?temp, ?m, "replace move");
+            if moves > 0 {
+                super::execute::fault_point("after", "replace-move");
+            }
             match m {
                 Move::Done => return Ok(()),
                 Move::StartNext => {
