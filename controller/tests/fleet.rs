@@ -159,6 +159,42 @@ fn fleet_json(w: &World, prom: &str) -> Option<Vec<serde_json::Value>> {
     Some(v["apps"][0]["hosts"].as_array()?.clone())
 }
 
+/// A fleet JSON row as one comparable line.
+fn summary(r: &serde_json::Value) -> String {
+    format!(
+        "{} {} {} live={} desired={} pinned={} reverted={} differsFromDesired={} differsFromMajority={}",
+        r["host"],
+        r["reach"],
+        r["phase"],
+        r["liveCommit"],
+        r["desiredCommit"],
+        r["pinned"],
+        r["reverted"],
+        r["differsFromDesired"],
+        r["differsFromMajority"]
+    )
+}
+
+/// The [`summary`] of the row expected.
+#[allow(clippy::too_many_arguments)]
+fn row(
+    host: &str,
+    reach: &str,
+    phase: &str,
+    live: &str,
+    desired: &str,
+    pinned: bool,
+    reverted: bool,
+    differs_from_desired: bool,
+    differs_from_majority: bool,
+) -> String {
+    summary(&serde_json::json!({
+        "host": host, "reach": reach, "phase": phase, "liveCommit": live,
+        "desiredCommit": desired, "pinned": pinned, "reverted": reverted,
+        "differsFromDesired": differs_from_desired, "differsFromMajority": differs_from_majority,
+    }))
+}
+
 #[test]
 fn the_fleet_view_shows_each_host_live_pinned_reverted_and_unreachable() {
     let started = Instant::now();
@@ -268,73 +304,22 @@ fn the_fleet_view_shows_each_host_live_pinned_reverted_and_unreachable() {
                 && r.live().is_some_and(|l| l.revision.app_commit == v1)
         });
 
-    // The fleet as Prometheus sees it, once it has scraped all of that.
-    let rows = wait_for(
-        "the fleet view to show v2's rollout",
-        Duration::from_secs(20),
-        || {
-            let rows = fleet_json(&fleet, &prom.url)?;
-            let settled = rows.len() == 3
-                && rows[0]["liveCommit"] == v2.as_str()
-                && rows[1]["desiredCommit"] == v2.as_str()
-                && rows[2]["reverted"] == true;
-            settled.then_some(rows)
-        },
-    );
-    let summary: Vec<(&str, &str, &str, &str, &str, bool, bool, bool, bool)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r["host"].as_str().unwrap(),
-                r["reach"].as_str().unwrap(),
-                r["phase"].as_str().unwrap(),
-                r["liveCommit"].as_str().unwrap(),
-                r["desiredCommit"].as_str().unwrap(),
-                r["pinned"].as_bool().unwrap(),
-                r["reverted"].as_bool().unwrap(),
-                r["differsFromDesired"].as_bool().unwrap(),
-                r["differsFromMajority"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            (
-                "web-1",
-                "up",
-                "Ready",
-                v2.as_str(),
-                v2.as_str(),
-                false,
-                false,
-                false,
-                true
-            ),
-            (
-                "web-2",
-                "up",
-                "Ready",
-                v1.as_str(),
-                v2.as_str(),
-                true,
-                false,
-                true,
-                false
-            ),
-            (
-                "web-3",
-                "up",
-                "Failed",
-                v1.as_str(),
-                v2.as_str(),
-                false,
-                true,
-                true,
-                false
-            ),
-        ]
-    );
+    // The fleet as Prometheus sees it, once it has scraped all of that (polled until it
+    // matches, then compared, so a wrong row fails with the rows it got).
+    let expected = [
+        row("web-1", "up", "Ready", &v2, &v2, false, false, false, true),
+        row("web-2", "up", "Ready", &v1, &v2, true, false, true, false),
+        row("web-3", "up", "Failed", &v1, &v2, false, true, true, false),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows = fleet_json(&fleet, &prom.url).unwrap_or_default();
+        if rows.iter().map(summary).eq(expected.iter().cloned()) || Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(rows.iter().map(summary).collect::<Vec<_>>(), expected);
     for r in &rows {
         assert_eq!(r["configCommit"], config2.as_str(), "{r}");
     }
