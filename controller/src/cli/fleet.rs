@@ -138,6 +138,9 @@ pub struct HostRow {
     /// Reachable and its live commit is not the one most reachable hosts run (false when
     /// no commit is live on more than half of them).
     pub differs_from_majority: bool,
+    /// Reachable and the config commit it last read is not the one more than half of the
+    /// reachable hosts read (a host lagging behind the config repo, or ahead of it).
+    pub differs_from_majority_config: bool,
 }
 
 /// One app across the fleet.
@@ -155,11 +158,12 @@ pub struct AppView {
 }
 
 impl AppView {
-    /// Whether every host is reachable and runs its desired commit.
+    /// Whether every host is reachable, has read the config commit most hosts read, and
+    /// runs its desired commit.
     pub fn converged(&self) -> bool {
-        self.hosts
-            .iter()
-            .all(|h| h.reach == Reach::Up && !h.differs_from_desired)
+        self.hosts.iter().all(|h| {
+            h.reach == Reach::Up && !h.differs_from_desired && !h.differs_from_majority_config
+        })
     }
 }
 
@@ -221,6 +225,7 @@ pub fn assemble(info: &[Sample], targets: &Targets, seen: &[Sample]) -> Vec<AppV
                 reverted: s.label("reverted") == "true",
                 differs_from_desired: false,
                 differs_from_majority: false,
+                differs_from_majority_config: false,
             });
     }
     for s in seen {
@@ -246,6 +251,7 @@ pub fn assemble(info: &[Sample], targets: &Targets, seen: &[Sample]) -> Vec<AppV
             reverted: false,
             differs_from_desired: false,
             differs_from_majority: false,
+            differs_from_majority_config: false,
         });
     }
     apps.into_iter()
@@ -253,12 +259,16 @@ pub fn assemble(info: &[Sample], targets: &Targets, seen: &[Sample]) -> Vec<AppV
             hosts.sort_by(|a, b| (&a.host, &a.instance).cmp(&(&b.host, &b.instance)));
             let up: Vec<&HostRow> = hosts.iter().filter(|h| h.reach == Reach::Up).collect();
             let majority_commit = majority(up.iter().map(|h| h.live_commit.clone()), up.len());
+            let majority_config = majority(up.iter().map(|h| h.config_commit.clone()), up.len());
             let desired_commit = most_common(up.iter().map(|h| h.desired_commit.clone()));
             for h in hosts.iter_mut().filter(|h| h.reach == Reach::Up) {
                 h.differs_from_desired = h.live_commit != h.desired_commit;
                 h.differs_from_majority = majority_commit
                     .as_ref()
                     .is_some_and(|m| h.live_commit.as_ref() != Some(m));
+                h.differs_from_majority_config = majority_config
+                    .as_ref()
+                    .is_some_and(|m| h.config_commit.as_ref() != Some(m));
             }
             AppView {
                 app,
@@ -313,6 +323,9 @@ pub fn render_table(apps: &[AppView]) -> String {
                     }
                     if h.differs_from_majority {
                         d.push("majority");
+                    }
+                    if h.differs_from_majority_config {
+                        d.push("config");
                     }
                     if d.is_empty() {
                         "-".into()
@@ -525,8 +538,8 @@ pub async fn read(opts: &Options) -> Result<Vec<AppView>, FleetError> {
     Ok(apps)
 }
 
-/// `shipshape fleet`: print the fleet and return the exit code: 0 when every host is
-/// reachable and live on its desired commit, 2 when one is not, 1 on an error.
+/// `shipshape fleet`: print the fleet and return the exit code: 0 when every app is
+/// [converged](AppView::converged), 2 when one is not, 1 on an error.
 ///
 /// # Errors
 /// When the runtime cannot start.
@@ -720,6 +733,38 @@ mod tests {
         assert!(split[0].hosts.iter().all(|h| !h.differs_from_majority));
         assert!(split[0].converged());
         assert!(render_table(&split).contains("no majority live commit"));
+    }
+
+    #[test]
+    fn a_host_that_has_not_read_the_fleets_config_commit_is_marked_though_live_on_its_desired() {
+        let apps = fleet_of(
+            &[
+                ("a:1", "web-1", 1.0),
+                ("a:2", "web-2", 1.0),
+                ("a:3", "web-3", 1.0),
+            ],
+            &[
+                info("a:1", "web-1", "new", "new", &[("config_commit", "c2")]),
+                info("a:2", "web-2", "new", "new", &[("config_commit", "c2")]),
+                info("a:3", "web-3", "old", "old", &[("config_commit", "c1")]),
+            ],
+            &[],
+        );
+        let web3 = &apps[0].hosts[2];
+        assert!(!web3.differs_from_desired);
+        assert!(web3.differs_from_majority && web3.differs_from_majority_config);
+        assert!(!apps[0].hosts[0].differs_from_majority_config);
+        assert!(
+            !apps[0].converged(),
+            "a host on another config commit is not converged"
+        );
+        let table = render_table(&apps);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("shop  web-3") && l.ends_with("majority, config")),
+            "{table}"
+        );
     }
 
     #[test]
