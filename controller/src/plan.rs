@@ -83,7 +83,11 @@ pub enum Step {
         /// Process name.
         process: String,
     },
-    /// Delete and start again: a field a reload cannot change did change.
+    /// New processes for what a reload cannot change (instances, exec_mode, script/args/pm2
+    /// options, a removed env variable), or to finish a replace a crash interrupted. In
+    /// cluster mode graceful (the new config starts as `NAME~next`, the old processes stop
+    /// once it is ready, then `NAME` is started again: [`replace`]); in fork mode, or
+    /// across a fork/cluster switch, delete and start again.
     Pm2Replace {
         /// Process name.
         process: String,
