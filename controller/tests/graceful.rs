@@ -212,6 +212,13 @@ fn new_processes_that_crash_at_start_fail_the_replace_while_the_old_ones_keep_se
         shipshape_spec::status::StepResult::Failed,
         "{failed:?}"
     );
+    let error = rec.last_error.as_ref().expect("the failure is recorded");
+    assert!(
+        error.message.contains("crashing-web~next instance")
+            && (error.message.contains("restarted while starting")
+                || error.message.contains("after start")),
+        "{error:?}"
+    );
     // The old processes never stopped (same pids), the temporary ones are gone.
     let after: Vec<(u64, u64)> = pm2_list(&w).iter().map(|i| (i.pm_id, i.pid)).collect();
     assert_eq!(after, before, "the old processes were touched");
