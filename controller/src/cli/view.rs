@@ -103,7 +103,22 @@ fn short_message(rec: &AppRecord) -> String {
         .conditions
         .iter()
         .find(|c| c.type_ == shipshape_spec::status::condition_types::READY);
+    // A revision that failed and is not live: say which, and what became of it, first.
+    let failed_attempt = rec.last_attempted().filter(|a| {
+        Some(a.revision.number) != rec.live_revision
+            && matches!(a.revision.outcome, Outcome::Failed | Outcome::Reverted)
+            && !a.revision.message.is_empty()
+    });
     let mut msg = match (rec.phase, ready) {
+        (Phase::Failed, _) if failed_attempt.is_some() => {
+            let a = &failed_attempt.expect("checked").revision;
+            format!(
+                "revision {} {}: {}",
+                a.number,
+                format!("{:?}", a.outcome).to_lowercase(),
+                a.message
+            )
+        }
         (Phase::Ready, Some(c)) if c.status == ConditionStatus::True => c.message.clone(),
         (_, Some(c)) if !c.message.is_empty() => c.message.clone(),
         _ => rec
@@ -275,17 +290,41 @@ pub const TAIL_LINES: usize = 10;
 #[derive(Default)]
 struct Seen(Vec<String>);
 
+/// Shorter messages than this are never cut out of a longer one (too likely to be words
+/// that merely repeat).
+const QUOTE_MIN: usize = 24;
+
 impl Seen {
     /// `": message"` the first time a non-empty message comes, else nothing (a message
-    /// that is part of one already shown counts as shown).
+    /// that is part of one already shown counts as shown); a message that quotes one
+    /// already shown has the quote replaced by `…`.
     fn note(&mut self, message: &str) -> String {
-        let m = one_line(message);
+        let mut m = one_line(message);
         if m.is_empty() || self.0.iter().any(|s| s.contains(&m)) {
             return String::new();
         }
-        self.0.push(m.clone());
+        let mut quoted: Vec<&String> = self
+            .0
+            .iter()
+            .filter(|s| s.len() >= QUOTE_MIN && m.contains(s.as_str()))
+            .collect();
+        quoted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let whole = m.clone();
+        for q in quoted {
+            m = m.replace(q.as_str(), "…");
+        }
+        self.0.push(whole);
         format!(": {m}")
     }
+}
+
+/// The order conditions are shown in (kstatus's); others follow in recorded order.
+fn condition_rank(type_: &str) -> usize {
+    use shipshape_spec::status::condition_types as ct;
+    [ct::READY, ct::RECONCILING, ct::STALLED, ct::HEALTHY]
+        .iter()
+        .position(|t| *t == type_)
+        .unwrap_or(4)
 }
 
 /// The detail view of one app: every fact once, newest state first.
@@ -301,6 +340,12 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
     let rev_line = |label: &str, e: &crate::state::RevisionEntry, seen: &mut Seen| {
         let v = &e.revision;
         let when = v.finished_at.as_deref().or(v.live_at.as_deref());
+        // A healthy revision's outcome says it all.
+        let message = if v.outcome == Outcome::Healthy {
+            String::new()
+        } else {
+            seen.note(&v.message)
+        };
         format!(
             "  {label:<11} revision {}  config {}  app {}  level {}  {:?} {} ago{}",
             v.number,
@@ -309,14 +354,14 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             v.level.as_deref().unwrap_or("-"),
             v.outcome,
             age(when.or(Some(&v.started_at)), now),
-            seen.note(&v.message)
+            message
         )
     };
     let live = rec.live();
-    let desired_differs = rec.desired_app_commit.as_deref()
-        != live.map(|l| l.revision.app_commit.as_str())
-        || rec.desired_config_commit.as_deref() != live.map(|l| l.revision.config_commit.as_str());
-    if desired_differs {
+    // A new config commit that leaves the app commit alone shows as the attempted revision.
+    if rec.desired_app_commit.is_some()
+        && rec.desired_app_commit.as_deref() != live.map(|l| l.revision.app_commit.as_str())
+    {
         out.push(format!(
             "  {:<11} config {}  app {}",
             "desired",
@@ -373,6 +418,9 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
     }
     if !rec.conditions.is_empty() {
         out.push("  conditions".into());
+        let mut conditions: Vec<&shipshape_spec::status::Condition> =
+            rec.conditions.iter().collect();
+        conditions.sort_by_key(|c| condition_rank(&c.type_));
         let tw = rec
             .conditions
             .iter()
@@ -385,13 +433,12 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             .map(|c| c.reason.len())
             .max()
             .unwrap_or(0);
-        let statuses: Vec<String> = rec
-            .conditions
+        let statuses: Vec<String> = conditions
             .iter()
             .map(|c| format!("{:?}", c.status))
             .collect();
         let sw = statuses.iter().map(String::len).max().unwrap_or(0);
-        for (c, status) in rec.conditions.iter().zip(&statuses) {
+        for (c, status) in conditions.iter().zip(&statuses) {
             out.push(
                 format!(
                     "    {:<tw$}  {status:<sw$}  {:<rw$}  {:>4}{}",
@@ -803,7 +850,7 @@ mod tests {
             text,
             "\
 NAME    PHASE   REV  APP      DESIRED  HEALTH   PINNED  SINCE  MESSAGE
-api     Failed  1    1111111  2222222  passing  -       2m     3 failing rounds in a row: api: status 500
+api     Failed  1    1111111  2222222  passing  -       2m     revision 2 reverted: 3 failing rounds in a row: api: status 500; revert…
 pinned  Ready   1    1111111  3333333  passing  1       5m     pinned by alice: incident 42
 web     Ready   1    1111111  -        passing  -       5m     revision 1 is live and healthy"
         );
@@ -813,7 +860,7 @@ web     Ready   1    1111111  -        passing  -       5m     revision 1 is liv
     fn long_messages_are_cut_in_the_table_and_kept_whole_when_wide() {
         let mut r = reverted("api");
         let long = "x".repeat(200);
-        r.conditions[0].message = long.clone();
+        r.revision_mut(2).unwrap().revision.message = long.clone();
         let narrow = render_table(&list(std::slice::from_ref(&r), now(), false), false);
         assert!(narrow[1].ends_with('…'), "{}", narrow[1]);
         assert!(narrow[1].chars().count() < 160, "{}", narrow[1]);
