@@ -383,13 +383,17 @@ pub fn default_state_dir_for(root: bool, xdg: Option<PathBuf>, home: Option<Path
 /// # Errors
 /// A message for people when `dir` is not a directory.
 pub fn existing(dir: &Path) -> Result<Store, String> {
-    if dir.is_dir() {
-        return Ok(Store::new(dir));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(Store::new(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "cannot read the state directory {}: {e} (run as the controller's user, or with sudo)",
+            dir.display()
+        )),
+        _ => Err(format!(
+            "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
+            dir.display()
+        )),
     }
-    Err(format!(
-        "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
-        dir.display()
-    ))
 }
 
 /// Now, as RFC 3339 UTC with milliseconds.
