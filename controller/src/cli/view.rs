@@ -808,6 +808,11 @@ mod tests {
         rolling.phase = Phase::Progressing;
         let mut sick = healthy("ac-sick");
         sick.health.as_mut().unwrap().passing = false;
+        let mut failed = healthy("ad-failed-build");
+        failed.phase = Phase::Failed;
+        failed
+            .revisions
+            .push(entry(2, 'b', '2', Outcome::Failed, "build failed"));
         let records = vec![
             healthy("zz-fine"),
             healthy("a-fine"),
@@ -815,6 +820,7 @@ mod tests {
             rolling,
             reverted("zz-reverted"),
             sick,
+            failed,
         ];
         let names: Vec<String> = list(&records, now(), false)
             .into_iter()
@@ -824,6 +830,7 @@ mod tests {
             names,
             [
                 "ac-sick",
+                "ad-failed-build",
                 "zz-reverted",
                 "ab-rolling",
                 "aa-pinned",
