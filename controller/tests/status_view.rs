@@ -137,6 +137,18 @@ fn four_apps() -> Fleet {
         let r = load(&f.w, "jobs");
         (r.desired_app_commit.as_deref() == Some(v2.as_str())).then_some(())
     });
+    // Settled: each app's last pass ran no step, and its live revision's checks pass.
+    for name in APPS {
+        wait_for(&format!("{name} settled"), Duration::from_secs(60), || {
+            let r = load(&f.w, name);
+            let quiet = r.last_pass.as_ref().is_some_and(|p| p.steps.is_empty());
+            let healthy = r
+                .health
+                .as_ref()
+                .is_some_and(|h| Some(h.revision) == r.live_revision && h.passing);
+            (quiet && healthy).then_some(())
+        });
+    }
     drop(d);
     f
 }
