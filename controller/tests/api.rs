@@ -248,7 +248,8 @@ fn the_watch_stream_delivers_a_rollouts_events_in_order_and_metrics_and_notifica
         "shipshape_reconcile_total{app=\"watched\",result=\"ready\"}",
         "shipshape_reconcile_duration_seconds_count{app=\"watched\"}",
         "shipshape_health_check_up{app=\"watched\",check=\"api\"} 1",
-        "shipshape_app_info{app=\"watched\",live_revision=\"2\",phase=\"Ready\",pinned=\"false\"} 1",
+        "shipshape_app_info{app=\"watched\",config_commit=\"",
+        "live_revision=\"2\",phase=\"Ready\",pinned=\"false\",reverted=\"false\"} 1",
         "# TYPE shipshape_rollouts_total counter",
     ] {
         assert!(metrics.contains(needle), "no {needle} in\n{metrics}");

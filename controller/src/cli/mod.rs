@@ -6,8 +6,10 @@
 //! - [`plan`]: `plan`, `validate`.
 //! - [`status`]: `status` (and `--watch`), `history`, `logs`; [`view`]: how status reads.
 //! - [`requests`]: `pin`, `unpin`, `retry`, `reconcile`: requests to the running controller.
+//! - [`fleet`]: `fleet`, app × host across controllers, from the Prometheus scraping them.
 //! - Here: `schema` and `completions` (a few lines each); `init` is [`crate::init`].
 
+pub mod fleet;
 pub mod plan;
 pub mod requests;
 pub mod run;
@@ -256,6 +258,25 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Show app × host across the fleet (live commit, phase, pin, revert, hosts off the
+    /// desired commit), from the Prometheus that scrapes every controller's /metrics.
+    /// Exit 0: every host reachable and live on its desired commit; 2: not; 1: an error.
+    Fleet {
+        /// The Prometheus base URL.
+        #[arg(long, env = "SHIPSHAPE_PROMETHEUS")]
+        prometheus: String,
+        /// Only this app.
+        app: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+        /// How far back a controller still counts as part of the fleet (last scraped).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        lookback: Duration,
+        /// Time limit for each query to Prometheus.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Print the App document's JSON Schema.
     Schema,
     /// Print shell completions.
@@ -372,6 +393,19 @@ pub fn main() -> anyhow::Result<i32> {
         Command::Reconcile { state_dir, app } => {
             Ok(requests::reconcile(&state_dir, app.as_deref()))
         }
+        Command::Fleet {
+            prometheus,
+            app,
+            output,
+            lookback,
+            timeout,
+        } => fleet::fleet(&fleet::Options {
+            prometheus,
+            app,
+            output,
+            lookback,
+            timeout,
+        }),
         Command::Schema => {
             print!("{}", shipshape_spec::app_schema_text());
             Ok(0)

@@ -16,6 +16,7 @@ use crate::events::EventKind;
 use crate::plan::short_sha;
 use crate::source;
 use crate::state;
+use crate::state::AppRecord;
 
 /// One loaded document.
 #[derive(Debug, Clone)]
@@ -258,32 +259,7 @@ impl Controller {
             let key = name.clone().unwrap_or_else(|| path.clone());
             if let Some(name) = name {
                 named.insert(name.clone());
-                let handle = self.handles.get(&name);
-                if let Ok(_guard) = handle.lock.try_lock()
-                    && let Ok(mut rec) = self.store.load(&name)
-                {
-                    let was = rec.phase;
-                    rec.desired_config_commit = Some(desired.commit.clone());
-                    rec.phase = Phase::Invalid;
-                    last_error(&mut rec, StepKind::Load, message, None);
-                    set_stalled(
-                        &mut rec,
-                        "InvalidDocument",
-                        &format!("{message}\n(nothing was applied; the server keeps what it runs)"),
-                    );
-                    if let Err(e) = self.store.save(&rec) {
-                        error!(app = %name, "could not record the invalid document: {e}");
-                    }
-                    if was != Phase::Invalid {
-                        self.emit(
-                            &rec,
-                            EventKind::PhaseChanged,
-                            rec.live_revision,
-                            format!("{was:?} → Invalid"),
-                        );
-                    }
-                    self.publish_app_metrics(&rec);
-                }
+                self.mark_invalid(&name, &desired.commit, message);
             }
             out.insert(
                 key,
@@ -330,85 +306,103 @@ impl Controller {
                 continue;
             }
             let was = rec.phase;
-            let message = if self.prune {
-                match self.prune_processes(&name).await {
-                    Ok(deleted) => {
-                        rec.phase = Phase::Pruned;
-                        rec.live_revision = None;
-                        format!(
-                            "the document was removed at config commit {}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
-                            short_sha(&desired.commit),
-                            deleted.join(", ")
-                        )
-                    }
-                    Err((message, tail)) => {
-                        // Nothing is marked pruned: what it deployed may still run.
-                        let message = format!(
-                            "the document was removed at config commit {}, but pruning failed: {message}; it is not marked pruned, and the next pass tries again",
-                            short_sha(&desired.commit)
-                        );
-                        error!(app = %name, "{message}");
-                        rec.phase = Phase::Orphaned;
-                        last_error(&mut rec, StepKind::Pm2Delete, &message, tail);
-                        set_stalled(&mut rec, "PruneFailed", &message);
-                        if let Err(e) = self.store.save(&rec) {
-                            error!(app = %name, "could not record the failed prune: {e}");
-                        }
-                        if was != rec.phase {
-                            self.emit(
-                                &rec,
-                                EventKind::PhaseChanged,
-                                rec.live_revision,
-                                format!("{was:?} → {:?}: {message}", rec.phase),
-                            );
-                        }
-                        self.publish_app_metrics(&rec);
-                        out.insert(
-                            name,
-                            AppResult::NotReady {
-                                phase: rec.phase,
-                                message,
-                            },
-                        );
-                        continue;
-                    }
-                }
-            } else {
-                rec.phase = Phase::Orphaned;
-                format!(
-                    "the document was removed at config commit {}; what it deployed keeps running (run with --prune to remove it)",
-                    short_sha(&desired.commit)
-                )
-            };
-            set_stalled(
-                &mut rec,
-                if self.prune {
-                    "Pruned"
-                } else {
-                    "DocumentRemoved"
-                },
-                &message,
-            );
-            if let Err(e) = self.store.save(&rec) {
-                // The next pass finds the app unrecorded as such and does this again.
-                error!(app = %name, "could not record that the document was removed: {e}");
-            }
+            let message = self.remove(&name, &mut rec, &desired.commit).await;
+            out.insert(name, self.finish_removed(&mut rec, was, message));
+        }
+        out
+    }
+
+    /// Record that `name`'s document is invalid at `config_commit` (nothing is applied; the
+    /// server keeps what it runs). Skipped while a pass of that app runs: it records its own.
+    fn mark_invalid(&self, name: &str, config_commit: &str, message: &str) {
+        let handle = self.handles.get(name);
+        let Ok(_guard) = handle.lock.try_lock() else {
+            return;
+        };
+        let Ok(mut rec) = self.store.load(name) else {
+            return;
+        };
+        let was = rec.phase;
+        rec.desired_config_commit = Some(config_commit.to_string());
+        rec.phase = Phase::Invalid;
+        last_error(&mut rec, StepKind::Load, message, None);
+        set_stalled(
+            &mut rec,
+            "InvalidDocument",
+            &format!("{message}\n(nothing was applied; the server keeps what it runs)"),
+        );
+        if let Err(e) = self.store.save(&rec) {
+            error!(app = %name, "could not record the invalid document: {e}");
+        }
+        if was != Phase::Invalid {
             self.emit(
                 &rec,
                 EventKind::PhaseChanged,
                 rec.live_revision,
-                format!("{was:?} → {:?}: {message}", rec.phase),
-            );
-            self.publish_app_metrics(&rec);
-            out.insert(
-                name,
-                AppResult::NotReady {
-                    phase: rec.phase,
-                    message,
-                },
+                format!("{was:?} → Invalid"),
             );
         }
-        out
+        self.publish_app_metrics(&rec);
+    }
+
+    /// What removing `name`'s document does to its record: pruned (its pm2 processes
+    /// deleted) under `--prune`, else orphaned (what it deployed keeps running). A failed prune
+    /// leaves it orphaned with the error, to be tried again. Returns the message to record.
+    async fn remove(&self, name: &str, rec: &mut AppRecord, config_commit: &str) -> String {
+        let at = short_sha(config_commit);
+        if !self.prune {
+            rec.phase = Phase::Orphaned;
+            let message = format!(
+                "the document was removed at config commit {at}; what it deployed keeps running (run with --prune to remove it)"
+            );
+            set_stalled(rec, "DocumentRemoved", &message);
+            return message;
+        }
+        match self.prune_processes(name).await {
+            Ok(deleted) => {
+                rec.phase = Phase::Pruned;
+                rec.live_revision = None;
+                let message = format!(
+                    "the document was removed at config commit {at}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
+                    deleted.join(", ")
+                );
+                set_stalled(rec, "Pruned", &message);
+                message
+            }
+            Err((message, tail)) => {
+                // Nothing is marked pruned: what it deployed may still run.
+                let message = format!(
+                    "the document was removed at config commit {at}, but pruning failed: {message}; it is not marked pruned, and the next pass tries again"
+                );
+                error!(app = %name, "{message}");
+                rec.phase = Phase::Orphaned;
+                last_error(rec, StepKind::Pm2Delete, &message, tail);
+                set_stalled(rec, "PruneFailed", &message);
+                message
+            }
+        }
+    }
+
+    /// The one ending of an app whose document is gone (orphaned, pruned, or a failed
+    /// prune): save its record (a failed save is logged; the next pass finds it unrecorded
+    /// and does this again), announce a phase change, publish its metrics.
+    fn finish_removed(&self, rec: &mut AppRecord, was: Phase, message: String) -> AppResult {
+        if let Err(e) = self.store.save(rec) {
+            error!(app = %rec.name, "could not record that the document was removed: {e}");
+        }
+        if was != rec.phase {
+            self.emit(
+                rec,
+                EventKind::PhaseChanged,
+                rec.live_revision,
+                format!("{was:?} → {:?}: {message}", rec.phase),
+            );
+        }
+        self.publish_app_metrics(rec);
+        AppResult::NotReady {
+            phase: rec.phase,
+            message,
+        }
     }
 
     /// Delete `name`'s pm2 processes and save pm2's list; returns the processes deleted.

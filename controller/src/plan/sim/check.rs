@@ -119,7 +119,7 @@ impl Server {
         // Nothing else of ours runs; what others started is untouched.
         let declared: BTreeSet<&str> = spec.processes.iter().map(|p| p.name.as_str()).collect();
         for i in &self.pm2 {
-            let foreign = self.foreign.iter().any(|f| f.name == i.name);
+            let foreign = self.foreign_names.contains(&i.name);
             if !declared.contains(i.name.as_str()) && !foreign {
                 out.push(format!("{}#{} runs but is not declared", i.name, i.pm_id));
             }

@@ -174,3 +174,44 @@ fn the_simulated_pm2_keeps_removed_env_and_instances_on_reload() {
     server.apply(&without, &replace);
     assert_eq!(server.problems(&without), Vec::<String>::new());
 }
+
+/// Someone else's process that was deleted by hand is still theirs when a reboot brings it
+/// back from their saved dump: the oracle must not count it as ours (the shrunk case a
+/// mutation run saved: foreign, deleted by hand, reboot).
+#[test]
+fn someone_elses_process_resurrected_by_a_reboot_is_still_theirs() {
+    let doc = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: Some(Some(1)),
+        cluster: Some(false),
+        script: "server.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: false,
+    };
+    let repo = BTreeMap::from([(C1.to_string(), Some("aaaaaaaaaaaa".to_string()))]);
+    let mut server = Server::new(2, repo, None);
+    let app = doc.app();
+    let p = plan(&app, &server.observe(&app));
+    server.apply(&app, &p);
+    server.drift(&history::Drift::Foreign);
+    let theirs = server
+        .pm2
+        .iter()
+        .position(|p| p.name == "someone-elses")
+        .expect("the foreign process runs");
+    server.drift(&history::Drift::DeleteByHand(theirs));
+    assert!(server.pm2.iter().all(|p| p.name != "someone-elses"));
+    server.drift(&history::Drift::Reboot);
+    assert!(
+        server.pm2.iter().any(|p| p.name == "someone-elses"),
+        "their dump brings it back"
+    );
+    let p = plan(&app, &server.observe(&app));
+    server.apply(&app, &p);
+    assert_eq!(server.problems(&app), Vec::<String>::new());
+}

@@ -72,6 +72,9 @@ pub(super) struct Server {
     pub(super) hooks_record: Option<String>,
     /// Processes someone else started (and saved), as they were.
     pub(super) foreign: Vec<Proc>,
+    /// The names of every process someone else ever started here: one deleted by hand stays
+    /// someone else's, and comes back from their saved dump on a reboot.
+    pub(super) foreign_names: BTreeSet<String>,
     /// What a real server would have refused while the steps were applied.
     pub(super) faults: Vec<String>,
 }
@@ -98,6 +101,7 @@ impl Server {
             hooks_run: Vec::new(),
             hooks_record: None,
             foreign: Vec::new(),
+            foreign_names: BTreeSet::new(),
             faults: Vec::new(),
         }
     }
@@ -347,6 +351,7 @@ impl Server {
                     };
                     self.next_pm_id += 1;
                     self.pm2.push(p.clone());
+                    self.foreign_names.insert(p.name.clone());
                     self.foreign.push(p);
                     // Its owner saves it, so a reboot keeps it.
                     self.pm2_save();
@@ -369,11 +374,10 @@ impl Server {
             }
         }
         // What others' processes look like now (a drift may have changed them too).
-        let names: BTreeSet<String> = self.foreign.iter().map(|f| f.name.clone()).collect();
         self.foreign = self
             .pm2
             .iter()
-            .filter(|p| names.contains(&p.name))
+            .filter(|p| self.foreign_names.contains(&p.name))
             .cloned()
             .collect();
     }
