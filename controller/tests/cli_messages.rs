@@ -106,6 +106,33 @@ fn without_a_state_directory_every_command_uses_the_same_default() {
 }
 
 #[test]
+fn a_corrupt_record_is_named_and_the_other_apps_are_still_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = shipshape::state::Store::new(tmp.path());
+    for name in ["alpha", "beta"] {
+        store.save(&shipshape::state::AppRecord::new(name)).unwrap();
+    }
+    let torn = store.app_dir("beta").join("state.json");
+    std::fs::write(&torn, "{\"version\": 1, \"na").unwrap();
+    let out = shipshape(
+        &["status", "--state-dir", tmp.path().to_str().unwrap()],
+        &[],
+    );
+    let err = stderr(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("state file {} is corrupt", torn.display()))
+            && err.contains("move it aside"),
+        "{err}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("alpha ")),
+        "the readable app is listed: {stdout}"
+    );
+}
+
+#[test]
 fn plan_of_files_without_pm2_on_the_path_names_the_pm2_flag() {
     let w = World::new("nopm2");
     let doc = w.root().join("doc.yaml");

@@ -80,7 +80,8 @@ async fn live_view(store: &Store, only: Option<&str>) -> i32 {
     loop {
         let now = chrono::Utc::now();
         let (records, problem) = match read_records(store, only) {
-            Ok(r) => (r, None),
+            Ok((r, problems)) if problems.is_empty() => (r, None),
+            Ok((r, problems)) => (r, Some(problems.join("; "))),
             Err(e) => (Vec::new(), Some(e)),
         };
         let footer = format!(
@@ -205,28 +206,43 @@ pub fn logs(state_dir: &Path, app: &str, revision: Option<u64>) -> i32 {
     }
 }
 
-/// Every app's records (or `only`'s), by name; an app asked for by name must exist.
-fn read_records(store: &Store, only: Option<&str>) -> Result<Vec<AppRecord>, String> {
+/// Every app's records (or `only`'s), by name, and the problems reading some of them (a
+/// corrupt file hides only its own app); an app asked for by name must exist and be readable.
+fn read_records(
+    store: &Store,
+    only: Option<&str>,
+) -> Result<(Vec<AppRecord>, Vec<String>), String> {
     match only {
-        Some(n) => Ok(vec![store.load_known(n).map_err(|e| e.to_string())?]),
-        None => store
-            .apps()
-            .iter()
-            .map(|n| store.load(n).map_err(|e| e.to_string()))
-            .collect(),
+        Some(n) => Ok((
+            vec![store.load_known(n).map_err(|e| e.to_string())?],
+            Vec::new(),
+        )),
+        None => {
+            let (mut records, mut problems) = (Vec::new(), Vec::new());
+            for n in store.apps() {
+                match store.load(&n) {
+                    Ok(r) => records.push(r),
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+            Ok((records, problems))
+        }
     }
 }
 
 /// Print the records as `output` says: the source line and one line per app, `only`'s
-/// detail, or JSON. 1 when they cannot be read.
+/// detail, or JSON. 1 when some cannot be read (the others are printed).
 fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32 {
-    let records = match read_records(store, only) {
+    let (records, problems) = match read_records(store, only) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return 1;
         }
     };
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
     let now = chrono::Utc::now();
     match output {
         StatusFormat::Json => {
@@ -240,7 +256,7 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
                 (Some(_), Some(r)) if output == StatusFormat::Table => {
                     print!("{}", view::detail(r, now))
                 }
-                _ if records.is_empty() => {
+                _ if records.is_empty() && problems.is_empty() => {
                     println!(
                         "no apps yet in {} (a controller records each app at its first pass)",
                         store.dir.display()
@@ -255,7 +271,7 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
             }
         }
     }
-    0
+    i32::from(!problems.is_empty())
 }
 
 /// `shipshape history`: an app's revisions, oldest first.
