@@ -175,7 +175,8 @@ fn plan_of_files_without_pm2_on_the_path_names_the_pm2_flag() {
 }
 
 /// A real controller with two apps: an unknown app is named with the known ones by every
-/// command, and a pin records who: `--by`, else `SUDO_USER`, else `USER`.
+/// command (an unknown revision with the kept ones), and a pin records who: `--by`, else
+/// `SUDO_USER`, else `USER`.
 #[test]
 fn an_unknown_app_is_named_with_the_known_ones_and_a_pin_records_who() {
     let w = World::new("alpha");
@@ -215,6 +216,13 @@ fn an_unknown_app_is_named_with_the_known_ones_and_a_pin_records_who() {
             "{args:?} printed a table anyway"
         );
     }
+
+    let out = w.shipshape(&["logs", "alpha", "99"], &[]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("alpha has no revision 99 (kept: 1; see `shipshape history alpha`)"),
+        "{err}"
+    );
 
     let pin_as = |by: Option<&str>, env: &[(&str, &str)]| -> String {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
