@@ -54,8 +54,9 @@ pub fn status(
 /// How often the live view reads the records when no event wakes it sooner.
 const REFRESH: Duration = Duration::from_secs(1);
 
-/// The live view: one line per app, redrawn in place every [`REFRESH`] (and at each event
-/// of the running controller, when one is there), changed lines highlighted for a moment.
+/// The live view: one line per app (or `only`'s detail), redrawn in place every [`REFRESH`]
+/// (and at each event of the running controller, when one is there), changed lines
+/// highlighted for a moment.
 /// Ends with the process (Ctrl-C).
 async fn live_view(store: &Store, only: Option<&str>) -> i32 {
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -90,7 +91,11 @@ async fn live_view(store: &Store, only: Option<&str>) -> i32 {
             store.dir.display(),
             problem.map(|p| format!("  error: {p}")).unwrap_or_default()
         );
-        let lines = view::watch_lines(&records, &store.load_source(), now, &footer);
+        let source = store.load_source();
+        let lines = match (only, records.first()) {
+            (Some(_), Some(r)) => view::watch_detail_lines(r, &source, now, &footer),
+            _ => view::watch_lines(&records, &source, now, &footer),
+        };
         let (text, next) = frame.draw(&lines, now, terminal_width(), highlight);
         frame = next;
         if stdout

@@ -5,8 +5,9 @@
 //!   [`render_table`] aligns them (`wide` adds columns and keeps messages whole).
 //! - [`detail`]: one app, each message once: revisions, pin, quarantine, conditions with
 //!   reason and age, the last health round per check, the failing step's output tail.
-//! - [`Frame`]: the live view of `status --watch` on a terminal, redrawn in place, with
-//!   the lines that changed highlighted for a moment.
+//! - [`Frame`]: the live view of `status --watch` on a terminal ([`watch_lines`] for every
+//!   app, [`watch_detail_lines`] for one), redrawn in place, with the lines that changed
+//!   highlighted for a moment.
 //!
 //! Nothing here reads a file, a clock or the environment: callers pass `now`, the terminal
 //! width and whether colours are wanted.
@@ -580,6 +581,45 @@ pub fn watch_lines(
     lines
 }
 
+/// The lines of the live view of one app: its detail, then a footer. A line's signature is
+/// the same line rendered at a fixed time, so ages that tick are not changes, and its key
+/// is its label (first word) and how many lines before it had that label.
+pub fn watch_detail_lines(
+    rec: &AppRecord,
+    source: &SourceStatus,
+    now: DateTime<Utc>,
+    footer: &str,
+) -> Vec<Line> {
+    let fixed = DateTime::<Utc>::UNIX_EPOCH;
+    let shown = detail(rec, now);
+    let still = detail(rec, fixed);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut lines = Vec::new();
+    if let Some(s) = source_line(source) {
+        lines.push(Line {
+            key: "\0source".into(),
+            signature: s.clone(),
+            text: s,
+        });
+    }
+    for (text, sig) in shown.lines().zip(still.lines()) {
+        let label = text.split_whitespace().next().unwrap_or("").to_string();
+        let n = seen.entry(label.clone()).or_default();
+        *n += 1;
+        lines.push(Line {
+            key: format!("{label}#{n}"),
+            signature: sig.to_string(),
+            text: text.to_string(),
+        });
+    }
+    lines.push(Line {
+        key: String::new(),
+        signature: String::new(),
+        text: footer.to_string(),
+    });
+    lines
+}
+
 /// What the live view showed last: its lines, and when each app's line last changed.
 #[derive(Debug, Clone, Default)]
 pub struct Frame {
@@ -995,6 +1035,34 @@ web     Ready   1    1111111  -        passing  -       5m     revision 1 is liv
             .trim_end_matches("\n\x1b[J");
         assert!(shown.starts_with("* a Failed"), "{shown:?}");
         assert_eq!(shown.chars().count(), 40, "{shown:?}");
+    }
+
+    #[test]
+    fn in_one_apps_live_view_a_ticking_age_is_not_a_change_but_a_condition_flipping_is() {
+        let mut r = reverted("api");
+        let src = SourceStatus::default();
+        let later = now() + chrono::TimeDelta::minutes(10);
+        let l1 = watch_detail_lines(&r, &src, now(), "f");
+        let l2 = watch_detail_lines(&r, &src, later, "f");
+        let sig = |ls: &[Line]| -> Vec<(String, String)> {
+            ls.iter()
+                .map(|l| (l.key.clone(), l.signature.clone()))
+                .collect()
+        };
+        assert_ne!(
+            l1.iter().map(|l| &l.text).collect::<Vec<_>>(),
+            l2.iter().map(|l| &l.text).collect::<Vec<_>>()
+        );
+        assert_eq!(sig(&l1), sig(&l2), "only ages moved");
+        r.conditions[1].status = ConditionStatus::False;
+        let l3 = watch_detail_lines(&r, &src, later, "f");
+        let changed: Vec<String> = sig(&l3)
+            .into_iter()
+            .zip(sig(&l1))
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0)
+            .collect();
+        assert_eq!(changed, ["Stalled#1"]);
     }
 
     #[test]
