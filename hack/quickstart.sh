@@ -183,8 +183,9 @@ The controller is running against $QS/config (branch main, directory apps/).
 Try it:
 
   export SHIPSHAPE_STATE_DIR=$QS/state
-  $BIN status                      # phase, conditions, live vs desired
-  $BIN status --watch              # then every change as it happens
+  $BIN status                      # one line per app, the ones needing attention first
+  $BIN status demo                 # the detail: revisions, conditions, health, last error
+  $BIN status --watch              # a live view, redrawn as things change
   $BIN history demo                # revisions and outcomes
   $BIN logs demo 3                 # every step of revision 3's rollout and revert
   $BIN pin demo --reason "..."     # hold the live revision during an incident; unpin to follow git

@@ -249,13 +249,10 @@ async fn apps(State(s): State<ApiState>) -> Response {
 }
 
 fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, ApiError> {
-    if !s.ctl.store.apps().iter().any(|a| a == app) {
-        return Err(error(StatusCode::NOT_FOUND, &format!("no app {app:?}")));
-    }
-    s.ctl
-        .store
-        .load(app)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))
+    s.ctl.store.load_known(app).map_err(|e| match e {
+        state::StateError::NoSuchApp { .. } => error(StatusCode::NOT_FOUND, &e.to_string()),
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    })
 }
 
 async fn app(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {

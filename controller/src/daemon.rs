@@ -272,6 +272,7 @@ pub fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
 /// When the webhook secret file cannot be read or is empty, the API cannot listen, the
 /// source cannot be watched, or files cannot be written.
 pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
+    ctl.hub.metrics.identify(&ctl.host.name);
     // Refuse a bad secret before anything starts.
     let webhook_secret = match &opts.webhook_secret_file {
         Some(f) => Some(Arc::new(read_webhook_secret(f)?)),

@@ -20,7 +20,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "shipshape_build_info",
         "gauge",
-        "Always 1; the version label says which shipshape runs.",
+        "Always 1; the version label says which shipshape runs, the host label on which host (--hostname).",
     ),
     (
         "shipshape_reconcile_total",
@@ -60,7 +60,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "shipshape_app_info",
         "gauge",
-        "Always 1 per app; labels carry its phase, whether it is pinned and the live revision.",
+        "Always 1 per app, one series replaced as the app changes: host, phase, live_revision, live_commit (the live app commit), desired_commit (the app commit at config_commit, the config commit last read), pinned, reverted (the desired config commit was rolled back on this host).",
     ),
     (
         "shipshape_app_pinned_since_timestamp_seconds",
@@ -119,6 +119,21 @@ impl Metrics {
             1.0,
         );
         m
+    }
+
+    /// Say which host this registry describes: `shipshape_build_info` gains a `host`
+    /// label, so a fleet view can name a controller whose scrapes fail (its other series
+    /// are gone then; the last `build_info` seen still says whose they were).
+    pub fn identify(&self, host: &str) {
+        self.with("shipshape_build_info", |f| f.series.clear());
+        self.set(
+            "shipshape_build_info",
+            vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("host", host.to_string()),
+            ],
+            1.0,
+        );
     }
 
     fn with<F: FnOnce(&mut Family)>(&self, name: &'static str, f: F) {
@@ -223,5 +238,16 @@ mod tests {
         assert!(!text.contains("shipshape_app_info{app=\"demo\""));
         assert!(text.contains("shipshape_app_info{app=\"x\\\"y\",phase=\"Ready\"} 1"));
         assert!(text.contains("shipshape_build_info{version="));
+        m.identify("web-1");
+        let text = m.render();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("shipshape_build_info{"))
+                .collect::<Vec<_>>(),
+            [format!(
+                "shipshape_build_info{{host=\"web-1\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )]
+        );
     }
 }

@@ -87,7 +87,11 @@ pub enum Step {
         /// Process name.
         process: String,
     },
-    /// Delete and start again: a field a reload cannot change did change.
+    /// New processes for what a reload cannot change (instances, exec_mode, script/args/pm2
+    /// options, a removed env variable), or to finish a replace a crash interrupted. In
+    /// cluster mode graceful (the new config starts as `NAME~next`, the old processes stop
+    /// once it is ready, then `NAME` is started again: [`replace`]); in fork mode, or
+    /// across a fork/cluster switch, delete and start again.
     Pm2Replace {
         /// Process name.
         process: String,
@@ -357,6 +361,18 @@ pub fn ecosystem_entry(app: &App, process: &Process, env_file: &EnvFile) -> serd
     entry
 }
 
+/// The ecosystem entry a graceful replace starts `process` from under its temporary name
+/// ([`replace::next_name`]): the declared entry, renamed, with the same env and markers (so
+/// it is recognised as this app's, running this config).
+pub fn next_entry(app: &App, process: &Process, env_file: &EnvFile) -> serde_json::Value {
+    let mut entry = ecosystem_entry(app, process, env_file);
+    entry
+        .as_object_mut()
+        .expect("process is an object")
+        .insert("name".into(), replace::next_name(&process.name).into());
+    entry
+}
+
 /// The hash of all processes' config, for revision records.
 pub fn processes_hash(app: &App, env_file: &EnvFile) -> String {
     let entries: Vec<_> = app
@@ -368,7 +384,8 @@ pub fn processes_hash(app: &App, env_file: &EnvFile) -> String {
     hash_json(&serde_json::Value::Array(entries))
 }
 
-fn expected_instances(p: &Process, cpus: u32) -> u32 {
+/// The instance count pm2 runs for `p` on a machine with `cpus` CPUs.
+pub fn expected_instances(p: &Process, cpus: u32) -> u32 {
     match p.instances {
         Some(Instances::Count(n)) => n,
         Some(Instances::Max(_)) => cpus.max(1),
@@ -530,30 +547,43 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             .iter()
             .filter(|i| i.name == p.name)
             .collect();
-        let name = p.name.clone();
-        if instances.is_empty() {
-            push(
-                Step::Pm2Start { process: name },
-                "not running in pm2".into(),
-            );
-            pm2_changed = true;
-            continue;
-        }
-        if instances
+        // What a replace interrupted by a crash left under the temporary name.
+        let next = replace::next_name(&p.name);
+        let temps: Vec<&Instance> = observed
+            .processes
             .iter()
-            .any(|i| i.app() != Some(desired.metadata.name.as_str()))
+            .filter(|i| i.name == next)
+            .collect();
+        let name = p.name.clone();
+        if let Some(other) = instances
+            .iter()
+            .chain(&temps)
+            .find(|i| i.app() != Some(desired.metadata.name.as_str()))
         {
             blockers.push(format!(
                 "pm2 process {:?} exists but was not started by shipshape for app {:?}; delete or rename it",
-                p.name, desired.metadata.name
+                other.name, desired.metadata.name
             ));
             continue;
         }
+        let how = replace_how(p, &instances, &temps);
+        if instances.is_empty() {
+            if temps.is_empty() {
+                push(
+                    Step::Pm2Start { process: name },
+                    "not running in pm2".into(),
+                );
+            } else {
+                push(
+                    Step::Pm2Replace { process: name },
+                    format!("an interrupted replace left only {next} running{how}"),
+                );
+            }
+            pm2_changed = true;
+            continue;
+        }
         let want_count = expected_instances(p, observed.cpus);
-        let want_mode = match p.exec_mode.unwrap_or_default() {
-            ExecMode::Fork => "fork_mode",
-            ExecMode::Cluster => "cluster_mode",
-        };
+        let want_mode = replace::pm2_mode(p.exec_mode.unwrap_or_default());
         let first = instances[0];
         let shape_same = instances
             .iter()
@@ -568,7 +598,7 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             } else {
                 "script, args or pm2 options changed (a reload cannot apply them)".to_string()
             };
-            push(Step::Pm2Replace { process: name }, why);
+            push(Step::Pm2Replace { process: name }, format!("{why}{how}"));
             pm2_changed = true;
             continue;
         }
@@ -590,9 +620,17 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
             push(
                 Step::Pm2Replace { process: name },
                 format!(
-                    "env {} removed (a pm2 reload would keep it)",
+                    "env {} removed (a pm2 reload would keep it){how}",
                     names.join(", ")
                 ),
+            );
+            pm2_changed = true;
+            continue;
+        }
+        if !temps.is_empty() {
+            push(
+                Step::Pm2Replace { process: name },
+                format!("an interrupted replace left {next} running{how}"),
             );
             pm2_changed = true;
             continue;
@@ -633,7 +671,12 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
     }
     let mut stale: BTreeSet<&str> = BTreeSet::new();
     for i in &observed.processes {
-        if i.app() == Some(desired.metadata.name.as_str()) && !declared.contains(i.name.as_str()) {
+        // A temporary `NAME~next` of a declared process is the replace's to finish.
+        let replacing = replace::replaced_process(&i.name).is_some_and(|n| declared.contains(n));
+        if i.app() == Some(desired.metadata.name.as_str())
+            && !declared.contains(i.name.as_str())
+            && !replacing
+        {
             stale.insert(i.name.as_str());
         }
     }
@@ -683,6 +726,27 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         steps,
         blockers,
         notes,
+    }
+}
+
+/// How a replace of `p` will go, for its reason: graceful in cluster mode (the new
+/// processes start under a temporary name beside the old ones), delete-then-start otherwise.
+fn replace_how(p: &Process, instances: &[&Instance], temps: &[&Instance]) -> String {
+    let mode = p.exec_mode.unwrap_or_default();
+    if replace::graceful(mode, instances.iter().chain(temps).copied()) {
+        format!(
+            "; graceful: the new processes start as {} and take connections before the old ones stop",
+            replace::next_name(&p.name)
+        )
+    } else if mode == ExecMode::Fork
+        && instances
+            .iter()
+            .chain(temps)
+            .all(|i| i.exec_mode == "fork_mode")
+    {
+        " (fork mode: not graceful, requests are dropped during the restart)".into()
+    } else {
+        " (fork and cluster mode cannot share the port: not graceful, requests are dropped during the restart)".into()
     }
 }
 
@@ -807,6 +871,8 @@ fn plan_build_cache(
 pub fn short_sha(s: &str) -> String {
     s.chars().take(12).collect()
 }
+
+pub mod replace;
 
 #[cfg(test)]
 mod sim;
@@ -1333,6 +1399,97 @@ spec:
                 );
             }
         }
+    }
+
+    /// The process's instances under its temporary name, as a replace interrupted after
+    /// starting them leaves them.
+    fn as_next(obs: &Observed) -> Vec<Instance> {
+        obs.processes
+            .iter()
+            .map(|i| Instance {
+                name: replace::next_name(&i.name),
+                pm_id: i.pm_id + 10,
+                ..i.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cluster_replace_says_it_is_graceful_and_a_fork_replace_says_it_is_not() {
+        let mut four = app(C1);
+        four.spec.processes[0].instances = Some(Instances::Count(4));
+        let p = plan(&four, &converged(&app(C1)));
+        assert!(
+            p.steps[0]
+                .reason
+                .contains("graceful: the new processes start as web~next"),
+            "{p}"
+        );
+
+        let fork = |n: u32| {
+            let mut a = app(C1);
+            a.spec.processes[0].exec_mode = Some(ExecMode::Fork);
+            a.spec.processes[0].instances = Some(Instances::Count(n));
+            a
+        };
+        let p = plan(&fork(2), &converged(&fork(1)));
+        assert_eq!(kinds(&p), ["pm2-replace", "pm2-save", "verify"]);
+        assert!(
+            p.steps[0]
+                .reason
+                .ends_with("(fork mode: not graceful, requests are dropped during the restart)"),
+            "{p}"
+        );
+        // Cluster → fork: the port is held by the other kind.
+        let p = plan(&fork(2), &converged(&app(C1)));
+        assert!(
+            p.steps[0]
+                .reason
+                .contains("cannot share the port: not graceful"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn a_left_over_temporary_process_is_finished_by_a_replace_never_pruned() {
+        let d = app(C1);
+        // Crash after the new processes started: both names run.
+        let mut obs = converged(&app(C2));
+        obs.processes.extend(as_next(&converged(&d)));
+        let p = plan(&d, &obs);
+        assert!(kinds(&p).contains(&"pm2-replace"), "{p}");
+        assert!(!kinds(&p).contains(&"pm2-delete"), "{p}");
+
+        // Crash after the old processes were deleted: only the temporary name runs. A
+        // plain start and a delete of web~next would leave nothing ready in between.
+        let mut obs = converged(&d);
+        obs.processes = as_next(&obs);
+        let p = plan(&d, &obs);
+        assert_eq!(kinds(&p), ["pm2-replace", "pm2-save", "verify"], "{p}");
+        assert!(
+            p.steps[0]
+                .reason
+                .contains("an interrupted replace left only web~next running"),
+            "{p}"
+        );
+
+        // Crash before the temporary processes were deleted: the declared name is done.
+        let mut obs = converged(&d);
+        obs.processes.extend(as_next(&obs));
+        let p = plan(&d, &obs);
+        assert_eq!(kinds(&p), ["pm2-replace", "pm2-save", "verify"], "{p}");
+        assert!(p.steps[0].reason.contains("left web~next running"), "{p}");
+
+        // The temporary name of a process no longer declared is pruned with it.
+        let mut obs = converged(&d);
+        let mut gone = as_next(&obs);
+        for i in &mut gone {
+            i.name = replace::next_name("worker");
+        }
+        obs.processes.extend(gone);
+        let p = plan(&d, &obs);
+        assert_eq!(kinds(&p), ["pm2-delete", "pm2-save", "verify"], "{p}");
+        assert_eq!(p.steps[0].step.target(), "worker~next");
     }
 
     #[test]

@@ -231,6 +231,16 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// No app of that name has records here.
+    #[error("no app named {name} in {dir} (known: {})", if known.is_empty() { "none yet".to_string() } else { known.join(", ") })]
+    NoSuchApp {
+        /// The name asked for.
+        name: String,
+        /// The state directory.
+        dir: PathBuf,
+        /// The apps it has records of.
+        known: Vec<String>,
+    },
     /// The file exists but does not parse: torn, corrupt or from an unknown version.
     #[error(
         "state file {path} is corrupt ({source}); it was left as it is: move it aside to start this app's records afresh"
@@ -280,6 +290,23 @@ impl Store {
         }
     }
 
+    /// The records of an app the controller has seen; unlike [`Store::load`], a name it
+    /// has no records of is an error that lists the names it has.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchApp`], or what [`Store::load`] returns.
+    pub fn load_known(&self, name: &str) -> Result<AppRecord, StateError> {
+        let known = self.apps();
+        if !known.iter().any(|a| a == name) {
+            return Err(StateError::NoSuchApp {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+                known,
+            });
+        }
+        self.load(name)
+    }
+
     /// Write the app's records atomically.
     ///
     /// # Errors
@@ -319,6 +346,53 @@ impl Store {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// The state directory every command uses when neither `--state-dir` nor
+/// `SHIPSHAPE_STATE_DIR` says otherwise: `/var/lib/shipshape` for root, else
+/// `$XDG_STATE_HOME/shipshape`, else `~/.local/state/shipshape`.
+pub fn default_state_dir() -> PathBuf {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    default_state_dir_for(
+        root,
+        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+/// [`default_state_dir`] for a user who is `root` or not, with these `XDG_STATE_HOME`
+/// and `HOME` (relative ones are ignored, as the XDG spec says).
+pub fn default_state_dir_for(root: bool, xdg: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    if root {
+        return PathBuf::from("/var/lib/shipshape");
+    }
+    if let Some(x) = xdg.filter(|x| x.is_absolute()) {
+        return x.join("shipshape");
+    }
+    match home.filter(|h| h.is_absolute()) {
+        Some(h) => h.join(".local/state/shipshape"),
+        None => PathBuf::from("/var/lib/shipshape"),
+    }
+}
+
+/// The store of an existing state directory, for the commands that only read it or talk to
+/// its controller; a directory that is not there is an error naming it and the flag.
+///
+/// # Errors
+/// A message for people when `dir` is not a directory.
+pub fn existing(dir: &Path) -> Result<Store, String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(Store::new(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "cannot read the state directory {}: {e} (run as the controller's user, or with sudo)",
+            dir.display()
+        )),
+        _ => Err(format!(
+            "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
+            dir.display()
+        )),
     }
 }
 
@@ -587,6 +661,53 @@ mod private_tests {
             "{said}"
         );
         assert!(store.secure().unwrap().is_empty(), "nothing left to fix");
+    }
+}
+
+#[cfg(test)]
+mod default_dir_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_state_directory_is_var_lib_for_root_else_the_xdg_state_dir() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        assert_eq!(
+            default_state_dir_for(true, p("/x"), p("/home/a")),
+            PathBuf::from("/var/lib/shipshape")
+        );
+        assert_eq!(
+            default_state_dir_for(false, p("/x/state"), p("/home/a")),
+            PathBuf::from("/x/state/shipshape")
+        );
+        assert_eq!(
+            default_state_dir_for(false, p("relative"), p("/home/a")),
+            PathBuf::from("/home/a/.local/state/shipshape")
+        );
+        assert_eq!(
+            default_state_dir_for(false, None, p("/home/a")),
+            PathBuf::from("/home/a/.local/state/shipshape")
+        );
+    }
+
+    #[test]
+    fn an_unknown_app_is_named_with_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        for n in ["b", "a"] {
+            store.save(&AppRecord::new(n)).unwrap();
+        }
+        let err = store.load_known("nosuchapp").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "no app named nosuchapp in {} (known: a, b)",
+                dir.path().display()
+            )
+        );
+        assert!(store.load_known("a").is_ok());
+        let missing = existing(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.starts_with("no such state directory "), "{missing}");
+        assert!(missing.contains("--state-dir"), "{missing}");
     }
 }
 

@@ -81,7 +81,7 @@ fn a_hostile_document_is_refused_on_its_app_while_the_daemon_keeps_reconciling_t
     let status = w.shipshape(&["status", "first"], &[]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.contains("phase=Invalid") && status.contains(size),
+        status.contains("first  Invalid  since") && status.contains(size),
         "{status}"
     );
     assert_eq!(w.get("/version").as_deref(), Some("1.0.0"), "first stopped");

@@ -100,7 +100,7 @@ fn a_rollout_that_leaks_past_max_memory_fails_on_the_resources_check_and_is_reve
         "{}",
         q.reason
     );
-    let status = w.shipshape(&["status"], &[]);
+    let status = w.shipshape(&["status", "leaky"], &[]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
         status.contains("quarantined config") && status.contains("over maxMemory 120 MiB"),

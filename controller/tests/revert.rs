@@ -62,7 +62,7 @@ fn a_commit_whose_app_answers_500_is_reverted_quarantined_and_not_reapplied() {
         .find(|q| q.config_commit == bad_config)
         .expect("quarantined");
     assert!(q.reason.contains("api: status 500"), "{}", q.reason);
-    let status = w.shipshape(&["status"], &[]);
+    let status = w.shipshape(&["status", "five"], &[]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(
         status.contains("quarantined config") && status.contains("status 500"),

@@ -462,7 +462,7 @@ fn a_bad_document_stops_only_its_app_and_the_next_good_commit_recovers() {
     let status =
         String::from_utf8_lossy(&w.shipshape(&["status", "first"], &[]).stdout).into_owned();
     assert!(
-        status.contains("phase=Invalid") && status.contains("InvalidDocument"),
+        status.contains("first  Invalid  since") && status.contains("InvalidDocument"),
         "{status}"
     );
 

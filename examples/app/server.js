@@ -7,12 +7,18 @@
 // GET /metrics       -> Prometheus text: http_requests_total{code}, process memory
 // BOOT_DELAY_MS=N    -> start listening only N ms after start (a slow boot: connections
 //                       are refused until then)
+// CRASH_AT_START=1 -> exit(1) at once, before listening (a config that cannot start: for
+//                     tests of a replace whose new processes crash)
 // The version comes from the build output (dist/version.json), written by `npm run build`.
 // LEAK_MB_PER_SEC=N  leaks memory on purpose (for demos and tests of `resources` checks):
 //                    every 100 ms it allocates N/10 MiB of Buffers, writes to them (so they
 //                    count in resident memory) and keeps them, until LEAK_MAX_MB (default
 //                    1024, i.e. 1 GiB) is held. Each instance leaks on its own.
 'use strict';
+if (process.env.CRASH_AT_START) {
+  console.error('CRASH_AT_START is set: exiting before listening');
+  process.exit(1);
+}
 const http = require('http');
 const fs = require('fs');
 const path = require('path');

@@ -4,16 +4,19 @@
 //!
 //! - [`run`]: `run` (the daemon, or one pass with `--once`).
 //! - [`plan`]: `plan`, `validate`.
-//! - [`status`]: `status` (and `--watch`), `history`, `logs`.
+//! - [`status`]: `status` (and `--watch`), `history`, `logs`; [`view`]: how status reads.
 //! - [`requests`]: `pin`, `unpin`, `retry`, `reconcile`: requests to the running controller.
+//! - [`fleet`]: `fleet`, app × host across controllers, from the Prometheus scraping them.
 //! - Here: `schema` and `completions` (a few lines each); `init` is [`crate::init`].
 
+pub mod fleet;
 pub mod plan;
 pub mod requests;
 pub mod run;
 pub mod status;
+pub mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,8 +47,9 @@ pub struct SourceArgs {
     /// The directory in the repo holding App documents.
     #[arg(long, default_value = ".", env = "SHIPSHAPE_PATH")]
     pub path: String,
-    /// The controller's state directory (records, mirrors, logs).
-    #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+    /// The controller's state directory (records, mirrors, logs); default /var/lib/shipshape
+    /// for root, else $XDG_STATE_HOME/shipshape or ~/.local/state/shipshape.
+    #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
     pub state_dir: PathBuf,
     /// The pm2 executable.
     #[arg(long, default_value = "pm2", env = "SHIPSHAPE_PM2")]
@@ -135,6 +139,17 @@ pub enum Format {
     Json,
 }
 
+/// Output formats of `shipshape status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// One line per app (or the detail of one app).
+    Table,
+    /// The one-line view with the config commit, level and last pass, messages whole.
+    Wide,
+    /// The records, for scripts.
+    Json,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -153,24 +168,25 @@ pub enum Command {
         #[arg(long = "file", value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Show each app's phase, conditions, live and desired revisions, and last error.
+    /// One line per app, the ones needing attention first; with APP, that app's detail.
     Status {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
-        /// Only this app.
+        /// Only this app, in detail.
         app: Option<String>,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
-        output: Format,
-        /// Then print each change as it happens (from the running controller's event stream).
+        output: StatusFormat,
+        /// Keep watching: on a terminal, a live view redrawn in place; piped, each event of
+        /// the running controller's stream as it happens.
         #[arg(short, long)]
         watch: bool,
     },
     /// Hold an app at a revision (default: the live one when healthy, else the last healthy one).
     Pin {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
         /// The app.
         app: String,
@@ -186,7 +202,7 @@ pub enum Command {
     /// Resume following git.
     Unpin {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
         /// The app.
         app: String,
@@ -197,7 +213,7 @@ pub enum Command {
     /// Release the desired config commit from quarantine and try it again.
     Retry {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
         /// The app whose desired config commit leaves quarantine.
         #[arg(required_unless_present = "allow_rewind")]
@@ -210,7 +226,7 @@ pub enum Command {
     /// Ask the running controller for a pass now.
     Reconcile {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
         /// Only this app (a pass covers all; this checks the app exists).
         app: Option<String>,
@@ -218,7 +234,7 @@ pub enum Command {
     /// Print the output of every step of a revision's rollout (and revert).
     Logs {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
         /// The app.
         app: String,
@@ -228,7 +244,7 @@ pub enum Command {
     /// Show an app's revisions.
     History {
         /// The controller's state directory.
-        #[arg(long, env = "SHIPSHAPE_STATE_DIR")]
+        #[arg(long, env = "SHIPSHAPE_STATE_DIR", default_value_os_t = crate::state::default_state_dir())]
         state_dir: PathBuf,
         /// The app.
         app: String,
@@ -241,6 +257,25 @@ pub enum Command {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Show app × host across the fleet (live commit, phase, pin, revert, hosts off the
+    /// desired commit), from the Prometheus that scrapes every controller's /metrics.
+    /// Exit 0: every host reachable and live on its desired commit; 2: not; 1: an error.
+    Fleet {
+        /// The Prometheus base URL.
+        #[arg(long, env = "SHIPSHAPE_PROMETHEUS")]
+        prometheus: String,
+        /// Only this app.
+        app: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+        /// How far back a controller still counts as part of the fleet (last scraped).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        lookback: Duration,
+        /// Time limit for each query to Prometheus.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: Duration,
     },
     /// Print the App document's JSON Schema.
     Schema,
@@ -325,12 +360,12 @@ pub fn main() -> anyhow::Result<i32> {
             state_dir,
             app,
             output,
-        } => Ok(status::history(&Store::new(state_dir), &app, output)),
+        } => Ok(status::history(&state_dir, &app, output)),
         Command::Logs {
             state_dir,
             app,
             revision,
-        } => Ok(status::logs(&Store::new(state_dir), &app, revision)),
+        } => Ok(status::logs(&state_dir, &app, revision)),
         Command::Pin {
             state_dir,
             app,
@@ -358,6 +393,19 @@ pub fn main() -> anyhow::Result<i32> {
         Command::Reconcile { state_dir, app } => {
             Ok(requests::reconcile(&state_dir, app.as_deref()))
         }
+        Command::Fleet {
+            prometheus,
+            app,
+            output,
+            lookback,
+            timeout,
+        } => fleet::fleet(&fleet::Options {
+            prometheus,
+            app,
+            output,
+            lookback,
+            timeout,
+        }),
         Command::Schema => {
             print!("{}", shipshape_spec::app_schema_text());
             Ok(0)
@@ -403,8 +451,12 @@ fn init_tracing() {
 /// Build a [`Controller`] from command-line arguments.
 ///
 /// # Errors
-/// When the state directory cannot be created.
+/// When the state directory cannot be created, or pm2 cannot be found (naming `--pm2`).
 pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controller> {
+    let pm2_bin = absolute_if_path(&args.pm2);
+    if find_program(&pm2_bin, std::env::var_os("PATH").as_deref()).is_none() {
+        anyhow::bail!("{}", pm2_not_found(&args.pm2));
+    }
     crate::state::ensure_dir(&args.state_dir)
         .map_err(|e| anyhow::anyhow!("state directory {}: {e}", args.state_dir.display()))?;
     let state_dir = std::fs::canonicalize(&args.state_dir)?;
@@ -439,7 +491,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
         },
         store: Store::new(&state_dir),
         pm2: Pm2 {
-            bin: absolute_if_path(&args.pm2),
+            bin: pm2_bin,
             home: pm2_home,
             timeout: args.pm2_timeout,
             turn: Default::default(),
@@ -477,14 +529,76 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
     })
 }
 
+/// Where `program` runs from: itself when it is a path to an executable file, else the
+/// first executable of that name in `path` (a `PATH` value); None when there is none.
+pub fn find_program(program: &std::path::Path, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return runnable(program).then(|| program.to_path_buf());
+    }
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(program))
+        .find(|p| runnable(p))
+}
+
+/// The error for a pm2 that cannot be found: what was looked for, where, and the flag.
+fn pm2_not_found(pm2: &std::path::Path) -> String {
+    if pm2.components().count() > 1 {
+        format!(
+            "pm2 not found: {} is not an executable file (point --pm2 or SHIPSHAPE_PM2 at pm2)",
+            pm2.display()
+        )
+    } else {
+        format!(
+            "pm2 not found: no `{}` on the PATH (install pm2, or point --pm2 or SHIPSHAPE_PM2 at it)",
+            pm2.display()
+        )
+    }
+}
+
 /// A program given as a relative path (`.tools/…/pm2`) made absolute, since commands run
 /// in other directories; a bare name (`pm2`) is left for PATH to resolve.
-fn absolute_if_path(p: &std::path::Path) -> PathBuf {
+fn absolute_if_path(p: &Path) -> PathBuf {
     if p.components().count() > 1 && p.is_relative() {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
     } else {
         p.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_is_found_on_the_path_or_as_a_path_and_a_missing_pm2_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("pm2");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(["/nonexistent", dir.path().to_str().unwrap()]).unwrap();
+        assert_eq!(
+            find_program(Path::new("pm2"), Some(&path)),
+            Some(exe.clone())
+        );
+        assert_eq!(find_program(&exe, None), Some(exe.clone()));
+        assert_eq!(
+            find_program(Path::new("pm2"), Some("/nonexistent".as_ref())),
+            None
+        );
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(find_program(&exe, None), None, "not executable");
+        let said = pm2_not_found(Path::new("pm2"));
+        assert!(
+            said.contains("no `pm2` on the PATH") && said.contains("--pm2"),
+            "{said}"
+        );
+        assert!(pm2_not_found(&exe).contains("--pm2"));
     }
 }

@@ -86,11 +86,28 @@ pub fn reconcile(state_dir: &Path, app: Option<&str>) -> i32 {
     )
 }
 
-/// Who is asking: `$SUDO_USER`, else `$USER`.
+/// Who is asking: `$SUDO_USER` (the person behind `sudo`), else `$USER`, else `$LOGNAME`,
+/// else the account of the effective user id.
 fn whoami() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    var("SUDO_USER")
+        .or_else(|| var("USER"))
+        .or_else(|| var("LOGNAME"))
+        .unwrap_or_else(|| {
+            // SAFETY: geteuid(2) cannot fail; getpwuid(3) returns a pointer into static
+            // storage (or null) that is read at once, before any other call could reuse it.
+            unsafe {
+                let uid = libc::geteuid();
+                let pw = libc::getpwuid(uid);
+                if pw.is_null() || (*pw).pw_name.is_null() {
+                    format!("uid {uid}")
+                } else {
+                    std::ffi::CStr::from_ptr((*pw).pw_name)
+                        .to_string_lossy()
+                        .into_owned()
+                }
+            }
+        })
 }
 
 /// Reach the controller of `state_dir`, make one request, and print `ok` of its answer
@@ -103,6 +120,10 @@ fn call<T, F>(
 where
     F: Future<Output = Result<T, ClientError>>,
 {
+    if let Err(e) = crate::state::existing(state_dir) {
+        eprintln!("error: {e}");
+        return 1;
+    }
     let client = match Client::from_state_dir(state_dir) {
         Ok(c) => c,
         Err(e) => {

@@ -1,31 +1,129 @@
-//! The read-only views of a controller's records: `shipshape status` (and its `--watch`
-//! stream of events from the running controller), `history` and `logs`. All but the
-//! stream read the state directory directly, so they work with no controller running.
+//! The read-only views of a controller's records: `shipshape status` (one line per app, or
+//! one app's detail; with `--watch`, a live view on a terminal or the running controller's
+//! event stream when piped), `history` and `logs`. All but the stream read the state
+//! directory directly, so they work with no controller running. How the records read is
+//! [`super::view`]'s (pure); this module reads, picks and prints.
 
+use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::time::Duration;
 
-use shipshape_spec::status::{Outcome, Revision};
+use super::view;
+use super::{Format, StatusFormat};
+use crate::state::{AppRecord, Store};
 
-use super::Format;
-use crate::state::Store;
-
-/// `shipshape status`: each app's phase, conditions, revisions and last error; then, with
-/// `watch`, every event from the running controller until the stream ends.
+/// `shipshape status`: one line per app (or `app`'s detail); then, with `watch`, a live
+/// view when standard output is a terminal, else every event from the running controller
+/// until the stream ends.
 ///
 /// # Errors
 /// When the runtime for the stream cannot start.
 pub fn status(
     state_dir: &Path,
     app: Option<&str>,
-    output: Format,
+    output: StatusFormat,
     watch: bool,
 ) -> anyhow::Result<i32> {
-    let code = print_records(&Store::new(state_dir), app, output);
+    let store = match crate::state::existing(state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    let rt = || tokio::runtime::Runtime::new();
+    if watch && output != StatusFormat::Json && std::io::stdout().is_terminal() {
+        if let Err(e) = read_records(&store, app) {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+        return Ok(rt()?.block_on(live_view(&store, app)));
+    }
+    let code = print_records(&store, app, output);
     if !watch || code != 0 {
         return Ok(code);
     }
-    let rt = tokio::runtime::Runtime::new()?;
-    Ok(rt.block_on(watch_events(state_dir, app, output)))
+    let format = if output == StatusFormat::Json {
+        Format::Json
+    } else {
+        Format::Table
+    };
+    Ok(rt()?.block_on(watch_events(state_dir, app, format)))
+}
+
+/// How often the live view reads the records when no event wakes it sooner.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// The live view: one line per app (or `only`'s detail), redrawn in place every [`REFRESH`]
+/// (and at each event of the running controller, when one is there), changed lines
+/// highlighted for a moment.
+/// Ends with the process (Ctrl-C).
+async fn live_view(store: &Store, only: Option<&str>) -> i32 {
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    if let Ok(client) = crate::api::Client::from_state_dir(&store.dir) {
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            let _ = client
+                .watch(|_| {
+                    wake.notify_one();
+                    true
+                })
+                .await;
+        });
+    }
+    let highlight = if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        view::Highlight::Marker
+    } else {
+        view::Highlight::Ansi
+    };
+    let mut frame = view::Frame::default();
+    let mut stdout = std::io::stdout();
+    loop {
+        let now = chrono::Utc::now();
+        let (records, problem) = match read_records(store, only) {
+            Ok((r, problems)) if problems.is_empty() => (r, None),
+            Ok((r, problems)) => (r, Some(problems.join("; "))),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let footer = format!(
+            "{}  {}{}  (Ctrl-C to stop)",
+            now.format("%H:%M:%S"),
+            store.dir.display(),
+            problem.map(|p| format!("  error: {p}")).unwrap_or_default()
+        );
+        let source = store.load_source();
+        let lines = match (only, records.first()) {
+            (Some(_), Some(r)) => view::watch_detail_lines(r, &source, now, &footer),
+            _ => view::watch_lines(&records, &source, now, &footer),
+        };
+        let (text, next) = frame.draw(&lines, now, terminal_width(), highlight);
+        frame = next;
+        if stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return 0;
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(REFRESH) => {}
+        }
+    }
+}
+
+/// The terminal's width in columns ($COLUMNS, else 120 when it cannot be asked).
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize struct we own; a failure leaves it zeroed.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    if rc == 0 && ws.ws_col > 0 {
+        return ws.ws_col as usize;
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120)
 }
 
 /// Print each event of the running controller's stream (only `only`'s, if given).
@@ -70,18 +168,33 @@ async fn watch_events(state_dir: &Path, only: Option<&str>, output: Format) -> i
 
 /// `shipshape logs`: the output of every step of a revision's rollout (and revert); by
 /// default the last attempted revision's.
-pub fn logs(store: &Store, app: &str, revision: Option<u64>) -> i32 {
-    let rec = match store.load(app) {
+pub fn logs(state_dir: &Path, app: &str, revision: Option<u64>) -> i32 {
+    let rec = match crate::state::existing(state_dir)
+        .and_then(|store| store.load_known(app).map_err(|e| e.to_string()))
+    {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };
+    let store = Store::new(state_dir);
     let Some(n) = revision.or(rec.last_attempted().map(|r| r.revision.number)) else {
-        eprintln!("{app} has no revisions yet");
+        eprintln!("error: {app} has no revisions yet (see `shipshape status {app}`)");
         return 1;
     };
+    if rec.revision(n).is_none() && revision.is_some() {
+        let known: Vec<String> = rec
+            .revisions
+            .iter()
+            .map(|r| r.revision.number.to_string())
+            .collect();
+        eprintln!(
+            "error: {app} has no revision {n} (kept: {}; see `shipshape history {app}`)",
+            known.join(", ")
+        );
+        return 1;
+    }
     let path = store
         .app_dir(app)
         .join("logs")
@@ -92,191 +205,88 @@ pub fn logs(store: &Store, app: &str, revision: Option<u64>) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("{}: {e}", path.display());
+            eprintln!("error: {}: {e}", path.display());
             1
         }
     }
 }
 
-/// The source line and every app's (or `only`'s) records; 1 when an app has none.
-fn print_records(store: &Store, only: Option<&str>, output: Format) -> i32 {
-    let names: Vec<String> = match only {
-        Some(n) => vec![n.to_string()],
-        None => store.apps(),
-    };
-    let mut records = Vec::new();
-    for n in &names {
-        match store.load(n) {
-            Ok(r) if r.passes > 0 => records.push(r),
-            Ok(_) => {
-                eprintln!("{n}: no records in {}", store.dir.display());
-                return 1;
+/// Every app's records (or `only`'s), by name, and the problems reading some of them (a
+/// corrupt file hides only its own app); an app asked for by name must exist and be readable.
+fn read_records(
+    store: &Store,
+    only: Option<&str>,
+) -> Result<(Vec<AppRecord>, Vec<String>), String> {
+    match only {
+        Some(n) => Ok((
+            vec![store.load_known(n).map_err(|e| e.to_string())?],
+            Vec::new(),
+        )),
+        None => {
+            let (mut records, mut problems) = (Vec::new(), Vec::new());
+            for n in store.apps() {
+                match store.load(&n) {
+                    Ok(r) => records.push(r),
+                    Err(e) => problems.push(e.to_string()),
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                return 1;
-            }
+            Ok((records, problems))
         }
     }
-    match output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&records).expect("json")),
-        Format::Table => {
-            let src = store.load_source();
-            if !src.repo.is_empty() {
-                let sha = |s: &Option<String>| {
-                    s.as_deref()
-                        .map(crate::plan::short_sha)
-                        .unwrap_or_else(|| "-".into())
-                };
-                println!(
-                    "source {} ({}) tip {}{}{}{}",
-                    src.repo,
-                    src.branch,
-                    sha(&src.tip),
-                    src.last_error
-                        .as_ref()
-                        .map(|e| format!(
-                            "  FETCH FAILING ({} in a row, next try {}): {e}",
-                            src.consecutive_failures,
-                            src.next_try_at.as_deref().unwrap_or("-")
-                        ))
-                        .unwrap_or_default(),
-                    src.refused
-                        .as_ref()
-                        .map(|r| format!(
-                            "  REFUSED {}: {}",
-                            crate::plan::short_sha(&r.commit),
-                            r.reason
-                        ))
-                        .unwrap_or_default(),
-                    src.last_trusted
-                        .as_ref()
-                        .map(|t| format!("  last trusted {}", crate::plan::short_sha(t)))
-                        .unwrap_or_default(),
-                );
-            }
-            if records.is_empty() {
-                println!("no apps yet in {}", store.dir.display());
-            }
-            for r in &records {
-                print_status(r);
-            }
-        }
-    }
-    0
 }
 
-/// One app's block of `status` lines.
-fn print_status(r: &crate::state::AppRecord) {
-    use crate::plan::short_sha;
-    let pinned = r
-        .pin
-        .as_ref()
-        .map(|p| {
-            format!(
-                "  PINNED at revision {} by {} since {}: {}",
-                p.revision, p.by, p.at, p.reason
-            )
-        })
-        .unwrap_or_default();
-    println!("{}  phase={:?}{pinned}", r.name, r.phase);
-    let sha = |s: &Option<String>| s.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
-    println!(
-        "  desired    config {}  app {}",
-        sha(&r.desired_config_commit),
-        sha(&r.desired_app_commit)
-    );
-    let line = |label: &str, e: &crate::state::RevisionEntry| {
-        println!(
-            "  {label:<10} revision {}  app {}  level {}  {:?}{}",
-            e.revision.number,
-            short_sha(&e.revision.app_commit),
-            e.revision.level.as_deref().unwrap_or("-"),
-            e.revision.outcome,
-            outcome_note(&e.revision)
-        )
+/// Print the records as `output` says: the source line and one line per app, `only`'s
+/// detail, or JSON. 1 when some cannot be read (the others are printed).
+fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32 {
+    let (records, problems) = match read_records(store, only) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
     };
-    if let Some(l) = r.live() {
-        line("live", l);
+    for p in &problems {
+        eprintln!("error: {p}");
     }
-    if let Some(h) = r
-        .last_healthy()
-        .filter(|h| Some(h.revision.number) != r.live_revision)
-    {
-        line("healthy", h);
-    }
-    if let Some(a) = r
-        .last_attempted()
-        .filter(|a| Some(a.revision.number) != r.live_revision)
-    {
-        line("attempted", a);
-    }
-    if let Some(h) = &r.health {
-        let results: Vec<String> = h
-            .results
-            .iter()
-            .map(|c| format!("{} {:?} ({})", c.name, c.state, c.detail))
-            .collect();
-        println!(
-            "  health     {} at {} ({} passing / {} failing in a row): {}",
-            if h.passing { "passing" } else { "FAILING" },
-            h.checked_at,
-            h.consecutive_passes,
-            h.consecutive_failures,
-            results.join("; ")
-        );
-    }
-    for c in &r.conditions {
-        println!(
-            "  {:<12} {:<7} {:<20} {}",
-            c.type_,
-            format!("{:?}", c.status),
-            c.reason,
-            c.message
-        );
-    }
-    for q in &r.quarantined {
-        println!(
-            "  quarantined config {} (revision {}): {}",
-            short_sha(&q.config_commit),
-            q.revision,
-            q.reason
-        );
-    }
-    if let Some(e) = &r.last_error {
-        println!("  last error at {} in {}: {}", e.at, e.step, e.message);
-        if let Some(t) = &e.output_tail {
-            for line in t
-                .lines()
-                .rev()
-                .take(10)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                println!("    | {line}");
+    let now = chrono::Utc::now();
+    match output {
+        StatusFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&records).expect("json"))
+        }
+        StatusFormat::Table | StatusFormat::Wide => {
+            if let Some(line) = view::source_line(&store.load_source()) {
+                println!("{line}");
+            }
+            match (only, records.first()) {
+                (Some(_), Some(r)) if output == StatusFormat::Table => {
+                    print!("{}", view::detail(r, now))
+                }
+                _ if records.is_empty() && problems.is_empty() => {
+                    println!(
+                        "no apps yet in {} (a controller records each app at its first pass)",
+                        store.dir.display()
+                    )
+                }
+                _ => {
+                    let wide = output == StatusFormat::Wide;
+                    for line in view::render_table(&view::list(&records, now, wide), wide) {
+                        println!("{line}");
+                    }
+                }
             }
         }
     }
-    if let Some(p) = &r.last_pass {
-        let steps: Vec<&str> = p.steps.iter().map(|s| s.step.as_str()).collect();
-        println!(
-            "  last pass  {} config {}: {} step(s) [{}] — {}",
-            p.finished_at,
-            short_sha(&p.config_commit),
-            steps.len(),
-            steps.join(", "),
-            p.result
-        );
-    }
+    i32::from(!problems.is_empty())
 }
 
 /// `shipshape history`: an app's revisions, oldest first.
-pub fn history(store: &Store, app: &str, output: Format) -> i32 {
-    let r = match store.load(app) {
+pub fn history(state_dir: &Path, app: &str, output: Format) -> i32 {
+    let r = match crate::state::existing(state_dir)
+        .and_then(|store| store.load_known(app).map_err(|e| e.to_string()))
+    {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("error: {e}");
             return 1;
         }
     };
@@ -305,14 +315,4 @@ pub fn history(store: &Store, app: &str, output: Format) -> i32 {
         }
     }
     0
-}
-
-/// What follows a revision's outcome on a `status` line: its message, except for a healthy
-/// revision, whose outcome says it (`history` shows every message).
-fn outcome_note(v: &Revision) -> String {
-    if v.outcome == Outcome::Healthy || v.message.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", v.message)
-    }
 }

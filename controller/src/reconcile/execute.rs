@@ -81,7 +81,7 @@ impl Controller {
             let kind = planned.step.kind();
             let started_at = state::now();
             let t0 = Instant::now();
-            fault_point("before", kind);
+            fault_point("before", kind.as_str());
             let mut target = planned.step.target();
             info!(app = %run.app.metadata.name, step = %kind, target = %target, reason = %planned.reason, "step");
             append_log_line(
@@ -118,7 +118,7 @@ impl Controller {
             if let Err(e) = journal.step_done(kind, &target) {
                 warn!(app = %run.app.metadata.name, journal = %journal.path().display(), "could not journal step {kind}: {e}");
             }
-            fault_point("after", kind);
+            fault_point("after", kind.as_str());
         }
         Ok(())
     }
@@ -196,13 +196,8 @@ impl Controller {
                 r.map_err(|e| pm2_error(kind, e))
             }
             Step::Pm2Replace { process } => {
-                write_ecosystem(app, &eco_path, &run.secrets.env)?;
-                self.pm2
-                    .delete(process)
+                self.replace_process(app, process, &eco_path, &run.secrets.env)
                     .await
-                    .map_err(|e| pm2_error(kind, e))?;
-                let r = self.pm2.start_or_reload(&eco_path, process).await;
-                r.map_err(|e| pm2_error(kind, e))
             }
             Step::Pm2Delete { process } => self
                 .pm2
@@ -300,8 +295,9 @@ impl Controller {
 
 /// Fault injection for the crash tests: `SHIPSHAPE_FAULT=<before|after>:<step>[:<n>]`
 /// makes the controller SIGKILL itself at the n-th (default first) such step boundary;
-/// `panic:<step>[:<n>]` makes that pass panic before the step instead.
-fn fault_point(when: &str, kind: StepKind) {
+/// `panic:<step>[:<n>]` makes that pass panic before the step instead. Inside a step, a
+/// point has its own name (`after:replace-move:<n>`: after the n-th move of a graceful replace).
+pub(super) fn fault_point(when: &str, kind: &str) {
     use std::sync::atomic::AtomicU32;
     static SEEN: AtomicU32 = AtomicU32::new(0);
     let Ok(spec) = std::env::var("SHIPSHAPE_FAULT") else {
@@ -595,8 +591,37 @@ pub fn ecosystem_file(app: &App, env: &EnvFile) -> serde_json::Value {
     serde_json::json!({ "apps": apps })
 }
 
+/// [`ecosystem_file`] plus the entry a graceful replace of `process` starts under its
+/// temporary name ([`plan::next_entry`]). (Pure: the simulated pm2 is handed the same file.)
+pub fn ecosystem_file_with_next(
+    app: &App,
+    env: &EnvFile,
+    process: &shipshape_spec::app::Process,
+) -> serde_json::Value {
+    let mut file = ecosystem_file(app, env);
+    file["apps"]
+        .as_array_mut()
+        .expect("apps is a list")
+        .push(plan::next_entry(app, process, env));
+    file
+}
+
+/// Write [`ecosystem_file_with_next`] for a replace of `process` (0600: it holds env values).
+pub(super) fn write_ecosystem_with_next(
+    app: &App,
+    path: &Path,
+    env: &EnvFile,
+    process: &shipshape_spec::app::Process,
+) -> Result<(), StepError> {
+    write_file(path, &ecosystem_file_with_next(app, env, process))
+}
+
 fn write_ecosystem(app: &App, path: &Path, env: &EnvFile) -> Result<(), StepError> {
-    let bytes = serde_json::to_vec_pretty(&ecosystem_file(app, env)).expect("ecosystem serializes");
+    write_file(path, &ecosystem_file(app, env))
+}
+
+fn write_file(path: &Path, file: &serde_json::Value) -> Result<(), StepError> {
+    let bytes = serde_json::to_vec_pretty(file).expect("ecosystem serializes");
     crate::release::write_atomic_mode(path, &bytes, 0o600).map_err(|e| {
         StepError::new(
             StepKind::Pm2Apply,

@@ -8,7 +8,9 @@
 //! - [`record`] (pure): outcomes, quarantines and conditions, written in one place.
 //! - [`revert`]: which revision to go back to and how (pure), then going back.
 //! - [`journal`]: the typed in-flight journal a stopped controller leaves behind.
-//! - [`execute`]: the step runners; [`verify`]: health rounds until the verdict.
+//! - [`execute`]: the step runners; [`verify`]: health rounds until the verdict;
+//!   `replace`: a `pm2-replace`, graceful in cluster mode (moves decided by
+//!   [`crate::plan::replace`]).
 //! - [`desired`]: the config repo read for this host; [`publish`]: events and metrics.
 //!
 //! # Guarantees
@@ -37,6 +39,7 @@ pub mod journal;
 mod observe;
 mod publish;
 pub mod record;
+mod replace;
 pub mod revert;
 pub mod target;
 mod verify;

@@ -1,7 +1,7 @@
 //! What a pass tells the world: events for watchers and notifications, and the
 //! Prometheus series behind `/metrics` (per app, per check, the config source).
 
-use shipshape_spec::status::{CheckResult, Phase};
+use shipshape_spec::status::{CheckResult, Outcome, Phase};
 
 use super::Controller;
 use crate::events::{Event, EventKind};
@@ -42,21 +42,14 @@ impl Controller {
         );
     }
 
-    /// Update the per-app info gauges from the records.
+    /// Update the per-app info gauges from the records. `shipshape_app_info` is one series
+    /// per app, replaced (never added to) when a label changes.
     pub fn publish_app_metrics(&self, rec: &AppRecord) {
         let m = &self.hub.metrics;
         m.clear_app("shipshape_app_info", &rec.name);
         m.set(
             "shipshape_app_info",
-            vec![
-                ("app", rec.name.clone()),
-                ("phase", format!("{:?}", rec.phase)),
-                ("pinned", rec.pin.is_some().to_string()),
-                (
-                    "live_revision",
-                    rec.live_revision.map(|n| n.to_string()).unwrap_or_default(),
-                ),
-            ],
+            app_info_labels(rec, &self.host.name),
             1.0,
         );
         m.set(
@@ -118,5 +111,107 @@ impl Controller {
                 r.latency_ms as f64 / 1000.0,
             );
         }
+    }
+}
+
+/// The labels of an app's `shipshape_app_info` series on `host`: what the fleet view
+/// (`shipshape fleet`) and the dashboard's fleet table read. Commits are full SHAs; a label
+/// is empty when the record has no value yet (nothing live, no document read).
+pub fn app_info_labels(rec: &AppRecord, host: &str) -> Vec<(&'static str, String)> {
+    let live = rec.live_revision.and_then(|n| rec.revision(n));
+    vec![
+        ("app", rec.name.clone()),
+        ("host", host.to_string()),
+        ("phase", format!("{:?}", rec.phase)),
+        ("pinned", rec.pin.is_some().to_string()),
+        ("reverted", reverted(rec).to_string()),
+        (
+            "live_revision",
+            rec.live_revision.map(|n| n.to_string()).unwrap_or_default(),
+        ),
+        (
+            "live_commit",
+            live.map(|e| e.revision.app_commit.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "desired_commit",
+            rec.desired_app_commit.clone().unwrap_or_default(),
+        ),
+        (
+            "config_commit",
+            rec.desired_config_commit.clone().unwrap_or_default(),
+        ),
+    ]
+}
+
+/// Whether this host went back from the config commit it is asked to run: that commit is
+/// quarantined and the revision that tried it ended Reverted. A new config commit (or
+/// `shipshape retry`) clears it.
+pub fn reverted(rec: &AppRecord) -> bool {
+    let Some(desired) = rec.desired_config_commit.as_deref() else {
+        return false;
+    };
+    rec.quarantined
+        .iter()
+        .filter(|q| q.config_commit == desired)
+        .filter_map(|q| rec.revision(q.revision))
+        .any(|e| e.revision.outcome == Outcome::Reverted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::fixtures;
+    use crate::state::Quarantine;
+
+    /// Revision 1 healthy and live, revision 2 (config `cfg2`, desired) reverted.
+    fn record() -> AppRecord {
+        let mut rec = fixtures::record();
+        rec.revisions.push(fixtures::entry(1, Outcome::Healthy));
+        rec.revisions.push(fixtures::entry(2, Outcome::Reverted));
+        rec.live_revision = Some(1);
+        rec.desired_config_commit = Some("cfg2".into());
+        rec.desired_app_commit = Some("app2".into());
+        rec.quarantined.push(Quarantine {
+            config_commit: "cfg2".into(),
+            revision: 2,
+            reason: "api: status 503".into(),
+            at: "t".into(),
+        });
+        rec
+    }
+
+    fn label<'a>(labels: &'a [(&'static str, String)], key: &str) -> &'a str {
+        &labels.iter().find(|(k, _)| *k == key).unwrap().1
+    }
+
+    #[test]
+    fn a_host_that_went_back_from_its_desired_config_commit_is_reverted_until_a_new_one() {
+        let mut rec = record();
+        let labels = app_info_labels(&rec, "web-3");
+        assert_eq!(label(&labels, "reverted"), "true");
+        assert_eq!(label(&labels, "live_commit"), "app1");
+        assert_eq!(label(&labels, "live_revision"), "1");
+        assert_eq!(label(&labels, "desired_commit"), "app2");
+        assert_eq!(label(&labels, "config_commit"), "cfg2");
+        assert_eq!(label(&labels, "host"), "web-3");
+        // A newer config commit: the host is no longer held back from what it is asked.
+        rec.desired_config_commit = Some("cfg3".into());
+        assert!(!reverted(&rec));
+        // A quarantine whose revision failed before the switch (nothing went back).
+        let mut failed = record();
+        failed.revisions[1].revision.outcome = Outcome::Failed;
+        assert!(!reverted(&failed));
+    }
+
+    #[test]
+    fn an_app_with_nothing_live_has_empty_commit_labels() {
+        let rec = AppRecord::new("demo");
+        let labels = app_info_labels(&rec, "web-1");
+        assert_eq!(label(&labels, "live_commit"), "");
+        assert_eq!(label(&labels, "desired_commit"), "");
+        assert_eq!(label(&labels, "reverted"), "false");
+        assert_eq!(label(&labels, "pinned"), "false");
     }
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use shipshape::state::{AppRecord, Store};
 
+pub mod load;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

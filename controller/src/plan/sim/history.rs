@@ -25,6 +25,10 @@ pub(super) enum Drift {
     EnvFile(Option<&'static str>),
     /// The machine rebooted: pm2 resurrects its dump.
     Reboot,
+    /// The controller crashed in the middle of a graceful replace of a cluster-mode
+    /// process, after 1 (the new processes started under `NAME~next`), 2 (the old ones
+    /// deleted) or 3 (the declared name started again) of its moves.
+    InterruptedReplace(u8),
 }
 
 /// The knobs of one generated document.
@@ -158,6 +162,7 @@ pub(super) fn any_drift() -> impl Strategy<Value = Drift> {
         prop::option::of(prop::sample::select(vec!["0001", "0002", "0003"])).prop_map(Drift::Level),
         prop::option::of(prop::sample::select(vec!["k1", "k2"])).prop_map(Drift::EnvFile),
         Just(Drift::Reboot),
+        (1u8..4).prop_map(Drift::InterruptedReplace),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! The simulated pm2: start-or-reload as pm2 behaves (a reload merges env and keeps the
-//! instance count, exec_mode and script), delete and save.
+//! instance count, exec_mode and script), delete and save; and the executor's replace as
+//! the pm2 calls it makes (graceful in cluster mode: never without a process serving).
 
 use super::server::*;
 use super::*;
@@ -87,6 +88,58 @@ impl Server {
                 code: code.clone(),
             });
             self.next_pm_id += 1;
+        }
+    }
+
+    /// A `pm2-replace` step as the executor drives pm2. In cluster mode (every instance
+    /// under the declared and the temporary name in cluster mode, and the document's too):
+    /// a stale `NAME~next` is deleted while `NAME` serves, the new config starts as
+    /// `NAME~next`, then `NAME` is deleted, started again with the new config, and
+    /// `NAME~next` deleted; with only `NAME~next` left (an interrupted replace) `NAME` is
+    /// started and then `NAME~next` deleted. Whenever some instance was online before, one
+    /// must be online after each call (else a fault: requests would be refused). In fork
+    /// mode, or across a fork/cluster switch: delete both names, start `NAME`.
+    pub(super) fn pm2_replace(&mut self, ecosystem: &serde_json::Value, name: &str, cluster: bool) {
+        let next = format!("{name}~next");
+        let ours = |s: &Server, n: &str| s.pm2.iter().any(|p| p.name == n);
+        let graceful = cluster
+            && self
+                .pm2
+                .iter()
+                .filter(|p| p.name == name || p.name == next)
+                .all(|p| p.exec_mode == "cluster_mode");
+        if !graceful {
+            self.pm2_delete(&next);
+            self.pm2_delete(name);
+            self.pm2_start_or_reload(ecosystem, name);
+            return;
+        }
+        let serving = |s: &Server| {
+            s.pm2
+                .iter()
+                .any(|p| (p.name == name || p.name == next) && p.status == "online")
+        };
+        let was_serving = serving(self);
+        let mut calls: Vec<(&str, String)> = Vec::new();
+        if ours(self, name) {
+            if ours(self, &next) {
+                calls.push(("delete", next.clone()));
+            }
+            calls.push(("start", next.clone()));
+            calls.push(("delete", name.to_string()));
+        }
+        calls.push(("start", name.to_string()));
+        calls.push(("delete", next.clone()));
+        for (call, target) in calls {
+            match call {
+                "start" => self.pm2_start_or_reload(ecosystem, &target),
+                _ => self.pm2_delete(&target),
+            }
+            if was_serving && !serving(self) {
+                self.faults.push(format!(
+                    "replace of {name}: nothing online after {call} {target} (requests refused)"
+                ));
+            }
         }
     }
 

@@ -245,9 +245,16 @@ impl Server {
                     self.pm2_start_or_reload(&eco, process);
                 }
                 Step::Pm2Replace { process } => {
-                    let eco = execute::ecosystem_file(app, &env);
-                    self.pm2_delete(process);
-                    self.pm2_start_or_reload(&eco, process);
+                    match app.spec.processes.iter().find(|d| &d.name == process) {
+                        Some(d) => {
+                            let eco = execute::ecosystem_file_with_next(app, &env, d);
+                            let cluster = d.exec_mode == Some(ExecMode::Cluster);
+                            self.pm2_replace(&eco, process, cluster);
+                        }
+                        None => self
+                            .faults
+                            .push(format!("replace of {process}, which is not declared")),
+                    }
                 }
                 Step::Pm2Delete { process } => self.pm2_delete(process),
                 Step::Pm2Save => self.pm2_save(),
@@ -364,6 +371,46 @@ impl Server {
                 self.env_file = v
                     .map(|v| BTreeMap::from([("API_KEY".to_string(), v.to_string())]))
                     .unwrap_or_default()
+            }
+            Drift::InterruptedReplace(moves) => {
+                // The first cluster-mode process of ours (none: nothing was being replaced).
+                let Some(name) = self
+                    .pm2
+                    .iter()
+                    .find(|p| {
+                        p.exec_mode == "cluster_mode"
+                            && p.env.contains_key("SHIPSHAPE_APP")
+                            && !p.name.contains('~')
+                    })
+                    .map(|p| p.name.clone())
+                else {
+                    return;
+                };
+                let old: Vec<Proc> = self
+                    .pm2
+                    .iter()
+                    .filter(|p| p.name == name)
+                    .cloned()
+                    .collect();
+                let copies = |to: &str, server: &mut Server| {
+                    for p in &old {
+                        let mut c = p.clone();
+                        c.name = to.to_string();
+                        c.pm_id = server.next_pm_id;
+                        c.restarts = 0;
+                        c.status = "online";
+                        c.code = server.current.clone();
+                        server.next_pm_id += 1;
+                        server.pm2.push(c);
+                    }
+                };
+                copies(&format!("{name}~next"), self);
+                if moves >= 2 {
+                    self.pm2_delete(&name);
+                }
+                if moves >= 3 {
+                    copies(&name, self);
+                }
             }
             Drift::Reboot => {
                 self.pm2 = self.dump.clone();

@@ -1,0 +1,1086 @@
+//! How `shipshape status` reads: pure functions from records (and "now") to text, so the
+//! same records always render the same way and the tests can pin every line.
+//!
+//! - [`list`]: one line per app, the ones needing attention first ([`attention`]);
+//!   [`render_table`] aligns them (`wide` adds columns and keeps messages whole).
+//! - [`detail`]: one app, each message once: revisions, pin, quarantine, conditions with
+//!   reason and age, the last health round per check, the failing step's output tail.
+//! - [`Frame`]: the live view of `status --watch` on a terminal ([`watch_lines`] for every
+//!   app, [`watch_detail_lines`] for one), redrawn in place, with the lines that changed
+//!   highlighted for a moment.
+//!
+//! Nothing here reads a file, a clock or the environment: callers pass `now`, the terminal
+//! width and whether colours are wanted.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use shipshape_spec::status::{ConditionStatus, Outcome, Phase, PinSource, SourceStatus};
+
+use crate::state::AppRecord;
+
+/// How much an app needs a person, most urgent first (the order of [`list`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attention {
+    /// Failed, degraded, reverted, quarantined, invalid, orphaned, or its checks failing.
+    Needed,
+    /// Pending or being rolled out.
+    Progressing,
+    /// Held at a revision by a pin.
+    Pinned,
+    /// Ready and healthy (or pruned, as asked).
+    Fine,
+}
+
+/// Where `rec` stands in the queue for a person's attention.
+pub fn attention(rec: &AppRecord) -> Attention {
+    let reverted_desired = rec.last_attempted().is_some_and(|a| {
+        a.revision.outcome == Outcome::Reverted
+            && rec.desired_config_commit.as_deref() == Some(a.revision.config_commit.as_str())
+    });
+    match rec.phase {
+        Phase::Failed | Phase::Degraded | Phase::Invalid | Phase::Orphaned => Attention::Needed,
+        _ if reverted_desired || health_failing(rec) => Attention::Needed,
+        Phase::Pending | Phase::Progressing => Attention::Progressing,
+        _ if rec.pin.is_some() => Attention::Pinned,
+        _ => Attention::Fine,
+    }
+}
+
+/// True when the live revision's last conclusive health round failed.
+fn health_failing(rec: &AppRecord) -> bool {
+    rec.health
+        .as_ref()
+        .is_some_and(|h| !h.passing && Some(h.revision) == rec.live_revision)
+}
+
+/// An age for people: `45s`, `12m`, `5h`, `3d` (`-` when `at` is missing or unreadable;
+/// a time in the future counts as now).
+pub fn age(at: Option<&str>, now: DateTime<Utc>) -> String {
+    let Some(t) = at.and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
+        return "-".into();
+    };
+    let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 120 * 60 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// The first 7 characters of a commit, as `git log --oneline` shows them.
+fn short(sha: &str) -> String {
+    sha.chars().take(7).collect()
+}
+
+/// When the app last changed state: the newest transition of its conditions.
+fn since(rec: &AppRecord) -> Option<&str> {
+    rec.conditions
+        .iter()
+        .map(|c| c.last_transition_time.as_str())
+        .max()
+}
+
+/// A text on one line: newlines and runs of spaces become one space.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s` cut to `max` characters, with `…` when it was longer.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The message of the one-line view: what a person needs to know first.
+fn short_message(rec: &AppRecord) -> String {
+    let ready = rec
+        .conditions
+        .iter()
+        .find(|c| c.type_ == shipshape_spec::status::condition_types::READY);
+    // A revision that failed and is not live: say which, and what became of it, first.
+    let failed_attempt = rec.last_attempted().filter(|a| {
+        Some(a.revision.number) != rec.live_revision
+            && matches!(a.revision.outcome, Outcome::Failed | Outcome::Reverted)
+            && !a.revision.message.is_empty()
+    });
+    let mut msg = match (rec.phase, ready) {
+        (Phase::Failed, _) if failed_attempt.is_some() => {
+            let a = &failed_attempt.expect("checked").revision;
+            format!(
+                "revision {} {}: {}",
+                a.number,
+                format!("{:?}", a.outcome).to_lowercase(),
+                a.message
+            )
+        }
+        (Phase::Ready, Some(c)) if c.status == ConditionStatus::True => c.message.clone(),
+        (_, Some(c)) if !c.message.is_empty() => c.message.clone(),
+        _ => rec
+            .last_error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.step, e.message))
+            .unwrap_or_default(),
+    };
+    if let Some(p) = &rec.pin {
+        let pin = format!("pinned by {}: {}", p.by, p.reason);
+        msg = if msg.is_empty() || rec.phase == Phase::Ready {
+            pin
+        } else {
+            format!("{pin}; {msg}")
+        };
+    }
+    one_line(&msg)
+}
+
+/// One app's line of the one-line view, as cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The app.
+    pub name: String,
+    /// Its cells, in [`columns`] order.
+    pub cells: Vec<String>,
+}
+
+/// The column titles of the one-line view (`wide` adds CONFIG, LEVEL and LAST PASS).
+pub fn columns(wide: bool) -> Vec<&'static str> {
+    let mut c = vec![
+        "NAME", "PHASE", "REV", "APP", "DESIRED", "HEALTH", "PINNED", "SINCE",
+    ];
+    if wide {
+        c.extend(["CONFIG", "LEVEL", "LAST PASS"]);
+    }
+    c.push("MESSAGE");
+    c
+}
+
+/// The index of the SINCE column, whose ticking is not a change of state.
+const SINCE_COLUMN: usize = 7;
+
+/// Messages in the one-line view are cut to this many characters (not with `wide`).
+pub const MESSAGE_WIDTH: usize = 72;
+
+/// One line per app, the ones needing attention first, then by name.
+pub fn list(records: &[AppRecord], now: DateTime<Utc>, wide: bool) -> Vec<Row> {
+    let mut sorted: Vec<&AppRecord> = records.iter().collect();
+    sorted.sort_by(|a, b| (attention(a), &a.name).cmp(&(attention(b), &b.name)));
+    sorted.into_iter().map(|r| row(r, now, wide)).collect()
+}
+
+fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
+    let live = rec.live();
+    let live_app = live.map(|l| l.revision.app_commit.as_str());
+    let desired = match (rec.desired_app_commit.as_deref(), live_app) {
+        (Some(d), Some(l)) if d == l => "-".to_string(),
+        (Some(d), _) => short(d),
+        (None, _) => "-".to_string(),
+    };
+    let health = match &rec.health {
+        Some(h) if Some(h.revision) == rec.live_revision => {
+            if h.passing { "passing" } else { "FAILING" }.to_string()
+        }
+        _ => "-".to_string(),
+    };
+    let pinned = match &rec.pin {
+        Some(p) if p.source == PinSource::Document => format!("{} (git)", p.revision),
+        Some(p) => p.revision.to_string(),
+        None => "-".to_string(),
+    };
+    let mut cells = vec![
+        rec.name.clone(),
+        format!("{:?}", rec.phase),
+        live.map(|l| l.revision.number.to_string())
+            .unwrap_or_else(|| "-".into()),
+        live_app.map(short).unwrap_or_else(|| "-".into()),
+        desired,
+        health,
+        pinned,
+        age(since(rec), now),
+    ];
+    let message = short_message(rec);
+    if wide {
+        cells.push(
+            rec.desired_config_commit
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+        );
+        cells.push(
+            live.and_then(|l| l.revision.level.clone())
+                .unwrap_or_else(|| "-".into()),
+        );
+        cells.push(
+            rec.last_pass
+                .as_ref()
+                .map(|p| age(Some(&p.finished_at), now))
+                .unwrap_or_else(|| "-".into()),
+        );
+        cells.push(message);
+    } else {
+        cells.push(truncate(&message, MESSAGE_WIDTH));
+    }
+    Row {
+        name: rec.name.clone(),
+        cells,
+    }
+}
+
+/// The rows under their titles, columns aligned (two spaces apart), one string per line.
+pub fn render_table(rows: &[Row], wide: bool) -> Vec<String> {
+    let titles = columns(wide);
+    let mut widths: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(&r.cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        let cells: Vec<&str> = cells.collect();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = vec![line(&mut titles.iter().copied())];
+    for r in rows {
+        out.push(line(&mut r.cells.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// The config repo's line (tip, fetch failures, a refused commit), or None when the
+/// controller has not read one yet.
+pub fn source_line(src: &SourceStatus) -> Option<String> {
+    if src.repo.is_empty() {
+        return None;
+    }
+    let sha = |s: &Option<String>| s.as_deref().map(short).unwrap_or_else(|| "-".into());
+    let mut line = format!("source {} ({}) tip {}", src.repo, src.branch, sha(&src.tip));
+    if let Some(e) = &src.last_error {
+        line.push_str(&format!(
+            "  FETCH FAILING ({} in a row, next try {}): {e}",
+            src.consecutive_failures,
+            src.next_try_at.as_deref().unwrap_or("-")
+        ));
+    }
+    if let Some(r) = &src.refused {
+        line.push_str(&format!("  REFUSED {}: {}", short(&r.commit), r.reason));
+    }
+    if let Some(t) = &src.last_trusted {
+        line.push_str(&format!("  last trusted {}", short(t)));
+    }
+    Some(line)
+}
+
+/// Lines of the output tail shown under a failed step.
+pub const TAIL_LINES: usize = 10;
+
+/// Messages already shown in a detail view: each is printed once.
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+/// Shorter messages than this are never cut out of a longer one (too likely to be words
+/// that merely repeat).
+const QUOTE_MIN: usize = 24;
+
+impl Seen {
+    /// `": message"` the first time a non-empty message comes, else nothing (a message
+    /// that is part of one already shown counts as shown); a message that quotes one
+    /// already shown has the quote replaced by `…`.
+    fn note(&mut self, message: &str) -> String {
+        let mut m = one_line(message);
+        if m.is_empty() || self.0.iter().any(|s| s.contains(&m)) {
+            return String::new();
+        }
+        let mut quoted: Vec<&String> = self
+            .0
+            .iter()
+            .filter(|s| s.len() >= QUOTE_MIN && m.contains(s.as_str()))
+            .collect();
+        quoted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let whole = m.clone();
+        for q in quoted {
+            m = m.replace(q.as_str(), "…");
+        }
+        self.0.push(whole);
+        format!(": {m}")
+    }
+}
+
+/// The order conditions are shown in (kstatus's); others follow in recorded order.
+fn condition_rank(type_: &str) -> usize {
+    use shipshape_spec::status::condition_types as ct;
+    [ct::READY, ct::RECONCILING, ct::STALLED, ct::HEALTHY]
+        .iter()
+        .position(|t| *t == type_)
+        .unwrap_or(4)
+}
+
+/// The detail view of one app: every fact once, newest state first.
+pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
+    let mut seen = Seen::default();
+    let mut out = Vec::new();
+    out.push(format!(
+        "{}  {:?}  since {}",
+        rec.name,
+        rec.phase,
+        age(since(rec), now)
+    ));
+    let rev_line = |label: &str, e: &crate::state::RevisionEntry, seen: &mut Seen| {
+        let v = &e.revision;
+        let when = v.finished_at.as_deref().or(v.live_at.as_deref());
+        // A healthy revision's outcome says it all.
+        let message = if v.outcome == Outcome::Healthy {
+            String::new()
+        } else {
+            seen.note(&v.message)
+        };
+        format!(
+            "  {label:<11} revision {}  config {}  app {}  level {}  {:?} {} ago{}",
+            v.number,
+            short(&v.config_commit),
+            short(&v.app_commit),
+            v.level.as_deref().unwrap_or("-"),
+            v.outcome,
+            age(when.or(Some(&v.started_at)), now),
+            message
+        )
+    };
+    let live = rec.live();
+    // A new config commit that leaves the app commit alone shows as the attempted revision.
+    if rec.desired_app_commit.is_some()
+        && rec.desired_app_commit.as_deref() != live.map(|l| l.revision.app_commit.as_str())
+    {
+        out.push(format!(
+            "  {:<11} config {}  app {}",
+            "desired",
+            rec.desired_config_commit
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+            rec.desired_app_commit
+                .as_deref()
+                .map(short)
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if let Some(l) = live {
+        out.push(rev_line("live", l, &mut seen));
+    } else {
+        out.push(format!("  {:<11} nothing applied yet", "live"));
+    }
+    if let Some(h) = rec
+        .last_healthy()
+        .filter(|h| Some(h.revision.number) != rec.live_revision)
+    {
+        out.push(rev_line("healthy", h, &mut seen));
+    }
+    if let Some(a) = rec
+        .last_attempted()
+        .filter(|a| Some(a.revision.number) != rec.live_revision)
+    {
+        out.push(rev_line("attempted", a, &mut seen));
+    }
+    if let Some(p) = &rec.pin {
+        out.push(format!(
+            "  {:<11} revision {} by {} {} ago ({}){}",
+            "pinned",
+            p.revision,
+            p.by,
+            age(Some(&p.at), now),
+            match p.source {
+                PinSource::Cli => "shipshape pin",
+                PinSource::Document => "spec.pin",
+            },
+            seen.note(&p.reason)
+        ));
+    }
+    for q in &rec.quarantined {
+        out.push(format!(
+            "  {:<11} config {} (revision {}) {} ago{}",
+            "quarantined",
+            short(&q.config_commit),
+            q.revision,
+            age(Some(&q.at), now),
+            seen.note(&q.reason)
+        ));
+    }
+    if !rec.conditions.is_empty() {
+        out.push("  conditions".into());
+        let mut conditions: Vec<&shipshape_spec::status::Condition> =
+            rec.conditions.iter().collect();
+        conditions.sort_by_key(|c| condition_rank(&c.type_));
+        let tw = rec
+            .conditions
+            .iter()
+            .map(|c| c.type_.len())
+            .max()
+            .unwrap_or(0);
+        let rw = rec
+            .conditions
+            .iter()
+            .map(|c| c.reason.len())
+            .max()
+            .unwrap_or(0);
+        let statuses: Vec<String> = conditions
+            .iter()
+            .map(|c| format!("{:?}", c.status))
+            .collect();
+        let sw = statuses.iter().map(String::len).max().unwrap_or(0);
+        for (c, status) in conditions.iter().zip(&statuses) {
+            out.push(
+                format!(
+                    "    {:<tw$}  {status:<sw$}  {:<rw$}  {:>4}{}",
+                    c.type_,
+                    c.reason,
+                    age(Some(&c.last_transition_time), now),
+                    seen.note(&c.message)
+                )
+                .trim_end()
+                .to_string(),
+            );
+        }
+    }
+    if let Some(h) = &rec.health {
+        out.push(format!(
+            "  {:<11} {} {} ago, revision {}: {} passing, {} failing in a row",
+            "health",
+            if h.passing { "passing" } else { "FAILING" },
+            age(Some(&h.checked_at), now),
+            h.revision,
+            h.consecutive_passes,
+            h.consecutive_failures
+        ));
+        let nw = h.results.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let states: Vec<String> = h.results.iter().map(|c| format!("{:?}", c.state)).collect();
+        let sw = states.iter().map(String::len).max().unwrap_or(0);
+        for (c, state) in h.results.iter().zip(&states) {
+            out.push(format!(
+                "    {:<nw$}  {state:<sw$}  {}",
+                c.name,
+                one_line(&c.detail)
+            ));
+        }
+    }
+    if let Some(e) = &rec.last_error {
+        out.push(format!(
+            "  {:<11} {} {} ago{}",
+            "last error",
+            e.step,
+            age(Some(&e.at), now),
+            seen.note(&e.message)
+        ));
+        if let Some(t) = &e.output_tail {
+            let lines: Vec<&str> = t.lines().collect();
+            for line in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
+                out.push(format!("    | {line}").trim_end().to_string());
+            }
+        }
+    }
+    if let Some(p) = &rec.last_pass {
+        let steps: Vec<&str> = p.steps.iter().map(|s| s.step.as_str()).collect();
+        out.push(format!(
+            "  {:<11} {} ago, config {}, {}{}",
+            "last pass",
+            age(Some(&p.finished_at), now),
+            short(&p.config_commit),
+            if steps.is_empty() {
+                "no steps".to_string()
+            } else {
+                steps.join(", ")
+            },
+            seen.note(&p.result)
+        ));
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+/// How long a changed line stays highlighted in the live view.
+pub const HIGHLIGHT_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+
+/// How the live view marks a changed line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Highlight {
+    /// Reverse video (a terminal with colours).
+    Ansi,
+    /// A `*` in the gutter (`NO_COLOR` set).
+    Marker,
+}
+
+/// One line of a live view frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// What identifies the line across frames (the app's name; empty for titles and footer).
+    pub key: String,
+    /// What counts as a change (the text without the ticking ages).
+    pub signature: String,
+    /// What is shown.
+    pub text: String,
+}
+
+/// The lines of the live view for `records`: titles, one line per app, a footer.
+pub fn watch_lines(
+    records: &[AppRecord],
+    source: &SourceStatus,
+    now: DateTime<Utc>,
+    footer: &str,
+) -> Vec<Line> {
+    let rows = list(records, now, false);
+    let table = render_table(&rows, false);
+    let mut lines = Vec::new();
+    if let Some(s) = source_line(source) {
+        lines.push(Line {
+            key: "\0source".into(),
+            signature: s.clone(),
+            text: s,
+        });
+    }
+    let mut table = table.into_iter();
+    if let Some(t) = table.next() {
+        lines.push(Line {
+            key: String::new(),
+            signature: String::new(),
+            text: t,
+        });
+    }
+    for (r, text) in rows.iter().zip(table) {
+        let mut sig = r.cells.clone();
+        sig.remove(SINCE_COLUMN);
+        lines.push(Line {
+            key: r.name.clone(),
+            signature: sig.join("\u{1f}"),
+            text,
+        });
+    }
+    if records.is_empty() {
+        lines.push(Line {
+            key: String::new(),
+            signature: String::new(),
+            text: "(no apps yet)".into(),
+        });
+    }
+    lines.push(Line {
+        key: String::new(),
+        signature: String::new(),
+        text: footer.to_string(),
+    });
+    lines
+}
+
+/// The lines of the live view of one app: its detail, then a footer. A line's signature is
+/// the same line rendered at a fixed time, so ages that tick are not changes, and its key
+/// is its label (first word) and how many lines before it had that label.
+pub fn watch_detail_lines(
+    rec: &AppRecord,
+    source: &SourceStatus,
+    now: DateTime<Utc>,
+    footer: &str,
+) -> Vec<Line> {
+    let fixed = DateTime::<Utc>::UNIX_EPOCH;
+    let shown = detail(rec, now);
+    let still = detail(rec, fixed);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut lines = Vec::new();
+    if let Some(s) = source_line(source) {
+        lines.push(Line {
+            key: "\0source".into(),
+            signature: s.clone(),
+            text: s,
+        });
+    }
+    for (text, sig) in shown.lines().zip(still.lines()) {
+        let label = text.split_whitespace().next().unwrap_or("").to_string();
+        let n = seen.entry(label.clone()).or_default();
+        *n += 1;
+        lines.push(Line {
+            key: format!("{label}#{n}"),
+            signature: sig.to_string(),
+            text: text.to_string(),
+        });
+    }
+    lines.push(Line {
+        key: String::new(),
+        signature: String::new(),
+        text: footer.to_string(),
+    });
+    lines
+}
+
+/// What the live view showed last: its lines, and when each app's line last changed.
+#[derive(Debug, Clone, Default)]
+pub struct Frame {
+    shown: usize,
+    signatures: HashMap<String, String>,
+    changed_at: HashMap<String, DateTime<Utc>>,
+}
+
+impl Frame {
+    /// Draw `lines` over the previous frame, in place: the bytes to write to the terminal,
+    /// and the frame to draw the next one over. A line whose signature differs from the
+    /// previous frame's (or is new, after the first frame) is highlighted for
+    /// [`HIGHLIGHT_FOR`]; lines are cut to `width` so none wraps.
+    pub fn draw(
+        &self,
+        lines: &[Line],
+        now: DateTime<Utc>,
+        width: usize,
+        highlight: Highlight,
+    ) -> (String, Frame) {
+        let first = self.shown == 0;
+        let mut next = Frame {
+            shown: lines.len(),
+            signatures: HashMap::new(),
+            changed_at: HashMap::new(),
+        };
+        let mut out = String::new();
+        if !first {
+            // Back to the first line of the previous frame.
+            out.push_str(&format!("\r\x1b[{}A", self.shown));
+        }
+        for l in lines {
+            let mut changed_at = self.changed_at.get(&l.key).copied();
+            if !l.key.is_empty() {
+                let before = self.signatures.get(&l.key);
+                if !first && before != Some(&l.signature) {
+                    changed_at = Some(now);
+                }
+                next.signatures.insert(l.key.clone(), l.signature.clone());
+                if let Some(t) = changed_at {
+                    next.changed_at.insert(l.key.clone(), t);
+                }
+            }
+            let lit = changed_at.is_some_and(|t| now - t < HIGHLIGHT_FOR);
+            let gutter = match (highlight, lit) {
+                (Highlight::Marker, true) => "* ",
+                _ => "  ",
+            };
+            let text = truncate(&l.text, width.saturating_sub(gutter.len()).max(1));
+            out.push_str("\x1b[2K");
+            out.push_str(gutter);
+            if lit && highlight == Highlight::Ansi {
+                out.push_str(&format!("\x1b[7m{text}\x1b[0m"));
+            } else {
+                out.push_str(&text);
+            }
+            out.push('\n');
+        }
+        // Clear what is left of a longer previous frame.
+        out.push_str("\x1b[J");
+        (out, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipshape_spec::status::{
+        CheckResult, Condition, HealthRecord, LastError, PassRecord, Pin, ProbeState, Revision,
+        StepKind,
+    };
+
+    use crate::state::{Quarantine, RevisionEntry};
+
+    const NOW: &str = "2026-01-01T12:00:00Z";
+
+    fn now() -> DateTime<Utc> {
+        NOW.parse().unwrap()
+    }
+
+    fn ago(secs: i64) -> String {
+        (now() - chrono::TimeDelta::seconds(secs))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    fn sha(c: char) -> String {
+        c.to_string().repeat(40)
+    }
+
+    fn entry(n: u64, config: char, app: char, outcome: Outcome, message: &str) -> RevisionEntry {
+        let doc = shipshape_spec::load_str(
+            &format!(
+                "apiVersion: shipshape/v1alpha1\nkind: App\nmetadata: {{ name: x }}\nspec:\n  source: {{ repository: /r, commit: {} }}\n  releases: {{ root: /srv/x }}\n  processes: [{{ name: x, script: s.js }}]\n  health:\n    checks: [{{ name: api, http: {{ url: \"http://127.0.0.1:3000/\" }} }}]\n",
+                sha(app)
+            ),
+            "x.yaml",
+        )
+        .unwrap();
+        RevisionEntry {
+            revision: Revision {
+                number: n,
+                config_commit: sha(config),
+                app_commit: sha(app),
+                level: None,
+                process_hash: "h".into(),
+                started_at: ago(600),
+                live_at: None,
+                finished_at: Some(ago(300)),
+                outcome,
+                message: message.into(),
+                rounds: Default::default(),
+            },
+            release: sha(app),
+            document: doc,
+            not_blamed: false,
+            backup: None,
+        }
+    }
+
+    fn cond(t: &str, s: ConditionStatus, reason: &str, msg: &str, secs: i64) -> Condition {
+        Condition {
+            type_: t.into(),
+            status: s,
+            reason: reason.into(),
+            message: msg.into(),
+            last_transition_time: ago(secs),
+        }
+    }
+
+    fn healthy(name: &str) -> AppRecord {
+        let mut r = AppRecord::new(name);
+        r.phase = Phase::Ready;
+        r.revisions.push(entry(1, 'a', '1', Outcome::Healthy, ""));
+        r.live_revision = Some(1);
+        r.desired_app_commit = Some(sha('1'));
+        r.desired_config_commit = Some(sha('a'));
+        let m = "revision 1 is live and healthy";
+        r.conditions = vec![
+            cond("Ready", ConditionStatus::True, "Succeeded", m, 300),
+            cond("Healthy", ConditionStatus::True, "ChecksPassing", m, 300),
+        ];
+        r.health = Some(HealthRecord {
+            checked_at: ago(1),
+            revision: 1,
+            passing: true,
+            consecutive_passes: 40,
+            consecutive_failures: 0,
+            results: vec![CheckResult {
+                name: "api".into(),
+                state: ProbeState::Pass,
+                detail: "200 in 3ms".into(),
+                latency_ms: 3,
+            }],
+        });
+        r
+    }
+
+    fn reverted(name: &str) -> AppRecord {
+        let mut r = healthy(name);
+        r.phase = Phase::Failed;
+        let why = "3 failing rounds in a row: api: status 500";
+        r.revisions.push(entry(
+            2,
+            'b',
+            '2',
+            Outcome::Reverted,
+            &format!("{why}; reverted to 1"),
+        ));
+        r.desired_app_commit = Some(sha('2'));
+        r.desired_config_commit = Some(sha('b'));
+        r.quarantined.push(Quarantine {
+            config_commit: sha('b'),
+            revision: 2,
+            reason: why.into(),
+            at: ago(120),
+        });
+        r.conditions = vec![
+            cond(
+                "Ready",
+                ConditionStatus::False,
+                "HealthCheckFailed",
+                why,
+                120,
+            ),
+            cond(
+                "Stalled",
+                ConditionStatus::True,
+                "HealthCheckFailed",
+                why,
+                120,
+            ),
+            cond("Healthy", ConditionStatus::True, "ChecksPassing", "", 300),
+        ];
+        r.last_error = Some(LastError {
+            step: StepKind::Verify,
+            message: why.into(),
+            output_tail: None,
+            at: ago(120),
+        });
+        r
+    }
+
+    #[test]
+    fn ages_read_like_kubectl_and_never_go_negative() {
+        assert_eq!(age(Some(&ago(5)), now()), "5s");
+        assert_eq!(age(Some(&ago(119)), now()), "119s");
+        assert_eq!(age(Some(&ago(600)), now()), "10m");
+        assert_eq!(age(Some(&ago(3 * 3600)), now()), "3h");
+        assert_eq!(age(Some(&ago(3 * 86_400)), now()), "3d");
+        assert_eq!(age(Some(&ago(-30)), now()), "0s");
+        assert_eq!(age(Some("yesterday"), now()), "-");
+        assert_eq!(age(None, now()), "-");
+    }
+
+    #[test]
+    fn the_list_puts_apps_needing_attention_first_then_progressing_then_pinned_then_by_name() {
+        let mut pinned = healthy("aa-pinned");
+        pinned.pin = Some(Pin {
+            revision: 1,
+            by: "alice".into(),
+            at: ago(60),
+            reason: "incident 42".into(),
+            source: PinSource::Cli,
+        });
+        let mut rolling = healthy("ab-rolling");
+        rolling.phase = Phase::Progressing;
+        let mut sick = healthy("ac-sick");
+        sick.health.as_mut().unwrap().passing = false;
+        let mut failed = healthy("ad-failed-build");
+        failed.phase = Phase::Failed;
+        failed
+            .revisions
+            .push(entry(2, 'b', '2', Outcome::Failed, "build failed"));
+        let records = vec![
+            healthy("zz-fine"),
+            healthy("a-fine"),
+            pinned,
+            rolling,
+            reverted("zz-reverted"),
+            sick,
+            failed,
+        ];
+        let names: Vec<String> = list(&records, now(), false)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ac-sick",
+                "ad-failed-build",
+                "zz-reverted",
+                "ab-rolling",
+                "aa-pinned",
+                "a-fine",
+                "zz-fine"
+            ]
+        );
+    }
+
+    #[test]
+    fn one_line_per_app_shows_the_desired_commit_only_when_it_differs() {
+        let mut pinned = healthy("pinned");
+        pinned.pin = Some(Pin {
+            revision: 1,
+            by: "alice".into(),
+            at: ago(60),
+            reason: "incident 42".into(),
+            source: PinSource::Cli,
+        });
+        pinned.desired_app_commit = Some(sha('3'));
+        let rows = list(&[healthy("web"), reverted("api"), pinned], now(), false);
+        let text = render_table(&rows, false).join("\n");
+        assert_eq!(
+            text,
+            "\
+NAME    PHASE   REV  APP      DESIRED  HEALTH   PINNED  SINCE  MESSAGE
+api     Failed  1    1111111  2222222  passing  -       2m     revision 2 reverted: 3 failing rounds in a row: api: status 500; revert…
+pinned  Ready   1    1111111  3333333  passing  1       5m     pinned by alice: incident 42
+web     Ready   1    1111111  -        passing  -       5m     revision 1 is live and healthy"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_in_the_table_and_kept_whole_when_wide() {
+        let mut r = reverted("api");
+        let long = "x".repeat(200);
+        r.revision_mut(2).unwrap().revision.message = long.clone();
+        let narrow = render_table(&list(std::slice::from_ref(&r), now(), false), false);
+        assert!(narrow[1].ends_with('…'), "{}", narrow[1]);
+        assert!(narrow[1].chars().count() < 160, "{}", narrow[1]);
+        let wide = render_table(&list(&[r], now(), true), true);
+        assert!(wide[0].contains("CONFIG") && wide[0].contains("LAST PASS"));
+        assert!(wide[1].ends_with(&long), "{}", wide[1]);
+    }
+
+    #[test]
+    fn the_detail_prints_each_message_once() {
+        let mut r = reverted("api");
+        r.last_error.as_mut().unwrap().output_tail = Some(
+            (1..=14)
+                .map(|i| format!("line {i}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        r.last_pass = Some(PassRecord {
+            started_at: ago(3),
+            finished_at: ago(2),
+            config_commit: sha('b'),
+            steps: vec![],
+            result: "3 failing rounds in a row: api: status 500".into(),
+        });
+        let text = detail(&r, now());
+        assert_eq!(
+            text.matches("api: status 500").count(),
+            1,
+            "the attempt's message holds the quarantine's, the conditions' and the pass's:\n{text}"
+        );
+        assert!(text.contains("    | line 14") && text.contains("    | line 5"));
+        assert!(
+            !text.contains("line 4\n"),
+            "only the last 10 lines:\n{text}"
+        );
+        assert!(
+            text.contains("    Ready    False  HealthCheckFailed    2m\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    api  Pass  200 in 3ms"),
+            "the last round per check:\n{text}"
+        );
+    }
+
+    fn line(key: &str, text: &str) -> Line {
+        Line {
+            key: key.into(),
+            signature: text.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn the_live_view_redraws_in_place_and_highlights_what_changed_for_a_moment() {
+        let t0 = now();
+        let (first, f1) = Frame::default().draw(
+            &[
+                line("", "TITLE"),
+                line("a", "a Ready"),
+                line("b", "b Ready"),
+            ],
+            t0,
+            80,
+            Highlight::Ansi,
+        );
+        assert!(
+            !first.contains("\x1b[3A"),
+            "the first frame starts where it is"
+        );
+        assert!(
+            !first.contains("\x1b[7m"),
+            "nothing is new in the first frame"
+        );
+        let t1 = t0 + chrono::TimeDelta::seconds(1);
+        let (second, f2) = f1.draw(
+            &[
+                line("", "TITLE"),
+                line("a", "a Ready"),
+                line("b", "b Failed"),
+            ],
+            t1,
+            80,
+            Highlight::Ansi,
+        );
+        assert!(second.starts_with("\r\x1b[3A"), "{second:?}");
+        assert!(
+            second.contains("\x1b[2K  \x1b[7mb Failed\x1b[0m\n"),
+            "{second:?}"
+        );
+        assert!(second.contains("\x1b[2K  a Ready\n"), "{second:?}");
+        assert!(second.ends_with("\x1b[J"));
+        // Still lit a moment later, then not.
+        let same = [
+            line("", "TITLE"),
+            line("a", "a Ready"),
+            line("b", "b Failed"),
+        ];
+        let (third, f3) = f2.draw(
+            &same,
+            t1 + chrono::TimeDelta::seconds(2),
+            80,
+            Highlight::Ansi,
+        );
+        assert!(third.contains("\x1b[7mb Failed"), "{third:?}");
+        let (fourth, _) = f3.draw(
+            &same,
+            t1 + chrono::TimeDelta::seconds(4),
+            80,
+            Highlight::Ansi,
+        );
+        assert!(!fourth.contains("\x1b[7m"), "{fourth:?}");
+    }
+
+    #[test]
+    fn without_colours_a_changed_line_gets_a_marker_and_lines_never_wrap() {
+        let (_, f1) = Frame::default().draw(&[line("a", "a Ready")], now(), 80, Highlight::Marker);
+        let long = format!("a Failed {}", "y".repeat(100));
+        let (out, _) = f1.draw(&[line("a", &long)], now(), 40, Highlight::Marker);
+        assert!(!out.contains("\x1b[7m"), "{out:?}");
+        let shown = out
+            .split("\x1b[2K")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("\n\x1b[J");
+        assert!(shown.starts_with("* a Failed"), "{shown:?}");
+        assert_eq!(shown.chars().count(), 40, "{shown:?}");
+    }
+
+    #[test]
+    fn in_one_apps_live_view_a_ticking_age_is_not_a_change_but_a_condition_flipping_is() {
+        let mut r = reverted("api");
+        let src = SourceStatus::default();
+        let later = now() + chrono::TimeDelta::minutes(10);
+        let l1 = watch_detail_lines(&r, &src, now(), "f");
+        let l2 = watch_detail_lines(&r, &src, later, "f");
+        let sig = |ls: &[Line]| -> Vec<(String, String)> {
+            ls.iter()
+                .map(|l| (l.key.clone(), l.signature.clone()))
+                .collect()
+        };
+        assert_ne!(
+            l1.iter().map(|l| &l.text).collect::<Vec<_>>(),
+            l2.iter().map(|l| &l.text).collect::<Vec<_>>()
+        );
+        assert_eq!(sig(&l1), sig(&l2), "only ages moved");
+        r.conditions[1].status = ConditionStatus::False;
+        let l3 = watch_detail_lines(&r, &src, later, "f");
+        let changed: Vec<String> = sig(&l3)
+            .into_iter()
+            .zip(sig(&l1))
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0)
+            .collect();
+        assert_eq!(changed, ["Stalled#1"]);
+    }
+
+    #[test]
+    fn a_ticking_age_is_not_a_change_but_a_new_phase_is() {
+        let mut r = healthy("web");
+        let src = SourceStatus::default();
+        let l1 = watch_lines(std::slice::from_ref(&r), &src, now(), "f");
+        let l2 = watch_lines(
+            std::slice::from_ref(&r),
+            &src,
+            now() + chrono::TimeDelta::minutes(10),
+            "f",
+        );
+        let web = |ls: &[Line]| ls.iter().find(|l| l.key == "web").unwrap().clone();
+        assert_ne!(web(&l1).text, web(&l2).text, "the age moved");
+        assert_eq!(web(&l1).signature, web(&l2).signature);
+        r.phase = Phase::Progressing;
+        let l3 = watch_lines(&[r], &src, now(), "f");
+        assert_ne!(web(&l1).signature, web(&l3).signature);
+    }
+}
