@@ -140,6 +140,14 @@ pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
     }
 }
 
+/// Whether a change in the watched git directories can move a ref. Opening and reading
+/// a file cannot: reading the tip opens `.git/config` (and `HEAD`, `packed-refs`), which
+/// inotify reports; taken as a change, each read of the tip caused the next, and the
+/// controller re-read the repository every [`DEBOUNCE`] while idle.
+fn moves_a_ref(kind: &notify::EventKind) -> bool {
+    !matches!(kind, notify::EventKind::Access(_))
+}
+
 /// Watch a local repo's refs: a moved branch triggers a pass within [`DEBOUNCE`].
 fn watch_local(
     ctl: Arc<Controller>,
@@ -149,7 +157,7 @@ fn watch_local(
     let git_dir = ctl.config.git_dir()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|e| moves_a_ref(&e.kind)) {
             let _ = tx.send(());
         }
     })?;

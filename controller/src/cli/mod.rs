@@ -505,9 +505,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
                 ..Default::default()
             },
         },
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?,
+        http: crate::clients::Http::new(),
         sources_dir: state_dir.join("sources"),
         hub,
         trust: crate::trust::Trust {

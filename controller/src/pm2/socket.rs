@@ -257,6 +257,29 @@ pub async fn monitor_data(
     }
 }
 
+/// pm2's `deleteProcessId` for process `id`, preceded by the `stopWatch` call pm2's CLI
+/// makes before each delete (`Client.executeRemote`), within `timeout` each. The daemon
+/// answers once the process has stopped (its `kill_timeout` included).
+///
+/// # Errors
+/// [`SocketError`] as for [`call`]; [`SocketError::Remote`] when pm2 refuses (an unknown id).
+pub async fn delete_process_id(
+    socket: &Path,
+    id: u64,
+    timeout: Duration,
+) -> Result<(), SocketError> {
+    let id = serde_json::json!(id);
+    call(
+        socket,
+        "stopWatch",
+        &[serde_json::json!("deleteProcessId"), id.clone()],
+        timeout,
+    )
+    .await?;
+    call(socket, "deleteProcessId", &[id], timeout).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
