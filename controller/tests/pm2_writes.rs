@@ -369,7 +369,8 @@ async fn a_socket_answering_unexpectedly_sends_changes_through_the_cli_and_no_se
     let home = w.pm2_home();
     pm2_cli(&home, &["start", &script, "--name", "a", "-i", "2"]);
     pm2_cli(&home, &["start", &script, "--name", "b"]);
-    all_online(&w, 3);
+    pm2_cli(&home, &["start", &script, "--name", "c"]);
+    all_online(&w, 4);
     let fakes = tempfile::tempdir().unwrap();
     let real = home.join("rpc.sock");
 
@@ -383,6 +384,12 @@ async fn a_socket_answering_unexpectedly_sends_changes_through_the_cli_and_no_se
     let other = fakes.path().join("other.sock");
     garbling_proxy(other.clone(), real.clone(), |req| {
         let body = format!("j:{{\"SECRET_TOKEN\":\"{SECRET}\"}}");
+        socket::encode(&[body.as_bytes(), &req[1]])
+    });
+    // Deletes answered with args of the wrong type: serde's message would quote them.
+    let typed = fakes.path().join("typed.sock");
+    garbling_proxy(typed.clone(), real.clone(), |req| {
+        let body = format!("j:{{\"args\":\"{SECRET}\"}}");
         socket::encode(&[body.as_bytes(), &req[1]])
     });
     // A process list whose entries are not pm2 7's: the save goes through the CLI.
@@ -409,7 +416,7 @@ async fn a_socket_answering_unexpectedly_sends_changes_through_the_cli_and_no_se
         }
     });
 
-    for (path, name) in [(&garbled, "a"), (&other, "b")] {
+    for (path, name) in [(&garbled, "a"), (&other, "b"), (&typed, "c")] {
         let metrics = Arc::new(Metrics::new());
         let mut pm2 = client(&w, &metrics);
         pm2.socket.path = Some(path.clone());
@@ -429,7 +436,7 @@ async fn a_socket_answering_unexpectedly_sends_changes_through_the_cli_and_no_se
         assert!(after.len() < before);
     }
 
-    pm2_cli(&home, &["start", &script, "--name", "c"]);
+    pm2_cli(&home, &["start", &script, "--name", "d"]);
     all_online(&w, 1);
     pm2_cli(&home, &["save", "--force"]);
     let by_cli = dump(&home.join("dump.pm2"));

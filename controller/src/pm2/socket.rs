@@ -166,7 +166,15 @@ pub fn read_reply(frame: &[Vec<u8>], id: &str) -> Result<Vec<serde_json::Value>,
         error: Option<serde_json::Value>,
     }
     let reply: Reply = serde_json::from_slice(json)
-        .map_err(|e| SocketError::Unexpected(format!("an unreadable reply ({e})")))?;
+        // serde's message may quote a value (a process's env): only where and what kind.
+        .map_err(|e| {
+            SocketError::Unexpected(format!(
+                "an unreadable reply ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
     if let Some(err) = reply.error {
         // pm2's error text (e.g. "method \"x\" does not exist"), bounded.
         let text = match err {
