@@ -6,7 +6,8 @@
 #      for IDLE_SECS (60) once the app is Healthy. CPU is the controller's utime + stime +
 #      cutime + cstime delta from /proc/PID/stat (cutime/cstime: children it reaped, e.g. a
 #      `pm2` CLI it started), in percent of one core; memory is the peak VmRSS sampled every
-#      second from /proc/PID/status. pm2's daemon is not the controller's child: its CPU is
+#      second from /proc/PID/status (split at the end into RssAnon, the process's own pages,
+#      and RssFile, the binary's and libraries' pages mapped in). pm2's daemon is not the controller's child: its CPU is
 #      printed beside, for information.
 #   2. no-op: `shipshape run --once` with nothing to change, for 1 and 100 light apps
 #      (`sleep` under pm2, no checks), whole-process wall time, the median of RUNS (5).
@@ -105,6 +106,10 @@ while [ $SECONDS -lt $end ]; do
 done
 c1=$(ticks "$CTL"); p1=$(ticks "$PM2_PID"); t1=$EPOCHREALTIME
 threads=$(ls "/proc/$CTL/task" | wc -l)
+# What the resident memory is: the process's own (anonymous) pages, and the pages of the
+# binary and libraries mapped in (shared with the page cache).
+anon=$(awk '/^RssAnon:/ { printf "%.1f", $2 / 1024 }' "/proc/$CTL/status")
+file=$(awk '/^RssFile:/ { printf "%.1f", $2 / 1024 }' "/proc/$CTL/status")
 idle_cpu=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$TICK" 'BEGIN { printf "%.2f", (b - a) / hz / (e - s) * 100 }')
 pm2_cpu=$(awk -v a="$p0" -v b="$p1" -v s="$t0" -v e="$t1" -v hz="$TICK" 'BEGIN { printf "%.2f", (b - a) / hz / (e - s) * 100 }')
 idle_rss=$(awk -v k="$peak" 'BEGIN { printf "%.1f", k / 1024 }')
@@ -166,6 +171,8 @@ done
 echo
 echo "idle_cpu_percent $idle_cpu"
 echo "idle_rss_mb $idle_rss"
+echo "idle_rss_anon_mb $anon"
+echo "idle_rss_file_mb $file"
 echo "idle_threads $threads"
 echo "idle_pm2_daemon_cpu_percent $pm2_cpu"
 for n in $NOOP_APPS; do echo "noop_${n}_s ${NOOP[$n]}"; done

@@ -60,10 +60,11 @@ pub struct Pm2 {
     pub socket: SocketReads,
 }
 
-/// How [`Pm2::jlist`] reads through pm2's daemon socket, and reports falling back to the CLI.
+/// How [`Pm2::jlist`] reads, and [`Pm2::delete`] and [`Pm2::save`] change, through pm2's
+/// daemon socket, and report falling back to the CLI.
 #[derive(Debug, Clone)]
 pub struct SocketReads {
-    /// Read through the socket at all (else always `pm2 jlist`).
+    /// Use the socket at all (else always the CLI: `pm2 jlist`, `pm2 delete`, `pm2 save`).
     pub enabled: bool,
     /// The socket; `None`: `PM2_HOME/rpc.sock`.
     pub path: Option<PathBuf>,
