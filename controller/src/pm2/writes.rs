@@ -48,14 +48,15 @@ enum SocketChange {
 }
 
 /// A name pm2's CLI takes for a process name and nothing else: our names' characters
-/// (a letter or digit, then letters, digits, `-`, `_`, `.`), not `all`, not a number, not
-/// an ecosystem file's name. Anything else is left to the CLI to interpret.
+/// (a letter or digit, then letters, digits, `-`, `_`, `.`, and `~` as in the temporary
+/// name of a graceful replace, `web~next`), not `all`, not a number, not an ecosystem
+/// file's name. Anything else is left to the CLI to interpret.
 fn plain_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~'))
         && shipshape_spec::validate::pm2_reserved(name).is_none()
 }
 
@@ -290,7 +291,7 @@ mod tests {
 
     #[test]
     fn names_pm2_reads_otherwise_go_to_the_cli() {
-        for plain in ["web", "demo-web", "a.b_c", "x1"] {
+        for plain in ["web", "demo-web", "a.b_c", "x1", "web~next"] {
             assert!(plain_name(plain), "{plain}");
         }
         for special in [
@@ -304,6 +305,7 @@ mod tests {
             "a b",
             "eco.config.js",
             "-x",
+            "~web",
         ] {
             assert!(!plain_name(special), "{special}");
         }
