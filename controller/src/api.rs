@@ -512,7 +512,7 @@ impl Client {
         Ok(Client {
             url: addr.url,
             token,
-            http: reqwest::Client::new(),
+            http: crate::clients::plain(),
         })
     }
 

@@ -140,6 +140,20 @@ pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
     }
 }
 
+/// Whether a change in the watched git directories can move a ref. Opening, reading and
+/// closing a file read cannot: reading the tip opens `.git/config` (and `HEAD`,
+/// `packed-refs`), which inotify reports; taken as a change, each read of the tip caused
+/// the next, and the controller re-read the repository every [`DEBOUNCE`] while idle. A
+/// file closed after writing still counts (a ref written in place).
+fn moves_a_ref(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Watch a local repo's refs: a moved branch triggers a pass within [`DEBOUNCE`].
 fn watch_local(
     ctl: Arc<Controller>,
@@ -149,7 +163,7 @@ fn watch_local(
     let git_dir = ctl.config.git_dir()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|e| moves_a_ref(&e.kind)) {
             let _ = tx.send(());
         }
     })?;
@@ -461,4 +475,32 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     }
     let _ = std::fs::remove_file(ctl.store.dir.join(api::ADDRESS_FILE));
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn only_changes_that_can_move_a_ref_wake_the_watcher() {
+        for read in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+        ] {
+            assert!(!moves_a_ref(&read), "{read:?}");
+        }
+        for change in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Any,
+        ] {
+            assert!(moves_a_ref(&change), "{change:?}");
+        }
+    }
 }

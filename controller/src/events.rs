@@ -71,7 +71,7 @@ pub struct Hub {
     tx: broadcast::Sender<Event>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
-    notify: Option<(String, reqwest::Client)>,
+    notify: Option<(String, crate::clients::Http)>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -84,7 +84,7 @@ impl std::fmt::Debug for Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub::new(None, reqwest::Client::new())
+        Hub::new(None, crate::clients::Http::new())
     }
 }
 
@@ -93,7 +93,7 @@ pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Hub {
     /// A hub posting notifications to `notify_url`, if given.
-    pub fn new(notify_url: Option<String>, http: reqwest::Client) -> Hub {
+    pub fn new(notify_url: Option<String>, http: crate::clients::Http) -> Hub {
         let (tx, _) = broadcast::channel(1024);
         Hub {
             tx,
@@ -119,6 +119,7 @@ impl Hub {
             let (url, http) = (url.clone(), http.clone());
             tokio::spawn(async move {
                 let sent = http
+                    .for_url(&url)
                     .post(&url)
                     .json(&body)
                     .timeout(NOTIFY_TIMEOUT)

@@ -10,6 +10,7 @@
 //!   (a bare mirror per repository, checked out into release directories).
 //! - [`release`]: releases on disk, build markers, the atomic `current` switch, atomic writes.
 //! - [`pm2`]: the real pm2 through its CLI, with an isolated `PM2_HOME` and a cleared env.
+//! - [`clients`]: HTTP clients built on first use; TLS roots only for `https://`.
 //! - [`exec`]: external commands with time limits, process-group kills and output tails.
 //! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
 //! - [`health`]: HTTP probes, pm2 facts, and the verdict over rounds.
@@ -30,6 +31,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clients;
 pub mod daemon;
 pub mod envfile;
 pub mod events;

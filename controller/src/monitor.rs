@@ -25,6 +25,8 @@ pub struct Monitor {
     app: String,
     restarts: BTreeMap<u64, u64>,
     trigger: Arc<Notify>,
+    /// The live revision's health interval, as the last round read it.
+    interval: Option<Duration>,
 }
 
 /// What a round did.
@@ -46,13 +48,19 @@ impl Monitor {
             app: app.to_string(),
             restarts: BTreeMap::new(),
             trigger,
+            interval: None,
         }
     }
 
     /// Watch until the task is dropped.
     pub async fn run(mut self) {
         loop {
-            let wait = self.interval().unwrap_or(Duration::from_secs(2));
+            // The interval the last round read with the records, else read now.
+            let wait = self
+                .interval
+                .take()
+                .or_else(|| self.interval())
+                .unwrap_or(Duration::from_secs(2));
             tokio::time::sleep(wait).await;
             if let RoundOutcome::Triggered = self.round().await {
                 self.trigger.notify_one();
@@ -85,9 +93,10 @@ impl Monitor {
             return RoundOutcome::Skipped;
         };
         let doc = &live.document;
+        self.interval = Some(doc.spec.health.interval.std());
         let first = self.restarts.is_empty();
-        let (round, results) = self.ctl.health_round(doc, &self.restarts).await;
-        if let Ok(list) = self.ctl.pm2.jlist().await {
+        let (round, results, list) = self.ctl.health_round_and_list(doc, &self.restarts).await;
+        if let Some(list) = list {
             self.restarts = list.iter().map(|i| (i.pm_id, i.restarts)).collect();
         }
         self.ctl.publish_check_metrics(&self.app, &results);

@@ -444,12 +444,67 @@ fn fetch(repo: &Repository, url: &str, refspecs: &[&str]) -> Result<(), SourceEr
     fetch_with(repo, url, refspecs, &Credentials::default())
 }
 
+/// The CA certificate file libgit2 was started without, to hand it at the first fetch
+/// (set by [`start_git_without_loading_certificates`]; `None` inside: none was found).
+static CERT_FILE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+/// Start libgit2 without reading every CA certificate on the host.
+///
+/// libgit2 starts OpenSSL on its first use and loads the certificate file that
+/// `SSL_CERT_FILE` names (git2 sets it to the system's bundle): ~17 ms of CPU and the
+/// parsed certificates kept in memory, in every process, although reading a local config
+/// repo never needs one. Here it is started with `SSL_CERT_FILE` naming an empty file;
+/// the variable is then set as git2 would have set it, and the real file is handed to
+/// libgit2 at the first fetch (`GIT_OPT_SET_SSL_CERT_LOCATIONS`, which loads it into the
+/// same store): the same certificates, trusted the same way, read only when a remote is
+/// reached. The certificate directory (`SSL_CERT_DIR`) is set and read as before.
+///
+/// # Safety
+/// Changes the process's environment: call it before any other thread starts.
+pub unsafe fn start_git_without_loading_certificates() {
+    const VAR: &str = "SSL_CERT_FILE";
+    // What git2's own start would set it to (the variable's file when it exists).
+    let file = openssl_probe::probe().cert_file;
+    let before = std::env::var_os(VAR);
+    // SAFETY: the caller guarantees no other thread runs.
+    unsafe { std::env::set_var(VAR, "/dev/null") };
+    // Any libgit2 object starts it (and OpenSSL with it) now.
+    drop(git2::Config::new());
+    // SAFETY: as above.
+    unsafe {
+        match (&file, before) {
+            (Some(f), _) => std::env::set_var(VAR, f),
+            (None, Some(b)) => std::env::set_var(VAR, b),
+            (None, None) => std::env::remove_var(VAR),
+        }
+    }
+    let _ = CERT_FILE.set(file);
+}
+
+/// Hand libgit2 the CA certificates it was started without, once, before a fetch.
+fn load_certificates() {
+    static LOADED: std::sync::Once = std::sync::Once::new();
+    LOADED.call_once(|| {
+        if let Some(Some(file)) = CERT_FILE.get() {
+            // SAFETY: libgit2 is started; every fetch passes here first, so none uses the
+            // TLS context while it is being given its certificates.
+            if let Err(e) = unsafe { git2::opts::set_ssl_cert_file(file) } {
+                tracing::warn!(
+                    "loading CA certificates from {} for git: {e}",
+                    file.display()
+                );
+            }
+        }
+    });
+}
+
 fn fetch_with(
     repo: &Repository,
     url: &str,
     refspecs: &[&str],
     creds: &Credentials,
 ) -> Result<(), SourceError> {
+    load_certificates();
     let err = |source| SourceError::Fetch {
         repo: redact_url(url),
         source,

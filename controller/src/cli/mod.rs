@@ -90,7 +90,8 @@ pub struct SourceArgs {
     /// Time limit for one pm2 command.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub pm2_timeout: Duration,
-    /// Read pm2's process list with `pm2 jlist` only, never through its daemon's socket.
+    /// Reach pm2 through its CLI only (`pm2 jlist`, `pm2 delete`, `pm2 save`), never
+    /// through its daemon's socket.
     #[arg(long, env = "SHIPSHAPE_PM2_NO_SOCKET")]
     pub pm2_no_socket: bool,
 }
@@ -505,9 +506,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
                 ..Default::default()
             },
         },
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?,
+        http: crate::clients::Http::new(),
         sources_dir: state_dir.join("sources"),
         hub,
         trust: crate::trust::Trust {

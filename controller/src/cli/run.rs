@@ -24,6 +24,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         poll_interval,
         webhook_secret_file,
     } = args;
+    limit_malloc_arenas();
+    // SAFETY: no other thread has started yet.
+    unsafe { crate::source::start_git_without_loading_certificates() };
     init_tracing();
     if source.repo.is_none() {
         anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
@@ -38,7 +41,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // One controller per state directory, held until this process ends.
     let _lock = controller.store.lock()?;
     secure_files(&controller)?;
-    let rt = tokio::runtime::Runtime::new()?;
+    let rt = runtime()?;
     rt.block_on(async move {
         controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());
         if once {
@@ -61,6 +64,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         )
         .await
     })
+}
+
+/// The controller's runtime: one thread. Its work is waiting (timers, sockets, child
+/// processes); what blocks (git, copying `node_modules`) runs on the blocking pool, whose
+/// threads outlive a resync interval instead of being made anew for each pass. A
+/// multi-threaded runtime kept a worker per core (and each its own malloc arena) awake
+/// for nothing.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_keep_alive(Duration::from_secs(120))
+        .build()
+}
+
+/// glibc gives each thread that allocates its own arena (64 MiB reserved, and what it
+/// touched kept resident); two are plenty for a controller that mostly waits.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Before anything runs: the state directory 0700 and its files 0600, `PM2_HOME` created

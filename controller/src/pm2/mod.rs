@@ -1,9 +1,10 @@
 //! The real pm2 with an isolated `PM2_HOME`: the process list is read through its
 //! daemon's RPC socket ([`socket`]), falling back to `pm2 jlist` when the socket is
-//! missing or answers unexpectedly; changes go through its CLI with a cleared
-//! environment: applying a generated ecosystem file
-//! (`startOrReload --only NAME --update-env`), deleting, and saving the dump, which holds
-//! env-file values in clear text: `PM2_HOME` is created 0700 and the dump kept 0600.
+//! missing or answers unexpectedly. Deleting and saving the dump go through the socket
+//! too ([`writes`], the CLI as their fallback); applying a generated ecosystem file
+//! (`startOrReload --only NAME --update-env`) and `kill` run its CLI with a cleared
+//! environment. The dump holds env-file values in clear text: `PM2_HOME` is created 0700
+//! and the dump kept 0600.
 //!
 //! pm2 copies the environment of whoever launches it into every process and into
 //! `pm2 jlist`; the controller therefore launches it with nothing but `PATH`, `HOME`
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use crate::exec::{self, ExecError, Spec};
 
 pub mod socket;
+pub mod writes;
 
 /// Env key carrying the app a process belongs to (its absence means: not ours).
 pub const ENV_APP: &str = "SHIPSHAPE_APP";
@@ -58,10 +60,11 @@ pub struct Pm2 {
     pub socket: SocketReads,
 }
 
-/// How [`Pm2::jlist`] reads through pm2's daemon socket, and reports falling back to the CLI.
+/// How [`Pm2::jlist`] reads, and [`Pm2::delete`] and [`Pm2::save`] change, through pm2's
+/// daemon socket, and report falling back to the CLI.
 #[derive(Debug, Clone)]
 pub struct SocketReads {
-    /// Read through the socket at all (else always `pm2 jlist`).
+    /// Use the socket at all (else always the CLI: `pm2 jlist`, `pm2 delete`, `pm2 save`).
     pub enabled: bool,
     /// The socket; `None`: `PM2_HOME/rpc.sock`.
     pub path: Option<PathBuf>,
@@ -90,13 +93,13 @@ impl Default for SocketReads {
     }
 }
 
-/// Which way a process list was read.
+/// Which way pm2 was reached: a process list read, or a change made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadVia {
     /// Through pm2's daemon socket.
     Socket,
-    /// Through `pm2 jlist`, after the socket failed for this reason (`None`: socket reads
-    /// are disabled).
+    /// Through pm2's CLI (`pm2 jlist`, `pm2 delete` …), after the socket failed for this
+    /// reason (`None`: the socket was not tried: disabled, or a name pm2's CLI interprets).
     Cli(Option<String>),
 }
 
@@ -144,6 +147,14 @@ pub enum Pm2Error {
         #[source]
         source: ExecError,
     },
+    /// pm2 refused the change (e.g. no process of that name), as its CLI would have.
+    #[error("pm2 {action}: {message}")]
+    Refused {
+        /// What was asked of pm2.
+        action: String,
+        /// pm2's reason (never a payload).
+        message: String,
+    },
     /// `pm2 jlist` printed something that is not its JSON.
     #[error("pm2 jlist printed unreadable output: {0}")]
     Parse(String),
@@ -163,7 +174,7 @@ impl Pm2Error {
     pub fn tail(&self) -> Option<&str> {
         match self {
             Pm2Error::Command { source, .. } => source.tail(),
-            Pm2Error::Parse(_) | Pm2Error::Io { .. } => None,
+            Pm2Error::Parse(_) | Pm2Error::Io { .. } | Pm2Error::Refused { .. } => None,
         }
     }
 }
@@ -458,27 +469,23 @@ impl Pm2 {
         .map(|_| ())
     }
 
-    /// Delete `name` (all its instances).
+    /// Delete `name` (all its instances), as `pm2 delete NAME` does: through the daemon's
+    /// socket, else its CLI ([`writes`]).
     ///
     /// # Errors
-    /// [`Pm2Error`] when pm2 fails.
+    /// [`Pm2Error`] when pm2 fails, or has no such process.
     pub async fn delete(&self, name: &str) -> Result<(), Pm2Error> {
-        self.call(&format!("delete {name}"), &["delete", name])
-            .await
-            .map(|_| ())
+        self.delete_via(name).await.map(|_| ())
     }
 
-    /// Save the process list, so pm2's own startup resurrects what runs now.
+    /// Save the process list, so pm2's own startup resurrects what runs now, as
+    /// `pm2 save --force` does: through the daemon's socket (the dump written 0600 from
+    /// the start), else its CLI ([`writes`]).
     ///
     /// # Errors
-    /// [`Pm2Error`] when pm2 fails.
+    /// [`Pm2Error`] when pm2 fails or the dump cannot be written.
     pub async fn save(&self) -> Result<(), Pm2Error> {
-        let _turn = self.turn.lock().await;
-        self.call_in_turn("save", &["save", "--force"]).await?;
-        for fixed in self.secure_dump()? {
-            tracing::debug!("{fixed}");
-        }
-        Ok(())
+        self.save_via().await.map(|_| ())
     }
 
     /// Make pm2's dump files ([`DUMP_FILES`]) 0600 where others could read them; returns

@@ -166,7 +166,15 @@ pub fn read_reply(frame: &[Vec<u8>], id: &str) -> Result<Vec<serde_json::Value>,
         error: Option<serde_json::Value>,
     }
     let reply: Reply = serde_json::from_slice(json)
-        .map_err(|e| SocketError::Unexpected(format!("an unreadable reply ({e})")))?;
+        // serde's message may quote a value (a process's env): only where and what kind.
+        .map_err(|e| {
+            SocketError::Unexpected(format!(
+                "an unreadable reply ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
     if let Some(err) = reply.error {
         // pm2's error text (e.g. "method \"x\" does not exist"), bounded.
         let text = match err {
@@ -255,6 +263,29 @@ pub async fn monitor_data(
             "getMonitorData did not answer a list".into(),
         )),
     }
+}
+
+/// pm2's `deleteProcessId` for process `id`, preceded by the `stopWatch` call pm2's CLI
+/// makes before each delete (`Client.executeRemote`), within `timeout` each. The daemon
+/// answers once the process has stopped (its `kill_timeout` included).
+///
+/// # Errors
+/// [`SocketError`] as for [`call`]; [`SocketError::Remote`] when pm2 refuses (an unknown id).
+pub async fn delete_process_id(
+    socket: &Path,
+    id: u64,
+    timeout: Duration,
+) -> Result<(), SocketError> {
+    let id = serde_json::json!(id);
+    call(
+        socket,
+        "stopWatch",
+        &[serde_json::json!("deleteProcessId"), id.clone()],
+        timeout,
+    )
+    .await?;
+    call(socket, "deleteProcessId", &[id], timeout).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -183,8 +183,8 @@ pub struct Controller {
     pub store: Store,
     /// pm2.
     pub pm2: Pm2,
-    /// HTTP client for probes.
-    pub http: reqwest::Client,
+    /// HTTP clients for probes (built on first use).
+    pub http: crate::clients::Http,
     /// Where app repositories are mirrored.
     pub sources_dir: PathBuf,
     /// Revisions kept per app.

@@ -146,24 +146,38 @@ impl Controller {
         app: &App,
         baseline: &BTreeMap<u64, u64>,
     ) -> (Round, Vec<CheckResult>) {
+        let (round, results, _) = self.health_round_and_list(app, baseline).await;
+        (round, results)
+    }
+
+    /// [`Controller::health_round`], and the process list it read (`None` when pm2 could
+    /// not be read), so a caller needs no second read.
+    pub async fn health_round_and_list(
+        &self,
+        app: &App,
+        baseline: &BTreeMap<u64, u64>,
+    ) -> (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>) {
         let probes = app
             .spec
             .health
             .checks
             .iter()
             .filter(|c| c.resources.is_none())
-            .map(|c| health::probe(&self.http, c));
+            .map(|c| health::probe(self.http.for_url(check_url(c)), c));
         let mut results = futures::future::join_all(probes).await;
-        let pm2 = match self.pm2.jlist().await {
+        let (pm2, list) = match self.pm2.jlist().await {
             Ok(list) => {
                 // Resource checks read the same process list as the pm2 facts.
                 let (checks, procs) = (&app.spec.health.checks, &app.spec.processes);
                 results.extend(health::resources_results(checks, procs, &list));
-                health::pm2_facts(procs, &list, baseline, self.cpus)
+                (
+                    health::pm2_facts(procs, &list, baseline, self.cpus),
+                    Some(list),
+                )
             }
-            Err(e) => Err(Pm2Fault::Down(format!("pm2: {e}"))),
+            Err(e) => (Err(Pm2Fault::Down(format!("pm2: {e}"))), None),
         };
-        (health::combine(pm2, &results), results)
+        (health::combine(pm2, &results), results, list)
     }
 
     /// Were the live revision's checks failing just before a rollout? `Some(why)` if so.
@@ -186,5 +200,14 @@ impl Controller {
             Round::Fail(why) | Round::Crashed(why) => Some(why),
             _ => None,
         }
+    }
+}
+
+/// The URL a check probes (which client it needs); none for a resources check.
+fn check_url(check: &shipshape_spec::app::Check) -> &str {
+    match (&check.http, &check.prometheus) {
+        (Some(h), _) => &h.url,
+        (None, Some(p)) => &p.url,
+        (None, None) => "",
     }
 }
