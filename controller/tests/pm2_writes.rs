@@ -8,55 +8,20 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{World, pm2_bin, wait_for};
+use common::pm2::{client, idle_script};
+use common::{World, wait_for};
 use serde_json::Value;
 use shipshape::metrics::Metrics;
-use shipshape::pm2::{Instance, Pm2, Pm2Error, ReadVia, SocketReads, parse_jlist, socket};
+use shipshape::pm2::{Instance, Pm2, Pm2Error, ReadVia, parse_jlist, socket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "s3cr3t-value-of-a-write-test";
 
 fn pm2_cli(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(pm2_bin())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("PM2_HOME", home)
-        .env("SECRET_TOKEN", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pm2 {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn idle_script(w: &World) -> String {
-    let p = w.root().join("idle.js");
-    std::fs::write(&p, "setInterval(() => {}, 1000);\n").unwrap();
-    p.display().to_string()
-}
-
-fn client(w: &World, metrics: &Arc<Metrics>) -> Pm2 {
-    Pm2 {
-        bin: pm2_bin(),
-        home: w.pm2_home(),
-        timeout: Duration::from_secs(60),
-        turn: Default::default(),
-        cache: Default::default(),
-        cache_for: Duration::ZERO,
-        daemon_up: Default::default(),
-        socket: SocketReads {
-            metrics: Some(metrics.clone()),
-            ..Default::default()
-        },
-    }
+    common::pm2::pm2_cli(home, SECRET, args)
 }
 
 fn cli_client(w: &World, metrics: &Arc<Metrics>) -> Pm2 {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use shipshape::state::{AppRecord, Store};
 
 pub mod load;
+pub mod pm2;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -1,0 +1,57 @@
+//! Helpers for the tests that talk to pm2's daemon directly (pm2_socket.rs, pm2_writes.rs):
+//! the pinned pm2's CLI with a known secret in its environment, a script that idles, and a
+//! controller-side pm2 client with no cache.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shipshape::metrics::Metrics;
+use shipshape::pm2::{Pm2, SocketReads};
+
+use super::{World, pm2_bin};
+
+/// Run the pinned pm2 under `home` with `SECRET_TOKEN=secret` in its environment (so the
+/// processes it starts carry it); panics unless it succeeds; returns its stdout.
+pub fn pm2_cli(home: &Path, secret: &str, args: &[&str]) -> String {
+    let out = Command::new(pm2_bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("PM2_HOME", home)
+        .env("SECRET_TOKEN", secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pm2 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A script that runs until it is stopped, doing nothing.
+pub fn idle_script(w: &World) -> String {
+    let p = w.root().join("idle.js");
+    std::fs::write(&p, "setInterval(() => {}, 1000);\n").unwrap();
+    p.display().to_string()
+}
+
+/// The controller's pm2 client for `w`'s pm2 home: socket reads counted in `metrics`, no
+/// cache, a 60 s limit on each command.
+pub fn client(w: &World, metrics: &Arc<Metrics>) -> Pm2 {
+    Pm2 {
+        bin: pm2_bin(),
+        home: w.pm2_home(),
+        timeout: Duration::from_secs(60),
+        turn: Default::default(),
+        cache: Default::default(),
+        cache_for: Duration::ZERO,
+        daemon_up: Default::default(),
+        socket: SocketReads {
+            metrics: Some(metrics.clone()),
+            ..Default::default()
+        },
+    }
+}
