@@ -15,7 +15,7 @@ use shipshape_spec::app::{EnvValue, ExecMode, Instances, StringOrList};
 use shipshape_spec::status::Outcome;
 
 use common::World;
-use common::load::{RATE, Tally, assert_no_failures, under_load};
+use common::load::{Tally, assert_no_failures, under_load};
 
 /// The processes pm2 runs, by the CLI (not through the controller).
 fn pm2_list(w: &World) -> Vec<Instance> {
@@ -76,7 +76,7 @@ fn rollout(w: &World, what: &str, app: &shipshape_spec::App, code: i32) -> Tally
         let (got, log) = w.run_once();
         assert_eq!(got, code, "{what}:\n{log}");
     });
-    assert_no_failures(w, what, &tally, u64::from(RATE) * 3);
+    assert_no_failures(w, what, &tally);
     tally
 }
 
@@ -157,7 +157,7 @@ fn every_replace_kind_in_cluster_mode_fails_no_request_and_ends_as_the_document(
         let (code, log) = w.run_once();
         assert_eq!(code, 1, "HEALTH_FAIL fails and is reverted:\n{log}");
     });
-    assert_no_failures(&w, "revert", &tally, u64::from(RATE) * 3);
+    assert_no_failures(&w, "revert", &tally);
     let rec = w.record();
     let reverted = rec
         .revisions
@@ -309,7 +309,7 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
             let (code, log) = w.run_once();
             assert_eq!(code, 0, "{log}");
         });
-        assert_no_failures(&w, &what, &tally, u64::from(RATE) * 3);
+        assert_no_failures(&w, &what, &tally);
         assert!(
             common::steps(&w.record()).contains(&"pm2-replace"),
             "{:?}",
