@@ -20,6 +20,8 @@ use shipshape_spec::app::{
 };
 use shipshape_spec::status::{CheckResult, ProbeState};
 
+use crate::prometheus::{QueryError, error_chain, instant_query};
+
 use crate::pm2::Instance;
 
 /// Run one `http` or `prometheus` check. `resources` checks are not probed: their results
@@ -92,42 +94,26 @@ async fn probe_prometheus(
     check: &Check,
     prom: &PrometheusCheck,
 ) -> (ProbeState, String) {
-    let url = format!("{}/api/v1/query", prom.url.trim_end_matches('/'));
-    let sent = client
-        .get(&url)
-        .query(&[("query", prom.query.as_str())])
-        .timeout(check.timeout.std())
-        .send()
-        .await;
-    // Prometheus being unreachable says nothing about the app: inconclusive, not failing.
-    let response = match sent {
-        Ok(r) => r,
-        Err(e) => {
+    let data = match instant_query(client, &prom.url, &prom.query, check.timeout.std()).await {
+        Ok(data) => data,
+        // Prometheus being unreachable says nothing about the app: inconclusive, not failing.
+        Err(QueryError::Unreachable(why)) => {
             return (
                 ProbeState::Inconclusive,
-                format!("prometheus unreachable: {}", error_chain(&e)),
+                format!("prometheus unreachable: {why}"),
             );
         }
-    };
-    let body: serde_json::Value = match response.json().await {
-        Ok(v) => v,
-        Err(e) => {
+        Err(QueryError::Unreadable { status, detail }) => {
             return (
                 ProbeState::Inconclusive,
-                format!("prometheus answered unreadably: {e}"),
+                format!("prometheus answered unreadably ({status}): {detail}"),
             );
         }
+        Err(QueryError::Rejected { message, .. }) => {
+            return (ProbeState::Fail, format!("query rejected: {message}"));
+        }
     };
-    if body["status"] != "success" {
-        return (
-            ProbeState::Fail,
-            format!(
-                "query rejected: {}",
-                body["error"].as_str().unwrap_or("unknown error")
-            ),
-        );
-    }
-    let Some(value) = first_sample(&body["data"]) else {
+    let Some(value) = first_sample(&data) else {
         return (
             ProbeState::Inconclusive,
             "query returned no data".to_string(),
@@ -163,17 +149,6 @@ fn first_sample(data: &serde_json::Value) -> Option<f64> {
         _ => return None,
     };
     value.as_str()?.parse().ok()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// One result per `resources` check in `checks` (in order; other kinds are skipped), from

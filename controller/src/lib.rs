@@ -43,6 +43,7 @@ pub mod migrate;
 pub mod monitor;
 pub mod plan;
 pub mod pm2;
+pub mod prometheus;
 pub mod reconcile;
 pub mod release;
 pub mod retry;

@@ -9,104 +9,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::prometheus::Prometheus;
 use common::{Daemon, World, free_port, git, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
-
-/// A real Prometheus with its lifecycle API on, so the test can reload its scrape config.
-struct Prometheus {
-    child: Child,
-    url: String,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Started with no scrape targets at all.
-    fn start() -> Prometheus {
-        let bin = which("prometheus")
-            .expect("prometheus is needed (hack/test.sh installs Debian's package)");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, Self::config(&[])).unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-lifecycle")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for("prometheus to be ready", Duration::from_secs(30), || {
-            (common::http(&url, "GET", "/-/ready", None, None).0 == 200).then_some(())
-        });
-        Prometheus {
-            child,
-            url,
-            config,
-            _dir: dir,
-        }
-    }
-
-    /// A scrape config for the controllers at `targets` (`127.0.0.1:PORT`), every second.
-    fn config(targets: &[String]) -> String {
-        let mut text = "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n".to_string();
-        if !targets.is_empty() {
-            let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-            text.push_str(&format!(
-                "  - job_name: shipshape\n    static_configs:\n      - targets: [{}]\n",
-                list.join(", ")
-            ));
-        }
-        text
-    }
-
-    /// Scrape `targets` from now on.
-    fn scrape(&self, targets: &[String]) {
-        std::fs::write(&self.config, Self::config(targets)).unwrap();
-        let (status, body) = common::http(&self.url, "POST", "/-/reload", None, None);
-        assert_eq!(status, 200, "reload: {body}");
-    }
-
-    /// An instant query's result (the vector's entries).
-    fn query(&self, promql: &str) -> Vec<serde_json::Value> {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "5", "-G"])
-            .arg(format!("{}/api/v1/query", self.url))
-            .arg("--data-urlencode")
-            .arg(format!("query={promql}"))
-            .output()
-            .expect("curl runs");
-        let body: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-        assert_eq!(body["status"], "success", "{body}");
-        body["data"]["result"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join(name))
-        .find(|p| p.is_file())
-}
 
 /// One host: its own world (state dir, pm2 home, app port, releases root, env file).
 struct Host {
@@ -198,7 +106,7 @@ fn row(
 #[test]
 fn the_fleet_view_shows_each_host_live_pinned_reverted_and_unreachable() {
     let started = Instant::now();
-    let prom = Prometheus::start();
+    let prom = Prometheus::start("shipshape", &[]);
     // The fleet's repos: one app repo, one config repo.
     let fleet = World::new("shop");
     let hosts: Vec<Host> = ["web-1", "web-2", "web-3"]
@@ -252,6 +160,7 @@ fn the_fleet_view_shows_each_host_live_pinned_reverted_and_unreachable() {
         })
         .collect();
     prom.scrape(
+        "shipshape",
         &daemons
             .iter()
             .map(|d| d.url.trim_start_matches("http://").to_string())

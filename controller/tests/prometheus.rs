@@ -5,73 +5,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::prometheus::Prometheus;
 use common::{World, free_port, wait_for};
 use shipshape_spec::status::{Outcome, Phase, ProbeState};
-
-struct Prometheus {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(app_port: u16) -> Prometheus {
-        let bin = which("prometheus")
-            .expect("prometheus is needed (hack/test.sh installs Debian's package)");
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        wait_for("prometheus to be ready", Duration::from_secs(30), || {
-            (common::http(&url, "GET", "/-/ready", None, None).0 == 200).then_some(())
-        });
-        Prometheus {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join(name))
-        .find(|p| p.is_file())
-}
 
 /// The error ratio over the last 15 s; `or vector(0)` so no 5xx at all reads as 0, not as no data.
 const ERROR_RATIO: &str = r#"(sum(increase(http_requests_total{job="app",code=~"5.."}[15s])) or vector(0)) / sum(increase(http_requests_total{job="app"}[15s]))"#;
@@ -121,7 +61,7 @@ fn prometheus_checks_pass_fail_or_are_inconclusive_against_a_real_server() {
     let v1 = w.app_head();
     w.commit_config(&w.document(&v1));
     assert_eq!(w.run_once().0, 0);
-    let prom = Prometheus::start(w.port);
+    let prom = Prometheus::start("app", &[format!("127.0.0.1:{}", w.port)]);
     let _traffic = Traffic::start(&w);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -190,7 +130,7 @@ fn prometheus_checks_pass_fail_or_are_inconclusive_against_a_real_server() {
 #[test]
 fn an_error_rate_gate_reverts_a_rollout_whose_pages_fail_while_its_health_endpoint_is_fine() {
     let w = World::new("promgate");
-    let prom = Prometheus::start(w.port);
+    let prom = Prometheus::start("app", &[format!("127.0.0.1:{}", w.port)]);
     let v1 = w.app_head();
     w.commit_config(&w.document(&v1));
     assert_eq!(w.run_once().0, 0);
@@ -225,4 +165,44 @@ fn an_error_rate_gate_reverts_a_rollout_whose_pages_fail_while_its_health_endpoi
         v2rev.revision.message
     );
     assert_eq!(w.get("/version").as_deref(), Some("1.0.0"));
+}
+
+/// The one Prometheus client (used by the `prometheus` check and `shipshape fleet`) against
+/// the real server: a vector comes back as `data`; a query Prometheus cannot parse is
+/// Rejected with its message; a port nobody listens on is Unreachable; an HTTP server that
+/// is not Prometheus's query API (a 404 page) is Unreadable.
+#[test]
+fn an_instant_query_returns_data_or_says_rejected_unreachable_or_unreadable() {
+    use shipshape::prometheus::{QueryError, instant_query};
+    let prom = Prometheus::start("none", &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ask =
+        |base: &str, q: &str| rt.block_on(instant_query(&client, base, q, Duration::from_secs(5)));
+    let data = ask(&prom.url, "vector(1)").expect("a vector");
+    assert_eq!(data["resultType"], "vector", "{data}");
+    assert_eq!(data["result"][0]["value"][1], "1", "{data}");
+    match ask(&prom.url, "sum(") {
+        Err(QueryError::Rejected { status, message }) => {
+            assert_eq!(status, 400);
+            assert!(message.contains("parse error"), "{message}");
+        }
+        other => panic!("not rejected: {other:?}"),
+    }
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    assert!(
+        matches!(ask(&nobody, "vector(1)"), Err(QueryError::Unreachable(_))),
+        "a closed port is unreachable"
+    );
+    let elsewhere = format!("{}/not-the-api", prom.url);
+    assert!(
+        matches!(
+            ask(&elsewhere, "vector(1)"),
+            Err(QueryError::Unreadable { status: 404, .. })
+        ),
+        "an answer that is not Prometheus's JSON is unreadable"
+    );
 }

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::Format;
 use crate::plan::short_sha;
+use crate::prometheus::{QueryError, error_chain, instant_query};
 
 /// What `shipshape fleet` was asked.
 #[derive(Debug, Clone)]
@@ -411,48 +412,30 @@ pub async fn query(
     promql: &str,
     timeout: Duration,
 ) -> Result<Vec<Sample>, FleetError> {
-    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
     let rejected = |status: u16, message: String| FleetError::Rejected {
         url: base.to_string(),
         status,
         query: promql.to_string(),
         message,
     };
-    let response = client
-        .get(&url)
-        .query(&[
-            ("query", promql),
-            ("timeout", &format!("{}ms", timeout.as_millis())),
-        ])
-        .timeout(timeout)
-        .send()
+    let data = instant_query(client, base, promql, timeout)
         .await
-        .map_err(|e| FleetError::Unreachable {
-            url: base.to_string(),
-            reason: error_chain(&e),
+        .map_err(|e| match e {
+            QueryError::Unreachable(reason) => FleetError::Unreachable {
+                url: base.to_string(),
+                reason,
+            },
+            QueryError::Unreadable { status, detail } => rejected(status, detail),
+            QueryError::Rejected { status, message } => rejected(status, message),
         })?;
-    let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| FleetError::Unreachable {
-        url: base.to_string(),
-        reason: error_chain(&e),
-    })?;
-    let body: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|_| rejected(status, text.chars().take(200).collect()))?;
-    if body["status"] != "success" {
-        let message = body["error"]
-            .as_str()
-            .unwrap_or("no error message")
-            .to_string();
-        return Err(rejected(status, message));
-    }
-    if body["data"]["resultType"] != "vector" {
+    if data["resultType"] != "vector" {
         return Err(rejected(
-            status,
-            format!("expected a vector, got {}", body["data"]["resultType"]),
+            200,
+            format!("expected a vector, got {}", data["resultType"]),
         ));
     }
     let mut out = Vec::new();
-    for r in body["data"]["result"].as_array().into_iter().flatten() {
+    for r in data["result"].as_array().into_iter().flatten() {
         let labels = r["metric"]
             .as_object()
             .map(|m| {
@@ -468,17 +451,6 @@ pub async fn query(
         out.push(Sample { labels, value });
     }
     Ok(out)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// Ask Prometheus and assemble the fleet (only `opts.app`'s rows when given).

@@ -12,6 +12,7 @@ use shipshape::state::{AppRecord, Store};
 
 pub mod load;
 pub mod pm2;
+pub mod prometheus;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
