@@ -13,7 +13,6 @@ use common::pm2::{client, idle_script};
 use common::{World, wait_for};
 use shipshape::metrics::Metrics;
 use shipshape::pm2::{Instance, ReadVia, parse_jlist, socket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "s3cr3t-value-from-the-env";
 
@@ -151,31 +150,7 @@ fn fake_daemon(
     path: PathBuf,
     answer: impl Fn(Vec<Vec<u8>>) -> Option<Vec<u8>> + Send + Sync + 'static,
 ) {
-    let listener = tokio::net::UnixListener::bind(&path).unwrap();
-    let answer = Arc::new(answer);
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let frame = loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = s.read(&mut chunk).await.unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some((f, _)) = socket::decode(&buf).unwrap() {
-                        break f;
-                    }
-                };
-                match answer(frame) {
-                    Some(bytes) => {
-                        let _ = s.write_all(&bytes).await;
-                    }
-                    None => tokio::time::sleep(Duration::from_secs(3600)).await,
-                }
-            });
-        }
-    });
+    common::pm2::serve(&path, move |frame| std::future::ready(answer(frame)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,25 +239,13 @@ async fn a_socket_read_that_overlaps_a_change_does_not_fill_the_cache() {
     let fakes = tempfile::tempdir().unwrap();
     // A daemon that answers an empty list, slowly.
     let slow = fakes.path().join("slow.sock");
-    let listener = tokio::net::UnixListener::bind(&slow).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let frame = loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = s.read(&mut chunk).await.unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some((f, _)) = socket::decode(&buf).unwrap() {
-                        break f;
-                    }
-                };
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                let _ = s
-                    .write_all(&socket::encode(&[b"j:{\"args\":[[]]}", &frame[1]]))
-                    .await;
-            });
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = asked.clone();
+    common::pm2::serve(&slow, move |frame| {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Some(socket::encode(&[b"j:{\"args\":[[]]}", &frame[1]]))
         }
     });
     let metrics = Arc::new(Metrics::new());
@@ -293,7 +256,14 @@ async fn a_socket_read_that_overlaps_a_change_does_not_fill_the_cache() {
         let pm2 = pm2.clone();
         tokio::spawn(async move { pm2.jlist_cached().await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !asked.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read never reached the daemon"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // A change while the read is in flight (its outcome does not matter here).
     let _ = pm2.delete("nothing-by-that-name").await;
     assert!(reader.await.unwrap().unwrap().is_empty());

@@ -260,40 +260,26 @@ fn garbling_proxy(
     real: PathBuf,
     garble: impl Fn(&[Vec<u8>]) -> Vec<u8> + Send + Sync + 'static,
 ) {
-    let listener = tokio::net::UnixListener::bind(&path).unwrap();
     let garble = Arc::new(garble);
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let (garble, real) = (garble.clone(), real.clone());
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let frame = loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = s.read(&mut chunk).await.unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some((f, _)) = socket::decode(&buf).unwrap() {
-                        break f;
-                    }
-                };
-                let body: Value = serde_json::from_slice(&frame[0][2..]).unwrap();
-                let answer = if body["method"] == "getMonitorData" {
-                    let mut up = tokio::net::UnixStream::connect(&real).await.unwrap();
-                    up.write_all(&buf).await.unwrap();
-                    let mut reply = Vec::new();
-                    loop {
-                        let mut chunk = vec![0u8; 65536];
-                        let n = up.read(&mut chunk).await.unwrap();
-                        reply.extend_from_slice(&chunk[..n]);
-                        if socket::decode(&reply).unwrap().is_some() {
-                            break reply;
-                        }
-                    }
-                } else {
-                    garble(&frame)
-                };
-                let _ = s.write_all(&answer).await;
-            });
+    common::pm2::serve(&path, move |frame| {
+        let (garble, real) = (garble.clone(), real.clone());
+        async move {
+            let body: Value = serde_json::from_slice(&frame[0][2..]).unwrap();
+            if body["method"] != "getMonitorData" {
+                return Some(garble(&frame));
+            }
+            let mut up = tokio::net::UnixStream::connect(&real).await.unwrap();
+            let args: Vec<&[u8]> = frame.iter().map(Vec::as_slice).collect();
+            up.write_all(&socket::encode(&args)).await.unwrap();
+            let mut reply = Vec::new();
+            loop {
+                let mut chunk = vec![0u8; 65536];
+                let n = up.read(&mut chunk).await.unwrap();
+                reply.extend_from_slice(&chunk[..n]);
+                if socket::decode(&reply).unwrap().is_some() {
+                    return Some(reply);
+                }
+            }
         }
     });
 }
@@ -359,26 +345,9 @@ async fn a_socket_answering_unexpectedly_sends_changes_through_the_cli_and_no_se
     });
     // A process list whose entries are not pm2 7's: the save goes through the CLI.
     let odd = fakes.path().join("odd.sock");
-    let listener = tokio::net::UnixListener::bind(&odd).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let frame = loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = s.read(&mut chunk).await.unwrap();
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some((f, _)) = socket::decode(&buf).unwrap() {
-                        break f;
-                    }
-                };
-                let body = format!("j:{{\"args\":[[{{\"pm_id\":0,\"pm2_env\":\"{SECRET}\"}}]]}}");
-                let _ = s
-                    .write_all(&socket::encode(&[body.as_bytes(), &frame[1]]))
-                    .await;
-            });
-        }
+    common::pm2::serve(&odd, |frame| async move {
+        let body = format!("j:{{\"args\":[[{{\"pm_id\":0,\"pm2_env\":\"{SECRET}\"}}]]}}");
+        Some(socket::encode(&[body.as_bytes(), &frame[1]]))
     });
 
     for (path, name) in [(&garbled, "a"), (&other, "b"), (&typed, "c")] {

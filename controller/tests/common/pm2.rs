@@ -55,3 +55,39 @@ pub fn client(w: &World, metrics: &Arc<Metrics>) -> Pm2 {
         },
     }
 }
+
+/// A stand-in for pm2's daemon at `path`: each connection's first request frame (pm2-axon's
+/// framing, decoded) is handed to `answer`, whose bytes are written back; `None` keeps the
+/// connection open and silent. Runs on the calling test's tokio runtime.
+pub fn serve<F>(path: &Path, answer: impl Fn(Vec<Vec<u8>>) -> F + Send + Sync + 'static)
+where
+    F: std::future::Future<Output = Option<Vec<u8>>> + Send + 'static,
+{
+    use shipshape::pm2::socket;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let frame = loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = s.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some((f, _)) = socket::decode(&buf).unwrap() {
+                        break f;
+                    }
+                };
+                match answer(frame).await {
+                    Some(bytes) => {
+                        let _ = s.write_all(&bytes).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            });
+        }
+    });
+}
