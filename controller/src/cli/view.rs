@@ -749,6 +749,19 @@ mod tests {
         }
     }
 
+    /// A healthy app that alice pinned at revision 1 a minute ago.
+    fn pinned_by_alice(name: &str) -> AppRecord {
+        let mut rec = healthy(name);
+        rec.pin = Some(Pin {
+            revision: 1,
+            by: "alice".into(),
+            at: ago(60),
+            reason: "incident 42".into(),
+            source: PinSource::Cli,
+        });
+        rec
+    }
+
     fn healthy(name: &str) -> AppRecord {
         let mut r = AppRecord::new(name);
         r.phase = Phase::Ready;
@@ -836,14 +849,7 @@ mod tests {
 
     #[test]
     fn the_list_puts_apps_needing_attention_first_then_progressing_then_pinned_then_by_name() {
-        let mut pinned = healthy("aa-pinned");
-        pinned.pin = Some(Pin {
-            revision: 1,
-            by: "alice".into(),
-            at: ago(60),
-            reason: "incident 42".into(),
-            source: PinSource::Cli,
-        });
+        let pinned = pinned_by_alice("aa-pinned");
         let mut rolling = healthy("ab-rolling");
         rolling.phase = Phase::Progressing;
         let mut sick = healthy("ac-sick");
@@ -882,14 +888,7 @@ mod tests {
 
     #[test]
     fn one_line_per_app_shows_the_desired_commit_only_when_it_differs() {
-        let mut pinned = healthy("pinned");
-        pinned.pin = Some(Pin {
-            revision: 1,
-            by: "alice".into(),
-            at: ago(60),
-            reason: "incident 42".into(),
-            source: PinSource::Cli,
-        });
+        let mut pinned = pinned_by_alice("pinned");
         pinned.desired_app_commit = Some(sha('3'));
         let rows = list(&[healthy("web"), reverted("api"), pinned], now(), false);
         let text = render_table(&rows, false).join("\n");
