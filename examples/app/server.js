@@ -34,6 +34,14 @@ const port = Number(process.env.PORT || 3000);
 const host = process.env.HOST || '127.0.0.1';
 const failAlways = Boolean(process.env.HEALTH_FAIL);
 const failFile = process.env.HEALTH_FAIL_FILE;
+// A flaky but healthy endpoint: every Nth answer of /api/health fails (HEALTH_FLAKY_EVERY=4
+// fails a quarter of them), counted per process.
+const flakyEvery = Number(process.env.HEALTH_FLAKY_EVERY || 0);
+let healthAnswers = 0;
+// A slow endpoint: /api/health answers after this many milliseconds (for maxLatency).
+const healthDelay = Number(process.env.HEALTH_DELAY_MS || 0);
+// A huge reply: /api/health streams this many MiB after its JSON (for the probe's read limit).
+const healthBodyMb = Number(process.env.HEALTH_BODY_MB || 0);
 
 // Failing on purpose, for demos and tests: always, or while a file names this version.
 function failing() {
@@ -87,9 +95,27 @@ const server = http.createServer((req, res) => {
   } else if (req.url === '/api/health' && process.env.HEALTH_HANG) {
     // Never answer (for the "health endpoint that hangs" fault).
   } else if (req.url === '/api/health') {
-    const ok = !failing();
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: ok ? 'ok' : 'failing', version: build.version, greeting: process.env.GREETING || null }));
+    healthAnswers += 1;
+    const ok = !failing() && !(flakyEvery > 0 && healthAnswers % flakyEvery === 0);
+    const answer = () => {
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+      const body = JSON.stringify({ status: ok ? 'ok' : 'failing', version: build.version, greeting: process.env.GREETING || null });
+      if (healthBodyMb <= 0) return res.end(body);
+      res.write(body);
+      // Stream the padding a MiB at a time, honouring back-pressure (the reader may stop early).
+      const mib = Buffer.alloc(1024 * 1024, 0x20);
+      let left = healthBodyMb;
+      const more = () => {
+        while (left > 0) {
+          left -= 1;
+          if (!res.write(mib)) return res.once('drain', more);
+        }
+        res.end();
+      };
+      more();
+    };
+    if (healthDelay > 0) setTimeout(answer, healthDelay);
+    else answer();
   } else if (req.url === '/version') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(build.version + '\n');
