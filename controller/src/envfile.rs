@@ -203,6 +203,12 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// The length of the longest secret (0 when none): how much of a stream must be held
+    /// back so that a secret split across two reads is still masked.
+    pub fn longest(&self) -> usize {
+        self.secrets.first().map_or(0, String::len)
+    }
+
     /// `text` with every secret replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();

@@ -1,6 +1,12 @@
 //! Running external commands: a cleared environment plus what is declared, a time limit,
 //! the whole process group killed on timeout, and the output's tail kept for status.
 //!
+//! Output is streamed, never held whole: each line is masked and appended to the
+//! command's log as it arrives, up to [`LOG_CAP`] bytes per command (then one line says
+//! how many more were not logged); memory keeps only the tail ([`TAIL_BYTES`]) and, for
+//! commands whose output is parsed (no log), standard output up to [`STDOUT_CAP`]. A build
+//! that prints a gigabyte costs the controller a few hundred KiB.
+//!
 //! Values the controller passes (commits, paths, levels) go through argv or env, never
 //! into a shell string. Documents' own commands (install, build, hooks) are the user's
 //! shell text and run through `sh -c` with those values available as `$SHIPSHAPE_*`.
@@ -17,6 +23,19 @@ use crate::envfile::Redactor;
 
 /// How many bytes of output are kept for status and errors.
 pub const TAIL_BYTES: usize = 8 * 1024;
+
+/// How many bytes of one command's output its log keeps (8 MiB): the start of a build's
+/// output says what it did, its tail (in the status) why it stopped; a build that prints
+/// more is cut here, with a line saying how many bytes were not logged.
+pub const LOG_CAP: u64 = 8 * 1024 * 1024;
+
+/// How much standard output of a command without a log is kept (32 MiB): those are the
+/// commands whose output the controller parses (`pm2 jlist`, a status command, gpg),
+/// whose answers are far smaller; what is beyond it is read and dropped.
+pub const STDOUT_CAP: usize = 32 * 1024 * 1024;
+
+/// The longest stretch without a line end held back before it is masked and passed on.
+const LINE_MAX: usize = 64 * 1024;
 
 /// Variables passed through from the controller's own environment to every command.
 /// Nothing else leaks: secrets in the controller's environment stay there.
@@ -111,7 +130,8 @@ impl Spec {
 pub struct Output {
     /// Exit code (None when killed by a signal).
     pub code: Option<i32>,
-    /// Standard output (whole; commands whose output we parse are small).
+    /// Standard output: up to [`STDOUT_CAP`] bytes for a command without a log (commands
+    /// whose output we parse), the last [`TAIL_BYTES`] for one with a log.
     pub stdout: String,
     /// The tail of standard error and standard output, interleaved by stream.
     pub tail: String,
@@ -197,48 +217,27 @@ pub async fn run(spec: &Spec) -> Result<Output, ExecError> {
     let guard = GroupGuard(pgid);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
-    // Read into buffers that outlive the time limit: what a command printed before it was
-    // killed is what tells why it hung.
-    let (mut out, mut err) = (Vec::new(), Vec::new());
+    // The sink outlives the time limit: what a command printed before it was killed is
+    // what tells why it hung.
+    let sink = std::sync::Mutex::new(Sink::new(spec, &command_line));
     let io = async {
-        tokio::join!(read_into(stdout, &mut out), read_into(stderr, &mut err));
+        tokio::join!(read_into(stdout, 0, &sink), read_into(stderr, 1, &sink));
         child.wait().await
     };
     let result = tokio::time::timeout(spec.timeout, io).await;
     let elapsed = started.elapsed();
     // The leader exited or timed out; either way its whole group goes.
     drop(guard);
-    let mut combined = out.clone();
-    combined.extend_from_slice(&err);
-    let combined = spec
-        .redactor
-        .redact(&String::from_utf8_lossy(&combined))
-        .into_bytes();
-    let tail = tail_of(&combined);
+    let mut sink = sink.into_inner().unwrap_or_else(|p| p.into_inner());
+    let timed_out = result.is_err();
+    let (tail, stdout) = sink.finish(timed_out.then_some(spec.timeout));
     match result {
-        Err(_) => {
-            if let Some(log) = &spec.log {
-                let mut logged = combined;
-                logged.extend_from_slice(
-                    format!(
-                        "\n(timed out after {:?}; its process group was killed)",
-                        spec.timeout
-                    )
-                    .as_bytes(),
-                );
-                append_log(log, &command_line, &logged);
-            }
-            Err(ExecError::Timeout {
-                command: command_line,
-                timeout: spec.timeout,
-                tail,
-            })
-        }
+        Err(_) => Err(ExecError::Timeout {
+            command: command_line,
+            timeout: spec.timeout,
+            tail,
+        }),
         Ok(status) => {
-            if let Some(log) = &spec.log {
-                append_log(log, &command_line, &combined);
-            }
-            let stdout = String::from_utf8_lossy(&out).into_owned();
             let status = status.map_err(|source| ExecError::Spawn {
                 command: command_line.clone(),
                 source,
@@ -261,6 +260,140 @@ pub async fn run(spec: &Spec) -> Result<Output, ExecError> {
     }
 }
 
+/// Where a command's output goes as it arrives: masked, to the log (up to [`LOG_CAP`])
+/// and the tail; standard output also kept raw (bounded) for the caller.
+struct Sink {
+    redactor: Redactor,
+    log: Option<std::fs::File>,
+    logged: u64,
+    not_logged: u64,
+    log_at_line_start: bool,
+    /// Masked output, both streams, bounded to a few [`TAIL_BYTES`].
+    tail: Vec<u8>,
+    /// Raw standard output: its head up to `stdout_cap`, or (with a log) its tail.
+    stdout: Vec<u8>,
+    stdout_head: Option<usize>,
+    /// Per stream, what arrived after its last line end.
+    pending: [Vec<u8>; 2],
+}
+
+impl Sink {
+    fn new(spec: &Spec, command_line: &str) -> Sink {
+        let log = spec.log.as_deref().and_then(|path| {
+            use std::io::Write;
+            let mut f = open_log(path)?;
+            let _ = writeln!(f, "$ {command_line}");
+            Some(f)
+        });
+        Sink {
+            redactor: spec.redactor.clone(),
+            stdout_head: spec.log.is_none().then_some(STDOUT_CAP),
+            log,
+            logged: 0,
+            not_logged: 0,
+            log_at_line_start: true,
+            tail: Vec::new(),
+            stdout: Vec::new(),
+            pending: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// Take `bytes` read from stream `i` (0 stdout, 1 stderr).
+    fn feed(&mut self, i: usize, bytes: &[u8]) {
+        if i == 0 {
+            match self.stdout_head {
+                Some(cap) => {
+                    let room = cap.saturating_sub(self.stdout.len());
+                    self.stdout
+                        .extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+                None => keep_tail(&mut self.stdout, bytes),
+            }
+        }
+        self.pending[i].extend_from_slice(bytes);
+        if let Some(nl) = self.pending[i].iter().rposition(|b| *b == b'\n') {
+            let rest = self.pending[i].split_off(nl + 1);
+            let lines = std::mem::replace(&mut self.pending[i], rest);
+            let text = self.redactor.redact(&String::from_utf8_lossy(&lines));
+            self.emit(text.as_bytes());
+        } else if self.pending[i].len() > LINE_MAX {
+            // A very long line: mask what is there and pass it on, holding back only what
+            // could be the start of a secret still arriving.
+            let text = self
+                .redactor
+                .redact(&String::from_utf8_lossy(&self.pending[i]));
+            let mut cut = text.len().saturating_sub(self.redactor.longest());
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.pending[i] = text.as_bytes()[cut..].to_vec();
+            self.emit(&text.as_bytes()[..cut]);
+        }
+    }
+
+    fn emit(&mut self, text: &[u8]) {
+        if let Some(f) = &mut self.log {
+            use std::io::Write;
+            let room = LOG_CAP.saturating_sub(self.logged) as usize;
+            let n = text.len().min(room);
+            if n > 0 {
+                let _ = f.write_all(&text[..n]);
+                self.logged += n as u64;
+                self.log_at_line_start = text[n - 1] == b'\n';
+            }
+            self.not_logged += (text.len() - n) as u64;
+        }
+        keep_tail(&mut self.tail, text);
+    }
+
+    /// Flush what is pending, close the log (saying what was cut and whether it timed
+    /// out); returns the tail and the standard output kept.
+    fn finish(&mut self, timed_out: Option<Duration>) -> (String, String) {
+        for i in 0..2 {
+            let rest = std::mem::take(&mut self.pending[i]);
+            if !rest.is_empty() {
+                let mut text = self.redactor.redact(&String::from_utf8_lossy(&rest));
+                text.push('\n');
+                self.emit(text.as_bytes());
+            }
+        }
+        if let Some(f) = &mut self.log {
+            use std::io::Write;
+            if self.not_logged > 0 {
+                if !self.log_at_line_start {
+                    let _ = writeln!(f);
+                }
+                let _ = writeln!(
+                    f,
+                    "… {} bytes more not logged (a command's log keeps its first {} MiB; the last {} KiB are in the status)",
+                    self.not_logged,
+                    LOG_CAP / (1024 * 1024),
+                    TAIL_BYTES / 1024
+                );
+            }
+            if let Some(t) = timed_out {
+                let _ = writeln!(f, "(timed out after {t:?}; its process group was killed)");
+            }
+        }
+        let stdout = if self.stdout_head.is_some() {
+            String::from_utf8_lossy(&self.stdout).into_owned()
+        } else {
+            tail_of(&self.stdout)
+        };
+        (tail_of(&self.tail), stdout)
+    }
+}
+
+/// Append `bytes` to `buf`, keeping no more than a few [`TAIL_BYTES`] (at least two once
+/// trimmed, so [`tail_of`] still finds a line start).
+fn keep_tail(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let bytes = &bytes[bytes.len().saturating_sub(2 * TAIL_BYTES)..];
+    buf.extend_from_slice(bytes);
+    if buf.len() > 4 * TAIL_BYTES {
+        buf.drain(..buf.len() - 2 * TAIL_BYTES);
+    }
+}
+
 /// Kills a process group when dropped.
 struct GroupGuard(Option<i32>);
 
@@ -275,14 +408,17 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Append everything `r` yields to `buf`, chunk by chunk, so that what was read stays in
-/// `buf` when this future is dropped (at a time limit).
-async fn read_into<R: AsyncRead + Unpin>(mut r: R, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 8192];
+/// Pass everything `r` yields to the sink, chunk by chunk, so that what was read is there
+/// when this future is dropped (at a time limit).
+async fn read_into<R: AsyncRead + Unpin>(mut r: R, i: usize, sink: &std::sync::Mutex<Sink>) {
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => sink
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .feed(i, &chunk[..n]),
         }
     }
 }
@@ -299,22 +435,18 @@ pub fn tail_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(slice).trim_end().to_string()
 }
 
-fn append_log(path: &Path, command: &str, output: &[u8]) {
-    use std::io::Write;
+fn open_log(path: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Ok(mut f) = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-    {
-        let _ = writeln!(f, "$ {command}");
-        let _ = f.write_all(output);
-        let _ = writeln!(f);
-    }
+        .ok()
 }
 
 #[cfg(test)]
@@ -435,5 +567,78 @@ mod timeout_tests {
         );
         let logged = std::fs::read_to_string(&log).unwrap();
         assert!(logged.contains("compiled 41 modules"), "{logged}");
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_log_keeps_the_first_log_cap_bytes_and_says_how_many_more_were_not_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        // 20 MiB of lines, then a last line the tail must end with.
+        let spec = Spec::shell(
+            "yes 0123456789abcdef | head -c 20971520; echo; echo the-last-line; exit 2",
+            dir.path(),
+            Duration::from_secs(60),
+        )
+        .log_to(&log);
+        let err = run(&spec).await.unwrap_err();
+        let tail = err.tail().unwrap();
+        assert!(
+            tail.ends_with("the-last-line"),
+            "{:?}",
+            &tail[tail.len() - 40..]
+        );
+        assert!(tail.len() <= TAIL_BYTES);
+        let size = std::fs::metadata(&log).unwrap().len();
+        assert!(
+            size > LOG_CAP && size < LOG_CAP + 4096,
+            "the log is {size} bytes"
+        );
+        let logged = std::fs::read_to_string(&log).unwrap();
+        let last = logged.lines().last().unwrap();
+        let more = 20971520 + 1 + "the-last-line\n".len() as u64 - LOG_CAP;
+        assert!(
+            last.starts_with(&format!("… {more} bytes more not logged")),
+            "{last}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_split_across_reads_or_inside_a_very_long_line_is_still_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let r = Redactor::new(["pa55w0rd-xyz".to_string()]);
+        // Half the secret, a pause (a separate read), the other half; then one line of
+        // 200 KiB with the secret in the middle of it (past the longest held-back stretch).
+        let spec = Spec::shell(
+            "printf 'url=pa55w0'; sleep 0.3; printf 'rd-xyz done\\n'; \
+             head -c 100000 /dev/zero | tr '\\0' x; printf 'pa55w0rd-xyz'; head -c 100000 /dev/zero | tr '\\0' y; echo",
+            dir.path(),
+            Duration::from_secs(10),
+        )
+        .redact(&r)
+        .log_to(&log);
+        let out = run(&spec).await.unwrap();
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(!logged.contains("pa55w0rd-xyz"), "a secret reached the log");
+        assert!(logged.contains("url=*** done"), "{}", &logged[..80]);
+        assert!(logged.contains("x***y"));
+        assert!(!out.tail.contains("pa55w0rd"));
+    }
+
+    #[tokio::test]
+    async fn a_command_without_a_log_keeps_its_whole_stdout_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Spec::shell(
+            "head -c 3000000 /dev/zero | tr '\\0' a",
+            dir.path(),
+            Duration::from_secs(10),
+        );
+        let out = run(&spec).await.unwrap();
+        assert_eq!(out.stdout.len(), 3_000_000);
     }
 }

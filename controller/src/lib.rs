@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`source`]: the config repo (documents at the branch tip, via git2) and app sources
 //!   (a bare mirror per repository, checked out into release directories).
+//! - [`confined`]: file operations beneath a release, cache or state directory, never
+//!   through a symlink (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or a walk).
 //! - [`release`]: releases on disk, build markers, the atomic `current` switch, atomic writes.
 //! - [`pm2`]: the real pm2 through its CLI, with an isolated `PM2_HOME` and a cleared env.
 //! - [`clients`]: HTTP clients built on first use; TLS roots only for `https://`.
@@ -32,6 +34,7 @@
 pub mod api;
 pub mod cli;
 pub mod clients;
+pub mod confined;
 pub mod daemon;
 pub mod envfile;
 pub mod events;

@@ -6,10 +6,11 @@
 //! copied, never hard-linked, so a build never writes into the live release.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::confined::Dir;
 
 /// The marker file's name inside a release.
 pub const MARKER: &str = ".shipshape-release.json";
@@ -48,10 +49,12 @@ pub fn lockfile_hash(bytes: &[u8]) -> String {
 }
 
 /// The hash of the first lockfile in `dir`, if any.
+/// (read beneath `dir`, never through a symlink).
 pub fn lockfile_in_dir(dir: &Path) -> Option<String> {
+    let dir = Dir::open(dir, "the release").ok()?;
     LOCKFILES
         .iter()
-        .find_map(|name| std::fs::read(dir.join(name)).ok())
+        .find_map(|name| dir.read(Path::new(name)).ok())
         .map(|b| lockfile_hash(&b))
 }
 
@@ -75,56 +78,27 @@ pub struct CopyStats {
 /// (ext4, tmpfs, another filesystem). Symlinks are recreated as symlinks (never followed);
 /// permission bits (executable bits included) and modification times are kept; a `.cache`
 /// directory is skipped (tools write there). Other file kinds (sockets, fifos) are skipped.
+/// The walk is [`crate::confined`]'s: by descriptor, never through a symlink.
 ///
-/// `to` must not exist yet or be empty: nothing in it is overwritten.
+/// `to` must not exist yet: nothing is overwritten.
 ///
 /// # Errors
 /// The first I/O error; what was copied so far stays for the caller to remove.
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<CopyStats> {
-    let mut stats = CopyStats::default();
-    copy_dir(from, to, &mut stats)?;
-    Ok(stats)
+    let src = Dir::open(from, "the source")?;
+    let parent = to.parent().unwrap_or(Path::new("."));
+    let name = to.file_name().map(Path::new).unwrap_or(Path::new(""));
+    Ok(Dir::open(parent, "the destination")?.copy_tree(&src, name)?)
 }
 
-fn copy_dir(from: &Path, to: &Path, stats: &mut CopyStats) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().mode(0o700).create(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let kind = entry.file_type()?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-            stats.symlinks += 1;
-        } else if kind.is_dir() {
-            if entry.file_name() == ".cache" {
-                continue; // tools write here; never carried between releases
-            }
-            copy_dir(&src, &dst, stats)?;
-        } else if kind.is_file() {
-            let (bytes, cloned) = copy_file(&src, &dst)?;
-            stats.files += 1;
-            stats.bytes += bytes;
-            stats.cloned += u64::from(cloned);
-        }
-    }
-    // The directory's own mode last, once it is filled (it may be read-only).
-    let mode = std::fs::metadata(from)?.permissions().mode() & 0o7777;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
-}
-
-/// Copy one regular file to a new `dst`: a reflink where possible, else its bytes; then
-/// its mode and times. Returns (bytes, cloned).
-fn copy_file(src: &Path, dst: &Path) -> std::io::Result<(u64, bool)> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut input = std::fs::File::open(src)?;
+/// Copy one regular file into a new, empty `output`: a reflink where possible, else its
+/// bytes; then its mode and times. Returns (bytes, cloned).
+pub(crate) fn copy_file(
+    mut input: std::fs::File,
+    mut output: std::fs::File,
+) -> std::io::Result<(u64, bool)> {
+    use std::os::unix::fs::PermissionsExt;
     let meta = input.metadata()?;
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dst)?;
     let cloned = reflink(&input, &output);
     if !cloned {
         std::io::copy(&mut input, &mut output)?;
@@ -215,7 +189,9 @@ impl Layout {
             if id.starts_with('.') {
                 continue;
             }
-            let marker = std::fs::read(entry.path().join(MARKER))
+            // Never through a symlink: a committed link cannot seal a release.
+            let marker = Dir::open(&entry.path(), "the release")
+                .and_then(|d| d.read(Path::new(MARKER)))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             out.insert(id, marker);
@@ -226,14 +202,30 @@ impl Layout {
     /// True when release `id` has a `node_modules` directory (what `reuse-deps` copies from).
     /// An install of a lockfile with no dependencies leaves none: such a release has
     /// nothing to give another.
+    /// (A `node_modules` symlink is not one: it is never copied from.)
     pub fn has_node_modules(&self, id: &str) -> bool {
-        self.release(id).join("node_modules").is_dir()
+        self.has_dir(id, Path::new("node_modules"))
+    }
+
+    /// True when release `id` has the directory `rel`, reached without a symlink.
+    pub fn has_dir(&self, id: &str, rel: &Path) -> bool {
+        Dir::open(&self.release(id), "the release").is_ok_and(|d| d.is_dir(rel))
+    }
+
+    /// Release `id`, held open for [`crate::confined`] operations beneath it.
+    ///
+    /// # Errors
+    /// When it cannot be opened.
+    pub fn open(&self, id: &str) -> Result<Dir, crate::confined::ConfinedError> {
+        Dir::open(&self.release(id), "the release")
     }
 
     /// Write the marker that seals release `id`.
     pub fn seal(&self, id: &str, marker: &BuildMarker) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(marker).expect("marker serializes");
-        write_atomic(&self.release(id).join(MARKER), &bytes)
+        Ok(self
+            .open(id)?
+            .write_atomic(Path::new(MARKER), &bytes, 0o644)?)
     }
 
     /// Point `current` at release `id` atomically (symlink to a temp name, then rename).
@@ -255,27 +247,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// [`write_atomic`] with the file's permission bits (e.g. `0o600` for state and tokens).
+/// The temporary file is created exclusively, never through a symlink, and the rename
+/// replaces a symlink planted at `path` instead of writing through it
+/// ([`Dir::write_atomic`]).
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    fsync_dir(dir)
+    let name = path.file_name().map(Path::new).unwrap_or(Path::new(""));
+    Ok(Dir::open(dir, "the directory")?.write_atomic(name, bytes, mode)?)
 }
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {

@@ -153,8 +153,9 @@ impl Controller {
             Step::Install { .. } => prep.install().await,
             Step::ReuseDeps { from, .. } => prep.reuse_deps(&layout, from).await,
             Step::Build { cache_from, .. } => {
+                prep.check_build_cache_paths(&layout)?;
                 if let Some(from) = cache_from {
-                    prep.carry_build_cache(&layout, from).await;
+                    prep.carry_build_cache(&layout, from).await?;
                 }
                 prep.build().await
             }
@@ -239,6 +240,7 @@ impl Controller {
         let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
         let repository = app.spec.source.repository.clone();
         let commit = commit.to_string();
+        let dest_dir = dest.to_path_buf();
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || {
             let repo = source::ensure_commit(&mirror, &repository, &commit)?;
@@ -254,7 +256,20 @@ impl Controller {
             },
             message: e.to_string(),
             tail: None,
-        })
+        })?;
+        // The marker is the controller's word that a release is complete: one committed
+        // to the app repo (a file or a link) would seal an interrupted preparation.
+        if std::fs::symlink_metadata(dest_dir.join(crate::release::MARKER)).is_ok() {
+            return Err(StepError::new(
+                StepKind::Fetch,
+                ErrorClass::Stalled,
+                format!(
+                    "the app commit has a {} (the controller's own release marker); refusing",
+                    crate::release::MARKER
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Delete releases beyond `releases.keep`, never the live, last good or pinned one, nor
@@ -373,40 +388,42 @@ impl Prep<'_> {
 
     /// Carry `node_modules` over from release `from` (installed from the same inputs) as
     /// this release's own copy (reflinked where the filesystem can, copied otherwise), so
-    /// nothing this release's build writes can reach `from`, which may be live.
+    /// nothing this release's build writes can reach `from`, which may be live. Both ends
+    /// are resolved beneath their releases without following a symlink
+    /// ([`crate::confined`]): a `node_modules` committed as a link is refused by name.
     async fn reuse_deps(&self, layout: &Layout, from: &str) -> Result<(), StepError> {
-        let src = layout.release(from).join("node_modules");
-        let dst = self.dir.join("node_modules");
-        if !src.is_dir() {
+        let nm = Path::new("node_modules");
+        let transient = |m: String| StepError::new(StepKind::ReuseDeps, ErrorClass::Transient, m);
+        let src = match layout.open(from).and_then(|d| d.open_dir(nm)) {
+            Ok(d) => d,
             // The plan saw it; it went away since. Installing here instead would run a step
             // the plan did not name: fail, and let the next pass plan an install.
-            return Err(StepError::new(
-                StepKind::ReuseDeps,
-                ErrorClass::Transient,
-                format!(
+            Err(e) if e.is_not_found() => {
+                return Err(transient(format!(
                     "{} is gone since the plan: nothing to reuse (the next pass plans an install)",
-                    src.display()
-                ),
-            ));
-        }
-        if let Err(e) = std::fs::remove_dir_all(&dst)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(StepError::new(
+                    layout.release(from).join(nm).display()
+                )));
+            }
+            Err(e) => return Err(transient(format!("node_modules of release {from}: {e}"))),
+        };
+        let dst = crate::confined::Dir::open(self.dir, "the release")
+            .map_err(|e| transient(e.to_string()))?;
+        if let Err(e) = dst.remove_tree(nm) {
+            return Err(confined_error(
                 StepKind::ReuseDeps,
-                ErrorClass::Transient,
-                format!("removing the incomplete {}: {e}", dst.display()),
+                format!("removing the incomplete {}", self.dir.join(nm).display()),
+                e,
             ));
         }
         let t0 = Instant::now();
-        let stats = tokio::task::spawn_blocking(move || crate::release::copy_tree(&src, &dst))
+        let stats = tokio::task::spawn_blocking(move || dst.copy_tree(&src, nm))
             .await
             .expect("copy task panicked")
             .map_err(|e| {
-                StepError::new(
+                confined_error(
                     StepKind::ReuseDeps,
-                    ErrorClass::Transient,
-                    format!("copying node_modules from release {from}: {e}"),
+                    format!("copying node_modules from release {from}"),
+                    e,
                 )
             })?;
         let how = if stats.cloned == stats.files {
@@ -430,35 +447,63 @@ impl Prep<'_> {
         Ok(())
     }
 
+    /// Refuse a `build.cache` path of this release that runs through a symlink (committed
+    /// to the app repo): the controller replaces those directories, so a link there would
+    /// make it remove and write outside the release (`.next -> /some/dir`) or into another
+    /// release (`.next -> ../<live>/.next`). Checked before every build, whether or not a
+    /// cache is carried this time, so the same commit fails the same way.
+    fn check_build_cache_paths(&self, layout: &Layout) -> Result<(), StepError> {
+        let dst = layout
+            .open(self.release)
+            .map_err(|e| StepError::new(StepKind::Build, ErrorClass::Transient, e.to_string()))?;
+        for dir in &self.app.spec.build.cache {
+            if let Err(e) = dst.check_no_symlinks(Path::new(dir)) {
+                return Err(confined_error(
+                    StepKind::Build,
+                    format!("build.cache {dir}"),
+                    e,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Give this release its own copy of release `from`'s `build.cache` directories (each
     /// reflinked or copied file by file, never shared), before its build runs. A directory
     /// `from` lacks is skipped; one already in this release (committed to git, or left by an
-    /// interrupted preparation) is replaced. A cache is an optimisation: a failed copy is
-    /// logged, the partial copy removed, and the build runs from scratch.
-    async fn carry_build_cache(&self, layout: &Layout, from: &str) {
+    /// interrupted preparation) is replaced. Every path is resolved beneath its release
+    /// without following a symlink ([`crate::confined`]): a link on this release's side is
+    /// an error naming it (the build fails, nothing outside is touched); any other failed
+    /// copy is logged, the partial copy removed, and the build runs from scratch (a cache
+    /// is an optimisation).
+    async fn carry_build_cache(&self, layout: &Layout, from: &str) -> Result<(), StepError> {
         for dir in &self.app.spec.build.cache {
-            let src = layout.release(from).join(dir);
-            let dst = self.dir.join(dir);
-            if !src.is_dir() {
-                append_log_line(
-                    self.log,
-                    &format!("build cache {dir}: release {from} has none; not carried"),
-                );
-                continue;
-            }
-            let t0 = Instant::now();
-            let copied = tokio::task::spawn_blocking({
-                let dst = dst.clone();
-                move || {
-                    match std::fs::remove_dir_all(&dst) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                        _ => {}
-                    }
-                    if let Some(parent) = dst.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    crate::release::copy_tree(&src, &dst)
+            let rel = Path::new(dir);
+            let src = match layout.open(from).and_then(|d| d.open_dir(rel)) {
+                Ok(src) => src,
+                Err(e) => {
+                    let why = if e.is_not_found() {
+                        format!("release {from} has none")
+                    } else {
+                        e.to_string()
+                    };
+                    append_log_line(self.log, &format!("build cache {dir}: {why}; not carried"));
+                    continue;
                 }
+            };
+            let dst = layout.open(self.release).map_err(|e| {
+                StepError::new(StepKind::Build, ErrorClass::Transient, e.to_string())
+            })?;
+            let t0 = Instant::now();
+            let rel = rel.to_path_buf();
+            let copied = tokio::task::spawn_blocking(move || {
+                let rel = rel.as_path();
+                dst.remove_tree(rel)?;
+                let r = dst.copy_tree(&src, rel);
+                if r.is_err() {
+                    let _ = dst.remove_tree(rel);
+                }
+                r
             })
             .await
             .expect("copy task panicked");
@@ -476,8 +521,14 @@ impl Prep<'_> {
                     );
                     info!(app = %self.app.metadata.name, from = %from, cache = %dir, files = stats.files, "build cache carried");
                 }
+                Err(e) if e.is_refusal() => {
+                    return Err(confined_error(
+                        StepKind::Build,
+                        format!("build.cache {dir}"),
+                        e,
+                    ));
+                }
                 Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dst);
                     append_log_line(
                         self.log,
                         &format!(
@@ -488,6 +539,7 @@ impl Prep<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     /// One after-switch hook, run in `current`.
@@ -637,6 +689,17 @@ pub(super) fn with_last_line(message: String, tail: Option<&str>) -> String {
         Some(line) => format!("{message}: {line}"),
         None => message,
     }
+}
+
+/// A confined file operation that failed: refused (a symlink or `..` the commit put
+/// there: the revision's fault, stalled) or an I/O error (transient).
+fn confined_error(step: StepKind, what: String, e: crate::confined::ConfinedError) -> StepError {
+    let class = if e.is_refusal() {
+        ErrorClass::Stalled
+    } else {
+        ErrorClass::Transient
+    };
+    StepError::new(step, class, format!("{what}: {e}"))
 }
 
 fn exec_error(step: StepKind, e: exec::ExecError) -> StepError {

@@ -45,7 +45,7 @@ impl Controller {
                         .build
                         .cache
                         .iter()
-                        .any(|dir| layout.release(id).join(dir).is_dir())
+                        .any(|dir| layout.has_dir(id, std::path::Path::new(dir)))
             })
             .map(|(id, _)| id.clone())
             .collect();
