@@ -64,7 +64,7 @@ async fn probe_http(
         Err(e) => return fail(format!("request failed: {}", error_chain(&e))),
     };
     let status = response.status().as_u16();
-    let body = match tokio::time::timeout(check.timeout.std(), response.text()).await {
+    let (body, cut) = match tokio::time::timeout(check.timeout.std(), read_body(response)).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return fail(format!("reading body failed: {e}")),
         Err(_) => return fail(format!("body not complete within {}", check.timeout)),
@@ -79,7 +79,15 @@ async fn probe_http(
     if let Some(needle) = &http.body_contains
         && !body.contains(needle.as_str())
     {
-        return fail(format!("body does not contain {needle:?} ({ms}ms)"));
+        let read = if cut {
+            format!(
+                " in its first {} MiB (the rest was not read)",
+                BODY_LIMIT / (1024 * 1024)
+            )
+        } else {
+            String::new()
+        };
+        return fail(format!("body does not contain {needle:?}{read} ({ms}ms)"));
     }
     if let Some(max) = check.max_latency
         && started.elapsed() > max.std()
@@ -87,6 +95,26 @@ async fn probe_http(
         return fail(format!("{ms}ms is over maxLatency {max}"));
     }
     (ProbeState::Pass, format!("{status} in {ms}ms"))
+}
+
+/// How much of a health reply is read (1 MiB): `bodyContains` looks in it; the rest is
+/// never downloaded (the connection is dropped), so a huge or endless reply costs the
+/// controller this much, not the reply's size.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The reply's body, up to [`BODY_LIMIT`] bytes (as text), and whether it was cut there.
+async fn read_body(mut response: reqwest::Response) -> Result<(String, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = BODY_LIMIT - body.len();
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            let cut = chunk.len() > room || response.chunk().await?.is_some();
+            return Ok((String::from_utf8_lossy(&body).into_owned(), cut));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((String::from_utf8_lossy(&body).into_owned(), false))
 }
 
 async fn probe_prometheus(
@@ -999,5 +1027,74 @@ mod tests {
         };
         assert!(!regressed(&[300, 900, 300, 900, 350, 310]), "spikes");
         assert!(regressed(&[300, 500, 700, 850, 900, 950]), "a climb");
+    }
+}
+
+#[cfg(test)]
+mod body_limit_tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server whose reply is `head`, then `mib` MiB of spaces, then `end`; counts the
+    /// bytes it managed to send before the client went away.
+    async fn serve(head: &'static str, mib: usize, end: &'static str) -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/health", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req).await;
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{head}"
+            )
+            .into_bytes();
+            let pad = vec![b' '; 1024 * 1024];
+            for i in 0..=mib {
+                if s.write_all(&out).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(out.len() as u64, Ordering::SeqCst);
+                out = if i + 1 < mib { pad.clone() } else { end.as_bytes().to_vec() };
+            }
+        });
+        (url, sent)
+    }
+
+    fn check(url: &str, needle: &str) -> Check {
+        serde_json::from_value(serde_json::json!({
+            "name": "api",
+            "http": {"url": url, "bodyContains": needle},
+            "timeout": "20s",
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_huge_reply_is_read_only_up_to_the_limit_and_passes_on_what_it_needs() {
+        let (url, sent) = serve(r#"{"status":"ok"}"#, 512, "").await;
+        let r = probe(&reqwest::Client::new(), &check(&url, r#""status":"ok""#)).await;
+        assert_eq!(r.state, ProbeState::Pass, "{}", r.detail);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = sent.load(Ordering::SeqCst);
+        assert!(
+            sent < 64 * 1024 * 1024,
+            "the probe downloaded {sent} bytes of a 512 MiB reply"
+        );
+    }
+
+    #[tokio::test]
+    async fn text_past_the_limit_is_not_found_and_the_detail_says_the_reply_was_cut() {
+        let (url, _) = serve("{", 2, r#""status":"ok"}"#).await;
+        let r = probe(&reqwest::Client::new(), &check(&url, r#""status":"ok""#)).await;
+        assert_eq!(r.state, ProbeState::Fail);
+        assert!(
+            r.detail.starts_with(r#"body does not contain "\"status\":\"ok\"" in its first 1 MiB (the rest was not read)"#),
+            "{}",
+            r.detail
+        );
     }
 }

@@ -20,6 +20,13 @@ use crate::release::write_atomic_mode;
 /// Revisions kept per app unless configured otherwise.
 pub const DEFAULT_HISTORY: usize = 20;
 
+/// Quarantined config commits kept per app: the newest 20 (the same horizon as the
+/// revision history). Quarantine is keyed by config commit, and the desired commit is the
+/// config branch's tip: a commit 20 quarantines back can be desired again only if the
+/// branch is rewound to it (a person's act, refused for a trusted repo without
+/// `--allow-rewind`). The entry of the desired commit is never dropped.
+pub const QUARANTINE_KEEP: usize = 20;
+
 /// A revision and the document it applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,9 +93,12 @@ pub struct AppRecord {
     /// The last failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
-    /// Config commits not to apply again by themselves.
+    /// Config commits not to apply again by themselves (the newest [`QUARANTINE_KEEP`]).
     #[serde(default)]
     pub quarantined: Vec<Quarantine>,
+    /// How many older quarantine entries were dropped to keep that bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quarantine_dropped: u64,
     /// Hash of the hooks (and their release) last run successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks_applied: Option<String>,
@@ -126,6 +136,7 @@ impl AppRecord {
             steps_run: 0,
             last_error: None,
             quarantined: Vec::new(),
+            quarantine_dropped: 0,
             hooks_applied: None,
             live_revision: None,
             pin: None,
@@ -191,6 +202,26 @@ impl AppRecord {
         }
     }
 
+    /// Drop the oldest quarantine entries beyond `keep`, never the desired config
+    /// commit's; counts them in `quarantine_dropped`. Returns how many went.
+    pub fn prune_quarantine(&mut self, keep: usize) -> usize {
+        let mut dropped = 0;
+        while self.quarantined.len() > keep {
+            let desired = self.desired_config_commit.as_deref();
+            let Some(idx) = self
+                .quarantined
+                .iter()
+                .position(|q| Some(q.config_commit.as_str()) != desired)
+            else {
+                break;
+            };
+            self.quarantined.remove(idx);
+            dropped += 1;
+        }
+        self.quarantine_dropped += dropped as u64;
+        dropped
+    }
+
     /// Set a condition, keeping its transition time when the status did not change.
     pub fn set_condition(
         &mut self,
@@ -217,6 +248,19 @@ impl AppRecord {
             });
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What [`Store::prune_files`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Revision logs of revisions no longer in the history.
+    pub logs: Vec<PathBuf>,
+    /// Backups no revision in the history refers to.
+    pub backups: Vec<PathBuf>,
 }
 
 /// Why the records could not be read or written.
@@ -333,6 +377,62 @@ impl Store {
         let path = self.dir.join("source.json");
         let bytes = serde_json::to_vec_pretty(source).expect("source status serializes");
         write_atomic_mode(&path, &bytes, 0o600).map_err(|source| StateError::Io { path, source })
+    }
+
+    /// Remove the files of revisions that left `rec`'s history: their logs
+    /// (`logs/revision-<n>.log`) and the backups (`backups/*.backup`) no revision in the
+    /// history refers to and taken before its oldest revision started (so never one a pass
+    /// in flight just took). Call it between passes of the app, with its records saved.
+    pub fn prune_files(&self, rec: &AppRecord) -> Pruned {
+        let mut out = Pruned::default();
+        let dir = self.app_dir(&rec.name);
+        let kept: Vec<u64> = rec.revisions.iter().map(|r| r.revision.number).collect();
+        for entry in std::fs::read_dir(dir.join("logs")).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(n) = name
+                .strip_prefix("revision-")
+                .and_then(|n| n.strip_suffix(".log"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if !kept.contains(&n) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let path = entry.path();
+                if std::fs::remove_file(&path).is_ok() {
+                    out.logs.push(path);
+                }
+            }
+        }
+        let oldest = rec
+            .revisions
+            .iter()
+            .filter_map(|r| chrono::DateTime::parse_from_rfc3339(&r.revision.started_at).ok())
+            .min()
+            .map(std::time::SystemTime::from);
+        let Some(oldest) = oldest else { return out };
+        let referenced: Vec<PathBuf> = rec
+            .revisions
+            .iter()
+            .filter_map(|r| r.backup.as_ref().map(PathBuf::from))
+            .collect();
+        let backups = dir.join("backups");
+        for entry in std::fs::read_dir(&backups).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|t| t < oldest);
+            if path.extension().is_some_and(|e| e == "backup")
+                && old
+                && !referenced.iter().any(|r| r == &path || r.file_name() == path.file_name())
+                && std::fs::remove_file(&path).is_ok()
+            {
+                out.backups.push(path);
+            }
+        }
+        out
     }
 
     /// Every app with records, by name.
@@ -728,5 +828,83 @@ mod lock_tests {
         );
         drop(first);
         store.lock().expect("released with its holder");
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+    use crate::reconcile::fixtures::entry;
+    use shipshape_spec::status::Outcome;
+
+    fn q(n: u64) -> Quarantine {
+        Quarantine {
+            config_commit: format!("cfg{n}"),
+            revision: n,
+            reason: "build failed".into(),
+            at: "t".into(),
+        }
+    }
+
+    #[test]
+    fn quarantine_keeps_the_newest_entries_and_the_desired_commit_and_counts_the_rest() {
+        let mut rec = AppRecord::new("demo");
+        rec.desired_config_commit = Some("cfg1".into());
+        for n in 1..=40 {
+            rec.quarantined.push(q(n));
+            rec.prune_quarantine(QUARANTINE_KEEP);
+        }
+        assert_eq!(rec.quarantined.len(), QUARANTINE_KEEP);
+        assert_eq!(rec.quarantine_dropped, 40 - QUARANTINE_KEEP as u64);
+        assert!(rec.is_quarantined("cfg1"), "the desired commit's entry was dropped");
+        assert!(rec.is_quarantined("cfg40") && rec.is_quarantined("cfg22"));
+        assert!(!rec.is_quarantined("cfg2") && !rec.is_quarantined("cfg21"));
+    }
+
+    #[test]
+    fn files_of_revisions_that_left_the_history_are_removed_and_the_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut rec = AppRecord::new("demo");
+        let logs = store.app_dir("demo").join("logs");
+        let backups = store.app_dir("demo").join("backups");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::create_dir_all(&backups).unwrap();
+        for n in 1..=5 {
+            std::fs::write(logs.join(format!("revision-{n}.log")), "x").unwrap();
+        }
+        std::fs::write(logs.join("notes.txt"), "mine").unwrap();
+        let dropped = backups.join("2020-01-01T000000Z-0001.backup");
+        let referenced = backups.join("2020-01-02T000000Z-0002.backup");
+        std::fs::write(&dropped, "dump").unwrap();
+        std::fs::write(&referenced, "dump").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        for f in [&dropped, &referenced] {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        // Taken after the oldest kept revision started: perhaps by a pass in flight.
+        let fresh = backups.join("2099-01-01T000000Z-0003.backup");
+        std::fs::write(&fresh, "dump").unwrap();
+        for n in [4, 5] {
+            let mut e = entry(n, Outcome::Failed);
+            e.revision.started_at = "2021-01-01T00:00:00.000Z".into();
+            rec.revisions.push(e);
+        }
+        rec.revisions[0].backup = Some(referenced.display().to_string());
+        let pruned = store.prune_files(&rec);
+        let mut names: Vec<String> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["notes.txt", "revision-4.log", "revision-5.log"]);
+        assert_eq!(pruned.logs.len(), 3);
+        assert_eq!(pruned.backups, [dropped.clone()]);
+        assert!(!dropped.exists() && referenced.exists() && fresh.exists());
     }
 }

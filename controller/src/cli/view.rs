@@ -417,6 +417,15 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             seen.note(&q.reason)
         ));
     }
+    if rec.quarantine_dropped > 0 {
+        out.push(format!(
+            "  {:<11} {} older entr{} dropped (the newest {} are kept)",
+            "quarantined",
+            rec.quarantine_dropped,
+            if rec.quarantine_dropped == 1 { "y" } else { "ies" },
+            crate::state::QUARANTINE_KEEP
+        ));
+    }
     if !rec.conditions.is_empty() {
         out.push("  conditions".into());
         let mut conditions: Vec<&shipshape_spec::status::Condition> =

@@ -137,6 +137,9 @@ impl Controller {
             );
         }
         rec.phase = phase;
+        // A failed pass leaves an unsealed release behind (or ends one's use): prune now,
+        // not only after the next success.
+        self.prune_releases(&done.target.document, rec);
         self.finish_pass(rec, info, records, &message)?;
         Ok(AppResult::NotReady { phase, message })
     }
@@ -336,6 +339,11 @@ impl Controller {
             result: result.to_string(),
         });
         self.store.save(rec)?;
+        // With the records saved, the files of revisions that left the history go.
+        let pruned = self.store.prune_files(rec);
+        if !pruned.logs.is_empty() || !pruned.backups.is_empty() {
+            tracing::info!(app = %rec.name, logs = pruned.logs.len(), backups = pruned.backups.len(), "pruned the logs and backups of revisions no longer in the history");
+        }
         Ok(())
     }
 

@@ -272,8 +272,8 @@ impl Controller {
         Ok(())
     }
 
-    /// Delete releases beyond `releases.keep`, never the live, last good or pinned one, nor
-    /// any release still in the history as healthy.
+    /// Delete sealed releases beyond `releases.keep`, never the live, last good or pinned
+    /// one, and every unsealed release directory that `current` does not point at.
     pub(super) fn prune_releases(&self, app: &App, rec: &AppRecord) {
         let layout = Layout::new(&app.spec.releases.root);
         let Ok(scan) = layout.scan() else { return };
@@ -303,6 +303,19 @@ impl Controller {
             info!(app = %app.metadata.name, release = %id, "pruning release beyond releases.keep");
             if let Err(e) = std::fs::remove_dir_all(layout.release(id)) {
                 warn!(app = %app.metadata.name, release = %id, "pruning failed: {e}");
+            }
+        }
+        // Unsealed directories (failed or interrupted preparations) are never live and
+        // never reused as they are (a fetch starts them afresh): each goes unless `current`
+        // points at it. Only this app's pass prepares releases under its root, and this
+        // runs at the end of that pass, so none of them is in use.
+        for (id, marker) in &scan {
+            if marker.is_some() || protected.contains(id) {
+                continue;
+            }
+            info!(app = %app.metadata.name, release = %id, "removing an unsealed release (a failed or interrupted preparation)");
+            if let Err(e) = std::fs::remove_dir_all(layout.release(id)) {
+                warn!(app = %app.metadata.name, release = %id, "removing the unsealed release failed: {e}");
             }
         }
     }

@@ -45,7 +45,7 @@ pub mod target;
 mod verify;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

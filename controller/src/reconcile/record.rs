@@ -48,6 +48,7 @@ pub fn quarantine(rec: &mut AppRecord, number: u64, config_commit: &str, reason:
         reason: reason.to_string(),
         at: state::now(),
     });
+    rec.prune_quarantine(state::QUARANTINE_KEEP);
 }
 
 /// Record the failing step.
