@@ -427,8 +427,10 @@ async fn read_into<R: AsyncRead + Unpin>(mut r: R, i: usize, sink: &std::sync::M
 pub fn tail_of(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(TAIL_BYTES);
     let mut slice = &bytes[start..];
+    // (Not when the only line end is the last byte: one long line keeps its end.)
     if start > 0
         && let Some(nl) = slice.iter().position(|b| *b == b'\n')
+        && slice[nl + 1..].iter().any(|b| !b.is_ascii_whitespace())
     {
         slice = &slice[nl + 1..];
     }
@@ -628,6 +630,35 @@ mod bounded_tests {
         assert!(logged.contains("url=*** done"), "{}", &logged[..80]);
         assert!(logged.contains("x***y"));
         assert!(!out.tail.contains("pa55w0rd"));
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_long_line_limit_is_held_back_until_it_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let r = Redactor::new(["pa55w0rd-xyz".to_string()]);
+        let spec = Spec::shell("true", dir.path(), Duration::from_secs(1))
+            .redact(&r)
+            .log_to(&log);
+        let mut sink = Sink::new(&spec, "true");
+        // Past LINE_MAX without a line end, ending in the first half of the secret.
+        let mut first = vec![b'x'; LINE_MAX + 10];
+        first.extend_from_slice(b"pa55w0");
+        sink.feed(1, &first);
+        sink.feed(1, b"rd-xyz and more\n");
+        let (tail, _) = sink.finish(None);
+        drop(sink);
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !logged.contains("pa55w0"),
+            "a secret's first half reached the log"
+        );
+        assert!(logged.contains("x*** and more"));
+        assert!(
+            tail.ends_with("x*** and more"),
+            "{}",
+            &tail[tail.len() - 20..]
+        );
     }
 
     #[tokio::test]

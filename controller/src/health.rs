@@ -1058,7 +1058,11 @@ mod body_limit_tests {
                     return;
                 }
                 counter.fetch_add(out.len() as u64, Ordering::SeqCst);
-                out = if i + 1 < mib { pad.clone() } else { end.as_bytes().to_vec() };
+                out = if i + 1 < mib {
+                    pad.clone()
+                } else {
+                    end.as_bytes().to_vec()
+                };
             }
         });
         (url, sent)

@@ -387,7 +387,11 @@ impl Store {
         let mut out = Pruned::default();
         let dir = self.app_dir(&rec.name);
         let kept: Vec<u64> = rec.revisions.iter().map(|r| r.revision.number).collect();
-        for entry in std::fs::read_dir(dir.join("logs")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(dir.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(n) = name
                 .strip_prefix("revision-")
@@ -426,7 +430,9 @@ impl Store {
                 .is_some_and(|t| t < oldest);
             if path.extension().is_some_and(|e| e == "backup")
                 && old
-                && !referenced.iter().any(|r| r == &path || r.file_name() == path.file_name())
+                && !referenced
+                    .iter()
+                    .any(|r| r == &path || r.file_name() == path.file_name())
                 && std::fs::remove_file(&path).is_ok()
             {
                 out.backups.push(path);
@@ -856,7 +862,10 @@ mod prune_tests {
         }
         assert_eq!(rec.quarantined.len(), QUARANTINE_KEEP);
         assert_eq!(rec.quarantine_dropped, 40 - QUARANTINE_KEEP as u64);
-        assert!(rec.is_quarantined("cfg1"), "the desired commit's entry was dropped");
+        assert!(
+            rec.is_quarantined("cfg1"),
+            "the desired commit's entry was dropped"
+        );
         assert!(rec.is_quarantined("cfg40") && rec.is_quarantined("cfg22"));
         assert!(!rec.is_quarantined("cfg2") && !rec.is_quarantined("cfg21"));
     }

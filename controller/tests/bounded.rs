@@ -35,9 +35,10 @@ const PEAK_MB: u64 = 200;
 fn a_build_printing_a_gigabyte_keeps_the_controller_under_200_mb_and_its_log_capped() {
     let w = World::new("loud");
     let mut app = w.app(&w.app_head());
-    app.spec.build.steps.push(
-        "head -c 1073741824 /dev/zero | tr '\\0' x; echo; echo the build is done".into(),
-    );
+    app.spec
+        .build
+        .steps
+        .push("head -c 1073741824 /dev/zero | tr '\\0' x; echo; echo the build is done".into());
     app.spec.build.timeout = "300s".parse().unwrap();
     w.commit_app(&app);
     let d = w.start(&[]);
@@ -56,10 +57,7 @@ fn a_build_printing_a_gigabyte_keeps_the_controller_under_200_mb_and_its_log_cap
     let text = String::from_utf8_lossy(&text);
     eprintln!("controller peak {peak} MB; log {size} bytes");
     assert!(peak < PEAK_MB, "the controller peaked at {peak} MB");
-    assert!(
-        size < 9 * 1024 * 1024,
-        "the revision log is {size} bytes"
-    );
+    assert!(size < 9 * 1024 * 1024, "the revision log is {size} bytes");
     assert!(
         text.contains("bytes more not logged (a command's log keeps its first 8 MiB"),
         "the log does not say it was cut"
@@ -70,9 +68,10 @@ fn a_build_printing_a_gigabyte_keeps_the_controller_under_200_mb_and_its_log_cap
 fn a_health_reply_of_one_and_a_half_gigabytes_keeps_the_controller_under_200_mb() {
     let w = World::new("huge-reply");
     let mut app = w.app(&w.app_head());
-    app.spec.processes[0]
-        .env
-        .insert("HEALTH_BODY_MB".into(), shipshape_spec::app::EnvValue::Integer(1536));
+    app.spec.processes[0].env.insert(
+        "HEALTH_BODY_MB".into(),
+        shipshape_spec::app::EnvValue::Integer(1536),
+    );
     // Time enough to download the whole reply, were the probe to read it all.
     app.spec.health.checks[0].timeout = "20s".parse().unwrap();
     w.commit_app(&app);

@@ -57,8 +57,15 @@ fn assert_refused(w: &World, live: &str, want: &str) {
     assert_eq!(err.step, StepKind::Build, "{err:?}");
     assert!(err.message.contains(want), "{}", err.message);
     assert_eq!(rec.phase, Phase::Failed, "{:?}", rec.last_pass);
-    assert_eq!(w.current().as_deref(), Some(live), "the live release changed");
-    assert!(w.get("/version").is_some(), "the live app stopped answering");
+    assert_eq!(
+        w.current().as_deref(),
+        Some(live),
+        "the live release changed"
+    );
+    assert!(
+        w.get("/version").is_some(),
+        "the live app stopped answering"
+    );
 }
 
 #[test]
@@ -87,7 +94,11 @@ fn a_committed_next_symlink_out_of_the_release_fails_the_build_naming_it_and_tou
         "the directory the link points at was changed"
     );
     let entries: Vec<_> = std::fs::read_dir(outside.join("cache")).unwrap().collect();
-    assert_eq!(entries.len(), 1, "something was written outside the release");
+    assert_eq!(
+        entries.len(),
+        1,
+        "something was written outside the release"
+    );
     assert_eq!(
         std::fs::read_to_string(release_dir(&w, &r1).join(".next/cache/bytes")).unwrap(),
         live_bytes

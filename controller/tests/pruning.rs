@@ -53,7 +53,9 @@ fn forty_failing_commits_leave_bounded_quarantine_and_logs_and_no_unsealed_relea
         );
     }
 
-    let releases = shipshape::release::Layout::new(w.releases_root()).scan().unwrap();
+    let releases = shipshape::release::Layout::new(w.releases_root())
+        .scan()
+        .unwrap();
     assert!(
         releases.values().all(Option::is_some),
         "unsealed release directories left behind: {:?}",
@@ -62,7 +64,10 @@ fn forty_failing_commits_leave_bounded_quarantine_and_logs_and_no_unsealed_relea
 
     let out = w.shipshape(&["status", &w.name], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines = text.lines().filter(|l| l.trim_start().starts_with("quarantined")).count();
+    let lines = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("quarantined"))
+        .count();
     assert_eq!(lines, QUARANTINE_KEEP + 1, "{text}");
     assert!(
         text.contains("quarantined 20 older entries dropped (the newest 20 are kept)"),

@@ -422,7 +422,11 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "  {:<11} {} older entr{} dropped (the newest {} are kept)",
             "quarantined",
             rec.quarantine_dropped,
-            if rec.quarantine_dropped == 1 { "y" } else { "ies" },
+            if rec.quarantine_dropped == 1 {
+                "y"
+            } else {
+                "ies"
+            },
             crate::state::QUARANTINE_KEEP
         ));
     }
