@@ -913,7 +913,7 @@ mod prune_tests {
         names.sort();
         assert_eq!(names, ["notes.txt", "revision-4.log", "revision-5.log"]);
         assert_eq!(pruned.logs.len(), 3);
-        assert_eq!(pruned.backups, [dropped.clone()]);
+        assert_eq!(pruned.backups, std::slice::from_ref(&dropped));
         assert!(!dropped.exists() && referenced.exists() && fresh.exists());
     }
 }
