@@ -133,7 +133,7 @@ pub struct Output {
     /// Standard output: up to [`STDOUT_CAP`] bytes for a command without a log (commands
     /// whose output we parse), the last [`TAIL_BYTES`] for one with a log.
     pub stdout: String,
-    /// The tail of standard error and standard output, interleaved by stream.
+    /// The tail of standard output, then of standard error (each masked).
     pub tail: String,
     /// How long it ran.
     pub elapsed: Duration,
@@ -268,8 +268,8 @@ struct Sink {
     logged: u64,
     not_logged: u64,
     log_at_line_start: bool,
-    /// Masked output, both streams, bounded to a few [`TAIL_BYTES`].
-    tail: Vec<u8>,
+    /// Masked output per stream, each bounded to a few [`TAIL_BYTES`].
+    tail: [Vec<u8>; 2],
     /// Raw standard output: its head up to `stdout_cap`, or (with a log) its tail.
     stdout: Vec<u8>,
     stdout_head: Option<usize>,
@@ -292,7 +292,7 @@ impl Sink {
             logged: 0,
             not_logged: 0,
             log_at_line_start: true,
-            tail: Vec::new(),
+            tail: [Vec::new(), Vec::new()],
             stdout: Vec::new(),
             pending: [Vec::new(), Vec::new()],
         }
@@ -315,7 +315,7 @@ impl Sink {
             let rest = self.pending[i].split_off(nl + 1);
             let lines = std::mem::replace(&mut self.pending[i], rest);
             let text = self.redactor.redact(&String::from_utf8_lossy(&lines));
-            self.emit(text.as_bytes());
+            self.emit(i, text.as_bytes());
         } else if self.pending[i].len() > LINE_MAX {
             // A very long line: mask what is there and pass it on, holding back only what
             // could be the start of a secret still arriving.
@@ -327,11 +327,11 @@ impl Sink {
                 cut -= 1;
             }
             self.pending[i] = text.as_bytes()[cut..].to_vec();
-            self.emit(&text.as_bytes()[..cut]);
+            self.emit(i, &text.as_bytes()[..cut]);
         }
     }
 
-    fn emit(&mut self, text: &[u8]) {
+    fn emit(&mut self, i: usize, text: &[u8]) {
         if let Some(f) = &mut self.log {
             use std::io::Write;
             let room = LOG_CAP.saturating_sub(self.logged) as usize;
@@ -343,7 +343,7 @@ impl Sink {
             }
             self.not_logged += (text.len() - n) as u64;
         }
-        keep_tail(&mut self.tail, text);
+        keep_tail(&mut self.tail[i], text);
     }
 
     /// Flush what is pending, close the log (saying what was cut and whether it timed
@@ -354,7 +354,7 @@ impl Sink {
             if !rest.is_empty() {
                 let mut text = self.redactor.redact(&String::from_utf8_lossy(&rest));
                 text.push('\n');
-                self.emit(text.as_bytes());
+                self.emit(i, text.as_bytes());
             }
         }
         if let Some(f) = &mut self.log {
@@ -380,7 +380,10 @@ impl Sink {
         } else {
             tail_of(&self.stdout)
         };
-        (tail_of(&self.tail), stdout)
+        // Standard output's tail, then standard error's: an error is usually the last.
+        let mut tail = std::mem::take(&mut self.tail[0]);
+        tail.extend_from_slice(&self.tail[1]);
+        (tail_of(&tail), stdout)
     }
 }
 

@@ -137,9 +137,10 @@ impl Controller {
             );
         }
         rec.phase = phase;
-        // A failed pass leaves an unsealed release behind (or ends one's use): prune now,
-        // not only after the next success.
-        self.prune_releases(&done.target.document, rec);
+        // Prune after a failure too, not only after the next success: the unsealed
+        // releases of earlier failed builds go; this pass's own stays for a person to look
+        // at until the next pass that ends a rollout.
+        self.prune_releases(&done.target.document, rec, Some(&done.release));
         self.finish_pass(rec, info, records, &message)?;
         Ok(AppResult::NotReady { phase, message })
     }
@@ -196,7 +197,7 @@ impl Controller {
             );
             self.count_rollout(&rec.name, "healthy");
         }
-        self.prune_releases(doc, rec);
+        self.prune_releases(doc, rec, None);
         let steps = done.records.len();
         let ready = !matches!(done.target.mode, Mode::Hold { .. });
         if ready {

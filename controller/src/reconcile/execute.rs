@@ -273,8 +273,10 @@ impl Controller {
     }
 
     /// Delete sealed releases beyond `releases.keep`, never the live, last good or pinned
-    /// one, and every unsealed release directory that `current` does not point at.
-    pub(super) fn prune_releases(&self, app: &App, rec: &AppRecord) {
+    /// one, and every unsealed release directory that `current` does not point at, except
+    /// `just_failed` (the release this pass failed to prepare, kept for a person to look
+    /// at until the next pass that ends a rollout).
+    pub(super) fn prune_releases(&self, app: &App, rec: &AppRecord, just_failed: Option<&str>) {
         let layout = Layout::new(&app.spec.releases.root);
         let Ok(scan) = layout.scan() else { return };
         let current = layout.current_release();
@@ -310,7 +312,7 @@ impl Controller {
         // points at it. Only this app's pass prepares releases under its root, and this
         // runs at the end of that pass, so none of them is in use.
         for (id, marker) in &scan {
-            if marker.is_some() || protected.contains(id) {
+            if marker.is_some() || protected.contains(id) || Some(id.as_str()) == just_failed {
                 continue;
             }
             info!(app = %app.metadata.name, release = %id, "removing an unsealed release (a failed or interrupted preparation)");
