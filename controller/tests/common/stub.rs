@@ -57,10 +57,7 @@ impl Stub {
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut reader = BufReader::new(conn);
                 // Several requests may come on one kept-alive connection.
-                loop {
-                    let Some(req) = read_request(&mut reader) else {
-                        break;
-                    };
+                while let Some(req) = read_request(&mut reader) {
                     seen.lock().unwrap().push(req.clone());
                     match respond(&req) {
                         Some(answer) => {
