@@ -170,3 +170,31 @@ fn kind_words(kind: EventKind) -> &'static str {
         EventKind::Unpinned => "unpinned",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_notification_is_described_without_its_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/services/T0/B0/s3cretpath");
+        let e = crate::clients::plain()
+            .post(&url)
+            .timeout(NOTIFY_TIMEOUT)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            e.to_string().contains("s3cretpath"),
+            "reqwest quotes it: {e}"
+        );
+        let said = error_chain(e);
+        assert!(!said.contains("s3cretpath"), "{said}");
+        assert!(said.contains("error sending request"), "{said}");
+    }
+}

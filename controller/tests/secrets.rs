@@ -274,6 +274,58 @@ fn a_private_repositorys_token_file_reaches_the_server_only_through_gits_credent
     assert!(!views.contains(TOKEN) && !log.contains(TOKEN));
 }
 
+#[test]
+fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
+    const TOKEN: &str = "tok-s3cret-4712";
+    // Where the redirect leads: a server that asks for credentials and records them.
+    let elsewhere = Stub::start(|req| {
+        Some(match req.header("authorization") {
+            None => answer(
+                "401 Unauthorized",
+                &["WWW-Authenticate: Basic realm=\"git\""],
+                "",
+            ),
+            Some(_) => answer("404 Not Found", &[], ""),
+        })
+    });
+    let target = format!(
+        "http://localhost:{}/x.git/info/refs?service=git-upload-pack",
+        elsewhere.port
+    );
+    let configured =
+        Stub::start(move |_| Some(answer("302 Found", &[&format!("Location: {target}")], "")));
+    let w = World::new("redirected");
+    let token_file = w.root().join("git-token");
+    write_mode(&token_file, TOKEN, 0o600);
+    let doc = w
+        .document(&w.app_head())
+        .replace(
+            &w.app_repo().display().to_string(),
+            &format!("{}/x.git", configured.url()),
+        )
+        .replace(
+            "    commit:",
+            &format!("    tokenFile: {}\n    commit:", token_file.display()),
+        );
+    w.commit_config(&doc);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 1, "{log}");
+    let seen = elsewhere.seen();
+    assert!(!seen.is_empty(), "git followed the redirect: {log}");
+    assert!(
+        seen.iter().all(|r| r.header("authorization").is_none()),
+        "the token went to the server redirected to: {seen:?}"
+    );
+    let views = every_view(&w, "redirected");
+    assert!(
+        views.contains(&format!(
+            "not sending credentials to http://localhost:{}",
+            elsewhere.port
+        )),
+        "the refusal is said: {views}"
+    );
+}
+
 /// A document whose rollout starts (an event, so a notification) and then fails at once:
 /// its repository does not exist. No app process is started.
 fn failing_rollout(w: &World) {
