@@ -839,6 +839,53 @@ mod tests {
         }
     }
 
+    /// The problems of a minimal document whose `source` block is `source` (YAML lines).
+    fn source_problems(source: &str) -> Vec<String> {
+        let text = format!(
+            "apiVersion: shipshape/v1alpha1\nkind: App\nmetadata:\n  name: demo\nspec:\n  source:\n{source}    commit: 3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1d\n  releases:\n    root: /srv/demo\n  processes:\n    - name: demo-web\n      script: server.js\n  health:\n    checks: []\n"
+        );
+        match crate::load_str(&text, "demo.yaml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_token_file_is_an_absolute_path_for_an_https_repository_and_its_user_needs_it() {
+        let https = "    repository: https://git.example.com/a.git\n";
+        assert_eq!(
+            source_problems(&format!(
+                "{https}    tokenFile: /etc/shipshape/t\n    tokenUser: oauth2\n"
+            )),
+            Vec::<String>::new()
+        );
+        let bad = [
+            (
+                format!("{https}    tokenFile: t\n"),
+                "spec.source.tokenFile: \"t\" must be an absolute path",
+            ),
+            (
+                "    repository: ssh://git@h/a.git\n    tokenFile: /etc/t\n".to_string(),
+                "spec.source.tokenFile: is for https:// repositories",
+            ),
+            (
+                format!("{https}    tokenUser: oauth2\n"),
+                "spec.source.tokenUser: is sent with",
+            ),
+            (
+                format!("{https}    tokenFile: /etc/t\n    tokenUser: \"a:b\"\n"),
+                "spec.source.tokenUser: \"a:b\" must be a non-empty user name",
+            ),
+        ];
+        for (source, said) in bad {
+            let problems = source_problems(&source);
+            assert!(
+                problems.iter().any(|p| p.contains(said)),
+                "{source}: {problems:?}"
+            );
+        }
+    }
+
     #[test]
     fn names_and_levels() {
         assert!(is_dns_label("prompthub"));
