@@ -164,7 +164,7 @@ fn error(code: StatusCode, message: &str) -> ApiError {
 }
 
 async fn source(State(s): State<ApiState>) -> Response {
-    Json(s.ctl.store.load_source()).into_response()
+    Json(crate::redact::json(&s.ctl.store.load_source())).into_response()
 }
 
 /// True when `headers` carry a valid GitHub (`X-Hub-Signature-256: sha256=<hex>`, an
@@ -241,7 +241,7 @@ async fn apps(State(s): State<ApiState>) -> Response {
     let mut out = Vec::new();
     for name in s.ctl.store.apps() {
         match s.ctl.store.load(&name) {
-            Ok(r) => out.push(serde_json::to_value(r).expect("json")),
+            Ok(r) => out.push(crate::redact::json(&r)),
             Err(e) => out.push(serde_json::json!({ "name": name, "error": e.to_string() })),
         }
     }
@@ -257,19 +257,16 @@ fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, ApiError> {
 
 async fn app(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
     match load(&s, &app) {
-        Ok(r) => Json(r).into_response(),
+        Ok(r) => Json(crate::redact::json(&r)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 async fn history(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
     match load(&s, &app) {
-        Ok(r) => Json(
-            r.revisions
-                .iter()
-                .map(|e| e.revision.clone())
-                .collect::<Vec<_>>(),
-        )
+        Ok(r) => Json(crate::redact::json(
+            &r.revisions.iter().map(|e| &e.revision).collect::<Vec<_>>(),
+        ))
         .into_response(),
         Err(e) => e.into_response(),
     }

@@ -107,8 +107,12 @@ impl Hub {
         self.tx.subscribe()
     }
 
-    /// Publish an event (and post it to the webhook, in the background).
-    pub fn emit(&self, event: Event) {
+    /// Publish an event (and post it to the webhook, in the background), with every URL's
+    /// credentials masked in its message.
+    pub fn emit(&self, mut event: Event) {
+        if let std::borrow::Cow::Owned(m) = crate::redact::credentials(&event.message) {
+            event.message = m;
+        }
         if event.kind.notifies()
             && let Some((url, http)) = &self.notify
         {
@@ -125,15 +129,31 @@ impl Hub {
                     .timeout(NOTIFY_TIMEOUT)
                     .send()
                     .await;
+                // Never the URL itself: a webhook URL holds its secret (reqwest's errors
+                // quote it, so it is taken out of them).
+                let to = crate::redact::origin(&url);
                 match sent {
                     Ok(r) if r.status().is_success() => {}
-                    Ok(r) => warn!("notification webhook answered {}", r.status()),
-                    Err(e) => warn!("notification webhook failed: {e}"),
+                    Ok(r) => warn!("notification webhook {to} answered {}", r.status()),
+                    Err(e) => warn!("notification webhook {to} failed: {}", error_chain(e)),
                 }
             });
         }
         let _ = self.tx.send(event);
     }
+}
+
+/// A request error and its causes, without the URL.
+fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn kind_words(kind: EventKind) -> &'static str {
@@ -148,5 +168,33 @@ fn kind_words(kind: EventKind) -> &'static str {
         EventKind::Regressed => "regressed",
         EventKind::Pinned => "pinned",
         EventKind::Unpinned => "unpinned",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_notification_is_described_without_its_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/services/T0/B0/s3cretpath");
+        let e = crate::clients::plain()
+            .post(&url)
+            .timeout(NOTIFY_TIMEOUT)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert!(
+            e.to_string().contains("s3cretpath"),
+            "reqwest quotes it: {e}"
+        );
+        let said = error_chain(e);
+        assert!(!said.contains("s3cretpath"), "{said}");
+        assert!(said.contains("error sending request"), "{said}");
     }
 }

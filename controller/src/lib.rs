@@ -18,6 +18,7 @@
 //! - [`health`]: HTTP probes, pm2 facts, and the verdict over rounds.
 //! - [`migrate`]: migration levels, the advisory lock, up and down.
 //! - [`envfile`]: the server-side secrets file and the redactor that keeps it out of output.
+//! - [`redact`]: URL credentials masked wherever text is shown (API, CLI, logs); secret files.
 //! - [`events`]: events broadcast to watchers, counted in metrics, posted to a webhook.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`retry`]: exponential back-off with jitter (the only user of the backoff crate).
@@ -48,6 +49,7 @@ pub mod plan;
 pub mod pm2;
 pub mod prometheus;
 pub mod reconcile;
+pub mod redact;
 pub mod release;
 pub mod retry;
 pub mod source;

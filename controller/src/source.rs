@@ -11,30 +11,33 @@ use sha2::{Digest, Sha256};
 use shipshape_spec::load::MAX_DOCUMENT_BYTES;
 
 /// Why reading or fetching from git failed.
+///
+/// A repository URL here is always redacted ([`redact_url`]), and libgit2's message is
+/// shown with every URL's credentials masked ([`crate::redact::credentials`]): libgit2
+/// quotes its remote in some messages. Its error is kept as a field, not as the error's
+/// source, so that no printer of the error chain shows it unmasked.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The repository could not be opened or created.
-    #[error("cannot open repository {repo}: {source}")]
+    #[error("cannot open repository {repo}: {}", masked(.error))]
     Open {
-        /// Path or URL.
+        /// Path or URL (redacted).
         repo: String,
         /// libgit2's error.
-        #[source]
-        source: git2::Error,
+        error: git2::Error,
     },
     /// Fetching from the remote failed.
-    #[error("fetch from {repo} failed: {source}")]
+    #[error("fetch from {repo} failed: {}", masked(.error))]
     Fetch {
-        /// URL or path.
+        /// URL or path (redacted).
         repo: String,
         /// libgit2's error.
-        #[source]
-        source: git2::Error,
+        error: git2::Error,
     },
     /// The branch does not exist.
     #[error("branch {branch:?} not found in {repo}")]
     NoBranch {
-        /// Path or URL.
+        /// Path or URL (redacted).
         repo: String,
         /// The branch.
         branch: String,
@@ -42,19 +45,18 @@ pub enum SourceError {
     /// The commit is not in the repository, even after a fetch.
     #[error("commit {commit} not found in {repo} (after fetching)")]
     NoCommit {
-        /// URL or path.
+        /// URL or path (redacted).
         repo: String,
         /// The commit.
         commit: String,
     },
     /// Reading objects or writing files failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", masked(.error))]
     Git {
         /// What was being done.
         what: String,
         /// libgit2's error.
-        #[source]
-        source: git2::Error,
+        error: git2::Error,
     },
     /// Filesystem trouble around the checkout.
     #[error("{what}: {source}")]
@@ -65,6 +67,11 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// libgit2's message with every URL's credentials masked.
+fn masked(e: &git2::Error) -> String {
+    crate::redact::credentials(e.message()).into_owned()
 }
 
 /// One file read from the config repo.
@@ -171,6 +178,23 @@ pub struct Credentials {
     pub https_token_file: Option<PathBuf>,
     /// The HTTPS user name for the token (`x-access-token`, `oauth2`, your user …).
     pub https_user: Option<String>,
+    /// Refuse a token file that every user can read, or that is empty (an app's
+    /// `spec.source.tokenFile`; the config repo's `--git-token-file` is read as it always was).
+    pub private_token_file: bool,
+}
+
+impl Credentials {
+    /// The credentials for an app's repository: the controller's SSH key, and the token
+    /// file and user its document names (never the config repo's token: a document could
+    /// point its repository anywhere).
+    pub fn for_app(source: &shipshape_spec::app::Source, ssh_key: Option<&Path>) -> Credentials {
+        Credentials {
+            ssh_key: ssh_key.map(Path::to_path_buf),
+            https_token_file: source.token_file.as_ref().map(PathBuf::from),
+            https_user: source.token_user.clone(),
+            private_token_file: true,
+        }
+    }
 }
 
 /// The config repo, as the controller reads it.
@@ -198,9 +222,9 @@ impl ConfigRepo {
         if self.is_remote() {
             open_or_init_bare(&self.mirror, &self.repo)
         } else {
-            Repository::open(&self.repo).map_err(|source| SourceError::Open {
-                repo: self.repo.clone(),
-                source,
+            Repository::open(&self.repo).map_err(|error| SourceError::Open {
+                repo: redact_url(&self.repo),
+                error,
             })
         }
     }
@@ -240,14 +264,14 @@ impl ConfigRepo {
         let reference = repo
             .find_reference(&refname)
             .map_err(|_| SourceError::NoBranch {
-                repo: self.repo.clone(),
+                repo: redact_url(&self.repo),
                 branch: self.branch.clone(),
             })?;
         reference
             .peel_to_commit()
-            .map_err(|source| SourceError::Git {
+            .map_err(|error| SourceError::Git {
                 what: format!("resolving {refname}"),
-                source,
+                error,
             })
     }
 
@@ -267,12 +291,12 @@ impl ConfigRepo {
     /// [`SourceError`] when the commit or directory cannot be read.
     pub fn snapshot_at(&self, commit: &str) -> Result<Snapshot, SourceError> {
         let repo = self.open()?;
-        let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
+        let oid = Oid::from_str(commit).map_err(|error| SourceError::Git {
             what: format!("commit {commit:?}"),
-            source,
+            error,
         })?;
         let commit = repo.find_commit(oid).map_err(|_| SourceError::NoCommit {
-            repo: self.repo.clone(),
+            repo: redact_url(&self.repo),
             commit: commit.to_string(),
         })?;
         self.documents(&repo, &commit)
@@ -284,9 +308,9 @@ impl ConfigRepo {
     /// [`SourceError`] when the repo cannot be read.
     pub fn signature(&self, commit: &str) -> Result<Option<(String, Vec<u8>)>, SourceError> {
         let repo = self.open()?;
-        let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
+        let oid = Oid::from_str(commit).map_err(|error| SourceError::Git {
             what: format!("commit {commit:?}"),
-            source,
+            error,
         })?;
         match repo.extract_signature(&oid, None) {
             Ok((sig, data)) => Ok(Some((
@@ -294,9 +318,9 @@ impl ConfigRepo {
                 data.to_vec(),
             ))),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-            Err(source) => Err(SourceError::Git {
+            Err(error) => Err(SourceError::Git {
                 what: format!("reading the signature of {commit}"),
-                source,
+                error,
             }),
         }
     }
@@ -315,9 +339,9 @@ impl ConfigRepo {
         repo: &Repository,
         commit: &git2::Commit<'_>,
     ) -> Result<Snapshot, SourceError> {
-        let tree = commit.tree().map_err(|source| SourceError::Git {
+        let tree = commit.tree().map_err(|error| SourceError::Git {
             what: "reading the commit's tree".into(),
-            source,
+            error,
         })?;
         let dir = self.path.trim_matches('/');
         let subtree = if dir.is_empty() || dir == "." {
@@ -325,22 +349,22 @@ impl ConfigRepo {
         } else {
             let entry = tree
                 .get_path(Path::new(dir))
-                .map_err(|source| SourceError::Git {
+                .map_err(|error| SourceError::Git {
                     what: format!("directory {dir:?} at {}", commit.id()),
-                    source,
+                    error,
                 })?;
-            let object = entry.to_object(repo).map_err(|source| SourceError::Git {
+            let object = entry.to_object(repo).map_err(|error| SourceError::Git {
                 what: format!("reading {dir:?}"),
-                source,
+                error,
             })?;
             object.into_tree().map_err(|_| SourceError::Git {
                 what: format!("{dir:?} at {}", commit.id()),
-                source: git2::Error::from_str("not a directory"),
+                error: git2::Error::from_str("not a directory"),
             })?
         };
-        let odb = repo.odb().map_err(|source| SourceError::Git {
+        let odb = repo.odb().map_err(|error| SourceError::Git {
             what: "opening the object database".into(),
-            source,
+            error,
         })?;
         let mut files = Vec::new();
         for entry in subtree.iter() {
@@ -350,9 +374,9 @@ impl ConfigRepo {
             {
                 continue;
             }
-            let read_error = |source| SourceError::Git {
+            let read_error = |error| SourceError::Git {
                 what: format!("reading {name}"),
-                source,
+                error,
             };
             // The size first, from the object's header: a blob over the limit is not read
             // whole (only the beginning, to name its app in the error).
@@ -422,9 +446,9 @@ pub fn mirror_path(sources_dir: &Path, repository: &str) -> PathBuf {
 }
 
 fn open_or_init_bare(path: &Path, url: &str) -> Result<Repository, SourceError> {
-    let open = |source| SourceError::Open {
-        repo: url.to_string(),
-        source,
+    let open = |error| SourceError::Open {
+        repo: redact_url(url),
+        error,
     };
     match Repository::open_bare(path) {
         Ok(r) => Ok(r),
@@ -438,10 +462,6 @@ fn open_or_init_bare(path: &Path, url: &str) -> Result<Repository, SourceError> 
             Repository::init_bare(path).map_err(open)
         }
     }
-}
-
-fn fetch(repo: &Repository, url: &str, refspecs: &[&str]) -> Result<(), SourceError> {
-    fetch_with(repo, url, refspecs, &Credentials::default())
 }
 
 /// The CA certificate file libgit2 was started without, to hand it at the first fetch
@@ -505,18 +525,27 @@ fn fetch_with(
     creds: &Credentials,
 ) -> Result<(), SourceError> {
     load_certificates();
-    let err = |source| SourceError::Fetch {
+    let err = |error| SourceError::Fetch {
         repo: redact_url(url),
-        source,
+        error,
     };
     let mut remote = repo.remote_anonymous(url).map_err(err)?;
     let mut callbacks = git2::RemoteCallbacks::new();
     let creds = creds.clone();
     let mut tries = 0;
-    callbacks.credentials(move |_url, user_from_url, allowed| {
+    let configured = crate::redact::origin(url);
+    callbacks.credentials(move |asked_for, user_from_url, allowed| {
         tries += 1;
         if tries > 3 {
             return Err(git2::Error::from_str("credentials refused"));
+        }
+        // A token goes only to the server it is configured for, not to one the first
+        // answer redirected to.
+        if crate::redact::origin(asked_for) != configured {
+            return Err(git2::Error::from_str(&format!(
+                "not sending credentials to {} (redirected from {configured})",
+                crate::redact::origin(asked_for)
+            )));
         }
         if allowed.is_ssh_key()
             && let Some(key) = &creds.ssh_key
@@ -526,8 +555,14 @@ fn fetch_with(
         if allowed.is_user_pass_plaintext()
             && let Some(file) = &creds.https_token_file
         {
-            let token = std::fs::read_to_string(file)
-                .map_err(|e| git2::Error::from_str(&format!("reading {}: {e}", file.display())))?;
+            let token = if creds.private_token_file {
+                crate::redact::read_secret_file(file, "token file (spec.source.tokenFile)")
+                    .map_err(|e| git2::Error::from_str(&e))?
+            } else {
+                std::fs::read_to_string(file).map_err(|e| {
+                    git2::Error::from_str(&format!("reading {}: {e}", file.display()))
+                })?
+            };
             let user = creds
                 .https_user
                 .as_deref()
@@ -550,12 +585,7 @@ fn fetch_with(
 
 /// `url` without any `user:password@` part, for messages.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
+    shipshape_spec::validate::redact_url(url)
 }
 
 /// One lock per mirror: apps sharing an app repository must not fetch into it at once.
@@ -579,25 +609,27 @@ pub fn ensure_commit(
     mirror: &Path,
     repository: &str,
     commit: &str,
+    creds: &Credentials,
 ) -> Result<Repository, SourceError> {
     let lock = mirror_lock(mirror);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
     let repo = open_or_init_bare(mirror, repository)?;
-    let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
+    let oid = Oid::from_str(commit).map_err(|error| SourceError::Git {
         what: format!("commit {commit:?}"),
-        source,
+        error,
     })?;
     if repo.find_commit(oid).is_ok() {
         return Ok(repo);
     }
-    fetch(
+    fetch_with(
         &repo,
         repository,
         &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+        creds,
     )?;
     if repo.find_commit(oid).is_err() {
         return Err(SourceError::NoCommit {
-            repo: repository.to_string(),
+            repo: redact_url(repository),
             commit: commit.to_string(),
         });
     }
@@ -609,15 +641,15 @@ pub fn ensure_commit(
 /// # Errors
 /// [`SourceError`] when the commit is missing or files cannot be written.
 pub fn checkout(repo: &Repository, commit: &str, dest: &Path) -> Result<(), SourceError> {
-    let oid = Oid::from_str(commit).map_err(|source| SourceError::Git {
+    let oid = Oid::from_str(commit).map_err(|error| SourceError::Git {
         what: format!("commit {commit:?}"),
-        source,
+        error,
     })?;
     let object = repo
         .find_object(oid, Some(ObjectType::Commit))
-        .map_err(|source| SourceError::Git {
+        .map_err(|error| SourceError::Git {
             what: format!("finding {commit}"),
-            source,
+            error,
         })?;
     std::fs::create_dir_all(dest).map_err(|source| SourceError::Io {
         what: format!("creating {}", dest.display()),
@@ -629,9 +661,9 @@ pub fn checkout(repo: &Repository, commit: &str, dest: &Path) -> Result<(), Sour
         .recreate_missing(true)
         .update_index(false);
     repo.checkout_tree(&object, Some(&mut cb))
-        .map_err(|source| SourceError::Git {
+        .map_err(|error| SourceError::Git {
             what: format!("checking out {commit} into {}", dest.display()),
-            source,
+            error,
         })
 }
 

@@ -141,9 +141,21 @@ pub struct DocumentPin {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
     /// A git URL (`https://`, `ssh://`, `git@host:path`, `file://`) or an absolute local path.
+    /// Never with credentials in it (`https://user:token@…` is refused): they would show in
+    /// status, logs and the API. A private `https://` repository takes `tokenFile`.
     pub repository: String,
     /// The full 40-hex commit SHA to run: exact and reproducible.
     pub commit: String,
+    /// For a private `https://` repository: an absolute path on the server to a file holding
+    /// the access token (or password), readable by the controller only (not world-readable).
+    /// The controller reads it at each fetch and hands it to git when the server asks for
+    /// credentials; it is never put into the URL, a record or a log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// The user name sent with `tokenFile`'s token (default `x-access-token`; GitLab takes
+    /// `oauth2`, Bitbucket `x-token-auth`, a password needs your user name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_user: Option<String>,
 }
 
 /// The release layout on the server.

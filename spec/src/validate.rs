@@ -177,6 +177,50 @@ fn is_repository(s: &str) -> bool {
     matches!(s.split_once(':'), Some((host, path)) if host.contains('@') && !path.is_empty() && !host.contains('/'))
 }
 
+/// The `user:password@` part of URL `s` (the text between `scheme://` and the last `@`
+/// of the authority, which ends at the first `/`, `?` or `#`), if it has one.
+pub fn url_userinfo(s: &str) -> Option<&str> {
+    let start = s.find("://")? + 3;
+    let authority = &s[start..];
+    let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+    let at = authority[..end].rfind('@')?;
+    Some(&authority[..at])
+}
+
+/// `s` with its URL credentials (`user:password@`) shown as `***@`, for messages; a string
+/// that is not a URL but holds an `@` (scp-like `user:password@host:path`) loses what comes
+/// before it.
+pub fn redact_url(s: &str) -> String {
+    match (s.find("://"), url_userinfo(s)) {
+        (Some(scheme), Some(info)) => {
+            format!("{}***{}", &s[..scheme + 3], &s[scheme + 3 + info.len()..])
+        }
+        (None, _) => match s.rfind('@') {
+            Some(at) => format!("***{}", &s[at..]),
+            None => s.to_string(),
+        },
+        _ => s.to_string(),
+    }
+}
+
+/// Why repository URL `s` holds credentials, if it does: any user in an `http://` or
+/// `https://` URL (a token is often sent as the user name), a password in any other.
+fn repository_credentials(s: &str) -> Option<&'static str> {
+    let info = url_userinfo(s)?;
+    let http = s.starts_with("https://") || s.starts_with("http://");
+    if http {
+        Some(if info.contains(':') {
+            "user:…@"
+        } else {
+            "user@"
+        })
+    } else if info.contains(':') {
+        Some("user:…@")
+    } else {
+        None
+    }
+}
+
 /// Why `s` is not an `http://` or `https://` URL with a host, if it is not: the URL parser
 /// the probes use (reqwest's) must take it as written.
 fn http_url_problem(s: &str) -> Option<String> {
@@ -290,16 +334,56 @@ pub fn validate(app: &App) -> Vec<Violation> {
     }
     let spec = &app.spec;
 
-    if c.one_line("spec.source.repository", &spec.source.repository)
-        && !is_repository(&spec.source.repository)
-    {
+    let repository = &spec.source.repository;
+    if !c.one_line("spec.source.repository", repository) {
+        // Said above.
+    } else if let Some(what) = repository_credentials(repository) {
+        c.fail(
+            "spec.source.repository",
+            format!(
+                "{:?} contains credentials ({what}): they would show in status, logs and the API; put the token in a file on the server (mode 0600) and name it with spec.source.tokenFile (the user, if your host needs one, with spec.source.tokenUser)",
+                redact_url(repository)
+            ),
+        );
+    } else if !is_repository(repository) {
         c.fail(
             "spec.source.repository",
             format!(
                 "{:?} must be a git URL (https://, ssh://, git://, file://, user@host:path) or an absolute path",
-                spec.source.repository
+                redact_url(repository)
             ),
         );
+    }
+    if let Some(f) = &spec.source.token_file
+        && c.one_line("spec.source.tokenFile", f)
+    {
+        let p = Path::new(f);
+        if !p.is_absolute() || p.components().any(|x| matches!(x, Component::ParentDir)) {
+            c.fail(
+                "spec.source.tokenFile",
+                format!("{f:?} must be an absolute path without '..'"),
+            );
+        } else if !(repository.starts_with("https://") || repository.starts_with("http://")) {
+            c.fail(
+                "spec.source.tokenFile",
+                "is for https:// repositories (an ssh:// one takes the controller's --git-ssh-key)",
+            );
+        }
+    }
+    if let Some(user) = &spec.source.token_user
+        && c.one_line("spec.source.tokenUser", user)
+    {
+        if spec.source.token_file.is_none() {
+            c.fail(
+                "spec.source.tokenUser",
+                "is sent with spec.source.tokenFile's token: set tokenFile too",
+            );
+        } else if user.is_empty() || user.contains([':', '@', '/']) {
+            c.fail(
+                "spec.source.tokenUser",
+                format!("{user:?} must be a non-empty user name without ':', '@' or '/'"),
+            );
+        }
     }
     if !is_full_sha(&spec.source.commit) {
         c.fail(
@@ -714,6 +798,91 @@ mod tests {
             "/srv/../etc",
         ] {
             assert!(!is_repository(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_a_repository_url_are_found_and_redacted() {
+        assert_eq!(
+            url_userinfo("https://u:s3cret@h.example/x.git"),
+            Some("u:s3cret")
+        );
+        assert_eq!(
+            url_userinfo("https://h.example/x@y.git"),
+            None,
+            "in the path"
+        );
+        assert_eq!(url_userinfo("https://u:p@ss@h/x"), Some("u:p@ss"));
+        assert_eq!(url_userinfo("/srv/git/app"), None);
+        assert_eq!(
+            redact_url("https://u:s3cret@h.example/x.git"),
+            "https://***@h.example/x.git"
+        );
+        assert_eq!(redact_url("https://u:p@ss@h/x"), "https://***@h/x");
+        assert_eq!(redact_url("u:s3cret@h:x.git"), "***@h:x.git");
+        assert_eq!(redact_url("https://h/x.git"), "https://h/x.git");
+        for bad in [
+            "https://u:s3cret@h/x.git",
+            "https://ghp_s3cret@h/x.git",
+            "http://u:s3cret@127.0.0.1:1/x.git",
+            "ssh://git:s3cret@h/x.git",
+        ] {
+            assert!(repository_credentials(bad).is_some(), "{bad}");
+        }
+        for ok in [
+            "ssh://git@h/x.git",
+            "git@github.com:acme/app.git",
+            "https://h/x.git",
+            "file:///srv/git/app",
+        ] {
+            assert_eq!(repository_credentials(ok), None, "{ok}");
+        }
+    }
+
+    /// The problems of a minimal document whose `source` block is `source` (YAML lines).
+    fn source_problems(source: &str) -> Vec<String> {
+        let text = format!(
+            "apiVersion: shipshape/v1alpha1\nkind: App\nmetadata:\n  name: demo\nspec:\n  source:\n{source}    commit: 3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1d\n  releases:\n    root: /srv/demo\n  processes:\n    - name: demo-web\n      script: server.js\n  health:\n    checks: []\n"
+        );
+        match crate::load_str(&text, "demo.yaml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_token_file_is_an_absolute_path_for_an_https_repository_and_its_user_needs_it() {
+        let https = "    repository: https://git.example.com/a.git\n";
+        assert_eq!(
+            source_problems(&format!(
+                "{https}    tokenFile: /etc/shipshape/t\n    tokenUser: oauth2\n"
+            )),
+            Vec::<String>::new()
+        );
+        let bad = [
+            (
+                format!("{https}    tokenFile: t\n"),
+                "spec.source.tokenFile: \"t\" must be an absolute path",
+            ),
+            (
+                "    repository: ssh://git@h/a.git\n    tokenFile: /etc/t\n".to_string(),
+                "spec.source.tokenFile: is for https:// repositories",
+            ),
+            (
+                format!("{https}    tokenUser: oauth2\n"),
+                "spec.source.tokenUser: is sent with",
+            ),
+            (
+                format!("{https}    tokenFile: /etc/t\n    tokenUser: \"a:b\"\n"),
+                "spec.source.tokenUser: \"a:b\" must be a non-empty user name",
+            ),
+        ];
+        for (source, said) in bad {
+            let problems = source_problems(&source);
+            assert!(
+                problems.iter().any(|p| p.contains(said)),
+                "{source}: {problems:?}"
+            );
         }
     }
 

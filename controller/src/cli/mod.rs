@@ -4,7 +4,9 @@
 //!
 //! - [`run`]: `run` (the daemon, or one pass with `--once`).
 //! - [`plan`]: `plan`, `validate`.
-//! - [`status`]: `status` (and `--watch`), `history`, `logs`; [`view`]: how status reads.
+//! - [`status`]: `status` (and `--watch`), `history`, `logs`; [`view`]: how status reads;
+//!   [`shown`]: what the views may print of outside text (credentials masked, control
+//!   characters escaped).
 //! - [`requests`]: `pin`, `unpin`, `retry`, `reconcile`: requests to the running controller.
 //! - [`fleet`]: `fleet`, app × host across controllers, from the Prometheus scraping them.
 //! - Here: `schema` and `completions` (a few lines each); `init` is [`crate::init`].
@@ -13,6 +15,7 @@ pub mod fleet;
 pub mod plan;
 pub mod requests;
 pub mod run;
+pub mod shown;
 pub mod status;
 pub mod view;
 
@@ -117,9 +120,14 @@ pub struct RunArgs {
     /// Allow the API on a non-loopback address (it is unencrypted; mutations need the token).
     #[arg(long)]
     pub allow_remote_api: bool,
-    /// Post notifications (Slack-compatible JSON) to this URL.
+    /// Post notifications (Slack-compatible JSON) to this URL. On the command line it shows
+    /// in `ps` (with the secret a webhook URL holds): prefer --notify-url-file.
     #[arg(long, env = "SHIPSHAPE_NOTIFY_URL")]
     pub notify_url: Option<String>,
+    /// Post notifications to the URL this file holds (private to the controller's user, read
+    /// at start): the URL's secret stays out of `ps` and of every log line.
+    #[arg(long, env = "SHIPSHAPE_NOTIFY_URL_FILE", conflicts_with = "notify_url")]
+    pub notify_url_file: Option<PathBuf>,
     /// At most this many apps reconcile at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -439,13 +447,14 @@ pub fn main() -> anyhow::Result<i32> {
     }
 }
 
-/// Log to standard error, at `RUST_LOG`'s levels (default: info).
+/// Log to standard error, at `RUST_LOG`'s levels (default: info), with URL credentials
+/// (and the notification URL) masked in every line ([`crate::redact::LogWriter`]).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::redact::LogWriter)
         .try_init();
 }
 
@@ -488,6 +497,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
                 ssh_key: args.git_ssh_key.clone(),
                 https_token_file: args.git_token_file.clone(),
                 https_user: args.git_user.clone(),
+                private_token_file: false,
             },
         },
         store: Store::new(&state_dir),

@@ -20,6 +20,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         listen,
         allow_remote_api,
         notify_url,
+        notify_url_file,
         concurrency,
         poll_interval,
         webhook_secret_file,
@@ -31,6 +32,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if source.repo.is_none() {
         anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
     }
+    let notify_url = notify_url_from(notify_url, notify_url_file.as_deref())?;
     if !listen.ip().is_loopback() && !allow_remote_api {
         anyhow::bail!(
             "refusing to serve the API on {listen}: it is not a loopback address (pass --allow-remote-api to do it anyway)"
@@ -64,6 +66,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         )
         .await
     })
+}
+
+/// The notification URL, from `--notify-url-file` (read now: private, not empty, an
+/// `http(s)://` URL) or `--notify-url` (with a warning when it was given on the command
+/// line, where `ps` shows it). Either way it is masked in every log line from here on.
+///
+/// # Errors
+/// When the file cannot be read, is readable by every user, is empty, or does not hold an
+/// `http://` or `https://` URL; the error never quotes the file's content.
+pub fn notify_url_from(
+    flag: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    let url = match (flag, file) {
+        (_, Some(path)) => {
+            let url = crate::redact::read_secret_file(path, "notify URL file (--notify-url-file)")
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let parsed = reqwest::Url::parse(&url).ok();
+            if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+                anyhow::bail!(
+                    "notify URL file (--notify-url-file) {} does not hold an http:// or https:// URL (one line, nothing else)",
+                    path.display()
+                );
+            }
+            url
+        }
+        (Some(url), None) => {
+            let on_command_line =
+                std::env::args().any(|a| a == "--notify-url" || a.starts_with("--notify-url="));
+            if on_command_line {
+                tracing::warn!(
+                    "--notify-url is visible to every local user in `ps` and /proc/<pid>/cmdline, with any secret the URL holds: write it into a file readable only by this user and pass --notify-url-file instead"
+                );
+            }
+            url
+        }
+        (None, None) => return Ok(None),
+    };
+    crate::redact::hide_in_logs(&url);
+    Ok(Some(url))
 }
 
 /// The controller's runtime: one thread. Its work is waiting (timers, sockets, child

@@ -8,8 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use super::view;
 use super::{Format, StatusFormat};
+use super::{shown, view};
 use crate::state::{AppRecord, Store};
 
 /// `shipshape status`: one line per app (or `app`'s detail); then, with `watch`, a live
@@ -33,7 +33,7 @@ pub fn status(
     };
     let rt = || tokio::runtime::Runtime::new();
     if watch && output != StatusFormat::Json && std::io::stdout().is_terminal() {
-        if let Err(e) = read_records(&store, app) {
+        if let Err(e) = read_records(&store, app, false) {
             eprintln!("error: {e}");
             return Ok(1);
         }
@@ -80,7 +80,7 @@ async fn live_view(store: &Store, only: Option<&str>) -> i32 {
     let mut stdout = std::io::stdout();
     loop {
         let now = chrono::Utc::now();
-        let (records, problem) = match read_records(store, only) {
+        let (records, problem) = match read_records(store, only, false) {
             Ok((r, problems)) if problems.is_empty() => (r, None),
             Ok((r, problems)) => (r, Some(problems.join("; "))),
             Err(e) => (Vec::new(), Some(e)),
@@ -91,7 +91,7 @@ async fn live_view(store: &Store, only: Option<&str>) -> i32 {
             store.dir.display(),
             problem.map(|p| format!("  error: {p}")).unwrap_or_default()
         );
-        let source = store.load_source();
+        let source = shown_source(store, false);
         let lines = match (only, records.first()) {
             (Some(_), Some(r)) => view::watch_detail_lines(r, &source, now, &footer),
             _ => view::watch_lines(&records, &source, now, &footer),
@@ -141,17 +141,23 @@ async fn watch_events(state_dir: &Path, only: Option<&str>, output: Format) -> i
                 return true;
             }
             match output {
-                Format::Json => println!("{}", serde_json::to_string(&ev).expect("json")),
+                Format::Json => match shown::for_json(&ev) {
+                    Some(ev) => println!(
+                        "{}",
+                        shown::json_text(serde_json::to_string(&ev).expect("json"))
+                    ),
+                    None => eprintln!("error: an event of {} cannot be shown safely", ev.app),
+                },
                 Format::Table => println!(
                     "{}  {:<10} {:<19} {:<11} {}",
-                    ev.at,
-                    ev.app,
+                    shown::text(&ev.at),
+                    shown::text(&ev.app),
                     serde_json::to_value(ev.kind)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default(),
                     ev.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
-                    ev.message
+                    shown::text(&ev.message)
                 ),
             }
             true
@@ -199,9 +205,10 @@ pub fn logs(state_dir: &Path, app: &str, revision: Option<u64>) -> i32 {
         .app_dir(app)
         .join("logs")
         .join(format!("revision-{n}.log"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            print!("{text}");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            // The log keeps the raw output; what reaches the terminal is escaped.
+            print!("{}", shown::text(&String::from_utf8_lossy(&bytes)));
             0
         }
         Err(e) => {
@@ -213,21 +220,30 @@ pub fn logs(state_dir: &Path, app: &str, revision: Option<u64>) -> i32 {
 
 /// Every app's records (or `only`'s), by name, and the problems reading some of them (a
 /// corrupt file hides only its own app); an app asked for by name must exist and be readable.
+/// As a view shows them ([`shown_record`]): for JSON when `json`, else for people.
 fn read_records(
     store: &Store,
     only: Option<&str>,
+    json: bool,
 ) -> Result<(Vec<AppRecord>, Vec<String>), String> {
     match only {
         Some(n) => Ok((
-            vec![store.load_known(n).map_err(|e| e.to_string())?],
+            vec![shown_record(
+                &store.load_known(n).map_err(|e| e.to_string())?,
+                json,
+            )?],
             Vec::new(),
         )),
         None => {
             let (mut records, mut problems) = (Vec::new(), Vec::new());
             for n in store.apps() {
-                match store.load(&n) {
+                match store
+                    .load(&n)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| shown_record(&r, json))
+                {
                     Ok(r) => records.push(r),
-                    Err(e) => problems.push(e.to_string()),
+                    Err(e) => problems.push(e),
                 }
             }
             Ok((records, problems))
@@ -235,10 +251,32 @@ fn read_records(
     }
 }
 
+/// `rec` as a view shows it: URL credentials masked, and for people (not `json`) control
+/// characters escaped (see [`shown`]). The records on disk keep the raw text.
+fn shown_record(rec: &AppRecord, json: bool) -> Result<AppRecord, String> {
+    let shown = if json {
+        shown::for_json(rec)
+    } else {
+        shown::for_people(rec)
+    };
+    shown.ok_or_else(|| format!("{}: the record cannot be shown safely", rec.name))
+}
+
+/// The config repo's status as a view shows it (see [`shown_record`]).
+fn shown_source(store: &Store, json: bool) -> shipshape_spec::status::SourceStatus {
+    let src = store.load_source();
+    let shown = if json {
+        shown::for_json(&src)
+    } else {
+        shown::for_people(&src)
+    };
+    shown.unwrap_or_default()
+}
+
 /// Print the records as `output` says: the source line and one line per app, `only`'s
 /// detail, or JSON. 1 when some cannot be read (the others are printed).
 fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32 {
-    let (records, problems) = match read_records(store, only) {
+    let (records, problems) = match read_records(store, only, output == StatusFormat::Json) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -251,10 +289,13 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
     let now = chrono::Utc::now();
     match output {
         StatusFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&records).expect("json"))
+            println!(
+                "{}",
+                shown::json_text(serde_json::to_string_pretty(&records).expect("json"))
+            )
         }
         StatusFormat::Table | StatusFormat::Wide => {
-            if let Some(line) = view::source_line(&store.load_source()) {
+            if let Some(line) = view::source_line(&shown_source(store, false)) {
                 println!("{line}");
             }
             match (only, records.first()) {
@@ -283,6 +324,7 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
 pub fn history(state_dir: &Path, app: &str, output: Format) -> i32 {
     let r = match crate::state::existing(state_dir)
         .and_then(|store| store.load_known(app).map_err(|e| e.to_string()))
+        .and_then(|r| shown_record(&r, output == Format::Json))
     {
         Ok(r) => r,
         Err(e) => {
@@ -293,7 +335,10 @@ pub fn history(state_dir: &Path, app: &str, output: Format) -> i32 {
     match output {
         Format::Json => {
             let revs: Vec<_> = r.revisions.iter().map(|e| &e.revision).collect();
-            println!("{}", serde_json::to_string_pretty(&revs).expect("json"));
+            println!(
+                "{}",
+                shown::json_text(serde_json::to_string_pretty(&revs).expect("json"))
+            );
         }
         Format::Table => {
             println!(

@@ -239,11 +239,15 @@ impl Controller {
         }
         let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
         let repository = app.spec.source.repository.clone();
+        let creds = source::Credentials::for_app(
+            &app.spec.source,
+            self.config.credentials.ssh_key.as_deref(),
+        );
         let commit = commit.to_string();
         let dest_dir = dest.to_path_buf();
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let repo = source::ensure_commit(&mirror, &repository, &commit)?;
+            let repo = source::ensure_commit(&mirror, &repository, &commit, &creds)?;
             source::checkout(&repo, &commit, &dest)
         })
         .await
@@ -254,7 +258,7 @@ impl Controller {
                 source::SourceError::NoCommit { .. } => ErrorClass::Stalled,
                 _ => ErrorClass::Transient,
             },
-            message: e.to_string(),
+            message: crate::redact::credentials(&e.to_string()).into_owned(),
             tail: None,
         })?;
         // The marker is the controller's word that a release is complete: one committed

@@ -94,9 +94,13 @@ impl Controller {
     pub(super) async fn desired_lockfile(&self, app: &App) -> Option<String> {
         let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
         let repository = app.spec.source.repository.clone();
+        let creds = source::Credentials::for_app(
+            &app.spec.source,
+            self.config.credentials.ssh_key.as_deref(),
+        );
         let commit = app.spec.source.commit.clone();
         tokio::task::spawn_blocking(move || {
-            let repo = source::ensure_commit(&mirror, &repository, &commit).ok()?;
+            let repo = source::ensure_commit(&mirror, &repository, &commit, &creds).ok()?;
             source::lockfile_at(&repo, &commit)
         })
         .await

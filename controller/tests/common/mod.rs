@@ -13,6 +13,7 @@ use shipshape::state::{AppRecord, Store};
 pub mod load;
 pub mod pm2;
 pub mod prometheus;
+pub mod stub;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
