@@ -285,7 +285,12 @@ impl Controller {
             .live()
             .is_some_and(|r| r.release == release && r.revision.process_hash == processes_hash);
         if let Some(evidence) = record::live_failing(rec) {
-            let message = format!("{evidence}; nothing to apply");
+            // A revision left live without blame keeps saying why (a suspect check, a
+            // rollout that failed every round) while it fails.
+            let message = match rec.live().filter(|l| l.not_blamed) {
+                Some(l) => format!("{evidence}; nothing to apply ({})", l.revision.message),
+                None => format!("{evidence}; nothing to apply"),
+            };
             set_degraded(rec, &message);
             self.finish_pass(rec, info, Vec::new(), &message)?;
             return Ok(AppResult::NotReady {
