@@ -261,3 +261,50 @@ fn a_check_typo_re_verifies_without_touching_pm2_is_not_reverted_and_its_fix_cle
     });
     assert_eq!(rec.phase, Phase::Ready);
 }
+
+#[test]
+fn a_rollouts_own_reload_is_not_a_crash_for_the_monitors_next_round() {
+    let w = World::new("reload");
+    let v1 = w.app_head();
+    // failureThreshold 1: a single failed monitor round would be a regression.
+    let mut strict = w.app(&v1);
+    strict
+        .health(Duration::from_millis(300), 2, 1, Duration::from_secs(30))
+        .rollback(true, Duration::from_secs(600));
+    w.commit_app(&strict);
+    let d = w.start(&[]);
+    w.wait_record("revision 1 healthy", 90, &d, |r| r.phase == Phase::Ready);
+    // Let the monitor take its restart baseline of revision 1's processes.
+    w.wait_record("monitor rounds of revision 1", 30, &d, |r| {
+        r.health
+            .as_ref()
+            .is_some_and(|h| h.revision == 1 && h.consecutive_passes >= 2)
+    });
+    // Revision 2 reloads them: pm2 counts a restart of every instance.
+    let restarts = |w: &World| -> u64 { pm2_processes(w).values().map(|(_, r)| *r).sum() };
+    let before = restarts(&w);
+    let v2 = w.commit_app_version("2.0.0");
+    let mut next = strict.clone();
+    next.spec.source.commit = v2.clone();
+    w.commit_app(&next);
+    w.wait_record("revision 2 healthy", 90, &d, |r| {
+        r.live_revision == Some(2) && outcome(r, 2) == Some(Outcome::Healthy)
+    });
+    assert!(restarts(&w) > before, "the reload counted no restart");
+    // The monitor's rounds after the reload pass: the reload is not a crash.
+    let rec = w.wait_record("passing monitor rounds of revision 2", 60, &d, |r| {
+        r.health
+            .as_ref()
+            .is_some_and(|h| h.revision == 2 && h.consecutive_passes >= 5)
+            || r.live_revision != Some(2)
+    });
+    assert_eq!(
+        rec.live_revision,
+        Some(2),
+        "a reload was taken for a crash: {:?}",
+        rec.revision(2).map(|r| &r.revision.message)
+    );
+    assert_eq!(outcome(&rec, 2), Some(Outcome::Healthy));
+    assert!(rec.regression.is_none());
+    assert_eq!(rec.phase, Phase::Ready);
+}
