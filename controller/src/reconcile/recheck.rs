@@ -219,12 +219,38 @@ mod tests {
         let interval = |h: &mut Health| h.interval = D::from_secs(9);
         let failed = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         #[rustfmt::skip]
-        let rows: Vec<(&str, Box<dyn Fn(&mut Health)>, Vec<String>, Recheck)> = vec![
-            ("port typo, it fails", Box::new(port), failed(&["api"]), Recheck::ChangedCheckFailed),
-            ("port typo, pm2 fails", Box::new(port), failed(&["pm2"]), Recheck::UnchangedFailed),
-            ("new check fails", Box::new(move |h: &mut Health| *h = with_second.clone()), failed(&["home"]), Recheck::ChangedCheckFailed),
-            ("threshold: every check judged anew", Box::new(threshold), failed(&["api"]), Recheck::ChangedCheckFailed),
-            ("interval: pm2 judged anew too", Box::new(interval), failed(&["pm2"]), Recheck::ChangedCheckFailed),
+        type Edit = Box<dyn Fn(&mut Health)>;
+        let rows: Vec<(&str, Edit, Vec<String>, Recheck)> = vec![
+            (
+                "port typo, it fails",
+                Box::new(port),
+                failed(&["api"]),
+                Recheck::ChangedCheckFailed,
+            ),
+            (
+                "port typo, pm2 fails",
+                Box::new(port),
+                failed(&["pm2"]),
+                Recheck::UnchangedFailed,
+            ),
+            (
+                "new check fails",
+                Box::new(move |h: &mut Health| *h = with_second.clone()),
+                failed(&["home"]),
+                Recheck::ChangedCheckFailed,
+            ),
+            (
+                "threshold: every check judged anew",
+                Box::new(threshold),
+                failed(&["api"]),
+                Recheck::ChangedCheckFailed,
+            ),
+            (
+                "interval: pm2 judged anew too",
+                Box::new(interval),
+                failed(&["pm2"]),
+                Recheck::ChangedCheckFailed,
+            ),
         ];
         for (what, edit, failed, want) in rows {
             let t = target(&rec, edit);

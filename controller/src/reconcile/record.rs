@@ -305,16 +305,28 @@ mod tests {
             }],
         };
         #[rustfmt::skip]
-        let rows: Vec<(Option<(u64, u32, bool)>, u32, bool, &str)> = vec![
+        // (revision, failing rounds in a row, passing)
+        type Streak = Option<(u64, u32, bool)>;
+        let rows: Vec<(Streak, u32, bool, &str)> = vec![
             // No monitor round yet (a rollout right after the previous one): no evidence.
             (None, 3, false, "no rounds"),
             // One hiccup of a healthy release is not evidence, whatever its threshold.
             (Some((1, 1, false)), 3, false, "one failed round"),
-            (Some((1, 2, false)), 3, false, "two failed rounds, threshold 3"),
+            (
+                Some((1, 2, false)),
+                3,
+                false,
+                "two failed rounds, threshold 3",
+            ),
             // failureThreshold failing rounds in a row of the live revision are.
             (Some((1, 3, false)), 3, true, "threshold reached"),
             (Some((1, 7, false)), 3, true, "past the threshold"),
-            (Some((1, 1, false)), 1, true, "threshold 1: one round is the rule"),
+            (
+                Some((1, 1, false)),
+                1,
+                true,
+                "threshold 1: one round is the rule",
+            ),
             // Another revision's rounds (the previous live one) are not.
             (Some((2, 9, false)), 3, false, "another revision"),
             // A streak ended by a passing round is not.
