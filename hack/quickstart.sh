@@ -141,7 +141,11 @@ REVERT_MS=$("$BIN" history demo -o json | node -e "
   const r3 = JSON.parse(require('fs').readFileSync(0, 'utf8')).find(r => r.number === 3);
   console.log(Date.parse(r3.finishedAt) - Date.parse(r3.liveAt));")
 say "reverted $((REVERT_MS / 1000)).$(( (REVERT_MS % 1000) / 100 )) s after v3 went live (progressDeadline is 2m: it failed fast, after 3 failing rounds in a row)"
-if [ "$MODE" = "--ci" ] && [ "$REVERT_MS" -gt 15000 ]; then
+# From v3's switch to the end of the revert: the startup grace (3 s), 3 failing rounds 2 s apart,
+# then the revert and the reverted-to revision's own 3 passing rounds: about 15 s on an idle
+# machine, so 15 s left no margin on a busy one (hack/quickstart-soak.sh: 15.05 s once in 10
+# runs under two CPU hogs). 30 s still shows it failed fast, not at progressDeadline (2m).
+if [ "$MODE" = "--ci" ] && [ "$REVERT_MS" -gt 30000 ]; then
   die "the broken v3 was reverted only $REVERT_MS ms after its switch"
 fi
 say "v2 still serves, and v3 is quarantined (not applied again until a new commit or shipshape retry):"

@@ -3,13 +3,18 @@
 //! what it sees into facts the next pass acts on:
 //! - `failureThreshold` failing rounds in a row after the revision had passed verification
 //!   is a **regression** (the pass reverts within `rollback.window`, else reports Degraded);
-//! - a revision that was not blamed for failing checks becomes Healthy once they recover.
+//! - a revision that was not blamed for failing checks becomes Healthy once they recover;
+//! - its streak of failing rounds is the evidence a later rollout is judged by
+//!   ([`crate::reconcile::record::live_failing`]), so it counts only rounds after the
+//!   revision's own last change settled: after every pass that ran steps (or a new live
+//!   revision) the streak starts again with a new restart baseline (a reload's restarts are
+//!   not a crash), and failing rounds within the startup grace are not counted ([`count`]).
 //!
 //! A round is skipped while a pass holds the app (a rollout verifies health itself).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shipshape_spec::status::{HealthRecord, Outcome, Regression};
 use tokio::sync::Notify;
@@ -27,6 +32,73 @@ pub struct Monitor {
     trigger: Arc<Notify>,
     /// The live revision's health interval, as the last round read it.
     interval: Option<Duration>,
+    /// What the restart baseline and the streak are counted since: the live revision and
+    /// the steps run so far (a pass that ran steps changes it).
+    since: Option<(u64, u64)>,
+    /// When the monitor saw that change, for the startup grace.
+    changed_at: Option<Instant>,
+}
+
+/// The monitor's streak of rounds for the live revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Streak {
+    /// Passing rounds in a row.
+    pub passes: u32,
+    /// Failing rounds in a row.
+    pub failures: u32,
+    /// Whether the last conclusive round passed.
+    pub passing: bool,
+    /// When the first of the failing rounds in a row ran.
+    pub failing_since: Option<String>,
+}
+
+/// Where a round stands against the live revision's last change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// The restart baseline was taken after the last change (else a restart seen is the
+    /// change's own reload, not a crash).
+    pub baseline: bool,
+    /// Within the startup grace after the last change (a failing round is the processes
+    /// still settling).
+    pub settling: bool,
+}
+
+/// Count `round` (taken at `now`) into `prev`: returns the new streak and the round as
+/// counted. A restart without a baseline, an instance still launching, and a failing round
+/// while settling are inconclusive: no streak changes.
+pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, Round) {
+    let round = match round {
+        Round::Crashed(why) if !since.baseline => {
+            Round::Inconclusive(format!("no restart baseline yet: {why}"))
+        }
+        Round::Starting(why) => Round::Inconclusive(why),
+        Round::Fail(why) if since.settling => Round::Inconclusive(format!("settling: {why}")),
+        other => other,
+    };
+    let mut next = prev.clone();
+    match &round {
+        Round::Pass => {
+            next = Streak {
+                passes: prev.passes + 1,
+                failures: 0,
+                passing: true,
+                failing_since: None,
+            };
+        }
+        Round::Fail(_) | Round::Crashed(_) => {
+            next = Streak {
+                passes: 0,
+                failures: prev.failures + 1,
+                passing: false,
+                failing_since: match (&prev.failing_since, prev.failures) {
+                    (Some(t), 1..) => Some(t.clone()),
+                    _ => Some(now.to_string()),
+                },
+            };
+        }
+        Round::Inconclusive(_) | Round::Starting(_) => {}
+    }
+    (next, round)
 }
 
 /// What a round did.
@@ -49,6 +121,8 @@ impl Monitor {
             restarts: BTreeMap::new(),
             trigger,
             interval: None,
+            since: None,
+            changed_at: None,
         }
     }
 
@@ -94,7 +168,21 @@ impl Monitor {
         };
         let doc = &live.document;
         self.interval = Some(doc.spec.health.interval.std());
-        let first = self.restarts.is_empty();
+        // A pass that ran steps (a rollout, a repair, a revert) or a new live revision: a
+        // new restart baseline, and a new streak, counted once the change settled.
+        let key = (live.revision.number, rec.steps_run);
+        let changed = self.since.is_some_and(|k| k != key);
+        if changed {
+            self.restarts.clear();
+            self.changed_at = Some(Instant::now());
+        }
+        self.since = Some(key);
+        let since = Since {
+            baseline: !self.restarts.is_empty(),
+            settling: self
+                .changed_at
+                .is_some_and(|t| t.elapsed() < crate::health::startup_grace(doc)),
+        };
         let (round, results, list) = self.ctl.health_round_and_list(doc, &self.restarts).await;
         if let Some(list) = list {
             self.restarts = list.iter().map(|i| (i.pm_id, i.restarts)).collect();
@@ -103,32 +191,21 @@ impl Monitor {
         let prev = rec
             .health
             .clone()
-            .filter(|h| h.revision == live.revision.number);
-        let (mut passes, mut failures, mut passing) = prev
-            .as_ref()
-            .map(|h| (h.consecutive_passes, h.consecutive_failures, h.passing))
-            .unwrap_or((0, 0, true));
-        // A restart seen on the very first round has no baseline yet: it is not counted;
-        // an instance still launching is neither passing nor failing.
-        let round = match round {
-            Round::Crashed(why) if first => Round::Inconclusive(why),
-            Round::Starting(why) => Round::Inconclusive(why),
-            other => other,
-        };
+            .filter(|h| h.revision == live.revision.number && !changed)
+            .map(|h| Streak {
+                passes: h.consecutive_passes,
+                failures: h.consecutive_failures,
+                passing: h.passing,
+                failing_since: h.failing_since,
+            })
+            .unwrap_or(Streak {
+                passing: true,
+                ..Streak::default()
+            });
+        let now = state::now();
+        let (streak, round) = count(&prev, round, since, &now);
+        let (passes, failures) = (streak.passes, streak.failures);
         let mut outcome = RoundOutcome::Recorded;
-        match &round {
-            Round::Pass => {
-                passes += 1;
-                failures = 0;
-                passing = true;
-            }
-            Round::Fail(_) | Round::Crashed(_) => {
-                failures += 1;
-                passes = 0;
-                passing = false;
-            }
-            Round::Inconclusive(_) | Round::Starting(_) => {}
-        }
         tracing::trace!(app = %self.app, ?round, passes, failures, "health round");
         let h = &doc.spec.health;
         if let Round::Fail(why) | Round::Crashed(why) = &round
@@ -156,11 +233,12 @@ impl Monitor {
             }
         }
         rec.health = Some(HealthRecord {
-            checked_at: state::now(),
+            checked_at: now,
             revision: live.revision.number,
-            passing,
+            passing: streak.passing,
             consecutive_passes: passes,
             consecutive_failures: failures,
+            failing_since: streak.failing_since,
             results,
         });
         if let Err(e) = self.ctl.store.save(&rec) {
@@ -168,5 +246,64 @@ impl Monitor {
         }
         self.ctl.publish_app_metrics(&rec);
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which rounds count towards the evidence: (the streak before, the round, baseline
+    /// taken after the last change, settling) → (passes, failures, failing since).
+    #[test]
+    fn only_rounds_after_the_last_change_settled_count_and_a_reload_is_not_a_crash() {
+        let fail = || Round::Fail("api: status 503".into());
+        let crash = || Round::Crashed("pm2: web restarted".into());
+        let settled = Since {
+            baseline: true,
+            settling: false,
+        };
+        let no_baseline = Since {
+            baseline: false,
+            settling: false,
+        };
+        let settling = Since {
+            baseline: true,
+            settling: true,
+        };
+        let streak = |passes, failures, since: Option<&str>| Streak {
+            passes,
+            failures,
+            passing: failures == 0,
+            failing_since: since.map(str::to_string),
+        };
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Streak, Round, Since, Streak)> = vec![
+            ("a pass counts", streak(1, 0, None), Round::Pass, settled, streak(2, 0, None)),
+            ("a failing round starts a streak", streak(5, 0, None), fail(), settled, streak(0, 1, Some("t2"))),
+            ("and keeps its start", streak(0, 1, Some("t1")), fail(), settled, streak(0, 2, Some("t1"))),
+            ("a pass ends it", streak(0, 2, Some("t1")), Round::Pass, settled, streak(1, 0, None)),
+            ("a crash counts once there is a baseline", streak(3, 0, None), crash(), settled, streak(0, 1, Some("t2"))),
+            // The previous reload's restarts, seen without a baseline: not a crash.
+            ("a restart without a baseline does not", streak(3, 0, None), crash(), no_baseline, streak(3, 0, None)),
+            // Right after a change, failing rounds are the processes settling.
+            ("a failure while settling does not", streak(0, 0, None), fail(), settling, streak(0, 0, None)),
+            ("a crash while settling does", streak(0, 0, None), crash(), settling, streak(0, 1, Some("t2"))),
+            ("launching is not failing", streak(0, 1, Some("t1")), Round::Starting("launching".into()), settled, streak(0, 1, Some("t1"))),
+            ("inconclusive changes nothing", streak(0, 1, Some("t1")), Round::Inconclusive("no data".into()), settled, streak(0, 1, Some("t1"))),
+        ];
+        for (what, prev, round, since, want) in rows {
+            let (got, _) = count(&prev, round, since, "t2");
+            assert_eq!(got, want, "{what}");
+        }
+        // A flaky release (every 4th round fails) never gets past one failing round.
+        let mut s = Streak::default();
+        let mut worst = 0;
+        for i in 1..=40 {
+            let round = if i % 4 == 0 { fail() } else { Round::Pass };
+            s = count(&s, round, settled, "t").0;
+            worst = worst.max(s.failures);
+        }
+        assert_eq!(worst, 1);
     }
 }

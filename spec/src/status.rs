@@ -366,6 +366,10 @@ pub struct HealthRecord {
     pub consecutive_passes: u32,
     /// Failing rounds in a row.
     pub consecutive_failures: u32,
+    /// When the current streak of failing rounds began (the first of them); none while
+    /// the last conclusive round passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
     /// The last round's results.
     pub results: Vec<CheckResult>,
 }

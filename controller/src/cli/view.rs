@@ -793,6 +793,7 @@ mod tests {
             passing: true,
             consecutive_passes: 40,
             consecutive_failures: 0,
+            failing_since: None,
             results: vec![CheckResult {
                 name: "api".into(),
                 state: ProbeState::Pass,

@@ -1,7 +1,8 @@
 //! The end of a pass: what the steps' outcome means ([`decide::decide`]) and its
 //! bookkeeping: success, retry, supersede, not blamed, failed with the live release
-//! untouched, no revert (held, or `rollback.auto` off), or revert; and settling a pass
-//! that had nothing to do.
+//! untouched, no revert (held, or `rollback.auto` off), revert, or a re-verification after
+//! a change of only the checks that failed (the check suspect, or the release failing by
+//! itself); and settling a pass that had nothing to do.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use shipshape_spec::status::{
 };
 use tracing::warn;
 
-use super::decide::{self, Decision, Ended, ErrorClass, Facts, NoRevert};
+use super::decide::{self, Decision, Ended, ErrorClass, Facts, NoRevert, Recheck};
 use super::execute::StepError;
 use super::journal::JournalFile;
 use super::record::{self, conclude, mark_ready, quarantine, set_degraded, set_stalled};
@@ -34,8 +35,19 @@ impl Controller {
         let number = done.number;
         note_execution(rec, &done);
         let err = match outcome {
-            Ok(()) => return self.on_success(rec, info, done),
+            Ok(()) => {
+                if done.recheck.is_some() {
+                    adopt_checks(rec, number, &done);
+                }
+                return self.on_success(rec, info, done);
+            }
             Err(e) => e,
+        };
+        let recheck = match &done.recheck {
+            Some(change) if err.step == StepKind::Verify && err.class == ErrorClass::Stalled => {
+                change.read_failure(&done.failed_checks)
+            }
+            _ => Recheck::No,
         };
         let decision = decide::decide(Facts {
             mode: (&done.target.mode).into(),
@@ -46,7 +58,13 @@ impl Controller {
             switched: done.switched,
             failing_before: done.failing_before.is_some(),
             auto_revert: done.target.document.spec.rollback.auto,
+            recheck,
         });
+        // A re-verification's checks become the live revision's (the monitor probes them
+        // from now on), unless the pass is retried or superseded (the next pass re-verifies).
+        if done.recheck.is_some() && !matches!(decision, Decision::Retry | Decision::Superseded) {
+            adopt_checks(rec, number, &done);
+        }
         let message = format!("{} failed: {}", err.step, err.message);
         warn!(app = %rec.name, revision = number, step = %err.step, ?decision, "{message}");
         record::last_error(rec, err.step, &err.message, err.tail.clone());
@@ -83,7 +101,15 @@ impl Controller {
                 return Ok(AppResult::Superseded { message: m });
             }
             Decision::NotBlamed => {
+                let rounds = done.rounds;
                 let m = match (&done.failing_before, err.class) {
+                    // It failed every round of its own verification: say so, loudly. It stays
+                    // (the evidence says the live release was failing the same way), Degraded
+                    // until its checks pass or a person pins, retries or commits a fix.
+                    (Some(before), ErrorClass::Stalled) if rounds.passed == 0 => format!(
+                        "{message}; revision {number} FAILED EVERY ROUND of its verification ({} failed, none passed) and stays live only because {before} before this rollout: not blamed, not reverted; Degraded until its checks pass — pin a good revision, retry, or commit a fix",
+                        rounds.failed
+                    ),
                     (Some(before), ErrorClass::Stalled) => format!(
                         "{message}; the checks were already failing before this rollout ({before}), so revision {number} is not blamed and not reverted"
                     ),
@@ -124,11 +150,40 @@ impl Controller {
                 self.revert(rec, number, &message, &mut records, handle, false, None)
                     .await
             }
+            Decision::CheckSuspect => {
+                let change = done.recheck.as_ref().expect("a re-verification");
+                let suspect: Vec<&str> = done
+                    .failed_checks
+                    .iter()
+                    .filter(|c| change.judges_anew(c))
+                    .map(String::as_str)
+                    .collect();
+                let m = format!(
+                    "{message}; config commit {} changed only spec.health ({}) and the changed check {} fails against revision {number}, whose release and processes it did not touch: the document's check is suspect, not the release. Not reverted, not quarantined; Degraded until the checks pass (fix the check in a new config commit)",
+                    short_sha(config_commit),
+                    change.words(),
+                    suspect.join(", "),
+                );
+                record::not_blamed(rec, number, &m, None);
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
+            Decision::LiveFailing => {
+                let change = done.recheck.as_ref().expect("a re-verification");
+                let m = format!(
+                    "{message}; config commit {} changed only spec.health ({}), but what fails ({}) did not change: live revision {number} is failing by itself. Nothing was touched or quarantined; the monitor judges it (a regression within rollback.window is reverted)",
+                    short_sha(config_commit),
+                    change.words(),
+                    done.failed_checks.join(", "),
+                );
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
         };
         if phase == Phase::Degraded {
             self.emit(rec, EventKind::Degraded, Some(number), message.clone());
         }
-        if err.class == ErrorClass::Stalled {
+        if err.class == ErrorClass::Stalled && recheck == Recheck::No {
             self.emit(
                 rec,
                 EventKind::RolloutFailed,
@@ -170,6 +225,10 @@ impl Controller {
         rec.live_revision = Some(number);
         rec.health = None;
         let message = match &done.target.mode {
+            Mode::Follow if done.recheck.is_some() => format!(
+                "revision {number} re-verified and healthy with the changed checks ({}); no process was touched",
+                done.recheck.as_ref().map(|c| c.words()).unwrap_or_default()
+            ),
             Mode::Follow => format!(
                 "revision {number} live and healthy (app {}, release {})",
                 short_sha(&doc.spec.source.commit),
@@ -229,11 +288,13 @@ impl Controller {
         let live_matches = rec
             .live()
             .is_some_and(|r| r.release == release && r.revision.process_hash == processes_hash);
-        if let Some(why) = record::live_failing(rec, false) {
-            let message = format!(
-                "live revision {} is failing its checks ({why}); nothing to apply",
-                rec.live_revision.unwrap_or_default()
-            );
+        if let Some(evidence) = record::live_failing(rec) {
+            // A revision left live without blame keeps saying why (a suspect check, a
+            // rollout that failed every round) while it fails.
+            let message = match rec.live().filter(|l| l.not_blamed) {
+                Some(l) => format!("{evidence}; nothing to apply ({})", l.revision.message),
+                None => format!("{evidence}; nothing to apply"),
+            };
             set_degraded(rec, &message);
             self.finish_pass(rec, info, Vec::new(), &message)?;
             return Ok(AppResult::NotReady {
@@ -382,6 +443,15 @@ impl Controller {
         }
         self.publish_app_metrics(&rec);
     }
+}
+
+/// A re-verification's document (its new `spec.health`) becomes revision `number`'s, and
+/// the monitor's record of the old checks is dropped: it starts counting the new ones.
+fn adopt_checks(rec: &mut AppRecord, number: u64, done: &Executed) {
+    if let Some(entry) = rec.revision_mut(number) {
+        entry.document = done.target.document.clone();
+    }
+    rec.health = None;
 }
 
 /// What the steps tell about the revision, whatever the outcome: the rounds its

@@ -1,6 +1,7 @@
 //! What to do after a pass's steps ended, and after the monitor saw a regression: pure
 //! functions over typed facts (the mode, how the steps ended, whether anything live
-//! changed, whether the checks were failing before), table-tested below. No message text
+//! changed, whether the checks were failing before, whether the pass only re-verified the
+//! live release after a change of its checks), table-tested below. No message text
 //! is read: errors carry a class ([`ErrorClass`]) and the failing step's [`StepKind`].
 
 use shipshape_spec::status::StepKind;
@@ -70,6 +71,24 @@ pub struct Facts {
     pub failing_before: bool,
     /// The document's `rollback.auto`.
     pub auto_revert: bool,
+    /// Did the pass only re-verify the live release because the config commit changed
+    /// nothing but `spec.health`? Then what failed.
+    pub recheck: Recheck,
+}
+
+/// A pass that only re-verified the live release (the config commit changed nothing but
+/// `spec.health`: no switch, no pm2 step), and what failed in its last failing round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recheck {
+    /// Not such a pass: a rollout, a repair, a revert.
+    No,
+    /// A check the config commit added or changed (or every check, when it changed the
+    /// rules that judge them: thresholds, interval, grace, deadline) failed: the document's
+    /// check is suspect, not the release, which nothing touched.
+    ChangedCheckFailed,
+    /// Only checks the config commit left as they were (or the pm2 facts) failed: the live
+    /// release is failing on its own, which the monitor judges as for any live revision.
+    UnchangedFailed,
 }
 
 /// Why a broken rollout is not reverted.
@@ -105,6 +124,16 @@ pub enum Decision {
     FailNoRevert(NoRevert),
     /// Failed after the switch: go back to the last good revision.
     Revert,
+    /// A re-verification after a change of only the checks failed on a changed check: the
+    /// document's check is suspect. Nothing is reverted (that would restart processes the
+    /// config commit never touched) or quarantined (that would hold back the fix); the
+    /// revision stays live, not blamed, Degraded until its checks pass.
+    CheckSuspect,
+    /// A re-verification after a change of only the checks failed on checks that did not
+    /// change: the live release is failing by itself. Degraded; nothing is reverted or
+    /// quarantined by this pass; the revision keeps its outcome, so the monitor's own
+    /// rounds decide whether it regressed (and is reverted within `rollback.window`).
+    LiveFailing,
 }
 
 /// The decision after a pass's steps ended.
@@ -119,8 +148,15 @@ pub fn decide(f: Facts) -> Decision {
         }
         Ended::Failed { step, class } => (step, class),
     };
+    let rechecked = f.mode == ModeKind::Follow && step == StepKind::Verify;
     match class {
         ErrorClass::Transient => Decision::Retry,
+        ErrorClass::Stalled if rechecked && f.recheck == Recheck::ChangedCheckFailed => {
+            Decision::CheckSuspect
+        }
+        ErrorClass::Stalled if rechecked && f.recheck == Recheck::UnchangedFailed => {
+            Decision::LiveFailing
+        }
         ErrorClass::Superseded => Decision::Superseded,
         ErrorClass::Inconclusive if f.mode == ModeKind::Follow => Decision::NotBlamed,
         ErrorClass::Inconclusive => Decision::FailNoRevert(NoRevert::Held),
@@ -235,9 +271,55 @@ mod tests {
                 switched,
                 failing_before,
                 auto_revert,
+                recheck: Recheck::No,
             };
             assert_eq!(decide(facts), want, "{facts:?}");
         }
+    }
+
+    /// A pass that only re-verified the live release after a change of its checks:
+    /// (mode, ended, failing_before, auto, what failed) → decision. Never a revert, never
+    /// a quarantine (FailUntouched), whatever the other facts say.
+    #[test]
+    fn a_failed_re_verification_after_a_change_of_only_the_checks_is_never_reverted() {
+        let verify = StepKind::Verify;
+        use Recheck as R;
+        #[rustfmt::skip]
+        let rows: Vec<(M, Ended, bool, bool, R, D)> = vec![
+            // A changed check failed: the document's check is suspect.
+            (M::Follow, failed(verify, C::Stalled), false, true, R::ChangedCheckFailed, D::CheckSuspect),
+            (M::Follow, failed(verify, C::Stalled), true, true, R::ChangedCheckFailed, D::CheckSuspect),
+            (M::Follow, failed(verify, C::Stalled), false, false, R::ChangedCheckFailed, D::CheckSuspect),
+            // Only unchanged checks failed: the release is failing by itself.
+            (M::Follow, failed(verify, C::Stalled), false, true, R::UnchangedFailed, D::LiveFailing),
+            (M::Follow, failed(verify, C::Stalled), true, false, R::UnchangedFailed, D::LiveFailing),
+            // Passing, transient, superseded, inconclusive: as for any pass.
+            (M::Follow, Ended::Ok, false, true, R::ChangedCheckFailed, D::Healthy),
+            (M::Follow, failed(verify, C::Transient), false, true, R::ChangedCheckFailed, D::Retry),
+            (M::Follow, failed(verify, C::Superseded), false, true, R::UnchangedFailed, D::Superseded),
+            (M::Follow, failed(verify, C::Inconclusive), false, true, R::ChangedCheckFailed, D::NotBlamed),
+        ];
+        for (mode, ended, failing_before, auto_revert, recheck, want) in rows {
+            let facts = Facts {
+                mode,
+                ended,
+                switched: false,
+                failing_before,
+                auto_revert,
+                recheck,
+            };
+            assert_eq!(decide(facts), want, "{facts:?}");
+        }
+        // The same failure of a rollout (not a re-verification) after its switch is reverted.
+        let rollout = Facts {
+            mode: M::Follow,
+            ended: failed(verify, C::Stalled),
+            switched: true,
+            failing_before: false,
+            auto_revert: true,
+            recheck: R::No,
+        };
+        assert_eq!(decide(rollout), D::Revert);
     }
 
     #[test]

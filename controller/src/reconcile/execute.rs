@@ -67,6 +67,8 @@ pub struct Run<'a> {
     pub records: Vec<StepRecord>,
     /// The rounds a verification counted.
     pub rounds: Rounds,
+    /// What failed in the last failing round a verification counted (check names; `pm2`).
+    pub failed_checks: Vec<String>,
     /// Set when the plan's last hook ran: the hooks' inputs now applied.
     pub hooks_applied: Option<String>,
 }
@@ -218,10 +220,18 @@ impl Controller {
             }
             Step::Verify => {
                 let mut rounds = Rounds::default();
+                let mut failed = Vec::new();
                 let r = self
-                    .verify(app, &mut run.cancel, &mut rounds, run.fail_fast)
+                    .verify(
+                        app,
+                        &mut run.cancel,
+                        &mut rounds,
+                        &mut failed,
+                        run.fail_fast,
+                    )
                     .await;
                 run.rounds = rounds;
+                run.failed_checks = failed;
                 r
             }
         }

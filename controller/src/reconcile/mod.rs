@@ -23,7 +23,12 @@
 //! - A config commit whose rollout failed or was reverted is quarantined: it is not applied
 //!   again until a new config commit or `shipshape retry`; the server is held on the last
 //!   good revision (drift towards it is still corrected).
-//! - If checks were already failing before a rollout, its revision is not blamed for them.
+//! - If checks were already failing before a rollout — the live revision failed
+//!   `failureThreshold` monitor rounds in a row, counted after its own last change settled
+//!   ([`record::Evidence`]) — its revision is not blamed for them; one hiccup is not failing.
+//! - A config commit that changes only `spec.health` re-verifies the live release and
+//!   touches no process ([`recheck`]); a changed check that fails is the document's fault:
+//!   Degraded, never reverted or quarantined.
 //! - If the revision reverted to fails too, the app is Degraded and left alone: no loops.
 //! - While a rollout is being verified, a newer document for the app, or a request (pin,
 //!   unpin, retry), cancels the wait; steps that change live state always finish first.
@@ -38,6 +43,7 @@ pub mod execute;
 pub mod journal;
 mod observe;
 mod publish;
+pub mod recheck;
 pub mod record;
 mod replace;
 pub mod revert;
@@ -246,7 +252,11 @@ struct Executed {
     records: Vec<StepRecord>,
     rounds: Rounds,
     switched: bool,
-    failing_before: Option<String>,
+    failing_before: Option<record::Evidence>,
+    /// The pass only re-verified the live release after a change of its `spec.health`.
+    recheck: Option<recheck::HealthChange>,
+    /// What failed in the verification's last failing round.
+    failed_checks: Vec<String>,
 }
 
 impl Controller {
@@ -387,6 +397,19 @@ impl Controller {
             || stopped
                 .as_ref()
                 .is_some_and(|j| j.done.iter().any(|d| !d.step.leaves_live_alone()));
+        // A config commit that changed only spec.health: verify the live release with the
+        // new checks, touching nothing else.
+        let rechecked = if the_plan.steps.is_empty() {
+            recheck::health_only(rec, &target, &the_plan.release, &hash)
+        } else {
+            None
+        };
+        if let Some(change) = &rechecked {
+            the_plan.steps.push(PlannedStep {
+                step: Step::Verify,
+                reason: change.reason(),
+            });
+        }
         if !the_plan.blockers.is_empty() {
             let message = the_plan.blockers.join("; ");
             return self.stop(rec, info, "Blocked", StepKind::Plan, &message);
@@ -405,12 +428,9 @@ impl Controller {
         self.store.save(rec)?;
         self.announce_phase(rec);
         info!(app = %rec.name, revision = number, release = %the_plan.release, "applying plan\n{the_plan}");
-        // Were the checks already failing before this rollout? Then it is not to blame.
-        let failing_before = if the_plan.steps.iter().any(|s| s.step == Step::Verify) {
-            self.failing_before(rec, &observed).await
-        } else {
-            None
-        };
+        // Were the checks already failing before this rollout? Then it is not to blame; the
+        // evidence is the monitor's record of the live revision (never one fresh round).
+        let failing_before = record::live_failing(rec);
         let watched = match (target.mode.follows(), info.file) {
             (true, Some(f)) => Some((f.to_string(), info.text.map(str::to_string))),
             _ => None,
@@ -434,10 +454,11 @@ impl Controller {
             fail_fast: true,
             records: Vec::new(),
             rounds: Rounds::default(),
+            failed_checks: Vec::new(),
             hooks_applied: None,
         };
         let outcome = self.execute(&mut run).await;
-        let (records, rounds) = (run.records, run.rounds);
+        let (records, rounds, failed_checks) = (run.records, run.rounds, run.failed_checks);
         if let Some(h) = run.hooks_applied {
             rec.hooks_applied = Some(h);
         }
@@ -453,6 +474,8 @@ impl Controller {
             rounds,
             switched,
             failing_before,
+            recheck: rechecked,
+            failed_checks,
         };
         self.conclude_pass(rec, info, handle, done, outcome).await
     }

@@ -157,23 +157,60 @@ pub fn set_retrying(rec: &mut AppRecord, message: &str) {
     );
 }
 
-/// The failing check of the live revision, when the monitor counted `failureThreshold`
-/// failing rounds in a row (or, with `at_least_one`, any failing round) for it.
-pub fn live_failing(rec: &AppRecord, at_least_one: bool) -> Option<String> {
+/// What shows that the live revision was failing before a rollout, so that the rollout is
+/// not to blame: its own monitor rounds (the record's health is for that revision), counted
+/// after its own last change settled (the monitor starts a new streak, with a new restart
+/// baseline, after every pass that ran steps, and does not count failing rounds within the
+/// startup grace), `failureThreshold` of them failing in a row. One failed round is a
+/// hiccup, not evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// The live revision.
+    pub revision: u64,
+    /// Its failing rounds in a row.
+    pub rounds: u32,
+    /// When the first of them ran (RFC 3339), when recorded.
+    pub since: Option<String>,
+    /// What failed in the last of them ("api: status 500", or "pm2 facts").
+    pub why: String,
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the live revision {} failed {} rounds in a row",
+            self.revision, self.rounds
+        )?;
+        if let Some(t) = self
+            .since
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            write!(f, " since {}", t.format("%H:%M:%S"))?;
+        }
+        write!(f, ": {}", self.why)
+    }
+}
+
+/// The evidence that the live revision is failing: the monitor counted at least
+/// `failureThreshold` (the live revision's own) failing rounds in a row for it. `None` for
+/// fewer, for another revision's rounds, or when the last conclusive round passed.
+pub fn live_failing(rec: &AppRecord) -> Option<Evidence> {
     let live = rec.live()?;
     let h = rec.health.as_ref()?;
-    let threshold = if at_least_one {
-        1
-    } else {
-        live.document.spec.health.failure_threshold
-    };
+    let threshold = live.document.spec.health.failure_threshold.max(1);
     (h.revision == live.revision.number && !h.passing && h.consecutive_failures >= threshold).then(
-        || {
-            h.results
+        || Evidence {
+            revision: live.revision.number,
+            rounds: h.consecutive_failures,
+            since: h.failing_since.clone(),
+            why: h
+                .results
                 .iter()
                 .find(|r| r.state == ProbeState::Fail)
                 .map(|r| format!("{}: {}", r.name, r.detail))
-                .unwrap_or_else(|| "pm2 facts".into())
+                .unwrap_or_else(|| "pm2 facts".into()),
         },
     )
 }
@@ -250,17 +287,17 @@ mod tests {
         assert_eq!(reason_for(StepKind::ReuseDeps), "InstallFailed");
     }
 
+    /// The evidence rule, row by row: (the health record's revision, failing rounds in a
+    /// row, last conclusive round passed, the live revision's failureThreshold) → evidence?
     #[test]
-    fn the_live_revision_is_failing_after_threshold_rounds_of_its_own() {
-        let mut rec = record();
-        rec.revisions = vec![entry(1, Outcome::Healthy)];
-        rec.live_revision = Some(1);
-        let health = |revision, failures| HealthRecord {
-            checked_at: "t".into(),
+    fn only_failure_threshold_failing_rounds_of_the_live_revision_itself_are_evidence() {
+        let health = |revision, failures, passing| HealthRecord {
+            checked_at: "2024-05-01T19:36:14.000Z".into(),
             revision,
-            passing: failures == 0,
+            passing,
             consecutive_passes: 0,
             consecutive_failures: failures,
+            failing_since: (failures > 0).then(|| "2024-05-01T19:36:12.730Z".to_string()),
             results: vec![CheckResult {
                 name: "api".into(),
                 state: ProbeState::Fail,
@@ -268,16 +305,56 @@ mod tests {
                 latency_ms: 1,
             }],
         };
-        assert_eq!(live_failing(&rec, false), None);
-        rec.health = Some(health(1, 1));
-        assert_eq!(live_failing(&rec, false), None);
-        assert_eq!(live_failing(&rec, true).as_deref(), Some("api: status 500"));
-        rec.health = Some(health(1, 3));
-        assert_eq!(
-            live_failing(&rec, false).as_deref(),
-            Some("api: status 500")
-        );
-        rec.health = Some(health(2, 3));
-        assert_eq!(live_failing(&rec, false), None, "another revision's rounds");
+        #[rustfmt::skip]
+        // (revision, failing rounds in a row, passing)
+        type Streak = Option<(u64, u32, bool)>;
+        let rows: Vec<(Streak, u32, bool, &str)> = vec![
+            // No monitor round yet (a rollout right after the previous one): no evidence.
+            (None, 3, false, "no rounds"),
+            // One hiccup of a healthy release is not evidence, whatever its threshold.
+            (Some((1, 1, false)), 3, false, "one failed round"),
+            (
+                Some((1, 2, false)),
+                3,
+                false,
+                "two failed rounds, threshold 3",
+            ),
+            // failureThreshold failing rounds in a row of the live revision are.
+            (Some((1, 3, false)), 3, true, "threshold reached"),
+            (Some((1, 7, false)), 3, true, "past the threshold"),
+            (
+                Some((1, 1, false)),
+                1,
+                true,
+                "threshold 1: one round is the rule",
+            ),
+            // Another revision's rounds (the previous live one) are not.
+            (Some((2, 9, false)), 3, false, "another revision"),
+            // A streak ended by a passing round is not.
+            (Some((1, 0, true)), 3, false, "passing again"),
+        ];
+        for (h, threshold, want, what) in rows {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, Outcome::Healthy)];
+            rec.revisions[0].document.spec.health.failure_threshold = threshold;
+            rec.live_revision = Some(1);
+            rec.health = h.map(|(revision, failures, passing)| health(revision, failures, passing));
+            let got = live_failing(&rec);
+            assert_eq!(got.is_some(), want, "{what}: {got:?}");
+            if let Some(e) = got {
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "the live revision 1 failed {} rounds in a row since 19:36:12: api: status 500",
+                        e.rounds
+                    ),
+                    "{what}"
+                );
+            }
+        }
+        // No live revision: nothing to be failing.
+        let mut rec = record();
+        rec.health = Some(health(1, 5, false));
+        assert_eq!(live_failing(&rec), None);
     }
 }

@@ -483,6 +483,7 @@ impl Controller {
             fail_fast: false,
             records: Vec::new(),
             rounds: Default::default(),
+            failed_checks: Vec::new(),
             hooks_applied: None,
         };
         let result = self.execute(&mut run).await;

@@ -1,8 +1,8 @@
 //! Verification: health rounds after a rollout's live steps until the verdict (healthy
 //! after `successThreshold` passes in a row; failed at once after `failureThreshold`
 //! failing rounds in a row once the processes are up; the progress deadline as the bound),
-//! or until a newer desired state or a request cancels the wait. Also one round of checks
-//! for the monitor, and "were the checks failing before this rollout?".
+//! or until a newer desired state or a request cancels the wait; and what failed in the
+//! last failing round it counted. Also one round of checks for the monitor.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +15,9 @@ use super::decide::ErrorClass;
 use super::execute::{StepError, pm2_error};
 use super::{AppHandle, Controller};
 use crate::health::{self, Pm2Fault, Round, Tally, Verdict};
-use crate::plan::{Observed, short_sha};
+use crate::plan::short_sha;
 use crate::source::{self, ConfigRepo};
-use crate::state::{AppRecord, Store};
+use crate::state::Store;
 
 /// What can cancel a verification: a newer document for this app, or a request.
 pub struct Cancel {
@@ -91,13 +91,16 @@ impl Cancel {
 
 impl Controller {
     /// Probe until the verdict, or a cancellation (a newer document, a request). The rounds
-    /// counted are written to `rounds` whatever the outcome. Without `fail_fast`, failing
-    /// rounds in a row do not end it: only the progress deadline does.
+    /// counted are written to `rounds` whatever the outcome, and the names of what failed in
+    /// the last counted failing round (checks; `pm2` for the pm2 facts) to `failed`.
+    /// Without `fail_fast`, failing rounds in a row do not end it: only the progress
+    /// deadline does.
     pub(super) async fn verify(
         &self,
         app: &App,
         cancel: &mut Cancel,
         rounds: &mut Rounds,
+        failed: &mut Vec<String>,
         fail_fast: bool,
     ) -> Result<(), StepError> {
         let mut health = app.spec.health.clone();
@@ -117,8 +120,12 @@ impl Controller {
             let starting = started.elapsed() < grace;
             let (round, results) = self.health_round(app, &baseline).await;
             self.publish_check_metrics(&app.metadata.name, &results);
+            let failed_before = tally.failed_rounds;
             tally.record(&round, starting);
             *rounds = tally.rounds();
+            if tally.failed_rounds > failed_before {
+                *failed = failing_names(&round, &results);
+            }
             let fail = |class, message| StepError::new(StepKind::Verify, class, message);
             match tally.verdict(h, started.elapsed()) {
                 Verdict::Healthy => return Ok(()),
@@ -179,28 +186,20 @@ impl Controller {
         };
         (health::combine(pm2, &results), results, list)
     }
+}
 
-    /// Were the live revision's checks failing just before a rollout? `Some(why)` if so.
-    pub(super) async fn failing_before(
-        &self,
-        rec: &AppRecord,
-        observed: &Observed,
-    ) -> Option<String> {
-        let live = rec.live()?;
-        observed.current.as_ref()?;
-        if let Some(why) = super::record::live_failing(rec, true) {
-            return Some(why);
-        }
-        let baseline: BTreeMap<u64, u64> = observed
-            .processes
-            .iter()
-            .map(|i| (i.pm_id, i.restarts))
-            .collect();
-        match self.health_round(&live.document, &baseline).await.0 {
-            Round::Fail(why) | Round::Crashed(why) => Some(why),
-            _ => None,
-        }
+/// What failed in a failing round: the checks that failed, and `pm2` when the pm2 facts did
+/// (a restart, or pm2 down).
+fn failing_names(round: &Round, results: &[CheckResult]) -> Vec<String> {
+    let mut names: Vec<String> = results
+        .iter()
+        .filter(|r| r.state == shipshape_spec::status::ProbeState::Fail)
+        .map(|r| r.name.clone())
+        .collect();
+    if matches!(round, Round::Crashed(_)) || names.is_empty() {
+        names.push("pm2".into());
     }
+    names
 }
 
 /// The URL a check probes (which client it needs); none for a resources check.
