@@ -336,6 +336,12 @@ impl Controller {
             result: result.to_string(),
         });
         self.store.save(rec)?;
+        // The requests this record absorbed are no longer needed in requests.json.
+        let handle = self.handles.get(&rec.name);
+        let _requests = handle.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.store.compact_requests(&rec.name, rec.requests_applied) {
+            warn!(app = %rec.name, "could not drop the absorbed requests: {e}");
+        }
         Ok(())
     }
 

@@ -37,6 +37,7 @@ mod desired;
 pub mod execute;
 pub mod journal;
 mod observe;
+pub mod pins;
 mod publish;
 pub mod record;
 mod replace;
@@ -140,11 +141,17 @@ impl AppResult {
 pub struct AppHandle {
     /// Held by whoever reads-modifies-writes the app's records.
     pub lock: tokio::sync::Mutex<()>,
+    /// Held by whoever writes the app's `requests.json` (the API, a pass compacting it):
+    /// never across an await, never for longer than a small file's write. A request never
+    /// waits for [`AppHandle::lock`].
+    pub requests: std::sync::Mutex<()>,
     interrupts: AtomicU64,
+    passes: AtomicU64,
 }
 
 impl AppHandle {
-    /// Ask a rollout being verified to stop waiting (a request is queued).
+    /// Ask a rollout being verified to stop waiting, and a pass in flight to look at the
+    /// requests (a request was recorded).
     pub fn interrupt(&self) {
         self.interrupts.fetch_add(1, Ordering::SeqCst);
     }
@@ -152,6 +159,26 @@ impl AppHandle {
     /// How many interrupts so far.
     pub fn generation(&self) -> u64 {
         self.interrupts.load(Ordering::SeqCst)
+    }
+
+    /// True while a pass of the app runs (a request it must see waits for its next step
+    /// boundary, and is answered 202).
+    pub fn in_pass(&self) -> bool {
+        self.passes.load(Ordering::SeqCst) > 0
+    }
+
+    fn begin_pass(self: &Arc<Self>) -> InPass {
+        self.passes.fetch_add(1, Ordering::SeqCst);
+        InPass(self.clone())
+    }
+}
+
+/// A pass of the app is running while this lives.
+struct InPass(Arc<AppHandle>);
+
+impl Drop for InPass {
+    fn drop(&mut self) {
+        self.0.passes.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -302,6 +329,8 @@ impl Controller {
         let name = desired.metadata.name.as_str();
         let handle = self.handles.get(name);
         let _guard = handle.lock.lock().await;
+        let _in_pass = handle.begin_pass();
+        // With the requests recorded since the last save applied: a pin is in force.
         let mut rec = self.store.load(name)?;
         let phase_before = rec.phase;
         let info = PassInfo {
@@ -430,7 +459,8 @@ impl Controller {
                 &self.config,
                 watched,
                 self.trust.required().then(|| self.store.clone()),
-            ),
+            )
+            .with_pins(pins::PinWatch::new(&self.store, rec, handle, number)),
             fail_fast: true,
             records: Vec::new(),
             rounds: Rounds::default(),
