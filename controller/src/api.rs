@@ -331,16 +331,14 @@ async fn record_request<T: Send + 'static>(
     let (store, app, h) = (s.ctl.store.clone(), app.to_string(), handle.clone());
     let recorded = tokio::task::spawn_blocking(move || {
         let _requests = h.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let internal = |e: state::StateError| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        let internal =
+            |e: state::StateError| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
         let mut rec = store.load_known(&app).map_err(|e| match e {
             state::StateError::NoSuchApp { .. } => error(StatusCode::NOT_FOUND, &e.to_string()),
             e => internal(e),
         })?;
         let (answer, request) = check(&rec)?;
-        let Some(seq) = store
-            .add_request(&app, request.clone())
-            .map_err(internal)?
-        else {
+        let Some(seq) = store.add_request(&app, request.clone()).map_err(internal)? else {
             return Err(error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(

@@ -174,7 +174,11 @@ mod tests {
         };
         let pin: PinResponse = client.post("/pin", &req).await.unwrap();
         assert_eq!(
-            (pin.pin.revision, pin.pin.by.as_str(), pin.pin.reason.as_str()),
+            (
+                pin.pin.revision,
+                pin.pin.by.as_str(),
+                pin.pin.reason.as_str()
+            ),
             (7, "alice", "incident")
         );
         assert!(!pin.pending);

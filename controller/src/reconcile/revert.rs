@@ -330,7 +330,10 @@ impl Controller {
             // A request stopped it (a pin elsewhere before a live step, or any request
             // during its verification): not a failure; the next pass converges.
             Err(e) if e.class == ErrorClass::Superseded => {
-                let m = format!("{why}; reverting to revision {to} was stopped: {}", e.message);
+                let m = format!(
+                    "{why}; reverting to revision {to} was stopped: {}",
+                    e.message
+                );
                 warn!(app = %rec.name, "{m}");
                 super::record::set_progressing(rec, "Superseded", &m);
                 (Phase::Progressing, m)

@@ -198,16 +198,25 @@ mod tests {
             Request::Unpin { by: "a".into() },
             Request::Unpin { by: "b".into() },
         ]);
-        assert_eq!(f.push(Request::Unpin { by: "c".into() }, 2, "t".into()), Some(3));
+        assert_eq!(
+            f.push(Request::Unpin { by: "c".into() }, 2, "t".into()),
+            Some(3)
+        );
         assert_eq!(f.pending.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
         // The file was lost, the record had absorbed up to 9.
         let mut lost = RequestFile::default();
-        assert_eq!(lost.push(Request::Unpin { by: "d".into() }, 9, "t".into()), Some(10));
+        assert_eq!(
+            lost.push(Request::Unpin { by: "d".into() }, 9, "t".into()),
+            Some(10)
+        );
         let mut full = RequestFile::default();
         for _ in 0..MAX_PENDING {
             full.push(Request::Unpin { by: "e".into() }, 0, "t".into())
                 .unwrap();
         }
-        assert_eq!(full.push(Request::Unpin { by: "f".into() }, 0, "t".into()), None);
+        assert_eq!(
+            full.push(Request::Unpin { by: "f".into() }, 0, "t".into()),
+            None
+        );
     }
 }
