@@ -45,9 +45,13 @@ impl World {
     }
 }
 
-/// A shell loop that waits until `gate` exists (polling every 100 ms).
+/// A shell loop that waits until `gate` exists (polling every 100 ms), at most 90 s: a
+/// test that fails, or a controller killed outright, leaves no loop behind for long.
 pub fn wait_until_exists(gate: &Path) -> String {
-    format!("while [ ! -e '{}' ]; do sleep 0.1; done", gate.display())
+    format!(
+        "i=0; while [ ! -e '{}' ] && [ $i -lt 900 ]; do sleep 0.1; i=$((i+1)); done",
+        gate.display()
+    )
 }
 
 impl Daemon {
