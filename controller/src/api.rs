@@ -297,7 +297,7 @@ async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
 }
 
 /// A request recorded: the answer, the records in force with it, and whether a pass was
-/// in flight (it stops before its next live step if the request changes the pin).
+/// running steps (it stops before its next live step if the request changes the pin).
 struct Recorded<T> {
     answer: T,
     rec: state::AppRecord,
@@ -357,7 +357,7 @@ async fn record_request<T: Send + 'static>(
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))??;
-    let pending = handle.in_pass();
+    let pending = handle.running_steps();
     handle.interrupt();
     s.ctl.publish_app_metrics(&recorded.1);
     s.trigger.notify_one();

@@ -77,6 +77,8 @@ impl Controller {
     /// failure. Each step's completion is journaled.
     pub(super) async fn execute(&self, run: &mut Run<'_>) -> Result<(), StepError> {
         let journal = JournalFile::new(&self.store.app_dir(&run.app.metadata.name));
+        // Requests are answered 202 while this runs (see `AppHandle::running_steps`).
+        let _running = run.cancel.handle().begin_steps();
         let last_prepare = run.plan.steps.iter().rposition(|s| s.step.prepares());
         for (i, planned) in run.plan.steps.iter().enumerate() {
             let kind = planned.step.kind();

@@ -146,7 +146,7 @@ pub struct AppHandle {
     /// waits for [`AppHandle::lock`].
     pub requests: std::sync::Mutex<()>,
     interrupts: AtomicU64,
-    passes: AtomicU64,
+    steps: AtomicU64,
 }
 
 impl AppHandle {
@@ -161,24 +161,25 @@ impl AppHandle {
         self.interrupts.load(Ordering::SeqCst)
     }
 
-    /// True while a pass of the app runs (a request it must see waits for its next step
-    /// boundary, and is answered 202).
-    pub fn in_pass(&self) -> bool {
-        self.passes.load(Ordering::SeqCst) > 0
+    /// True while a pass of the app runs steps (a rollout, a repair, a revert): a request
+    /// that changes the pin takes effect at its next step boundary, and is answered 202. A
+    /// pass with nothing to run never changes live state: a request is in force at once.
+    pub fn running_steps(&self) -> bool {
+        self.steps.load(Ordering::SeqCst) > 0
     }
 
-    fn begin_pass(self: &Arc<Self>) -> InPass {
-        self.passes.fetch_add(1, Ordering::SeqCst);
-        InPass(self.clone())
+    pub(crate) fn begin_steps(self: &Arc<Self>) -> RunningSteps {
+        self.steps.fetch_add(1, Ordering::SeqCst);
+        RunningSteps(self.clone())
     }
 }
 
-/// A pass of the app is running while this lives.
-struct InPass(Arc<AppHandle>);
+/// A pass of the app runs steps while this lives.
+pub(crate) struct RunningSteps(Arc<AppHandle>);
 
-impl Drop for InPass {
+impl Drop for RunningSteps {
     fn drop(&mut self) {
-        self.0.passes.fetch_sub(1, Ordering::SeqCst);
+        self.0.steps.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -329,7 +330,6 @@ impl Controller {
         let name = desired.metadata.name.as_str();
         let handle = self.handles.get(name);
         let _guard = handle.lock.lock().await;
-        let _in_pass = handle.begin_pass();
         // With the requests recorded since the last save applied: a pin is in force.
         let mut rec = self.store.load(name)?;
         let phase_before = rec.phase;

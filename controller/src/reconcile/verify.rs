@@ -55,6 +55,11 @@ impl Cancel {
         }
     }
 
+    /// The app's handle.
+    pub fn handle(&self) -> &Arc<AppHandle> {
+        &self.handle
+    }
+
     /// Also stop before live steps when a request changes the pin (see [`super::pins`]).
     pub fn with_pins(mut self, pins: PinWatch) -> Cancel {
         self.pins = Some(pins);
