@@ -1,7 +1,8 @@
 //! The controller's own records, one JSON file per app under `<state-dir>/apps/<name>/`:
 //! revision history (with the document each revision applied, so a revert can re-apply
 //! it), the last pass and its steps, the last error, quarantined config commits and the
-//! hooks last run. Written atomically (temp file, fsync, rename, fsync the directory)
+//! hooks last run; beside them, the requests (pin, unpin, retry) the API recorded since
+//! ([`requests`]), applied whenever the records are read. Written atomically (temp file, fsync, rename, fsync the directory)
 //! with mode 0600 in a directory created 0700 (and made private again at start, with a
 //! warning, when found open to others); a file that does not parse is reported, never
 //! silently reset.

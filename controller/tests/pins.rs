@@ -28,6 +28,7 @@ fn v1_live(w: &World) -> (Daemon, String) {
 /// Run `shipshape args` and assert it succeeded within [`ANSWER_WITHIN`]; its stdout.
 fn answers_at_once(w: &World, args: &[&str]) -> String {
     let (out, took) = w.shipshape_timed(args, Duration::from_secs(15));
+    eprintln!("`shipshape {}` answered in {took:?}", args.join(" "));
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

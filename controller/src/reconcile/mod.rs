@@ -27,6 +27,10 @@
 //! - If the revision reverted to fails too, the app is Degraded and left alone: no loops.
 //! - While a rollout is being verified, a newer document for the app, or a request (pin,
 //!   unpin, retry), cancels the wait; steps that change live state always finish first.
+//! - Pins first: a pin or unpin recorded while a pass runs (see [`crate::state::requests`])
+//!   stops it before its next step that changes live state when the pin in force would have
+//!   it converge elsewhere (an install or build in progress is cut short); the revision is
+//!   recorded Superseded with why, and the next pass converges to the pin ([`pins`]).
 //!
 //! # Caveats
 //! Revision numbers are per host: each controller keeps its own history.
