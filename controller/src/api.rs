@@ -32,6 +32,7 @@ use crate::events::{Event, EventKind};
 use crate::reconcile::Controller;
 use crate::release::write_atomic_mode;
 use crate::state;
+use crate::state::requests::Request as AppRequest;
 use types::{
     AllowRewindResponse, ByRequest, ErrorBody, HookResponse, PinRequest, PinResponse,
     QueuedResponse, RetryResponse,
@@ -292,25 +293,76 @@ async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// Run `f` on the app's records under its lock, after interrupting any verification
-/// in flight so the request does not wait for a whole progress deadline.
-async fn with_record<T>(
+/// A request recorded: the answer, the records in force with it, and whether a pass was
+/// running steps (it stops before its next live step if the request changes the pin).
+struct Recorded<T> {
+    answer: T,
+    rec: state::AppRecord,
+    pending: bool,
+}
+
+impl<T> Recorded<T> {
+    /// 202 Accepted while a pass runs (it takes effect at that pass's next step
+    /// boundary), 200 OK when it is in force at once.
+    fn status(&self) -> StatusCode {
+        if self.pending {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        }
+    }
+}
+
+/// Record a request for `app` at once, without waiting for a pass: `check` reads the
+/// records in force (the saved records with the requests recorded since applied) and
+/// returns the answer and the request, or refuses (4xx). The request is written durably to
+/// the app's `requests.json` under the app's small request lock (never the pass's lock),
+/// off the runtime thread; then any verification in flight stops waiting and the
+/// reconcile loop is woken.
+async fn record_request<T: Send + 'static>(
     s: &ApiState,
     app: &str,
-    f: impl FnOnce(&mut state::AppRecord) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
-    load(s, app)?;
+    check: impl FnOnce(&state::AppRecord) -> Result<(T, AppRequest), ApiError> + Send + 'static,
+) -> Result<Recorded<T>, ApiError> {
     let handle = s.ctl.handles.get(app);
+    let (store, app, h) = (s.ctl.store.clone(), app.to_string(), handle.clone());
+    let recorded = tokio::task::spawn_blocking(move || {
+        let _requests = h.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let internal =
+            |e: state::StateError| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        let mut rec = store.load_known(&app).map_err(|e| match e {
+            state::StateError::NoSuchApp { .. } => error(StatusCode::NOT_FOUND, &e.to_string()),
+            e => internal(e),
+        })?;
+        let (answer, request) = check(&rec)?;
+        let Some(seq) = store.add_request(&app, request.clone()).map_err(internal)? else {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "{} requests already wait for the pass in flight; try again when it ends",
+                    state::requests::MAX_PENDING
+                ),
+            ));
+        };
+        let entry = state::requests::Entry {
+            seq,
+            at: state::now(),
+            request,
+        };
+        state::requests::apply(&mut rec, std::slice::from_ref(&entry));
+        Ok((answer, rec))
+    })
+    .await
+    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))??;
+    let pending = handle.running_steps();
     handle.interrupt();
-    let _guard = handle.lock.lock().await;
-    let mut rec = load(s, app)?;
-    let out = f(&mut rec)?;
-    s.ctl
-        .store
-        .save(&rec)
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
-    s.ctl.publish_app_metrics(&rec);
-    Ok(out)
+    s.ctl.publish_app_metrics(&recorded.1);
+    s.trigger.notify_one();
+    Ok(Recorded {
+        answer: recorded.0,
+        rec: recorded.1,
+        pending,
+    })
 }
 
 async fn pin(
@@ -321,8 +373,7 @@ async fn pin(
     if req.reason.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "a pin needs a reason").into_response();
     }
-    let st = s.clone();
-    let result = with_record(&s, &app, move |rec| {
+    let result = record_request(&s, &app, move |rec| {
         use crate::reconcile::target::{self, PinRefusal, PinSelector};
         let selector = match req.revision {
             Some(n) => PinSelector::Revision(n),
@@ -343,23 +394,26 @@ async fn pin(
             reason: req.reason.clone(),
             source: PinSource::Cli,
         };
-        rec.pin = Some(pin.clone());
-        st.ctl.emit(
-            rec,
-            EventKind::Pinned,
-            Some(revision),
-            format!(
-                "pinned at revision {revision} by {}: {}",
-                pin.by, pin.reason
-            ),
-        );
-        Ok(pin)
+        Ok((pin.clone(), AppRequest::Pin { pin }))
     })
     .await;
     match result {
-        Ok(pin) => {
-            s.trigger.notify_one();
-            Json::<PinResponse>(pin).into_response()
+        Ok(r) => {
+            let pin = &r.answer;
+            s.ctl.emit(
+                &r.rec,
+                EventKind::Pinned,
+                Some(pin.revision),
+                format!(
+                    "pinned at revision {} by {}: {}",
+                    pin.revision, pin.by, pin.reason
+                ),
+            );
+            let body = PinResponse {
+                pin: r.answer.clone(),
+                pending: r.pending,
+            };
+            (r.status(), Json(body)).into_response()
         }
         Err(e) => e.into_response(),
     }
@@ -373,17 +427,21 @@ async fn unpin(
     let by = body
         .and_then(|b| b.0.by)
         .unwrap_or_else(|| "unknown".into());
-    let st = s.clone();
-    let result = with_record(&s, &app, move |rec| match rec.pin.clone() {
+    let who = by.clone();
+    let result = record_request(&s, &app, move |rec| match rec.pin.clone() {
         None => Err(error(StatusCode::CONFLICT, "not pinned")),
         Some(p) if p.source == PinSource::Document => Err(error(
             StatusCode::CONFLICT,
             "pinned by the document (spec.pin): remove it in git to unpin",
         )),
-        Some(p) => {
-            rec.pin = None;
-            st.ctl.emit(
-                rec,
+        Some(p) => Ok((p, AppRequest::Unpin { by: who })),
+    })
+    .await;
+    match result {
+        Ok(r) => {
+            let p = &r.answer;
+            s.ctl.emit(
+                &r.rec,
                 EventKind::Unpinned,
                 Some(p.revision),
                 format!(
@@ -391,35 +449,36 @@ async fn unpin(
                     p.revision, p.reason
                 ),
             );
-            Ok(p)
-        }
-    })
-    .await;
-    match result {
-        Ok(p) => {
-            s.trigger.notify_one();
-            Json::<PinResponse>(p).into_response()
+            let body = PinResponse {
+                pin: r.answer.clone(),
+                pending: r.pending,
+            };
+            (r.status(), Json(body)).into_response()
         }
         Err(e) => e.into_response(),
     }
 }
 
 async fn retry(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
-    let result = with_record(&s, &app, |rec| {
-        let before = rec.quarantined.len();
-        match rec.desired_config_commit.clone() {
-            Some(c) => rec.quarantined.retain(|q| q.config_commit != c),
-            None => rec.quarantined.clear(),
-        }
-        rec.regression = None;
-        Ok(before - rec.quarantined.len())
+    let result = record_request(&s, &app, |rec| {
+        let config_commit = rec.desired_config_commit.clone();
+        let released = rec
+            .quarantined
+            .iter()
+            .filter(|q| config_commit.as_ref().is_none_or(|c| &q.config_commit == c))
+            .count();
+        Ok((released, AppRequest::Retry { config_commit }))
     })
     .await;
     match result {
-        Ok(n) => {
-            s.trigger.notify_one();
-            Json(RetryResponse { released: n }).into_response()
-        }
+        Ok(r) => (
+            r.status(),
+            Json(RetryResponse {
+                released: r.answer,
+                pending: r.pending,
+            }),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }

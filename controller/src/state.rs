@@ -1,7 +1,8 @@
 //! The controller's own records, one JSON file per app under `<state-dir>/apps/<name>/`:
 //! revision history (with the document each revision applied, so a revert can re-apply
 //! it), the last pass and its steps, the last error, quarantined config commits and the
-//! hooks last run. Written atomically (temp file, fsync, rename, fsync the directory)
+//! hooks last run; beside them, the requests (pin, unpin, retry) the API recorded since
+//! ([`requests`]), applied whenever the records are read. Written atomically (temp file, fsync, rename, fsync the directory)
 //! with mode 0600 in a directory created 0700 (and made private again at start, with a
 //! warning, when found open to others); a file that does not parse is reported, never
 //! silently reset.
@@ -16,6 +17,8 @@ use shipshape_spec::status::{
 };
 
 use crate::release::write_atomic_mode;
+
+pub mod requests;
 
 /// Revisions kept per app unless configured otherwise.
 pub const DEFAULT_HISTORY: usize = 20;
@@ -114,6 +117,9 @@ pub struct AppRecord {
     /// A regression the monitor saw and the next pass must act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regression: Option<Regression>,
+    /// The last request (pin, unpin, retry) of `requests.json` this record absorbed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requests_applied: u64,
     /// The phase last announced to watchers during this process's life (not persisted).
     #[serde(skip)]
     pub announced_phase: Option<Phase>,
@@ -142,6 +148,7 @@ impl AppRecord {
             pin: None,
             health: None,
             regression: None,
+            requests_applied: 0,
             announced_phase: None,
         }
     }
@@ -320,11 +327,84 @@ impl Store {
         self.app_dir(name).join("state.json")
     }
 
-    /// The app's records, or fresh ones if it has none yet.
+    /// `<state-dir>/apps/<name>/requests.json`: pins, unpins and retries recorded by the API
+    /// (see [`requests`]).
+    pub fn requests_path(&self, name: &str) -> PathBuf {
+        self.app_dir(name).join("requests.json")
+    }
+
+    /// The app's recorded requests (none yet: an empty file).
+    ///
+    /// # Errors
+    /// [`StateError::Corrupt`] for a file that does not parse; [`StateError::Io`] otherwise.
+    pub fn load_requests(&self, name: &str) -> Result<requests::RequestFile, StateError> {
+        let path = self.requests_path(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Record `request` for `name` durably (atomic write, fsync'd): returns its number,
+    /// or `None` when [`requests::MAX_PENDING`] already wait. The caller holds the app's
+    /// request lock (one writer at a time; a pass never writes this file).
+    ///
+    /// # Errors
+    /// [`StateError`] when the records or the file cannot be read or written.
+    pub fn add_request(
+        &self,
+        name: &str,
+        request: requests::Request,
+    ) -> Result<Option<u64>, StateError> {
+        let applied = self.load_saved(name)?.requests_applied;
+        let mut file = self.load_requests(name)?;
+        let Some(seq) = file.push(request, applied, now()) else {
+            return Ok(None);
+        };
+        self.save_requests(name, &file)?;
+        Ok(Some(seq))
+    }
+
+    /// Drop the requests the saved record absorbed (up to `applied`). The caller holds the
+    /// app's request lock.
+    ///
+    /// # Errors
+    /// [`StateError`] when the file cannot be read or written.
+    pub fn compact_requests(&self, name: &str, applied: u64) -> Result<(), StateError> {
+        let mut file = self.load_requests(name)?;
+        if file.pending.iter().all(|e| e.seq > applied) {
+            return Ok(());
+        }
+        file.pending.retain(|e| e.seq > applied);
+        self.save_requests(name, &file)
+    }
+
+    fn save_requests(&self, name: &str, file: &requests::RequestFile) -> Result<(), StateError> {
+        let path = self.requests_path(name);
+        let bytes = serde_json::to_vec_pretty(file).expect("requests serialize");
+        write_atomic_mode(&path, &bytes, 0o600).map_err(|source| StateError::Io { path, source })
+    }
+
+    /// The app's records with the requests recorded since they were saved applied (what
+    /// is in force), or fresh ones if it has none yet.
     ///
     /// # Errors
     /// [`StateError::Corrupt`] for a file that does not parse; [`StateError::Io`] otherwise.
     pub fn load(&self, name: &str) -> Result<AppRecord, StateError> {
+        let mut rec = self.load_saved(name)?;
+        let file = self.load_requests(name)?;
+        let pending = file.after(rec.requests_applied);
+        requests::apply(&mut rec, &pending);
+        Ok(rec)
+    }
+
+    /// The app's records as saved, without the requests recorded since.
+    ///
+    /// # Errors
+    /// As [`Store::load`].
+    pub fn load_saved(&self, name: &str) -> Result<AppRecord, StateError> {
         let path = self.record_path(name);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -453,6 +533,10 @@ impl Store {
         out.sort();
         out
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The state directory every command uses when neither `--state-dir` nor

@@ -30,14 +30,30 @@ pub struct ByRequest {
     pub by: Option<String>,
 }
 
-/// The answer to pin (the pin now held) and to unpin (the pin just removed).
-pub type PinResponse = shipshape_spec::status::Pin;
+/// The answer to pin (the pin now held) and to unpin (the pin just removed): 200 when it
+/// is in force at once, 202 (and `pending`) while a pass runs, which stops before its next
+/// live step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinResponse {
+    /// The pin.
+    #[serde(flatten)]
+    pub pin: shipshape_spec::status::Pin,
+    /// A pass was in flight: the request is recorded, and that pass stops before its next
+    /// step that changes live state (or at once, in an install, build or verification).
+    #[serde(default)]
+    pub pending: bool,
+}
 
-/// The answer to `POST /api/v1/apps/{app}/retry`.
+/// The answer to `POST /api/v1/apps/{app}/retry`: 200, or 202 (and `pending`) while a pass
+/// runs; the retry is applied after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryResponse {
-    /// How many quarantined config commits were released.
+    /// How many quarantined config commits are released (as the records stood).
     pub released: usize,
+    /// A pass was in flight: recorded; what it quarantines of the desired config commit
+    /// is released when it ends.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 /// The answer to `POST /api/v1/source/allow-rewind`.
@@ -110,11 +126,14 @@ mod tests {
                 "/pin",
                 post(|Json(req): Json<PinRequest>| async move {
                     Json(PinResponse {
-                        revision: req.revision.unwrap_or(7),
-                        by: req.by.unwrap_or_default(),
-                        at: "now".into(),
-                        reason: req.reason,
-                        source: shipshape_spec::status::PinSource::Cli,
+                        pin: shipshape_spec::status::Pin {
+                            revision: req.revision.unwrap_or(7),
+                            by: req.by.unwrap_or_default(),
+                            at: "now".into(),
+                            reason: req.reason,
+                            source: shipshape_spec::status::PinSource::Cli,
+                        },
+                        pending: false,
                     })
                 }),
             )
@@ -155,9 +174,14 @@ mod tests {
         };
         let pin: PinResponse = client.post("/pin", &req).await.unwrap();
         assert_eq!(
-            (pin.revision, pin.by.as_str(), pin.reason.as_str()),
+            (
+                pin.pin.revision,
+                pin.pin.by.as_str(),
+                pin.pin.reason.as_str()
+            ),
             (7, "alice", "incident")
         );
+        assert!(!pin.pending);
         let refused = client
             .post::<_, PinResponse>("/refused", &ByRequest::default())
             .await;

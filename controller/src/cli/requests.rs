@@ -28,13 +28,22 @@ pub fn pin(
         state_dir,
         |c| async move { c.pin(app, &req).await },
         |p| {
-            format!(
+            let pinned = format!(
                 "{app} pinned at revision {} by {}: {}",
-                p.revision, p.by, p.reason
-            )
+                p.pin.revision, p.pin.by, p.pin.reason
+            );
+            if p.pending {
+                format!("{pinned}; {IN_FLIGHT}, then the next pass converges to the pin")
+            } else {
+                pinned
+            }
         },
     )
 }
+
+/// What a 202 means for a pin or an unpin: recorded, and the pass running now stops.
+const IN_FLIGHT: &str =
+    "the pass in flight stops before its next live step (an install or build is cut short)";
 
 /// `shipshape unpin`: let `app` follow git again.
 pub fn unpin(state_dir: &Path, app: &str, by: Option<String>) -> i32 {
@@ -44,7 +53,13 @@ pub fn unpin(state_dir: &Path, app: &str, by: Option<String>) -> i32 {
     call(
         state_dir,
         |c| async move { c.unpin(app, &req).await },
-        |_| format!("{app} unpinned; following git again"),
+        |p| {
+            if p.pending {
+                format!("{app} unpinned; {IN_FLIGHT}, then the app follows git again")
+            } else {
+                format!("{app} unpinned; following git again")
+            }
+        },
     )
 }
 
@@ -54,10 +69,17 @@ pub fn retry(state_dir: &Path, app: &str) -> i32 {
         state_dir,
         |c| async move { c.retry(app).await },
         |r| {
-            format!(
-                "{app}: {} quarantined config commit(s) released; a pass is queued",
-                r.released
-            )
+            if r.pending {
+                format!(
+                    "{app}: retry recorded ({} quarantined config commit(s) released now); a pass is in flight: the desired config commit is released from quarantine when it ends, and the next pass tries it",
+                    r.released
+                )
+            } else {
+                format!(
+                    "{app}: {} quarantined config commit(s) released; a pass is queued",
+                    r.released
+                )
+            }
         },
     )
 }

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::Controller;
 use super::decide::ErrorClass;
 use super::journal::JournalFile;
+use super::pins::PinWatch;
 use super::verify::Cancel;
 use crate::envfile::{EnvFile, Redactor};
 use crate::exec::{self, Spec};
@@ -78,6 +79,8 @@ impl Controller {
     /// failure. Each step's completion is journaled.
     pub(super) async fn execute(&self, run: &mut Run<'_>) -> Result<(), StepError> {
         let journal = JournalFile::new(&self.store.app_dir(&run.app.metadata.name));
+        // Requests are answered 202 while this runs (see `AppHandle::running_steps`).
+        let _running = run.cancel.handle().begin_steps();
         let last_prepare = run.plan.steps.iter().rposition(|s| s.step.prepares());
         for (i, planned) in run.plan.steps.iter().enumerate() {
             let kind = planned.step.kind();
@@ -85,6 +88,17 @@ impl Controller {
             let t0 = Instant::now();
             fault_point("before", kind.as_str());
             let mut target = planned.step.target();
+            // The one pin check: before a step that changes live state (verification
+            // stops on any request by itself; preparation is cut short in `Prep::run`).
+            if !planned.step.prepares()
+                && planned.step != Step::Verify
+                && let Some(why) = run.cancel.pins.as_ref().and_then(|p| p.check())
+            {
+                let message = format!("stopped before {kind}: {why}");
+                info!(app = %run.app.metadata.name, step = %kind, "{message}");
+                append_log_line(&run.log, &format!("== {} {message}", state::now()));
+                return Err(StepError::new(kind, ErrorClass::Superseded, message));
+            }
             info!(app = %run.app.metadata.name, step = %kind, target = %target, reason = %planned.reason, "step");
             append_log_line(
                 &run.log,
@@ -147,6 +161,7 @@ impl Controller {
             dir: &release_dir,
             log: &run.log,
             secrets: run.secrets,
+            stop: run.cancel.pins.as_ref(),
         };
         let migrate =
             || self.migrate_context(app, run.secrets, release_dir.clone(), Some(run.log.clone()));
@@ -372,18 +387,21 @@ pub(super) fn fault_point(when: &str, kind: &str) {
     }
 }
 
-/// What preparing one release needs: its app, id, directory, log and secrets.
+/// What preparing one release needs: its app, id, directory, log and secrets, and the
+/// pass's pin checks (a request that stops the pass cuts an install or build short).
 struct Prep<'a> {
     app: &'a App,
     release: &'a str,
     dir: &'a Path,
     log: &'a Path,
     secrets: &'a Secrets,
+    stop: Option<&'a PinWatch>,
 }
 
 impl Prep<'_> {
     /// Run one install or build command in the release, with the env file, `build.env`
-    /// and the `SHIPSHAPE_*` variables, its output logged with secrets masked.
+    /// and the `SHIPSHAPE_*` variables, its output logged with secrets masked. A pin that
+    /// stops the pass kills it (its whole process group: dropping [`exec::run`] does).
     async fn run(&self, step: StepKind, command: &str) -> Result<(), StepError> {
         let build = &self.app.spec.build;
         let env = build.env.iter().map(|(k, v)| (k.clone(), v.as_text()));
@@ -393,10 +411,21 @@ impl Prep<'_> {
             .envs(shipshape_env(self.app, self.release, self.dir))
             .redact(&self.secrets.redactor)
             .log_to(self.log);
-        exec::run(&spec)
-            .await
-            .map(|_| ())
-            .map_err(|e| exec_error(step, e))
+        let stopped = async {
+            match self.stop {
+                Some(w) => w.stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = exec::run(&spec) => r.map(|_| ()).map_err(|e| exec_error(step, e)),
+            why = stopped => {
+                let message = format!("stopped during {step} (its process group was killed): {why}");
+                append_log_line(self.log, &format!("== {} {message}", state::now()));
+                info!(app = %self.app.metadata.name, step = %step, "{message}");
+                Err(StepError::new(step, ErrorClass::Superseded, message))
+            }
+        }
     }
 
     /// `build.install`, when there is one.
@@ -822,6 +851,7 @@ mod tests {
             dir: &dir,
             log: &log,
             secrets: &secrets,
+            stop: None,
         };
 
         let e = prep.reuse_deps(&layout, "from").await.unwrap_err();

@@ -32,6 +32,10 @@
 //! - If the revision reverted to fails too, the app is Degraded and left alone: no loops.
 //! - While a rollout is being verified, a newer document for the app, or a request (pin,
 //!   unpin, retry), cancels the wait; steps that change live state always finish first.
+//! - Pins first: a pin or unpin recorded while a pass runs (see [`crate::state::requests`])
+//!   stops it before its next step that changes live state when the pin in force would have
+//!   it converge elsewhere (an install or build in progress is cut short); the revision is
+//!   recorded Superseded with why, and the next pass converges to the pin ([`pins`]).
 //!
 //! # Caveats
 //! Revision numbers are per host: each controller keeps its own history.
@@ -42,6 +46,7 @@ mod desired;
 pub mod execute;
 pub mod journal;
 mod observe;
+pub mod pins;
 mod publish;
 pub mod recheck;
 pub mod record;
@@ -146,11 +151,17 @@ impl AppResult {
 pub struct AppHandle {
     /// Held by whoever reads-modifies-writes the app's records.
     pub lock: tokio::sync::Mutex<()>,
+    /// Held by whoever writes the app's `requests.json` (the API, a pass compacting it):
+    /// never across an await, never for longer than a small file's write. A request never
+    /// waits for [`AppHandle::lock`].
+    pub requests: std::sync::Mutex<()>,
     interrupts: AtomicU64,
+    steps: AtomicU64,
 }
 
 impl AppHandle {
-    /// Ask a rollout being verified to stop waiting (a request is queued).
+    /// Ask a rollout being verified to stop waiting, and a pass in flight to look at the
+    /// requests (a request was recorded).
     pub fn interrupt(&self) {
         self.interrupts.fetch_add(1, Ordering::SeqCst);
     }
@@ -158,6 +169,27 @@ impl AppHandle {
     /// How many interrupts so far.
     pub fn generation(&self) -> u64 {
         self.interrupts.load(Ordering::SeqCst)
+    }
+
+    /// True while a pass of the app runs steps (a rollout, a repair, a revert): a request
+    /// that changes the pin takes effect at its next step boundary, and is answered 202. A
+    /// pass with nothing to run never changes live state: a request is in force at once.
+    pub fn running_steps(&self) -> bool {
+        self.steps.load(Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn begin_steps(self: &Arc<Self>) -> RunningSteps {
+        self.steps.fetch_add(1, Ordering::SeqCst);
+        RunningSteps(self.clone())
+    }
+}
+
+/// A pass of the app runs steps while this lives.
+pub(crate) struct RunningSteps(Arc<AppHandle>);
+
+impl Drop for RunningSteps {
+    fn drop(&mut self) {
+        self.0.steps.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -312,6 +344,7 @@ impl Controller {
         let name = desired.metadata.name.as_str();
         let handle = self.handles.get(name);
         let _guard = handle.lock.lock().await;
+        // With the requests recorded since the last save applied: a pin is in force.
         let mut rec = self.store.load(name)?;
         let phase_before = rec.phase;
         let info = PassInfo {
@@ -450,7 +483,8 @@ impl Controller {
                 &self.config,
                 watched,
                 self.trust.required().then(|| self.store.clone()),
-            ),
+            )
+            .with_pins(pins::PinWatch::new(&self.store, rec, handle, number)),
             fail_fast: true,
             records: Vec::new(),
             rounds: Rounds::default(),

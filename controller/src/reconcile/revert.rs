@@ -327,6 +327,17 @@ impl Controller {
                 self.emit(rec, EventKind::Reverted, Some(to), m.clone());
                 (Phase::Failed, m)
             }
+            // A request stopped it (a pin elsewhere before a live step, or any request
+            // during its verification): not a failure; the next pass converges.
+            Err(e) if e.class == ErrorClass::Superseded => {
+                let m = format!(
+                    "{why}; reverting to revision {to} was stopped: {}",
+                    e.message
+                );
+                warn!(app = %rec.name, "{m}");
+                super::record::set_progressing(rec, "Superseded", &m);
+                (Phase::Progressing, m)
+            }
             Err(e) => {
                 self.hub
                     .metrics
@@ -356,7 +367,8 @@ impl Controller {
         let failed = journal.reverting.as_ref().map_or(0, |r| r.from);
         warn!(app = %rec.name, from = failed, to = plan.to.revision.number, "reverting to the last good revision");
         let log = self.log_path(&rec.name, failed);
-        let cancel = || Cancel::new(handle, &self.config, None, None);
+        let pins = super::pins::PinWatch::new(&self.store, rec, handle, plan.to.revision.number);
+        let cancel = || Cancel::new(handle, &self.config, None, None).with_pins(pins.clone());
         let env_error = |e: crate::envfile::EnvFileError| {
             StepError::new(StepKind::EnvFile, ErrorClass::Stalled, e.to_string())
         };

@@ -293,6 +293,40 @@ pub fn pin_revision(rec: &AppRecord, selector: PinSelector<'_>) -> Result<u64, P
     }
 }
 
+/// Must a run that makes revision `making_live` live, begun under `pin`, stop before its
+/// next live step, given the requests recorded since it began (`pending`)? `Some(why)`
+/// when the pin in force now would have the pass converge elsewhere: a new pin to another
+/// revision, or the pin it converges to lifted. A pin to the very revision it makes live,
+/// or a retry, lets it go on.
+pub fn pin_change_stops(
+    pin: Option<&Pin>,
+    pending: &[crate::state::requests::Entry],
+    making_live: u64,
+) -> Option<String> {
+    use crate::state::requests::{Request, pin_after};
+    let now = pin_after(pin.cloned(), pending);
+    match (pin, &now) {
+        (_, Some(p)) if Some(p.revision) == pin.map(|o| o.revision) => None,
+        (_, Some(p)) if p.revision == making_live => None,
+        (_, Some(p)) => Some(format!(
+            "pinned at revision {} by {} ({})",
+            p.revision, p.by, p.reason
+        )),
+        (None, None) => None,
+        (Some(old), None) => {
+            let by = pending.iter().rev().find_map(|e| match &e.request {
+                Request::Unpin { by } => Some(by.as_str()),
+                _ => None,
+            });
+            Some(format!(
+                "unpinned by {} (was revision {}); the app follows git again",
+                by.unwrap_or("unknown"),
+                old.revision
+            ))
+        }
+    }
+}
+
 /// How the document's `spec.pin` changes the record's pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DocumentPinChange {
@@ -767,5 +801,79 @@ mod tests {
             document_pin(&rec, &pinned_doc),
             DocumentPinChange::Refused(PinRefusal::NothingGood)
         );
+    }
+
+    #[test]
+    fn a_run_stops_for_a_pin_elsewhere_or_a_lifted_pin_and_goes_on_for_its_own_revision() {
+        use crate::state::requests::{Entry, Request};
+        let e = |seq, request| Entry {
+            seq,
+            at: "t".into(),
+            request,
+        };
+        let pin_to = |n| Request::Pin {
+            pin: pin(n, PinSource::Cli),
+        };
+        let unpin = Request::Unpin { by: "bo".into() };
+        let retry = Request::Retry {
+            config_commit: None,
+        };
+        let cli1 = pin(1, PinSource::Cli);
+        // (name, pin the run began under, requests since, revision it makes live, stops?)
+        type Row<'a> = (&'a str, Option<&'a Pin>, Vec<Entry>, u64, Option<&'a str>);
+        let rows: Vec<Row> = vec![
+            ("nothing asked", None, vec![], 2, None),
+            ("a retry", None, vec![e(1, retry.clone())], 2, None),
+            (
+                "a pin during a rollout",
+                None,
+                vec![e(1, pin_to(1))],
+                2,
+                Some("pinned at revision 1 by ana (incident)"),
+            ),
+            (
+                "a pin to the revision a revert goes back to",
+                None,
+                vec![e(1, pin_to(1))],
+                1,
+                None,
+            ),
+            (
+                "the same pin again",
+                Some(&cli1),
+                vec![e(1, pin_to(1))],
+                1,
+                None,
+            ),
+            (
+                "unpinned while converging to the pin",
+                Some(&cli1),
+                vec![e(1, unpin.clone())],
+                1,
+                Some("unpinned by bo (was revision 1)"),
+            ),
+            (
+                "pinned and unpinned again",
+                None,
+                vec![e(1, pin_to(1)), e(2, unpin)],
+                2,
+                None,
+            ),
+            (
+                "pinned elsewhere while pinned",
+                Some(&cli1),
+                vec![e(1, pin_to(3))],
+                1,
+                Some("pinned at revision 3"),
+            ),
+        ];
+        for (name, began, pending, making_live, want) in rows {
+            let got = pin_change_stops(began, &pending, making_live);
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => assert!(g.starts_with(w), "{name}: {g}"),
+                (g, w) => panic!("{name}: {g:?}, want {w:?}"),
+            }
+        }
     }
 }

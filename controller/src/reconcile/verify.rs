@@ -13,6 +13,7 @@ use shipshape_spec::status::{CheckResult, Rounds, StepKind};
 
 use super::decide::ErrorClass;
 use super::execute::{StepError, pm2_error};
+use super::pins::PinWatch;
 use super::{AppHandle, Controller};
 use crate::health::{self, Pm2Fault, Round, Tally, Verdict};
 use crate::plan::short_sha;
@@ -30,6 +31,8 @@ pub struct Cancel {
     /// newer *trusted* document cancels; an untrusted push never does.
     trusted_only: Option<Store>,
     last_check: Option<Instant>,
+    /// The pass's pin checks, before live steps (see [`super::pins`]).
+    pub pins: Option<PinWatch>,
 }
 
 impl Cancel {
@@ -48,7 +51,19 @@ impl Cancel {
             watched,
             trusted_only,
             last_check: None,
+            pins: None,
         }
+    }
+
+    /// The app's handle.
+    pub fn handle(&self) -> &Arc<AppHandle> {
+        &self.handle
+    }
+
+    /// Also stop before live steps when a request changes the pin (see [`super::pins`]).
+    pub fn with_pins(mut self, pins: PinWatch) -> Cancel {
+        self.pins = Some(pins);
+        self
     }
 
     /// Why waiting should stop, if it should.
