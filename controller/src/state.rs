@@ -535,9 +535,6 @@ impl Store {
     }
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
 
 /// The state directory every command uses when neither `--state-dir` nor
 /// `SHIPSHAPE_STATE_DIR` says otherwise: `/var/lib/shipshape` for root, else
