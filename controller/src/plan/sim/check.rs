@@ -130,10 +130,16 @@ impl Server {
             }
         }
 
-        // pm2's dump resurrects what runs.
+        // pm2's dump resurrects what runs, but for what a hand deleted without `pm2 save`
+        // and nothing started again since: that difference is the hand's, in a dump the
+        // controller does not read (a reboot brings it back; the next pass deals with it).
+        let unsaved = |p: &&Proc| {
+            self.unsaved_hand_deletes.contains(&p.name) && self.pm2.iter().all(|r| r.name != p.name)
+        };
         let summary = |list: &[Proc]| {
             let mut v: Vec<(String, String, String, BTreeMap<String, String>)> = list
                 .iter()
+                .filter(|p| !unsaved(p))
                 .map(|p| {
                     (
                         p.name.clone(),

@@ -24,7 +24,9 @@
 //! executor's ecosystem file, a release is sealed with the executor's marker, and the hooks
 //! record is the executor's — those are the controller's own writes, which the planner reads
 //! back. Convergence is judged against the document directly ([`Server::problems`]), and a
-//! second plan must then be empty.
+//! second plan must then be empty. pm2's dump must list what runs, except for what a hand
+//! deleted without `pm2 save` and nothing started again since: the controller does not read
+//! the dump, so that difference stays the hand's until the next save or reboot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -214,4 +216,157 @@ fn someone_elses_process_resurrected_by_a_reboot_is_still_theirs() {
     let p = plan(&app, &server.observe(&app));
     server.apply(&app, &p);
     assert_eq!(server.problems(&app), Vec::<String>::new());
+}
+
+/// Run `h` through the planner and the simulated server; each document's problems.
+fn run(server: &mut Server, h: &history::History) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for (drift, doc) in &h.docs {
+        for d in drift {
+            server.drift(d);
+        }
+        let app = doc.app();
+        let p = plan(&app, &server.observe(&app));
+        server.apply(&app, &p);
+        out.push(server.problems(&app));
+    }
+    out
+}
+
+/// A process of ours deleted by hand (`pm2 delete worker`, no `pm2 save`) and then dropped
+/// from the document: nothing is left for the controller to do, and the dump still lists
+/// it, as the hand left it; the controller does not read the dump. A reboot brings it back
+/// and the next pass deletes and saves (the shrunk case proptest saved:
+/// c76e6af8dbcb44b62fb662bf5e17b31d4f43847eecbe459303dcc3dcf4c81e22).
+#[test]
+fn a_process_deleted_by_hand_and_then_undeclared_is_the_hands_unsaved_change_until_a_reboot() {
+    let with = Doc {
+        commit: C3,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: None,
+        script: "server.js",
+        install: true,
+        build_steps: 1,
+        hooks: 0,
+        worker: true,
+    };
+    let without = Doc {
+        worker: false,
+        ..with.clone()
+    };
+    let h = history::History {
+        cpus: 1,
+        lockfiles: [None, None, None],
+        env_file: None,
+        docs: vec![
+            (vec![], with),
+            // pm_ids 0 (web) and 1 (worker): 5 picks the worker.
+            (vec![history::Drift::DeleteByHand(5)], without.clone()),
+        ],
+    };
+    let mut server = server_for(&h);
+    assert_eq!(run(&mut server, &h), vec![Vec::<String>::new(); 2]);
+    assert!(server.pm2.iter().all(|p| p.name != "worker"));
+    assert!(server.dump.iter().any(|p| p.name == "worker"), "not saved");
+
+    server.drift(&history::Drift::Reboot);
+    assert!(server.pm2.iter().any(|p| p.name == "worker"), "resurrected");
+    let app = without.app();
+    let p = plan(&app, &server.observe(&app));
+    let steps: Vec<&Step> = p.steps.iter().map(|s| &s.step).collect();
+    assert_eq!(
+        steps,
+        [
+            &Step::Pm2Delete {
+                process: "worker".into()
+            },
+            &Step::Pm2Save,
+            &Step::Verify
+        ]
+    );
+    server.apply(&app, &p);
+    assert_eq!(server.problems(&app), Vec::<String>::new());
+    assert!(server.dump.iter().all(|p| p.name != "worker"));
+}
+
+/// Someone else's process deleted by hand without `pm2 save` stays in the dump: the
+/// controller has nothing to do and must not be held to their unsaved change.
+#[test]
+fn someone_elses_process_deleted_by_hand_without_a_save_is_not_the_controllers_to_save() {
+    let doc = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: None,
+        script: "server.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: false,
+    };
+    let h = history::History {
+        cpus: 1,
+        lockfiles: [None, None, None],
+        env_file: None,
+        docs: vec![
+            // Theirs starts first: pm_id 0.
+            (vec![history::Drift::Foreign], doc.clone()),
+            (vec![history::Drift::DeleteByHand(0)], doc),
+        ],
+    };
+    let mut server = server_for(&h);
+    assert_eq!(run(&mut server, &h), vec![Vec::<String>::new(); 2]);
+    assert!(server.pm2.iter().all(|p| p.name != "someone-elses"));
+    assert!(server.dump.iter().any(|p| p.name == "someone-elses"));
+}
+
+/// The oracle still holds the controller to its own changes: a delete the executor made
+/// and did not save leaves the dump out of step, even of a process a hand deleted before
+/// (the controller started it again and saved since).
+#[test]
+fn a_delete_by_the_controller_without_a_save_is_still_a_problem() {
+    let with = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: None,
+        script: "server.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: true,
+    };
+    let repo = BTreeMap::from([(C1.to_string(), None)]);
+    let mut server = Server::new(1, repo, None);
+    let app = with.app();
+    let p = plan(&app, &server.observe(&app));
+    server.apply(&app, &p);
+    let worker = server.pm2.iter().position(|p| p.name == "worker");
+    server.drift(&history::Drift::DeleteByHand(worker.expect("worker runs")));
+    let p = plan(&app, &server.observe(&app));
+    server.apply(&app, &p);
+    assert_eq!(server.problems(&app), Vec::<String>::new());
+    let without = Doc {
+        worker: false,
+        ..with
+    }
+    .app();
+    let mut p = plan(&without, &server.observe(&without));
+    p.steps.retain(|s| s.step != Step::Pm2Save);
+    server.apply(&without, &p);
+    assert!(
+        server
+            .problems(&without)
+            .iter()
+            .any(|m| m.starts_with("pm2's dump differs")),
+        "{:?}",
+        server.problems(&without)
+    );
 }

@@ -151,5 +151,7 @@ impl Server {
     /// `pm2 save`.
     pub(super) fn pm2_save(&mut self) {
         self.dump = self.pm2.clone();
+        // Whatever a hand changed is in the dump now.
+        self.unsaved_hand_deletes.clear();
     }
 }

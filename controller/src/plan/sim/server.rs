@@ -75,6 +75,10 @@ pub(super) struct Server {
     /// The names of every process someone else ever started here: one deleted by hand stays
     /// someone else's, and comes back from their saved dump on a reboot.
     pub(super) foreign_names: BTreeSet<String>,
+    /// Names deleted by hand since the last `pm2 save` (anyone's) or reboot:
+    /// the hand did not save, so pm2's dump still lists them. The controller does not read
+    /// the dump; the oracle does not hold it to this difference.
+    pub(super) unsaved_hand_deletes: BTreeSet<String>,
     /// What a real server would have refused while the steps were applied.
     pub(super) faults: Vec<String>,
 }
@@ -102,6 +106,7 @@ impl Server {
             hooks_record: None,
             foreign: Vec::new(),
             foreign_names: BTreeSet::new(),
+            unsaved_hand_deletes: BTreeSet::new(),
             faults: Vec::new(),
         }
     }
@@ -320,6 +325,8 @@ impl Server {
                 if n > 0 {
                     let name = self.pm2[i % n].name.clone();
                     self.pm2_delete(&name);
+                    // `pm2 delete` by hand, no `pm2 save`: the dump still lists it.
+                    self.unsaved_hand_deletes.insert(name);
                 }
             }
             Drift::MoveCurrent => {
@@ -414,6 +421,7 @@ impl Server {
             }
             Drift::Reboot => {
                 self.pm2 = self.dump.clone();
+                self.unsaved_hand_deletes.clear();
                 for p in &mut self.pm2 {
                     p.status = "online";
                     p.pm_id = self.next_pm_id;
