@@ -183,6 +183,7 @@ fn a_flood_of_256_connections_on_the_read_only_api_reverts_nothing_and_a_rollout
     let mut measured = Vec::new();
     let mut last_checked = String::new();
     let mut seen_bad: Vec<String> = Vec::new();
+    let mut not_passing: Vec<String> = Vec::new();
     let mut committed_at = None;
     let mut healthy_during_flood = false;
     while flooding.load(Ordering::SeqCst) {
@@ -237,7 +238,8 @@ fn a_flood_of_256_connections_on_the_read_only_api_reverts_nothing_and_a_rollout
         "flood ({}, {FLOOD_SECS}s, 256 connections on /api/v1/apps): {}\n\
          the app's /api/health timed by the test: min {c_min} ms, median {c_med} ms, max {c_max} ms ({} samples)\n\
          the controller's measured latency (monitor rounds): min {m_min} ms, median {m_med} ms, max {m_max} ms ({} rounds)\n\
-         revision 2 committed {:?} into the flood; healthy before the flood ended: {healthy_during_flood}",
+         revision 2 committed {:?} into the flood; healthy before the flood ended: {healthy_during_flood}\n\
+         monitor rounds not passing: {not_passing:#?}",
         f.tool,
         f.summary,
         curl.len(),
