@@ -1,7 +1,7 @@
 //! Health latency is the app's, not the controller's: `maxLatency` fails a slow release and
 //! passes a fast one (the example app's `HEALTH_DELAY_MS`), and a flood of read-only API
 //! requests (256 concurrent connections on `/api/v1/apps`, `hey` when it is on PATH, else
-//! 256 threads of plain HTTP clients) while a `maxLatency: 100ms` check runs reverts
+//! 256 threads of kept-alive HTTP clients) while a `maxLatency: 100ms` check runs reverts
 //! nothing: the live revision is never reported regressed, and a good revision committed
 //! during the flood becomes Healthy. Real git, real pm2, the example app, the real daemon.
 
@@ -75,7 +75,7 @@ struct Flood {
 }
 
 /// 256 concurrent connections on `url` for `secs`: `hey` when it is on PATH, else 256
-/// threads each sending one request per connection until the time is up.
+/// threads each sending requests on a kept-alive connection until the time is up.
 fn flood(url: &str, secs: u64) -> Flood {
     let hey = Command::new("hey")
         .args(["-c", "256", "-z", &format!("{secs}s"), "-t", "30", url])
@@ -106,15 +106,24 @@ fn flood(url: &str, secs: u64) -> Flood {
             summary,
         };
     }
-    let base = url.split_once("/api/").map(|(b, _)| b.to_string()).unwrap();
+    let hostport = url
+        .trim_start_matches("http://")
+        .split_once('/')
+        .map(|(h, _)| h.to_string())
+        .unwrap();
     let count = Arc::new(AtomicU64::new(0));
     let end = Instant::now() + Duration::from_secs(secs);
     let threads: Vec<_> = (0..256)
         .map(|_| {
-            let (base, count) = (base.clone(), count.clone());
+            let (hostport, count) = (hostport.clone(), count.clone());
             std::thread::spawn(move || {
                 while Instant::now() < end {
-                    if common::http(&base, "GET", "/api/v1/apps", None, None).0 != 0 {
+                    // One kept-alive connection (as hey does), again after an error.
+                    let Ok(mut s) = std::net::TcpStream::connect(&hostport) else {
+                        continue;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    while Instant::now() < end && keep_alive_get(&mut s, &hostport) {
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -130,6 +139,33 @@ fn flood(url: &str, secs: u64) -> Flood {
         responses,
         summary: format!("{responses} responses"),
     }
+}
+
+/// One `GET /api/v1/apps` on a kept-alive connection, its whole answer read (by its
+/// `Content-Length`); false when the connection failed or closed.
+fn keep_alive_get(s: &mut std::net::TcpStream, hostport: &str) -> bool {
+    use std::io::{Read, Write};
+    let request = format!("GET /api/v1/apps HTTP/1.1\r\nHost: {hostport}\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return false;
+    };
+    std::io::copy(&mut s.take(len), &mut std::io::sink()).is_ok_and(|n| n == len)
 }
 
 /// GET /api/health on the app, timed by the test: (milliseconds, answered).
