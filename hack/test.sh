@@ -21,6 +21,8 @@ command -v gpg >/dev/null 2>&1 || apt_install gnupg
 command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 # systemd-analyze verifies the example unit (controller/tests/operator_kit.rs).
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+# hey, the load generator of the API flood test (controller/tests/flood.rs).
+command -v hey >/dev/null 2>&1 || apt_install hey
 # This is what CI runs, and the tools the checks need are installed above: with CI=true a
 # test whose tool is missing fails instead of skipping its point.
 export CI="${CI:-true}"

@@ -165,7 +165,33 @@ fn error(code: StatusCode, message: &str) -> ApiError {
 }
 
 async fn source(State(s): State<ApiState>) -> Response {
-    Json(crate::redact::json(&s.ctl.store.load_source())).into_response()
+    let store = s.ctl.store.clone();
+    match read_records(move || store.load_source()).await {
+        Ok(src) => Json(crate::redact::json(&src)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Record reads at once on the blocking pool, at most (the API's share of it).
+pub const RECORD_READS_AT_ONCE: usize = 4;
+
+/// Run `read` (a read of the records from disk) on the blocking pool, at most
+/// [`RECORD_READS_AT_ONCE`] at a time: a flood of API requests never reads the disk on the
+/// controller's runtime thread, nor starts a thread per request.
+async fn read_records<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(RECORD_READS_AT_ONCE);
+    let _permit = READS
+        .acquire()
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
+    tokio::task::spawn_blocking(read).await.map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("reading the records failed: {e}"),
+        )
+    })
 }
 
 /// True when `headers` carry a valid GitHub (`X-Hub-Signature-256: sha256=<hex>`, an
@@ -239,32 +265,42 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 }
 
 async fn apps(State(s): State<ApiState>) -> Response {
-    let mut out = Vec::new();
-    for name in s.ctl.store.apps() {
-        match s.ctl.store.load(&name) {
-            Ok(r) => out.push(crate::redact::json(&r)),
-            Err(e) => out.push(serde_json::json!({ "name": name, "error": e.to_string() })),
+    let store = s.ctl.store.clone();
+    let read = read_records(move || {
+        let mut out = Vec::new();
+        for name in store.apps() {
+            match store.load(&name) {
+                Ok(r) => out.push(crate::redact::json(&r)),
+                Err(e) => out.push(serde_json::json!({ "name": name, "error": e.to_string() })),
+            }
         }
+        out
+    });
+    match read.await {
+        Ok(out) => Json(out).into_response(),
+        Err(e) => e.into_response(),
     }
-    Json(out).into_response()
 }
 
-fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, ApiError> {
-    s.ctl.store.load_known(app).map_err(|e| match e {
-        state::StateError::NoSuchApp { .. } => error(StatusCode::NOT_FOUND, &e.to_string()),
-        e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    })
+async fn load(s: &ApiState, app: &str) -> Result<state::AppRecord, ApiError> {
+    let (store, name) = (s.ctl.store.clone(), app.to_string());
+    read_records(move || store.load_known(&name))
+        .await?
+        .map_err(|e| match e {
+            state::StateError::NoSuchApp { .. } => error(StatusCode::NOT_FOUND, &e.to_string()),
+            e => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        })
 }
 
 async fn app(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
-    match load(&s, &app) {
+    match load(&s, &app).await {
         Ok(r) => Json(crate::redact::json(&r)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 async fn history(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
-    match load(&s, &app) {
+    match load(&s, &app).await {
         Ok(r) => Json(crate::redact::json(
             &r.revisions.iter().map(|e| &e.revision).collect::<Vec<_>>(),
         ))
@@ -503,7 +539,7 @@ async fn allow_rewind(State(s): State<ApiState>, body: Option<Json<ByRequest>>) 
 }
 
 async fn reconcile(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Response {
-    if let Err(e) = load(&s, &app) {
+    if let Err(e) = load(&s, &app).await {
         return e.into_response();
     }
     s.trigger.notify_one();

@@ -16,8 +16,9 @@ pub fn plain() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// Lazily built HTTP clients, shared by clones (probes, notifications). Redirects are
-/// not followed: a probe judges the answer it gets.
+/// Lazily built HTTP clients, shared by clones: the controller's (notifications) and the
+/// probe thread's own (see [`crate::probes`]). Redirects are not followed: a probe judges
+/// the answer it gets.
 #[derive(Debug, Clone, Default)]
 pub struct Http {
     plain: Arc<OnceLock<reqwest::Client>>,

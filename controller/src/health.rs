@@ -27,10 +27,15 @@ use crate::pm2::Instance;
 /// Run one `http` or `prometheus` check. `resources` checks are not probed: their results
 /// come from [`resources_results`] on the round's `pm2 jlist` (given one anyway, this says
 /// so, inconclusively).
+///
+/// The latency is the probe's own clock around the request and the body, on the thread
+/// that runs the probe (the probe thread, see [`crate::probes`]). A failure on time (over
+/// `maxLatency`, or no answer within `timeout`) that the controller's own lateness explains
+/// is inconclusive, not failing: see [`late_excuses`].
 pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {
-    let started = Instant::now();
+    let clock = ProbeClock::start();
     let (state, detail) = match (&check.http, &check.prometheus, &check.resources) {
-        (Some(http), _, _) => probe_http(client, check, http, started).await,
+        (Some(http), _, _) => probe_http(client, check, http, &clock).await,
         (None, Some(prom), _) => probe_prometheus(client, check, prom).await,
         (None, None, Some(_)) => (
             ProbeState::Inconclusive,
@@ -42,34 +47,122 @@ pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {
         name: check.name.clone(),
         state,
         detail,
-        latency_ms: started.elapsed().as_millis() as u64,
+        latency_ms: clock.started.elapsed().as_millis() as u64,
     }
+}
+
+/// The URL a check probes (which client it needs); none for a resources check.
+pub fn check_url(check: &Check) -> &str {
+    match (&check.http, &check.prometheus) {
+        (Some(h), _) => &h.url,
+        (None, Some(p)) => &p.url,
+        (None, None) => "",
+    }
+}
+
+/// Below this, the probe thread's wait for a CPU is scheduling noise, not lateness: the
+/// controller counts as late during a probe only when its probe thread, runnable, waited
+/// longer than this for a CPU while the request was in flight.
+pub const LATE_AFTER: Duration = Duration::from_millis(20);
+
+/// Whether a probe that took `measured` against a `limit` (`maxLatency`, or the check's
+/// `timeout`) is excused because the controller was late: its probe thread waited `late`
+/// for a CPU during the probe (`None`: not known, never an excuse). Excused when `late` is
+/// over [`LATE_AFTER`] and the answer's time less `late` is within the limit; when even
+/// that is over the limit the app was slow by itself, and the probe fails.
+pub fn late_excuses(measured: Duration, limit: Duration, late: Option<Duration>) -> bool {
+    late.is_some_and(|late| late > LATE_AFTER && measured.saturating_sub(late) <= limit)
+}
+
+/// The probe's own clock: when it started, and how long its thread had waited for a CPU by
+/// then (the kernel's run-queue delay for this thread, `/proc/thread-self/schedstat`).
+struct ProbeClock {
+    started: Instant,
+    waited: Option<Duration>,
+}
+
+impl ProbeClock {
+    fn start() -> ProbeClock {
+        ProbeClock {
+            waited: run_queue_wait(),
+            started: Instant::now(),
+        }
+    }
+
+    /// A failure on time (`why`, against `limit`): failing, or inconclusive when the
+    /// controller's lateness since the start explains it.
+    fn timing_failure(&self, limit: Duration, why: String) -> (ProbeState, String) {
+        let late = self
+            .waited
+            .zip(run_queue_wait())
+            .map(|(before, now)| now.saturating_sub(before));
+        self.judge_timing(limit, late, why)
+    }
+
+    /// [`ProbeClock::timing_failure`] given how late the probe thread was since the start.
+    fn judge_timing(
+        &self,
+        limit: Duration,
+        late: Option<Duration>,
+        why: String,
+    ) -> (ProbeState, String) {
+        let measured = self.started.elapsed();
+        if late_excuses(measured, limit, late) {
+            let late = late.unwrap_or_default().as_millis();
+            return (
+                ProbeState::Inconclusive,
+                format!(
+                    "{why}, but the controller was late (its probe thread waited {late}ms for a CPU meanwhile): not counted"
+                ),
+            );
+        }
+        (ProbeState::Fail, why)
+    }
+}
+
+/// How long the calling thread has waited, runnable, for a CPU since it started (the
+/// second field of `/proc/thread-self/schedstat`, in nanoseconds); `None` where the kernel
+/// does not say. The file is opened once per thread and read again in place (one `pread`).
+fn run_queue_wait() -> Option<Duration> {
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        static SCHEDSTAT: Option<std::fs::File> =
+            std::fs::File::open("/proc/thread-self/schedstat").ok();
+    }
+    let mut buf = [0u8; 128];
+    let n = SCHEDSTAT.with(|f| f.as_ref()?.read_at(&mut buf, 0).ok())?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let ns: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 async fn probe_http(
     client: &reqwest::Client,
     check: &Check,
     http: &HttpCheck,
-    started: Instant,
+    clock: &ProbeClock,
 ) -> (ProbeState, String) {
     let fail = |d: String| (ProbeState::Fail, d);
-    let response = match client
-        .get(&http.url)
-        .timeout(check.timeout.std())
-        .send()
-        .await
-    {
+    let timeout = check.timeout.std();
+    let response = match client.get(&http.url).timeout(timeout).send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return fail(format!("no answer within {}", check.timeout)),
+        Err(e) if e.is_timeout() => {
+            return clock.timing_failure(timeout, format!("no answer within {}", check.timeout));
+        }
         Err(e) => return fail(format!("request failed: {}", error_chain(&e))),
     };
     let status = response.status().as_u16();
-    let (body, cut) = match tokio::time::timeout(check.timeout.std(), read_body(response)).await {
+    let (body, cut) = match tokio::time::timeout(timeout, read_body(response)).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return fail(format!("reading body failed: {e}")),
-        Err(_) => return fail(format!("body not complete within {}", check.timeout)),
+        Err(_) => {
+            return clock.timing_failure(
+                timeout * 2,
+                format!("body not complete within {}", check.timeout),
+            );
+        }
     };
-    let ms = started.elapsed().as_millis();
+    let ms = clock.started.elapsed().as_millis();
     if status != http.expect_status {
         return fail(format!(
             "status {status}, expected {} ({ms}ms)",
@@ -90,9 +183,9 @@ async fn probe_http(
         return fail(format!("body does not contain {needle:?}{read} ({ms}ms)"));
     }
     if let Some(max) = check.max_latency
-        && started.elapsed() > max.std()
+        && clock.started.elapsed() > max.std()
     {
-        return fail(format!("{ms}ms is over maxLatency {max}"));
+        return clock.timing_failure(max.std(), format!("{ms}ms is over maxLatency {max}"));
     }
     (ProbeState::Pass, format!("{status} in {ms}ms"))
 }
@@ -623,8 +716,81 @@ mod tests {
         ));
     }
 
-    /// Rounds in order (P pass, F fail, C crash, S pm2 launching, I inconclusive; lower
-    /// case: within the startup grace), the time spent, and the verdict.
+    /// A round whose one probe took 400 ms against maxLatency 100ms while the probe thread
+    /// waited 350 ms for a CPU: what the probe makes of it, combined like any round.
+    fn late_round() -> Round {
+        let clock = ProbeClock {
+            started: Instant::now() - Duration::from_millis(400),
+            waited: Some(Duration::ZERO),
+        };
+        let (state, detail) = clock.judge_timing(
+            Duration::from_millis(100),
+            Some(Duration::from_millis(350)),
+            "400ms is over maxLatency 100ms".into(),
+        );
+        assert_eq!(state, ProbeState::Inconclusive, "{detail}");
+        let result = CheckResult {
+            name: "api".into(),
+            state,
+            detail,
+            latency_ms: 400,
+        };
+        let round = combine(Ok(()), &[result]);
+        assert!(
+            matches!(&round, Round::Inconclusive(why) if why.contains("the controller was late")),
+            "{round:?}"
+        );
+        round
+    }
+
+    #[test]
+    fn a_probe_over_its_limit_is_excused_only_when_the_controllers_own_lateness_explains_it() {
+        let ms = Duration::from_millis;
+        // (measured, limit, the probe thread's wait for a CPU, excused)
+        let rows: &[(u64, u64, Option<u64>, bool)] = &[
+            (400, 100, None, false),      // lateness not known: no excuse
+            (400, 100, Some(0), false),   // on time: the app was slow
+            (130, 100, Some(20), false),  // 20 ms is scheduling noise, not lateness
+            (130, 100, Some(30), true),   // 30 ms late explains a 30 ms overage
+            (400, 100, Some(290), false), // 110 ms left is still over: the app was slow
+            (400, 100, Some(300), true),
+            (458, 100, Some(440), true),
+            (2003, 2000, Some(25), true), // a timeout the controller was late for
+            (2003, 2000, Some(5), false), // a timeout: the app did not answer
+        ];
+        for &(measured, limit, late, excused) in rows {
+            assert_eq!(
+                late_excuses(ms(measured), ms(limit), late.map(ms)),
+                excused,
+                "{measured} ms against {limit} ms, late {late:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_probe_threads_wait_for_a_cpu_is_read_from_the_kernel_and_grows_with_contention() {
+        let before = run_queue_wait().expect("/proc/thread-self/schedstat");
+        // Busy work on more threads than CPUs: this thread has to queue for a CPU.
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let end = Instant::now() + Duration::from_millis(300);
+        let spin = move || {
+            let mut x = 0u64;
+            while Instant::now() < end {
+                x = x.wrapping_add(1);
+            }
+            x
+        };
+        let others: Vec<_> = (0..cpus * 2).map(|_| std::thread::spawn(spin)).collect();
+        spin();
+        for t in others {
+            t.join().unwrap();
+        }
+        let after = run_queue_wait().unwrap();
+        assert!(after > before, "{before:?} then {after:?}");
+    }
+
+    /// Rounds in order (P pass, F fail, C crash, S pm2 launching, I inconclusive, L late;
+    /// lower case: within the startup grace), the time spent, and the verdict.
     #[test]
     fn failing_rounds_in_a_row_fail_at_once_and_rounds_while_starting_do_not() {
         let h = Health {
@@ -658,6 +824,17 @@ mod tests {
             ("PFP", 2, "pending"),
             ("F", 10, "failed: not healthy within progressDeadline 10s"),
             ("P", 10, "inconclusive"),
+            // L: a round the controller was late for (a probe over maxLatency that its
+            // own lateness explains): inconclusive, it neither extends nor resets a
+            // streak, failing or passing, and only late rounds to the deadline are
+            // inconclusive, never failed.
+            ("FLF", 2, "failed: 2 failing rounds in a row: why"),
+            ("FLLLF", 3, "failed: 2 failing rounds in a row: why"),
+            ("FL", 2, "pending"),
+            ("LLLL", 3, "pending"),
+            ("PLP", 2, "healthy"),
+            ("LLLL", 10, "inconclusive"),
+            ("LLLLP", 10, "inconclusive"),
         ];
         for (rounds, secs, want) in rows {
             let mut t = Tally::new();
@@ -669,6 +846,7 @@ mod tests {
                     'c' => (Round::Crashed("why".into()), true),
                     'S' | 's' => (Round::Starting("why".into()), c == 's'),
                     'I' => (Round::Inconclusive("why".into()), false),
+                    'L' => (late_round(), false),
                     _ => unreachable!(),
                 };
                 t.record(&round, starting);

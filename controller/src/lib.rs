@@ -16,6 +16,7 @@
 //! - [`exec`]: external commands with time limits, process-group kills and output tails.
 //! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
 //! - [`health`]: HTTP probes, pm2 facts, and the verdict over rounds.
+//! - [`probes`]: the probe thread, where every HTTP and Prometheus check runs and is timed.
 //! - [`migrate`]: migration levels, the advisory lock, up and down.
 //! - [`envfile`]: the server-side secrets file and the redactor that keeps it out of output.
 //! - [`redact`]: URL credentials masked wherever text is shown (API, CLI, logs); secret files.
@@ -47,6 +48,7 @@ pub mod migrate;
 pub mod monitor;
 pub mod plan;
 pub mod pm2;
+pub mod probes;
 pub mod prometheus;
 pub mod reconcile;
 pub mod redact;

@@ -517,6 +517,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             },
         },
         http: crate::clients::Http::new(),
+        probes: crate::probes::Prober::new(),
         sources_dir: state_dir.join("sources"),
         hub,
         trust: crate::trust::Trust {

@@ -221,8 +221,10 @@ pub struct Controller {
     pub store: Store,
     /// pm2.
     pub pm2: Pm2,
-    /// HTTP clients for probes (built on first use).
+    /// HTTP clients for notifications (built on first use).
     pub http: crate::clients::Http,
+    /// The probe thread, where health checks run and are timed (started on first use).
+    pub probes: crate::probes::Prober,
     /// Where app repositories are mirrored.
     pub sources_dir: PathBuf,
     /// Revisions kept per app.

@@ -179,14 +179,16 @@ impl Controller {
         app: &App,
         baseline: &BTreeMap<u64, u64>,
     ) -> (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>) {
-        let probes = app
+        // HTTP and Prometheus checks run and are timed on the probe thread.
+        let probed: Vec<_> = app
             .spec
             .health
             .checks
             .iter()
             .filter(|c| c.resources.is_none())
-            .map(|c| health::probe(self.http.for_url(check_url(c)), c));
-        let mut results = futures::future::join_all(probes).await;
+            .cloned()
+            .collect();
+        let mut results = self.probes.probe(probed).await;
         let (pm2, list) = match self.pm2.jlist().await {
             Ok(list) => {
                 // Resource checks read the same process list as the pm2 facts.
@@ -215,13 +217,4 @@ fn failing_names(round: &Round, results: &[CheckResult]) -> Vec<String> {
         names.push("pm2".into());
     }
     names
-}
-
-/// The URL a check probes (which client it needs); none for a resources check.
-fn check_url(check: &shipshape_spec::app::Check) -> &str {
-    match (&check.http, &check.prometheus) {
-        (Some(h), _) => &h.url,
-        (None, Some(p)) => &p.url,
-        (None, None) => "",
-    }
 }
