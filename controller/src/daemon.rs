@@ -330,7 +330,10 @@ async fn start_api(
             dir.join(api::TOKEN_FILE).display()
         )
     })?;
-    info!("a new API token is in {} (the previous one no longer works)", dir.join(api::TOKEN_FILE).display());
+    info!(
+        "a new API token is in {} (the previous one no longer works)",
+        dir.join(api::TOKEN_FILE).display()
+    );
     let app = api::router(ApiState {
         ctl: ctl.clone(),
         token: Arc::new(token),
@@ -345,8 +348,18 @@ async fn start_api(
     let socket = match edge::bind_socket(&socket_path) {
         Ok(l) => {
             info!(socket = %socket_path.display(), "API listening on the Unix socket");
-            let e = Edge::new("socket", HostPolicy::default(), socket_limits, metrics.clone());
-            tasks.push(tokio::spawn(edge::serve(Listener::Unix(l), app.clone(), e, stop.clone())));
+            let e = Edge::new(
+                "socket",
+                HostPolicy::default(),
+                socket_limits,
+                metrics.clone(),
+            );
+            tasks.push(tokio::spawn(edge::serve(
+                Listener::Unix(l),
+                app.clone(),
+                e,
+                stop.clone(),
+            )));
             Some(socket_path.clone())
         }
         Err(e) => {

@@ -181,8 +181,7 @@ pub fn verify_tcp_listener(state_dir: &Path, addr: &Address) -> Result<SocketAdd
     let table = if sock.is_ipv4() { "tcp" } else { "tcp6" };
     let text = std::fs::read_to_string(format!("/proc/net/{table}"))
         .map_err(|e| format!("/proc/net/{table}: {e}"))?;
-    let inode =
-        listening_inode(&text, sock).ok_or_else(|| format!("nothing listens on {sock}"))?;
+    let inode = listening_inode(&text, sock).ok_or_else(|| format!("nothing listens on {sock}"))?;
     let want = format!("socket:[{inode}]");
     let fds = std::fs::read_dir(format!("/proc/{}/fd", addr.pid)).map_err(|e| {
         format!(
@@ -209,7 +208,8 @@ mod tests {
 
     #[test]
     fn the_start_time_is_field_22_even_when_the_name_has_spaces_and_parentheses() {
-        let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat =
+            "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(parse_start_time(stat), Some(987654));
         let me = std::process::id();
         assert!(process_start_time(me).is_some());
@@ -233,6 +233,10 @@ mod tests {
         );
         let locks = "1: POSIX  ADVISORY  WRITE 77 00:2b:999 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n2: -> FLOCK  ADVISORY  WRITE 5151 fd:01:1234 0 EOF\n";
         assert_eq!(flock_holder(locks, 1234), Some(4242));
-        assert_eq!(flock_holder(locks, 999), None, "a POSIX lock is not the lock");
+        assert_eq!(
+            flock_holder(locks, 999),
+            None,
+            "a POSIX lock is not the lock"
+        );
     }
 }

@@ -337,9 +337,7 @@ async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
         }
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let ok = origin
-            .to_str()
-            .is_ok_and(|o| edge.policy.origin_allowed(o));
+        let ok = origin.to_str().is_ok_and(|o| edge.policy.origin_allowed(o));
         if !ok {
             return edge.refuse(
                 StatusCode::FORBIDDEN,
