@@ -247,11 +247,16 @@ async fn watch(
         Some(axum::Extension(sub)) => match sub.join() {
             Some(p) => Some(p),
             None => {
-                return error(
+                let mut resp = error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many event-stream subscribers; try again later",
                 )
                 .into_response();
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return resp;
             }
         },
         None => None,

@@ -384,7 +384,7 @@ async fn start_api(
     if !listen.ip().is_loopback() && !listen.ip().is_unspecified() {
         public.push(listen.ip().to_string());
     }
-    let first = tokio::net::TcpListener::bind(listen).await;
+    let first = edge::bind_tcp(listen);
     let (ctl, stop) = (ctl.clone(), stop.clone());
     tasks.push(tokio::spawn(async move {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -405,7 +405,7 @@ async fn start_api(
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop_wait.wait_for(|s| *s) => return,
                     }
-                    attempt = tokio::net::TcpListener::bind(listen).await;
+                    attempt = edge::bind_tcp(listen);
                 }
             }
         };

@@ -75,7 +75,11 @@ async fn subscribe(addr: String, release: Arc<AtomicBool>) -> Subscriber {
 
 /// A slowloris: send half a request head and wait; when the controller cuts it, again,
 /// until `release`. Returns how long each held head lasted before it was cut.
-async fn half_sent_heads(addr: String, release: Arc<AtomicBool>) -> Vec<Duration> {
+async fn half_sent_heads(
+    addr: String,
+    release: Arc<AtomicBool>,
+    cut_once: Arc<AtomicUsize>,
+) -> Vec<Duration> {
     let mut cut = Vec::new();
     while !release.load(Ordering::SeqCst) {
         let Ok(Ok(mut s)) = tokio::time::timeout(
@@ -99,6 +103,9 @@ async fn half_sent_heads(addr: String, release: Arc<AtomicBool>) -> Vec<Duration
             }
             match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => {
+                    if cut.is_empty() {
+                        cut_once.fetch_add(1, Ordering::SeqCst);
+                    }
                     cut.push(sent.elapsed());
                     break;
                 }
@@ -152,11 +159,19 @@ fn eleven_hundred_held_connections_under_a_1024_file_limit_never_stop_reconcilin
         .build()
         .unwrap();
     let release = Arc::new(AtomicBool::new(false));
+    let cut_once = Arc::new(AtomicUsize::new(0));
+    let held_since = Instant::now();
     let subscribers: Vec<_> = (0..300)
         .map(|_| rt.spawn(subscribe(addr.clone(), release.clone())))
         .collect();
     let slow: Vec<_> = (0..800)
-        .map(|_| rt.spawn(half_sent_heads(addr.clone(), release.clone())))
+        .map(|_| {
+            rt.spawn(half_sent_heads(
+                addr.clone(),
+                release.clone(),
+                cut_once.clone(),
+            ))
+        })
         .collect();
     wait_for(
         "the controller to hold the connections",
@@ -190,6 +205,23 @@ fn eleven_hundred_held_connections_under_a_1024_file_limit_never_stop_reconcilin
         "the app serves v2"
     );
 
+    // Every slowloris client gets cut at least once (800 of them through 224 free places,
+    // 5 s each), all the while the others hold on.
+    wait_for(
+        "every half-sent head to be cut once",
+        Duration::from_secs(120),
+        || (cut_once.load(Ordering::SeqCst) == 800).then_some(()),
+    );
+    let held_for = held_since.elapsed();
+    assert!(
+        checked(&w) != before || {
+            let b = checked(&w);
+            wait_for("a monitor round", Duration::from_secs(20), || {
+                (checked(&w) != b).then_some(())
+            });
+            true
+        }
+    );
     release.store(true, Ordering::SeqCst);
     let subscribers: Vec<Subscriber> = rt.block_on(async {
         let mut out = Vec::new();
@@ -235,7 +267,7 @@ fn eleven_hundred_held_connections_under_a_1024_file_limit_never_stop_reconcilin
     );
     let most = most_fds.load(Ordering::SeqCst);
     eprintln!(
-        "open files: {idle_fds} idle, at most {most} while held; {} heads cut (first after {shortest:?}, longest held {:?})",
+        "open files: {idle_fds} idle, at most {most} while held for {held_for:?}; {} heads cut (first after {shortest:?}, longest held {:?})",
         all_cuts.len(),
         all_cuts.iter().max().unwrap()
     );

@@ -57,6 +57,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// How long a client has to send a whole request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients the kernel queues for the TCP listener while it is at its connection cap (they
+/// hold none of the controller's descriptors). Past it, the kernel stops completing
+/// handshakes (clients retry with back-off). At most `net.core.somaxconn`.
+pub const TCP_BACKLOG: u32 = 1024;
 /// The webhook's path: served whatever its Host (see [`guard`]).
 pub const HOOK_PATH: &str = "/hooks/git";
 
@@ -161,6 +165,22 @@ pub fn bind_socket(path: &Path) -> io::Result<tokio::net::UnixListener> {
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Bind `addr` for the API (address reuse on, as `TcpListener::bind`) with a backlog of
+/// [`TCP_BACKLOG`].
+///
+/// # Errors
+/// When the address is taken, not on this host, or needs privileges.
+pub fn bind_tcp(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(TCP_BACKLOG)
 }
 
 /// Which requests a listener serves.
