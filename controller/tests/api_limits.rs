@@ -275,6 +275,14 @@ fn eleven_hundred_held_connections_under_a_1024_file_limit_never_stop_reconcilin
         most <= idle_fds + TCP_MAX_CONNECTIONS + 64 && most + 256 <= 1024,
         "the controller held {most} descriptors under a limit of 1024 ({idle_fds} when idle)"
     );
+    let metrics = apiedge::socket_http(&apiedge::socket_path(&w), "GET", "/metrics", None, None).1;
+    assert!(
+        metrics.contains(&format!(
+            "shipshape_api_refused_total{{listener=\"tcp\",reason=\"subscribers\"}} {}",
+            300 - TCP_MAX_SUBSCRIBERS
+        )),
+        "{metrics}"
+    );
     let log = std::fs::read_to_string(&d.log).unwrap();
     assert!(
         !log.contains("Too many open files") && !log.contains("os error 24"),
@@ -407,12 +415,6 @@ fn the_cli_goes_through_the_socket_and_never_sends_the_token_to_another_listener
     w.commit_config(&w.document(&w.app_head()));
     let d = w.start(&[]);
     w.wait_record("v1 healthy", 120, &d, |r| r.phase == Phase::Ready);
-    let sock = apiedge::socket_path(&w);
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    let meta = std::fs::symlink_metadata(&sock).unwrap();
-    assert!(meta.file_type().is_socket());
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "api.sock");
-
     // A stale api.json naming a port where another process listens.
     let other = Recorder::start();
     let real_url = d.url.clone();
@@ -421,12 +423,21 @@ fn the_cli_goes_through_the_socket_and_never_sends_the_token_to_another_listener
         &["pin", "cliway", "--reason", "incident 7", "--by", "alice"],
         &[],
     );
+    // (A CLI that sent it anything would have waited for its answer: the listener reads
+    // everything before it closes, so what it got is in by now.)
+    assert_eq!(other.received(), "", "the CLI talked to the other listener");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(w.record().pin.is_some(), "the pin went nowhere");
+    // It went through the socket: 0600, in the 0700 state directory.
+    let sock = apiedge::socket_path(&w);
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "api.sock");
 
     // Without the socket, the CLI checks the listener api.json names before any token.
     std::fs::remove_file(&sock).unwrap();
@@ -464,8 +475,6 @@ fn the_cli_goes_through_the_socket_and_never_sends_the_token_to_another_listener
         stderr.contains("no controller holds the state directory"),
         "{stderr}"
     );
-    // Give the other listener a moment to have read anything it was sent.
-    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         other.received(),
         "",

@@ -253,12 +253,28 @@ impl HostPolicy {
 
 /// Handed to the watch handler: the permits for this listener's event-stream subscribers.
 #[derive(Clone)]
-pub struct Subscribers(Arc<Semaphore>);
+pub struct Subscribers {
+    places: Arc<Semaphore>,
+    listener: &'static str,
+    metrics: Arc<Metrics>,
+}
 
 impl Subscribers {
-    /// A subscriber's place, held as long as its stream; `None` when all are taken.
+    /// A subscriber's place, held as long as its stream; `None` when all are taken (the
+    /// refusal is counted).
     pub fn join(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_owned().ok()
+        let place = self.places.clone().try_acquire_owned().ok();
+        if place.is_none() {
+            self.metrics.inc(
+                "shipshape_api_refused_total",
+                vec![
+                    ("listener", self.listener.to_string()),
+                    ("reason", "subscribers".to_string()),
+                ],
+                1.0,
+            );
+        }
+        place
     }
 }
 
@@ -289,7 +305,11 @@ impl Edge {
             policy: Arc::new(policy),
             limits,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
-            subscribers: Subscribers(Arc::new(Semaphore::new(limits.max_subscribers))),
+            subscribers: Subscribers {
+                places: Arc::new(Semaphore::new(limits.max_subscribers)),
+                listener,
+                metrics: metrics.clone(),
+            },
             metrics,
         }
     }
