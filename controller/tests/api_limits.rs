@@ -570,3 +570,61 @@ fn the_open_file_limit_is_raised_to_the_hard_limit_at_start_and_the_unit_sets_on
         "the systemd unit sets no LimitNOFILE"
     );
 }
+
+#[test]
+fn bodies_too_large_or_too_slow_are_refused_and_requests_in_flight_are_capped() {
+    use std::io::{Read, Write};
+    const TCP_MAX_IN_FLIGHT: usize = 64;
+    let w = World::new("bodies");
+    w.commit_config(&w.document(&w.app_head()));
+    let d = w.start(&[]);
+    w.wait_record("v1 healthy", 120, &d, |r| r.phase == Phase::Ready);
+    let addr = d.url.trim_start_matches("http://").to_string();
+
+    // 100 KiB of reason: over the 64 KiB limit, refused before any handler sees it.
+    let big = format!(r#"{{"reason":"{}"}}"#, "x".repeat(100 * 1024));
+    let (status, body) = d.post("/api/v1/apps/bodies/pin", &big, Some(&d.token));
+    assert_eq!(status, 413, "{body}");
+    assert!(w.record().pin.is_none(), "an oversized pin was applied");
+
+    // Bodies announced and never sent: each holds a place among the requests in flight
+    // until the body deadline (10 s); past the cap, 503 at once.
+    let slow: Vec<std::net::TcpStream> = (0..TCP_MAX_IN_FLIGHT)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /api/v1/reconcile HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n",
+                d.token
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let busy = wait_for(
+        "requests past the in-flight cap to be refused",
+        Duration::from_secs(8),
+        || {
+            let (status, body) = d.get("/api/v1/apps");
+            (status == 503).then_some(body)
+        },
+    );
+    assert!(busy.contains("too many requests in flight"), "{busy}");
+    let sent = Instant::now();
+    let answers: Vec<String> = slow
+        .into_iter()
+        .map(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+        .collect();
+    assert!(
+        answers.iter().all(|a| a.starts_with("HTTP/1.1 408")),
+        "{:?}",
+        answers.first()
+    );
+    assert!(sent.elapsed() < Duration::from_secs(15));
+    assert_eq!(d.get("/api/v1/apps").0, 200, "the places were given back");
+}
