@@ -9,7 +9,11 @@
 //!
 //! The request and answer bodies live in [`types`], shared with the CLI's [`Client`].
 
+pub mod address;
+pub mod edge;
 pub mod types;
+
+pub use address::Address;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,15 +26,14 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use shipshape_spec::status::{Pin, PinSource};
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::events::{Event, EventKind};
 use crate::reconcile::Controller;
-use crate::release::write_atomic_mode;
 use crate::state;
 use crate::state::requests::Request as AppRequest;
 use types::{
@@ -42,6 +45,8 @@ use types::{
 pub const TOKEN_FILE: &str = "api-token";
 /// Where the controller writes its API address for the CLI.
 pub const ADDRESS_FILE: &str = "api.json";
+/// The Unix socket the controller serves the API on, in the state directory.
+pub const SOCKET_FILE: &str = "api.sock";
 
 /// Shared by the handlers.
 #[derive(Clone)]
@@ -56,49 +61,6 @@ pub struct ApiState {
     pub fetch_now: Arc<Notify>,
     /// The webhook secret (GitHub HMAC key, or GitLab token), when webhooks are enabled.
     pub webhook_secret: Option<Arc<String>>,
-}
-
-/// Read the token from `<state-dir>/api-token`, creating it (0600) on first start.
-///
-/// # Errors
-/// When the file cannot be read or written.
-pub fn ensure_token(state_dir: &Path) -> std::io::Result<String> {
-    let path = state_dir.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if t.trim().len() >= 32 => return Ok(t.trim().to_string()),
-        Ok(_) | Err(_) => {}
-    }
-    let mut bytes = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let token = hex::encode(bytes);
-    write_atomic_mode(&path, format!("{token}\n").as_bytes(), 0o600)?;
-    Ok(token)
-}
-
-/// What the CLI needs to reach a running controller.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Address {
-    /// `http://127.0.0.1:PORT`.
-    pub url: String,
-    /// The controller's pid.
-    pub pid: u32,
-}
-
-/// Write `<state-dir>/api.json`.
-///
-/// # Errors
-/// When it cannot be written.
-pub fn write_address(state_dir: &Path, addr: SocketAddr) -> std::io::Result<()> {
-    let a = Address {
-        url: format!("http://{addr}"),
-        pid: std::process::id(),
-    };
-    write_atomic_mode(
-        &state_dir.join(ADDRESS_FILE),
-        &serde_json::to_vec(&a).expect("json"),
-        0o600,
-    )
 }
 
 /// The router.
@@ -119,7 +81,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .route("/api/v1/apps/{app}/history", get(history))
         .route("/api/v1/watch", get(watch))
         .route("/api/v1/source", get(source))
-        .route("/hooks/git", post(git_hook))
+        .route(edge::HOOK_PATH, post(git_hook))
         .merge(mutating)
         .with_state(state)
 }
@@ -309,9 +271,32 @@ async fn history(State(s): State<ApiState>, UrlPath(app): UrlPath<String>) -> Re
     }
 }
 
-async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
+/// The event stream; a listener's subscribers are capped ([`edge::Subscribers`]): past
+/// the cap, 503. The subscriber's place is held as long as its stream.
+async fn watch(
+    State(s): State<ApiState>,
+    subscribers: Option<axum::Extension<edge::Subscribers>>,
+) -> Response {
+    let place = match subscribers {
+        Some(axum::Extension(sub)) => match sub.join() {
+            Some(p) => Some(p),
+            None => {
+                let mut resp = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many event-stream subscribers; try again later",
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return resp;
+            }
+        },
+        None => None,
+    };
     let rx = s.ctl.hub.subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    let stream = futures::stream::unfold((rx, place), |(mut rx, place)| async move {
         loop {
             match rx.recv().await {
                 Ok(ev) => {
@@ -319,14 +304,16 @@ async fn watch(State(s): State<ApiState>) -> impl IntoResponse {
                         .event(serde_json::to_value(ev.kind).ok()?.as_str()?)
                         .json_data(&ev)
                         .ok()?;
-                    return Some((Ok::<_, std::convert::Infallible>(sse), rx));
+                    return Some((Ok::<_, std::convert::Infallible>(sse), (rx, place)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// A request recorded: the answer, the records in force with it, and whether a pass was
@@ -557,13 +544,29 @@ async fn reconcile_all(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
-/// A client for the CLI: the address and token come from the state directory.
+/// A client for the CLI. It reaches the controller over `<state-dir>/api.sock` (in the
+/// 0700 state directory: only the controller's user can connect) whenever the socket
+/// answers; otherwise over TCP at the address in `api.json`, and then only after checking
+/// that the listener there is the controller holding the state directory
+/// ([`address::verify_tcp_listener`]): the token is never sent to whatever else listens
+/// on a port a stale `api.json` names.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The controller's base URL.
+    /// The controller's base URL (`http://localhost` over the socket).
     pub url: String,
+    /// How it is reached.
+    pub via: Via,
     token: Option<String>,
     http: reqwest::Client,
+}
+
+/// How a [`Client`] reaches the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Its Unix socket.
+    Socket(PathBuf),
+    /// TCP, the listener checked to be the controller's.
+    Tcp(SocketAddr),
 }
 
 /// Why the CLI could not talk to the controller.
@@ -572,6 +575,29 @@ pub enum ClientError {
     /// No running controller recorded its address.
     #[error("no controller API found in {0} (is `shipshape run` running with this --state-dir?)")]
     NotRunning(PathBuf),
+    /// The socket does not answer and the controller is not listening on TCP.
+    #[error(
+        "the controller's socket {socket} does not answer and its API is not listening on TCP{why}"
+    )]
+    NotListening {
+        /// The socket tried.
+        socket: PathBuf,
+        /// `: <the last bind error>` when known.
+        why: String,
+    },
+    /// Over TCP, the listener could not be confirmed to be the controller: the token is
+    /// not sent.
+    #[error(
+        "not sending the API token to {url}: {why} (the controller's socket {socket} does not answer)"
+    )]
+    Unverified {
+        /// The address in `api.json`.
+        url: String,
+        /// What could not be confirmed.
+        why: String,
+        /// The socket tried first.
+        socket: PathBuf,
+    },
     /// The request failed.
     #[error("{0}")]
     Http(String),
@@ -589,20 +615,54 @@ pub enum ClientError {
 }
 
 impl Client {
-    /// Reach the controller whose state directory is `state_dir`.
+    /// Reach the controller whose state directory is `state_dir`: its socket when it
+    /// answers, else its TCP listener once checked to be the controller's.
     ///
     /// # Errors
-    /// [`ClientError::NotRunning`] when it has not written its address.
+    /// [`ClientError::NotRunning`] when there is no controller to reach,
+    /// [`ClientError::NotListening`] when its socket does not answer and it does not
+    /// listen on TCP, [`ClientError::Unverified`] when the TCP listener cannot be confirmed
+    /// to be the controller.
     pub fn from_state_dir(state_dir: &Path) -> Result<Client, ClientError> {
-        let text = std::fs::read_to_string(state_dir.join(ADDRESS_FILE))
-            .map_err(|_| ClientError::NotRunning(state_dir.to_path_buf()))?;
-        let addr: Address = serde_json::from_str(&text)
-            .map_err(|_| ClientError::NotRunning(state_dir.to_path_buf()))?;
         let token = std::fs::read_to_string(state_dir.join(TOKEN_FILE))
             .ok()
             .map(|t| t.trim().to_string());
+        let socket = state_dir.join(SOCKET_FILE);
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .tls_certs_only(std::iter::empty())
+                .unix_socket(socket.as_path())
+                .build()
+                .map_err(|e| ClientError::Http(e.to_string()))?;
+            return Ok(Client {
+                url: "http://localhost".into(),
+                via: Via::Socket(socket),
+                token,
+                http,
+            });
+        }
+        let addr =
+            Address::read(state_dir).ok_or_else(|| ClientError::NotRunning(state_dir.into()))?;
+        let Some(url) = addr.url.clone() else {
+            if !addr.writer_alive() {
+                return Err(ClientError::NotRunning(state_dir.into()));
+            }
+            return Err(ClientError::NotListening {
+                socket,
+                why: addr.error.map(|e| format!(": {e}")).unwrap_or_default(),
+            });
+        };
+        let sock = address::verify_tcp_listener(state_dir, &addr).map_err(|why| {
+            ClientError::Unverified {
+                url: url.clone(),
+                why,
+                socket,
+            }
+        })?;
         Ok(Client {
-            url: addr.url,
+            url,
+            via: Via::Tcp(sock),
             token,
             http: crate::clients::plain(),
         })

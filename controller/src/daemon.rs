@@ -31,6 +31,10 @@ pub struct Options {
     pub webhook_secret_file: Option<PathBuf>,
     /// How long a stop waits for passes in flight.
     pub stop_timeout: Duration,
+    /// Host names the TCP API answers to besides loopback ones (`--public-host`).
+    pub public_hosts: Vec<String>,
+    /// The open-file limit the process runs with (it sizes the API's connection caps).
+    pub open_files: u64,
 }
 
 /// How long a burst of ref changes is collected before the tip is read.
@@ -280,11 +284,156 @@ pub fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
     format!("cannot listen on {addr} (--listen): {why}")
 }
 
+/// Publish whether the TCP API listens (`shipshape_api_listening`) and record it, with
+/// the socket, in `api.json` for the CLI and `shipshape status`.
+fn record_api(
+    ctl: &Controller,
+    listen: Option<SocketAddr>,
+    url: Option<String>,
+    socket: Option<PathBuf>,
+    error: Option<String>,
+) {
+    if let Some(l) = listen {
+        ctl.hub.metrics.set(
+            "shipshape_api_listening",
+            vec![("listener", "tcp".into()), ("address", l.to_string())],
+            if url.is_some() { 1.0 } else { 0.0 },
+        );
+    }
+    let a = api::Address::this_process(listen, url, socket, error);
+    if let Err(e) = a.write(&ctl.store.dir) {
+        error!(
+            "could not write {}: {e}",
+            ctl.store.dir.join(api::ADDRESS_FILE).display()
+        );
+    }
+}
+
+/// Start the API: a new token, the Unix socket, the TCP listener (retried with back-off
+/// while its port is busy: the controller goes on without it); returns the serving tasks.
+///
+/// # Errors
+/// When the token cannot be written.
+async fn start_api(
+    ctl: &Arc<Controller>,
+    opts: &Options,
+    webhook_secret: Option<Arc<String>>,
+    trigger: &Arc<Notify>,
+    fetch_now: &Arc<Notify>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use api::edge::{self, Edge, HostPolicy, Limits, Listener};
+    let dir = ctl.store.dir.clone();
+    let token = edge::rotate_token(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "writing the API token {}: {e}",
+            dir.join(api::TOKEN_FILE).display()
+        )
+    })?;
+    info!(
+        "a new API token is in {} (the previous one no longer works)",
+        dir.join(api::TOKEN_FILE).display()
+    );
+    let app = api::router(ApiState {
+        ctl: ctl.clone(),
+        token: Arc::new(token),
+        trigger: trigger.clone(),
+        fetch_now: fetch_now.clone(),
+        webhook_secret,
+    });
+    let (tcp_limits, socket_limits) = Limits::for_open_files(opts.open_files);
+    let metrics = ctl.hub.metrics.clone();
+    let mut tasks = Vec::new();
+    let socket_path = dir.join(api::SOCKET_FILE);
+    let socket = match edge::bind_socket(&socket_path) {
+        Ok(l) => {
+            info!(socket = %socket_path.display(), "API listening on the Unix socket");
+            let e = Edge::new(
+                "socket",
+                HostPolicy::default(),
+                socket_limits,
+                metrics.clone(),
+            );
+            tasks.push(tokio::spawn(edge::serve(
+                Listener::Unix(l),
+                app.clone(),
+                e,
+                stop.clone(),
+            )));
+            Some(socket_path.clone())
+        }
+        Err(e) => {
+            error!(socket = %socket_path.display(), "the API cannot listen on its Unix socket (the CLI falls back to TCP): {e}");
+            None
+        }
+    };
+    let Some(listen) = opts.listen else {
+        record_api(ctl, None, None, socket, None);
+        return Ok(tasks);
+    };
+    info!(
+        "API limits: {} connections, {} requests in flight, {} event-stream subscribers on TCP; {} connections on the socket; {:?} to send a request head; {} open files",
+        tcp_limits.max_connections,
+        tcp_limits.max_in_flight,
+        tcp_limits.max_subscribers,
+        socket_limits.max_connections,
+        edge::HEADER_TIMEOUT,
+        opts.open_files
+    );
+    let mut public = opts.public_hosts.clone();
+    if !listen.ip().is_loopback() && !listen.ip().is_unspecified() {
+        public.push(listen.ip().to_string());
+    }
+    let first = edge::bind_tcp(listen);
+    let (ctl, stop) = (ctl.clone(), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut attempt = first;
+        let mut stop_wait = stop.clone();
+        let listener = loop {
+            match attempt {
+                Ok(l) => break l,
+                Err(e) => {
+                    let wait = backoff.next_delay();
+                    let why = listen_error(listen, &e);
+                    error!(
+                        "{why}; the API is not listening on TCP (the controller goes on reconciling and monitoring; the CLI uses {}); next try in {wait:?}",
+                        socket.as_ref().map_or("nothing".into(), |s| s.display().to_string())
+                    );
+                    record_api(&ctl, Some(listen), None, socket.clone(), Some(why));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop_wait.wait_for(|s| *s) => return,
+                    }
+                    attempt = edge::bind_tcp(listen);
+                }
+            }
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                error!("the API's TCP listener has no address: {e}");
+                return;
+            }
+        };
+        record_api(&ctl, Some(listen), Some(format!("http://{addr}")), socket, None);
+        info!(%addr, "API listening");
+        let policy = HostPolicy {
+            port: Some(addr.port()),
+            public,
+        };
+        let e = Edge::new("tcp", policy, tcp_limits, ctl.hub.metrics.clone());
+        edge::serve(Listener::Tcp(listener), app, e, stop).await;
+    }));
+    Ok(tasks)
+}
+
 /// Run until stopped; returns the exit code.
 ///
 /// # Errors
-/// When the webhook secret file cannot be read or is empty, the API cannot listen, the
-/// source cannot be watched, or files cannot be written.
+/// When the webhook secret file cannot be read or is empty, the API token cannot be
+/// written, the source cannot be watched, or files cannot be written. A busy API port is
+/// not one: the controller runs without its TCP listener, retrying it.
 pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     ctl.hub.metrics.identify(&ctl.host.name);
     // Refuse a bad secret before anything starts.
@@ -313,35 +462,7 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
         _watcher = Some(watch_local(ctl.clone(), trigger.clone())?);
     }
 
-    let mut api_task = None;
-    if let Some(listen) = opts.listen {
-        let token = api::ensure_token(&ctl.store.dir)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!(listen_error(listen, &e)))?;
-        let addr = listener.local_addr()?;
-        api::write_address(&ctl.store.dir, addr)?;
-        info!(%addr, "API listening");
-        let app = api::router(ApiState {
-            ctl: ctl.clone(),
-            token: Arc::new(token),
-            trigger: trigger.clone(),
-            fetch_now: fetch_now.clone(),
-            webhook_secret,
-        });
-        let mut stop = stop_rx.clone();
-        api_task = Some(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                error!("API stopped: {e}");
-            }
-        }));
-    }
+    let api_tasks = start_api(&ctl, &opts, webhook_secret, &trigger, &fetch_now, &stop_rx).await?;
 
     // A local repo is read in place: it is as fresh as it gets.
     if !ctl.config.is_remote() {
@@ -466,14 +587,16 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
         }
     }
     let _ = stop_tx.send(true);
-    if let Some(t) = api_task
-        && tokio::time::timeout(Duration::from_secs(5), t)
+    for t in api_tasks {
+        if tokio::time::timeout(Duration::from_secs(5), t)
             .await
             .is_err()
-    {
-        warn!("API did not stop within 5s");
+        {
+            warn!("API did not stop within 5s");
+        }
     }
     let _ = std::fs::remove_file(ctl.store.dir.join(api::ADDRESS_FILE));
+    let _ = std::fs::remove_file(ctl.store.dir.join(api::SOCKET_FILE));
     Ok(0)
 }
 

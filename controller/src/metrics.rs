@@ -83,6 +83,21 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "When the config repo was last read successfully.",
     ),
     (
+        "shipshape_api_listening",
+        "gauge",
+        "1 while the API's TCP listener is up on the address label, 0 while its bind fails (the controller retries it with back-off and keeps reconciling).",
+    ),
+    (
+        "shipshape_api_connections",
+        "gauge",
+        "Connections the API holds now, by listener (tcp, socket).",
+    ),
+    (
+        "shipshape_api_refused_total",
+        "counter",
+        "API requests refused at the edge, by listener and reason (host, origin, busy, subscribers, body_too_large, body_timeout, body_unreadable).",
+    ),
+    (
         "shipshape_pm2_socket_fallbacks_total",
         "counter",
         "Process-list reads that fell back from pm2's daemon socket to `pm2 jlist`, by reason (missing, refused, timeout, io, unexpected, remote).",

@@ -185,8 +185,8 @@ fn the_fleet_view_shows_each_host_live_pinned_reverted_and_unreachable() {
     // v2 needs CACHE_URL: its health check fails where the env file lacks it.
     let server = std::fs::read_to_string(fleet.app_repo().join("server.js")).unwrap();
     let needs_cache = server.replacen(
-        "const ok = !failing();",
-        "const ok = !failing() && Boolean(process.env.CACHE_URL);",
+        "const ok = !failing() &&",
+        "const ok = !failing() && Boolean(process.env.CACHE_URL) &&",
         1,
     );
     assert_ne!(needs_cache, server);

@@ -1,5 +1,6 @@
 //! What the controller refuses, and what it repairs, when it starts: an empty webhook
-//! secret, a busy API port, private files readable by others. The real binary.
+//! secret, a busy API port (reported, and the controller goes on), private files readable
+//! by others. The real binary.
 
 mod common;
 
@@ -78,20 +79,54 @@ fn an_empty_webhook_secret_file_refuses_to_start_naming_the_file() {
 }
 
 #[test]
-fn a_busy_api_port_is_reported_with_the_address_and_the_flag() {
+fn a_busy_api_port_is_reported_with_the_address_and_the_flag_and_the_controller_keeps_running() {
     let w = World::new("busyport");
     w.commit_config(&w.document(&w.app_head()));
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run_briefly(&w, &["--listen", &addr], 20).expect("it ran on a busy port");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let log = w.root().join("busy.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
+        .args(["run", "--listen", &addr])
+        .env("SHIPSHAPE_REPO", w.config_repo())
+        .env("SHIPSHAPE_PATH", "apps")
+        .env("SHIPSHAPE_STATE_DIR", w.state_dir())
+        .env("SHIPSHAPE_PM2", common::pm2_bin())
+        .env("SHIPSHAPE_PM2_HOME", w.pm2_home())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let said =
+        format!("cannot listen on {addr} (--listen): address already in use (another controller?)");
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&said) {
+            break text;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the controller stopped ({status}) on a busy port:\n{text}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no error naming the address and the flag:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("next try in"), "{text}");
     assert!(
-        stderr.contains(&format!(
-            "cannot listen on {addr} (--listen): address already in use (another controller?)"
-        )),
-        "{stderr}"
+        child.try_wait().unwrap().is_none(),
+        "a busy API port stopped the controller:\n{text}"
     );
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    drop(taken);
 }
 
 #[test]
@@ -141,7 +176,8 @@ fn secrets_on_disk_are_private_pm2_home_dump_state_dir_and_token() {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let d = w.start(&[]);
-    assert_eq!(d.token, token, "the token was replaced, not kept");
+    assert_ne!(d.token, token, "the token is a new one at each start");
+    assert_eq!(mode(&token_file), 0o600, "api-token at start");
     assert_eq!(mode(&dump), 0o600, "dump.pm2 at start");
     assert_eq!(mode(&bak), 0o600, "dump.pm2.bak at start");
     assert!(

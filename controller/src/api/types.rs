@@ -112,7 +112,7 @@ mod tests {
         assert!(serde_json::from_str::<PinRequest>(r#"{"reason":"r","force":true}"#).is_err());
     }
 
-    /// The client against a stand-in server: answers read as their types, refusals as
+    /// The client against a stand-in server on the socket: answers read as their types, refusals as
     /// their [`ErrorBody`] or, when not one of ours, their text.
     #[tokio::test]
     async fn the_client_reads_answers_and_refusals() {
@@ -160,12 +160,11 @@ mod tests {
                     })
                 }),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
         let dir = tempfile::tempdir().unwrap();
-        crate::api::write_address(dir.path(), addr).unwrap();
+        let listener = crate::api::edge::bind_socket(&dir.path().join("api.sock")).unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
         let client = Client::from_state_dir(dir.path()).unwrap();
+        assert!(matches!(client.via, crate::api::Via::Socket(_)));
 
         let req = PinRequest {
             revision: None,

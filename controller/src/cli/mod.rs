@@ -120,6 +120,10 @@ pub struct RunArgs {
     /// Allow the API on a non-loopback address (it is unencrypted; mutations need the token).
     #[arg(long)]
     pub allow_remote_api: bool,
+    /// A host name the TCP API also answers to (the Host header), besides 127.0.0.1, [::1]
+    /// and localhost: the name a proxy in front of it passes on. Repeatable.
+    #[arg(long = "public-host", value_name = "NAME", value_parser = parse_public_host)]
+    pub public_hosts: Vec<String>,
     /// Post notifications (Slack-compatible JSON) to this URL. On the command line it shows
     /// in `ps` (with the secret a webhook URL holds): prefer --notify-url-file.
     #[arg(long, env = "SHIPSHAPE_NOTIFY_URL")]
@@ -329,6 +333,23 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A `--public-host`: a DNS name or an IP address, without scheme, port or path.
+fn parse_public_host(s: &str) -> Result<String, String> {
+    let name = s.trim().trim_start_matches('[').trim_end_matches(']');
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && (name.parse::<std::net::Ipv6Addr>().is_ok() || !name.contains(':'));
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is not a host name or address (no scheme, port or path: e.g. deploy.example.com)"
+        ))
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

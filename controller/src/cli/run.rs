@@ -19,6 +19,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         history,
         listen,
         allow_remote_api,
+        public_hosts,
         notify_url,
         notify_url_file,
         concurrency,
@@ -29,6 +30,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     // SAFETY: no other thread has started yet.
     unsafe { crate::source::start_git_without_loading_certificates() };
     init_tracing();
+    let open_files = raise_open_files_limit();
     if source.repo.is_none() {
         anyhow::bail!("run needs --repo (or SHIPSHAPE_REPO)");
     }
@@ -62,6 +64,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 listen: Some(listen),
                 webhook_secret_file,
                 stop_timeout: Duration::from_secs(60),
+                public_hosts,
+                open_files,
             },
         )
         .await
@@ -118,6 +122,25 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .thread_keep_alive(Duration::from_secs(120))
         .build()
+}
+
+/// Raise the soft open-file limit to the hard one (systemd's default soft limit is 1024)
+/// and say so; returns the limit the process now runs with.
+fn raise_open_files_limit() -> u64 {
+    match crate::api::edge::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!("open-file limit raised from {before} to {after} (the hard limit)");
+            after
+        }
+        Ok((_, limit)) => {
+            tracing::info!("open-file limit: {limit} (the hard limit)");
+            limit
+        }
+        Err(e) => {
+            tracing::warn!("could not raise the open-file limit: {e}");
+            1024
+        }
+    }
 }
 
 /// glibc gives each thread that allocates its own arena (64 MiB reserved, and what it

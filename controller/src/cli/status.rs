@@ -298,6 +298,9 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
             if let Some(line) = view::source_line(&shown_source(store, false)) {
                 println!("{line}");
             }
+            if let Some(line) = api_line(&store.dir) {
+                println!("{line}");
+            }
             match (only, records.first()) {
                 (Some(_), Some(r)) if output == StatusFormat::Table => {
                     print!("{}", view::detail(r, now))
@@ -318,6 +321,23 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
         }
     }
     i32::from(!problems.is_empty())
+}
+
+/// A line when the running controller's TCP API is not listening (its port busy, say):
+/// what it asked for, why, and that the CLI goes through the socket meanwhile.
+fn api_line(state_dir: &Path) -> Option<String> {
+    let a = crate::api::Address::read(state_dir)?;
+    if a.listening || !a.writer_alive() {
+        return None;
+    }
+    Some(format!(
+        "api NOT LISTENING on {}: {} (retrying with back-off; the CLI uses {})",
+        a.listen.as_deref().unwrap_or("?"),
+        a.error.as_deref().unwrap_or("unknown error"),
+        a.socket
+            .as_ref()
+            .map_or("nothing".into(), |s| s.display().to_string())
+    ))
 }
 
 /// `shipshape history`: an app's revisions, oldest first.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use shipshape::state::{AppRecord, Store};
 
+pub mod apiedge;
 pub mod load;
 pub mod pins;
 pub mod pm2;
