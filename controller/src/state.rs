@@ -535,7 +535,6 @@ impl Store {
     }
 }
 
-
 /// The state directory every command uses when neither `--state-dir` nor
 /// `SHIPSHAPE_STATE_DIR` says otherwise: `/var/lib/shipshape` for root, else
 /// `$XDG_STATE_HOME/shipshape`, else `~/.local/state/shipshape`.
