@@ -16,18 +16,25 @@
 //!
 //! # Moves
 //! [`next_move`] is level-triggered: it reads the two slots afresh each time, so a replace
-//! interrupted anywhere (a controller crash) continues from what pm2 runs, and never deletes
-//! a slot unless the other one runs the document's config (or nothing serves either way).
+//! interrupted anywhere (a controller crash) continues from what pm2 runs. It never deletes
+//! the only slot that serves: a slot with an instance online is deleted only while the other
+//! one runs the document's config, or (a stale temporary) while the declared one still has
+//! an instance online; a slot with none online ([`Slot::Down`]) can go any time.
 //!
 //! | declared name | temporary name | move |
 //! |---|---|---|
 //! | desired | absent | done |
 //! | desired | present | delete the temporary (once the declared one is ready) |
 //! | other | absent | start the temporary with the new config, wait until ready |
-//! | other | other | delete the temporary (a stale one; the declared one serves) |
-//! | other | desired | delete the declared (once the temporary is ready) |
+//! | other | other or down | delete the temporary (a stale one; the declared one serves) |
+//! | other or down | desired | delete the declared (once the temporary is ready) |
+//! | down | absent | start the temporary with the new config, wait until ready |
+//! | down | other or down | delete the declared (it serves nothing; the temporary may) |
 //! | absent | any | start the declared name with the new config, wait until ready |
-//! | absent | absent | start the declared name (nothing serves: nothing to keep) |
+//!
+//! "Other" always has an instance online; "down" has instances and none online (stopped by
+//! hand, errored): deleting a down declared name while a stale temporary serves the old
+//! config keeps that one serving until the declared name runs the new config.
 
 use shipshape_spec::app::ExecMode;
 
@@ -70,8 +77,10 @@ pub fn graceful<'a>(desired: ExecMode, running: impl IntoIterator<Item = &'a Ins
 pub enum Slot {
     /// Nothing.
     Absent,
-    /// Instances that are not the document's config, or not all online.
+    /// Instances, at least one online, that are not the document's config or not all online.
     Other,
+    /// Instances, none of them online (stopped, errored, launching): nothing serves here.
+    Down,
     /// Exactly the document's config: its instance count and exec mode, its config marker,
     /// every instance online.
     Desired,
@@ -100,7 +109,13 @@ pub fn slot<'a>(instances: impl IntoIterator<Item = &'a Instance>, want: Want<'_
                 && i.status == "online"
                 && i.env.get(ENV_CONFIG).map(String::as_str) == Some(want.config)
         });
-    if desired { Slot::Desired } else { Slot::Other }
+    if desired {
+        Slot::Desired
+    } else if instances.iter().any(|i| i.status == "online") {
+        Slot::Other
+    } else {
+        Slot::Down
+    }
 }
 
 /// The next step of a graceful replace.
@@ -115,7 +130,7 @@ pub enum Move {
     /// ready, when it runs the document's config).
     DeleteNext,
     /// Delete the old processes under the declared name (first waiting until the temporary
-    /// ones are ready).
+    /// ones are ready, when they run the document's config).
     DeleteDeclared,
     /// Start the new config under the declared name and wait until every instance is ready.
     StartDeclared,
@@ -126,9 +141,13 @@ pub fn next_move(declared: Slot, next: Slot) -> Move {
     match (declared, next) {
         (Slot::Desired, Slot::Absent) => Move::Done,
         (Slot::Desired, _) => Move::DeleteNext,
+        (Slot::Other | Slot::Down, Slot::Desired) => Move::DeleteDeclared,
         (Slot::Other, Slot::Absent) => Move::StartNext,
-        (Slot::Other, Slot::Other) => Move::DeleteNext,
-        (Slot::Other, Slot::Desired) => Move::DeleteDeclared,
+        (Slot::Other, Slot::Other | Slot::Down) => Move::DeleteNext,
+        (Slot::Down, Slot::Absent) => Move::StartNext,
+        // The declared name serves nothing: deleting it loses nothing, and the temporary one
+        // (if it serves the old config) keeps serving until the declared name runs the new.
+        (Slot::Down, Slot::Other | Slot::Down) => Move::DeleteDeclared,
         (Slot::Absent, _) => Move::StartDeclared,
     }
 }
@@ -196,16 +215,22 @@ mod tests {
         assert_eq!(slot([&ok, &down], want), Slot::Other, "status");
         let fork = inst("web", "fork_mode", "online", "a");
         assert_eq!(slot([&ok, &fork], want), Slot::Other, "mode");
+        let stopped = inst("web", "cluster_mode", "stopped", "a");
+        assert_eq!(slot([&stopped, &down], want), Slot::Down, "none online");
+        let old_stopped = inst("web", "cluster_mode", "stopped", "b");
+        assert_eq!(slot([&old_stopped], want), Slot::Down, "old, none online");
     }
 
-    /// Every state a replace (or a crash in the middle of one) can leave: the moves reach
-    /// Done in at most five, and no move deletes the only slot that could serve the new
-    /// config while the other is not the document's.
+    /// Every state a replace (or a crash in the middle of one, or a hand stopping a name)
+    /// can leave: the moves reach Done in at most five, while something served before a
+    /// move something serves after it, and a slot running the document's config is deleted
+    /// only while the other one runs it too.
     #[test]
     fn from_every_pair_of_slots_the_moves_converge_and_keep_a_slot_serving() {
         use Slot::*;
-        for start in [Absent, Other, Desired] {
-            for next_start in [Absent, Other, Desired] {
+        let serves = |s: Slot| matches!(s, Other | Desired);
+        for start in [Absent, Down, Other, Desired] {
+            for next_start in [Absent, Down, Other, Desired] {
                 let (mut declared, mut next) = (start, next_start);
                 let mut moves = Vec::new();
                 loop {
@@ -213,22 +238,29 @@ mod tests {
                     moves.push(m);
                     // Five moves at most (a stale temporary first), then Done.
                     assert!(moves.len() <= 6, "{start:?}/{next_start:?}: {moves:?}");
+                    let serving = serves(declared) || serves(next);
                     match m {
                         Move::Done => break,
                         Move::StartNext => next = Desired,
                         Move::StartDeclared => declared = Desired,
                         Move::DeleteNext => {
-                            assert!(
-                                declared != Absent,
-                                "{start:?}/{next_start:?}: deleted the only copy: {moves:?}"
-                            );
+                            if next == Desired {
+                                assert_eq!(
+                                    declared, Desired,
+                                    "{start:?}/{next_start:?}: {moves:?}"
+                                );
+                            }
                             next = Absent;
                         }
                         Move::DeleteDeclared => {
-                            assert_eq!(next, Desired, "{start:?}/{next_start:?}: {moves:?}");
+                            assert_ne!(declared, Desired, "{start:?}/{next_start:?}: {moves:?}");
                             declared = Absent;
                         }
                     }
+                    assert!(
+                        !serving || serves(declared) || serves(next),
+                        "{start:?}/{next_start:?}: nothing serves after {moves:?}"
+                    );
                 }
                 assert_eq!((declared, next), (Desired, Absent));
             }
@@ -238,5 +270,16 @@ mod tests {
         assert_eq!(next_move(Other, Desired), Move::DeleteDeclared);
         assert_eq!(next_move(Absent, Desired), Move::StartDeclared);
         assert_eq!(next_move(Desired, Desired), Move::DeleteNext);
+    }
+
+    /// The declared name stopped by hand while a stale temporary one serves the old config
+    /// (a crash after the declared name was started again, then `pm2 stop`): the stopped
+    /// one goes first, and the temporary one serves until the declared one runs the new
+    /// config. (Deleting the temporary first refused every request meanwhile.)
+    #[test]
+    fn a_stopped_declared_name_goes_before_the_temporary_one_that_still_serves() {
+        assert_eq!(next_move(Slot::Down, Slot::Other), Move::DeleteDeclared);
+        assert_eq!(next_move(Slot::Absent, Slot::Other), Move::StartDeclared);
+        assert_eq!(next_move(Slot::Desired, Slot::Other), Move::DeleteNext);
     }
 }

@@ -146,7 +146,10 @@ impl Controller {
                     ready.retain(|n| n != &next);
                 }
                 Move::DeleteDeclared => {
-                    if !ready.contains(&next) {
+                    // A declared name that serves nothing (down) goes without a wait: the
+                    // temporary one, if it serves, runs the old config and has nothing to
+                    // become ready for.
+                    if temp == Slot::Desired && !ready.contains(&next) {
                         self.wait_ready(&next, want.count, settle).await?;
                         ready.push(next.clone());
                     }

@@ -370,3 +370,121 @@ fn a_delete_by_the_controller_without_a_save_is_still_a_problem() {
         server.problems(&without)
     );
 }
+
+/// A cluster-mode `web` (and a worker), someone else's process started first; then a replace
+/// interrupted after its third move (`web~next` and `web` both run) and `web` stopped by
+/// hand; then `doc`. Returns the server just before `doc`'s plan, checked to be that state.
+fn stopped_web_beside_a_serving_web_next(doc: &Doc) -> Server {
+    let first = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: Some(true),
+        script: "server.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: true,
+    };
+    let h = history::History {
+        cpus: 1,
+        lockfiles: [None, None, None],
+        env_file: None,
+        docs: vec![(vec![history::Drift::Foreign], first)],
+    };
+    let mut server = server_for(&h);
+    assert_eq!(run(&mut server, &h), vec![Vec::<String>::new()]);
+    // pm2 lists someone-elses, worker, web~next, web: 3 picks web.
+    server.drift(&history::Drift::InterruptedReplace(3));
+    server.drift(&history::Drift::Stop(3));
+    let status = |name: &str| -> Vec<&str> {
+        server
+            .pm2
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.status)
+            .collect()
+    };
+    assert_eq!(status("web"), ["stopped"]);
+    assert_eq!(status("web~next"), ["online"]);
+    let app = doc.app();
+    let p = plan(&app, &server.observe(&app));
+    assert!(
+        p.steps.iter().any(|s| s.step
+            == Step::Pm2Replace {
+                process: "web".into()
+            }),
+        "{p}"
+    );
+    server
+}
+
+/// `web` stopped beside a `web~next` that serves the document's config (the shrunk case
+/// proptest saved: b18430e7…): the replace deletes the stopped `web`, starts it again and
+/// only then deletes `web~next`, so something is online throughout. (The simulation once
+/// played a fixed sequence that deleted `web~next` first, which the executor does not.)
+#[test]
+fn a_stopped_web_beside_a_web_next_of_the_same_config_is_replaced_with_something_online_throughout()
+{
+    let doc = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: Some(true),
+        script: "server.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: false,
+    };
+    let mut server = stopped_web_beside_a_serving_web_next(&doc);
+    let app = doc.app();
+    let p = plan(&app, &server.observe(&app));
+    server.apply(&app, &p);
+    assert_eq!(server.problems(&app), Vec::<String>::new());
+    assert!(server.pm2.iter().all(|p| p.name != "web~next"));
+    let p = plan(&app, &server.observe(&app));
+    assert!(p.steps.is_empty(), "{p}");
+}
+
+/// `web` stopped beside a `web~next` that serves the old config, and the document changes
+/// web's script (the unshrunk form of the same seed): the executor must not delete the
+/// serving `web~next` first (it did: "other/other: a stale temporary, the declared one
+/// serves", but the declared one served nothing and every request was refused until the
+/// new config was up). It deletes the stopped `web`, starts `web` with the new config
+/// beside the old `web~next`, then deletes `web~next`.
+#[test]
+fn a_stopped_web_beside_a_web_next_of_the_old_config_keeps_web_next_serving_until_web_runs_the_new()
+{
+    let doc = Doc {
+        commit: C1,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: Some(true),
+        script: "app.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: false,
+    };
+    let mut server = stopped_web_beside_a_serving_web_next(&doc);
+    let app = doc.app();
+    let p = plan(&app, &server.observe(&app));
+    server.apply(&app, &p);
+    assert_eq!(server.problems(&app), Vec::<String>::new());
+    assert!(
+        server
+            .pm2
+            .iter()
+            .filter(|p| p.name == "web")
+            .all(|p| p.script == "app.js")
+    );
+    let p = plan(&app, &server.observe(&app));
+    assert!(p.steps.is_empty(), "{p}");
+}

@@ -4,6 +4,7 @@
 
 use super::server::*;
 use super::*;
+use crate::plan::replace::{Move, Slot, next_move};
 
 impl Server {
     // ---- pm2, as pm2 behaves ----
@@ -56,19 +57,10 @@ impl Server {
             }
             return;
         }
-        let count = match &entry["instances"] {
-            serde_json::Value::Null => 1,
-            serde_json::Value::String(s) if s == "max" => self.cpus,
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(0) => self.cpus,
-                Some(n) if n < 0 => (self.cpus as i64 + n).max(1) as u32,
-                Some(n) => n as u32,
-                None => 1,
-            },
-            other => {
-                self.faults.push(format!(
-                    "pm2: {name} has instances {other}, which pm2 rejects"
-                ));
+        let count = match pm2_instances(entry, self.cpus) {
+            Ok(n) => n,
+            Err(e) => {
+                self.faults.push(format!("pm2: {name} {e}"));
                 1
             }
         };
@@ -92,16 +84,26 @@ impl Server {
     }
 
     /// A `pm2-replace` step as the executor drives pm2. In cluster mode (every instance
-    /// under the declared and the temporary name in cluster mode, and the document's too):
-    /// a stale `NAME~next` is deleted while `NAME` serves, the new config starts as
-    /// `NAME~next`, then `NAME` is deleted, started again with the new config, and
-    /// `NAME~next` deleted; with only `NAME~next` left (an interrupted replace) `NAME` is
-    /// started and then `NAME~next` deleted. Whenever some instance was online before, one
-    /// must be online after each call (else a fault: requests would be refused). In fork
-    /// mode, or across a fork/cluster switch: delete both names, start `NAME`.
+    /// under the declared and the temporary name in cluster mode, and the document's too)
+    /// it goes move by move, as `reconcile/replace.rs` does: before each move it reads what
+    /// runs under `NAME` and under `NAME~next` afresh, judges each group here (absent; down:
+    /// none online; desired: the ecosystem entry's instance count and exec_mode, its config
+    /// marker, every instance online; else other), takes the move from the planner's
+    /// `replace::next_move`, waits where the executor waits (a group not ready fails the
+    /// step: a fault) and makes the move's pm2 call. Whenever some instance was online
+    /// before, one must be online after each call (else a fault: requests would be refused),
+    /// and the replace must end within eight moves. In fork mode, or across a fork/cluster
+    /// switch: delete both names, start `NAME`.
+    ///
+    /// Why `next_move` itself: it is the decision under test here, as `plan` is for the
+    /// steps. A second copy of its table in the simulation would only check that the copy
+    /// is correct, and a wrong move in the real table (deleting the only name that serves)
+    /// would pass unseen. What judges it stays independent: the groups are judged from the
+    /// simulated processes and the executor's ecosystem file (not with `replace::slot`), and
+    /// "something online after every call" and the oracle's convergence are the
+    /// simulation's own.
     pub(super) fn pm2_replace(&mut self, ecosystem: &serde_json::Value, name: &str, cluster: bool) {
         let next = format!("{name}~next");
-        let ours = |s: &Server, n: &str| s.pm2.iter().any(|p| p.name == n);
         let graceful = cluster
             && self
                 .pm2
@@ -114,26 +116,78 @@ impl Server {
             self.pm2_start_or_reload(ecosystem, name);
             return;
         }
+        let Some(entry) = ecosystem["apps"]
+            .as_array()
+            .and_then(|apps| apps.iter().find(|a| a["name"] == name))
+        else {
+            self.faults
+                .push(format!("replace of {name}: no entry in the ecosystem file"));
+            return;
+        };
+        let want = match pm2_instances(entry, self.cpus) {
+            Ok(count) => Group {
+                count,
+                mode: match entry["exec_mode"].as_str() {
+                    Some("cluster") | Some("cluster_mode") => "cluster_mode",
+                    _ => "fork_mode",
+                },
+                config: entry["env"]["SHIPSHAPE_CONFIG"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+            Err(e) => {
+                self.faults.push(format!("replace of {name}: {e}"));
+                return;
+            }
+        };
         let serving = |s: &Server| {
             s.pm2
                 .iter()
                 .any(|p| (p.name == name || p.name == next) && p.status == "online")
         };
         let was_serving = serving(self);
-        let mut calls: Vec<(&str, String)> = Vec::new();
-        if ours(self, name) {
-            if ours(self, &next) {
-                calls.push(("delete", next.clone()));
+        for _ in 0..8 {
+            let declared = self.group(name, &want);
+            let temp = self.group(&next, &want);
+            // Where the executor first waits until a group is ready, then the pm2 call.
+            let (wait, call, target) = match next_move(declared, temp) {
+                Move::Done => return,
+                Move::StartNext => (None, "start", next.as_str()),
+                Move::DeleteNext => (
+                    (declared == Slot::Desired).then_some(name),
+                    "delete",
+                    next.as_str(),
+                ),
+                Move::DeleteDeclared => (
+                    (temp == Slot::Desired).then_some(next.as_str()),
+                    "delete",
+                    name,
+                ),
+                Move::StartDeclared => (None, "start", name),
+            };
+            if let Some(w) = wait
+                && !self.ready(w, want.count)
+            {
+                self.faults.push(format!(
+                    "replace of {name}: {w} not ready before {call} {target}"
+                ));
+                return;
             }
-            calls.push(("start", next.clone()));
-            calls.push(("delete", name.to_string()));
-        }
-        calls.push(("start", name.to_string()));
-        calls.push(("delete", next.clone()));
-        for (call, target) in calls {
-            match call {
-                "start" => self.pm2_start_or_reload(ecosystem, &target),
-                _ => self.pm2_delete(&target),
+            if call == "start" {
+                self.pm2_start_or_reload(ecosystem, target);
+                // The executor waits for what it started; new processes that are not
+                // ready fail the step (a started temporary is deleted again).
+                if !self.ready(target, want.count) {
+                    self.faults
+                        .push(format!("replace of {name}: {target} not ready after start"));
+                    if target == next {
+                        self.pm2_delete(&next);
+                    }
+                    return;
+                }
+            } else {
+                self.pm2_delete(target);
             }
             if was_serving && !serving(self) {
                 self.faults.push(format!(
@@ -141,6 +195,36 @@ impl Server {
                 ));
             }
         }
+        self.faults
+            .push(format!("replace of {name}: not done after 8 moves"));
+    }
+
+    /// How the instances under `name` compare with the ecosystem entry, as the executor
+    /// reads pm2's list before a move.
+    fn group(&self, name: &str, want: &Group) -> Slot {
+        let procs: Vec<&Proc> = self.pm2.iter().filter(|p| p.name == name).collect();
+        if procs.is_empty() {
+            Slot::Absent
+        } else if procs.iter().all(|p| p.status != "online") {
+            Slot::Down
+        } else if procs.len() as u32 == want.count
+            && procs.iter().all(|p| {
+                p.status == "online"
+                    && p.exec_mode == want.mode
+                    && p.env.get("SHIPSHAPE_CONFIG") == Some(&want.config)
+            })
+        {
+            Slot::Desired
+        } else {
+            Slot::Other
+        }
+    }
+
+    /// The executor's readiness, with no time in the simulation: `count` instances, all
+    /// online.
+    fn ready(&self, name: &str, count: u32) -> bool {
+        let procs: Vec<&Proc> = self.pm2.iter().filter(|p| p.name == name).collect();
+        procs.len() as u32 == count && procs.iter().all(|p| p.status == "online")
     }
 
     /// `pm2 delete <name>`.
@@ -153,5 +237,28 @@ impl Server {
         self.dump = self.pm2.clone();
         // Whatever a hand changed is in the dump now.
         self.unsaved_hand_deletes.clear();
+    }
+}
+
+/// What a replace wants under a name: from the ecosystem entry.
+struct Group {
+    count: u32,
+    mode: &'static str,
+    config: String,
+}
+
+/// How many instances pm2 starts for an ecosystem entry (`instances`: a count, `max`, 0 for
+/// one per CPU, -n for all CPUs but n), or why pm2 rejects it.
+fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, String> {
+    match &entry["instances"] {
+        serde_json::Value::Null => Ok(1),
+        serde_json::Value::String(s) if s == "max" => Ok(cpus),
+        serde_json::Value::Number(n) => Ok(match n.as_i64() {
+            Some(0) => cpus,
+            Some(n) if n < 0 => (cpus as i64 + n).max(1) as u32,
+            Some(n) => n as u32,
+            None => 1,
+        }),
+        other => Err(format!("has instances {other}, which pm2 rejects")),
     }
 }
