@@ -416,7 +416,7 @@ async fn start_api(
                 return;
             }
         };
-        record_api(&ctl, Some(listen), Some(format!("http://{addr}")), socket, None);
+        record_api(&ctl, Some(listen), Some(format!("http://{}", reachable(addr))), socket, None);
         info!(%addr, "API listening");
         let policy = HostPolicy {
             port: Some(addr.port()),
@@ -426,6 +426,20 @@ async fn start_api(
         edge::serve(Listener::Tcp(listener), app, e, stop).await;
     }));
     Ok(tasks)
+}
+
+/// The address a local client reaches a listener on: an unspecified bind (`0.0.0.0`,
+/// `[::]`) is reached on loopback, which is also a Host the API answers to.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
 }
 
 /// Run until stopped; returns the exit code.
@@ -605,6 +619,14 @@ mod tests {
     use super::*;
     use notify::EventKind;
     use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    #[test]
+    fn an_unspecified_bind_is_reached_on_loopback() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(reachable(at("0.0.0.0:7300")), at("127.0.0.1:7300"));
+        assert_eq!(reachable(at("[::]:7300")), at("[::1]:7300"));
+        assert_eq!(reachable(at("10.0.0.5:7300")), at("10.0.0.5:7300"));
+    }
 
     #[test]
     fn only_changes_that_can_move_a_ref_wake_the_watcher() {

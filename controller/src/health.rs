@@ -74,6 +74,16 @@ pub fn late_excuses(measured: Duration, limit: Duration, late: Option<Duration>)
     late.is_some_and(|late| late > LATE_AFTER && measured.saturating_sub(late) <= limit)
 }
 
+/// Whether a probe cut at its time limit (`limit`, no answer by then) is excused because the
+/// controller was late. Its measured time is the limit itself, so "less the lateness, within
+/// the limit" would hold for any lateness at all and a hung endpoint on a busy host would
+/// never fail: a timeout is excused only when the probe thread waited for a CPU for at least
+/// half of the limit (then the app had less than half its time to answer, as far as the
+/// controller could tell), and never below [`LATE_AFTER`].
+pub fn late_excuses_timeout(limit: Duration, late: Option<Duration>) -> bool {
+    late.is_some_and(|late| late > LATE_AFTER && late >= limit / 2)
+}
+
 /// The probe's own clock: when it started, and how long its thread had waited for a CPU by
 /// then (the kernel's run-queue delay for this thread, `/proc/thread-self/schedstat`).
 struct ProbeClock {
@@ -92,11 +102,31 @@ impl ProbeClock {
     /// A failure on time (`why`, against `limit`): failing, or inconclusive when the
     /// controller's lateness since the start explains it.
     fn timing_failure(&self, limit: Duration, why: String) -> (ProbeState, String) {
-        let late = self
-            .waited
-            .zip(run_queue_wait())
-            .map(|(before, now)| now.saturating_sub(before));
+        let late = self.late();
         self.judge_timing(limit, late, why)
+    }
+
+    /// How late the probe thread was since the start (`None`: not known).
+    fn late(&self) -> Option<Duration> {
+        self.waited
+            .zip(run_queue_wait())
+            .map(|(before, now)| now.saturating_sub(before))
+    }
+
+    /// A probe cut at its time limit: failing, unless [`late_excuses_timeout`] says the
+    /// controller's own lateness ate most of that time.
+    fn timeout_failure(&self, limit: Duration, why: String) -> (ProbeState, String) {
+        let late = self.late();
+        if late_excuses_timeout(limit, late) {
+            let late = late.unwrap_or_default().as_millis();
+            return (
+                ProbeState::Inconclusive,
+                format!(
+                    "{why}, but the controller was late (its probe thread waited {late}ms for a CPU meanwhile): not counted"
+                ),
+            );
+        }
+        (ProbeState::Fail, why)
     }
 
     /// [`ProbeClock::timing_failure`] given how late the probe thread was since the start.
@@ -147,7 +177,7 @@ async fn probe_http(
     let response = match client.get(&http.url).timeout(timeout).send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
-            return clock.timing_failure(timeout, format!("no answer within {}", check.timeout));
+            return clock.timeout_failure(timeout, format!("no answer within {}", check.timeout));
         }
         Err(e) => return fail(format!("request failed: {}", error_chain(&e))),
     };
@@ -156,8 +186,8 @@ async fn probe_http(
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return fail(format!("reading body failed: {e}")),
         Err(_) => {
-            return clock.timing_failure(
-                timeout * 2,
+            return clock.timeout_failure(
+                timeout,
                 format!("body not complete within {}", check.timeout),
             );
         }
@@ -755,14 +785,35 @@ mod tests {
             (400, 100, Some(290), false), // 110 ms left is still over: the app was slow
             (400, 100, Some(300), true),
             (458, 100, Some(440), true),
-            (2003, 2000, Some(25), true), // a timeout the controller was late for
-            (2003, 2000, Some(5), false), // a timeout: the app did not answer
         ];
         for &(measured, limit, late, excused) in rows {
             assert_eq!(
                 late_excuses(ms(measured), ms(limit), late.map(ms)),
                 excused,
                 "{measured} ms against {limit} ms, late {late:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_probe_cut_at_its_timeout_is_excused_only_when_lateness_ate_half_of_it() {
+        let ms = Duration::from_millis;
+        // (timeout, the probe thread's wait for a CPU, excused)
+        let rows: &[(u64, Option<u64>, bool)] = &[
+            (2000, None, false),      // lateness not known: no excuse
+            (2000, Some(5), false),   // the app did not answer
+            (2000, Some(25), false),  // a hung endpoint on a busy host still fails
+            (2000, Some(999), false), // the app had more than half its time
+            (2000, Some(1000), true), // the controller ate half the time
+            (2000, Some(1900), true),
+            (30, Some(20), false), // never below scheduling noise
+            (30, Some(21), true),
+        ];
+        for &(limit, late, excused) in rows {
+            assert_eq!(
+                late_excuses_timeout(ms(limit), late.map(ms)),
+                excused,
+                "a {limit} ms timeout, late {late:?}"
             );
         }
     }

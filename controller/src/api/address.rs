@@ -137,7 +137,13 @@ fn listening_inode(table: &str, addr: SocketAddr) -> Option<u64> {
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-        if f.len() < 10 || f[3] != "0A" || parse_proc_addr(f[1])? != addr {
+        if f.len() < 10 || f[3] != "0A" {
+            return None;
+        }
+        // A listener on the unspecified address (0.0.0.0, [::]) takes connections to
+        // loopback on its port too.
+        let local = parse_proc_addr(f[1])?;
+        if local != addr && !(local.ip().is_unspecified() && local.port() == addr.port()) {
             return None;
         }
         f[9].parse().ok()
@@ -230,6 +236,12 @@ mod tests {
         assert_eq!(
             listening_inode(table, "127.0.0.1:7301".parse().unwrap()),
             None
+        );
+        // A listener on 0.0.0.0:7302 is the one a client on 127.0.0.1:7302 reaches.
+        let any = "  sl  local_address rem_address   st\n   0: 00000000:1C86 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 55503 1 0 100 0 0 10 0\n";
+        assert_eq!(
+            listening_inode(any, "127.0.0.1:7302".parse().unwrap()),
+            Some(55503)
         );
         let locks = "1: POSIX  ADVISORY  WRITE 77 00:2b:999 0 EOF\n2: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n2: -> FLOCK  ADVISORY  WRITE 5151 fd:01:1234 0 EOF\n";
         assert_eq!(flock_holder(locks, 1234), Some(4242));

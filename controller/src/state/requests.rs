@@ -107,6 +107,18 @@ pub fn pin_after(mut pin: Option<Pin>, requests: &[Entry]) -> Option<Pin> {
     pin
 }
 
+/// Whether the time `at` is no later than `asked` (both RFC 3339, as [`super::now`] writes
+/// them); a time that does not read counts as earlier, so a retry releases it.
+fn not_after(at: &str, asked: &str) -> bool {
+    match (
+        chrono::DateTime::parse_from_rfc3339(at),
+        chrono::DateTime::parse_from_rfc3339(asked),
+    ) {
+        (Ok(at), Ok(asked)) => at <= asked,
+        _ => true,
+    }
+}
+
 /// Absorb `requests` (those after the record's mark, oldest first) into `rec`.
 pub fn apply(rec: &mut AppRecord, requests: &[Entry]) {
     for e in requests {
@@ -118,11 +130,21 @@ pub fn apply(rec: &mut AppRecord, requests: &[Entry]) {
                 rec.pin = pin_after(rec.pin.take(), std::slice::from_ref(e));
             }
             Request::Retry { config_commit } => {
-                match config_commit {
-                    Some(c) => rec.quarantined.retain(|q| &q.config_commit != c),
-                    None => rec.quarantined.clear(),
+                // A retry releases what had failed when it was asked for, never a failure
+                // that the pass in flight recorded after it (that would roll the commit out
+                // again at once, unasked).
+                let asked = &e.at;
+                rec.quarantined.retain(|q| {
+                    let named = config_commit.as_ref().is_none_or(|c| &q.config_commit == c);
+                    !(named && not_after(&q.at, asked))
+                });
+                if rec
+                    .regression
+                    .as_ref()
+                    .is_some_and(|r| not_after(&r.at, asked))
+                {
+                    rec.regression = None;
                 }
-                rec.regression = None;
             }
         }
         rec.requests_applied = e.seq;
@@ -150,6 +172,60 @@ mod tests {
             f.push(r, 0, "t".into()).unwrap();
         }
         f
+    }
+
+    #[test]
+    fn a_retry_releases_only_what_had_failed_when_it_was_asked_for() {
+        let entry = |config_commit: &str, at: &str| Quarantine {
+            config_commit: config_commit.into(),
+            revision: 2,
+            reason: "broken".into(),
+            at: at.into(),
+        };
+        let mut rec = AppRecord::new("a");
+        // c2 failed before the retry; c3 failed in the pass that was running when it came.
+        rec.quarantined = vec![
+            entry("c2", "2026-12-01T10:00:00.000Z"),
+            entry("c3", "2026-12-01T10:05:00.000Z"),
+        ];
+        rec.regression = Some(shipshape_spec::status::Regression {
+            revision: 3,
+            at: "2026-12-01T10:05:00.000Z".into(),
+            reason: "api: status 500".into(),
+        });
+        let retry = Entry {
+            seq: 1,
+            at: "2026-12-01T10:01:00.000Z".into(),
+            request: Request::Retry {
+                config_commit: None,
+            },
+        };
+        apply(&mut rec, std::slice::from_ref(&retry));
+        let left: Vec<_> = rec
+            .quarantined
+            .iter()
+            .map(|q| q.config_commit.as_str())
+            .collect();
+        assert_eq!(
+            left,
+            ["c3"],
+            "the failure after the retry stays quarantined"
+        );
+        assert!(
+            rec.regression.is_some(),
+            "a regression seen after the retry stays"
+        );
+        // A retry naming c3, asked after it failed, releases it.
+        let again = Entry {
+            seq: 2,
+            at: "2026-12-01T10:06:00.000Z".into(),
+            request: Request::Retry {
+                config_commit: Some("c3".into()),
+            },
+        };
+        apply(&mut rec, std::slice::from_ref(&again));
+        assert!(rec.quarantined.is_empty());
+        assert!(rec.regression.is_none());
     }
 
     #[test]
