@@ -384,11 +384,11 @@ mod tests {
             ("a release prepared and backed up", vec![(K::Fetch, S), (K::Build, S), (K::Seal, S), (K::Backup, S)], 0),
             ("a re-verification only", vec![(K::Verify, F)], 0),
             ("pm2 save and the ecosystem file", vec![(K::Pm2Apply, S), (K::Pm2Save, S)], 0),
-            ("a rollout", vec![(K::Build, S), (K::Switch, S), (K::Pm2Reload, S), (K::Verify, S), ], 2),
+            ("a rollout", vec![(K::Build, S), (K::Switch, S), (K::Pm2Reload, S), (K::Verify, S)], 2),
             ("a failed reload still touched processes", vec![(K::Switch, S), (K::Pm2Reload, F)], 2),
             ("a repair", vec![(K::Pm2Start, S)], 1),
             ("a migration and a hook", vec![(K::Migrate, S), (K::Hook, S)], 2),
-            ("a revert", vec![(K::Restore, S), (K::Switch, S), (K::Pm2Replace, S), (K::Pm2Delete, S), ], 4),
+            ("a revert", vec![(K::Restore, S), (K::Switch, S), (K::Pm2Replace, S), (K::Pm2Delete, S)], 4),
         ];
         for (what, kinds, want) in rows {
             assert_eq!(changes_live(&steps(&kinds)), want, "{what}");
