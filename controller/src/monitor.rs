@@ -6,9 +6,13 @@
 //! - a revision that was not blamed for failing checks becomes Healthy once they recover;
 //! - its streak of failing rounds is the evidence a later rollout is judged by
 //!   ([`crate::reconcile::record::live_failing`]), so it counts only rounds after the
-//!   revision's own last change settled: after every pass that ran steps (or a new live
-//!   revision) the streak starts again with a new restart baseline (a reload's restarts are
-//!   not a crash), and failing rounds within the startup grace are not counted ([`count`]).
+//!   revision's own last change settled: after every pass whose steps changed live state
+//!   (a switch, a migration, a pm2 process step, a hook: [`changes_live`]; not a pass that
+//!   failed at fetch, install or build) or a new live revision the streak starts again with
+//!   a new restart baseline (a reload's restarts are not a crash), and failing rounds within
+//!   the startup grace are not counted ([`count`]);
+//! - the suspect checks of a health-only change ([`crate::state::RevisionEntry::suspect_checks`])
+//!   are probed and shown but left out of the streak; once they pass they are cleared.
 //!
 //! A round is skipped while a pass holds the app (a rollout verifies health itself).
 
@@ -16,7 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shipshape_spec::status::{HealthRecord, Outcome, Regression};
+use shipshape_spec::status::{
+    CheckResult, HealthRecord, Outcome, ProbeState, Regression, StepKind, StepRecord,
+};
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -33,7 +39,7 @@ pub struct Monitor {
     /// The live revision's health interval, as the last round read it.
     interval: Option<Duration>,
     /// What the restart baseline and the streak are counted since: the live revision and
-    /// the steps run so far (a pass that ran steps changes it).
+    /// the steps that changed live state so far ([`changes_live`]).
     since: Option<(u64, u64)>,
     /// When the monitor saw that change, for the startup grace.
     changed_at: Option<Instant>,
@@ -99,6 +105,36 @@ pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, R
         Round::Inconclusive(_) | Round::Starting(_) => {}
     }
     (next, round)
+}
+
+/// How many of a pass's steps changed live state (ran, successfully or not): a switch, a
+/// migration or restore, a pm2 process step, a hook. Preparing a release (fetch, install,
+/// build, seal), a backup, `pm2 save`, writing the ecosystem file and verifying leave the
+/// live processes as they were.
+pub fn changes_live(steps: &[StepRecord]) -> u64 {
+    let live = |k: StepKind| {
+        matches!(
+            k,
+            StepKind::Migrate
+                | StepKind::Restore
+                | StepKind::Switch
+                | StepKind::Pm2Start
+                | StepKind::Pm2Reload
+                | StepKind::Pm2Replace
+                | StepKind::Pm2Delete
+                | StepKind::Hook
+        )
+    };
+    steps.iter().filter(|s| live(s.step)).count() as u64
+}
+
+/// True when the suspect checks `suspects` passed in `results` (or are no longer probed):
+/// their suspicion ends.
+pub fn suspects_recovered(suspects: &[String], results: &[CheckResult]) -> bool {
+    results
+        .iter()
+        .filter(|r| suspects.contains(&r.name))
+        .all(|r| r.state == ProbeState::Pass)
 }
 
 /// What a round did.
@@ -168,9 +204,10 @@ impl Monitor {
         };
         let doc = &live.document;
         self.interval = Some(doc.spec.health.interval.std());
-        // A pass that ran steps (a rollout, a repair, a revert) or a new live revision: a
-        // new restart baseline, and a new streak, counted once the change settled.
-        let key = (live.revision.number, rec.steps_run);
+        // A pass that changed live state (a rollout, a repair, a revert) or a new live
+        // revision: a new restart baseline, and a new streak, counted once the change
+        // settled. A pass that failed before touching live (fetch, build) changes nothing.
+        let key = (live.revision.number, rec.live_changes);
         let changed = self.since.is_some_and(|k| k != key);
         if changed {
             self.restarts.clear();
@@ -183,7 +220,11 @@ impl Monitor {
                 .changed_at
                 .is_some_and(|t| t.elapsed() < crate::health::startup_grace(doc)),
         };
-        let (round, results, list) = self.ctl.health_round_and_list(doc, &self.restarts).await;
+        let suspects = &live.suspect_checks;
+        let (round, results, list) = self
+            .ctl
+            .health_round_and_list(doc, &self.restarts, suspects)
+            .await;
         if let Some(list) = list {
             self.restarts = list.iter().map(|i| (i.pm_id, i.restarts)).collect();
         }
@@ -231,6 +272,13 @@ impl Monitor {
             if rec.phase == shipshape_spec::status::Phase::Degraded || live.not_blamed {
                 outcome = RoundOutcome::Triggered;
             }
+        }
+        if !suspects.is_empty()
+            && suspects_recovered(suspects, &results)
+            && let Some(entry) = rec.revision_mut(live.revision.number)
+        {
+            entry.suspect_checks.clear();
+            outcome = RoundOutcome::Triggered;
         }
         rec.health = Some(HealthRecord {
             checked_at: now,
@@ -305,5 +353,67 @@ mod tests {
             worst = worst.max(s.failures);
         }
         assert_eq!(worst, 1);
+    }
+
+    /// Which passes move the monitor's baseline: (a pass's steps) → steps that changed
+    /// live state. A pass that failed at fetch, install or build touched nothing live.
+    #[test]
+    fn only_steps_that_change_live_state_start_a_new_streak() {
+        use shipshape_spec::status::StepResult;
+        let steps = |kinds: &[(StepKind, StepResult)]| -> Vec<StepRecord> {
+            kinds
+                .iter()
+                .map(|&(step, result)| StepRecord {
+                    step,
+                    target: String::new(),
+                    reason: String::new(),
+                    started_at: "t".into(),
+                    duration_ms: 0,
+                    result,
+                    output_tail: None,
+                })
+                .collect()
+        };
+        use StepKind as K;
+        use StepResult::{Failed as F, Succeeded as S};
+        type Pass = Vec<(StepKind, StepResult)>;
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Pass, u64)> = vec![
+            ("a build that failed", vec![(K::Fetch, S), (K::Install, S), (K::Build, F)], 0),
+            ("a fetch that failed", vec![(K::Fetch, F)], 0),
+            ("a release prepared and backed up", vec![(K::Fetch, S), (K::Build, S), (K::Seal, S), (K::Backup, S)], 0),
+            ("a re-verification only", vec![(K::Verify, F)], 0),
+            ("pm2 save and the ecosystem file", vec![(K::Pm2Apply, S), (K::Pm2Save, S)], 0),
+            ("a rollout", vec![(K::Build, S), (K::Switch, S), (K::Pm2Reload, S), (K::Verify, S)], 2),
+            ("a failed reload still touched processes", vec![(K::Switch, S), (K::Pm2Reload, F)], 2),
+            ("a repair", vec![(K::Pm2Start, S)], 1),
+            ("a migration and a hook", vec![(K::Migrate, S), (K::Hook, S)], 2),
+            ("a revert", vec![(K::Restore, S), (K::Switch, S), (K::Pm2Replace, S), (K::Pm2Delete, S)], 4),
+        ];
+        for (what, kinds, want) in rows {
+            assert_eq!(changes_live(&steps(&kinds)), want, "{what}");
+        }
+    }
+
+    /// (the suspect checks, this round's results) → their suspicion ends?
+    #[test]
+    fn a_suspect_check_is_cleared_only_once_it_passes() {
+        let result = |name: &str, state| CheckResult {
+            name: name.into(),
+            state,
+            detail: String::new(),
+            latency_ms: 1,
+        };
+        let api = vec!["api".to_string()];
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Vec<CheckResult>, bool)> = vec![
+            ("it still fails", vec![result("api", ProbeState::Fail), result("home", ProbeState::Pass)], false),
+            ("it did not conclude", vec![result("api", ProbeState::Inconclusive)], false),
+            ("it passes, another fails", vec![result("api", ProbeState::Pass), result("home", ProbeState::Fail)], true),
+            ("it is no longer probed", vec![result("home", ProbeState::Pass)], true),
+        ];
+        for (what, results, want) in rows {
+            assert_eq!(suspects_recovered(&api, &results), want, "{what}");
+        }
     }
 }

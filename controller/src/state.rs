@@ -45,6 +45,14 @@ pub struct RevisionEntry {
     /// it is not blamed: not reverted, not quarantined, and Healthy once checks recover.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub not_blamed: bool,
+    /// Checks a config commit that changed only `spec.health` added or changed and that
+    /// then failed against this (untouched) revision: the document's checks are suspect,
+    /// not the release. The revision keeps its outcome; the monitor leaves these checks out
+    /// of its streak (so their failures are never evidence that excuses a later rollout,
+    /// nor a regression); cleared when they pass again or a config commit changes the
+    /// checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspect_checks: Vec<String>,
     /// The database backup taken before this revision migrated up, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
@@ -93,6 +101,10 @@ pub struct AppRecord {
     pub passes: u64,
     /// Steps run since the records began.
     pub steps_run: u64,
+    /// Steps that changed live state (switch, migration, pm2 processes, hooks) since the
+    /// records began: the monitor starts a new streak and restart baseline when it moves.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub live_changes: u64,
     /// The last failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
@@ -140,6 +152,7 @@ impl AppRecord {
             last_pass: None,
             passes: 0,
             steps_run: 0,
+            live_changes: 0,
             last_error: None,
             quarantined: Vec::new(),
             quarantine_dropped: 0,

@@ -748,6 +748,7 @@ mod tests {
             release: sha(app),
             document: doc,
             not_blamed: false,
+            suspect_checks: Vec::new(),
             backup: None,
         }
     }

@@ -100,6 +100,19 @@ impl Controller {
                 self.finish_pass(rec, info, records, &m)?;
                 return Ok(AppResult::Superseded { message: m });
             }
+            // An inconclusive re-verification after a change of only the checks: nothing
+            // was touched, so the live revision keeps its outcome (a Healthy one stays the
+            // last good revision); Degraded until its checks pass.
+            Decision::NotBlamed if done.recheck.is_some() => {
+                let change = done.recheck.as_ref().expect("a re-verification");
+                let m = format!(
+                    "{message}; config commit {} changed only spec.health ({}) and its checks did not conclude against revision {number}, whose release and processes it did not touch: revision {number} keeps its outcome; Degraded until the checks pass",
+                    short_sha(config_commit),
+                    change.words(),
+                );
+                set_degraded(rec, &m);
+                (Phase::Degraded, m)
+            }
             Decision::NotBlamed => {
                 let rounds = done.rounds;
                 let m = match (&done.failing_before, err.class) {
@@ -152,19 +165,19 @@ impl Controller {
             }
             Decision::CheckSuspect => {
                 let change = done.recheck.as_ref().expect("a re-verification");
-                let suspect: Vec<&str> = done
+                let suspect: Vec<String> = done
                     .failed_checks
                     .iter()
                     .filter(|c| change.judges_anew(c))
-                    .map(String::as_str)
+                    .cloned()
                     .collect();
                 let m = format!(
-                    "{message}; config commit {} changed only spec.health ({}) and the changed check {} fails against revision {number}, whose release and processes it did not touch: the document's check is suspect, not the release. Not reverted, not quarantined; Degraded until the checks pass (fix the check in a new config commit)",
+                    "{message}; config commit {} changed only spec.health ({}) and the changed check {} fails against revision {number}, whose release and processes it did not touch: the document's check is suspect, not the release. Revision {number} keeps its outcome; not reverted, not quarantined; Degraded until the checks pass (fix the check in a new config commit)",
                     short_sha(config_commit),
                     change.words(),
                     suspect.join(", "),
                 );
-                record::not_blamed(rec, number, &m, None);
+                record::suspect(rec, number, suspect);
                 set_degraded(rec, &m);
                 (Phase::Degraded, m)
             }
@@ -302,6 +315,19 @@ impl Controller {
                 message,
             });
         }
+        if let Some(live) = rec.live().filter(|l| !l.suspect_checks.is_empty()) {
+            let message = format!(
+                "the check {} of the last health-only config commit fails against live revision {}, whose release is not blamed: the document's check is suspect (fix it in a new config commit); nothing to apply",
+                live.suspect_checks.join(", "),
+                live.revision.number
+            );
+            set_degraded(rec, &message);
+            self.finish_pass(rec, info, Vec::new(), &message)?;
+            return Ok(AppResult::NotReady {
+                phase: Phase::Degraded,
+                message,
+            });
+        }
         let live_healthy = live_matches
             && rec
                 .live()
@@ -392,6 +418,7 @@ impl Controller {
         result: &str,
     ) -> Result<(), ReconcileError> {
         rec.steps_run += steps.len() as u64;
+        rec.live_changes += crate::monitor::changes_live(&steps);
         JournalFile::new(&self.store.app_dir(&rec.name)).clear();
         rec.last_pass = Some(PassRecord {
             started_at: info.started_at.clone(),
@@ -456,6 +483,8 @@ impl Controller {
 fn adopt_checks(rec: &mut AppRecord, number: u64, done: &Executed) {
     if let Some(entry) = rec.revision_mut(number) {
         entry.document = done.target.document.clone();
+        // New checks: the old ones' suspicion goes (a failure sets it again).
+        entry.suspect_checks.clear();
     }
     rec.health = None;
 }

@@ -51,6 +51,7 @@ pub fn entry(n: u64, outcome: Outcome) -> RevisionEntry {
         release: format!("r{n}"),
         document: app(&format!("app{n}")),
         not_blamed: false,
+        suspect_checks: Vec::new(),
         backup: None,
     }
 }

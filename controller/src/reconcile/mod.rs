@@ -656,6 +656,7 @@ impl Controller {
                     release: the_plan.release.clone(),
                     document: doc.clone(),
                     not_blamed: false,
+                    suspect_checks: Vec::new(),
                     backup: None,
                 };
                 rec.push_revision(entry, self.history);

@@ -26,11 +26,12 @@ pub struct HealthChange {
 }
 
 impl HealthChange {
-    /// True when `check` (a check's name, or `pm2` for the pm2 facts) is judged
-    /// differently than before: it was added or changed, or the rules changed (then every
-    /// check is, the pm2 facts too: they are counted by the same thresholds).
+    /// True when `check` (a check's name; `pm2` for the pm2 facts never is) is one the
+    /// config commit added or changed. A change of the rules alone (thresholds, interval,
+    /// grace, deadline) judges no check anew: the checks are the ones the release passed,
+    /// so a release failing them is failing by itself.
     pub fn judges_anew(&self, check: &str) -> bool {
-        !self.rules.is_empty() || self.changed.iter().any(|c| c == check)
+        self.changed.iter().any(|c| c == check)
     }
 
     /// The change in words: "checks api changed; failureThreshold changed".
@@ -65,10 +66,11 @@ impl HealthChange {
     }
 
     /// How a failed re-verification is read, from the checks (and `pm2`) that failed in
-    /// its last failing round: a check judged anew failed → the document's check is
-    /// suspect; only others → the release is failing by itself.
+    /// its last failing round: only checks the commit added or changed failed → the
+    /// document's checks are suspect; the pm2 facts or any unchanged check failed too (or
+    /// only the rules changed) → the release is failing by itself.
     pub fn read_failure(&self, failed: &[String]) -> Recheck {
-        if failed.iter().any(|c| self.judges_anew(c)) {
+        if !failed.is_empty() && failed.iter().all(|c| self.judges_anew(c)) {
             Recheck::ChangedCheckFailed
         } else {
             Recheck::UnchangedFailed
@@ -239,16 +241,35 @@ mod tests {
                 failed(&["home"]),
                 Recheck::ChangedCheckFailed,
             ),
+            // Only the rules changed: the checks are those the release passed, so what
+            // fails is the release's.
             (
-                "threshold: every check judged anew",
+                "threshold only: the unchanged check is the release's",
                 Box::new(threshold),
                 failed(&["api"]),
-                Recheck::ChangedCheckFailed,
+                Recheck::UnchangedFailed,
             ),
             (
-                "interval: pm2 judged anew too",
+                "interval only: pm2 is the release's",
                 Box::new(interval),
                 failed(&["pm2"]),
+                Recheck::UnchangedFailed,
+            ),
+            // The changed check fails, but so does pm2: the release is failing.
+            (
+                "port typo, it fails and pm2 too",
+                Box::new(port),
+                failed(&["api", "pm2"]),
+                Recheck::UnchangedFailed,
+            ),
+            // A changed check beside a rules change: that check is still the document's.
+            (
+                "port typo and threshold, the typo fails",
+                Box::new(move |h: &mut Health| {
+                    port(h);
+                    threshold(h);
+                }),
+                failed(&["api"]),
                 Recheck::ChangedCheckFailed,
             ),
         ];
@@ -257,7 +278,8 @@ mod tests {
             let change = health_only(&rec, &t, "r2", "h").expect(what);
             assert_eq!(change.read_failure(&failed), want, "{what}: {change:?}");
         }
-        // A new check that fails beside an unchanged one that fails: the document's.
+        // A new check that fails beside an unchanged one that fails: the release's (the
+        // unchanged check fails against it, whatever the new one says).
         let mut two = rec.live().unwrap().document.spec.health.clone();
         let mut home = two.checks[0].clone();
         home.name = "home".into();
@@ -265,8 +287,14 @@ mod tests {
         let change = diff(&rec.live().unwrap().document.spec.health, &two);
         assert_eq!(
             change.read_failure(&failed(&["api", "home"])),
+            Recheck::UnchangedFailed
+        );
+        assert_eq!(
+            change.read_failure(&failed(&["home"])),
             Recheck::ChangedCheckFailed
         );
+        // Nothing named (never expected): not the document's fault.
+        assert_eq!(change.read_failure(&[]), Recheck::UnchangedFailed);
         assert_eq!(change.words(), "check home added or changed");
         let removed = diff(&two, &rec.live().unwrap().document.spec.health);
         assert_eq!(removed.words(), "check home removed");

@@ -38,6 +38,15 @@ pub fn not_blamed(rec: &mut AppRecord, number: u64, message: &str, rounds: Optio
     }
 }
 
+/// Record `checks` as suspect on revision `number` (a health-only change's checks that
+/// failed against it): its outcome stays as it was (a Healthy live revision stays Healthy,
+/// still the last good one), and the monitor leaves these checks out of its streak.
+pub fn suspect(rec: &mut AppRecord, number: u64, checks: Vec<String>) {
+    if let Some(entry) = rec.revision_mut(number) {
+        entry.suspect_checks = checks;
+    }
+}
+
 /// Quarantine `config_commit` (its revision `number` failed or was reverted): it is not
 /// applied again until a new config commit or `shipshape retry`.
 pub fn quarantine(rec: &mut AppRecord, number: u64, config_commit: &str, reason: &str) {
@@ -208,7 +217,7 @@ pub fn live_failing(rec: &AppRecord) -> Option<Evidence> {
             why: h
                 .results
                 .iter()
-                .find(|r| r.state == ProbeState::Fail)
+                .find(|r| r.state == ProbeState::Fail && !live.suspect_checks.contains(&r.name))
                 .map(|r| format!("{}: {}", r.name, r.detail))
                 .unwrap_or_else(|| "pm2 facts".into()),
         },

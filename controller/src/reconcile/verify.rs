@@ -168,16 +168,19 @@ impl Controller {
         app: &App,
         baseline: &BTreeMap<u64, u64>,
     ) -> (Round, Vec<CheckResult>) {
-        let (round, results, _) = self.health_round_and_list(app, baseline).await;
+        let (round, results, _) = self.health_round_and_list(app, baseline, &[]).await;
         (round, results)
     }
 
     /// [`Controller::health_round`], and the process list it read (`None` when pm2 could
-    /// not be read), so a caller needs no second read.
+    /// not be read), so a caller needs no second read. The checks named in `ignore` (the
+    /// suspect checks of a health-only change) are probed and returned, but left out of
+    /// the round.
     pub async fn health_round_and_list(
         &self,
         app: &App,
         baseline: &BTreeMap<u64, u64>,
+        ignore: &[String],
     ) -> (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>) {
         // HTTP and Prometheus checks run and are timed on the probe thread.
         let probed: Vec<_> = app
@@ -201,20 +204,70 @@ impl Controller {
             }
             Err(e) => (Err(Pm2Fault::Down(format!("pm2: {e}"))), None),
         };
-        (health::combine(pm2, &results), results, list)
+        let counted: Vec<CheckResult> = results
+            .iter()
+            .filter(|r| !ignore.contains(&r.name))
+            .cloned()
+            .collect();
+        (health::combine(pm2, &counted), results, list)
     }
 }
 
 /// What failed in a failing round: the checks that failed, and `pm2` when the pm2 facts did
-/// (a restart, or pm2 down).
-fn failing_names(round: &Round, results: &[CheckResult]) -> Vec<String> {
+/// (a restart, or pm2 down or a process missing, beside failed checks or not).
+pub(super) fn failing_names(round: &Round, results: &[CheckResult]) -> Vec<String> {
+    let failed = |r: &&CheckResult| r.state == shipshape_spec::status::ProbeState::Fail;
     let mut names: Vec<String> = results
         .iter()
-        .filter(|r| r.state == shipshape_spec::status::ProbeState::Fail)
+        .filter(failed)
         .map(|r| r.name.clone())
         .collect();
-    if matches!(round, Round::Crashed(_)) || names.is_empty() {
+    // `health::combine` reads the pm2 facts first: a failing round whose reason is not its
+    // first failed check's is pm2's.
+    let pm2 = match round {
+        Round::Crashed(_) => true,
+        Round::Fail(why) => results
+            .iter()
+            .find(failed)
+            .is_none_or(|f| format!("{}: {}", f.name, f.detail) != *why),
+        _ => false,
+    };
+    if pm2 || names.is_empty() {
         names.push("pm2".into());
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipshape_spec::status::ProbeState;
+
+    /// (the round, the checks' results) → what failed: `pm2` whenever the pm2 facts did,
+    /// beside failed checks or not.
+    #[test]
+    fn a_round_failed_by_pm2_names_pm2_even_when_checks_failed_too() {
+        let result = |name: &str, state| CheckResult {
+            name: name.into(),
+            state,
+            detail: "status 500".into(),
+            latency_ms: 1,
+        };
+        let api_fails = vec![
+            result("api", ProbeState::Fail),
+            result("home", ProbeState::Pass),
+        ];
+        let passing = vec![result("api", ProbeState::Pass)];
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Round, Vec<CheckResult>, Vec<&str>)> = vec![
+            ("a check failed", Round::Fail("api: status 500".into()), api_fails.clone(), vec!["api"]),
+            ("pm2 down, a check failed too", Round::Fail("pm2: web: 1 of 2 online".into()), api_fails.clone(), vec!["api", "pm2"]),
+            ("pm2 down, checks pass", Round::Fail("pm2: web: 1 of 2 online".into()), passing.clone(), vec!["pm2"]),
+            ("a restart, a check failed too", Round::Crashed("pm2: web restarted".into()), api_fails, vec!["api", "pm2"]),
+            ("a restart, checks pass", Round::Crashed("pm2: web restarted".into()), passing, vec!["pm2"]),
+        ];
+        for (what, round, results, want) in rows {
+            assert_eq!(failing_names(&round, &results), want, "{what}");
+        }
+    }
 }
