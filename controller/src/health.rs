@@ -117,16 +117,7 @@ impl ProbeClock {
     /// controller's own lateness ate most of that time.
     fn timeout_failure(&self, limit: Duration, why: String) -> (ProbeState, String) {
         let late = self.late();
-        if late_excuses_timeout(limit, late) {
-            let late = late.unwrap_or_default().as_millis();
-            return (
-                ProbeState::Inconclusive,
-                format!(
-                    "{why}, but the controller was late (its probe thread waited {late}ms for a CPU meanwhile): not counted"
-                ),
-            );
-        }
-        (ProbeState::Fail, why)
+        excused_if(late_excuses_timeout(limit, late), late, why)
     }
 
     /// [`ProbeClock::timing_failure`] given how late the probe thread was since the start.
@@ -137,17 +128,23 @@ impl ProbeClock {
         why: String,
     ) -> (ProbeState, String) {
         let measured = self.started.elapsed();
-        if late_excuses(measured, limit, late) {
-            let late = late.unwrap_or_default().as_millis();
-            return (
-                ProbeState::Inconclusive,
-                format!(
-                    "{why}, but the controller was late (its probe thread waited {late}ms for a CPU meanwhile): not counted"
-                ),
-            );
-        }
-        (ProbeState::Fail, why)
+        excused_if(late_excuses(measured, limit, late), late, why)
     }
+}
+
+/// A failure on time (`why`): inconclusive, saying how late the controller was, when
+/// `excused`; else failing.
+fn excused_if(excused: bool, late: Option<Duration>, why: String) -> (ProbeState, String) {
+    if !excused {
+        return (ProbeState::Fail, why);
+    }
+    let late = late.unwrap_or_default().as_millis();
+    (
+        ProbeState::Inconclusive,
+        format!(
+            "{why}, but the controller was late (its probe thread waited {late}ms for a CPU meanwhile): not counted"
+        ),
+    )
 }
 
 /// How long the calling thread has waited, runnable, for a CPU since it started (the
