@@ -283,7 +283,8 @@ fn a_pin_and_an_unpin_during_one_pass_are_both_kept_and_the_rollout_goes_on() {
 }
 
 #[test]
-fn a_retry_during_the_pass_that_quarantines_its_commit_is_applied_after_that_pass_once() {
+fn a_retry_during_a_pass_never_releases_the_failure_that_pass_records_and_a_later_retry_tries_once()
+{
     let w = World::new("pinretry");
     let (d, _) = v1_live(&w);
     let (count, gate) = (w.file("builds"), w.file("go"));
@@ -308,9 +309,27 @@ fn a_retry_during_the_pass_that_quarantines_its_commit_is_applied_after_that_pas
         (builds() == 1).then_some(())
     });
 
+    // A retry while the build runs: nothing has failed yet, so it releases nothing, and
+    // the failure this pass records afterwards stays quarantined (a retry is not a blank
+    // cheque for failures still to come).
     let said = answers_at_once(&w, &["retry", "pinretry"]);
     assert!(said.contains("retry recorded"), "{said}");
     std::fs::write(&gate, "").unwrap();
+    let rec = w.wait_record("c2 failed and quarantined", 90, &d, |r| {
+        r.is_quarantined(&c2) && r.phase == Phase::Failed
+    });
+    let passes = rec.passes;
+    let rec = w.wait_record("two more passes", 60, &d, |r| r.passes >= passes + 2);
+    assert_eq!(
+        builds(),
+        1,
+        "the retry asked before the failure released it"
+    );
+    assert!(rec.is_quarantined(&c2));
+
+    // A retry asked after the failure releases it: built once more, quarantined again.
+    let said = answers_at_once(&w, &["retry", "pinretry"]);
+    assert!(said.contains("retry"), "{said}");
     let rec = w.wait_record("c2 retried, failed and quarantined again", 90, &d, |r| {
         builds() == 2 && r.is_quarantined(&c2) && r.phase == Phase::Failed
     });
