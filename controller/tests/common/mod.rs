@@ -15,6 +15,7 @@ pub mod load;
 pub mod pins;
 pub mod pm2;
 pub mod prometheus;
+pub mod stock;
 pub mod stub;
 
 /// The workspace root.
