@@ -74,6 +74,28 @@ fn controller_pid(w: &World) -> u32 {
     text.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// A stand-in git server that demands Basic auth, then has nothing for it (404).
+fn basic_auth_server() -> Stub {
+    Stub::start(|req| {
+        Some(match req.header("authorization") {
+            None => answer(
+                "401 Unauthorized",
+                &["WWW-Authenticate: Basic realm=\"git\""],
+                "",
+            ),
+            Some(_) => answer("404 Not Found", &[], ""),
+        })
+    })
+}
+
+/// `w`'s document with its app repository at `repository`, and `source` (the
+/// `tokenFile` lines) added to its `spec.source`.
+fn document_with_token(w: &World, repository: &str, source: &str) -> String {
+    w.document(&w.app_head())
+        .replace(&w.app_repo().display().to_string(), repository)
+        .replace("    commit:", &format!("{source}    commit:"))
+}
+
 #[test]
 fn a_repository_url_with_credentials_is_refused_with_a_located_error_that_does_not_repeat_them() {
     let w = World::new("private");
@@ -196,31 +218,19 @@ fn an_older_record_holding_a_url_with_credentials_never_shows_them_in_views_the_
 #[test]
 fn a_private_repositorys_token_file_reaches_the_server_only_through_gits_credential_callback() {
     const TOKEN: &str = "tok-s3cret-4711";
-    // A stand-in git server that demands Basic auth, then has nothing for it (404).
-    let server = Stub::start(|req| {
-        Some(match req.header("authorization") {
-            None => answer(
-                "401 Unauthorized",
-                &["WWW-Authenticate: Basic realm=\"git\""],
-                "",
-            ),
-            Some(_) => answer("404 Not Found", &[], ""),
-        })
-    });
+    let server = basic_auth_server();
     let w = World::new("private");
     let token_file = w.root().join("git-token");
     write_mode(&token_file, &format!("{TOKEN}\n"), 0o600);
     let repository = format!("{}/x.git", server.url());
-    let doc = w
-        .document(&w.app_head())
-        .replace(&w.app_repo().display().to_string(), &repository)
-        .replace(
-            "    commit:",
-            &format!(
-                "    tokenFile: {}\n    tokenUser: deployer\n    commit:",
-                token_file.display()
-            ),
-        );
+    let doc = document_with_token(
+        &w,
+        &repository,
+        &format!(
+            "    tokenFile: {}\n    tokenUser: deployer\n",
+            token_file.display()
+        ),
+    );
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "the repository has nothing: {log}");
@@ -278,16 +288,7 @@ fn a_private_repositorys_token_file_reaches_the_server_only_through_gits_credent
 fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
     const TOKEN: &str = "tok-s3cret-4712";
     // Where the redirect leads: a server that asks for credentials and records them.
-    let elsewhere = Stub::start(|req| {
-        Some(match req.header("authorization") {
-            None => answer(
-                "401 Unauthorized",
-                &["WWW-Authenticate: Basic realm=\"git\""],
-                "",
-            ),
-            Some(_) => answer("404 Not Found", &[], ""),
-        })
-    });
+    let elsewhere = basic_auth_server();
     let target = format!(
         "http://localhost:{}/x.git/info/refs?service=git-upload-pack",
         elsewhere.port
@@ -297,16 +298,11 @@ fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
     let w = World::new("redirected");
     let token_file = w.root().join("git-token");
     write_mode(&token_file, TOKEN, 0o600);
-    let doc = w
-        .document(&w.app_head())
-        .replace(
-            &w.app_repo().display().to_string(),
-            &format!("{}/x.git", configured.url()),
-        )
-        .replace(
-            "    commit:",
-            &format!("    tokenFile: {}\n    commit:", token_file.display()),
-        );
+    let doc = document_with_token(
+        &w,
+        &format!("{}/x.git", configured.url()),
+        &format!("    tokenFile: {}\n", token_file.display()),
+    );
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
