@@ -331,6 +331,35 @@ fn failing_rollout(w: &World) {
     w.commit_config(&doc);
 }
 
+/// Wait for a failed notification to be logged.
+fn failed_notification(d: &Daemon) {
+    wait_for(
+        "a failed notification in the log",
+        Duration::from_secs(60),
+        || {
+            let log = std::fs::read_to_string(&d.log).ok()?;
+            log.lines()
+                .any(|l| l.contains("notification webhook") && l.contains("failed"))
+                .then_some(())
+        },
+    );
+}
+
+/// The controller's log, checked: the URL's secret path is in no line, and the failed
+/// notification names the server (`origin`), not the URL.
+fn masked_log(d: &Daemon, origin: &str) -> String {
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        !log.contains("s3cretpath"),
+        "the log shows the secret:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("notification webhook {origin} failed")),
+        "the failure names the server, not the URL:\n{log}"
+    );
+    log
+}
+
 #[test]
 fn notifications_go_to_the_url_in_notify_url_file_which_is_in_no_log_line_and_not_in_ps() {
     // The first notification is answered; then the stand-in closes its port, so the next
@@ -388,16 +417,7 @@ fn notifications_go_to_the_url_in_notify_url_file_which_is_in_no_log_line_and_no
         std::fs::read_to_string(w.config_repo().join("apps/notified.yaml")).unwrap()
     ));
     let origin = url.split("/services").next().unwrap().to_string();
-    wait_for(
-        "a failed notification in the log",
-        Duration::from_secs(60),
-        || {
-            let log = std::fs::read_to_string(&d.log).ok()?;
-            log.lines()
-                .any(|l| l.contains("notification webhook") && l.contains("failed"))
-                .then_some(())
-        },
-    );
+    failed_notification(&d);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", controller_pid(&w))).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     assert!(cmdline.contains("--notify-url-file"), "{cmdline}");
@@ -405,15 +425,7 @@ fn notifications_go_to_the_url_in_notify_url_file_which_is_in_no_log_line_and_no
         !cmdline.contains("s3cretpath"),
         "ps shows the secret: {cmdline}"
     );
-    let log = std::fs::read_to_string(&d.log).unwrap();
-    assert!(
-        !log.contains("s3cretpath"),
-        "the log shows the secret:\n{log}"
-    );
-    assert!(
-        log.contains(&format!("notification webhook {origin} failed")),
-        "{log}"
-    );
+    let log = masked_log(&d, &origin);
     assert!(
         !log.contains("visible to every local user"),
         "no warning for the file"
@@ -430,25 +442,8 @@ fn a_notify_url_on_the_command_line_is_warned_about_and_masked_when_a_notificati
     failing_rollout(&w);
     let d = w.start(&["--notify-url", &url]);
     let origin = url.split("/services").next().unwrap().to_string();
-    wait_for(
-        "a failed notification in the log",
-        Duration::from_secs(60),
-        || {
-            let log = std::fs::read_to_string(&d.log).ok()?;
-            log.lines()
-                .any(|l| l.contains("notification webhook") && l.contains("failed"))
-                .then_some(())
-        },
-    );
-    let log = std::fs::read_to_string(&d.log).unwrap();
-    assert!(
-        !log.contains("s3cretpath"),
-        "the log shows the secret:\n{log}"
-    );
-    assert!(
-        log.contains(&format!("notification webhook {origin} failed")),
-        "the failure names the server, not the URL:\n{log}"
-    );
+    failed_notification(&d);
+    let log = masked_log(&d, &origin);
     assert!(
         log.contains("--notify-url is visible to every local user")
             && log.contains("--notify-url-file"),

@@ -120,13 +120,13 @@ pub fn raise_own_open_files() -> u64 {
 /// How long a request waits for its whole answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(130);
 
-/// Send one request (`Connection: close`, with `host` and extra `headers`) on `s` and read
-/// the whole answer: (status, body); (0, "") when it cannot be sent or nothing answers.
+/// Send one request (`Connection: close`, with `host`, the token if any and extra
+/// `headers`) on `s` and read the whole answer: (status, body); (0, "") when it cannot be
+/// sent or nothing answers.
 fn exchange<S: Read + Write>(
     mut s: S,
-    method: &str,
-    path: &str,
-    host: &str,
+    (method, path, host): (&str, &str, &str),
+    token: Option<&str>,
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
@@ -134,6 +134,9 @@ fn exchange<S: Read + Write>(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -157,11 +160,6 @@ fn exchange<S: Read + Write>(
     (status, body)
 }
 
-/// `Authorization: Bearer TOKEN` when there is a token.
-fn bearer(token: Option<&str>) -> Option<String> {
-    token.map(|t| format!("Bearer {t}"))
-}
-
 /// One request over TCP to `base` (`http://ADDR`) with `host` as its Host header and extra
 /// `headers`: (status, body); (0, "") when nothing answers.
 pub fn tcp_http(
@@ -172,12 +170,7 @@ pub fn tcp_http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let Ok(s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
-    exchange(s, method, path, host, headers, body)
+    over_tcp(base, (method, path, host), None, headers, body)
 }
 
 /// One request over TCP to `base` (`http://ADDR`, also its Host), with the token if any:
@@ -189,10 +182,23 @@ pub fn http(
     body: Option<&str>,
     token: Option<&str>,
 ) -> (u16, String) {
-    let auth = bearer(token);
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
     let host = base.trim_start_matches("http://");
-    tcp_http(base, method, path, host, &headers, body.unwrap_or(""))
+    over_tcp(base, (method, path, host), token, &[], body.unwrap_or(""))
+}
+
+/// [`exchange`] on a new connection to `base` (`http://ADDR`).
+fn over_tcp(
+    base: &str,
+    line: (&str, &str, &str),
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let Ok(s) = std::net::TcpStream::connect(base.trim_start_matches("http://")) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    exchange(s, line, token, headers, body)
 }
 
 /// One request over the controller's Unix socket `sock`: (status, body); (0, "") when it
@@ -208,9 +214,13 @@ pub fn socket_http(
         return (0, String::new());
     };
     s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
-    let auth = bearer(token);
-    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-    exchange(s, method, path, "localhost", &headers, body.unwrap_or(""))
+    exchange(
+        s,
+        (method, path, "localhost"),
+        token,
+        &[],
+        body.unwrap_or(""),
+    )
 }
 
 /// A stand-in for "another process on the port": accepts on 127.0.0.1, records every
