@@ -270,17 +270,22 @@ impl Subscribers {
     pub fn join(&self) -> Option<OwnedSemaphorePermit> {
         let place = self.places.clone().try_acquire_owned().ok();
         if place.is_none() {
-            self.metrics.inc(
-                "shipshape_api_refused_total",
-                vec![
-                    ("listener", self.listener.to_string()),
-                    ("reason", "subscribers".to_string()),
-                ],
-                1.0,
-            );
+            count_refused(&self.metrics, self.listener, "subscribers");
         }
         place
     }
+}
+
+/// Count a refusal on `listener` in `shipshape_api_refused_total`.
+fn count_refused(metrics: &Metrics, listener: &'static str, reason: &'static str) {
+    metrics.inc(
+        "shipshape_api_refused_total",
+        vec![
+            ("listener", listener.to_string()),
+            ("reason", reason.to_string()),
+        ],
+        1.0,
+    );
 }
 
 /// One listener's edge: its policy, limits and counters.
@@ -321,7 +326,7 @@ impl Edge {
 
     /// Count a refused request and answer it.
     fn refuse(&self, code: StatusCode, reason: &'static str, message: &str) -> Response {
-        self.count_refused(reason);
+        count_refused(&self.metrics, self.listener, reason);
         let mut resp = super::error(code, message).into_response();
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -330,18 +335,6 @@ impl Edge {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
-    }
-
-    /// Count a refusal in `shipshape_api_refused_total`.
-    pub fn count_refused(&self, reason: &'static str) {
-        self.metrics.inc(
-            "shipshape_api_refused_total",
-            vec![
-                ("listener", self.listener.to_string()),
-                ("reason", reason.to_string()),
-            ],
-            1.0,
-        );
     }
 
     fn set_connections(&self, n: usize) {
@@ -360,19 +353,19 @@ impl Edge {
 async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
     let is_hook = req.uri().path() == HOOK_PATH;
     if edge.policy.port.is_some() && !is_hook {
+        // Both the Host header and an absolute URI's authority, when given, must pass (one
+        // of them must be given); a Host that is not text passes nothing.
         let host = req
             .headers()
             .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let authority = req.uri().authority().map(|a| a.as_str().to_string());
-        let ok = match (&host, &authority) {
-            (None, None) => false,
-            (h, a) => [h, a]
+            .map(|v| v.to_str().unwrap_or_default());
+        let authority = req.uri().authority().map(|a| a.as_str());
+        let given = [host, authority];
+        let ok = given.iter().any(Option::is_some)
+            && given
                 .into_iter()
                 .flatten()
-                .all(|v| edge.policy.host_allowed(v)),
-        };
+                .all(|v| edge.policy.host_allowed(v));
         if !ok {
             return edge.refuse(
                 StatusCode::MISDIRECTED_REQUEST,
