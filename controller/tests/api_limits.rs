@@ -459,6 +459,11 @@ fn the_cli_goes_through_the_socket_and_never_sends_the_token_to_another_listener
     std::fs::remove_file(&sock).unwrap();
     let out = w.shipshape(&["unpin", "cliway", "--by", "alice"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !other.received().contains(&d.token),
+        "the CLI sent the token to the other listener: {}",
+        other.received()
+    );
     assert!(!out.status.success(), "unpin went to the other listener");
     assert!(
         stderr.contains(&format!(
