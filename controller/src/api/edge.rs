@@ -574,6 +574,39 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Serve HTTP/1.1 requests on one connection until it ends, or closes gracefully (within
+/// 5 s) when `stop` turns true: hyper's header timeout, the head size limit, and
+/// [`WriteDeadline`].
+async fn drive<I>(
+    io: I,
+    app: axum::Router,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let conn = builder.serve_connection(
+        TokioIo::new(WriteDeadline::new(io)),
+        TowerToHyperService::new(app),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(Duration::from_secs(5), conn)
+                .await
+                .unwrap_or(Ok(()))
+        }
+    }
+}
+
 /// Serve `app` on `listener` with `edge`'s policy and limits until `stop` turns true.
 /// Returns when accepting stops; connections still open end on their own (each closes
 /// gracefully when `stop` turns true).
@@ -620,31 +653,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             edge.set_connections(open.fetch_add(1, Ordering::SeqCst) + 1);
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .keep_alive(true);
-            let svc = TowerToHyperService::new(app);
-            macro_rules! drive {
-                ($io:expr) => {{
-                    let conn = builder.serve_connection(TokioIo::new(WriteDeadline::new($io)), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = stopped(&mut stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            tokio::time::timeout(Duration::from_secs(5), conn)
-                                .await
-                                .unwrap_or(Ok(()))
-                        }
-                    }
-                }};
-            }
             let result = match conn {
-                Conn::Tcp(s) => drive!(s),
-                Conn::Unix(s) => drive!(s),
+                Conn::Tcp(s) => drive(s, app, &mut stop).await,
+                Conn::Unix(s) => drive(s, app, &mut stop).await,
             };
             if let Err(e) = result {
                 tracing::debug!(listener = edge.listener, "API connection ended: {e}");
