@@ -248,27 +248,21 @@ async fn poll_remote(
     }
 }
 
-/// Read the webhook secret from `path` (surrounding whitespace trimmed).
+/// Read the webhook secret from `path` (see [`crate::redact::read_secret_file`]; a file
+/// others can read is taken, as it always was).
 ///
 /// # Errors
 /// When the file cannot be read, or holds nothing: an empty secret would authenticate
 /// anyone (an empty GitLab token, an HMAC keyed with nothing), so the controller refuses
 /// to start rather than serve webhooks with it.
 pub fn read_webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!(
-            "webhook secret file {} (--webhook-secret-file): {e}",
-            path.display()
-        )
-    })?;
-    let secret = text.trim();
-    if secret.is_empty() {
-        anyhow::bail!(
-            "webhook secret file {} (--webhook-secret-file) is empty: an empty secret would authenticate anyone; write the secret into it, or start without --webhook-secret-file",
-            path.display()
-        );
-    }
-    Ok(secret.to_string())
+    crate::redact::read_secret_file(path, "webhook secret file (--webhook-secret-file)", false)
+        .map_err(|e| match e.ends_with(" is empty") {
+            true => anyhow::anyhow!(
+                "{e}: an empty secret would authenticate anyone; write the secret into it, or start without --webhook-secret-file"
+            ),
+            false => anyhow::anyhow!(e),
+        })
 }
 
 /// What a failed bind of the API says: the address, the flag, and the likely cause.

@@ -175,6 +175,25 @@ fn kind_words(kind: EventKind) -> &'static str {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_events_message_reaches_subscribers_with_url_credentials_masked() {
+        let hub = Hub::default();
+        let mut rx = hub.subscribe();
+        hub.emit(Event {
+            at: "2026-01-01T00:00:00Z".into(),
+            app: "web".into(),
+            kind: EventKind::RolloutFailed,
+            revision: Some(1),
+            phase: None,
+            message: "fetch from https://deployer:s3cret@git.example/x.git failed".into(),
+        });
+        let got = rx.try_recv().expect("the event");
+        assert_eq!(
+            got.message,
+            "fetch from https://***@git.example/x.git failed"
+        );
+    }
+
     #[tokio::test]
     async fn a_failed_notification_is_described_without_its_url() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -126,17 +126,19 @@ pub fn record<T: Serialize + DeserializeOwned>(value: &T) -> Option<T> {
     })
 }
 
-/// Read a secret from `path` (surrounding whitespace trimmed); `what` names it in errors
-/// (e.g. `notify URL file … (--notify-url-file)`).
+/// Read a secret from `path` (surrounding whitespace trimmed): every secret file the
+/// controller reads comes through here. `what` names it in errors (e.g. `notify URL file
+/// (--notify-url-file)`); `private` refuses a file every user on the host can read.
 ///
 /// # Errors
-/// When the file cannot be read, is readable by every user on the host (the secret is
-/// then no secret: `chmod o-r` it, or 0600), or holds nothing. The error never holds the
-/// file's content.
-pub fn read_secret_file(path: &Path, what: &str) -> Result<String, String> {
+/// When the file cannot be read, is readable by every user on the host and `private` is
+/// set (the secret is then no secret: `chmod o-r` it, or 0600), or holds nothing (an empty
+/// secret would authenticate anyone, or send nothing for a password). The error never
+/// holds the file's content.
+pub fn read_secret_file(path: &Path, what: &str, private: bool) -> Result<String, String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o004 != 0 {
+    if private && meta.permissions().mode() & 0o004 != 0 {
         return Err(format!(
             "{what} {} is readable by every user on this host (mode {:o}): make it private (chmod 600, owned by the controller's user)",
             path.display(),
@@ -242,20 +244,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("secret");
         assert!(
-            read_secret_file(&p, "x")
+            read_secret_file(&p, "x", true)
                 .unwrap_err()
                 .contains("No such file")
         );
         std::fs::write(&p, " s3cret\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_secret_file(&p, "the file").unwrap_err();
+        let e = read_secret_file(&p, "the file", true).unwrap_err();
         assert!(
             e.contains("readable by every user") && !e.contains("s3cret"),
             "{e}"
         );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(read_secret_file(&p, "x").unwrap(), "s3cret");
+        assert_eq!(read_secret_file(&p, "x", true).unwrap(), "s3cret");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            read_secret_file(&p, "x", false).unwrap(),
+            "s3cret",
+            "readable by all, when that is allowed"
+        );
         std::fs::write(&p, "  \n").unwrap();
-        assert!(read_secret_file(&p, "x").unwrap_err().contains("is empty"));
+        for private in [true, false] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            assert!(
+                read_secret_file(&p, "x", private)
+                    .unwrap_err()
+                    .contains("is empty")
+            );
+        }
     }
 }

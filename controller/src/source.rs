@@ -178,8 +178,9 @@ pub struct Credentials {
     pub https_token_file: Option<PathBuf>,
     /// The HTTPS user name for the token (`x-access-token`, `oauth2`, your user …).
     pub https_user: Option<String>,
-    /// Refuse a token file that every user can read, or that is empty (an app's
-    /// `spec.source.tokenFile`; the config repo's `--git-token-file` is read as it always was).
+    /// Refuse a token file that every user can read (an app's `spec.source.tokenFile`; the
+    /// config repo's `--git-token-file` may be, as it always could). An empty one is refused
+    /// either way.
     pub private_token_file: bool,
 }
 
@@ -555,20 +556,19 @@ fn fetch_with(
         if allowed.is_user_pass_plaintext()
             && let Some(file) = &creds.https_token_file
         {
-            let token = if creds.private_token_file {
-                crate::redact::read_secret_file(file, "token file (spec.source.tokenFile)")
-                    .map_err(|e| git2::Error::from_str(&e))?
+            let what = if creds.private_token_file {
+                "token file (spec.source.tokenFile)"
             } else {
-                std::fs::read_to_string(file).map_err(|e| {
-                    git2::Error::from_str(&format!("reading {}: {e}", file.display()))
-                })?
+                "token file (--git-token-file)"
             };
+            let token = crate::redact::read_secret_file(file, what, creds.private_token_file)
+                .map_err(|e| git2::Error::from_str(&e))?;
             let user = creds
                 .https_user
                 .as_deref()
                 .or(user_from_url)
                 .unwrap_or("x-access-token");
-            return git2::Cred::userpass_plaintext(user, token.trim());
+            return git2::Cred::userpass_plaintext(user, &token);
         }
         if allowed.is_default() {
             return git2::Cred::default();

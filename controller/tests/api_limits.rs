@@ -376,9 +376,25 @@ fn a_foreign_host_or_a_foreign_origin_gets_nothing() {
         "",
     );
     assert_eq!(status, 200);
+    // An absolute URI naming the API, with a Host that is not text: the Host is not passed
+    // over, it is refused.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req =
+            format!("GET http://{addr}/api/v1/apps HTTP/1.1\r\nHost: attacker.").into_bytes();
+        req.extend_from_slice(b"\xff\r\nConnection: close\r\n\r\n");
+        s.write_all(&req).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+        assert!(!answer.contains(&v1), "{answer}");
+    }
     let metrics = d.get("/metrics").1;
     assert!(
-        metrics.contains(r#"shipshape_api_refused_total{listener="tcp",reason="host"} 28"#)
+        metrics.contains(r#"shipshape_api_refused_total{listener="tcp",reason="host"} 29"#)
             && metrics.contains(r#"shipshape_api_refused_total{listener="tcp",reason="origin"} 6"#),
         "{metrics}"
     );
@@ -443,6 +459,11 @@ fn the_cli_goes_through_the_socket_and_never_sends_the_token_to_another_listener
     std::fs::remove_file(&sock).unwrap();
     let out = w.shipshape(&["unpin", "cliway", "--by", "alice"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !other.received().contains(&d.token),
+        "the CLI sent the token to the other listener: {}",
+        other.received()
+    );
     assert!(!out.status.success(), "unpin went to the other listener");
     assert!(
         stderr.contains(&format!(

@@ -74,6 +74,28 @@ fn controller_pid(w: &World) -> u32 {
     text.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// A stand-in git server that demands Basic auth, then has nothing for it (404).
+fn basic_auth_server() -> Stub {
+    Stub::start(|req| {
+        Some(match req.header("authorization") {
+            None => answer(
+                "401 Unauthorized",
+                &["WWW-Authenticate: Basic realm=\"git\""],
+                "",
+            ),
+            Some(_) => answer("404 Not Found", &[], ""),
+        })
+    })
+}
+
+/// `w`'s document with its app repository at `repository`, and `source` (the
+/// `tokenFile` lines) added to its `spec.source`.
+fn document_with_token(w: &World, repository: &str, source: &str) -> String {
+    w.document(&w.app_head())
+        .replace(&w.app_repo().display().to_string(), repository)
+        .replace("    commit:", &format!("{source}    commit:"))
+}
+
 #[test]
 fn a_repository_url_with_credentials_is_refused_with_a_located_error_that_does_not_repeat_them() {
     let w = World::new("private");
@@ -196,31 +218,19 @@ fn an_older_record_holding_a_url_with_credentials_never_shows_them_in_views_the_
 #[test]
 fn a_private_repositorys_token_file_reaches_the_server_only_through_gits_credential_callback() {
     const TOKEN: &str = "tok-s3cret-4711";
-    // A stand-in git server that demands Basic auth, then has nothing for it (404).
-    let server = Stub::start(|req| {
-        Some(match req.header("authorization") {
-            None => answer(
-                "401 Unauthorized",
-                &["WWW-Authenticate: Basic realm=\"git\""],
-                "",
-            ),
-            Some(_) => answer("404 Not Found", &[], ""),
-        })
-    });
+    let server = basic_auth_server();
     let w = World::new("private");
     let token_file = w.root().join("git-token");
     write_mode(&token_file, &format!("{TOKEN}\n"), 0o600);
     let repository = format!("{}/x.git", server.url());
-    let doc = w
-        .document(&w.app_head())
-        .replace(&w.app_repo().display().to_string(), &repository)
-        .replace(
-            "    commit:",
-            &format!(
-                "    tokenFile: {}\n    tokenUser: deployer\n    commit:",
-                token_file.display()
-            ),
-        );
+    let doc = document_with_token(
+        &w,
+        &repository,
+        &format!(
+            "    tokenFile: {}\n    tokenUser: deployer\n",
+            token_file.display()
+        ),
+    );
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "the repository has nothing: {log}");
@@ -278,16 +288,7 @@ fn a_private_repositorys_token_file_reaches_the_server_only_through_gits_credent
 fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
     const TOKEN: &str = "tok-s3cret-4712";
     // Where the redirect leads: a server that asks for credentials and records them.
-    let elsewhere = Stub::start(|req| {
-        Some(match req.header("authorization") {
-            None => answer(
-                "401 Unauthorized",
-                &["WWW-Authenticate: Basic realm=\"git\""],
-                "",
-            ),
-            Some(_) => answer("404 Not Found", &[], ""),
-        })
-    });
+    let elsewhere = basic_auth_server();
     let target = format!(
         "http://localhost:{}/x.git/info/refs?service=git-upload-pack",
         elsewhere.port
@@ -297,16 +298,11 @@ fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
     let w = World::new("redirected");
     let token_file = w.root().join("git-token");
     write_mode(&token_file, TOKEN, 0o600);
-    let doc = w
-        .document(&w.app_head())
-        .replace(
-            &w.app_repo().display().to_string(),
-            &format!("{}/x.git", configured.url()),
-        )
-        .replace(
-            "    commit:",
-            &format!("    tokenFile: {}\n    commit:", token_file.display()),
-        );
+    let doc = document_with_token(
+        &w,
+        &format!("{}/x.git", configured.url()),
+        &format!("    tokenFile: {}\n", token_file.display()),
+    );
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
@@ -333,6 +329,35 @@ fn failing_rollout(w: &World) {
         .document(&w.app_head())
         .replace(&w.app_repo().display().to_string(), "/nonexistent/repo");
     w.commit_config(&doc);
+}
+
+/// Wait for a failed notification to be logged.
+fn failed_notification(d: &Daemon) {
+    wait_for(
+        "a failed notification in the log",
+        Duration::from_secs(60),
+        || {
+            let log = std::fs::read_to_string(&d.log).ok()?;
+            log.lines()
+                .any(|l| l.contains("notification webhook") && l.contains("failed"))
+                .then_some(())
+        },
+    );
+}
+
+/// The controller's log, checked: the URL's secret path is in no line, and the failed
+/// notification names the server (`origin`), not the URL.
+fn masked_log(d: &Daemon, origin: &str) -> String {
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(
+        !log.contains("s3cretpath"),
+        "the log shows the secret:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("notification webhook {origin} failed")),
+        "the failure names the server, not the URL:\n{log}"
+    );
+    log
 }
 
 #[test]
@@ -392,16 +417,7 @@ fn notifications_go_to_the_url_in_notify_url_file_which_is_in_no_log_line_and_no
         std::fs::read_to_string(w.config_repo().join("apps/notified.yaml")).unwrap()
     ));
     let origin = url.split("/services").next().unwrap().to_string();
-    wait_for(
-        "a failed notification in the log",
-        Duration::from_secs(60),
-        || {
-            let log = std::fs::read_to_string(&d.log).ok()?;
-            log.lines()
-                .any(|l| l.contains("notification webhook") && l.contains("failed"))
-                .then_some(())
-        },
-    );
+    failed_notification(&d);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", controller_pid(&w))).unwrap();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     assert!(cmdline.contains("--notify-url-file"), "{cmdline}");
@@ -409,15 +425,7 @@ fn notifications_go_to_the_url_in_notify_url_file_which_is_in_no_log_line_and_no
         !cmdline.contains("s3cretpath"),
         "ps shows the secret: {cmdline}"
     );
-    let log = std::fs::read_to_string(&d.log).unwrap();
-    assert!(
-        !log.contains("s3cretpath"),
-        "the log shows the secret:\n{log}"
-    );
-    assert!(
-        log.contains(&format!("notification webhook {origin} failed")),
-        "{log}"
-    );
+    let log = masked_log(&d, &origin);
     assert!(
         !log.contains("visible to every local user"),
         "no warning for the file"
@@ -434,25 +442,8 @@ fn a_notify_url_on_the_command_line_is_warned_about_and_masked_when_a_notificati
     failing_rollout(&w);
     let d = w.start(&["--notify-url", &url]);
     let origin = url.split("/services").next().unwrap().to_string();
-    wait_for(
-        "a failed notification in the log",
-        Duration::from_secs(60),
-        || {
-            let log = std::fs::read_to_string(&d.log).ok()?;
-            log.lines()
-                .any(|l| l.contains("notification webhook") && l.contains("failed"))
-                .then_some(())
-        },
-    );
-    let log = std::fs::read_to_string(&d.log).unwrap();
-    assert!(
-        !log.contains("s3cretpath"),
-        "the log shows the secret:\n{log}"
-    );
-    assert!(
-        log.contains(&format!("notification webhook {origin} failed")),
-        "the failure names the server, not the URL:\n{log}"
-    );
+    failed_notification(&d);
+    let log = masked_log(&d, &origin);
     assert!(
         log.contains("--notify-url is visible to every local user")
             && log.contains("--notify-url-file"),

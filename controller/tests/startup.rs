@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::World;
 
-/// Start `shipshape run` with `args` and wait up to `secs` for it to exit; a controller
-/// still running then is stopped and `None` returned.
-fn run_briefly(w: &World, args: &[&str], secs: u64) -> Option<Output> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
-        .arg("run")
+/// `shipshape run` with `args` on `w`'s repositories and state directory.
+fn controller(w: &World, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shipshape"));
+    cmd.arg("run")
         .args(args)
         .env("SHIPSHAPE_REPO", w.config_repo())
         .env("SHIPSHAPE_PATH", "apps")
@@ -23,7 +22,14 @@ fn run_briefly(w: &World, args: &[&str], secs: u64) -> Option<Output> {
         .env("SHIPSHAPE_PM2", common::pm2_bin())
         .env("SHIPSHAPE_PM2_HOME", w.pm2_home())
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Start `shipshape run` with `args` and wait up to `secs` for it to exit; a controller
+/// still running then is stopped and `None` returned.
+fn run_briefly(w: &World, args: &[&str], secs: u64) -> Option<Output> {
+    let mut child = controller(w, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -86,15 +92,7 @@ fn a_busy_api_port_is_reported_with_the_address_and_the_flag_and_the_controller_
     let addr = taken.local_addr().unwrap().to_string();
     let log = w.root().join("busy.log");
     let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
-        .args(["run", "--listen", &addr])
-        .env("SHIPSHAPE_REPO", w.config_repo())
-        .env("SHIPSHAPE_PATH", "apps")
-        .env("SHIPSHAPE_STATE_DIR", w.state_dir())
-        .env("SHIPSHAPE_PM2", common::pm2_bin())
-        .env("SHIPSHAPE_PM2_HOME", w.pm2_home())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
+    let mut child = controller(&w, &["--listen", &addr])
         .stdout(file.try_clone().unwrap())
         .stderr(file)
         .spawn()

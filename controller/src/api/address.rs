@@ -178,7 +178,7 @@ pub fn verify_tcp_listener(state_dir: &Path, addr: &Address) -> Result<SocketAdd
         }
         None => return Err("no controller holds the state directory".into()),
     }
-    if addr.started.is_none() || process_start_time(addr.pid) != addr.started {
+    if !addr.writer_alive() {
         return Err(format!(
             "pid {} is not the process that wrote api.json (its start time differs)",
             addr.pid

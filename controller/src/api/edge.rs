@@ -270,17 +270,22 @@ impl Subscribers {
     pub fn join(&self) -> Option<OwnedSemaphorePermit> {
         let place = self.places.clone().try_acquire_owned().ok();
         if place.is_none() {
-            self.metrics.inc(
-                "shipshape_api_refused_total",
-                vec![
-                    ("listener", self.listener.to_string()),
-                    ("reason", "subscribers".to_string()),
-                ],
-                1.0,
-            );
+            count_refused(&self.metrics, self.listener, "subscribers");
         }
         place
     }
+}
+
+/// Count a refusal on `listener` in `shipshape_api_refused_total`.
+fn count_refused(metrics: &Metrics, listener: &'static str, reason: &'static str) {
+    metrics.inc(
+        "shipshape_api_refused_total",
+        vec![
+            ("listener", listener.to_string()),
+            ("reason", reason.to_string()),
+        ],
+        1.0,
+    );
 }
 
 /// One listener's edge: its policy, limits and counters.
@@ -321,7 +326,7 @@ impl Edge {
 
     /// Count a refused request and answer it.
     fn refuse(&self, code: StatusCode, reason: &'static str, message: &str) -> Response {
-        self.count_refused(reason);
+        count_refused(&self.metrics, self.listener, reason);
         let mut resp = super::error(code, message).into_response();
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -330,18 +335,6 @@ impl Edge {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
-    }
-
-    /// Count a refusal in `shipshape_api_refused_total`.
-    pub fn count_refused(&self, reason: &'static str) {
-        self.metrics.inc(
-            "shipshape_api_refused_total",
-            vec![
-                ("listener", self.listener.to_string()),
-                ("reason", reason.to_string()),
-            ],
-            1.0,
-        );
     }
 
     fn set_connections(&self, n: usize) {
@@ -360,19 +353,19 @@ impl Edge {
 async fn guard(State(edge): State<Edge>, req: Request, next: Next) -> Response {
     let is_hook = req.uri().path() == HOOK_PATH;
     if edge.policy.port.is_some() && !is_hook {
+        // Both the Host header and an absolute URI's authority, when given, must pass (one
+        // of them must be given); a Host that is not text passes nothing.
         let host = req
             .headers()
             .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let authority = req.uri().authority().map(|a| a.as_str().to_string());
-        let ok = match (&host, &authority) {
-            (None, None) => false,
-            (h, a) => [h, a]
+            .map(|v| v.to_str().unwrap_or_default());
+        let authority = req.uri().authority().map(|a| a.as_str());
+        let given = [host, authority];
+        let ok = given.iter().any(Option::is_some)
+            && given
                 .into_iter()
                 .flatten()
-                .all(|v| edge.policy.host_allowed(v)),
-        };
+                .all(|v| edge.policy.host_allowed(v));
         if !ok {
             return edge.refuse(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -581,6 +574,39 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Serve HTTP/1.1 requests on one connection until it ends, or closes gracefully (within
+/// 5 s) when `stop` turns true: hyper's header timeout, the head size limit, and
+/// [`WriteDeadline`].
+async fn drive<I>(
+    io: I,
+    app: axum::Router,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    let conn = builder.serve_connection(
+        TokioIo::new(WriteDeadline::new(io)),
+        TowerToHyperService::new(app),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            conn.as_mut().graceful_shutdown();
+            tokio::time::timeout(Duration::from_secs(5), conn)
+                .await
+                .unwrap_or(Ok(()))
+        }
+    }
+}
+
 /// Serve `app` on `listener` with `edge`'s policy and limits until `stop` turns true.
 /// Returns when accepting stops; connections still open end on their own (each closes
 /// gracefully when `stop` turns true).
@@ -627,31 +653,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             edge.set_connections(open.fetch_add(1, Ordering::SeqCst) + 1);
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .keep_alive(true);
-            let svc = TowerToHyperService::new(app);
-            macro_rules! drive {
-                ($io:expr) => {{
-                    let conn = builder.serve_connection(TokioIo::new(WriteDeadline::new($io)), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = stopped(&mut stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            tokio::time::timeout(Duration::from_secs(5), conn)
-                                .await
-                                .unwrap_or(Ok(()))
-                        }
-                    }
-                }};
-            }
             let result = match conn {
-                Conn::Tcp(s) => drive!(s),
-                Conn::Unix(s) => drive!(s),
+                Conn::Tcp(s) => drive(s, app, &mut stop).await,
+                Conn::Unix(s) => drive(s, app, &mut stop).await,
             };
             if let Err(e) = result {
                 tracing::debug!(listener = edge.listener, "API connection ended: {e}");

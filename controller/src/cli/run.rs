@@ -85,8 +85,9 @@ pub fn notify_url_from(
 ) -> anyhow::Result<Option<String>> {
     let url = match (flag, file) {
         (_, Some(path)) => {
-            let url = crate::redact::read_secret_file(path, "notify URL file (--notify-url-file)")
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let url =
+                crate::redact::read_secret_file(path, "notify URL file (--notify-url-file)", true)
+                    .map_err(|e| anyhow::anyhow!(e))?;
             let parsed = reqwest::Url::parse(&url).ok();
             if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
                 anyhow::bail!(

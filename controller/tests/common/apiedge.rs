@@ -71,7 +71,7 @@ pub fn start(w: &World, how: Start<'_>) -> Daemon {
             return Some(());
         }
         let url = address(w)?["url"].as_str()?.to_string();
-        (super::http(&url, "GET", "/healthz", None, None).0 == 200).then_some(())
+        (http(&url, "GET", "/healthz", None, None).0 == 200).then_some(())
     });
     d.token = std::fs::read_to_string(w.state_dir().join("api-token"))
         .unwrap()
@@ -117,8 +117,37 @@ pub fn raise_own_open_files() -> u64 {
     lim.rlim_cur
 }
 
-fn status_and_body(buf: &[u8]) -> (u16, String) {
-    let text = String::from_utf8_lossy(buf).into_owned();
+/// How long a request waits for its whole answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(130);
+
+/// Send one request (`Connection: close`, with `host`, the token if any and extra
+/// `headers`) on `s` and read the whole answer: (status, body); (0, "") when it cannot be
+/// sent or nothing answers.
+fn exchange<S: Read + Write>(
+    mut s: S,
+    (method, path, host): (&str, &str, &str),
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
@@ -131,19 +160,6 @@ fn status_and_body(buf: &[u8]) -> (u16, String) {
     (status, body)
 }
 
-fn request(method: &str, path: &str, host: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    req
-}
-
 /// One request over TCP to `base` (`http://ADDR`) with `host` as its Host header and extra
 /// `headers`: (status, body); (0, "") when nothing answers.
 pub fn tcp_http(
@@ -154,16 +170,35 @@ pub fn tcp_http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let addr = base.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+    over_tcp(base, (method, path, host), None, headers, body)
+}
+
+/// One request over TCP to `base` (`http://ADDR`, also its Host), with the token if any:
+/// (status, body); (0, "") when nothing answers.
+pub fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    over_tcp(base, (method, path, host), token, &[], body.unwrap_or(""))
+}
+
+/// [`exchange`] on a new connection to `base` (`http://ADDR`).
+fn over_tcp(
+    base: &str,
+    line: (&str, &str, &str),
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let Ok(s) = std::net::TcpStream::connect(base.trim_start_matches("http://")) else {
         return (0, String::new());
     };
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request(method, path, host, headers, body).as_bytes())
-        .unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    status_and_body(&buf)
+    s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    exchange(s, line, token, headers, body)
 }
 
 /// One request over the controller's Unix socket `sock`: (status, body); (0, "") when it
@@ -175,23 +210,17 @@ pub fn socket_http(
     body: Option<&str>,
     token: Option<&str>,
 ) -> (u16, String) {
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) else {
+    let Ok(s) = std::os::unix::net::UnixStream::connect(sock) else {
         return (0, String::new());
     };
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth
-        .as_deref()
-        .map(|a| vec![("Authorization", a)])
-        .unwrap_or_default();
-    if s.write_all(request(method, path, "localhost", &headers, body.unwrap_or("")).as_bytes())
-        .is_err()
-    {
-        return (0, String::new());
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    status_and_body(&buf)
+    s.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    exchange(
+        s,
+        (method, path, "localhost"),
+        token,
+        &[],
+        body.unwrap_or(""),
+    )
 }
 
 /// A stand-in for "another process on the port": accepts on 127.0.0.1, records every

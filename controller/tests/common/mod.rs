@@ -578,45 +578,7 @@ impl Drop for Daemon {
     }
 }
 
-/// A minimal HTTP/1.1 client over a TCP stream (Connection: close): (status, body).
-pub fn http(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> (u16, String) {
-    use std::io::{Read, Write};
-    let hostport = base.trim_start_matches("http://");
-    let mut s = match std::net::TcpStream::connect(hostport) {
-        Ok(s) => s,
-        Err(_) => return (0, String::new()),
-    };
-    s.set_read_timeout(Some(Duration::from_secs(130))).unwrap();
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
+pub use apiedge::http;
 
 impl World {
     /// Write `apps/<file>` with `text` (or delete it with `None`) and commit; returns the commit.
