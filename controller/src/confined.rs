@@ -23,8 +23,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::release::CopyStats;
-
 /// Why a confined operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfinedError {
@@ -555,6 +553,19 @@ impl Dir {
     }
 }
 
+/// What [`Dir::copy_tree`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Regular files copied.
+    pub files: u64,
+    /// Of those, the ones cloned with a reflink (shared blocks, copy-on-write).
+    pub cloned: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Symlinks recreated.
+    pub symlinks: u64,
+}
+
 /// Remove the entry `name` of `dir` (stat'ed as `st`, not followed): a directory with all
 /// it holds, anything else unlinked.
 fn remove_entry(dir: RawFd, name: &CStr, st: &libc::stat) -> io::Result<()> {
@@ -623,7 +634,7 @@ fn copy_dir(src: RawFd, dst: RawFd, name: &CStr, stats: &mut CopyStats) -> io::R
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
                 0o600,
             )?);
-            let (bytes, cloned) = crate::release::copy_file(input, output)?;
+            let (bytes, cloned) = copy_file(input, output)?;
             stats.files += 1;
             stats.bytes += bytes;
             stats.cloned += u64::from(cloned);
@@ -641,6 +652,44 @@ fn copy_dir(src: RawFd, dst: RawFd, name: &CStr, stats: &mut CopyStats) -> io::R
         }
     }
     Ok(())
+}
+
+/// Copy one regular file into a new, empty `output`: a reflink where possible, else its
+/// bytes; then its mode and times. Returns (bytes, cloned).
+fn copy_file(mut input: std::fs::File, mut output: std::fs::File) -> std::io::Result<(u64, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = input.metadata()?;
+    let cloned = reflink(&input, &output);
+    if !cloned {
+        std::io::copy(&mut input, &mut output)?;
+    }
+    output.set_permissions(std::fs::Permissions::from_mode(
+        meta.permissions().mode() & 0o7777,
+    ))?;
+    let mut times = std::fs::FileTimes::new();
+    if let Ok(t) = meta.modified() {
+        times = times.set_modified(t);
+    }
+    if let Ok(t) = meta.accessed() {
+        times = times.set_accessed(t);
+    }
+    output.set_times(times)?;
+    Ok((meta.len(), cloned))
+}
+
+/// Make `dst` share `src`'s blocks copy-on-write (`ioctl(FICLONE)`); false where the
+/// filesystem cannot (`EOPNOTSUPP`, `EXDEV`, `EINVAL` …): the caller copies instead.
+#[cfg(target_os = "linux")]
+fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: FICLONE takes the source descriptor as its argument; both descriptors are
+    // open files owned by the caller for the duration of the call; no memory is shared.
+    unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reflink(_src: &std::fs::File, _dst: &std::fs::File) -> bool {
+    false
 }
 
 #[cfg(test)]
