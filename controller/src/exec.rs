@@ -703,4 +703,25 @@ mod bounded_tests {
         let out = run(&spec).await.unwrap();
         assert_eq!(out.stdout.len(), 3_000_000);
     }
+
+    #[tokio::test]
+    async fn a_command_without_a_log_printing_past_the_cap_keeps_the_cap_and_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        // 8 MiB past the cap, then the end: read and dropped, never blocking the command.
+        let spec = Spec::shell(
+            &format!(
+                "head -c {} /dev/zero | tr '\\0' a; echo the-end",
+                STDOUT_CAP + 8 * 1024 * 1024
+            ),
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        let out = run(&spec).await.unwrap();
+        assert_eq!(out.stdout.len(), STDOUT_CAP);
+        assert!(
+            out.tail.ends_with("the-end"),
+            "{:?}",
+            &out.tail[out.tail.len() - 20..]
+        );
+    }
 }
