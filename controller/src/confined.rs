@@ -1,8 +1,9 @@
 //! Confined file operations: every path the controller opens, creates or removes inside a
 //! directory it does not fully control (a release checked out from an app repo, a build
 //! cache, the state directory) is resolved *beneath* that directory without following a
-//! symlink: `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where the kernel has it
-//! (Linux 5.6+), else a walk one component at a time with `openat(O_NOFOLLOW)`. A
+//! symlink: one component at a time, each opened with `openat(O_NOFOLLOW)` from the
+//! directory opened before it (what `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` does
+//! in one call; the walk runs on every kernel, and it is what names the link). A
 //! symlink (or `..`, or an absolute path) on such a path is an error that names it, e.g.
 //! `.next is a symlink (to /some/dir) out of the release; refusing`: a repo that commits
 //! `.next -> /some/dir` or `.next -> ../<live release>/.next` cannot make the controller
@@ -21,8 +22,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
-
-use crate::release::CopyStats;
 
 /// Why a confined operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,11 +100,8 @@ pub struct Dir {
     within: String,
 }
 
-#[cfg(test)]
-thread_local! {
-    /// Tests force the component walk (what runs where openat2 is unavailable).
-    static FORCE_WALK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
+/// How every component but the last is opened: as a directory (never through a link).
+const DIRECTORY: (libc::c_int, u32) = (libc::O_RDONLY | libc::O_DIRECTORY, 0);
 
 fn cstr(name: &std::ffi::OsStr) -> io::Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
@@ -159,33 +155,6 @@ fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result
     }
     // SAFETY: `fd` was just returned by openat and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `openat2(dir, path, {flags, mode, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS})`.
-fn open_beneath(dir: RawFd, path: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain data (zeroed is valid); the kernel reads `size` bytes of
-    // it; `path` is NUL-terminated; a non-negative result is a descriptor we now own.
-    unsafe {
-        let mut how: libc::open_how = std::mem::zeroed();
-        how.flags = (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-        how.mode = if flags & libc::O_CREAT != 0 {
-            u64::from(mode)
-        } else {
-            0
-        };
-        how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
-        let fd = libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        );
-        if fd < 0 {
-            return Err(last_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd as RawFd))
-    }
 }
 
 /// The names in the directory `fd` (without `.` and `..`).
@@ -342,71 +311,44 @@ impl Dir {
     /// Open `rel` beneath this directory with `flags` (the last component opened with
     /// `flags`, every other one as a directory), following no symlink.
     fn resolve(&self, rel: &Path, flags: libc::c_int, mode: u32) -> Result<OwnedFd, ConfinedError> {
-        let parts = components(rel, &self.within)?;
-        if parts.is_empty() {
-            let dot = c".";
-            return open_at(self.fd.as_raw_fd(), dot, flags, mode).map_err(|e| self.io(rel, e));
+        match self.descend(rel, (flags, mode), |_, _, _| Ok(true))? {
+            Some(fd) => Ok(fd),
+            None => open_at(self.fd.as_raw_fd(), c".", flags, mode).map_err(|e| self.io(rel, e)),
         }
-        #[cfg(test)]
-        let forced = FORCE_WALK.with(|f| f.get());
-        #[cfg(not(test))]
-        let forced = false;
-        if !forced {
-            let whole: PathBuf = parts.iter().collect();
-            let c = cstr(whole.as_os_str()).map_err(|e| self.io(rel, e))?;
-            match open_beneath(self.fd.as_raw_fd(), &c, flags, mode) {
-                Ok(fd) => return Ok(fd),
-                // No openat2 here (old kernel, or a seccomp filter): walk instead.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENOSYS | libc::EPERM | libc::E2BIG)
-                    ) => {}
-                // A symlink, an escape or a non-directory on the way: the walk names it.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)
-                    ) => {}
-                Err(e) => return Err(self.io(rel, e)),
-            }
-        }
-        self.walk(&parts, flags, mode)
     }
 
-    /// [`Dir::resolve`] one component at a time with `openat(O_NOFOLLOW)`.
-    fn walk(
+    /// Walk `rel` beneath this directory one component at a time, each opened with
+    /// `openat(O_NOFOLLOW)` from the one before it (so no symlink is followed, and `..` is
+    /// refused before the walk starts): every component as a directory, the last one with
+    /// `last` (flags, mode). `visit` sees each name in its directory before it is opened:
+    /// it may create it, refuse it, or end the walk there (`Ok(false)`). Returns the last
+    /// descriptor opened, `None` when the walk ended early or `rel` is empty.
+    fn descend(
         &self,
-        parts: &[OsString],
-        flags: libc::c_int,
-        mode: u32,
-    ) -> Result<OwnedFd, ConfinedError> {
+        rel: &Path,
+        last: (libc::c_int, u32),
+        mut visit: impl FnMut(RawFd, &CStr, &Path) -> Result<bool, ConfinedError>,
+    ) -> Result<Option<OwnedFd>, ConfinedError> {
+        let parts = components(rel, &self.within)?;
         let mut at = PathBuf::new();
         let mut cur: Option<OwnedFd> = None;
         for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
             let dir = cur.as_ref().map_or(self.fd.as_raw_fd(), |f| f.as_raw_fd());
             at.push(part);
             let name = cstr(part).map_err(|e| self.io(&at, e))?;
-            let (f, m) = if last {
-                (flags, mode)
-            } else {
-                (libc::O_RDONLY | libc::O_DIRECTORY, 0)
-            };
-            match open_at(dir, &name, f, m) {
-                Ok(fd) => cur = Some(fd),
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ELOOP | libc::ENOTDIR | libc::EMLINK)
-                    ) =>
-                {
-                    return Err(self.diagnose(dir, &name, &at, e));
-                }
-                Err(e) => return Err(self.io(&at, e)),
+            if !visit(dir, &name, &at)? {
+                return Ok(None);
             }
+            let (flags, mode) = if i + 1 == parts.len() {
+                last
+            } else {
+                DIRECTORY
+            };
+            let fd =
+                open_at(dir, &name, flags, mode).map_err(|e| self.diagnose(dir, &name, &at, e))?;
+            cur = Some(fd);
         }
-        Ok(cur.expect("at least one component"))
+        Ok(cur)
     }
 
     /// The directory `rel` beneath this one.
@@ -455,32 +397,15 @@ impl Dir {
     /// # Errors
     /// The first symlink, as [`ConfinedError::Symlink`].
     pub fn check_no_symlinks(&self, rel: &Path) -> Result<(), ConfinedError> {
-        let parts = components(rel, &self.within)?;
-        let mut at = PathBuf::new();
-        let mut cur: Option<OwnedFd> = None;
-        for part in &parts {
-            let dir = cur.as_ref().map_or(self.fd.as_raw_fd(), |f| f.as_raw_fd());
-            at.push(part);
-            let name = cstr(part).map_err(|e| self.io(&at, e))?;
-            match lstat_at(dir, &name) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(self.io(&at, e)),
-                Ok(st) if is_kind(&st, libc::S_IFLNK) => {
-                    return Err(self.diagnose(
-                        dir,
-                        &name,
-                        &at,
-                        io::Error::from_raw_os_error(libc::ELOOP),
-                    ));
-                }
-                Ok(st) if !is_kind(&st, libc::S_IFDIR) => return Ok(()),
-                Ok(_) => {}
+        self.descend(rel, DIRECTORY, |dir, name, at| match lstat_at(dir, name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.io(at, e)),
+            Ok(st) if is_kind(&st, libc::S_IFLNK) => {
+                Err(self.diagnose(dir, name, at, io::Error::from_raw_os_error(libc::ELOOP)))
             }
-            cur = Some(
-                open_at(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                    .map_err(|e| self.diagnose(dir, &name, &at, e))?,
-            );
-        }
+            // A file where a directory is asked for: nothing beneath it to follow.
+            Ok(st) => Ok(is_kind(&st, libc::S_IFDIR)),
+        })?;
         Ok(())
     }
 
@@ -490,26 +415,17 @@ impl Dir {
     /// # Errors
     /// A symlink or a non-directory on the way; an I/O error.
     pub fn create_dir_all(&self, rel: &Path) -> Result<Dir, ConfinedError> {
-        let parts = components(rel, &self.within)?;
-        let mut at = PathBuf::new();
-        let mut cur: Option<OwnedFd> = None;
-        for part in &parts {
-            let dir = cur.as_ref().map_or(self.fd.as_raw_fd(), |f| f.as_raw_fd());
-            at.push(part);
-            let name = cstr(part).map_err(|e| self.io(&at, e))?;
+        let fd = self.descend(rel, DIRECTORY, |dir, name, at| {
             // SAFETY: `name` is NUL-terminated.
             if unsafe { libc::mkdirat(dir, name.as_ptr(), 0o777) } != 0 {
                 let e = last_error();
                 if e.kind() != io::ErrorKind::AlreadyExists {
-                    return Err(self.io(&at, e));
+                    return Err(self.io(at, e));
                 }
             }
-            cur = Some(
-                open_at(dir, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
-                    .map_err(|e| self.diagnose(dir, &name, &at, e))?,
-            );
-        }
-        match cur {
+            Ok(true)
+        })?;
+        match fd {
             Some(fd) => Ok(self.child(fd, rel)),
             None => self.open_dir(Path::new(".")),
         }
@@ -637,6 +553,19 @@ impl Dir {
     }
 }
 
+/// What [`Dir::copy_tree`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Regular files copied.
+    pub files: u64,
+    /// Of those, the ones cloned with a reflink (shared blocks, copy-on-write).
+    pub cloned: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Symlinks recreated.
+    pub symlinks: u64,
+}
+
 /// Remove the entry `name` of `dir` (stat'ed as `st`, not followed): a directory with all
 /// it holds, anything else unlinked.
 fn remove_entry(dir: RawFd, name: &CStr, st: &libc::stat) -> io::Result<()> {
@@ -705,7 +634,7 @@ fn copy_dir(src: RawFd, dst: RawFd, name: &CStr, stats: &mut CopyStats) -> io::R
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
                 0o600,
             )?);
-            let (bytes, cloned) = crate::release::copy_file(input, output)?;
+            let (bytes, cloned) = copy_file(input, output)?;
             stats.files += 1;
             stats.bytes += bytes;
             stats.cloned += u64::from(cloned);
@@ -725,19 +654,48 @@ fn copy_dir(src: RawFd, dst: RawFd, name: &CStr, stats: &mut CopyStats) -> io::R
     Ok(())
 }
 
+/// Copy one regular file into a new, empty `output`: a reflink where possible, else its
+/// bytes; then its mode and times. Returns (bytes, cloned).
+fn copy_file(mut input: std::fs::File, mut output: std::fs::File) -> std::io::Result<(u64, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = input.metadata()?;
+    let cloned = reflink(&input, &output);
+    if !cloned {
+        std::io::copy(&mut input, &mut output)?;
+    }
+    output.set_permissions(std::fs::Permissions::from_mode(
+        meta.permissions().mode() & 0o7777,
+    ))?;
+    let mut times = std::fs::FileTimes::new();
+    if let Ok(t) = meta.modified() {
+        times = times.set_modified(t);
+    }
+    if let Ok(t) = meta.accessed() {
+        times = times.set_accessed(t);
+    }
+    output.set_times(times)?;
+    Ok((meta.len(), cloned))
+}
+
+/// Make `dst` share `src`'s blocks copy-on-write (`ioctl(FICLONE)`); false where the
+/// filesystem cannot (`EOPNOTSUPP`, `EXDEV`, `EINVAL` …): the caller copies instead.
+#[cfg(target_os = "linux")]
+fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: FICLONE takes the source descriptor as its argument; both descriptors are
+    // open files owned by the caller for the duration of the call; no memory is shared.
+    unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reflink(_src: &std::fs::File, _dst: &std::fs::File) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    /// Each test runs both ways: openat2, and the walk used where the kernel lacks it.
-    fn both(f: impl Fn()) {
-        for forced in [false, true] {
-            FORCE_WALK.with(|c| c.set(forced));
-            f();
-        }
-        FORCE_WALK.with(|c| c.set(false));
-    }
 
     fn world() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let t = tempfile::tempdir().unwrap();
@@ -751,141 +709,129 @@ mod tests {
 
     #[test]
     fn a_symlink_out_of_the_root_is_refused_by_name_and_nothing_outside_is_touched() {
-        both(|| {
-            let (_t, release, outside) = world();
-            symlink(&outside, release.join(".next")).unwrap();
-            let dir = Dir::open(&release, "the release").unwrap();
-            let rel = Path::new(".next/cache");
-            let want = format!(
-                ".next is a symlink (to {}) out of the release; refusing",
-                outside.display()
-            );
-            assert_eq!(dir.remove_tree(rel).unwrap_err().to_string(), want);
-            assert_eq!(dir.check_no_symlinks(rel).unwrap_err().to_string(), want);
-            assert_eq!(dir.open_dir(rel).unwrap_err().to_string(), want);
-            assert_eq!(dir.create_dir_all(rel).unwrap_err().to_string(), want);
-            let src = Dir::open(&outside, "x").unwrap();
-            assert_eq!(dir.copy_tree(&src, rel).unwrap_err().to_string(), want);
-            let w = dir.write_atomic(Path::new(".next/cache/f"), b"x", 0o600);
-            assert_eq!(w.unwrap_err().to_string(), want);
-            assert!(dir.read(Path::new(".next/cache/keep")).is_err());
-            assert_eq!(
-                std::fs::read_to_string(outside.join("cache/keep")).unwrap(),
-                "outside bytes"
-            );
-            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
-        });
+        let (_t, release, outside) = world();
+        symlink(&outside, release.join(".next")).unwrap();
+        let dir = Dir::open(&release, "the release").unwrap();
+        let rel = Path::new(".next/cache");
+        let want = format!(
+            ".next is a symlink (to {}) out of the release; refusing",
+            outside.display()
+        );
+        assert_eq!(dir.remove_tree(rel).unwrap_err().to_string(), want);
+        assert_eq!(dir.check_no_symlinks(rel).unwrap_err().to_string(), want);
+        assert_eq!(dir.open_dir(rel).unwrap_err().to_string(), want);
+        assert_eq!(dir.create_dir_all(rel).unwrap_err().to_string(), want);
+        let src = Dir::open(&outside, "x").unwrap();
+        assert_eq!(dir.copy_tree(&src, rel).unwrap_err().to_string(), want);
+        let w = dir.write_atomic(Path::new(".next/cache/f"), b"x", 0o600);
+        assert_eq!(w.unwrap_err().to_string(), want);
+        assert!(dir.read(Path::new(".next/cache/keep")).is_err());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("cache/keep")).unwrap(),
+            "outside bytes"
+        );
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
     }
 
     #[test]
     fn a_relative_link_into_a_sibling_release_is_out_of_the_release() {
-        both(|| {
-            let (t, release, _) = world();
-            let live = t.path().join("releases/r1/.next/cache");
-            std::fs::create_dir_all(&live).unwrap();
-            std::fs::write(live.join("bytes"), "live").unwrap();
-            symlink("../r1/.next", release.join(".next")).unwrap();
-            let dir = Dir::open(&release, "the release").unwrap();
-            let e = dir.remove_tree(Path::new(".next/cache")).unwrap_err();
-            assert_eq!(
-                e.to_string(),
-                ".next is a symlink (to ../r1/.next) out of the release; refusing"
-            );
-            assert!(e.is_refusal());
-            assert_eq!(std::fs::read_to_string(live.join("bytes")).unwrap(), "live");
-        });
+        let (t, release, _) = world();
+        let live = t.path().join("releases/r1/.next/cache");
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::write(live.join("bytes"), "live").unwrap();
+        symlink("../r1/.next", release.join(".next")).unwrap();
+        let dir = Dir::open(&release, "the release").unwrap();
+        let e = dir.remove_tree(Path::new(".next/cache")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            ".next is a symlink (to ../r1/.next) out of the release; refusing"
+        );
+        assert!(e.is_refusal());
+        assert_eq!(std::fs::read_to_string(live.join("bytes")).unwrap(), "live");
     }
 
     #[test]
     fn dot_dot_and_absolute_paths_are_refused() {
-        both(|| {
-            let (_t, release, _) = world();
-            let dir = Dir::open(&release, "the release").unwrap();
-            for rel in ["../outside", "a/../../outside", "/etc"] {
-                let e = dir.open_dir(Path::new(rel)).unwrap_err();
-                assert!(matches!(e, ConfinedError::Escapes { .. }), "{rel}: {e}");
-                assert!(e.to_string().contains("leaves the release"), "{e}");
-                assert!(dir.remove_tree(Path::new(rel)).is_err());
-            }
-        });
+        let (_t, release, _) = world();
+        let dir = Dir::open(&release, "the release").unwrap();
+        for rel in ["../outside", "a/../../outside", "/etc"] {
+            let e = dir.open_dir(Path::new(rel)).unwrap_err();
+            assert!(matches!(e, ConfinedError::Escapes { .. }), "{rel}: {e}");
+            assert!(e.to_string().contains("leaves the release"), "{e}");
+            assert!(dir.remove_tree(Path::new(rel)).is_err());
+        }
     }
 
     #[test]
     fn a_symlink_inside_is_kept_as_a_link_when_copied_and_removed_as_a_link() {
-        both(|| {
-            let (t, release, outside) = world();
-            let nm = release.join("node_modules");
-            std::fs::create_dir_all(nm.join("pkg")).unwrap();
-            std::fs::write(nm.join("pkg/cli.js"), "x").unwrap();
-            std::fs::create_dir_all(nm.join(".bin")).unwrap();
-            symlink("../pkg/cli.js", nm.join(".bin/pkg")).unwrap();
-            // A link inside the tree that points out is copied as a link, not followed.
-            symlink(&outside, nm.join("escape")).unwrap();
-            let from = Dir::open(&release, "the release").unwrap();
-            let src = from.open_dir(Path::new("node_modules")).unwrap();
-            let other = t.path().join("releases/r3");
-            std::fs::create_dir_all(&other).unwrap();
-            let to = Dir::open(&other, "the release").unwrap();
-            let stats = to.copy_tree(&src, Path::new("node_modules")).unwrap();
-            assert_eq!((stats.files, stats.symlinks), (1, 2));
-            assert_eq!(
-                std::fs::read_link(other.join("node_modules/.bin/pkg")).unwrap(),
-                Path::new("../pkg/cli.js")
-            );
-            assert_eq!(
-                std::fs::read_to_string(other.join("node_modules/.bin/pkg")).unwrap(),
-                "x"
-            );
-            assert!(
-                std::fs::symlink_metadata(other.join("node_modules/escape"))
-                    .unwrap()
-                    .file_type()
-                    .is_symlink()
-            );
-            assert!(to.remove_tree(Path::new("node_modules")).unwrap());
-            assert!(!other.join("node_modules").exists());
-            assert!(!to.remove_tree(Path::new("node_modules")).unwrap());
-            assert_eq!(
-                std::fs::read_to_string(outside.join("cache/keep")).unwrap(),
-                "outside bytes",
-                "removing the tree followed a link out of it"
-            );
-        });
+        let (t, release, outside) = world();
+        let nm = release.join("node_modules");
+        std::fs::create_dir_all(nm.join("pkg")).unwrap();
+        std::fs::write(nm.join("pkg/cli.js"), "x").unwrap();
+        std::fs::create_dir_all(nm.join(".bin")).unwrap();
+        symlink("../pkg/cli.js", nm.join(".bin/pkg")).unwrap();
+        // A link inside the tree that points out is copied as a link, not followed.
+        symlink(&outside, nm.join("escape")).unwrap();
+        let from = Dir::open(&release, "the release").unwrap();
+        let src = from.open_dir(Path::new("node_modules")).unwrap();
+        let other = t.path().join("releases/r3");
+        std::fs::create_dir_all(&other).unwrap();
+        let to = Dir::open(&other, "the release").unwrap();
+        let stats = to.copy_tree(&src, Path::new("node_modules")).unwrap();
+        assert_eq!((stats.files, stats.symlinks), (1, 2));
+        assert_eq!(
+            std::fs::read_link(other.join("node_modules/.bin/pkg")).unwrap(),
+            Path::new("../pkg/cli.js")
+        );
+        assert_eq!(
+            std::fs::read_to_string(other.join("node_modules/.bin/pkg")).unwrap(),
+            "x"
+        );
+        assert!(
+            std::fs::symlink_metadata(other.join("node_modules/escape"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(to.remove_tree(Path::new("node_modules")).unwrap());
+        assert!(!other.join("node_modules").exists());
+        assert!(!to.remove_tree(Path::new("node_modules")).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(outside.join("cache/keep")).unwrap(),
+            "outside bytes",
+            "removing the tree followed a link out of it"
+        );
     }
 
     #[test]
     fn a_symlink_at_the_written_name_or_its_temporary_name_is_replaced_never_written_through() {
-        both(|| {
-            let (_t, release, outside) = world();
-            let target = outside.join("cache/keep");
-            symlink(&target, release.join("state.json")).unwrap();
-            let tmp = release.join(format!(".state.json.{}.tmp", std::process::id()));
-            symlink(&target, &tmp).unwrap();
-            let dir = Dir::open(&release, "the state directory").unwrap();
-            dir.write_atomic(Path::new("state.json"), b"{}", 0o600)
-                .unwrap();
-            assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside bytes");
-            let meta = std::fs::symlink_metadata(release.join("state.json")).unwrap();
-            assert!(meta.file_type().is_file());
-            assert_eq!(std::fs::read(release.join("state.json")).unwrap(), b"{}");
-            assert!(!tmp.exists());
-        });
+        let (_t, release, outside) = world();
+        let target = outside.join("cache/keep");
+        symlink(&target, release.join("state.json")).unwrap();
+        let tmp = release.join(format!(".state.json.{}.tmp", std::process::id()));
+        symlink(&target, &tmp).unwrap();
+        let dir = Dir::open(&release, "the state directory").unwrap();
+        dir.write_atomic(Path::new("state.json"), b"{}", 0o600)
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "outside bytes");
+        let meta = std::fs::symlink_metadata(release.join("state.json")).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(std::fs::read(release.join("state.json")).unwrap(), b"{}");
+        assert!(!tmp.exists());
     }
 
     #[test]
     fn paths_inside_are_opened_created_and_read() {
-        both(|| {
-            let (_t, release, _) = world();
-            let dir = Dir::open(&release, "the release").unwrap();
-            assert!(!dir.is_dir(Path::new("a/b")));
-            dir.create_dir_all(Path::new("a/b")).unwrap();
-            assert!(dir.is_dir(Path::new("a/b")));
-            dir.write_atomic(Path::new("a/b/f"), b"hi", 0o644).unwrap();
-            assert_eq!(dir.read(Path::new("./a/b/f")).unwrap(), b"hi");
-            assert!(dir.check_no_symlinks(Path::new("a/b/missing/x")).is_ok());
-            assert!(dir.open_dir_if_exists(Path::new("nope")).unwrap().is_none());
-            let e = dir.open_dir(Path::new("a/b/f")).unwrap_err();
-            assert!(matches!(e, ConfinedError::NotDirectory { .. }), "{e}");
-        });
+        let (_t, release, _) = world();
+        let dir = Dir::open(&release, "the release").unwrap();
+        assert!(!dir.is_dir(Path::new("a/b")));
+        dir.create_dir_all(Path::new("a/b")).unwrap();
+        assert!(dir.is_dir(Path::new("a/b")));
+        dir.write_atomic(Path::new("a/b/f"), b"hi", 0o644).unwrap();
+        assert_eq!(dir.read(Path::new("./a/b/f")).unwrap(), b"hi");
+        assert!(dir.check_no_symlinks(Path::new("a/b/missing/x")).is_ok());
+        assert!(dir.open_dir_if_exists(Path::new("nope")).unwrap().is_none());
+        let e = dir.open_dir(Path::new("a/b/f")).unwrap_err();
+        assert!(matches!(e, ConfinedError::NotDirectory { .. }), "{e}");
     }
 }

@@ -318,7 +318,12 @@ impl Sink {
             self.emit(i, text.as_bytes());
         } else if self.pending[i].len() > LINE_MAX {
             // A very long line: mask what is there and pass it on, holding back only what
-            // could be the start of a secret still arriving.
+            // could be the start of a secret still arriving, and a character the read cut.
+            let whole = match std::str::from_utf8(&self.pending[i]) {
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                _ => self.pending[i].len(),
+            };
+            let cut_char = self.pending[i].split_off(whole);
             let text = self
                 .redactor
                 .redact(&String::from_utf8_lossy(&self.pending[i]));
@@ -327,6 +332,7 @@ impl Sink {
                 cut -= 1;
             }
             self.pending[i] = text.as_bytes()[cut..].to_vec();
+            self.pending[i].extend_from_slice(&cut_char);
             self.emit(i, &text.as_bytes()[..cut]);
         }
     }
@@ -664,6 +670,28 @@ mod bounded_tests {
         );
     }
 
+    #[test]
+    fn a_character_cut_by_a_read_inside_a_very_long_line_reaches_the_log_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("out.log");
+        let spec = Spec::shell("true", dir.path(), Duration::from_secs(1)).log_to(&log);
+        let mut sink = Sink::new(&spec, "true");
+        // Past LINE_MAX without a line end, ending in the first byte of "é".
+        let mut first = vec![b'x'; LINE_MAX + 10];
+        first.push(0xC3);
+        sink.feed(0, &first);
+        sink.feed(0, b"\xA9t\n");
+        let (tail, _) = sink.finish(None);
+        drop(sink);
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            logged.contains("xxé"),
+            "the character was cut: {:?}",
+            &logged[logged.len() - 12..]
+        );
+        assert!(tail.ends_with("xét"), "{:?}", &tail[tail.len() - 12..]);
+    }
+
     #[tokio::test]
     async fn a_command_without_a_log_keeps_its_whole_stdout_up_to_the_cap() {
         let dir = tempfile::tempdir().unwrap();
@@ -674,5 +702,26 @@ mod bounded_tests {
         );
         let out = run(&spec).await.unwrap();
         assert_eq!(out.stdout.len(), 3_000_000);
+    }
+
+    #[tokio::test]
+    async fn a_command_without_a_log_printing_past_the_cap_keeps_the_cap_and_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        // 8 MiB past the cap, then the end: read and dropped, never blocking the command.
+        let spec = Spec::shell(
+            &format!(
+                "head -c {} /dev/zero | tr '\\0' a; echo the-end",
+                STDOUT_CAP + 8 * 1024 * 1024
+            ),
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        let out = run(&spec).await.unwrap();
+        assert_eq!(out.stdout.len(), STDOUT_CAP);
+        assert!(
+            out.tail.ends_with("the-end"),
+            "{:?}",
+            &out.tail[out.tail.len() - 20..]
+        );
     }
 }

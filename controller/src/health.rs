@@ -1264,13 +1264,17 @@ mod body_limit_tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A server whose reply is `head`, then `mib` MiB of spaces, then `end`; counts the
-    /// bytes it managed to send before the client went away.
-    async fn serve(head: &'static str, mib: usize, end: &'static str) -> (String, Arc<AtomicU64>) {
+    /// bytes it managed to send before the client went away (its task ends then).
+    async fn serve(
+        head: &'static str,
+        mib: usize,
+        end: &'static str,
+    ) -> (String, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/health", listener.local_addr().unwrap());
         let sent = Arc::new(AtomicU64::new(0));
         let counter = sent.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut req = [0u8; 4096];
             let _ = s.read(&mut req).await;
@@ -1291,7 +1295,7 @@ mod body_limit_tests {
                 };
             }
         });
-        (url, sent)
+        (url, sent, server)
     }
 
     fn check(url: &str, needle: &str) -> Check {
@@ -1305,10 +1309,14 @@ mod body_limit_tests {
 
     #[tokio::test]
     async fn a_huge_reply_is_read_only_up_to_the_limit_and_passes_on_what_it_needs() {
-        let (url, sent) = serve(r#"{"status":"ok"}"#, 512, "").await;
+        let (url, sent, server) = serve(r#"{"status":"ok"}"#, 512, "").await;
         let r = probe(&reqwest::Client::new(), &check(&url, r#""status":"ok""#)).await;
         assert_eq!(r.state, ProbeState::Pass, "{}", r.detail);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The server stops once the probe has dropped the connection (or sent it all).
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the probe kept the connection open after its answer")
+            .unwrap();
         let sent = sent.load(Ordering::SeqCst);
         assert!(
             sent < 64 * 1024 * 1024,
@@ -1318,7 +1326,7 @@ mod body_limit_tests {
 
     #[tokio::test]
     async fn text_past_the_limit_is_not_found_and_the_detail_says_the_reply_was_cut() {
-        let (url, _) = serve("{", 2, r#""status":"ok"}"#).await;
+        let (url, _, _) = serve("{", 2, r#""status":"ok"}"#).await;
         let r = probe(&reqwest::Client::new(), &check(&url, r#""status":"ok""#)).await;
         assert_eq!(r.state, ProbeState::Fail);
         assert!(

@@ -9,7 +9,7 @@
 //! - [`source`]: the config repo (documents at the branch tip, via git2) and app sources
 //!   (a bare mirror per repository, checked out into release directories).
 //! - [`confined`]: file operations beneath a release, cache or state directory, never
-//!   through a symlink (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, or a walk).
+//!   through a symlink (a walk by descriptor, `openat(O_NOFOLLOW)` at each component).
 //! - [`release`]: releases on disk, build markers, the atomic `current` switch, atomic writes.
 //! - [`pm2`]: the real pm2 through its CLI, with an isolated `PM2_HOME` and a cleared env.
 //! - [`clients`]: HTTP clients built on first use; TLS roots only for `https://`.

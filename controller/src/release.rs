@@ -2,7 +2,8 @@
 //! `<root>/current` (a symlink switched atomically), and the build marker
 //! `<release>/.shipshape-release.json` that says a release is complete and what it was
 //! built from. A directory without a marker is an interrupted preparation, never live.
-//! Also the copy of `node_modules` one release gives another ([`copy_tree`]): reflinked or
+//! Also the copy of `node_modules` one release gives another ([`copy_tree`], by path, over
+//! [`crate::confined::Dir::copy_tree`], which owns the copy): reflinked or
 //! copied, never hard-linked, so a build never writes into the live release.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::confined::Dir;
+use crate::confined::{CopyStats, Dir};
 
 /// The marker file's name inside a release.
 pub const MARKER: &str = ".shipshape-release.json";
@@ -58,19 +59,6 @@ pub fn lockfile_in_dir(dir: &Path) -> Option<String> {
         .map(|b| lockfile_hash(&b))
 }
 
-/// What [`copy_tree`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CopyStats {
-    /// Regular files copied.
-    pub files: u64,
-    /// Of those, the ones cloned with a reflink (shared blocks, copy-on-write).
-    pub cloned: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Symlinks recreated.
-    pub symlinks: u64,
-}
-
 /// Copy the tree `from` to `to` so that no file of `to` shares storage that a write into
 /// either tree can change: each regular file is cloned with a reflink (`FICLONE`: the
 /// blocks are shared copy-on-write, so a write into one copy never reaches the other) where
@@ -89,47 +77,6 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<CopyStats> {
     let parent = to.parent().unwrap_or(Path::new("."));
     let name = to.file_name().map(Path::new).unwrap_or(Path::new(""));
     Ok(Dir::open(parent, "the destination")?.copy_tree(&src, name)?)
-}
-
-/// Copy one regular file into a new, empty `output`: a reflink where possible, else its
-/// bytes; then its mode and times. Returns (bytes, cloned).
-pub(crate) fn copy_file(
-    mut input: std::fs::File,
-    mut output: std::fs::File,
-) -> std::io::Result<(u64, bool)> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = input.metadata()?;
-    let cloned = reflink(&input, &output);
-    if !cloned {
-        std::io::copy(&mut input, &mut output)?;
-    }
-    output.set_permissions(std::fs::Permissions::from_mode(
-        meta.permissions().mode() & 0o7777,
-    ))?;
-    let mut times = std::fs::FileTimes::new();
-    if let Ok(t) = meta.modified() {
-        times = times.set_modified(t);
-    }
-    if let Ok(t) = meta.accessed() {
-        times = times.set_accessed(t);
-    }
-    output.set_times(times)?;
-    Ok((meta.len(), cloned))
-}
-
-/// Make `dst` share `src`'s blocks copy-on-write (`ioctl(FICLONE)`); false where the
-/// filesystem cannot (`EOPNOTSUPP`, `EXDEV`, `EINVAL` …): the caller copies instead.
-#[cfg(target_os = "linux")]
-fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: FICLONE takes the source descriptor as its argument; both descriptors are
-    // open files owned by the caller for the duration of the call; no memory is shared.
-    unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn reflink(_src: &std::fs::File, _dst: &std::fs::File) -> bool {
-    false
 }
 
 /// Paths of one app's releases.

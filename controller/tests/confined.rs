@@ -1,7 +1,9 @@
 //! A symlink committed to the app repo never makes the controller remove or write outside
 //! the release: with `build.cache: [.next/cache]`, a committed `.next -> /some/dir` or
 //! `.next -> ../<live release>/.next` fails the build naming the link, the directory it
-//! points at is untouched, and the live release (its cache bytes included) stays as it was.
+//! points at is untouched, and the live release (its cache bytes included) stays as it was;
+//! a first release with such a link fails the same way, before its build runs, though it
+//! has no cache to carry.
 //!
 //! Real parts: git repos, the controller binary, pm2 and the example app.
 
@@ -50,6 +52,13 @@ fn commit_next_link(w: &World, target: &Path) -> String {
     w.app_head()
 }
 
+/// Commit `.next -> target` with the cached document, and run one pass.
+fn pass_with_next_link(w: &World, target: &Path) {
+    let v = commit_next_link(w, target);
+    commit_cached_document(w, &v);
+    let _ = w.run_once();
+}
+
 /// The pass failed at the build, naming the link, and the live release stayed live.
 fn assert_refused(w: &World, live: &str, want: &str) {
     let rec = w.record();
@@ -77,9 +86,7 @@ fn a_committed_next_symlink_out_of_the_release_fails_the_build_naming_it_and_tou
     std::fs::create_dir_all(outside.join("cache")).unwrap();
     std::fs::write(outside.join("cache/keep"), "not the controller's").unwrap();
 
-    let v2 = commit_next_link(&w, &outside);
-    commit_cached_document(&w, &v2);
-    let _ = w.run_once();
+    pass_with_next_link(&w, &outside);
     assert_refused(
         &w,
         &r1,
@@ -111,9 +118,7 @@ fn a_committed_next_symlink_into_the_live_release_leaves_its_cache_bytes_unchang
     let (r1, live_bytes) = live_with_cache(&w);
     let target = PathBuf::from(format!("../{r1}/.next"));
 
-    let v2 = commit_next_link(&w, &target);
-    commit_cached_document(&w, &v2);
-    let _ = w.run_once();
+    pass_with_next_link(&w, &target);
     assert_refused(
         &w,
         &r1,
@@ -125,5 +130,31 @@ fn a_committed_next_symlink_into_the_live_release_leaves_its_cache_bytes_unchang
         std::fs::read_to_string(release_dir(&w, &r1).join(".next/cache/bytes")).unwrap(),
         live_bytes,
         "the live release's cache was written through the link"
+    );
+}
+
+#[test]
+fn a_first_release_with_a_committed_next_symlink_fails_before_its_build_though_no_cache_is_carried()
+{
+    let w = World::new("confined-first");
+    let outside = w.root().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    w.commit_app_files(&[("cache-build.js", CACHE_BUILD)], "a cached build");
+    // No release has a cache to carry: the check before every build is what refuses it.
+    pass_with_next_link(&w, &outside);
+    let rec = w.record();
+    let err = rec.last_error.as_ref().expect("a last error");
+    assert_eq!(err.step, StepKind::Build, "{err:?}");
+    let want = format!(
+        "build.cache .next/cache: .next is a symlink (to {}) out of the release; refusing",
+        outside.display()
+    );
+    assert!(err.message.contains(&want), "{}", err.message);
+    assert_eq!(rec.phase, Phase::Failed, "{:?}", rec.last_pass);
+    assert_eq!(w.current(), None, "the release went live");
+    let entries: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(
+        entries.is_empty(),
+        "the build wrote through the link: {entries:?}"
     );
 }

@@ -417,6 +417,7 @@ impl Controller {
         steps: Vec<StepRecord>,
         result: &str,
     ) -> Result<(), ReconcileError> {
+        let ran_steps = !steps.is_empty();
         rec.steps_run += steps.len() as u64;
         rec.live_changes += crate::monitor::changes_live(&steps);
         JournalFile::new(&self.store.app_dir(&rec.name)).clear();
@@ -428,10 +429,14 @@ impl Controller {
             result: result.to_string(),
         });
         self.store.save(rec)?;
-        // With the records saved, the files of revisions that left the history go.
-        let pruned = self.store.prune_files(rec);
-        if !pruned.logs.is_empty() || !pruned.backups.is_empty() {
-            tracing::info!(app = %rec.name, logs = pruned.logs.len(), backups = pruned.backups.len(), "pruned the logs and backups of revisions no longer in the history");
+        // With the records saved, the files of revisions that left the history go. Only a
+        // pass that runs steps opens a revision (the one way another leaves the history), so
+        // a pass with nothing to do (every interval) does not read the two directories.
+        if ran_steps {
+            let pruned = self.store.prune_files(rec);
+            if !pruned.logs.is_empty() || !pruned.backups.is_empty() {
+                tracing::info!(app = %rec.name, logs = pruned.logs.len(), backups = pruned.backups.len(), "pruned the logs and backups of revisions no longer in the history");
+            }
         }
         // The requests this record absorbed are no longer needed in requests.json.
         let handle = self.handles.get(&rec.name);
