@@ -5,7 +5,10 @@
 //! request) no request may fail, through instances 2 → 3, 3 → 2 with a variable removed,
 //! an args change, and a revert that goes back across a removed variable; the end state is
 //! exactly the document, under one name, in pm2's dump too. New processes that crash at start
-//! fail the step while the old ones keep serving. Fork mode says it is not graceful.
+//! fail the step while the old ones keep serving. A `NAME` stopped by hand beside a
+//! `NAME~next` that serves an old config (a replace interrupted, then a new document) goes
+//! first, and `NAME~next` serves until `NAME` runs the new config. Fork mode says it is not
+//! graceful.
 //! Real git, real pm2, the example app, `shipshape run --once`.
 
 mod common;
@@ -317,4 +320,87 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
         );
         assert_runs(&w, count, &[], &[]);
     }
+}
+
+/// The pinned pm2's CLI under the test's PM2_HOME (a hand at the server, not the
+/// controller); panics unless it succeeds.
+fn pm2_by_hand(w: &World, args: &[&str]) {
+    let out = std::process::Command::new(common::pm2_bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("PM2_HOME", w.pm2_home())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pm2 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A replace interrupted after its first move leaves `NAME~next` (3 instances) serving
+/// beside `NAME`; a hand then stops `NAME`, and the document changes again (2 instances,
+/// new args): `NAME~next` now runs an old config and is the only thing serving. The
+/// replace deletes the stopped `NAME` first without waiting for `NAME~next` (it has
+/// nothing to become ready for: it is not the document's config, and its 3 instances
+/// never match the document's 2), starts `NAME` with the new config beside it, and only
+/// then deletes `NAME~next`: no request fails.
+#[test]
+fn a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_no_failed_request() {
+    let w = World::new("stopped");
+    let v1 = w.app_head();
+    let mut base = w.app(&v1);
+    base.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(30);
+    // A slow boot: a process started without waiting for it refuses connections a while.
+    base.spec.processes[0]
+        .env
+        .insert("BOOT_DELAY_MS".into(), EnvValue::String("1000".into()));
+    w.commit_app(&base);
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "{log}");
+    let name = format!("{}-web", w.name);
+    let next = format!("{name}~next");
+
+    // 2 → 3 instances, killed after the first move: NAME~next (3, the new config) serves
+    // beside NAME (2, the old one).
+    let mut three = base.clone();
+    three.spec.processes[0].instances = Some(Instances::Count(3));
+    w.commit_app(&three);
+    let out = w.shipshape(
+        &["run", "--once"],
+        &[("SHIPSHAPE_FAULT", "after:replace-move:1")],
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pm2_by_hand(&w, &["stop", &name]);
+    let status = |n: &str| -> Vec<String> {
+        pm2_list(&w)
+            .into_iter()
+            .filter(|i| i.name == n)
+            .map(|i| i.status)
+            .collect()
+    };
+    assert_eq!(status(&name), ["stopped", "stopped"]);
+    assert_eq!(status(&next), ["online", "online", "online"]);
+
+    // A new config (2 instances, an args change, a marker in the env): NAME~next's is an
+    // old one now.
+    let mut two = base.clone();
+    two.spec.processes[0].args = Some(StringOrList::One("--after-a-stop".into()));
+    two.spec.processes[0]
+        .env
+        .insert("AFTER_STOP".into(), EnvValue::String("1".into()));
+    rollout(
+        &w,
+        "a stopped NAME beside NAME~next of an old config",
+        &two,
+        0,
+    );
+    assert_runs(&w, 2, &["AFTER_STOP"], &[]);
 }
