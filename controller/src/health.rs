@@ -150,7 +150,7 @@ fn excused_if(excused: bool, late: Option<Duration>, why: String) -> (ProbeState
 /// How long the calling thread has waited, runnable, for a CPU since it started (the
 /// second field of `/proc/thread-self/schedstat`, in nanoseconds); `None` where the kernel
 /// does not say. The file is opened once per thread and read again in place (one `pread`).
-fn run_queue_wait() -> Option<Duration> {
+pub(crate) fn run_queue_wait() -> Option<Duration> {
     use std::os::unix::fs::FileExt;
     thread_local! {
         static SCHEDSTAT: Option<std::fs::File> =
