@@ -269,19 +269,39 @@ fn a_fork_mode_replace_says_it_is_not_graceful() {
     assert_eq!(list[0].exec_mode, "fork_mode");
 }
 
-#[test]
-fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request()
-{
-    let w = World::new("interrupted");
+/// The example app's document, started once, whose processes boot slowly: a process
+/// listens a second after it is online, so one started without waiting for it refuses
+/// connections a while.
+fn slow_boot_running(w: &World) -> shipshape_spec::App {
     let v1 = w.app_head();
     let mut base = w.app(&v1);
-    // A slow boot: a process started without waiting for it refuses connections a while.
     base.spec.processes[0]
         .env
         .insert("BOOT_DELAY_MS".into(), EnvValue::String("1000".into()));
     w.commit_app(&base);
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "{log}");
+    base
+}
+
+/// A pass killed (SIGKILL, by `SHIPSHAPE_FAULT`) after the `moves`-th move of its replace.
+fn killed_after_replace_move(w: &World, moves: u32) {
+    let fault = format!("after:replace-move:{moves}");
+    let out = w.shipshape(&["run", "--once"], &[("SHIPSHAPE_FAULT", &fault)]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request()
+{
+    let w = World::new("interrupted");
+    let base = slow_boot_running(&w);
     let name = format!("{}-web", w.name);
     let next = format!("{name}~next");
     // Killed after the first move (the new processes run beside the old ones), then after
@@ -292,15 +312,7 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
         w.commit_app(&app);
         let what = format!("killed after {moves} move(s), then a pass");
         let tally = under_load(&w, &what, || {
-            let fault = format!("after:replace-move:{moves}");
-            let out = w.shipshape(&["run", "--once"], &[("SHIPSHAPE_FAULT", &fault)]);
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(
-                out.status.signal(),
-                Some(9),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            killed_after_replace_move(&w, moves);
             let names: Vec<String> = pm2_list(&w).into_iter().map(|i| i.name).collect();
             let on = |n: &str| names.iter().filter(|x| *x == n).count();
             let left = if moves == 1 { old } else { 0 };
@@ -322,23 +334,6 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
     }
 }
 
-/// The pinned pm2's CLI under the test's PM2_HOME (a hand at the server, not the
-/// controller); panics unless it succeeds.
-fn pm2_by_hand(w: &World, args: &[&str]) {
-    let out = std::process::Command::new(common::pm2_bin())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("PM2_HOME", w.pm2_home())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pm2 {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A replace interrupted after its first move leaves `NAME~next` (3 instances) serving
 /// beside `NAME`; a hand then stops `NAME`, and the document changes again (2 instances,
 /// new args): `NAME~next` now runs an old config and is the only thing serving. The
@@ -349,16 +344,7 @@ fn pm2_by_hand(w: &World, args: &[&str]) {
 #[test]
 fn a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_no_failed_request() {
     let w = World::new("stopped");
-    let v1 = w.app_head();
-    let mut base = w.app(&v1);
-    base.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(30);
-    // A slow boot: a process started without waiting for it refuses connections a while.
-    base.spec.processes[0]
-        .env
-        .insert("BOOT_DELAY_MS".into(), EnvValue::String("1000".into()));
-    w.commit_app(&base);
-    let (code, log) = w.run_once();
-    assert_eq!(code, 0, "{log}");
+    let base = slow_boot_running(&w);
     let name = format!("{}-web", w.name);
     let next = format!("{name}~next");
 
@@ -367,18 +353,9 @@ fn a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_n
     let mut three = base.clone();
     three.spec.processes[0].instances = Some(Instances::Count(3));
     w.commit_app(&three);
-    let out = w.shipshape(
-        &["run", "--once"],
-        &[("SHIPSHAPE_FAULT", "after:replace-move:1")],
-    );
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pm2_by_hand(&w, &["stop", &name]);
+    killed_after_replace_move(&w, 1);
+    // A hand at the server: `pm2 stop NAME`.
+    common::pm2::pm2_cli(&w.pm2_home(), "", &["stop", &name]);
     let status = |n: &str| -> Vec<String> {
         pm2_list(&w)
             .into_iter()
