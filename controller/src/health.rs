@@ -150,7 +150,7 @@ fn excused_if(excused: bool, late: Option<Duration>, why: String) -> (ProbeState
 /// How long the calling thread has waited, runnable, for a CPU since it started (the
 /// second field of `/proc/thread-self/schedstat`, in nanoseconds); `None` where the kernel
 /// does not say. The file is opened once per thread and read again in place (one `pread`).
-fn run_queue_wait() -> Option<Duration> {
+pub(crate) fn run_queue_wait() -> Option<Duration> {
     use std::os::unix::fs::FileExt;
     thread_local! {
         static SCHEDSTAT: Option<std::fs::File> =
@@ -179,10 +179,12 @@ async fn probe_http(
         Err(e) => return fail(format!("request failed: {}", error_chain(&e))),
     };
     let status = response.status().as_u16();
+    // The request's timeout covers the body too: reqwest's deadline usually cuts a body
+    // that stalls (an error of the read) before this one does; either way it is a timeout.
     let (body, cut) = match tokio::time::timeout(timeout, read_body(response)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return fail(format!("reading body failed: {e}")),
-        Err(_) => {
+        Ok(Err(e)) if !e.is_timeout() => return fail(format!("reading body failed: {e}")),
+        Ok(Err(_)) | Err(_) => {
             return clock.timeout_failure(
                 timeout,
                 format!("body not complete within {}", check.timeout),
@@ -813,6 +815,31 @@ mod tests {
                 "a {limit} ms timeout, late {late:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_past_the_timeout_fails_as_a_timeout_not_a_read_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/health", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = s.read(&mut req).await;
+            // The head and 3 of 100 bytes, then nothing.
+            let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc";
+            let _ = s.write_all(head).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        });
+        let check: Check = serde_json::from_value(serde_json::json!({
+            "name": "api", "http": {"url": url}, "timeout": "1s",
+        }))
+        .unwrap();
+        let r = probe(&reqwest::Client::new(), &check).await;
+        // On time (this test's thread is not starved for half a second): failing.
+        assert_eq!(r.state, ProbeState::Fail, "{}", r.detail);
+        assert_eq!(r.detail, "body not complete within 1s");
+        assert!(r.latency_ms < 5000, "{} ms", r.latency_ms);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! request) no request may fail, through instances 2 → 3, 3 → 2 with a variable removed,
 //! an args change, and a revert that goes back across a removed variable; the end state is
 //! exactly the document, under one name, in pm2's dump too. New processes that crash at start
-//! fail the step while the old ones keep serving. Fork mode says it is not graceful.
+//! fail the step while the old ones keep serving. A `NAME` stopped by hand beside a
+//! `NAME~next` that serves an old config (a replace interrupted, then a new document) goes
+//! first, and `NAME~next` serves until `NAME` runs the new config. Fork mode says it is not
+//! graceful.
 //! Real git, real pm2, the example app, `shipshape run --once`.
 
 mod common;
@@ -266,19 +269,39 @@ fn a_fork_mode_replace_says_it_is_not_graceful() {
     assert_eq!(list[0].exec_mode, "fork_mode");
 }
 
-#[test]
-fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request()
-{
-    let w = World::new("interrupted");
+/// The example app's document, started once, whose processes boot slowly: a process
+/// listens a second after it is online, so one started without waiting for it refuses
+/// connections a while.
+fn slow_boot_running(w: &World) -> shipshape_spec::App {
     let v1 = w.app_head();
     let mut base = w.app(&v1);
-    // A slow boot: a process started without waiting for it refuses connections a while.
     base.spec.processes[0]
         .env
         .insert("BOOT_DELAY_MS".into(), EnvValue::String("1000".into()));
     w.commit_app(&base);
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "{log}");
+    base
+}
+
+/// A pass killed (SIGKILL, by `SHIPSHAPE_FAULT`) after the `moves`-th move of its replace.
+fn killed_after_replace_move(w: &World, moves: u32) {
+    let fault = format!("after:replace-move:{moves}");
+    let out = w.shipshape(&["run", "--once"], &[("SHIPSHAPE_FAULT", &fault)]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request()
+{
+    let w = World::new("interrupted");
+    let base = slow_boot_running(&w);
     let name = format!("{}-web", w.name);
     let next = format!("{name}~next");
     // Killed after the first move (the new processes run beside the old ones), then after
@@ -289,15 +312,7 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
         w.commit_app(&app);
         let what = format!("killed after {moves} move(s), then a pass");
         let tally = under_load(&w, &what, || {
-            let fault = format!("after:replace-move:{moves}");
-            let out = w.shipshape(&["run", "--once"], &[("SHIPSHAPE_FAULT", &fault)]);
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(
-                out.status.signal(),
-                Some(9),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            killed_after_replace_move(&w, moves);
             let names: Vec<String> = pm2_list(&w).into_iter().map(|i| i.name).collect();
             let on = |n: &str| names.iter().filter(|x| *x == n).count();
             let left = if moves == 1 { old } else { 0 };
@@ -317,4 +332,52 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
         );
         assert_runs(&w, count, &[], &[]);
     }
+}
+
+/// A replace interrupted after its first move leaves `NAME~next` (3 instances) serving
+/// beside `NAME`; a hand then stops `NAME`, and the document changes again (2 instances,
+/// new args): `NAME~next` now runs an old config and is the only thing serving. The
+/// replace deletes the stopped `NAME` first without waiting for `NAME~next` (it has
+/// nothing to become ready for: it is not the document's config, and its 3 instances
+/// never match the document's 2), starts `NAME` with the new config beside it, and only
+/// then deletes `NAME~next`: no request fails.
+#[test]
+fn a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_no_failed_request() {
+    let w = World::new("stopped");
+    let base = slow_boot_running(&w);
+    let name = format!("{}-web", w.name);
+    let next = format!("{name}~next");
+
+    // 2 → 3 instances, killed after the first move: NAME~next (3, the new config) serves
+    // beside NAME (2, the old one).
+    let mut three = base.clone();
+    three.spec.processes[0].instances = Some(Instances::Count(3));
+    w.commit_app(&three);
+    killed_after_replace_move(&w, 1);
+    // A hand at the server: `pm2 stop NAME`.
+    common::pm2::pm2_cli(&w.pm2_home(), "", &["stop", &name]);
+    let status = |n: &str| -> Vec<String> {
+        pm2_list(&w)
+            .into_iter()
+            .filter(|i| i.name == n)
+            .map(|i| i.status)
+            .collect()
+    };
+    assert_eq!(status(&name), ["stopped", "stopped"]);
+    assert_eq!(status(&next), ["online", "online", "online"]);
+
+    // A new config (2 instances, an args change, a marker in the env): NAME~next's is an
+    // old one now.
+    let mut two = base.clone();
+    two.spec.processes[0].args = Some(StringOrList::One("--after-a-stop".into()));
+    two.spec.processes[0]
+        .env
+        .insert("AFTER_STOP".into(), EnvValue::String("1".into()));
+    rollout(
+        &w,
+        "a stopped NAME beside NAME~next of an old config",
+        &two,
+        0,
+    );
+    assert_runs(&w, 2, &["AFTER_STOP"], &[]);
 }

@@ -146,9 +146,9 @@ impl Controller {
                     ready.retain(|n| n != &next);
                 }
                 Move::DeleteDeclared => {
-                    // A declared name that serves nothing (down) goes without a wait: the
-                    // temporary one, if it serves, runs the old config and has nothing to
-                    // become ready for.
+                    // Wait for the temporary name only when it runs the document's config:
+                    // beside a declared name that is down, one of an old config has nothing
+                    // to become ready for (and its instance count may never match).
                     if temp == Slot::Desired && !ready.contains(&next) {
                         self.wait_ready(&next, want.count, settle).await?;
                         ready.push(next.clone());

@@ -113,17 +113,13 @@ proptest! {
 #[test]
 fn the_simulated_pm2_keeps_removed_env_and_instances_on_reload() {
     let doc = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
         greeting: Some("hi"),
         instances: Some(Some(2)),
         cluster: Some(true),
-        script: "server.js",
         install: true,
         build_steps: 1,
         hooks: 1,
-        worker: false,
+        ..plain(C1)
     };
     let repo = BTreeMap::from([(C1.to_string(), Some("aaaaaaaaaaaa".to_string()))]);
     let mut server = Server::new(2, repo, None);
@@ -183,17 +179,9 @@ fn the_simulated_pm2_keeps_removed_env_and_instances_on_reload() {
 #[test]
 fn someone_elses_process_resurrected_by_a_reboot_is_still_theirs() {
     let doc = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
-        greeting: None,
         instances: Some(Some(1)),
         cluster: Some(false),
-        script: "server.js",
-        install: false,
-        build_steps: 0,
-        hooks: 0,
-        worker: false,
+        ..plain(C1)
     };
     let repo = BTreeMap::from([(C1.to_string(), Some("aaaaaaaaaaaa".to_string()))]);
     let mut server = Server::new(2, repo, None);
@@ -233,6 +221,35 @@ fn run(server: &mut Server, h: &history::History) -> Vec<Vec<String>> {
     out
 }
 
+/// A document of `commit` with nothing optional: `web` from `server.js` (no `instances`, no
+/// `exec_mode`), no env file, level, greeting, install, build steps, hooks or worker. A
+/// test sets what it needs with `..plain(C)`.
+fn plain(commit: &'static str) -> Doc {
+    Doc {
+        commit,
+        level: None,
+        env_file: false,
+        greeting: None,
+        instances: None,
+        cluster: None,
+        script: "server.js",
+        install: false,
+        build_steps: 0,
+        hooks: 0,
+        worker: false,
+    }
+}
+
+/// A history of `docs` (each after its drift) on one CPU, no lockfiles, no env file.
+fn one_cpu(docs: Vec<(Vec<history::Drift>, Doc)>) -> history::History {
+    history::History {
+        cpus: 1,
+        lockfiles: [None, None, None],
+        env_file: None,
+        docs,
+    }
+}
+
 /// A process of ours deleted by hand (`pm2 delete worker`, no `pm2 save`) and then dropped
 /// from the document: nothing is left for the controller to do, and the dump still lists
 /// it, as the hand left it; the controller does not read the dump. A reboot brings it back
@@ -241,32 +258,20 @@ fn run(server: &mut Server, h: &history::History) -> Vec<Vec<String>> {
 #[test]
 fn a_process_deleted_by_hand_and_then_undeclared_is_the_hands_unsaved_change_until_a_reboot() {
     let with = Doc {
-        commit: C3,
-        level: None,
-        env_file: false,
-        greeting: None,
-        instances: None,
-        cluster: None,
-        script: "server.js",
         install: true,
         build_steps: 1,
-        hooks: 0,
         worker: true,
+        ..plain(C3)
     };
     let without = Doc {
         worker: false,
         ..with.clone()
     };
-    let h = history::History {
-        cpus: 1,
-        lockfiles: [None, None, None],
-        env_file: None,
-        docs: vec![
-            (vec![], with),
-            // pm_ids 0 (web) and 1 (worker): 5 picks the worker.
-            (vec![history::Drift::DeleteByHand(5)], without.clone()),
-        ],
-    };
+    let h = one_cpu(vec![
+        (vec![], with),
+        // pm_ids 0 (web) and 1 (worker): 5 picks the worker.
+        (vec![history::Drift::DeleteByHand(5)], without.clone()),
+    ]);
     let mut server = server_for(&h);
     assert_eq!(run(&mut server, &h), vec![Vec::<String>::new(); 2]);
     assert!(server.pm2.iter().all(|p| p.name != "worker"));
@@ -296,29 +301,12 @@ fn a_process_deleted_by_hand_and_then_undeclared_is_the_hands_unsaved_change_unt
 /// controller has nothing to do and must not be held to their unsaved change.
 #[test]
 fn someone_elses_process_deleted_by_hand_without_a_save_is_not_the_controllers_to_save() {
-    let doc = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
-        greeting: None,
-        instances: None,
-        cluster: None,
-        script: "server.js",
-        install: false,
-        build_steps: 0,
-        hooks: 0,
-        worker: false,
-    };
-    let h = history::History {
-        cpus: 1,
-        lockfiles: [None, None, None],
-        env_file: None,
-        docs: vec![
-            // Theirs starts first: pm_id 0.
-            (vec![history::Drift::Foreign], doc.clone()),
-            (vec![history::Drift::DeleteByHand(0)], doc),
-        ],
-    };
+    let doc = plain(C1);
+    let h = one_cpu(vec![
+        // Theirs starts first: pm_id 0.
+        (vec![history::Drift::Foreign], doc.clone()),
+        (vec![history::Drift::DeleteByHand(0)], doc),
+    ]);
     let mut server = server_for(&h);
     assert_eq!(run(&mut server, &h), vec![Vec::<String>::new(); 2]);
     assert!(server.pm2.iter().all(|p| p.name != "someone-elses"));
@@ -331,17 +319,8 @@ fn someone_elses_process_deleted_by_hand_without_a_save_is_not_the_controllers_t
 #[test]
 fn a_delete_by_the_controller_without_a_save_is_still_a_problem() {
     let with = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
-        greeting: None,
-        instances: None,
-        cluster: None,
-        script: "server.js",
-        install: false,
-        build_steps: 0,
-        hooks: 0,
         worker: true,
+        ..plain(C1)
     };
     let repo = BTreeMap::from([(C1.to_string(), None)]);
     let mut server = Server::new(1, repo, None);
@@ -371,29 +350,26 @@ fn a_delete_by_the_controller_without_a_save_is_still_a_problem() {
     );
 }
 
+/// `doc`'s plan applied to `server` leaves it as `doc` declares, and a second plan is empty.
+fn converges(server: &mut Server, doc: &Doc) {
+    let app = doc.app();
+    let first = plan(&app, &server.observe(&app));
+    server.apply(&app, &first);
+    assert_eq!(server.problems(&app), Vec::<String>::new(), "{first}");
+    let second = plan(&app, &server.observe(&app));
+    assert!(second.steps.is_empty(), "{second}");
+}
+
 /// A cluster-mode `web` (and a worker), someone else's process started first; then a replace
 /// interrupted after its third move (`web~next` and `web` both run) and `web` stopped by
 /// hand; then `doc`. Returns the server just before `doc`'s plan, checked to be that state.
 fn stopped_web_beside_a_serving_web_next(doc: &Doc) -> Server {
     let first = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
-        greeting: None,
-        instances: None,
         cluster: Some(true),
-        script: "server.js",
-        install: false,
-        build_steps: 0,
-        hooks: 0,
         worker: true,
+        ..plain(C1)
     };
-    let h = history::History {
-        cpus: 1,
-        lockfiles: [None, None, None],
-        env_file: None,
-        docs: vec![(vec![history::Drift::Foreign], first)],
-    };
+    let h = one_cpu(vec![(vec![history::Drift::Foreign], first)]);
     let mut server = server_for(&h);
     assert_eq!(run(&mut server, &h), vec![Vec::<String>::new()]);
     // pm2 lists someone-elses, worker, web~next, web: 3 picks web.
@@ -429,26 +405,12 @@ fn stopped_web_beside_a_serving_web_next(doc: &Doc) -> Server {
 fn a_stopped_web_beside_a_web_next_of_the_same_config_is_replaced_with_something_online_throughout()
 {
     let doc = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
-        greeting: None,
-        instances: None,
         cluster: Some(true),
-        script: "server.js",
-        install: false,
-        build_steps: 0,
-        hooks: 0,
-        worker: false,
+        ..plain(C1)
     };
     let mut server = stopped_web_beside_a_serving_web_next(&doc);
-    let app = doc.app();
-    let p = plan(&app, &server.observe(&app));
-    server.apply(&app, &p);
-    assert_eq!(server.problems(&app), Vec::<String>::new());
+    converges(&mut server, &doc);
     assert!(server.pm2.iter().all(|p| p.name != "web~next"));
-    let p = plan(&app, &server.observe(&app));
-    assert!(p.steps.is_empty(), "{p}");
 }
 
 /// `web` stopped beside a `web~next` that serves the old config, and the document changes
@@ -461,23 +423,12 @@ fn a_stopped_web_beside_a_web_next_of_the_same_config_is_replaced_with_something
 fn a_stopped_web_beside_a_web_next_of_the_old_config_keeps_web_next_serving_until_web_runs_the_new()
 {
     let doc = Doc {
-        commit: C1,
-        level: None,
-        env_file: false,
-        greeting: None,
-        instances: None,
         cluster: Some(true),
         script: "app.js",
-        install: false,
-        build_steps: 0,
-        hooks: 0,
-        worker: false,
+        ..plain(C1)
     };
     let mut server = stopped_web_beside_a_serving_web_next(&doc);
-    let app = doc.app();
-    let p = plan(&app, &server.observe(&app));
-    server.apply(&app, &p);
-    assert_eq!(server.problems(&app), Vec::<String>::new());
+    converges(&mut server, &doc);
     assert!(
         server
             .pm2
@@ -485,6 +436,4 @@ fn a_stopped_web_beside_a_web_next_of_the_old_config_keeps_web_next_serving_unti
             .filter(|p| p.name == "web")
             .all(|p| p.script == "app.js")
     );
-    let p = plan(&app, &server.observe(&app));
-    assert!(p.steps.is_empty(), "{p}");
 }
