@@ -380,20 +380,6 @@ impl Store {
         Ok(Some(seq))
     }
 
-    /// Drop the requests the saved record absorbed (up to `applied`). The caller holds the
-    /// app's request lock.
-    ///
-    /// # Errors
-    /// [`StateError`] when the file cannot be read or written.
-    pub fn compact_requests(&self, name: &str, applied: u64) -> Result<(), StateError> {
-        let mut file = self.load_requests(name)?;
-        if file.pending.iter().all(|e| e.seq > applied) {
-            return Ok(());
-        }
-        file.pending.retain(|e| e.seq > applied);
-        self.save_requests(name, &file)
-    }
-
     fn save_requests(&self, name: &str, file: &requests::RequestFile) -> Result<(), StateError> {
         let path = self.requests_path(name);
         let bytes = serde_json::to_vec_pretty(file).expect("requests serialize");
