@@ -360,9 +360,9 @@ impl Store {
         }
     }
 
-    /// Record `request` for `name` durably (atomic write, fsync'd): returns it as
-    /// recorded (its number and time), or `None` when [`requests::MAX_PENDING`] already wait. The caller holds the app's
-    /// request lock (one writer at a time; a pass never writes this file).
+    /// Record `request` for `name` durably (atomic write, fsync'd): returns it as recorded
+    /// (its number and time), or `None` when [`requests::MAX_PENDING`] already wait. The
+    /// caller holds the app's request lock (one writer at a time; a pass never writes it).
     ///
     /// # Errors
     /// [`StateError`] when the records or the file cannot be read or written.
