@@ -358,7 +358,7 @@ async fn record_request<T: Send + 'static>(
             e => internal(e),
         })?;
         let (answer, request) = check(&rec)?;
-        let Some(seq) = store.add_request(&app, request.clone()).map_err(internal)? else {
+        let Some(entry) = store.add_request(&app, request).map_err(internal)? else {
             return Err(error(
                 StatusCode::TOO_MANY_REQUESTS,
                 &format!(
@@ -367,11 +367,7 @@ async fn record_request<T: Send + 'static>(
                 ),
             ));
         };
-        let entry = state::requests::Entry {
-            seq,
-            at: state::now(),
-            request,
-        };
+        // As recorded: a retry releases what had failed by the time written in the file.
         state::requests::apply(&mut rec, std::slice::from_ref(&entry));
         Ok((answer, rec))
     })

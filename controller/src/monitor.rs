@@ -50,10 +50,8 @@ pub struct Monitor {
 pub struct Streak {
     /// Passing rounds in a row.
     pub passes: u32,
-    /// Failing rounds in a row.
+    /// Failing rounds in a row (none: the last conclusive round passed, or there was none).
     pub failures: u32,
-    /// Whether the last conclusive round passed.
-    pub passing: bool,
     /// When the first of the failing rounds in a row ran.
     pub failing_since: Option<String>,
 }
@@ -87,7 +85,6 @@ pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, R
             next = Streak {
                 passes: prev.passes + 1,
                 failures: 0,
-                passing: true,
                 failing_since: None,
             };
         }
@@ -95,7 +92,6 @@ pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, R
             next = Streak {
                 passes: 0,
                 failures: prev.failures + 1,
-                passing: false,
                 failing_since: match (&prev.failing_since, prev.failures) {
                     (Some(t), 1..) => Some(t.clone()),
                     _ => Some(now.to_string()),
@@ -236,13 +232,9 @@ impl Monitor {
             .map(|h| Streak {
                 passes: h.consecutive_passes,
                 failures: h.consecutive_failures,
-                passing: h.passing,
                 failing_since: h.failing_since,
             })
-            .unwrap_or(Streak {
-                passing: true,
-                ..Streak::default()
-            });
+            .unwrap_or_default();
         let now = state::now();
         let (streak, round) = count(&prev, round, since, &now);
         let (passes, failures) = (streak.passes, streak.failures);
@@ -283,7 +275,7 @@ impl Monitor {
         rec.health = Some(HealthRecord {
             checked_at: now,
             revision: live.revision.number,
-            passing: streak.passing,
+            passing: failures == 0,
             consecutive_passes: passes,
             consecutive_failures: failures,
             failing_since: streak.failing_since,
@@ -322,7 +314,6 @@ mod tests {
         let streak = |passes, failures, since: Option<&str>| Streak {
             passes,
             failures,
-            passing: failures == 0,
             failing_since: since.map(str::to_string),
         };
         #[rustfmt::skip]

@@ -360,9 +360,9 @@ impl Store {
         }
     }
 
-    /// Record `request` for `name` durably (atomic write, fsync'd): returns its number,
-    /// or `None` when [`requests::MAX_PENDING`] already wait. The caller holds the app's
-    /// request lock (one writer at a time; a pass never writes this file).
+    /// Record `request` for `name` durably (atomic write, fsync'd): returns it as recorded
+    /// (its number and time), or `None` when [`requests::MAX_PENDING`] already wait. The
+    /// caller holds the app's request lock (one writer at a time; a pass never writes it).
     ///
     /// # Errors
     /// [`StateError`] when the records or the file cannot be read or written.
@@ -370,28 +370,14 @@ impl Store {
         &self,
         name: &str,
         request: requests::Request,
-    ) -> Result<Option<u64>, StateError> {
+    ) -> Result<Option<requests::Entry>, StateError> {
         let applied = self.load_saved(name)?.requests_applied;
         let mut file = self.load_requests(name)?;
-        let Some(seq) = file.push(request, applied, now()) else {
+        if file.push(request, applied, now()).is_none() {
             return Ok(None);
-        };
-        self.save_requests(name, &file)?;
-        Ok(Some(seq))
-    }
-
-    /// Drop the requests the saved record absorbed (up to `applied`). The caller holds the
-    /// app's request lock.
-    ///
-    /// # Errors
-    /// [`StateError`] when the file cannot be read or written.
-    pub fn compact_requests(&self, name: &str, applied: u64) -> Result<(), StateError> {
-        let mut file = self.load_requests(name)?;
-        if file.pending.iter().all(|e| e.seq > applied) {
-            return Ok(());
         }
-        file.pending.retain(|e| e.seq > applied);
-        self.save_requests(name, &file)
+        self.save_requests(name, &file)?;
+        Ok(file.pending.pop())
     }
 
     fn save_requests(&self, name: &str, file: &requests::RequestFile) -> Result<(), StateError> {

@@ -324,3 +324,47 @@ fn a_rollouts_own_reload_is_not_a_crash_for_the_monitors_next_round() {
     assert!(rec.regression.is_none());
     assert_eq!(rec.phase, Phase::Ready);
 }
+
+#[test]
+fn a_suspect_check_that_starts_passing_by_itself_is_cleared_and_the_app_is_ready_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let w = World::new("selfheal");
+    let v1 = w.app_head();
+    let good = doc(&w, &v1, Duration::from_millis(400));
+    w.commit_app(&good);
+    let d = w.start(&[]);
+    w.wait_record("revision 1 healthy", 90, &d, |r| r.phase == Phase::Ready);
+    let before = pm2_processes(&w);
+    // The changed check points at another service, which is down (503) at first.
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let other = common::stub::Stub::start(move |_| {
+        Some(if flag.load(Ordering::SeqCst) {
+            common::stub::answer("200 OK", &[], r#"{"status":"ok"}"#)
+        } else {
+            common::stub::answer("503 Service Unavailable", &[], "down")
+        })
+    });
+    let mut moved = good.clone();
+    moved.spec.health.checks[0].http.as_mut().unwrap().url =
+        format!("http://127.0.0.1:{}/api/health", other.port);
+    let moved_config = w.commit_app(&moved);
+    let rec = w.wait_record("the changed check suspect, Degraded", 90, &d, |r| {
+        r.desired_config_commit.as_deref() == Some(moved_config.as_str())
+            && r.revision(1).is_some_and(|e| e.suspect_checks == ["api"])
+            && r.phase == Phase::Degraded
+    });
+    let steps_run = rec.steps_run;
+    // The other service comes up; no config commit. The monitor sees the suspect check
+    // pass, clears it, and the next pass makes the app Ready, touching nothing.
+    up.store(true, Ordering::SeqCst);
+    let rec = w.wait_record("the suspicion cleared and Ready", 60, &d, |r| {
+        r.revision(1).is_some_and(|e| e.suspect_checks.is_empty()) && r.phase == Phase::Ready
+    });
+    assert_eq!(outcome(&rec, 1), Some(Outcome::Healthy));
+    assert_eq!(rec.revisions.len(), 1, "no new revision");
+    assert_eq!(rec.steps_run, steps_run, "a step ran");
+    assert_eq!(pm2_processes(&w), before, "pm2 was touched");
+    assert!(!other.seen().is_empty());
+}

@@ -438,12 +438,9 @@ impl Controller {
                 tracing::info!(app = %rec.name, logs = pruned.logs.len(), backups = pruned.backups.len(), "pruned the logs and backups of revisions no longer in the history");
             }
         }
-        // The requests this record absorbed are no longer needed in requests.json.
-        let handle = self.handles.get(&rec.name);
-        let _requests = handle.requests.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = self.store.compact_requests(&rec.name, rec.requests_applied) {
-            warn!(app = %rec.name, "could not drop the absorbed requests: {e}");
-        }
+        // The requests this record absorbed stay in requests.json until the next request is
+        // recorded, which drops them ([`crate::state::requests::RequestFile::push`]); every
+        // reader skips them meanwhile.
         Ok(())
     }
 

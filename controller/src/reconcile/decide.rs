@@ -82,11 +82,12 @@ pub struct Facts {
 pub enum Recheck {
     /// Not such a pass: a rollout, a repair, a revert.
     No,
-    /// A check the config commit added or changed (or every check, when it changed the
-    /// rules that judge them: thresholds, interval, grace, deadline) failed: the document's
-    /// check is suspect, not the release, which nothing touched.
+    /// Only checks the config commit added or changed failed: the document's check is
+    /// suspect, not the release, which nothing touched. (A change of the rules alone —
+    /// thresholds, interval, grace, deadline — judges no check anew: see
+    /// [`super::recheck::HealthChange::judges_anew`].)
     ChangedCheckFailed,
-    /// Only checks the config commit left as they were (or the pm2 facts) failed: the live
+    /// A check the config commit left as it was (or the pm2 facts) failed: the live
     /// release is failing on its own, which the monitor judges as for any live revision.
     UnchangedFailed,
 }
@@ -127,7 +128,8 @@ pub enum Decision {
     /// A re-verification after a change of only the checks failed on a changed check: the
     /// document's check is suspect. Nothing is reverted (that would restart processes the
     /// config commit never touched) or quarantined (that would hold back the fix); the
-    /// revision stays live, not blamed, Degraded until its checks pass.
+    /// revision stays live and keeps its outcome (the failed checks are recorded suspect),
+    /// Degraded until its checks pass.
     CheckSuspect,
     /// A re-verification after a change of only the checks failed on checks that did not
     /// change: the live release is failing by itself. Degraded; nothing is reverted or

@@ -151,9 +151,9 @@ impl AppResult {
 pub struct AppHandle {
     /// Held by whoever reads-modifies-writes the app's records.
     pub lock: tokio::sync::Mutex<()>,
-    /// Held by whoever writes the app's `requests.json` (the API, a pass compacting it):
-    /// never across an await, never for longer than a small file's write. A request never
-    /// waits for [`AppHandle::lock`].
+    /// Held by whoever writes the app's `requests.json` (only the API, off the runtime
+    /// thread): never across an await, never for longer than a small file's write. A
+    /// request never waits for [`AppHandle::lock`].
     pub requests: std::sync::Mutex<()>,
     interrupts: AtomicU64,
     steps: AtomicU64,

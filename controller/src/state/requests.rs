@@ -5,7 +5,8 @@
 //! the requests after that mark ([`apply`]), so every reader (status, the API, the pass
 //! at its start) sees a pin the moment it is recorded, and a pass that saves the record it
 //! loaded before a request never overwrites it: the request stays in the file, after the
-//! mark, until a save that absorbed it.
+//! mark, until a save that absorbed it (then the next request recorded drops it:
+//! [`RequestFile::push`]).
 //!
 //! A pass in flight reads the file before every step that changes live state
 //! ([`crate::reconcile::target::pin_change_stops`] says whether it must stop).

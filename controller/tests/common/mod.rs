@@ -331,6 +331,13 @@ spec:
 
     /// `shipshape <args>` with this world's paths, plus extra environment.
     pub fn shipshape(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.shipshape_command(args, env)
+            .output()
+            .expect("shipshape runs")
+    }
+
+    /// The command [`World::shipshape`] runs, not started.
+    pub fn shipshape_command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(shipshape_bin());
         cmd.args(args)
             .env("SHIPSHAPE_REPO", self.config_repo())
@@ -344,7 +351,7 @@ spec:
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("shipshape runs")
+        cmd
     }
 
     /// One `shipshape run --once`; returns (exit code, stderr).

@@ -3,27 +3,20 @@
 //! watcher that samples what is live all through a test, and files a build or hook waits on.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Daemon, World, dbmate_bin, pm2_bin, shipshape_bin, wait_for};
+use super::{Daemon, World, wait_for};
 
 impl World {
     /// `shipshape <args>` as [`World::shipshape`], killed after `limit`: its output and
     /// how long it ran.
     pub fn shipshape_timed(&self, args: &[&str], limit: Duration) -> (Output, Duration) {
         let started = Instant::now();
-        let mut child = Command::new(shipshape_bin())
-            .args(args)
-            .env("SHIPSHAPE_REPO", self.config_repo())
-            .env("SHIPSHAPE_PATH", "apps")
-            .env("SHIPSHAPE_STATE_DIR", self.state_dir())
-            .env("SHIPSHAPE_PM2", pm2_bin())
-            .env("SHIPSHAPE_PM2_HOME", self.pm2_home())
-            .env("SHIPSHAPE_DBMATE", dbmate_bin())
-            .env("NO_COLOR", "1")
+        let mut child = self
+            .shipshape_command(args, &[])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
