@@ -154,8 +154,13 @@ fn the_flaky_stock_app_stays_healthy_for_20_rounds_under_a_cpu_hog_and_a_broken_
         outcome(r, 2).is_some_and(|o| o != Outcome::Progressing) && r.phase != Phase::Progressing
     });
     let two = rec.revision(2).unwrap();
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis()
+    };
     eprintln!(
-        "revision 1's failed round at {} ({} in a row: {:?}); revision 2: {:?} at {:?}: {}",
+        "revision 1's failed round at {} ({} in a row: {:?}); revision 2 started {} ms after it; {:?} at {:?}: {}",
         hiccup.checked_at,
         hiccup.consecutive_failures,
         hiccup
@@ -163,9 +168,17 @@ fn the_flaky_stock_app_stays_healthy_for_20_rounds_under_a_cpu_hog_and_a_broken_
             .iter()
             .map(|r| r.detail.as_str())
             .collect::<Vec<_>>(),
+        ms(&two.revision.started_at) - ms(&hiccup.checked_at),
         two.revision.outcome,
         two.revision.finished_at,
         two.revision.message
+    );
+    // The case under test: the rollout began before the monitor's next round could follow
+    // the failed one (rounds are `interval` apart), so that failed round was the record's last.
+    let gap = ms(&two.revision.started_at) - ms(&hiccup.checked_at);
+    assert!(
+        gap < interval.as_millis() as i64,
+        "revision 2 started {gap} ms after revision 1's failed round: not right after it"
     );
     assert_eq!(
         two.revision.outcome,
