@@ -378,6 +378,7 @@ async fn record_request<T: Send + 'static>(
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))??;
     let pending = handle.running_steps();
+    // After the write: a pass's pin checks read the file again only when this moved.
     handle.interrupt();
     s.ctl.publish_app_metrics(&recorded.1);
     s.trigger.notify_one();

@@ -628,3 +628,52 @@ fn bodies_too_large_or_too_slow_are_refused_and_requests_in_flight_are_capped() 
     assert!(sent.elapsed() < Duration::from_secs(15));
     assert_eq!(d.get("/api/v1/apps").0, 200, "the places were given back");
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_cut_after_the_write_timeout() {
+    use std::io::Write;
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+    let w = World::new("unread");
+    w.commit_config(&w.document(&w.app_head()));
+    let d = w.start(&[]);
+    let addr = d.url.trim_start_matches("http://").to_string();
+    let sock = apiedge::socket_path(&w);
+    let tcp_connections = || {
+        let metrics = apiedge::socket_http(&sock, "GET", "/metrics", None, None).1;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("shipshape_api_connections{listener=\"tcp\"} "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+    };
+
+    // Pipelined requests, their answers never read: the controller's writes stall once the
+    // kernel's buffers are full, and then it stops reading too, so ours stall.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(64);
+    let mut sent = 0usize;
+    while s.write_all(request.as_bytes()).is_ok() {
+        sent += request.len();
+        assert!(
+            sent < 256 << 20,
+            "the controller answered 256 MiB of requests unread"
+        );
+    }
+    let stalled = Instant::now();
+    assert_eq!(
+        tcp_connections(),
+        Some(1.0),
+        "the unread connection is held"
+    );
+    wait_for(
+        "the unread connection to be cut",
+        WRITE_TIMEOUT + Duration::from_secs(20),
+        || (tcp_connections() == Some(0.0)).then_some(()),
+    );
+    eprintln!(
+        "{sent} bytes of requests sent; cut {:?} after our writes stalled",
+        stalled.elapsed()
+    );
+    assert_eq!(d.get("/healthz").0, 200, "the listener serves on");
+    drop(s);
+}

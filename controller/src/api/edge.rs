@@ -10,6 +10,8 @@
 //!   that [`FD_RESERVE`] descriptors are always left for git, pm2's socket and child pipes.
 //! - A connection that has not sent a whole request head within [`HEADER_TIMEOUT`], or sits
 //!   idle between requests that long, is closed.
+//! - A connection whose client leaves its answer unread (no byte of it can be written) for
+//!   [`WRITE_TIMEOUT`] is closed.
 //! - On TCP, only requests addressed to a loopback name (or a `--public-host`) are served;
 //!   a browser `Origin` that is not the API's own is refused everywhere.
 
@@ -57,6 +59,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// How long a client has to send a whole request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an answer (or an event stream) may wait for its client to read it: a write
+/// that makes no progress for this long closes the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients the kernel queues for the TCP listener while it is at its connection cap (they
 /// hold none of the controller's descriptors). Past it, the kernel stops completing
 /// handshakes (clients retry with back-off). At most `net.core.somaxconn`.
@@ -462,6 +467,93 @@ enum Conn {
     Unix(tokio::net::UnixStream),
 }
 
+/// A connection whose writes fail with `TimedOut` once one has made no progress for
+/// [`WRITE_TIMEOUT`] (its client reads nothing): hyper then closes it. Reads pass through
+/// (their deadlines are hyper's header timeout and [`BODY_TIMEOUT`]).
+struct WriteDeadline<T> {
+    io: T,
+    /// Running while a write waits for the client to read.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(io: T) -> Self {
+        WriteDeadline { io, stalled: None }
+    }
+
+    /// `result` of a write or flush; a pending one starts (or checks) the deadline.
+    fn check<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        result: std::task::Poll<io::Result<R>>,
+    ) -> std::task::Poll<io::Result<R>> {
+        use std::task::Poll;
+        if result.is_ready() {
+            self.stalled = None;
+            return result;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing of its answer for {WRITE_TIMEOUT:?}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 impl Listener {
     async fn accept(&self) -> io::Result<Conn> {
         match self {
@@ -544,7 +636,7 @@ pub async fn serve(
             let svc = TowerToHyperService::new(app);
             macro_rules! drive {
                 ($io:expr) => {{
-                    let conn = builder.serve_connection(TokioIo::new($io), svc);
+                    let conn = builder.serve_connection(TokioIo::new(WriteDeadline::new($io)), svc);
                     tokio::pin!(conn);
                     tokio::select! {
                         r = conn.as_mut() => r,

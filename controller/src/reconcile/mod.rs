@@ -161,7 +161,8 @@ pub struct AppHandle {
 
 impl AppHandle {
     /// Ask a rollout being verified to stop waiting, and a pass in flight to look at the
-    /// requests (a request was recorded).
+    /// requests (a request was recorded). Call it after the request is written: a pass's
+    /// pin checks read `requests.json` again only when this changed ([`pins`]).
     pub fn interrupt(&self) {
         self.interrupts.fetch_add(1, Ordering::SeqCst);
     }

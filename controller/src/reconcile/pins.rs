@@ -4,8 +4,12 @@
 //! have it converge elsewhere ([`target::pin_change_stops`]); an install or build in
 //! progress is cut short the same way (its process group is killed). One check, at the
 //! step boundary, in [`super::execute`]; verification stops on any request already.
+//!
+//! The file is read only when something may have changed: the API bumps the handle's
+//! generation ([`AppHandle::interrupt`]) after it wrote a request, so a check whose
+//! generation is the one of the last read gives that read's answer again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shipshape_spec::status::Pin;
@@ -30,6 +34,15 @@ pub struct PinWatch {
     pin: Option<Pin>,
     /// The revision the run makes live.
     making_live: u64,
+    /// The last read of the file (shared by clones: they compare the same things).
+    last: Arc<Mutex<Option<LastRead>>>,
+}
+
+/// What a read of the requests said, and the handle's generation just before it.
+#[derive(Debug)]
+struct LastRead {
+    generation: u64,
+    stop: Option<String>,
 }
 
 impl PinWatch {
@@ -42,12 +55,31 @@ impl PinWatch {
             applied: rec.requests_applied,
             pin: rec.pin.clone(),
             making_live,
+            last: Arc::default(),
         }
     }
 
     /// Why the run must stop now, if it must. Requests that cannot be read stop it too:
-    /// nothing live changes while a request might say not to.
+    /// nothing live changes while a request might say not to. The file is read the first
+    /// time, then only after a request was recorded since the last read.
     pub fn check(&self) -> Option<String> {
+        // Taken before the read: a request written after it bumps it again.
+        let generation = self.handle.generation();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(read) = &*last
+            && read.generation == generation
+        {
+            return read.stop.clone();
+        }
+        let stop = self.read();
+        *last = Some(LastRead {
+            generation,
+            stop: stop.clone(),
+        });
+        stop
+    }
+
+    fn read(&self) -> Option<String> {
         match self.store.load_requests(&self.app) {
             Ok(file) => target::pin_change_stops(
                 self.pin.as_ref(),
@@ -60,16 +92,53 @@ impl PinWatch {
 
     /// Resolves (with why) once a request recorded while waiting means the run must stop.
     pub async fn stopped(&self) -> String {
-        let mut seen = None;
         loop {
-            let generation = self.handle.generation();
-            if seen != Some(generation) {
-                seen = Some(generation);
-                if let Some(why) = self.check() {
-                    return why;
-                }
+            if let Some(why) = self.check() {
+                return why;
             }
             tokio::time::sleep(BUILD_POLL).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::requests::Request;
+    use shipshape_spec::status::PinSource;
+
+    /// The file is read again only after the handle's generation moved (the API bumps it
+    /// once the request is written), and a stop once seen stays, for every clone.
+    #[test]
+    fn a_pin_check_reads_the_requests_again_only_after_a_request_was_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let rec = AppRecord::new("a");
+        store.save(&rec).unwrap();
+        let handle = Arc::new(AppHandle::default());
+        let watch = PinWatch::new(&store, &rec, &handle, 2);
+        assert_eq!(watch.check(), None);
+        let pin = Pin {
+            revision: 1,
+            by: "ana".into(),
+            at: "t".into(),
+            reason: "incident".into(),
+            source: PinSource::Cli,
+        };
+        store
+            .add_request("a", Request::Pin { pin })
+            .unwrap()
+            .unwrap();
+        // Written, not yet announced: the last read's answer stands.
+        assert_eq!(watch.check(), None);
+        handle.interrupt();
+        let stop = Some("pinned at revision 1 by ana (incident)".to_string());
+        assert_eq!(watch.check(), stop);
+        // The file gone (or unreadable) since: the stop seen stays without a new request.
+        std::fs::remove_file(store.requests_path("a")).unwrap();
+        assert_eq!(watch.clone().check(), stop);
+        // A new generation reads again: no requests left, nothing stops the run.
+        handle.interrupt();
+        assert_eq!(watch.check(), None);
     }
 }
