@@ -17,7 +17,7 @@ pub fn plain() -> reqwest::Client {
 }
 
 /// Lazily built HTTP clients, shared by clones: the controller's (notifications) and the
-/// probe thread's own (see [`crate::probes`]). Redirects are not followed: a probe judges
+/// probe thread's own (see [`crate::health::probes`]). Redirects are not followed: a probe judges
 /// the answer it gets.
 #[derive(Debug, Clone, Default)]
 pub struct Http {

@@ -197,7 +197,10 @@ fn a_flood_of_256_connections_on_the_read_only_api_reverts_nothing_and_a_rollout
     // The monitor's rounds are counted in the log ("health round", at trace level).
     let d = w.start_with_env(
         &[],
-        &[("RUST_LOG", "info,shipshape=debug,shipshape::monitor=trace")],
+        &[(
+            "RUST_LOG",
+            "info,shipshape=debug,shipshape::health::monitor=trace",
+        )],
     );
     let monitor_rounds = || {
         std::fs::read_to_string(&d.log)

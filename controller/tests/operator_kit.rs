@@ -115,7 +115,7 @@ fn the_alert_rules_pass_promtool() {
 }
 
 fn assert_only_exported_metrics(what: &str, text: &str) {
-    let exported: BTreeSet<&str> = shipshape::metrics::METRICS
+    let exported: BTreeSet<&str> = shipshape::runtime::metrics::METRICS
         .iter()
         .map(|(n, _, _)| *n)
         .collect();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::pm2::{client, idle_script};
 use common::{World, wait_for};
-use shipshape::metrics::Metrics;
 use shipshape::pm2::{Instance, ReadVia, parse_jlist, socket};
+use shipshape::runtime::metrics::Metrics;
 
 const SECRET: &str = "s3cr3t-value-from-the-env";
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use common::pm2::{client, idle_script};
 use common::{World, wait_for};
 use serde_json::Value;
-use shipshape::metrics::Metrics;
 use shipshape::pm2::{Instance, Pm2, Pm2Error, ReadVia, parse_jlist, socket};
+use shipshape::runtime::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "s3cr3t-value-of-a-write-test";

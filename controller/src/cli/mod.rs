@@ -507,7 +507,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .display()
             .to_string(),
     };
-    let hub = crate::events::Hub::default();
+    let hub = crate::runtime::events::Hub::default();
     Ok(Controller {
         config: ConfigRepo {
             repo,
@@ -538,10 +538,10 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             },
         },
         http: crate::clients::Http::new(),
-        probes: crate::probes::Prober::new(),
+        probes: crate::health::probes::Prober::new(),
         sources_dir: state_dir.join("sources"),
         hub,
-        trust: crate::trust::Trust {
+        trust: crate::source::trust::Trust {
             allowed_signers: args.allowed_signers.clone(),
             gpg_keyring: args.gpg_keyring.clone(),
         },

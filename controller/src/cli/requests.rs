@@ -1,14 +1,14 @@
 //! The commands that ask the running controller to act, through its local API with the
 //! token from the state directory: `pin`, `unpin`, `retry` and `reconcile`. Requests and
-//! answers are the typed bodies of [`crate::api::types`]; the rules (which revision may
+//! answers are the typed bodies of [`crate::runtime::api::types`]; the rules (which revision may
 //! be pinned, and so on) are the API's, not the CLI's.
 
 use std::future::Future;
 use std::path::Path;
 
-use crate::api::Client;
-use crate::api::ClientError;
-use crate::api::types::{ByRequest, PinRequest};
+use crate::runtime::api::Client;
+use crate::runtime::api::ClientError;
+use crate::runtime::api::types::{ByRequest, PinRequest};
 
 /// `shipshape pin`: hold `app` at `revision` (default: the controller's choice, the live
 /// revision when healthy, else the last healthy one).

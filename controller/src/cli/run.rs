@@ -47,18 +47,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     secure_files(&controller)?;
     let rt = runtime()?;
     rt.block_on(async move {
-        controller.hub = crate::events::Hub::new(notify_url, controller.http.clone());
+        controller.hub = crate::runtime::events::Hub::new(notify_url, controller.http.clone());
         if once {
-            let summary = crate::daemon::pass(&controller).await;
+            let summary = crate::runtime::daemon::pass(&controller).await;
             return Ok(if summary.is_some_and(|s| s.all_ready()) {
                 0
             } else {
                 1
             });
         }
-        crate::daemon::run(
+        crate::runtime::daemon::run(
             std::sync::Arc::new(controller),
-            crate::daemon::Options {
+            crate::runtime::daemon::Options {
                 interval,
                 poll_interval,
                 listen: Some(listen),
@@ -128,7 +128,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Raise the soft open-file limit to the hard one (systemd's default soft limit is 1024)
 /// and say so; returns the limit the process now runs with.
 fn raise_open_files_limit() -> u64 {
-    match crate::api::edge::raise_open_files_limit() {
+    match crate::runtime::api::edge::raise_open_files_limit() {
         Ok((before, after)) if after > before => {
             tracing::info!("open-file limit raised from {before} to {after} (the hard limit)");
             after

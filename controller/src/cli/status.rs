@@ -60,7 +60,7 @@ const REFRESH: Duration = Duration::from_secs(1);
 /// Ends with the process (Ctrl-C).
 async fn live_view(store: &Store, only: Option<&str>) -> i32 {
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    if let Ok(client) = crate::api::Client::from_state_dir(&store.dir) {
+    if let Ok(client) = crate::runtime::api::Client::from_state_dir(&store.dir) {
         let wake = wake.clone();
         tokio::spawn(async move {
             let _ = client
@@ -128,7 +128,7 @@ fn terminal_width() -> usize {
 
 /// Print each event of the running controller's stream (only `only`'s, if given).
 async fn watch_events(state_dir: &Path, only: Option<&str>, output: Format) -> i32 {
-    let client = match crate::api::Client::from_state_dir(state_dir) {
+    let client = match crate::runtime::api::Client::from_state_dir(state_dir) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -326,7 +326,7 @@ fn print_records(store: &Store, only: Option<&str>, output: StatusFormat) -> i32
 /// A line when the running controller's TCP API is not listening (its port busy, say):
 /// what it asked for, why, and that the CLI goes through the socket meanwhile.
 fn api_line(state_dir: &Path) -> Option<String> {
-    let a = crate::api::Address::read(state_dir)?;
+    let a = crate::runtime::api::Address::read(state_dir)?;
     if a.listening || !a.writer_alive() {
         return None;
     }

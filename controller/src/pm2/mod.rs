@@ -71,7 +71,7 @@ pub struct SocketReads {
     /// Time limit for connecting and for one call.
     pub timeout: Duration,
     /// Where fallbacks are counted (`shipshape_pm2_socket_fallbacks_total`).
-    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<std::sync::Arc<crate::runtime::metrics::Metrics>>,
     /// Set when a fallback was warned about; cleared when the socket answers again, so a
     /// fallback streak is warned about once.
     pub warned: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -18,8 +18,8 @@ use super::journal::JournalFile;
 use super::record::{self, conclude, mark_ready, quarantine, set_degraded, set_stalled};
 use super::target::Mode;
 use super::{AppHandle, AppResult, Controller, Executed, PassInfo, ReconcileError};
-use crate::events::EventKind;
 use crate::plan::short_sha;
+use crate::runtime::events::EventKind;
 use crate::state::{self, AppRecord};
 
 impl Controller {
@@ -419,7 +419,7 @@ impl Controller {
     ) -> Result<(), ReconcileError> {
         let ran_steps = !steps.is_empty();
         rec.steps_run += steps.len() as u64;
-        rec.live_changes += crate::monitor::changes_live(&steps);
+        rec.live_changes += crate::health::monitor::changes_live(&steps);
         JournalFile::new(&self.store.app_dir(&rec.name)).clear();
         rec.last_pass = Some(PassRecord {
             started_at: info.started_at.clone(),

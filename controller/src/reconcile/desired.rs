@@ -12,8 +12,8 @@ use tracing::{error, info, warn};
 
 use super::record::{last_error, set_stalled};
 use super::{AppResult, Controller, ReconcileError};
-use crate::events::EventKind;
 use crate::plan::short_sha;
+use crate::runtime::events::EventKind;
 use crate::source;
 use crate::state;
 use crate::state::AppRecord;

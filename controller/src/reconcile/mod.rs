@@ -70,9 +70,9 @@ use shipshape_spec::status::{
 };
 use tracing::{info, warn};
 
-use crate::events::{EventKind, Hub};
 use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
 use crate::pm2::Pm2;
+use crate::runtime::events::{EventKind, Hub};
 use crate::source::{self, ConfigRepo};
 use crate::state::{self, AppRecord, RevisionEntry, Store};
 
@@ -225,7 +225,7 @@ pub struct Controller {
     /// HTTP clients for notifications (built on first use).
     pub http: crate::clients::Http,
     /// The probe thread, where health checks run and are timed (started on first use).
-    pub probes: crate::probes::Prober,
+    pub probes: crate::health::probes::Prober,
     /// Where app repositories are mirrored.
     pub sources_dir: PathBuf,
     /// Revisions kept per app.
@@ -241,7 +241,7 @@ pub struct Controller {
     /// At most this many apps reconcile at once.
     pub concurrency: usize,
     /// Which config commits to trust (none required by default).
-    pub trust: crate::trust::Trust,
+    pub trust: crate::source::trust::Trust,
     /// This host, for `spec.hosts`.
     pub host: HostIdentity,
     /// Delete the processes of apps whose documents were removed.

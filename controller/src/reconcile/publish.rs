@@ -4,7 +4,7 @@
 use shipshape_spec::status::{CheckResult, Outcome, Phase};
 
 use super::Controller;
-use crate::events::{Event, EventKind};
+use crate::runtime::events::{Event, EventKind};
 use crate::state::{self, AppRecord};
 
 impl Controller {

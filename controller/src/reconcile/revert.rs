@@ -20,9 +20,9 @@ use super::record::{conclude, quarantine, set_degraded, set_stalled};
 use super::target::{self, Good};
 use super::verify::Cancel;
 use super::{AppHandle, AppResult, Controller, PassInfo, ReconcileError};
-use crate::events::EventKind;
 use crate::migrate;
 use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
+use crate::runtime::events::EventKind;
 use crate::state::{self, AppRecord, RevisionEntry};
 
 /// How to go back from a failed revision.

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shipshape::metrics::Metrics;
 use shipshape::pm2::{Pm2, SocketReads};
+use shipshape::runtime::metrics::Metrics;
 
 use super::{World, pm2_bin};
 

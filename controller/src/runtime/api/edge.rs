@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 /// File descriptors always left for the controller's own work (git, pm2's socket, child
 /// processes' pipes, health probes, state files) whatever the API's clients hold.

@@ -11,6 +11,9 @@
 //! only, and the next passing round resets the streak; a memory that keeps climbing past
 //! its limit fails every round from then on.
 
+pub mod monitor;
+pub mod probes;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ use crate::pm2::Instance;
 /// so, inconclusively).
 ///
 /// The latency is the probe's own clock around the request and the body, on the thread
-/// that runs the probe (the probe thread, see [`crate::probes`]). A failure on time (over
+/// that runs the probe (the probe thread, see [`crate::health::probes`]). A failure on time (over
 /// `maxLatency`, or no answer within `timeout`) that the controller's own lateness explains
 /// is inconclusive, not failing: see [`late_excuses`].
 pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {

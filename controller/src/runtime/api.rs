@@ -32,8 +32,8 @@ use shipshape_spec::status::{Pin, PinSource};
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use crate::events::{Event, EventKind};
 use crate::reconcile::Controller;
+use crate::runtime::events::{Event, EventKind};
 use crate::state;
 use crate::state::requests::Request as AppRequest;
 use types::{

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::api::{self, ApiState};
-use crate::monitor::Monitor;
+use crate::health::monitor::Monitor;
 use crate::reconcile::{AppResult, Controller, PassSummary};
 use crate::retry::Backoff;
+use crate::runtime::api::{self, ApiState};
 use crate::state;
 
 /// How the daemon runs.

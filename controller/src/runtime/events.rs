@@ -10,7 +10,7 @@ use shipshape_spec::status::Phase;
 use tokio::sync::broadcast;
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 /// The kinds of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The bodies of the local API's mutating calls and their answers, in one place: the
-//! handlers in [`crate::api`] deserialize requests into these and answer with them, and the
-//! CLI (through [`crate::api::Client`]) sends and reads the same types.
+//! handlers in [`crate::runtime::api`] deserialize requests into these and answer with them, and the
+//! CLI (through [`crate::runtime::api::Client`]) sends and reads the same types.
 //!
 //! Wire format: JSON, field names as written here (they are single words, so there is no
 //! case question). Optional request fields are left out when empty.
@@ -116,7 +116,7 @@ mod tests {
     /// their [`ErrorBody`] or, when not one of ours, their text.
     #[tokio::test]
     async fn the_client_reads_answers_and_refusals() {
-        use crate::api::{Client, ClientError};
+        use crate::runtime::api::{Client, ClientError};
         use axum::Json;
         use axum::http::StatusCode;
         use axum::routing::post;
@@ -161,10 +161,11 @@ mod tests {
                 }),
             );
         let dir = tempfile::tempdir().unwrap();
-        let listener = crate::api::edge::bind_socket(&dir.path().join("api.sock")).unwrap();
+        let listener =
+            crate::runtime::api::edge::bind_socket(&dir.path().join("api.sock")).unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
         let client = Client::from_state_dir(dir.path()).unwrap();
-        assert!(matches!(client.via, crate::api::Via::Socket(_)));
+        assert!(matches!(client.via, crate::runtime::api::Via::Socket(_)));
 
         let req = PinRequest {
             revision: None,

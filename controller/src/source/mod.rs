@@ -4,6 +4,8 @@
 //!
 //! Everything here is blocking (libgit2); callers run it on `spawn_blocking`.
 
+pub mod trust;
+
 use std::path::{Path, PathBuf};
 
 use git2::{FetchOptions, ObjectType, Oid, Repository, build::CheckoutBuilder};
