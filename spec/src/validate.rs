@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
 
-use crate::app::{App, EnvValue, Instances, MAX_INSTANCES, MigrationDriver, OnRevert};
+use crate::app::{
+    App, Check, EnvValue, HttpCheck, Instances, MAX_INSTANCES, MigrationDriver, Migrations,
+    OnRevert, Process, PrometheusCheck, ResourcesCheck, Source,
+};
 
 /// One semantic problem, before it is located in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,11 +268,14 @@ pub fn is_log_file(s: &str, root: &str) -> bool {
     }
 }
 
+/// The problems found so far: every section reports through [`Checker::fail`], with the
+/// field path the problem concerns (the loader turns it into a line and column).
 struct Checker {
     out: Vec<Violation>,
 }
 
 impl Checker {
+    /// Report `message` about the field at `path`.
     fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.out.push(Violation {
             path: path.into(),
@@ -322,9 +328,49 @@ impl Checker {
     }
 }
 
-/// Check everything about `app` that its types cannot express.
+/// One section of the document's checks: reports what is wrong in its part of `app`.
+type Section = fn(&mut Checker, &App);
+
+/// The document's sections, checked in this order (which is the order problems at the same
+/// place are reported in; the loader sorts them by line and column afterwards):
+///
+/// 1. [`metadata`]: the app's name;
+/// 2. [`source`]: repository, token file and user, commit;
+/// 3. [`releases`]: root and how many to keep;
+/// 4. [`build`]: install, steps, env, timeout, cache directories;
+/// 5. [`migrations`]: level, driver and its commands, revert policy, database env, dir;
+/// 6. [`processes`]: each pm2 process's name, paths, instances, memory limit and env;
+/// 7. [`health_checks`]: each check's name, kind and time limits;
+/// 8. [`health_rounds`]: interval, thresholds, progress deadline and startup grace;
+/// 9. [`pin`]: the document's pin;
+/// 10. [`env_file`]: the secrets file;
+/// 11. [`hooks`]: after-switch commands and their timeout.
+///
+/// `rollback` and `hosts` need nothing beyond their types.
+const SECTIONS: [Section; 11] = [
+    metadata,
+    source,
+    releases,
+    build,
+    migrations,
+    processes,
+    health_checks,
+    health_rounds,
+    pin,
+    env_file,
+    hooks,
+];
+
+/// Check everything about `app` that its types cannot express: each of [`SECTIONS`] in turn.
 pub fn validate(app: &App) -> Vec<Violation> {
     let mut c = Checker { out: Vec::new() };
+    for section in SECTIONS {
+        section(&mut c, app);
+    }
+    c.out
+}
+
+fn metadata(c: &mut Checker, app: &App) {
     let name = &app.metadata.name;
     if !is_dns_label(name) {
         c.fail(
@@ -332,9 +378,23 @@ pub fn validate(app: &App) -> Vec<Violation> {
             format!("{name:?} must be 1-63 lowercase letters, digits or '-', starting and ending alphanumeric"),
         );
     }
-    let spec = &app.spec;
+}
 
-    let repository = &spec.source.repository;
+fn source(c: &mut Checker, app: &App) {
+    repository(c, &app.spec.source.repository);
+    token(c, &app.spec.source);
+    if !is_full_sha(&app.spec.source.commit) {
+        c.fail(
+            "spec.source.commit",
+            format!(
+                "{:?} must be a full 40-character lowercase hex commit SHA (branches and short SHAs are not reproducible)",
+                app.spec.source.commit
+            ),
+        );
+    }
+}
+
+fn repository(c: &mut Checker, repository: &str) {
     if !c.one_line("spec.source.repository", repository) {
         // Said above.
     } else if let Some(what) = repository_credentials(repository) {
@@ -354,11 +414,15 @@ pub fn validate(app: &App) -> Vec<Violation> {
             ),
         );
     }
-    if let Some(f) = &spec.source.token_file
+}
+
+/// `tokenFile` and `tokenUser`.
+fn token(c: &mut Checker, source: &Source) {
+    let repository = &source.repository;
+    if let Some(f) = &source.token_file
         && c.one_line("spec.source.tokenFile", f)
     {
-        let p = Path::new(f);
-        if !p.is_absolute() || p.components().any(|x| matches!(x, Component::ParentDir)) {
+        if !is_absolute_without_parent(f) {
             c.fail(
                 "spec.source.tokenFile",
                 format!("{f:?} must be an absolute path without '..'"),
@@ -370,10 +434,10 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
     }
-    if let Some(user) = &spec.source.token_user
+    if let Some(user) = &source.token_user
         && c.one_line("spec.source.tokenUser", user)
     {
-        if spec.source.token_file.is_none() {
+        if source.token_file.is_none() {
             c.fail(
                 "spec.source.tokenUser",
                 "is sent with spec.source.tokenFile's token: set tokenFile too",
@@ -385,44 +449,46 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
     }
-    if !is_full_sha(&spec.source.commit) {
-        c.fail(
-            "spec.source.commit",
-            format!(
-                "{:?} must be a full 40-character lowercase hex commit SHA (branches and short SHAs are not reproducible)",
-                spec.source.commit
-            ),
-        );
-    }
+}
 
-    let root = Path::new(&spec.releases.root);
-    if !c.one_line("spec.releases.root", &spec.releases.root) {
+fn is_absolute_without_parent(f: &str) -> bool {
+    let p = Path::new(f);
+    p.is_absolute() && !p.components().any(|x| matches!(x, Component::ParentDir))
+}
+
+fn releases(c: &mut Checker, app: &App) {
+    let releases = &app.spec.releases;
+    let root = Path::new(&releases.root);
+    if !c.one_line("spec.releases.root", &releases.root) {
         // Said above.
     } else if !root.is_absolute() {
         c.fail(
             "spec.releases.root",
-            format!("{:?} must be an absolute path", spec.releases.root),
+            format!("{:?} must be an absolute path", releases.root),
         );
     } else if root.components().any(|x| matches!(x, Component::ParentDir)) || root == Path::new("/")
     {
         c.fail(
             "spec.releases.root",
-            format!("{:?} must not be / or contain '..'", spec.releases.root),
+            format!("{:?} must not be / or contain '..'", releases.root),
         );
     }
-    if spec.releases.keep < 1 {
+    if releases.keep < 1 {
         c.fail("spec.releases.keep", "must be at least 1");
     }
+}
 
-    if let Some(install) = &spec.build.install
+fn build(c: &mut Checker, app: &App) {
+    let build = &app.spec.build;
+    if let Some(install) = &build.install
         && install.trim().is_empty()
     {
         c.fail("spec.build.install", "command must not be empty");
     }
-    c.commands("spec.build.steps", &spec.build.steps);
-    c.env("spec.build.env", &spec.build.env);
-    c.positive("spec.build.timeout", spec.build.timeout);
-    for (i, dir) in spec.build.cache.iter().enumerate() {
+    c.commands("spec.build.steps", &build.steps);
+    c.env("spec.build.env", &build.env);
+    c.positive("spec.build.timeout", build.timeout);
+    for (i, dir) in build.cache.iter().enumerate() {
         let at = format!("spec.build.cache[{i}]");
         if c.one_line(&at, dir) && (!is_contained_relative(dir) || is_release_owned(dir)) {
             c.fail(
@@ -431,250 +497,203 @@ pub fn validate(app: &App) -> Vec<Violation> {
             );
         }
     }
+}
 
-    if let Some(m) = &spec.migrations {
-        if !is_level(&m.level) {
-            c.fail(
-                "spec.migrations.level",
-                format!("{:?} must be letters, digits, '-', '_' or '.'", m.level),
-            );
-        }
-        match (m.driver, &m.command) {
-            (MigrationDriver::Command, None) => c.fail(
-                "spec.migrations.command",
-                "driver: command needs command.status and command.up",
+fn migrations(c: &mut Checker, app: &App) {
+    let Some(m) = &app.spec.migrations else {
+        return;
+    };
+    if !is_level(&m.level) {
+        c.fail(
+            "spec.migrations.level",
+            format!("{:?} must be letters, digits, '-', '_' or '.'", m.level),
+        );
+    }
+    migration_driver(c, m);
+    c.positive("spec.migrations.timeout", m.timeout);
+    if !is_env_name(&m.database_env) {
+        c.fail(
+            "spec.migrations.databaseEnv",
+            format!(
+                "{:?} is not a valid environment variable name",
+                m.database_env
             ),
-            (MigrationDriver::Command, Some(cmd)) => {
-                if m.on_revert == OnRevert::Down && cmd.down.is_none() {
-                    c.fail(
-                        "spec.migrations.onRevert",
-                        "onRevert: down needs command.down",
-                    );
-                }
-            }
-            (_, Some(_)) => c.fail(
-                "spec.migrations.command",
-                "command is only used with driver: command",
-            ),
-            (MigrationDriver::Prisma, None) => {
-                if m.on_revert == OnRevert::Down {
-                    c.fail(
-                        "spec.migrations.onRevert",
-                        "prisma has no down-migrations: use keep (expand/contract) or restore",
-                    );
-                }
-            }
-            (MigrationDriver::Dbmate, None) => {}
-        }
-        if m.on_revert == OnRevert::Restore && (m.backup.is_none() || m.restore.is_none()) {
+        );
+    }
+    if let Some(dir) = &m.dir {
+        if m.driver != MigrationDriver::Dbmate {
             c.fail(
-                "spec.migrations.onRevert",
-                "onRevert: restore needs both a backup and a restore command",
+                "spec.migrations.dir",
+                "dir is only used with driver: dbmate",
             );
-        }
-        c.positive("spec.migrations.timeout", m.timeout);
-        if !is_env_name(&m.database_env) {
+        } else if c.one_line("spec.migrations.dir", dir) && !is_contained_relative(dir) {
             c.fail(
-                "spec.migrations.databaseEnv",
-                format!(
-                    "{:?} is not a valid environment variable name",
-                    m.database_env
-                ),
-            );
-        }
-        if let Some(dir) = &m.dir {
-            if m.driver != MigrationDriver::Dbmate {
-                c.fail(
-                    "spec.migrations.dir",
-                    "dir is only used with driver: dbmate",
-                );
-            } else if c.one_line("spec.migrations.dir", dir) && !is_contained_relative(dir) {
-                c.fail(
-                    "spec.migrations.dir",
-                    format!("{dir:?} must be a path inside the release (relative, no '..')"),
-                );
-            }
-        }
-        if m.driver != MigrationDriver::Command && spec.env_file.is_none() {
-            c.fail(
-                "spec.migrations",
-                format!(
-                    "driver {} reads {} from envFile: set spec.envFile",
-                    match m.driver {
-                        MigrationDriver::Prisma => "prisma",
-                        _ => "dbmate",
-                    },
-                    m.database_env
-                ),
+                "spec.migrations.dir",
+                format!("{dir:?} must be a path inside the release (relative, no '..')"),
             );
         }
     }
+    if m.driver != MigrationDriver::Command && app.spec.env_file.is_none() {
+        c.fail(
+            "spec.migrations",
+            format!(
+                "driver {} reads {} from envFile: set spec.envFile",
+                match m.driver {
+                    MigrationDriver::Prisma => "prisma",
+                    _ => "dbmate",
+                },
+                m.database_env
+            ),
+        );
+    }
+}
 
+/// The driver's own commands and what `onRevert` needs of them.
+fn migration_driver(c: &mut Checker, m: &Migrations) {
+    match (m.driver, &m.command) {
+        (MigrationDriver::Command, None) => c.fail(
+            "spec.migrations.command",
+            "driver: command needs command.status and command.up",
+        ),
+        (MigrationDriver::Command, Some(cmd)) => {
+            if m.on_revert == OnRevert::Down && cmd.down.is_none() {
+                c.fail(
+                    "spec.migrations.onRevert",
+                    "onRevert: down needs command.down",
+                );
+            }
+        }
+        (_, Some(_)) => c.fail(
+            "spec.migrations.command",
+            "command is only used with driver: command",
+        ),
+        (MigrationDriver::Prisma, None) => {
+            if m.on_revert == OnRevert::Down {
+                c.fail(
+                    "spec.migrations.onRevert",
+                    "prisma has no down-migrations: use keep (expand/contract) or restore",
+                );
+            }
+        }
+        (MigrationDriver::Dbmate, None) => {}
+    }
+    if m.on_revert == OnRevert::Restore && (m.backup.is_none() || m.restore.is_none()) {
+        c.fail(
+            "spec.migrations.onRevert",
+            "onRevert: restore needs both a backup and a restore command",
+        );
+    }
+}
+
+fn processes(c: &mut Checker, app: &App) {
+    let spec = &app.spec;
     if spec.processes.is_empty() {
         c.fail("spec.processes", "at least one process is needed");
     }
     let mut seen = HashSet::new();
     for (i, p) in spec.processes.iter().enumerate() {
         let at = format!("spec.processes[{i}]");
-        if !is_process_name(&p.name) {
-            c.fail(
-                format!("{at}.name"),
-                format!(
-                    "{:?} must be letters, digits, '-', '_' or '.', starting alphanumeric",
-                    p.name
-                ),
-            );
-        } else if let Some(why) = pm2_reserved(&p.name) {
-            c.fail(format!("{at}.name"), why);
-        } else if !seen.insert(p.name.as_str()) {
-            c.fail(
-                format!("{at}.name"),
-                format!("{:?} is declared twice", p.name),
-            );
-        }
-        if c.one_line(&format!("{at}.script"), &p.script) && !is_contained_relative(&p.script) {
-            c.fail(
-                format!("{at}.script"),
-                format!(
-                    "{:?} must be a path inside the release (relative, no '..')",
-                    p.script
-                ),
-            );
-        }
-        if let Some(cwd) = &p.cwd
-            && c.one_line(&format!("{at}.cwd"), cwd)
-            && !is_contained_relative(cwd)
-        {
-            c.fail(
-                format!("{at}.cwd"),
-                format!("{cwd:?} must be a path inside the release (relative, no '..')"),
-            );
-        }
-        if let Some(interpreter) = &p.interpreter {
-            c.one_line(&format!("{at}.interpreter"), interpreter);
-        }
-        for (field, file) in [("out_file", &p.out_file), ("error_file", &p.error_file)] {
-            if let Some(file) = file
-                && c.one_line(&format!("{at}.{field}"), file)
-                && !is_log_file(file, &spec.releases.root)
-            {
-                c.fail(
-                    format!("{at}.{field}"),
-                    format!(
-                        "{file:?} must be a path inside the release (relative, no '..' or '~') or under spec.releases.root ({}), or /dev/null",
-                        spec.releases.root
-                    ),
-                );
-            }
-        }
-        match p.instances {
-            Some(Instances::Count(0)) => {
-                c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
-            }
-            Some(Instances::Count(n)) if n > MAX_INSTANCES => c.fail(
-                format!("{at}.instances"),
-                format!("{n} is more than {MAX_INSTANCES}, the most instances of one process"),
-            ),
-            _ => {}
-        }
-        if let Some(mem) = &p.max_memory_restart {
-            let digits = mem.trim_end_matches(['K', 'M', 'G']);
-            if digits.is_empty()
-                || !digits.bytes().all(|b| b.is_ascii_digit())
-                || mem.len() - digits.len() > 1
-            {
-                c.fail(
-                    format!("{at}.max_memory_restart"),
-                    format!("{mem:?} must be a size like 300M, 1G or 500000K"),
-                );
-            }
-        }
+        process_name(c, &at, &p.name, &mut seen);
+        process_paths(c, &at, p, &spec.releases.root);
+        process_limits(c, &at, p);
         c.env(&format!("{at}.env"), &p.env);
     }
+}
 
-    let h = &spec.health;
-    let mut check_names = HashSet::new();
-    for (i, check) in h.checks.iter().enumerate() {
+/// A process's name: pm2's rules, not one pm2 reads as something else, not declared twice.
+fn process_name<'a>(c: &mut Checker, at: &str, name: &'a str, seen: &mut HashSet<&'a str>) {
+    if !is_process_name(name) {
+        c.fail(
+            format!("{at}.name"),
+            format!("{name:?} must be letters, digits, '-', '_' or '.', starting alphanumeric"),
+        );
+    } else if let Some(why) = pm2_reserved(name) {
+        c.fail(format!("{at}.name"), why);
+    } else if !seen.insert(name) {
+        c.fail(format!("{at}.name"), format!("{name:?} is declared twice"));
+    }
+}
+
+/// A process's script, cwd, interpreter and log files.
+fn process_paths(c: &mut Checker, at: &str, p: &Process, root: &str) {
+    if c.one_line(&format!("{at}.script"), &p.script) && !is_contained_relative(&p.script) {
+        c.fail(
+            format!("{at}.script"),
+            format!(
+                "{:?} must be a path inside the release (relative, no '..')",
+                p.script
+            ),
+        );
+    }
+    if let Some(cwd) = &p.cwd
+        && c.one_line(&format!("{at}.cwd"), cwd)
+        && !is_contained_relative(cwd)
+    {
+        c.fail(
+            format!("{at}.cwd"),
+            format!("{cwd:?} must be a path inside the release (relative, no '..')"),
+        );
+    }
+    if let Some(interpreter) = &p.interpreter {
+        c.one_line(&format!("{at}.interpreter"), interpreter);
+    }
+    for (field, file) in [("out_file", &p.out_file), ("error_file", &p.error_file)] {
+        if let Some(file) = file
+            && c.one_line(&format!("{at}.{field}"), file)
+            && !is_log_file(file, root)
+        {
+            c.fail(
+                format!("{at}.{field}"),
+                format!(
+                    "{file:?} must be a path inside the release (relative, no '..' or '~') or under spec.releases.root ({root}), or /dev/null"
+                ),
+            );
+        }
+    }
+}
+
+/// A process's instances and memory limit.
+fn process_limits(c: &mut Checker, at: &str, p: &Process) {
+    match p.instances {
+        Some(Instances::Count(0)) => {
+            c.fail(format!("{at}.instances"), "must be at least 1 (or max)");
+        }
+        Some(Instances::Count(n)) if n > MAX_INSTANCES => c.fail(
+            format!("{at}.instances"),
+            format!("{n} is more than {MAX_INSTANCES}, the most instances of one process"),
+        ),
+        _ => {}
+    }
+    if let Some(mem) = &p.max_memory_restart {
+        let digits = mem.trim_end_matches(['K', 'M', 'G']);
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || mem.len() - digits.len() > 1
+        {
+            c.fail(
+                format!("{at}.max_memory_restart"),
+                format!("{mem:?} must be a size like 300M, 1G or 500000K"),
+            );
+        }
+    }
+}
+
+fn health_checks(c: &mut Checker, app: &App) {
+    let mut names = HashSet::new();
+    for (i, check) in app.spec.health.checks.iter().enumerate() {
         let at = format!("spec.health.checks[{i}]");
         if !is_dns_label(&check.name) {
             c.fail(
                 format!("{at}.name"),
                 format!("{:?} must be a short lowercase name", check.name),
             );
-        } else if !check_names.insert(check.name.as_str()) {
+        } else if !names.insert(check.name.as_str()) {
             c.fail(
                 format!("{at}.name"),
                 format!("{:?} is declared twice", check.name),
             );
         }
-        match (&check.http, &check.prometheus, &check.resources) {
-            (Some(http), None, None) => {
-                if c.one_line(&format!("{at}.http.url"), &http.url)
-                    && let Some(why) = http_url_problem(&http.url)
-                {
-                    c.fail(
-                        format!("{at}.http.url"),
-                        format!("{:?} must be an http:// or https:// URL{why}", http.url),
-                    );
-                }
-                if !(100..=599).contains(&http.expect_status) {
-                    c.fail(
-                        format!("{at}.http.expectStatus"),
-                        "must be an HTTP status (100-599)",
-                    );
-                }
-            }
-            (None, Some(prom), None) => {
-                if c.one_line(&format!("{at}.prometheus.url"), &prom.url)
-                    && let Some(why) = http_url_problem(&prom.url)
-                {
-                    c.fail(
-                        format!("{at}.prometheus.url"),
-                        format!("{:?} must be an http:// or https:// URL{why}", prom.url),
-                    );
-                }
-                if prom.query.trim().is_empty() {
-                    c.fail(format!("{at}.prometheus.query"), "must not be empty");
-                }
-                if prom.below.is_none() && prom.above.is_none() {
-                    c.fail(
-                        format!("{at}.prometheus"),
-                        "needs a threshold: below, above or both",
-                    );
-                }
-            }
-            (None, None, Some(res)) => {
-                if res.max_cpu.is_none() && res.max_memory.is_none() {
-                    c.fail(
-                        format!("{at}.resources"),
-                        "needs a limit: maxCpu, maxMemory or both",
-                    );
-                }
-                if let Some(cpu) = res.max_cpu
-                    && cpu.value() <= 0.0
-                {
-                    c.fail(format!("{at}.resources.maxCpu"), "must be more than 0%");
-                }
-                if let Some(mem) = res.max_memory
-                    && mem.bytes() == 0
-                {
-                    c.fail(
-                        format!("{at}.resources.maxMemory"),
-                        "must be more than 0 (at least 1K)",
-                    );
-                }
-                if check.max_latency.is_some() {
-                    c.fail(
-                        format!("{at}.maxLatency"),
-                        "a resources check reads what pm2 reports: it has no latency",
-                    );
-                }
-            }
-            _ => c.fail(
-                at.clone(),
-                "needs exactly one of http, prometheus or resources",
-            ),
-        }
+        check_kind(c, &at, check);
         c.positive(&format!("{at}.timeout"), check.timeout);
         if let Some(max) = check.max_latency {
             c.positive(&format!("{at}.maxLatency"), max);
@@ -686,6 +705,88 @@ pub fn validate(app: &App) -> Vec<Violation> {
             }
         }
     }
+}
+
+/// What a check probes, by its kind.
+fn check_kind(c: &mut Checker, at: &str, check: &Check) {
+    match (&check.http, &check.prometheus, &check.resources) {
+        (Some(http), None, None) => http_check(c, at, http),
+        (None, Some(prom), None) => prometheus_check(c, at, prom),
+        (None, None, Some(res)) => {
+            resources_check(c, at, res);
+            if check.max_latency.is_some() {
+                c.fail(
+                    format!("{at}.maxLatency"),
+                    "a resources check reads what pm2 reports: it has no latency",
+                );
+            }
+        }
+        _ => c.fail(at, "needs exactly one of http, prometheus or resources"),
+    }
+}
+
+fn http_check(c: &mut Checker, at: &str, http: &HttpCheck) {
+    if c.one_line(&format!("{at}.http.url"), &http.url)
+        && let Some(why) = http_url_problem(&http.url)
+    {
+        c.fail(
+            format!("{at}.http.url"),
+            format!("{:?} must be an http:// or https:// URL{why}", http.url),
+        );
+    }
+    if !(100..=599).contains(&http.expect_status) {
+        c.fail(
+            format!("{at}.http.expectStatus"),
+            "must be an HTTP status (100-599)",
+        );
+    }
+}
+
+fn prometheus_check(c: &mut Checker, at: &str, prom: &PrometheusCheck) {
+    if c.one_line(&format!("{at}.prometheus.url"), &prom.url)
+        && let Some(why) = http_url_problem(&prom.url)
+    {
+        c.fail(
+            format!("{at}.prometheus.url"),
+            format!("{:?} must be an http:// or https:// URL{why}", prom.url),
+        );
+    }
+    if prom.query.trim().is_empty() {
+        c.fail(format!("{at}.prometheus.query"), "must not be empty");
+    }
+    if prom.below.is_none() && prom.above.is_none() {
+        c.fail(
+            format!("{at}.prometheus"),
+            "needs a threshold: below, above or both",
+        );
+    }
+}
+
+fn resources_check(c: &mut Checker, at: &str, res: &ResourcesCheck) {
+    if res.max_cpu.is_none() && res.max_memory.is_none() {
+        c.fail(
+            format!("{at}.resources"),
+            "needs a limit: maxCpu, maxMemory or both",
+        );
+    }
+    if let Some(cpu) = res.max_cpu
+        && cpu.value() <= 0.0
+    {
+        c.fail(format!("{at}.resources.maxCpu"), "must be more than 0%");
+    }
+    if let Some(mem) = res.max_memory
+        && mem.bytes() == 0
+    {
+        c.fail(
+            format!("{at}.resources.maxMemory"),
+            "must be more than 0 (at least 1K)",
+        );
+    }
+}
+
+/// The rounds: interval, thresholds, and the deadlines they must fit in.
+fn health_rounds(c: &mut Checker, app: &App) {
+    let h = &app.spec.health;
     c.positive("spec.health.interval", h.interval);
     if h.success_threshold < 1 {
         c.fail("spec.health.successThreshold", "must be at least 1");
@@ -717,33 +818,40 @@ pub fn validate(app: &App) -> Vec<Violation> {
             ),
         );
     }
-    if let Some(pin) = &spec.pin {
-        if pin.reason.trim().is_empty() {
-            c.fail("spec.pin.reason", "a pin needs a reason");
-        }
-        if let Some(commit) = &pin.app_commit
-            && !is_full_sha(commit)
-        {
-            c.fail(
-                "spec.pin.appCommit",
-                format!("{commit:?} must be a full 40-character lowercase hex commit SHA"),
-            );
-        }
+}
+
+fn pin(c: &mut Checker, app: &App) {
+    let Some(pin) = &app.spec.pin else {
+        return;
+    };
+    if pin.reason.trim().is_empty() {
+        c.fail("spec.pin.reason", "a pin needs a reason");
     }
-    if let Some(f) = &spec.env_file
-        && c.one_line("spec.envFile", f)
+    if let Some(commit) = &pin.app_commit
+        && !is_full_sha(commit)
     {
-        let p = Path::new(f);
-        if !p.is_absolute() || p.components().any(|x| matches!(x, Component::ParentDir)) {
-            c.fail(
-                "spec.envFile",
-                format!("{f:?} must be an absolute path without '..'"),
-            );
-        }
+        c.fail(
+            "spec.pin.appCommit",
+            format!("{commit:?} must be a full 40-character lowercase hex commit SHA"),
+        );
     }
-    c.commands("spec.hooks.afterSwitch", &spec.hooks.after_switch);
-    c.positive("spec.hooks.timeout", spec.hooks.timeout);
-    c.out
+}
+
+fn env_file(c: &mut Checker, app: &App) {
+    if let Some(f) = &app.spec.env_file
+        && c.one_line("spec.envFile", f)
+        && !is_absolute_without_parent(f)
+    {
+        c.fail(
+            "spec.envFile",
+            format!("{f:?} must be an absolute path without '..'"),
+        );
+    }
+}
+
+fn hooks(c: &mut Checker, app: &App) {
+    c.commands("spec.hooks.afterSwitch", &app.spec.hooks.after_switch);
+    c.positive("spec.hooks.timeout", app.spec.hooks.timeout);
 }
 
 #[cfg(test)]
