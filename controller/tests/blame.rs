@@ -184,7 +184,7 @@ fn a_check_typo_re_verifies_without_touching_pm2_is_not_reverted_and_its_fix_cle
     // A config commit that changes only the check's port (a typo).
     let mut typo = good.clone();
     let wrong = common::free_port();
-    typo.spec.health.checks[0].http.as_mut().unwrap().url =
+    typo.spec.health.checks[0].http_mut().unwrap().url =
         format!("http://127.0.0.1:{wrong}/api/health");
     let log = w.store().app_dir("typo").join("logs/revision-2.log");
     let logged = std::fs::read_to_string(&log).unwrap().len();
@@ -347,7 +347,7 @@ fn a_suspect_check_that_starts_passing_by_itself_is_cleared_and_the_app_is_ready
         })
     });
     let mut moved = good.clone();
-    moved.spec.health.checks[0].http.as_mut().unwrap().url =
+    moved.spec.health.checks[0].http_mut().unwrap().url =
         format!("http://127.0.0.1:{}/api/health", other.port);
     let moved_config = w.commit_app(&moved);
     let rec = w.wait_record("the changed check suspect, Degraded", 90, &d, |r| {

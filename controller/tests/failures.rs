@@ -241,8 +241,7 @@ fn a_first_deploy_that_never_gets_healthy_is_reported_and_not_retried() {
     let v1 = w.app_head();
     let mut doc = w.app(&v1);
     doc.spec.health.checks[0]
-        .http
-        .as_mut()
+        .http_mut()
         .expect("the default check is http")
         .body_contains = Some("never-in-the-body".into());
     doc.spec.health.progress_deadline = shipshape_spec::Duration::from_secs(2);

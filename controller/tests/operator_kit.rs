@@ -205,7 +205,7 @@ fn init_turns_the_prompthub_ecosystem_file_into_a_valid_document() {
         "an absolute cwd must not survive (paths are relative to the release)"
     );
     assert_eq!(
-        app.spec.health.checks[0].http.as_ref().unwrap().url,
+        app.spec.health.checks[0].http().unwrap().url,
         "http://127.0.0.1:3000/api/health"
     );
 }

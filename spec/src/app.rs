@@ -484,29 +484,115 @@ fn default_progress_deadline() -> Duration {
     Duration::from_secs(300)
 }
 
-/// One named check: exactly one of `http`, `prometheus` or `resources`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One named check: what it probes, written as exactly one of the keys `http`,
+/// `prometheus` or `resources`, and its time limits.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Check {
     /// A short name, shown in status.
     pub name: String,
-    /// An HTTP probe.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpCheck>,
-    /// A PromQL query whose value must stay within a threshold. A query that returns no
-    /// data is inconclusive: that round neither passes nor fails.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus: Option<PrometheusCheck>,
-    /// Limits on the CPU and memory pm2 reports for the app's processes (`pm2 jlist`),
-    /// read each round: nothing is probed and no Prometheus is needed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourcesCheck>,
+    /// What the check probes.
+    #[serde(flatten)]
+    pub kind: CheckKind,
     /// Time limit for one probe (not used by `resources`, which reads what pm2 reports).
     #[serde(default = "default_check_timeout")]
     pub timeout: Duration,
     /// A response slower than this fails the round (`http` checks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_latency: Option<Duration>,
+}
+
+/// What a check probes: exactly one of these keys in the check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckKind {
+    /// An HTTP probe.
+    Http(HttpCheck),
+    /// A PromQL query whose value must stay within a threshold. A query that returns no
+    /// data is inconclusive: that round neither passes nor fails.
+    Prometheus(PrometheusCheck),
+    /// Limits on the CPU and memory pm2 reports for the app's processes (`pm2 jlist`),
+    /// read each round: nothing is probed and no Prometheus is needed.
+    Resources(ResourcesCheck),
+}
+
+/// What a check with none or more than one kind is told (at the check's own line and path).
+pub const CHECK_KIND_PROBLEM: &str = "needs exactly one of http, prometheus or resources";
+
+impl Check {
+    /// The HTTP probe, if this is an `http` check.
+    pub fn http(&self) -> Option<&HttpCheck> {
+        match &self.kind {
+            CheckKind::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The HTTP probe to edit, if this is an `http` check.
+    pub fn http_mut(&mut self) -> Option<&mut HttpCheck> {
+        match &mut self.kind {
+            CheckKind::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The PromQL query, if this is a `prometheus` check.
+    pub fn prometheus(&self) -> Option<&PrometheusCheck> {
+        match &self.kind {
+            CheckKind::Prometheus(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The resource limits, if this is a `resources` check.
+    pub fn resources(&self) -> Option<&ResourcesCheck> {
+        match &self.kind {
+            CheckKind::Resources(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Check {
+    /// Read as written (each kind an optional key, so unknown keys and the kinds' own
+    /// fields are reported as for any struct), then refuse none or two kinds.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let written = written::Check::deserialize(deserializer)?;
+        let kind = match (written.http, written.prometheus, written.resources) {
+            (Some(h), None, None) => CheckKind::Http(h),
+            (None, Some(p), None) => CheckKind::Prometheus(p),
+            (None, None, Some(r)) => CheckKind::Resources(r),
+            _ => return Err(serde::de::Error::custom(CHECK_KIND_PROBLEM)),
+        };
+        Ok(Check {
+            name: written.name,
+            kind,
+            timeout: written.timeout,
+            max_latency: written.max_latency,
+        })
+    }
+}
+
+/// A check as written, before its kind is known to be exactly one.
+mod written {
+    use super::*;
+
+    /// Same fields, names and order as [`super::Check`] (serde's messages list them).
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub(super) struct Check {
+        pub(super) name: String,
+        #[serde(default)]
+        pub(super) http: Option<HttpCheck>,
+        #[serde(default)]
+        pub(super) prometheus: Option<PrometheusCheck>,
+        #[serde(default)]
+        pub(super) resources: Option<ResourcesCheck>,
+        #[serde(default = "super::default_check_timeout")]
+        pub(super) timeout: Duration,
+        #[serde(default)]
+        pub(super) max_latency: Option<Duration>,
+    }
 }
 
 fn default_check_timeout() -> Duration {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
 
 use crate::app::{
-    App, Check, EnvValue, HttpCheck, Instances, MAX_INSTANCES, MigrationDriver, Migrations,
-    OnRevert, Process, PrometheusCheck, ResourcesCheck, Source,
+    App, Check, CheckKind, EnvValue, HttpCheck, Instances, MAX_INSTANCES, MigrationDriver,
+    Migrations, OnRevert, Process, PrometheusCheck, ResourcesCheck, Source,
 };
 
 /// One semantic problem, before it is located in the text.
@@ -707,12 +707,12 @@ fn health_checks(c: &mut Checker, app: &App) {
     }
 }
 
-/// What a check probes, by its kind.
+/// What a check probes, by its kind (that it has exactly one is said when it is parsed).
 fn check_kind(c: &mut Checker, at: &str, check: &Check) {
-    match (&check.http, &check.prometheus, &check.resources) {
-        (Some(http), None, None) => http_check(c, at, http),
-        (None, Some(prom), None) => prometheus_check(c, at, prom),
-        (None, None, Some(res)) => {
+    match &check.kind {
+        CheckKind::Http(http) => http_check(c, at, http),
+        CheckKind::Prometheus(prom) => prometheus_check(c, at, prom),
+        CheckKind::Resources(res) => {
             resources_check(c, at, res);
             if check.max_latency.is_some() {
                 c.fail(
@@ -721,7 +721,6 @@ fn check_kind(c: &mut Checker, at: &str, check: &Check) {
                 );
             }
         }
-        _ => c.fail(at, "needs exactly one of http, prometheus or resources"),
     }
 }
 

@@ -92,3 +92,27 @@ fn the_schema_describes_the_document() {
         )
     );
 }
+
+#[test]
+fn the_schema_says_a_check_has_exactly_one_kind() {
+    let schema = shipshape_spec::app_schema();
+    let check = &schema["$defs"]["Check"];
+    let kinds: Vec<&serde_json::Value> = check["oneOf"]
+        .as_array()
+        .expect("a check is one of its kinds")
+        .iter()
+        .map(|kind| &kind["required"])
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            &serde_json::json!(["http"]),
+            &serde_json::json!(["prometheus"]),
+            &serde_json::json!(["resources"])
+        ]
+    );
+    assert_eq!(check["required"], serde_json::json!(["name"]));
+    // No other key, the kinds' included (`additionalProperties` would refuse them).
+    assert_eq!(check["unevaluatedProperties"], serde_json::json!(false));
+    assert!(check.get("additionalProperties").is_none());
+}

@@ -228,8 +228,8 @@ fn a_resources_check_loads_with_percent_and_binary_sizes() {
     );
     let app = load_str(&text, "apps/demo.yaml").unwrap();
     let check = &app.spec.health.checks[1];
-    assert!(check.http.is_none() && check.prometheus.is_none());
-    let res = check.resources.as_ref().unwrap();
+    assert!(check.http().is_none() && check.prometheus().is_none());
+    let res = check.resources().unwrap();
     assert_eq!(res.max_cpu.unwrap().value(), 80.0);
     assert_eq!(res.max_memory.unwrap().bytes(), 800 * 1024 * 1024);
     assert_eq!(res.per, shipshape_spec::app::ResourcesPer::App);
@@ -243,7 +243,7 @@ fn a_resources_check_loads_with_percent_and_binary_sizes() {
     ] {
         let text = with_resources_check(&format!("        resources: {limits}\n"));
         let app = load_str(&text, "apps/demo.yaml").unwrap_or_else(|e| panic!("{limits}: {e}"));
-        let res = app.spec.health.checks[1].resources.clone().unwrap();
+        let res = app.spec.health.checks[1].resources().cloned().unwrap();
         assert_eq!(res.max_memory.map(|m| m.bytes()), bytes, "{limits}");
         assert_eq!(
             res.per,
@@ -551,4 +551,32 @@ fn build_caches_default_to_none_and_must_stay_inside_the_release_outside_node_mo
         load_str(&ok, "apps/demo.yaml").unwrap().spec.build.cache,
         [".next/cache"]
     );
+}
+
+#[test]
+fn every_kind_of_check_is_written_back_under_the_key_it_was_read_from() {
+    use shipshape_spec::app::CheckKind;
+    let prometheus = "        prometheus:\n          url: http://127.0.0.1:9090\n          query: up\n          below: 1.5\n";
+    for (body, key) in [
+        ("        http: { url: http://127.0.0.1:3000/ }\n", "http"),
+        (prometheus, "prometheus"),
+        ("        resources: { maxCpu: 80% }\n", "resources"),
+    ] {
+        let app = load_str(&with_resources_check(body), "apps/demo.yaml")
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        let check = &app.spec.health.checks[1];
+        let read = match &check.kind {
+            CheckKind::Http(_) => "http",
+            CheckKind::Prometheus(_) => "prometheus",
+            CheckKind::Resources(_) => "resources",
+        };
+        assert_eq!(read, key);
+        let yaml = shipshape_spec::load::to_yaml(check);
+        assert!(
+            yaml.starts_with("name: resources\n") && yaml.contains(&format!("\n{key}:\n")),
+            "{yaml}"
+        );
+        let again = shipshape_spec::load::to_yaml(&app);
+        assert_eq!(load_str(&again, "again.yaml").unwrap(), app, "{again}");
+    }
 }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use shipshape_spec::App;
 use shipshape_spec::app::{
-    Check, Health, HttpCheck, Instances, Process, PrometheusCheck, ResourcesCheck, ResourcesPer,
+    Check, CheckKind, Health, HttpCheck, Instances, Process, PrometheusCheck, ResourcesCheck,
+    ResourcesPer,
 };
 use shipshape_spec::status::{CheckResult, ProbeState};
 
@@ -37,14 +38,13 @@ use crate::pm2::Instance;
 /// is inconclusive, not failing: see [`late_excuses`].
 pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {
     let clock = ProbeClock::start();
-    let (state, detail) = match (&check.http, &check.prometheus, &check.resources) {
-        (Some(http), _, _) => probe_http(client, check, http, &clock).await,
-        (None, Some(prom), _) => probe_prometheus(client, check, prom).await,
-        (None, None, Some(_)) => (
+    let (state, detail) = match &check.kind {
+        CheckKind::Http(http) => probe_http(client, check, http, &clock).await,
+        CheckKind::Prometheus(prom) => probe_prometheus(client, check, prom).await,
+        CheckKind::Resources(_) => (
             ProbeState::Inconclusive,
             "a resources check is read from pm2, not probed".to_string(),
         ),
-        (None, None, None) => (ProbeState::Fail, "no probe configured".to_string()),
     };
     CheckResult {
         name: check.name.clone(),
@@ -56,10 +56,10 @@ pub async fn probe(client: &reqwest::Client, check: &Check) -> CheckResult {
 
 /// The URL a check probes (which client it needs); none for a resources check.
 pub fn check_url(check: &Check) -> &str {
-    match (&check.http, &check.prometheus) {
-        (Some(h), _) => &h.url,
-        (None, Some(p)) => &p.url,
-        (None, None) => "",
+    match &check.kind {
+        CheckKind::Http(h) => &h.url,
+        CheckKind::Prometheus(p) => &p.url,
+        CheckKind::Resources(_) => "",
     }
 }
 
@@ -326,7 +326,7 @@ pub fn resources_results(
 ) -> Vec<CheckResult> {
     checks
         .iter()
-        .filter_map(|c| c.resources.as_ref().map(|r| (c, r)))
+        .filter_map(|c| c.resources().map(|r| (c, r)))
         .map(|(check, limits)| {
             let (state, detail) = judge_resources(limits, processes, instances);
             CheckResult {
@@ -369,57 +369,64 @@ fn judge_resources(
             format!("pm2 reports no cpu or memory figures for {}", names()),
         );
     }
-    let within = limits_text(limits);
     match limits.per {
-        ResourcesPer::Instance => {
-            let mut over = Vec::new();
-            for i in &measured {
-                let who = format!("pm2 {} (id {})", i.name, i.pm_id);
-                over.extend(overages(limits, i.cpu, i.memory).map(|o| format!("{who}: {o}")));
-            }
-            if !over.is_empty() {
-                return (ProbeState::Fail, over.join("; "));
-            }
-            let top_cpu = measured
-                .iter()
-                .max_by(|a, b| a.cpu.total_cmp(&b.cpu))
-                .expect("measured is not empty");
-            let top_mem = measured
-                .iter()
-                .max_by_key(|i| i.memory)
-                .expect("measured is not empty");
-            (
-                ProbeState::Pass,
-                format!(
-                    "{} instance(s) within {within}; highest cpu {} ({} id {}), memory {} ({} id {})",
-                    measured.len(),
-                    percent(top_cpu.cpu),
-                    top_cpu.name,
-                    top_cpu.pm_id,
-                    mib(top_mem.memory),
-                    top_mem.name,
-                    top_mem.pm_id,
-                ),
-            )
-        }
-        ResourcesPer::App => {
-            let cpu: f64 = measured.iter().map(|i| i.cpu).sum();
-            let memory: u64 = measured.iter().map(|i| i.memory).sum();
-            let who = format!("app total over {} instance(s)", measured.len());
-            let over: Vec<String> = overages(limits, cpu, memory).collect();
-            if over.is_empty() {
-                (
-                    ProbeState::Pass,
-                    format!(
-                        "{who}: cpu {}, memory {}; within {within}",
-                        percent(cpu),
-                        mib(memory)
-                    ),
-                )
-            } else {
-                (ProbeState::Fail, format!("{who}: {}", over.join(", ")))
-            }
-        }
+        ResourcesPer::Instance => judge_each_instance(limits, &measured),
+        ResourcesPer::App => judge_app_total(limits, &measured),
+    }
+}
+
+/// `per: instance`: every measured instance within the limits (`measured` is not empty).
+fn judge_each_instance(limits: &ResourcesCheck, measured: &[&Instance]) -> (ProbeState, String) {
+    let mut over = Vec::new();
+    for i in measured {
+        let who = format!("pm2 {} (id {})", i.name, i.pm_id);
+        over.extend(overages(limits, i.cpu, i.memory).map(|o| format!("{who}: {o}")));
+    }
+    if !over.is_empty() {
+        return (ProbeState::Fail, over.join("; "));
+    }
+    let top_cpu = measured
+        .iter()
+        .max_by(|a, b| a.cpu.total_cmp(&b.cpu))
+        .expect("measured is not empty");
+    let top_mem = measured
+        .iter()
+        .max_by_key(|i| i.memory)
+        .expect("measured is not empty");
+    (
+        ProbeState::Pass,
+        format!(
+            "{} instance(s) within {}; highest cpu {} ({} id {}), memory {} ({} id {})",
+            measured.len(),
+            limits_text(limits),
+            percent(top_cpu.cpu),
+            top_cpu.name,
+            top_cpu.pm_id,
+            mib(top_mem.memory),
+            top_mem.name,
+            top_mem.pm_id,
+        ),
+    )
+}
+
+/// `per: app`: the sum over the measured instances within the limits.
+fn judge_app_total(limits: &ResourcesCheck, measured: &[&Instance]) -> (ProbeState, String) {
+    let cpu: f64 = measured.iter().map(|i| i.cpu).sum();
+    let memory: u64 = measured.iter().map(|i| i.memory).sum();
+    let who = format!("app total over {} instance(s)", measured.len());
+    let over: Vec<String> = overages(limits, cpu, memory).collect();
+    if over.is_empty() {
+        (
+            ProbeState::Pass,
+            format!(
+                "{who}: cpu {}, memory {}; within {}",
+                percent(cpu),
+                mib(memory),
+                limits_text(limits)
+            ),
+        )
+    } else {
+        (ProbeState::Fail, format!("{who}: {}", over.join(", ")))
     }
 }
 

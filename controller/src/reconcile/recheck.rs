@@ -168,7 +168,7 @@ mod tests {
     fn only_a_change_of_spec_health_on_the_live_release_is_a_re_verification() {
         let rec = live();
         let port_typo = |h: &mut Health| {
-            h.checks[0].http.as_mut().unwrap().url = "http://127.0.0.1:3001/api/health".into()
+            h.checks[0].http_mut().unwrap().url = "http://127.0.0.1:3001/api/health".into()
         };
         // The check's port changed, nothing else: re-verify revision 2.
         let t = target(&rec, port_typo);
@@ -215,7 +215,7 @@ mod tests {
         second.name = "home".into();
         with_second.checks.push(second);
         let port = |h: &mut Health| {
-            h.checks[0].http.as_mut().unwrap().url = "http://127.0.0.1:3001/api/health".into()
+            h.checks[0].http_mut().unwrap().url = "http://127.0.0.1:3001/api/health".into()
         };
         let threshold = |h: &mut Health| h.failure_threshold = 1;
         let interval = |h: &mut Health| h.interval = D::from_secs(9);

@@ -188,7 +188,7 @@ impl Controller {
             .health
             .checks
             .iter()
-            .filter(|c| c.resources.is_none())
+            .filter(|c| c.resources().is_none())
             .cloned()
             .collect();
         let mut results = self.probes.probe(probed).await;

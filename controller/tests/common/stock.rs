@@ -64,7 +64,7 @@ impl World {
         p.instances = Some(Instances::Count(instances));
         p.exec_mode = Some(exec_mode);
         let check = &mut app.spec.health.checks[0];
-        let http = check.http.as_mut().expect("the default check is HTTP");
+        let http = check.http_mut().expect("the default check is HTTP");
         http.url = format!("http://127.0.0.1:{}/health", self.port);
         http.body_contains = Some("\"status\":\"ok\"".into());
         check.timeout = shipshape_spec::Duration::from_secs(2);
