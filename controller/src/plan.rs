@@ -324,7 +324,12 @@ pub fn deps_inputs(app: &App, lockfile: Option<&str>) -> Option<String> {
 
 /// The hash identifying the hooks to run for `release`.
 pub fn hooks_hash(app: &App, release: &str) -> String {
-    hash_json(&serde_json::json!({ "hooks": app.spec.hooks.after_switch, "release": release }))
+    hooks_hash_of(&app.spec.hooks.after_switch, release)
+}
+
+/// The hash identifying `hooks` run for `release`.
+pub fn hooks_hash_of(hooks: &[String], release: &str) -> String {
+    hash_json(&serde_json::json!({ "hooks": hooks, "release": release }))
 }
 
 /// The pm2 ecosystem entry for `process`, with the controller's marker variables.

@@ -201,13 +201,17 @@ impl Controller {
                 let r = migrate().restore(Path::new(backup)).await;
                 r.map_err(|e| migrate_error(kind, e))
             }
-            Step::Switch { release } => layout.switch(release).map_err(|e| {
-                StepError::new(
-                    kind,
-                    ErrorClass::Transient,
-                    format!("switching {} to {release}: {e}", layout.current().display()),
-                )
-            }),
+            Step::Switch { release } => {
+                layout.switch(release).map_err(|e| {
+                    StepError::new(
+                        kind,
+                        ErrorClass::Transient,
+                        format!("switching {} to {release}: {e}", layout.current().display()),
+                    )
+                })?;
+                run.hooks_applied = Some(switched_hooks_record(run.plan));
+                Ok(())
+            }
             Step::Pm2Start { process } | Step::Pm2Reload { process } => {
                 write_ecosystem(app, &eco_path, &run.secrets.env)?;
                 let r = self.pm2.start_or_reload(&eco_path, process).await;
@@ -687,6 +691,15 @@ pub fn build_marker(
 /// What the controller records once `plan`'s last hook ran (its `hooks_applied`).
 pub fn hooks_record(app: &App, plan: &Plan) -> String {
     plan::hooks_hash(app, &plan.release)
+}
+
+/// What the controller records once `plan`'s switch moved `current`: no hook has run in the
+/// newly live release yet. (Hooks that ran for the same release before it last went live —
+/// `current` moved away by hand and back — do not count as run since: without this, a
+/// switch back with no hooks declared left their record in place, and hooks declared again
+/// afterwards never ran.)
+pub fn switched_hooks_record(plan: &Plan) -> String {
+    plan::hooks_hash_of(&[], &plan.release)
 }
 
 /// The ecosystem file handed to pm2 for `app`: one entry per process, with its env.

@@ -437,3 +437,37 @@ fn a_stopped_web_beside_a_web_next_of_the_old_config_keeps_web_next_serving_unti
             .all(|p| p.script == "app.js")
     );
 }
+
+/// `current` moved away by hand, a document without hooks switches back to the release the
+/// hook once ran for, then the hook is declared again: it runs, since it has not run since
+/// that release last went live (the shrunk case proptest saved: e0175bd6…; the switch back
+/// left the first run's record in place, so the hook was taken as run).
+#[test]
+fn a_hook_declared_again_after_a_switch_back_without_hooks_runs() {
+    let with = Doc {
+        hooks: 1,
+        build_steps: 1,
+        ..plain(C2)
+    };
+    let without = Doc {
+        hooks: 0,
+        ..with.clone()
+    };
+    let h = one_cpu(vec![
+        (vec![], with.clone()),
+        (vec![history::Drift::MoveCurrent], without),
+    ]);
+    let mut server = server_for(&h);
+    assert_eq!(run(&mut server, &h), vec![Vec::<String>::new(); 2]);
+    let app = with.app();
+    let p = plan(&app, &server.observe(&app));
+    assert!(
+        p.steps.iter().any(|s| s.step
+            == Step::Hook {
+                command: "echo switched".into()
+            }),
+        "{p}"
+    );
+    server.apply(&app, &p);
+    assert_eq!(server.problems(&app), Vec::<String>::new());
+}

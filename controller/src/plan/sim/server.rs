@@ -244,6 +244,7 @@ impl Server {
                     }
                     self.current = Some(release.clone());
                     self.hooks_run.clear();
+                    self.hooks_record = Some(execute::switched_hooks_record(p));
                 }
                 Step::Pm2Start { process } | Step::Pm2Reload { process } => {
                     let eco = execute::ecosystem_file(app, &env);
