@@ -3,9 +3,17 @@
 //! `shipshape plan` prints its output and the reconciler executes it.
 //!
 //! # Order
-//! Prepare (fetch, install, build) never touches the live release; then switch
-//! `current`, apply pm2 processes (start, reload, replace, delete), save pm2's dump,
-//! run after-switch hooks, and verify health.
+//! [`plan`] is an ordered list of sections ([`SECTIONS`]), each a small function that adds
+//! its steps (and blockers or notes) to the plan in turn:
+//!
+//! 1. **prepare** (fetch, install or reuse-deps, build) never touches the live release;
+//! 2. **migrations** (backup, migrate);
+//! 3. **switch** `current`;
+//! 4. **processes**: start, replace or reload each declared pm2 process;
+//! 5. **stale**: delete the processes no longer declared;
+//! 6. **save** pm2's dump when its list changed;
+//! 7. **hooks**: run the after-switch hooks;
+//! 8. **verify** health.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -423,314 +431,448 @@ pub fn choose_release(app: &App, observed: &Observed) -> (String, bool) {
     }
 }
 
-/// Compute the plan that takes `observed` to `desired`.
-pub fn plan(desired: &App, observed: &Observed) -> Plan {
-    let spec = &desired.spec;
-    let commit = &spec.source.commit;
-    let mut steps = Vec::new();
-    let mut blockers = Vec::new();
-    let mut push = |step: Step, reason: String| steps.push(PlannedStep { step, reason });
+/// A plan while its sections build it: the inputs, what the sections decided that later
+/// ones read (the release, whether `current` moves, whether pm2's list changed) and the
+/// plan so far.
+struct Planner<'a> {
+    desired: &'a App,
+    observed: &'a Observed,
+    /// The release the plan makes live, and whether it is already prepared (sealed).
+    release: String,
+    sealed: bool,
+    /// `current` does not point at `release` yet.
+    switching: bool,
+    /// A pm2 step was planned: pm2's list must be saved.
+    pm2_changed: bool,
+    steps: Vec<PlannedStep>,
+    blockers: Vec<String>,
+    notes: Vec<String>,
+}
 
+impl Planner<'_> {
+    fn push(&mut self, step: Step, reason: impl Into<String>) {
+        self.steps.push(PlannedStep {
+            step,
+            reason: reason.into(),
+        });
+    }
+}
+
+/// The plan's sections, in the order their steps run (see the module's "Order").
+const SECTIONS: [fn(&mut Planner); 8] = [
+    prepare, migrations, switch, processes, stale, save, hooks, verify,
+];
+
+/// Compute the plan that takes `observed` to `desired`: each of the [`SECTIONS`] in turn.
+///
+/// 1. [`prepare`]: fetch, install or reuse-deps, build, unless a sealed release of the same
+///    inputs exists;
+/// 2. [`migrations`]: backup and migrate up, or down when the driver can (a blocker when the
+///    level cannot be read, a note when the database is ahead and stays so);
+/// 3. [`switch`]: point `current` at the release;
+/// 4. [`processes`]: start, replace or reload each declared process (a blocker for a
+///    process of that name someone else started);
+/// 5. [`stale`]: delete this app's processes no longer declared;
+/// 6. [`save`]: `pm2 save` when the list changed;
+/// 7. [`hooks`]: the after-switch hooks, when the release switched or they have not run
+///    for it;
+/// 8. [`verify`]: the health checks, after anything that changed what is live.
+pub fn plan(desired: &App, observed: &Observed) -> Plan {
     let (release, sealed) = choose_release(desired, observed);
-    if !sealed {
-        let why = match observed.releases.get(&release) {
-            Some(None) => format!(
-                "release {} is incomplete (interrupted preparation)",
-                short_sha(&release)
-            ),
-            _ => format!(
-                "no release of {} built from these inputs",
-                short_sha(commit)
-            ),
-        };
-        push(
-            Step::Fetch {
-                release: release.clone(),
-                commit: commit.clone(),
+    let switching = observed.current.as_deref() != Some(release.as_str());
+    let mut planner = Planner {
+        desired,
+        observed,
+        release,
+        sealed,
+        switching,
+        pm2_changed: false,
+        steps: Vec::new(),
+        blockers: Vec::new(),
+        notes: Vec::new(),
+    };
+    for section in SECTIONS {
+        section(&mut planner);
+    }
+    Plan {
+        release: planner.release,
+        steps: planner.steps,
+        blockers: planner.blockers,
+        notes: planner.notes,
+    }
+}
+
+/// Fetch, install (or reuse-deps) and build a release, unless it is sealed already.
+fn prepare(pl: &mut Planner) {
+    if pl.sealed {
+        return;
+    }
+    let (desired, observed, release) = (pl.desired, pl.observed, pl.release.clone());
+    let spec = &desired.spec;
+    let why = match observed.releases.get(&release) {
+        Some(None) => format!(
+            "release {} is incomplete (interrupted preparation)",
+            short_sha(&release)
+        ),
+        _ => format!(
+            "no release of {} built from these inputs",
+            short_sha(&spec.source.commit)
+        ),
+    };
+    pl.push(
+        Step::Fetch {
+            release: release.clone(),
+            commit: spec.source.commit.clone(),
+        },
+        why,
+    );
+    let mut deps_from = None;
+    if spec.build.install.is_some() {
+        let (step, why) = plan_dependencies(desired, observed, &release);
+        if let Step::ReuseDeps { from, .. } = &step {
+            deps_from = Some(from.clone());
+        }
+        pl.push(step, why);
+    }
+    if !spec.build.steps.is_empty() {
+        let (cache_from, why) = plan_build_cache(desired, observed, &release, deps_from);
+        pl.push(
+            Step::Build {
+                release,
+                cache_from,
             },
             why,
         );
-        let mut deps_from = None;
-        if spec.build.install.is_some() {
-            let (step, why) = plan_dependencies(desired, observed, &release);
-            if let Step::ReuseDeps { from, .. } = &step {
-                deps_from = Some(from.clone());
-            }
-            push(step, why);
+    }
+}
+
+/// Bring the database to the document's level.
+fn migrations(pl: &mut Planner) {
+    let Some(m) = &pl.desired.spec.migrations else {
+        return;
+    };
+    let level = match &pl.observed.migration {
+        MigrationState::Unreadable(e) => {
+            pl.blockers
+                .push(format!("cannot read the migration level: {e}"));
+            return;
         }
-        if !spec.build.steps.is_empty() {
-            let (cache_from, why) = plan_build_cache(desired, observed, &release, deps_from);
-            push(
-                Step::Build {
-                    release: release.clone(),
-                    cache_from,
+        MigrationState::NotManaged => {
+            pl.blockers
+                .push("the migration level was not observed".into());
+            return;
+        }
+        MigrationState::At(level) => level,
+    };
+    let want = level_key(m.driver, &m.level);
+    let have = level.as_deref().map(|l| level_key(m.driver, l));
+    let shown = level.clone().unwrap_or_else(|| "(empty)".into());
+    let migrate = Step::Migrate {
+        from: level.clone(),
+        to: m.level.clone(),
+    };
+    if have.as_deref() == Some(want.as_str()) {
+        // Already there.
+    } else if have.as_ref().is_none_or(|h| *h < want) {
+        if m.backup.is_some() {
+            pl.push(
+                Step::Backup {
+                    from: level.clone(),
                 },
-                why,
+                format!("before migrating up from {shown}"),
             );
         }
-    }
-
-    let mut notes = Vec::new();
-    if let Some(m) = &spec.migrations {
-        match &observed.migration {
-            MigrationState::Unreadable(e) => {
-                blockers.push(format!("cannot read the migration level: {e}"))
-            }
-            MigrationState::NotManaged => {
-                blockers.push("the migration level was not observed".into())
-            }
-            MigrationState::At(level) => {
-                let want = level_key(m.driver, &m.level);
-                let have = level.as_deref().map(|l| level_key(m.driver, l));
-                let shown = level.clone().unwrap_or_else(|| "(empty)".into());
-                if have.as_deref() == Some(want.as_str()) {
-                    // Already there.
-                } else if have.as_ref().is_none_or(|h| *h < want) {
-                    if m.backup.is_some() {
-                        push(
-                            Step::Backup {
-                                from: level.clone(),
-                            },
-                            format!("before migrating up from {shown}"),
-                        );
-                    }
-                    push(
-                        Step::Migrate {
-                            from: level.clone(),
-                            to: m.level.clone(),
-                        },
-                        format!("level {shown} < {}", m.level),
-                    );
-                } else if can_go_down(m) {
-                    push(
-                        Step::Migrate {
-                            from: level.clone(),
-                            to: m.level.clone(),
-                        },
-                        format!(
-                            "level {shown} > {}: the document asks for a lower level",
-                            m.level
-                        ),
-                    );
-                } else {
-                    notes.push(format!(
-                        "the database is at {shown}, ahead of {}; this driver cannot migrate down, so it is left as it is",
-                        m.level
-                    ));
-                }
-            }
-        }
-    }
-
-    let switching = observed.current.as_deref() != Some(release.as_str());
-    if switching {
-        let reason = match &observed.current {
-            None => "nothing is live yet".to_string(),
-            Some(cur) => format!(
-                "current is {} , desired {}",
-                short_sha(cur),
-                short_sha(&release)
+        pl.push(migrate, format!("level {shown} < {}", m.level));
+    } else if can_go_down(m) {
+        pl.push(
+            migrate,
+            format!(
+                "level {shown} > {}: the document asks for a lower level",
+                m.level
             ),
-        };
-        push(
-            Step::Switch {
-                release: release.clone(),
-            },
-            reason.replace(" ,", ","),
         );
+    } else {
+        pl.notes.push(format!(
+            "the database is at {shown}, ahead of {}; this driver cannot migrate down, so it is left as it is",
+            m.level
+        ));
     }
+}
 
-    let mut pm2_changed = false;
-    let declared: BTreeSet<&str> = spec.processes.iter().map(|p| p.name.as_str()).collect();
-    for p in &spec.processes {
-        let entry = ecosystem_entry(desired, p, &observed.env_file);
-        let env = &entry["env"];
-        let want_config = env[ENV_CONFIG].as_str().unwrap_or_default();
-        let want_shape = env[ENV_SHAPE].as_str().unwrap_or_default();
-        let instances: Vec<&Instance> = observed
-            .processes
-            .iter()
-            .filter(|i| i.name == p.name)
-            .collect();
-        // What a replace interrupted by a crash left under the temporary name.
-        let next = replace::next_name(&p.name);
-        let temps: Vec<&Instance> = observed
-            .processes
-            .iter()
-            .filter(|i| i.name == next)
-            .collect();
-        let name = p.name.clone();
-        if let Some(other) = instances
-            .iter()
-            .chain(&temps)
-            .find(|i| i.app() != Some(desired.metadata.name.as_str()))
-        {
-            blockers.push(format!(
-                "pm2 process {:?} exists but was not started by shipshape for app {:?}; delete or rename it",
-                other.name, desired.metadata.name
-            ));
-            continue;
-        }
-        let how = replace_how(p, &instances, &temps);
-        if instances.is_empty() {
-            if temps.is_empty() {
-                push(
-                    Step::Pm2Start { process: name },
-                    "not running in pm2".into(),
-                );
-            } else {
-                push(
-                    Step::Pm2Replace { process: name },
-                    format!("an interrupted replace left only {next} running{how}"),
-                );
+/// Point `current` at the release.
+fn switch(pl: &mut Planner) {
+    if !pl.switching {
+        return;
+    }
+    let reason = match &pl.observed.current {
+        None => "nothing is live yet".to_string(),
+        Some(cur) => format!(
+            "current is {}, desired {}",
+            short_sha(cur),
+            short_sha(&pl.release)
+        ),
+    };
+    pl.push(
+        Step::Switch {
+            release: pl.release.clone(),
+        },
+        reason,
+    );
+}
+
+/// Start, replace or reload each declared process whose instances differ from the
+/// document; a process of that name someone else started blocks the plan.
+fn processes(pl: &mut Planner) {
+    for p in &pl.desired.spec.processes {
+        match process_step(pl, p) {
+            Err(blocker) => pl.blockers.push(blocker),
+            Ok(Some((step, why))) => {
+                pl.push(step, why);
+                pl.pm2_changed = true;
             }
-            pm2_changed = true;
-            continue;
-        }
-        let want_count = expected_instances(p, observed.cpus);
-        let want_mode = replace::pm2_mode(p.exec_mode.unwrap_or_default());
-        let first = instances[0];
-        let shape_same = instances
-            .iter()
-            .all(|i| i.env.get(ENV_SHAPE).map(String::as_str) == Some(want_shape))
-            && instances.len() as u32 == want_count
-            && instances.iter().all(|i| i.exec_mode == want_mode);
-        if !shape_same {
-            let why = if instances.len() as u32 != want_count {
-                format!("instances {} → {}", instances.len(), want_count)
-            } else if first.exec_mode != want_mode {
-                format!("exec_mode {} → {}", first.exec_mode, want_mode)
-            } else {
-                "script, args or pm2 options changed (a reload cannot apply them)".to_string()
-            };
-            push(Step::Pm2Replace { process: name }, format!("{why}{how}"));
-            pm2_changed = true;
-            continue;
-        }
-        // pm2 merges env on reload: a variable dropped from the document would survive it.
-        // What we declared last time is recorded in the process's own env.
-        let want_keys: BTreeSet<&str> = env[ENV_KEYS]
-            .as_str()
-            .unwrap_or_default()
-            .split(',')
-            .collect();
-        let removed: BTreeSet<&str> = instances
-            .iter()
-            .filter_map(|i| i.env.get(ENV_KEYS))
-            .flat_map(|keys| keys.split(',').filter(|k| !k.is_empty()))
-            .filter(|k| !want_keys.contains(k))
-            .collect();
-        if !removed.is_empty() {
-            let names: Vec<&str> = removed.into_iter().collect();
-            push(
-                Step::Pm2Replace { process: name },
-                format!(
-                    "env {} removed (a pm2 reload would keep it){how}",
-                    names.join(", ")
-                ),
-            );
-            pm2_changed = true;
-            continue;
-        }
-        if !temps.is_empty() {
-            push(
-                Step::Pm2Replace { process: name },
-                format!("an interrupted replace left {next} running{how}"),
-            );
-            pm2_changed = true;
-            continue;
-        }
-        let config_same = instances
-            .iter()
-            .all(|i| i.env.get(ENV_CONFIG).map(String::as_str) == Some(want_config));
-        let down: Vec<&&Instance> = instances.iter().filter(|i| i.status != "online").collect();
-        if !config_same {
-            let old_commit = first.env.get(ENV_COMMIT).cloned().unwrap_or_default();
-            let why = if &old_commit != commit {
-                format!("code {} → {}", short_sha(&old_commit), short_sha(commit))
-            } else {
-                "env changed".to_string()
-            };
-            push(Step::Pm2Reload { process: name }, why);
-            pm2_changed = true;
-        } else if !down.is_empty() {
-            push(
-                Step::Pm2Reload { process: name },
-                format!(
-                    "{} of {} instances not online ({})",
-                    down.len(),
-                    instances.len(),
-                    down[0].status
-                ),
-            );
-            pm2_changed = true;
-        } else if switching {
-            // `current` was moved by hand: a process restarted meanwhile runs the other
-            // release's code, so reload to be sure every instance runs this one.
-            push(
-                Step::Pm2Reload { process: name },
-                "current was moved; reload so every instance runs this release".into(),
-            );
-            pm2_changed = true;
+            Ok(None) => {}
         }
     }
-    let mut stale: BTreeSet<&str> = BTreeSet::new();
-    for i in &observed.processes {
-        // A temporary `NAME~next` of a declared process is the replace's to finish.
-        let replacing = replace::replaced_process(&i.name).is_some_and(|n| declared.contains(n));
-        if i.app() == Some(desired.metadata.name.as_str())
-            && !declared.contains(i.name.as_str())
-            && !replacing
-        {
-            stale.insert(i.name.as_str());
+}
+
+/// What pm2 runs of one declared process: its instances, and what an interrupted replace
+/// left under the temporary name.
+struct Running<'a> {
+    instances: Vec<&'a Instance>,
+    temps: Vec<&'a Instance>,
+}
+
+impl<'a> Running<'a> {
+    fn of(observed: &'a Observed, p: &Process) -> Running<'a> {
+        let named = |name: &str| -> Vec<&'a Instance> {
+            observed
+                .processes
+                .iter()
+                .filter(|i| i.name == name)
+                .collect()
+        };
+        Running {
+            instances: named(&p.name),
+            // What a replace interrupted by a crash left under the temporary name.
+            temps: named(&replace::next_name(&p.name)),
         }
     }
+}
+
+/// The one step process `p` needs, if any, and why; `Err` with the blocker when a process
+/// of its name (or its temporary name) is someone else's.
+fn process_step(pl: &Planner, p: &Process) -> Result<Option<(Step, String)>, String> {
+    let app = pl.desired.metadata.name.as_str();
+    let Running { instances, temps } = Running::of(pl.observed, p);
+    if let Some(other) = instances
+        .iter()
+        .chain(&temps)
+        .find(|i| i.app() != Some(app))
+    {
+        return Err(format!(
+            "pm2 process {:?} exists but was not started by shipshape for app {:?}; delete or rename it",
+            other.name, app
+        ));
+    }
+    let name = p.name.clone();
+    let next = replace::next_name(&p.name);
+    let how = replace_how(p, &instances, &temps);
+    if instances.is_empty() {
+        return Ok(Some(if temps.is_empty() {
+            (
+                Step::Pm2Start { process: name },
+                "not running in pm2".into(),
+            )
+        } else {
+            (
+                Step::Pm2Replace { process: name },
+                format!("an interrupted replace left only {next} running{how}"),
+            )
+        }));
+    }
+    let entry = ecosystem_entry(pl.desired, p, &pl.observed.env_file);
+    let env = &entry["env"];
+    let replace_why = shape_change(p, &instances, env, pl.observed.cpus)
+        .or_else(|| removed_env(&instances, env))
+        .or_else(|| {
+            (!temps.is_empty()).then(|| format!("an interrupted replace left {next} running"))
+        });
+    if let Some(why) = replace_why {
+        return Ok(Some((
+            Step::Pm2Replace { process: name },
+            format!("{why}{how}"),
+        )));
+    }
+    Ok(reload_reason(pl, &instances, env).map(|why| (Step::Pm2Reload { process: name }, why)))
+}
+
+/// Why `p`'s instances need a replace for what a reload cannot change (their count,
+/// exec_mode, or script, args and pm2 options), if they do.
+fn shape_change(
+    p: &Process,
+    instances: &[&Instance],
+    env: &serde_json::Value,
+    cpus: u32,
+) -> Option<String> {
+    let want_shape = env[ENV_SHAPE].as_str().unwrap_or_default();
+    let want_count = expected_instances(p, cpus);
+    let want_mode = replace::pm2_mode(p.exec_mode.unwrap_or_default());
+    let shape_same = instances
+        .iter()
+        .all(|i| i.env.get(ENV_SHAPE).map(String::as_str) == Some(want_shape))
+        && instances.len() as u32 == want_count
+        && instances.iter().all(|i| i.exec_mode == want_mode);
+    if shape_same {
+        None
+    } else if instances.len() as u32 != want_count {
+        Some(format!("instances {} → {}", instances.len(), want_count))
+    } else if instances[0].exec_mode != want_mode {
+        Some(format!(
+            "exec_mode {} → {}",
+            instances[0].exec_mode, want_mode
+        ))
+    } else {
+        Some("script, args or pm2 options changed (a reload cannot apply them)".to_string())
+    }
+}
+
+/// Why the instances need a replace because the document dropped env variables, if it did:
+/// pm2 merges env on reload, so a dropped variable would survive it. What we declared last
+/// time is recorded in the process's own env.
+fn removed_env(instances: &[&Instance], env: &serde_json::Value) -> Option<String> {
+    let want_keys: BTreeSet<&str> = env[ENV_KEYS]
+        .as_str()
+        .unwrap_or_default()
+        .split(',')
+        .collect();
+    let removed: BTreeSet<&str> = instances
+        .iter()
+        .filter_map(|i| i.env.get(ENV_KEYS))
+        .flat_map(|keys| keys.split(',').filter(|k| !k.is_empty()))
+        .filter(|k| !want_keys.contains(k))
+        .collect();
+    if removed.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = removed.into_iter().collect();
+    Some(format!(
+        "env {} removed (a pm2 reload would keep it)",
+        names.join(", ")
+    ))
+}
+
+/// Why the instances (of the right shape) need a reload, if they do: their code or env
+/// changed, some are not online, or `current` was moved.
+fn reload_reason(pl: &Planner, instances: &[&Instance], env: &serde_json::Value) -> Option<String> {
+    let commit = &pl.desired.spec.source.commit;
+    let want_config = env[ENV_CONFIG].as_str().unwrap_or_default();
+    let config_same = instances
+        .iter()
+        .all(|i| i.env.get(ENV_CONFIG).map(String::as_str) == Some(want_config));
+    let down: Vec<&&Instance> = instances.iter().filter(|i| i.status != "online").collect();
+    if !config_same {
+        let old_commit = instances[0]
+            .env
+            .get(ENV_COMMIT)
+            .cloned()
+            .unwrap_or_default();
+        Some(if &old_commit != commit {
+            format!("code {} → {}", short_sha(&old_commit), short_sha(commit))
+        } else {
+            "env changed".to_string()
+        })
+    } else if !down.is_empty() {
+        Some(format!(
+            "{} of {} instances not online ({})",
+            down.len(),
+            instances.len(),
+            down[0].status
+        ))
+    } else if pl.switching {
+        // `current` was moved by hand: a process restarted meanwhile runs the other
+        // release's code, so reload to be sure every instance runs this one.
+        Some("current was moved; reload so every instance runs this release".into())
+    } else {
+        None
+    }
+}
+
+/// Delete this app's processes the document no longer declares (a temporary `NAME~next`
+/// of a declared process is the replace's to finish).
+fn stale(pl: &mut Planner) {
+    let declared: BTreeSet<&str> = pl
+        .desired
+        .spec
+        .processes
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let app = pl.desired.metadata.name.as_str();
+    let stale: BTreeSet<&str> = pl
+        .observed
+        .processes
+        .iter()
+        .filter(|i| {
+            let replacing =
+                replace::replaced_process(&i.name).is_some_and(|n| declared.contains(n));
+            i.app() == Some(app) && !declared.contains(i.name.as_str()) && !replacing
+        })
+        .map(|i| i.name.as_str())
+        .collect();
     for name in stale {
-        push(
+        pl.push(
             Step::Pm2Delete {
                 process: name.to_string(),
             },
-            "no longer declared".into(),
+            "no longer declared",
         );
-        pm2_changed = true;
+        pl.pm2_changed = true;
     }
-    if pm2_changed {
-        push(Step::Pm2Save, "pm2 process list changed".into());
-    }
+}
 
-    if !spec.hooks.after_switch.is_empty() {
-        let want = hooks_hash(desired, &release);
-        if switching || observed.hooks_applied.as_deref() != Some(want.as_str()) {
-            let why = if switching {
-                "release switched"
-            } else {
-                "hooks changed or never ran for this release"
-            };
-            for command in &spec.hooks.after_switch {
-                push(
-                    Step::Hook {
-                        command: command.clone(),
-                    },
-                    why.into(),
-                );
-            }
-        }
+/// `pm2 save` once the process list changed, so a reboot resurrects this one.
+fn save(pl: &mut Planner) {
+    if pl.pm2_changed {
+        pl.push(Step::Pm2Save, "pm2 process list changed");
     }
+}
 
-    if steps.iter().any(|s| s.step.changes_live()) {
-        steps.push(PlannedStep {
-            step: Step::Verify,
-            reason: format!(
+/// The after-switch hooks, when the release switched or they have not run for it.
+fn hooks(pl: &mut Planner) {
+    let after_switch = &pl.desired.spec.hooks.after_switch;
+    if after_switch.is_empty() {
+        return;
+    }
+    let want = hooks_hash(pl.desired, &pl.release);
+    if !pl.switching && pl.observed.hooks_applied.as_deref() == Some(want.as_str()) {
+        return;
+    }
+    let why = if pl.switching {
+        "release switched"
+    } else {
+        "hooks changed or never ran for this release"
+    };
+    for command in after_switch {
+        pl.push(
+            Step::Hook {
+                command: command.clone(),
+            },
+            why,
+        );
+    }
+}
+
+/// Verify health after anything that changed what is live.
+fn verify(pl: &mut Planner) {
+    if pl.steps.iter().any(|s| s.step.changes_live()) {
+        let health = &pl.desired.spec.health;
+        pl.push(
+            Step::Verify,
+            format!(
                 "{} passing rounds within {}",
-                spec.health.success_threshold, spec.health.progress_deadline
+                health.success_threshold, health.progress_deadline
             ),
-        });
-    }
-    Plan {
-        release,
-        steps,
-        blockers,
-        notes,
+        );
     }
 }
 
