@@ -313,6 +313,18 @@ impl Checker {
         }
     }
 
+    /// The URL a probe requests: one line, `http://` or `https://`, with a host.
+    fn probe_url(&mut self, path: &str, url: &str) {
+        if self.one_line(path, url)
+            && let Some(why) = http_url_problem(url)
+        {
+            self.fail(
+                path,
+                format!("{url:?} must be an http:// or https:// URL{why}"),
+            );
+        }
+    }
+
     fn commands(&mut self, path: &str, commands: &[String]) {
         for (i, c) in commands.iter().enumerate() {
             if c.trim().is_empty() {
@@ -725,14 +737,7 @@ fn check_kind(c: &mut Checker, at: &str, check: &Check) {
 }
 
 fn http_check(c: &mut Checker, at: &str, http: &HttpCheck) {
-    if c.one_line(&format!("{at}.http.url"), &http.url)
-        && let Some(why) = http_url_problem(&http.url)
-    {
-        c.fail(
-            format!("{at}.http.url"),
-            format!("{:?} must be an http:// or https:// URL{why}", http.url),
-        );
-    }
+    c.probe_url(&format!("{at}.http.url"), &http.url);
     if !(100..=599).contains(&http.expect_status) {
         c.fail(
             format!("{at}.http.expectStatus"),
@@ -742,14 +747,7 @@ fn http_check(c: &mut Checker, at: &str, http: &HttpCheck) {
 }
 
 fn prometheus_check(c: &mut Checker, at: &str, prom: &PrometheusCheck) {
-    if c.one_line(&format!("{at}.prometheus.url"), &prom.url)
-        && let Some(why) = http_url_problem(&prom.url)
-    {
-        c.fail(
-            format!("{at}.prometheus.url"),
-            format!("{:?} must be an http:// or https:// URL{why}", prom.url),
-        );
-    }
+    c.probe_url(&format!("{at}.prometheus.url"), &prom.url);
     if prom.query.trim().is_empty() {
         c.fail(format!("{at}.prometheus.query"), "must not be empty");
     }
