@@ -3,7 +3,7 @@
 //! `shipshape plan` prints its output and the reconciler executes it.
 //!
 //! # Order
-//! [`plan`] is an ordered list of sections ([`SECTIONS`]), each a small function that adds
+//! [`plan`] is an ordered list of sections (`SECTIONS`), each a small function that adds
 //! its steps (and blockers or notes) to the plan in turn:
 //!
 //! 1. **prepare** (fetch, install or reuse-deps, build) never touches the live release;
@@ -463,20 +463,20 @@ const SECTIONS: [fn(&mut Planner); 8] = [
     prepare, migrations, switch, processes, stale, save, hooks, verify,
 ];
 
-/// Compute the plan that takes `observed` to `desired`: each of the [`SECTIONS`] in turn.
+/// Compute the plan that takes `observed` to `desired`: each of the `SECTIONS` in turn.
 ///
-/// 1. [`prepare`]: fetch, install or reuse-deps, build, unless a sealed release of the same
+/// 1. `prepare`: fetch, install or reuse-deps, build, unless a sealed release of the same
 ///    inputs exists;
-/// 2. [`migrations`]: backup and migrate up, or down when the driver can (a blocker when the
+/// 2. `migrations`: backup and migrate up, or down when the driver can (a blocker when the
 ///    level cannot be read, a note when the database is ahead and stays so);
-/// 3. [`switch`]: point `current` at the release;
-/// 4. [`processes`]: start, replace or reload each declared process (a blocker for a
+/// 3. `switch`: point `current` at the release;
+/// 4. `processes`: start, replace or reload each declared process (a blocker for a
 ///    process of that name someone else started);
-/// 5. [`stale`]: delete this app's processes no longer declared;
-/// 6. [`save`]: `pm2 save` when the list changed;
-/// 7. [`hooks`]: the after-switch hooks, when the release switched or they have not run
+/// 5. `stale`: delete this app's processes no longer declared;
+/// 6. `save`: `pm2 save` when the list changed;
+/// 7. `hooks`: the after-switch hooks, when the release switched or they have not run
 ///    for it;
-/// 8. [`verify`]: the health checks, after anything that changed what is live.
+/// 8. `verify`: the health checks, after anything that changed what is live.
 pub fn plan(desired: &App, observed: &Observed) -> Plan {
     let (release, sealed) = choose_release(desired, observed);
     let switching = observed.current.as_deref() != Some(release.as_str());

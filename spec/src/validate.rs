@@ -373,7 +373,9 @@ const SECTIONS: [Section; 11] = [
     hooks,
 ];
 
-/// Check everything about `app` that its types cannot express: each of [`SECTIONS`] in turn.
+/// Check everything about `app` that its types cannot express: each of the document's
+/// sections in turn (`SECTIONS`: metadata, source, releases, build, migrations, processes,
+/// health checks and rounds, pin, envFile, hooks).
 pub fn validate(app: &App) -> Vec<Violation> {
     let mut c = Checker { out: Vec::new() };
     for section in SECTIONS {
