@@ -502,8 +502,9 @@ pub struct Check {
     pub max_latency: Option<Duration>,
 }
 
-/// What a check probes: exactly one of these keys in the check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// What a check probes: exactly one of these keys in the check (read through [`Check`]'s
+/// `Deserialize`, which refuses none or two).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum CheckKind {
     /// An HTTP probe.
@@ -517,7 +518,7 @@ pub enum CheckKind {
 }
 
 /// What a check with none or more than one kind is told (at the check's own line and path).
-pub const CHECK_KIND_PROBLEM: &str = "needs exactly one of http, prometheus or resources";
+const CHECK_KIND_PROBLEM: &str = "needs exactly one of http, prometheus or resources";
 
 impl Check {
     /// The HTTP probe, if this is an `http` check.
