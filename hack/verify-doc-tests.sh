@@ -11,7 +11,11 @@ while IFS= read -r ref; do
   name=${ref#*::}
   prefix=0
   case "$name" in *…) name=${name%…}; prefix=1 ;; esac
-  files=$(find controller spec -name "$file" -not -path '*/target/*')
+  # A bare name (monitor.rs) or a path under src/ or tests/ (health/mod.rs).
+  case "$file" in
+    */*) files=$(find controller spec \( -path "$file" -o -path "*/$file" \) -not -path '*/target/*') ;;
+    *) files=$(find controller spec -name "$file" -not -path '*/target/*') ;;
+  esac
   if [ -z "$files" ]; then
     echo "missing file for $ref"; missing=$((missing + 1)); continue
   fi
@@ -21,7 +25,7 @@ while IFS= read -r ref; do
     echo "missing test: $ref"; missing=$((missing + 1))
   fi
   checked=$((checked + 1))
-done < <(grep -ohE '[a-z0-9_]+\.rs::[a-z0-9_]+…?' README.md docs/reliability.md docs/security.md | sort -u)
+done < <(grep -ohE '[a-z0-9_/]+\.rs::[a-z0-9_]+…?' README.md docs/reliability.md docs/security.md | sort -u)
 if [ $missing -gt 0 ]; then
   echo "$missing test reference(s) in the docs name no test"; exit 1
 fi
