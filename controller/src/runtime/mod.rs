@@ -5,3 +5,4 @@ pub mod api;
 pub mod daemon;
 pub mod events;
 pub mod metrics;
+pub mod serve;
