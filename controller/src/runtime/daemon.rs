@@ -14,7 +14,7 @@
 //!    refused, removed …) as results;
 //! 3. [`Scheduler::ensure_monitor`]: start the health monitor of an app that has none;
 //! 4. [`Scheduler::start_pass`]: start the app's pass, unless one is running: then the app
-//!    is marked missed and goes again as soon as that pass ends ([`Running`]);
+//!    is marked missed and goes again as soon as that pass ends ([`Queue`], [`Running`]);
 //! 5. [`Scheduler::reap`]: collect the passes that have finished;
 //! 6. [`Scheduler::wait`]: wait for the next tick, or a stop.
 //!
@@ -96,22 +96,69 @@ fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: 
     );
 }
 
+/// The per-app queue: which apps have a pass running, and which were asked for again
+/// meanwhile (they go again as soon as their pass ends, so no trigger is lost and no app
+/// runs two passes at once).
+#[derive(Clone, Default)]
+struct Queue {
+    /// Apps whose pass is running.
+    running: Arc<Mutex<HashSet<String>>>,
+    /// Apps skipped while their pass was running: they go again as soon as it ends.
+    missed: Arc<Mutex<HashSet<String>>>,
+    /// Wakes the loop.
+    trigger: Arc<Notify>,
+}
+
+impl Queue {
+    /// A queue whose missed apps wake the loop through `trigger`.
+    fn new(trigger: Arc<Notify>) -> Queue {
+        Queue {
+            trigger,
+            ..Queue::default()
+        }
+    }
+
+    /// `app` entered in the running set, or `None` (and `app` marked missed) when its pass
+    /// is running already.
+    fn claim(&self, app: &str) -> Option<Running> {
+        if !self
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(app.to_string())
+        {
+            self.missed
+                .lock()
+                .expect("missed lock")
+                .insert(app.to_string());
+            return None;
+        }
+        Some(Running {
+            app: app.to_string(),
+            queue: self.clone(),
+        })
+    }
+}
+
 /// An app whose pass is running; dropped (however the pass ended, a panic included), it
 /// leaves the running set, and the app goes again at once if a trigger came meanwhile.
 struct Running {
     app: String,
-    running: Arc<Mutex<HashSet<String>>>,
-    missed: Arc<Mutex<HashSet<String>>>,
-    trigger: Arc<Notify>,
+    queue: Queue,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.running.lock() {
+        if let Ok(mut r) = self.queue.running.lock() {
             r.remove(&self.app);
         }
-        if self.missed.lock().is_ok_and(|mut m| m.remove(&self.app)) {
-            self.trigger.notify_one();
+        if self
+            .queue
+            .missed
+            .lock()
+            .is_ok_and(|mut m| m.remove(&self.app))
+        {
+            self.queue.trigger.notify_one();
         }
     }
 }
@@ -232,10 +279,8 @@ struct Scheduler {
     stop_timeout: Duration,
     /// Wakes the loop (a new tick).
     trigger: Arc<Notify>,
-    /// Apps whose pass is running.
-    running: Arc<Mutex<HashSet<String>>>,
-    /// Apps skipped while their pass was running: they go again as soon as it ends.
-    missed: Arc<Mutex<HashSet<String>>>,
+    /// Which apps have a pass running or missed a trigger.
+    queue: Queue,
     /// At most the controller's concurrency passes at once.
     limit: Arc<Semaphore>,
     /// Apps whose monitor is started.
@@ -260,9 +305,8 @@ impl Scheduler {
             ctl,
             interval: opts.interval,
             stop_timeout: opts.stop_timeout,
+            queue: Queue::new(trigger.clone()),
             trigger,
-            running: Arc::default(),
-            missed: Arc::default(),
             limit,
             monitored: HashSet::new(),
             monitors: Vec::new(),
@@ -325,35 +369,12 @@ impl Scheduler {
     /// sees the newer state itself (verification stops for a newer document): it is marked
     /// missed and goes again when that pass ends; the others go now.
     fn start_pass(&mut self, doc: DesiredDoc, commit: &str) {
-        let Some(guard) = self.claim(&doc.app.metadata.name) else {
+        let Some(guard) = self.queue.claim(&doc.app.metadata.name) else {
             return;
         };
         let (ctl, limit) = (self.ctl.clone(), self.limit.clone());
         self.passes
             .spawn(run_pass(ctl, limit, guard, doc, commit.to_string()));
-    }
-
-    /// `app` entered in the running set, or `None` (and `app` marked missed) when its pass
-    /// is running already.
-    fn claim(&self, app: &str) -> Option<Running> {
-        if !self
-            .running
-            .lock()
-            .expect("running lock")
-            .insert(app.to_string())
-        {
-            self.missed
-                .lock()
-                .expect("missed lock")
-                .insert(app.to_string());
-            return None;
-        }
-        Some(Running {
-            app: app.to_string(),
-            running: self.running.clone(),
-            missed: self.missed.clone(),
-            trigger: self.trigger.clone(),
-        })
     }
 
     /// Duty 5: collect the passes that have finished.
@@ -424,7 +445,7 @@ async fn run_pass(
     };
     let outcome = inner.await;
     let secs = started.elapsed().as_secs_f64();
-    record_outcome(&ctl, &name, &commit, secs, &_guard.trigger, outcome).await;
+    record_outcome(&ctl, &name, &commit, secs, &_guard.queue.trigger, outcome).await;
 }
 
 /// Log, count and record how a pass ended: its result (a superseded pass triggers a new
@@ -490,4 +511,36 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     scheduler.drain().await;
     api.stop().await;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_runs_one_pass_at_a_time_and_a_trigger_missed_meanwhile_runs_it_again() {
+        let trigger = Arc::new(Notify::new());
+        let queue = Queue::new(trigger.clone());
+        let first = queue.claim("web").expect("nothing runs yet");
+        assert!(queue.claim("web").is_none(), "a second pass while one runs");
+        let other = queue.claim("api").expect("another app is not held up");
+        drop(other);
+        drop(first);
+        // The missed trigger was kept: the loop wakes, and the app can run again.
+        let woken = holds_a_wake_up(&trigger);
+        assert!(woken, "the app that missed a trigger wakes the loop");
+        let again = queue.claim("web").expect("free once its pass ended");
+        drop(again);
+        assert!(!holds_a_wake_up(&trigger), "nothing missed: no wake-up");
+    }
+
+    /// Whether `n` holds a wake-up (taken).
+    fn holds_a_wake_up(n: &Notify) -> bool {
+        use std::future::Future;
+        let notified = n.notified();
+        let mut notified = std::pin::pin!(notified);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        notified.as_mut().poll(&mut cx).is_ready()
+    }
 }

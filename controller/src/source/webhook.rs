@@ -168,4 +168,21 @@ mod tests {
         assert_eq!(receive(&store, Some("k3y"), &headers, body), Ok(Wake));
         assert!(store.load_source().last_webhook_at.is_some());
     }
+
+    #[tokio::test]
+    async fn a_wake_asks_the_poller_for_a_fetch_and_the_loop_for_a_pass() {
+        let (fetch_now, trigger) = (Notify::new(), Notify::new());
+        Wake.send(&fetch_now, &trigger);
+        let within = std::time::Duration::from_secs(1);
+        assert!(
+            tokio::time::timeout(within, fetch_now.notified())
+                .await
+                .is_ok()
+        );
+        assert!(
+            tokio::time::timeout(within, trigger.notified())
+                .await
+                .is_ok()
+        );
+    }
 }
