@@ -1,25 +1,26 @@
 //! The long-running controller: it follows the source (a watch on a local repo's refs, or a
 //! poll of a remote one, fetched at once on a webhook; see [`crate::source`]), starts the
-//! API ([`crate::runtime::serve`]), and runs a [`Scheduler`] that starts each app's pass
+//! API ([`crate::runtime::serve`]), and runs a `Scheduler` that starts each app's pass
 //! independently (a slow or failing app never holds up another) and a health monitor per
 //! app; graceful stop on SIGTERM or Ctrl-C.
 //!
 //! # What the scheduler does per tick
 //! A tick comes at start, then after the resync interval or sooner when something triggers
 //! (a moved branch, a fetched commit, a webhook, a CLI request, a monitor, a pass that ended
-//! with a trigger missed or superseded). Each duty is idempotent and is one method:
-//! 1. [`Scheduler::read_desired`]: read the desired state afresh (a failure is logged; the
+//! with a trigger missed or superseded). A tick never asks what woke it: each reads afresh
+//! and acts on what it finds. Each duty is one method:
+//! 1. `Scheduler::read_desired`: read the desired state afresh (a failure is logged; the
 //!    tick goes on to 5);
-//! 2. [`Scheduler::record_unrunnable`]: record the documents that cannot run (invalid,
-//!    refused, removed …) as results;
-//! 3. [`Scheduler::ensure_monitor`]: start the health monitor of an app that has none;
-//! 4. [`Scheduler::start_pass`]: start the app's pass, unless one is running: then the app
-//!    is marked missed and goes again as soon as that pass ends ([`Queue`], [`Running`]);
-//! 5. [`Scheduler::reap`]: collect the passes that have finished;
-//! 6. [`Scheduler::wait`]: wait for the next tick, or a stop.
+//! 2. `Scheduler::record_unrunnable`: record the apps the desired state cannot run (a
+//!    document that does not load, an app whose document is gone) as results;
+//! 3. `Scheduler::ensure_monitor`: start the health monitor of an app that has none;
+//! 4. `Scheduler::start_pass`: start the app's pass, unless one is running: then the app
+//!    is marked missed and goes again as soon as that pass ends (`Queue`, `Running`);
+//! 5. `Scheduler::reap`: collect the passes that have finished;
+//! 6. `Scheduler::wait`: wait for the next tick, or a stop.
 //!
 //! On stop: the monitors end, the poller ends, verifications are interrupted, and passes in
-//! flight get `stop_timeout` to finish their step ([`Scheduler::drain`]); then the API stops.
+//! flight get `stop_timeout` to finish their step (`Scheduler::drain`); then the API stops.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -133,7 +133,7 @@ impl Api {
         })
     }
 
-    /// Stop serving: each task gets [`STOP_WAIT`] to end; then `api.json` and the socket
+    /// Stop serving: each task gets 5 s to end; then `api.json` and the socket
     /// are removed.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
