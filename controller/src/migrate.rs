@@ -539,4 +539,81 @@ mod tests {
             "20240101120000_init"
         );
     }
+
+    /// A document whose command driver keeps its level in the file `level` of the release
+    /// directory; its down command (and the test's up) appends which ran, from which
+    /// `SHIPSHAPE_CURRENT_LEVEL`, to `seen`.
+    fn command_app(level: &str, up: &str) -> App {
+        let text = format!(
+            r#"
+apiVersion: shipshape/v1alpha1
+kind: App
+metadata: {{ name: demo }}
+spec:
+  source: {{ repository: /srv/git/demo, commit: 1111111111111111111111111111111111111111 }}
+  releases: {{ root: /srv/demo }}
+  build: {{ install: npm ci }}
+  envFile: /etc/demo/env
+  migrations:
+    driver: command
+    level: "{level}"
+    command:
+      status: cat level 2>/dev/null || true
+      up: {up}
+      down: echo "down from $SHIPSHAPE_CURRENT_LEVEL" >> seen; echo "$SHIPSHAPE_TARGET_LEVEL" > level
+  processes:
+    - name: web
+      script: server.js
+  health:
+    checks:
+      - name: api
+        http: {{ url: "http://127.0.0.1:3000/api/health" }}
+"#
+        );
+        shipshape_spec::load_str(&text, "test.yaml").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_command_driver_without_a_database_url_goes_up_and_down_and_checks_the_level() {
+        const UP: &str = r#"echo "up from $SHIPSHAPE_CURRENT_LEVEL" >> seen; echo "$SHIPSHAPE_TARGET_LEVEL" > level"#;
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::new();
+        let redactor = Redactor::default();
+        let migrate = |app: App| {
+            let (env, redactor, dir) = (&env, &redactor, dir.path().to_path_buf());
+            async move {
+                let cx = Context {
+                    app: &app,
+                    env,
+                    redactor,
+                    dir,
+                    dbmate: PathBuf::from("/nonexistent/dbmate"),
+                    log: None,
+                };
+                cx.migrate().await
+            }
+        };
+        let steps = [
+            ("0003", UP, "up (empty) → 0003"),
+            ("0005", UP, "up 0003 → 0005"),
+            ("0003", UP, "down 0005 → 0003"),
+            ("0003", UP, "already at 0003 (another host migrated it)"),
+        ];
+        for (level, up, said) in steps {
+            let got = migrate(command_app(level, up)).await;
+            assert_eq!(got.unwrap(), said, "to {level}");
+        }
+        let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+        assert_eq!(
+            seen, "up from \nup from 0003\ndown from 0005\n",
+            "which command ran, told which current level"
+        );
+        // An up command that leaves the level where it was fails the check afterwards.
+        match migrate(command_app("0007", "true")).await {
+            Err(MigrateError::Mismatch { after, desired }) => {
+                assert_eq!((after.as_str(), desired.as_str()), ("0003", "0007"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
