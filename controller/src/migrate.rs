@@ -544,33 +544,15 @@ mod tests {
     /// directory; its down command (and the test's up) appends which ran, from which
     /// `SHIPSHAPE_CURRENT_LEVEL`, to `seen`.
     fn command_app(level: &str, up: &str) -> App {
-        let text = format!(
-            r#"
-apiVersion: shipshape/v1alpha1
-kind: App
-metadata: {{ name: demo }}
-spec:
-  source: {{ repository: /srv/git/demo, commit: 1111111111111111111111111111111111111111 }}
-  releases: {{ root: /srv/demo }}
-  build: {{ install: npm ci }}
-  envFile: /etc/demo/env
-  migrations:
-    driver: command
-    level: "{level}"
-    command:
-      status: cat level 2>/dev/null || true
-      up: {up}
-      down: echo "down from $SHIPSHAPE_CURRENT_LEVEL" >> seen; echo "$SHIPSHAPE_TARGET_LEVEL" > level
-  processes:
-    - name: web
-      script: server.js
-  health:
-    checks:
-      - name: api
-        http: {{ url: "http://127.0.0.1:3000/api/health" }}
-"#
-        );
-        shipshape_spec::load_str(&text, "test.yaml").unwrap()
+        let mut app = crate::reconcile::fixtures::app("1111111111111111111111111111111111111111");
+        let down = r#"echo "down from $SHIPSHAPE_CURRENT_LEVEL" >> seen; echo "$SHIPSHAPE_TARGET_LEVEL" > level"#;
+        let migrations = serde_json::json!({
+            "driver": "command",
+            "level": level,
+            "command": { "status": "cat level 2>/dev/null || true", "up": up, "down": down },
+        });
+        app.spec.migrations = Some(serde_json::from_value(migrations).expect("migrations"));
+        app
     }
 
     #[tokio::test]
