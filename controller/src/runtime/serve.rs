@@ -94,7 +94,11 @@ impl Api {
         fetch_now: &Arc<Notify>,
     ) -> anyhow::Result<Api> {
         let (stop_tx, stop) = watch::channel(false);
-        let dir = ctl.store.dir.clone();
+        let mut api = Api {
+            tasks: Vec::new(),
+            stop: stop_tx,
+            dir: ctl.store.dir.clone(),
+        };
         let app = api::router(ApiState {
             ctl: ctl.clone(),
             token: Arc::new(new_token(ctl)?),
@@ -103,18 +107,13 @@ impl Api {
             webhook_secret,
         });
         let (tcp_limits, socket_limits) = Limits::for_open_files(opts.open_files);
-        let mut tasks = Vec::new();
         let socket = serve_socket(ctl, &app, socket_limits, &stop).map(|(path, task)| {
-            tasks.push(task);
+            api.tasks.push(task);
             path
         });
         let Some(listen) = opts.listen else {
             record_api(ctl, None, None, socket, None);
-            return Ok(Api {
-                tasks,
-                stop: stop_tx,
-                dir,
-            });
+            return Ok(api);
         };
         log_limits(&tcp_limits, &socket_limits, opts.open_files);
         let tcp = Tcp {
@@ -125,16 +124,11 @@ impl Api {
             limits: tcp_limits,
         };
         let first = edge::bind_tcp(listen);
-        tasks.push(tokio::spawn(tcp.serve(first, app, stop)));
-        Ok(Api {
-            tasks,
-            stop: stop_tx,
-            dir,
-        })
+        api.tasks.push(tokio::spawn(tcp.serve(first, app, stop)));
+        Ok(api)
     }
 
-    /// Stop serving: each task gets 5 s to end; then `api.json` and the socket
-    /// are removed.
+    /// Stop serving: each task gets 5 s to end; then `api.json` and the socket are removed.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
