@@ -6,9 +6,10 @@
 //! revision by itself when a rollout breaks health.
 //!
 //! # Layout
-//! - [`source`]: the config repo (documents at the branch tip, via git2), app sources (a
-//!   bare mirror per repository, checked out into release directories), and
-//!   [`source::trust`] (signed config commits: ssh-keygen, gpg).
+//! - [`source`]: the config repo (documents at the branch tip, via git2), the local watch
+//!   and the remote poll that notice a change, the webhook intake, [`source::trust`]
+//!   (signed config commits: ssh-keygen, gpg), and app sources (a bare mirror per
+//!   repository, checked out into release directories).
 //! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
 //! - [`reconcile`]: one pass per app: target, observe, plan, execute, decide, record (pure
 //!   decisions in `target`, `decide`, `record`, `revert`).
@@ -17,8 +18,9 @@
 //!   (rounds between passes; regressions and recoveries become records).
 //! - [`pm2`]: the real pm2 through its daemon socket, with the CLI as fallback, an isolated
 //!   `PM2_HOME` and a cleared env.
-//! - [`runtime`]: the daemon loop ([`runtime::daemon`]), the local HTTP API
-//!   ([`runtime::api`]), [`runtime::events`] and [`runtime::metrics`].
+//! - [`runtime`]: the daemon loop ([`runtime::daemon`]), the API's listeners
+//!   ([`runtime::serve`]), the local HTTP API ([`runtime::api`]), [`runtime::events`] and
+//!   [`runtime::metrics`].
 //! - [`cli`]: the `shipshape` commands; [`init`]: an App document from a pm2 ecosystem file.
 //! - Infrastructure, each owning its files and paths:
 //!   - [`exec`]: external commands with time limits, process-group kills and output tails;

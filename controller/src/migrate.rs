@@ -197,18 +197,7 @@ impl Context<'_> {
     pub async fn migrate(&self) -> Result<String, MigrateError> {
         let m = self.migrations();
         let desired = m.level.clone();
-        // The lock needs a PostgreSQL URL; the command driver may not have one.
-        let lock = match (m.driver, self.database_url()) {
-            (MigrationDriver::Command, Err(_)) => None,
-            (_, Err(e)) => return Err(e),
-            (_, Ok(url)) => {
-                let client = connect(url, self.redactor).await?;
-                tracing::debug!(app = %self.app.metadata.name, "waiting for the migration lock");
-                lock(&client, m.timeout.std(), self.redactor).await?;
-                tracing::info!(app = %self.app.metadata.name, "took the migration lock");
-                Some(client)
-            }
-        };
+        let lock = self.take_lock().await?;
         let before = self.level().await?;
         let key = |l: &str| level_key(m.driver, l);
         if before.as_deref().map(key) == Some(key(&desired)) {
@@ -222,78 +211,11 @@ impl Context<'_> {
             )));
         }
         match m.driver {
-            MigrationDriver::Prisma => {
-                let prisma = self.dir.join("node_modules/.bin/prisma");
-                if !prisma.exists() {
-                    return Err(MigrateError::NoTool(format!(
-                        "{} not found: add prisma to the app's dependencies",
-                        prisma.display()
-                    )));
-                }
-                exec::run(&self.spec(Spec::program(
-                    prisma,
-                    &["migrate", "deploy"],
-                    &self.dir,
-                    m.timeout.std(),
-                )))
-                .await?;
-            }
-            MigrationDriver::Dbmate => {
-                let local = self.dir.join("node_modules/.bin/dbmate");
-                let bin = if local.exists() {
-                    local
-                } else {
-                    self.dbmate.clone()
-                };
-                let dir = self.dir.join(m.dir.as_deref().unwrap_or("db/migrations"));
-                let dir = dir.display().to_string();
-                let base = [
-                    "--env",
-                    m.database_env.as_str(),
-                    "--migrations-dir",
-                    dir.as_str(),
-                    "--no-dump-schema",
-                ];
-                if down {
-                    // dbmate rolls back one migration at a time.
-                    let mut level = before.clone();
-                    let mut steps = 0;
-                    while level.as_deref().is_some_and(|l| key(l) > key(&desired)) {
-                        steps += 1;
-                        if steps > 1000 {
-                            break;
-                        }
-                        let args: Vec<&str> = base.iter().copied().chain(["rollback"]).collect();
-                        exec::run(&self.spec(Spec::program(
-                            &bin,
-                            &args,
-                            &self.dir,
-                            m.timeout.std(),
-                        )))
-                        .await?;
-                        level = self.level().await?;
-                    }
-                } else {
-                    let args: Vec<&str> = base.iter().copied().chain(["migrate"]).collect();
-                    exec::run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std())))
-                        .await?;
-                }
-            }
+            MigrationDriver::Prisma => self.prisma_deploy().await?,
+            MigrationDriver::Dbmate => self.dbmate(down, before.clone(), &desired).await?,
             MigrationDriver::Command => {
-                let cmd = m.command.as_ref().expect("validated");
-                let script = if down {
-                    cmd.down.as_deref().expect("can_go_down checked")
-                } else {
-                    cmd.up.as_str()
-                };
-                let spec = Spec::shell(script, &self.dir, m.timeout.std()).envs([
-                    ("SHIPSHAPE_TARGET_LEVEL", desired.clone()),
-                    (
-                        "SHIPSHAPE_CURRENT_LEVEL",
-                        before.clone().unwrap_or_default(),
-                    ),
-                ]);
-                exec::run(&self.spec(spec)).await?;
+                self.command_migrate(down, before.as_deref(), &desired)
+                    .await?;
             }
         }
         let after = self.level().await?;
@@ -309,6 +231,127 @@ impl Context<'_> {
                 desired,
             }),
         }
+    }
+
+    /// Take the advisory migration lock, held while the returned client lives. The lock
+    /// needs a PostgreSQL URL; the command driver may not have one (`None`: no lock).
+    ///
+    /// # Errors
+    /// [`MigrateError`] when the URL is missing (other drivers), the database cannot be
+    /// reached, or the lock is not had within the migration's timeout.
+    async fn take_lock(&self) -> Result<Option<Client>, MigrateError> {
+        let m = self.migrations();
+        match (m.driver, self.database_url()) {
+            (MigrationDriver::Command, Err(_)) => Ok(None),
+            (_, Err(e)) => Err(e),
+            (_, Ok(url)) => {
+                let client = connect(url, self.redactor).await?;
+                tracing::debug!(app = %self.app.metadata.name, "waiting for the migration lock");
+                lock(&client, m.timeout.std(), self.redactor).await?;
+                tracing::info!(app = %self.app.metadata.name, "took the migration lock");
+                Ok(Some(client))
+            }
+        }
+    }
+
+    /// prisma: `prisma migrate deploy` from the release's own dependencies (up only).
+    ///
+    /// # Errors
+    /// [`MigrateError::NoTool`] when the release has no prisma; the command's failure.
+    async fn prisma_deploy(&self) -> Result<(), MigrateError> {
+        let m = self.migrations();
+        let prisma = self.dir.join("node_modules/.bin/prisma");
+        if !prisma.exists() {
+            return Err(MigrateError::NoTool(format!(
+                "{} not found: add prisma to the app's dependencies",
+                prisma.display()
+            )));
+        }
+        exec::run(&self.spec(Spec::program(
+            prisma,
+            &["migrate", "deploy"],
+            &self.dir,
+            m.timeout.std(),
+        )))
+        .await?;
+        Ok(())
+    }
+
+    /// dbmate (the release's own, or the controller's): `migrate` up, or `rollback` one
+    /// migration at a time from `before` until the level is at or below `desired`.
+    ///
+    /// # Errors
+    /// A command's failure, or the level unreadable between rollbacks.
+    async fn dbmate(
+        &self,
+        down: bool,
+        before: Option<String>,
+        desired: &str,
+    ) -> Result<(), MigrateError> {
+        let m = self.migrations();
+        let key = |l: &str| level_key(m.driver, l);
+        let local = self.dir.join("node_modules/.bin/dbmate");
+        let bin = if local.exists() {
+            local
+        } else {
+            self.dbmate.clone()
+        };
+        let dir = self.dir.join(m.dir.as_deref().unwrap_or("db/migrations"));
+        let dir = dir.display().to_string();
+        let base = [
+            "--env",
+            m.database_env.as_str(),
+            "--migrations-dir",
+            dir.as_str(),
+            "--no-dump-schema",
+        ];
+        if !down {
+            let args: Vec<&str> = base.iter().copied().chain(["migrate"]).collect();
+            exec::run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std()))).await?;
+            return Ok(());
+        }
+        // dbmate rolls back one migration at a time.
+        let mut level = before;
+        let mut steps = 0;
+        while level.as_deref().is_some_and(|l| key(l) > key(desired)) {
+            steps += 1;
+            if steps > 1000 {
+                break;
+            }
+            let args: Vec<&str> = base.iter().copied().chain(["rollback"]).collect();
+            exec::run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std()))).await?;
+            level = self.level().await?;
+        }
+        Ok(())
+    }
+
+    /// The command driver: its `up` (or `down`) script, told the target and current levels
+    /// (`SHIPSHAPE_TARGET_LEVEL`, `SHIPSHAPE_CURRENT_LEVEL`).
+    ///
+    /// # Errors
+    /// The script's failure.
+    async fn command_migrate(
+        &self,
+        down: bool,
+        before: Option<&str>,
+        desired: &str,
+    ) -> Result<(), MigrateError> {
+        let m = self.migrations();
+        let cmd = m.command.as_ref().expect("validated");
+        let script = if down {
+            cmd.down.as_deref().expect("can_go_down checked")
+        } else {
+            cmd.up.as_str()
+        };
+        let spec = Spec::shell(script, &self.dir, m.timeout.std()).envs([
+            ("SHIPSHAPE_TARGET_LEVEL", desired.to_string()),
+            (
+                "SHIPSHAPE_CURRENT_LEVEL",
+                before.map(str::to_string).unwrap_or_default(),
+            ),
+        ]);
+        exec::run(&self.spec(spec)).await?;
+        Ok(())
     }
 
     /// Run `migrations.restore` with `SHIPSHAPE_BACKUP_FILE` set to `file`, then report the level.
@@ -495,5 +538,64 @@ mod tests {
             level_key(MigrationDriver::Prisma, "20240101120000_init"),
             "20240101120000_init"
         );
+    }
+
+    /// A document whose command driver keeps its level in the file `level` of the release
+    /// directory; its down command (and the test's up) appends which ran, from which
+    /// `SHIPSHAPE_CURRENT_LEVEL`, to `seen`.
+    fn command_app(level: &str, up: &str) -> App {
+        let mut app = crate::reconcile::fixtures::app("1111111111111111111111111111111111111111");
+        let down = r#"echo "down from $SHIPSHAPE_CURRENT_LEVEL" >> seen; echo "$SHIPSHAPE_TARGET_LEVEL" > level"#;
+        let migrations = serde_json::json!({
+            "driver": "command",
+            "level": level,
+            "command": { "status": "cat level 2>/dev/null || true", "up": up, "down": down },
+        });
+        app.spec.migrations = Some(serde_json::from_value(migrations).expect("migrations"));
+        app
+    }
+
+    #[tokio::test]
+    async fn the_command_driver_without_a_database_url_goes_up_and_down_and_checks_the_level() {
+        const UP: &str = r#"echo "up from $SHIPSHAPE_CURRENT_LEVEL" >> seen; echo "$SHIPSHAPE_TARGET_LEVEL" > level"#;
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::new();
+        let redactor = Redactor::default();
+        let migrate = |app: App| {
+            let (env, redactor, dir) = (&env, &redactor, dir.path().to_path_buf());
+            async move {
+                let cx = Context {
+                    app: &app,
+                    env,
+                    redactor,
+                    dir,
+                    dbmate: PathBuf::from("/nonexistent/dbmate"),
+                    log: None,
+                };
+                cx.migrate().await
+            }
+        };
+        let steps = [
+            ("0003", UP, "up (empty) → 0003"),
+            ("0005", UP, "up 0003 → 0005"),
+            ("0003", UP, "down 0005 → 0003"),
+            ("0003", UP, "already at 0003 (another host migrated it)"),
+        ];
+        for (level, up, said) in steps {
+            let got = migrate(command_app(level, up)).await;
+            assert_eq!(got.unwrap(), said, "to {level}");
+        }
+        let seen = std::fs::read_to_string(dir.path().join("seen")).unwrap();
+        assert_eq!(
+            seen, "up from \nup from 0003\ndown from 0005\n",
+            "which command ran, told which current level"
+        );
+        // An up command that leaves the level where it was fails the check afterwards.
+        match migrate(command_app("0007", "true")).await {
+            Err(MigrateError::Mismatch { after, desired }) => {
+                assert_eq!((after.as_str(), desired.as_str()), ("0003", "0007"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

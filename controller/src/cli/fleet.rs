@@ -201,33 +201,13 @@ pub fn targets(build: &[Sample], up: &[Sample]) -> Targets {
 /// as unreachable whatever `info` holds.
 pub fn assemble(info: &[Sample], targets: &Targets, seen: &[Sample]) -> Vec<AppView> {
     let mut apps: BTreeMap<String, Vec<HostRow>> = BTreeMap::new();
-    let none_if_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     for s in info {
-        let target = s.target();
-        if targets.get(&target).is_some_and(|(_, up)| !up) {
+        if targets.get(&s.target()).is_some_and(|(_, up)| !up) {
             continue;
         }
-        let host = match s.label("host") {
-            "" => target.1.clone(),
-            h => h.to_string(),
-        };
         apps.entry(s.label("app").to_string())
             .or_default()
-            .push(HostRow {
-                host,
-                instance: format!("{}/{}", target.0, target.1),
-                reach: Reach::Up,
-                phase: none_if_empty(s.label("phase")),
-                live_commit: none_if_empty(s.label("live_commit")),
-                live_revision: s.label("live_revision").parse().ok(),
-                desired_commit: none_if_empty(s.label("desired_commit")),
-                config_commit: none_if_empty(s.label("config_commit")),
-                pinned: s.label("pinned") == "true",
-                reverted: s.label("reverted") == "true",
-                differs_from_desired: false,
-                differs_from_majority: false,
-                differs_from_majority_config: false,
-            });
+            .push(HostRow::reported(s));
     }
     for s in seen {
         let target = s.target();
@@ -239,8 +219,44 @@ pub fn assemble(info: &[Sample], targets: &Targets, seen: &[Sample]) -> Vec<AppV
         if rows.iter().any(|r| r.instance == instance) {
             continue;
         }
-        rows.push(HostRow {
-            host: host.clone(),
+        rows.push(HostRow::unreachable(host.clone(), instance));
+    }
+    apps.into_iter()
+        .map(|(app, hosts)| AppView::compare(app, hosts))
+        .collect()
+}
+
+impl HostRow {
+    /// The row a reachable controller reports in its `shipshape_app_info` sample `s` (not
+    /// yet compared with the other hosts).
+    fn reported(s: &Sample) -> HostRow {
+        let none_if_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let target = s.target();
+        let host = match s.label("host") {
+            "" => target.1.clone(),
+            h => h.to_string(),
+        };
+        HostRow {
+            host,
+            instance: format!("{}/{}", target.0, target.1),
+            reach: Reach::Up,
+            phase: none_if_empty(s.label("phase")),
+            live_commit: none_if_empty(s.label("live_commit")),
+            live_revision: s.label("live_revision").parse().ok(),
+            desired_commit: none_if_empty(s.label("desired_commit")),
+            config_commit: none_if_empty(s.label("config_commit")),
+            pinned: s.label("pinned") == "true",
+            reverted: s.label("reverted") == "true",
+            differs_from_desired: false,
+            differs_from_majority: false,
+            differs_from_majority_config: false,
+        }
+    }
+
+    /// The row of a controller whose scrapes fail: its state unknown.
+    fn unreachable(host: String, instance: String) -> HostRow {
+        HostRow {
+            host,
             instance,
             reach: Reach::Unreachable,
             phase: None,
@@ -253,32 +269,35 @@ pub fn assemble(info: &[Sample], targets: &Targets, seen: &[Sample]) -> Vec<AppV
             differs_from_desired: false,
             differs_from_majority: false,
             differs_from_majority_config: false,
-        });
+        }
     }
-    apps.into_iter()
-        .map(|(app, mut hosts)| {
-            hosts.sort_by(|a, b| (&a.host, &a.instance).cmp(&(&b.host, &b.instance)));
-            let up: Vec<&HostRow> = hosts.iter().filter(|h| h.reach == Reach::Up).collect();
-            let majority_commit = majority(up.iter().map(|h| h.live_commit.clone()), up.len());
-            let majority_config = majority(up.iter().map(|h| h.config_commit.clone()), up.len());
-            let desired_commit = most_common(up.iter().map(|h| h.desired_commit.clone()));
-            for h in hosts.iter_mut().filter(|h| h.reach == Reach::Up) {
-                h.differs_from_desired = h.live_commit != h.desired_commit;
-                h.differs_from_majority = majority_commit
-                    .as_ref()
-                    .is_some_and(|m| h.live_commit.as_ref() != Some(m));
-                h.differs_from_majority_config = majority_config
-                    .as_ref()
-                    .is_some_and(|m| h.config_commit.as_ref() != Some(m));
-            }
-            AppView {
-                app,
-                desired_commit,
-                majority_commit,
-                hosts,
-            }
-        })
-        .collect()
+}
+
+impl AppView {
+    /// `app` across `hosts`, sorted by host: the majorities and the desired commit among
+    /// the reachable ones, and how each reachable host differs from them.
+    fn compare(app: String, mut hosts: Vec<HostRow>) -> AppView {
+        hosts.sort_by(|a, b| (&a.host, &a.instance).cmp(&(&b.host, &b.instance)));
+        let up: Vec<&HostRow> = hosts.iter().filter(|h| h.reach == Reach::Up).collect();
+        let majority_commit = majority(up.iter().map(|h| h.live_commit.clone()), up.len());
+        let majority_config = majority(up.iter().map(|h| h.config_commit.clone()), up.len());
+        let desired_commit = most_common(up.iter().map(|h| h.desired_commit.clone()));
+        for h in hosts.iter_mut().filter(|h| h.reach == Reach::Up) {
+            h.differs_from_desired = h.live_commit != h.desired_commit;
+            h.differs_from_majority = majority_commit
+                .as_ref()
+                .is_some_and(|m| h.live_commit.as_ref() != Some(m));
+            h.differs_from_majority_config = majority_config
+                .as_ref()
+                .is_some_and(|m| h.config_commit.as_ref() != Some(m));
+        }
+        AppView {
+            app,
+            desired_commit,
+            majority_commit,
+            hosts,
+        }
+    }
 }
 
 /// The value more than half of `of` share, if one does.
@@ -303,62 +322,83 @@ fn most_common(values: impl Iterator<Item = Option<String>>) -> Option<String> {
     counts.into_iter().find(|(_, n)| *n == best).map(|(v, _)| v)
 }
 
+/// The table's columns.
+const COLUMNS: [&str; 10] = [
+    "APP", "HOST", "PHASE", "LIVE", "REV", "DESIRED", "CONFIG", "PINNED", "REVERTED", "DIFFERS",
+];
+
 /// The table: one line per (app, host), then one summary line per app.
 pub fn render_table(apps: &[AppView]) -> String {
-    let short = |c: &Option<String>| c.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
-    let mut rows = vec![
-        [
-            "APP", "HOST", "PHASE", "LIVE", "REV", "DESIRED", "CONFIG", "PINNED", "REVERTED",
-            "DIFFERS",
-        ]
-        .map(str::to_string),
-    ];
+    let mut rows = vec![COLUMNS.map(str::to_string)];
     for a in apps {
-        for h in &a.hosts {
-            let differs = match h.reach {
-                Reach::Unreachable => "unknown: scrapes failing".to_string(),
-                Reach::Up => {
-                    let mut d = Vec::new();
-                    if h.differs_from_desired {
-                        d.push("desired");
-                    }
-                    if h.differs_from_majority {
-                        d.push("majority");
-                    }
-                    if h.differs_from_majority_config {
-                        d.push("config");
-                    }
-                    if d.is_empty() {
-                        "-".into()
-                    } else {
-                        d.join(", ")
-                    }
-                }
-            };
-            rows.push([
-                a.app.clone(),
-                h.host.clone(),
-                match h.reach {
-                    Reach::Up => h.phase.clone().unwrap_or_else(|| "-".into()),
-                    Reach::Unreachable => "Unreachable".into(),
-                },
-                short(&h.live_commit),
-                h.live_revision
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                short(&h.desired_commit),
-                short(&h.config_commit),
-                if h.pinned { "pinned" } else { "-" }.into(),
-                if h.reverted { "reverted" } else { "-" }.into(),
-                differs,
-            ]);
+        rows.extend(a.hosts.iter().map(|h| host_cells(&a.app, h)));
+    }
+    let mut out = aligned(&rows);
+    for a in apps {
+        out.push_str(&summary_line(a));
+        out.push('\n');
+    }
+    out
+}
+
+/// A commit, shortened, or `-`.
+fn short_or_dash(c: &Option<String>) -> String {
+    c.as_deref().map(short_sha).unwrap_or_else(|| "-".into())
+}
+
+/// The cells of `h`'s line (one per [`COLUMNS`]).
+fn host_cells(app: &str, h: &HostRow) -> [String; 10] {
+    [
+        app.to_string(),
+        h.host.clone(),
+        match h.reach {
+            Reach::Up => h.phase.clone().unwrap_or_else(|| "-".into()),
+            Reach::Unreachable => "Unreachable".into(),
+        },
+        short_or_dash(&h.live_commit),
+        h.live_revision
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into()),
+        short_or_dash(&h.desired_commit),
+        short_or_dash(&h.config_commit),
+        if h.pinned { "pinned" } else { "-" }.into(),
+        if h.reverted { "reverted" } else { "-" }.into(),
+        differs(h),
+    ]
+}
+
+/// The DIFFERS cell: what a reachable host differs from (desired, majority, config), `-`
+/// for nothing; unknown for an unreachable one.
+fn differs(h: &HostRow) -> String {
+    match h.reach {
+        Reach::Unreachable => "unknown: scrapes failing".to_string(),
+        Reach::Up => {
+            let mut d = Vec::new();
+            if h.differs_from_desired {
+                d.push("desired");
+            }
+            if h.differs_from_majority {
+                d.push("majority");
+            }
+            if h.differs_from_majority_config {
+                d.push("config");
+            }
+            if d.is_empty() {
+                "-".into()
+            } else {
+                d.join(", ")
+            }
         }
     }
+}
+
+/// `rows` as lines, each column as wide as its widest cell, two spaces apart.
+fn aligned(rows: &[[String; 10]]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for r in &rows {
+    for r in rows {
         let line: Vec<String> = r
             .iter()
             .zip(&widths)
@@ -367,38 +407,40 @@ pub fn render_table(apps: &[AppView]) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    for a in apps {
-        let up = a.hosts.iter().filter(|h| h.reach == Reach::Up).count();
-        let on_desired = a
-            .hosts
-            .iter()
-            .filter(|h| h.reach == Reach::Up && !h.differs_from_desired)
-            .count();
-        let mut line = format!(
-            "{}: {on_desired} of {} hosts live on the desired commit {}",
-            a.app,
-            a.hosts.len(),
-            short(&a.desired_commit)
-        );
-        match &a.majority_commit {
-            Some(m) => {
-                let n = a
-                    .hosts
-                    .iter()
-                    .filter(|h| h.live_commit.as_ref() == Some(m))
-                    .count();
-                line.push_str(&format!("; majority live {} ({n} of {up})", short_sha(m)));
-            }
-            None => line.push_str("; no majority live commit"),
-        }
-        let unreachable = a.hosts.len() - up;
-        if unreachable > 0 {
-            line.push_str(&format!("; {unreachable} unreachable"));
-        }
-        out.push_str(&line);
-        out.push('\n');
-    }
     out
+}
+
+/// The summary of one app: how many hosts run the desired commit, the majority live
+/// commit, and how many hosts are unreachable.
+fn summary_line(a: &AppView) -> String {
+    let up = a.hosts.iter().filter(|h| h.reach == Reach::Up).count();
+    let on_desired = a
+        .hosts
+        .iter()
+        .filter(|h| h.reach == Reach::Up && !h.differs_from_desired)
+        .count();
+    let mut line = format!(
+        "{}: {on_desired} of {} hosts live on the desired commit {}",
+        a.app,
+        a.hosts.len(),
+        short_or_dash(&a.desired_commit)
+    );
+    match &a.majority_commit {
+        Some(m) => {
+            let n = a
+                .hosts
+                .iter()
+                .filter(|h| h.live_commit.as_ref() == Some(m))
+                .count();
+            line.push_str(&format!("; majority live {} ({n} of {up})", short_sha(m)));
+        }
+        None => line.push_str("; no majority live commit"),
+    }
+    let unreachable = a.hosts.len() - up;
+    if unreachable > 0 {
+        line.push_str(&format!("; {unreachable} unreachable"));
+    }
+    line
 }
 
 /// One instant query: the vector's samples.

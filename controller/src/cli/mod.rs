@@ -365,107 +365,128 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn main() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run(_)) {
-        // A one-shot command piped into `head` should end quietly, as Unix tools do.
-        // (The daemon keeps Rust's default: a closed socket must not kill it.)
-        // SAFETY: restoring the default disposition of a signal at start-up, before any thread.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        end_quietly_on_a_closed_pipe();
+    }
+    cli.command.run()
+}
+
+/// A one-shot command piped into `head` should end quietly, as Unix tools do. (The daemon
+/// keeps Rust's default: a closed socket must not kill it.)
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring the default disposition of a signal at start-up, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+impl Command {
+    /// Run the command; its exit code.
+    ///
+    /// # Errors
+    /// Setup failures (the state directory cannot be created, the runtime cannot start).
+    fn run(self) -> anyhow::Result<i32> {
+        match self {
+            Command::Run(args) => run::run(args),
+            Command::Plan {
+                source,
+                output,
+                files,
+            } => plan::plan(&source, output, &files),
+            Command::Validate { files } => Ok(plan::validate(&files)),
+            Command::Status {
+                state_dir,
+                app,
+                output,
+                watch,
+            } => status::status(&state_dir, app.as_deref(), output, watch),
+            Command::History {
+                state_dir,
+                app,
+                output,
+            } => Ok(status::history(&state_dir, &app, output)),
+            Command::Logs {
+                state_dir,
+                app,
+                revision,
+            } => Ok(status::logs(&state_dir, &app, revision)),
+            Command::Pin {
+                state_dir,
+                app,
+                revision,
+                reason,
+                by,
+            } => Ok(requests::pin(&state_dir, &app, revision, reason, by)),
+            Command::Unpin { state_dir, app, by } => Ok(requests::unpin(&state_dir, &app, by)),
+            Command::Retry {
+                state_dir,
+                app,
+                allow_rewind,
+            } => Ok(retry(&state_dir, app.as_deref(), allow_rewind)),
+            Command::Reconcile { state_dir, app } => {
+                Ok(requests::reconcile(&state_dir, app.as_deref()))
+            }
+            Command::Fleet {
+                prometheus,
+                app,
+                output,
+                lookback,
+                timeout,
+            } => fleet::fleet(&fleet::Options {
+                prometheus,
+                app,
+                output,
+                lookback,
+                timeout,
+            }),
+            Command::Schema => {
+                print!("{}", shipshape_spec::app_schema_text());
+                Ok(0)
+            }
+            Command::Completions { shell } => Ok(completions(shell)),
+            Command::Init {
+                ecosystem,
+                name,
+                repository,
+                commit,
+                root,
+                health_url,
+            } => Ok(crate::init::run(&crate::init::Options {
+                ecosystem,
+                name,
+                repository,
+                commit,
+                root,
+                health_url,
+            })),
         }
     }
-    match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Plan {
-            source,
-            output,
-            files,
-        } => plan::plan(&source, output, &files),
-        Command::Validate { files } => Ok(plan::validate(&files)),
-        Command::Status {
-            state_dir,
-            app,
-            output,
-            watch,
-        } => status::status(&state_dir, app.as_deref(), output, watch),
-        Command::History {
-            state_dir,
-            app,
-            output,
-        } => Ok(status::history(&state_dir, &app, output)),
-        Command::Logs {
-            state_dir,
-            app,
-            revision,
-        } => Ok(status::logs(&state_dir, &app, revision)),
-        Command::Pin {
-            state_dir,
-            app,
-            revision,
-            reason,
-            by,
-        } => Ok(requests::pin(&state_dir, &app, revision, reason, by)),
-        Command::Unpin { state_dir, app, by } => Ok(requests::unpin(&state_dir, &app, by)),
-        Command::Retry {
-            state_dir,
-            app,
-            allow_rewind,
-        } => {
-            let mut code = 0;
-            if allow_rewind {
-                code = requests::allow_rewind(&state_dir);
-            }
-            if let Some(app) = app
-                && code == 0
-            {
-                code = requests::retry(&state_dir, &app);
-            }
-            Ok(code)
-        }
-        Command::Reconcile { state_dir, app } => {
-            Ok(requests::reconcile(&state_dir, app.as_deref()))
-        }
-        Command::Fleet {
-            prometheus,
-            app,
-            output,
-            lookback,
-            timeout,
-        } => fleet::fleet(&fleet::Options {
-            prometheus,
-            app,
-            output,
-            lookback,
-            timeout,
-        }),
-        Command::Schema => {
-            print!("{}", shipshape_spec::app_schema_text());
-            Ok(0)
-        }
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "shipshape",
-                &mut std::io::stdout(),
-            );
-            Ok(0)
-        }
-        Command::Init {
-            ecosystem,
-            name,
-            repository,
-            commit,
-            root,
-            health_url,
-        } => Ok(crate::init::run(&crate::init::Options {
-            ecosystem,
-            name,
-            repository,
-            commit,
-            root,
-            health_url,
-        })),
+}
+
+/// `shipshape retry`: allow the rewind first when asked, then retry `app` (if named and
+/// the rewind was allowed); the exit code of the first that fails.
+fn retry(state_dir: &Path, app: Option<&str>, allow_rewind: bool) -> i32 {
+    let mut code = 0;
+    if allow_rewind {
+        code = requests::allow_rewind(state_dir);
     }
+    if let Some(app) = app
+        && code == 0
+    {
+        code = requests::retry(state_dir, app);
+    }
+    code
+}
+
+/// `shipshape completions`: the completion script for `shell`, on standard output.
+fn completions(shell: clap_complete::Shell) -> i32 {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "shipshape",
+        &mut std::io::stdout(),
+    );
+    0
 }
 
 /// Log to standard error, at `RUST_LOG`'s levels (default: info), with URL credentials

@@ -330,22 +330,109 @@ fn condition_rank(type_: &str) -> usize {
 
 /// The detail view of one app: every fact once, newest state first.
 pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
-    let mut seen = Seen::default();
-    let mut out = Vec::new();
-    out.push(format!(
-        "{}  {:?}  since {}",
-        rec.name,
-        rec.phase,
-        age(since(rec), now)
-    ));
-    let rev_line = |label: &str, e: &crate::state::RevisionEntry, seen: &mut Seen| {
+    let mut sheet = Sheet {
+        out: Vec::new(),
+        seen: Seen::default(),
+        now,
+    };
+    for section in DETAIL_SECTIONS {
+        section(&mut sheet, rec);
+    }
+    let mut text = sheet.out.join("\n");
+    text.push('\n');
+    text
+}
+
+/// The sections of [`detail`], in the order they are shown. The order matters beyond the
+/// layout: a message is shown once, where it first appears ([`Seen`]).
+const DETAIL_SECTIONS: [fn(&mut Sheet, &AppRecord); 9] = [
+    Sheet::title,
+    Sheet::desired,
+    Sheet::revisions,
+    Sheet::pin,
+    Sheet::quarantine,
+    Sheet::conditions,
+    Sheet::health,
+    Sheet::last_error,
+    Sheet::last_pass,
+];
+
+/// The detail view being written: its lines, the messages shown so far, and the time ages
+/// are measured to.
+struct Sheet {
+    out: Vec<String>,
+    seen: Seen,
+    now: DateTime<Utc>,
+}
+
+impl Sheet {
+    /// The name, the phase and how long it has held.
+    fn title(&mut self, rec: &AppRecord) {
+        self.out.push(format!(
+            "{}  {:?}  since {}",
+            rec.name,
+            rec.phase,
+            age(since(rec), self.now)
+        ));
+    }
+
+    /// The desired commits, when the desired app commit is not the live one. A new config
+    /// commit that leaves the app commit alone shows as the attempted revision.
+    fn desired(&mut self, rec: &AppRecord) {
+        let live = rec.live();
+        if rec.desired_app_commit.is_some()
+            && rec.desired_app_commit.as_deref() != live.map(|l| l.revision.app_commit.as_str())
+        {
+            self.out.push(format!(
+                "  {:<11} config {}  app {}",
+                "desired",
+                rec.desired_config_commit
+                    .as_deref()
+                    .map(short)
+                    .unwrap_or_else(|| "-".into()),
+                rec.desired_app_commit
+                    .as_deref()
+                    .map(short)
+                    .unwrap_or_else(|| "-".into()),
+            ));
+        }
+    }
+
+    /// The live revision, then the last healthy and the last attempted ones when they are
+    /// not the live one.
+    fn revisions(&mut self, rec: &AppRecord) {
+        if let Some(l) = rec.live() {
+            let line = self.revision_line("live", l);
+            self.out.push(line);
+        } else {
+            self.out
+                .push(format!("  {:<11} nothing applied yet", "live"));
+        }
+        if let Some(h) = rec
+            .last_healthy()
+            .filter(|h| Some(h.revision.number) != rec.live_revision)
+        {
+            let line = self.revision_line("healthy", h);
+            self.out.push(line);
+        }
+        if let Some(a) = rec
+            .last_attempted()
+            .filter(|a| Some(a.revision.number) != rec.live_revision)
+        {
+            let line = self.revision_line("attempted", a);
+            self.out.push(line);
+        }
+    }
+
+    /// One revision's line under `label`.
+    fn revision_line(&mut self, label: &str, e: &crate::state::RevisionEntry) -> String {
         let v = &e.revision;
         let when = v.finished_at.as_deref().or(v.live_at.as_deref());
         // A healthy revision's outcome says it all.
         let message = if v.outcome == Outcome::Healthy {
             String::new()
         } else {
-            seen.note(&v.message)
+            self.seen.note(&v.message)
         };
         format!(
             "  {label:<11} revision {}  config {}  app {}  level {}  {:?} {} ago{}",
@@ -354,84 +441,62 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             short(&v.app_commit),
             v.level.as_deref().unwrap_or("-"),
             v.outcome,
-            age(when.or(Some(&v.started_at)), now),
+            age(when.or(Some(&v.started_at)), self.now),
             message
         )
-    };
-    let live = rec.live();
-    // A new config commit that leaves the app commit alone shows as the attempted revision.
-    if rec.desired_app_commit.is_some()
-        && rec.desired_app_commit.as_deref() != live.map(|l| l.revision.app_commit.as_str())
-    {
-        out.push(format!(
-            "  {:<11} config {}  app {}",
-            "desired",
-            rec.desired_config_commit
-                .as_deref()
-                .map(short)
-                .unwrap_or_else(|| "-".into()),
-            rec.desired_app_commit
-                .as_deref()
-                .map(short)
-                .unwrap_or_else(|| "-".into()),
-        ));
     }
-    if let Some(l) = live {
-        out.push(rev_line("live", l, &mut seen));
-    } else {
-        out.push(format!("  {:<11} nothing applied yet", "live"));
+
+    /// The pin: its revision, who set it, when, from where, and why.
+    fn pin(&mut self, rec: &AppRecord) {
+        if let Some(p) = &rec.pin {
+            self.out.push(format!(
+                "  {:<11} revision {} by {} {} ago ({}){}",
+                "pinned",
+                p.revision,
+                p.by,
+                age(Some(&p.at), self.now),
+                match p.source {
+                    PinSource::Cli => "shipshape pin",
+                    PinSource::Document => "spec.pin",
+                },
+                self.seen.note(&p.reason)
+            ));
+        }
     }
-    if let Some(h) = rec
-        .last_healthy()
-        .filter(|h| Some(h.revision.number) != rec.live_revision)
-    {
-        out.push(rev_line("healthy", h, &mut seen));
+
+    /// Each quarantined config commit, and how many older entries were dropped.
+    fn quarantine(&mut self, rec: &AppRecord) {
+        for q in &rec.quarantined {
+            self.out.push(format!(
+                "  {:<11} config {} (revision {}) {} ago{}",
+                "quarantined",
+                short(&q.config_commit),
+                q.revision,
+                age(Some(&q.at), self.now),
+                self.seen.note(&q.reason)
+            ));
+        }
+        if rec.quarantine_dropped > 0 {
+            self.out.push(format!(
+                "  {:<11} {} older entr{} dropped (the newest {} are kept)",
+                "quarantined",
+                rec.quarantine_dropped,
+                if rec.quarantine_dropped == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                crate::state::QUARANTINE_KEEP
+            ));
+        }
     }
-    if let Some(a) = rec
-        .last_attempted()
-        .filter(|a| Some(a.revision.number) != rec.live_revision)
-    {
-        out.push(rev_line("attempted", a, &mut seen));
-    }
-    if let Some(p) = &rec.pin {
-        out.push(format!(
-            "  {:<11} revision {} by {} {} ago ({}){}",
-            "pinned",
-            p.revision,
-            p.by,
-            age(Some(&p.at), now),
-            match p.source {
-                PinSource::Cli => "shipshape pin",
-                PinSource::Document => "spec.pin",
-            },
-            seen.note(&p.reason)
-        ));
-    }
-    for q in &rec.quarantined {
-        out.push(format!(
-            "  {:<11} config {} (revision {}) {} ago{}",
-            "quarantined",
-            short(&q.config_commit),
-            q.revision,
-            age(Some(&q.at), now),
-            seen.note(&q.reason)
-        ));
-    }
-    if rec.quarantine_dropped > 0 {
-        out.push(format!(
-            "  {:<11} {} older entr{} dropped (the newest {} are kept)",
-            "quarantined",
-            rec.quarantine_dropped,
-            if rec.quarantine_dropped == 1 {
-                "y"
-            } else {
-                "ies"
-            },
-            crate::state::QUARANTINE_KEEP
-        ));
-    }
-    if !rec.conditions.is_empty() {
-        out.push("  conditions".into());
+
+    /// The conditions, in kstatus's order, aligned: type, status, reason, age, message.
+    fn conditions(&mut self, rec: &AppRecord) {
+        if rec.conditions.is_empty() {
+            return;
+        }
+        self.out.push("  conditions".into());
         let mut conditions: Vec<&shipshape_spec::status::Condition> =
             rec.conditions.iter().collect();
         conditions.sort_by_key(|c| condition_rank(&c.type_));
@@ -453,25 +518,30 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             .collect();
         let sw = statuses.iter().map(String::len).max().unwrap_or(0);
         for (c, status) in conditions.iter().zip(&statuses) {
-            out.push(
+            self.out.push(
                 format!(
                     "    {:<tw$}  {status:<sw$}  {:<rw$}  {:>4}{}",
                     c.type_,
                     c.reason,
-                    age(Some(&c.last_transition_time), now),
-                    seen.note(&c.message)
+                    age(Some(&c.last_transition_time), self.now),
+                    self.seen.note(&c.message)
                 )
                 .trim_end()
                 .to_string(),
             );
         }
     }
-    if let Some(h) = &rec.health {
-        out.push(format!(
+
+    /// The last health round: its verdict and streaks, then each check's state and detail.
+    fn health(&mut self, rec: &AppRecord) {
+        let Some(h) = &rec.health else {
+            return;
+        };
+        self.out.push(format!(
             "  {:<11} {} {} ago, revision {}: {} passing, {} failing in a row",
             "health",
             if h.passing { "passing" } else { "FAILING" },
-            age(Some(&h.checked_at), now),
+            age(Some(&h.checked_at), self.now),
             h.revision,
             h.consecutive_passes,
             h.consecutive_failures
@@ -480,46 +550,53 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
         let states: Vec<String> = h.results.iter().map(|c| format!("{:?}", c.state)).collect();
         let sw = states.iter().map(String::len).max().unwrap_or(0);
         for (c, state) in h.results.iter().zip(&states) {
-            out.push(format!(
+            self.out.push(format!(
                 "    {:<nw$}  {state:<sw$}  {}",
                 c.name,
                 one_line(&c.detail)
             ));
         }
     }
-    if let Some(e) = &rec.last_error {
-        out.push(format!(
+
+    /// The last error: its step, when, its message, and the last [`TAIL_LINES`] of output.
+    fn last_error(&mut self, rec: &AppRecord) {
+        let Some(e) = &rec.last_error else {
+            return;
+        };
+        self.out.push(format!(
             "  {:<11} {} {} ago{}",
             "last error",
             e.step,
-            age(Some(&e.at), now),
-            seen.note(&e.message)
+            age(Some(&e.at), self.now),
+            self.seen.note(&e.message)
         ));
         if let Some(t) = &e.output_tail {
             let lines: Vec<&str> = t.lines().collect();
             for line in &lines[lines.len().saturating_sub(TAIL_LINES)..] {
-                out.push(format!("    | {line}").trim_end().to_string());
+                self.out
+                    .push(format!("    | {line}").trim_end().to_string());
             }
         }
     }
-    if let Some(p) = &rec.last_pass {
-        let steps: Vec<&str> = p.steps.iter().map(|s| s.step.as_str()).collect();
-        out.push(format!(
-            "  {:<11} {} ago, config {}, {}{}",
-            "last pass",
-            age(Some(&p.finished_at), now),
-            short(&p.config_commit),
-            if steps.is_empty() {
-                "no steps".to_string()
-            } else {
-                steps.join(", ")
-            },
-            seen.note(&p.result)
-        ));
+
+    /// The last pass: when, at which config commit, its steps and its result.
+    fn last_pass(&mut self, rec: &AppRecord) {
+        if let Some(p) = &rec.last_pass {
+            let steps: Vec<&str> = p.steps.iter().map(|s| s.step.as_str()).collect();
+            self.out.push(format!(
+                "  {:<11} {} ago, config {}, {}{}",
+                "last pass",
+                age(Some(&p.finished_at), self.now),
+                short(&p.config_commit),
+                if steps.is_empty() {
+                    "no steps".to_string()
+                } else {
+                    steps.join(", ")
+                },
+                self.seen.note(&p.result)
+            ));
+        }
     }
-    let mut text = out.join("\n");
-    text.push('\n');
-    text
 }
 
 /// How long a changed line stays highlighted in the live view.

@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 
 use crate::reconcile::Controller;
 use crate::runtime::events::{Event, EventKind};
+use crate::source::webhook;
 use crate::state;
 use crate::state::requests::Request as AppRequest;
 use types::{
@@ -156,59 +157,22 @@ async fn read_records<T: Send + 'static>(
     })
 }
 
-/// True when `headers` carry a valid GitHub (`X-Hub-Signature-256: sha256=<hex>`, an
-/// HMAC-SHA256 of the body) or GitLab (`X-Gitlab-Token`) credential for `secret`. Both
-/// comparisons are constant-time. An empty secret authenticates nobody (anyone can send
-/// an empty token or compute an HMAC keyed with nothing).
-pub fn webhook_authentic(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
-    use hmac::Mac;
-    if secret.is_empty() {
-        return false;
-    }
-    if let Some(sig) = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-    {
-        let Some(hex_sig) = sig.strip_prefix("sha256=") else {
-            return false;
-        };
-        let Ok(expected) = hex::decode(hex_sig) else {
-            return false;
-        };
-        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
-            return false;
-        };
-        mac.update(body);
-        return mac.verify_slice(&expected).is_ok();
-    }
-    if let Some(token) = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok()) {
-        return token.as_bytes().ct_eq(secret.as_bytes()).into();
-    }
-    false
-}
-
 async fn git_hook(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(secret) = &s.webhook_secret else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "webhooks are not enabled (start with --webhook-secret-file)",
-        )
-        .into_response();
-    };
-    if !webhook_authentic(&headers, &body, secret) {
-        return error(StatusCode::UNAUTHORIZED, "missing or bad webhook signature").into_response();
+    let secret = s.webhook_secret.as_deref().map(String::as_str);
+    match webhook::receive(&s.ctl.store, secret, &headers, &body) {
+        Ok(wake) => wake.send(&s.fetch_now, &s.trigger),
+        Err(refusal) => {
+            let code = match refusal {
+                webhook::Refusal::NotEnabled => StatusCode::NOT_FOUND,
+                webhook::Refusal::NotAuthentic => StatusCode::UNAUTHORIZED,
+            };
+            return error(code, &refusal.to_string()).into_response();
+        }
     }
-    let mut src = s.ctl.store.load_source();
-    src.last_webhook_at = Some(state::now());
-    if let Err(e) = s.ctl.store.save_source(&src) {
-        tracing::warn!("could not record the webhook's arrival: {e}");
-    }
-    s.fetch_now.notify_one();
-    s.trigger.notify_one();
     (
         StatusCode::ACCEPTED,
         Json(HookResponse {
@@ -787,49 +751,5 @@ impl Client {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn github_headers(secret: &str, body: &[u8]) -> HeaderMap {
-        use hmac::Mac;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(body);
-        let sig = hex::encode(mac.finalize().into_bytes());
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-hub-signature-256",
-            format!("sha256={sig}").parse().unwrap(),
-        );
-        h
-    }
-
-    #[test]
-    fn webhooks_are_authentic_only_with_the_secret() {
-        let body = b"{\"ref\":\"refs/heads/main\"}";
-        assert!(webhook_authentic(&github_headers("k3y", body), body, "k3y"));
-        assert!(!webhook_authentic(
-            &github_headers("other", body),
-            body,
-            "k3y"
-        ));
-        let mut gitlab = HeaderMap::new();
-        gitlab.insert("x-gitlab-token", "k3y".parse().unwrap());
-        assert!(webhook_authentic(&gitlab, body, "k3y"));
-        assert!(!webhook_authentic(&gitlab, body, "k3y-not"));
-        assert!(!webhook_authentic(&HeaderMap::new(), body, "k3y"));
-    }
-
-    #[test]
-    fn an_empty_secret_authenticates_nobody() {
-        let body = b"{}";
-        // An HMAC keyed with the empty string is computable by anyone.
-        assert!(!webhook_authentic(&github_headers("", body), body, ""));
-        let mut gitlab = HeaderMap::new();
-        gitlab.insert("x-gitlab-token", "".parse().unwrap());
-        assert!(!webhook_authentic(&gitlab, body, ""));
     }
 }

@@ -1,7 +1,26 @@
-//! The long-running controller: a source watcher (notify on a local repo's refs; polling a
-//! remote one with back-off, or at once on a webhook), a reconcile loop that runs each
-//! app's pass independently (a slow or failing app never holds up another), a health
-//! monitor per app, and the local API; graceful stop on SIGTERM or Ctrl-C.
+//! The long-running controller: it follows the source (a watch on a local repo's refs, or a
+//! poll of a remote one, fetched at once on a webhook; see [`crate::source`]), starts the
+//! API ([`crate::runtime::serve`]), and runs a `Scheduler` that starts each app's pass
+//! independently (a slow or failing app never holds up another) and a health monitor per
+//! app; graceful stop on SIGTERM or Ctrl-C.
+//!
+//! # What the scheduler does per tick
+//! A tick comes at start, then after the resync interval or sooner when something triggers
+//! (a moved branch, a fetched commit, a webhook, a CLI request, a monitor, a pass that ended
+//! with a trigger missed or superseded). A tick never asks what woke it: each reads afresh
+//! and acts on what it finds. Each duty is one method:
+//! 1. `Scheduler::read_desired`: read the desired state afresh (a failure is logged; the
+//!    tick goes on to 5);
+//! 2. `Scheduler::record_unrunnable`: record the apps the desired state cannot run (a
+//!    document that does not load, an app whose document is gone) as results;
+//! 3. `Scheduler::ensure_monitor`: start the health monitor of an app that has none;
+//! 4. `Scheduler::start_pass`: start the app's pass, unless one is running: then the app
+//!    is marked missed and goes again as soon as that pass ends (`Queue`, `Running`);
+//! 5. `Scheduler::reap`: collect the passes that have finished;
+//! 6. `Scheduler::wait`: wait for the next tick, or a stop.
+//!
+//! On stop: the monitors end, the poller ends, verifications are interrupted, and passes in
+//! flight get `stop_timeout` to finish their step (`Scheduler::drain`); then the API stops.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -9,14 +28,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
-use tracing::{debug, error, info, warn};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tracing::{error, info, warn};
 
 use crate::health::monitor::Monitor;
-use crate::reconcile::{AppResult, Controller, PassSummary};
-use crate::retry::Backoff;
-use crate::runtime::api::{self, ApiState};
-use crate::state;
+use crate::reconcile::{AppResult, Controller, Desired, DesiredDoc, PassSummary};
+use crate::runtime::serve::Api;
+use crate::source::{poll, watch};
+
+pub use crate::runtime::serve::listen_error;
+pub use crate::source::watch::DEBOUNCE;
+pub use crate::source::webhook::read_webhook_secret;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -36,9 +59,6 @@ pub struct Options {
     /// The open-file limit the process runs with (it sizes the API's connection caps).
     pub open_files: u64,
 }
-
-/// How long a burst of ref changes is collected before the tip is read.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: &str) {
     let result = match r {
@@ -77,22 +97,69 @@ fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: 
     );
 }
 
+/// The per-app queue: which apps have a pass running, and which were asked for again
+/// meanwhile (they go again as soon as their pass ends, so no trigger is lost and no app
+/// runs two passes at once).
+#[derive(Clone, Default)]
+struct Queue {
+    /// Apps whose pass is running.
+    running: Arc<Mutex<HashSet<String>>>,
+    /// Apps skipped while their pass was running: they go again as soon as it ends.
+    missed: Arc<Mutex<HashSet<String>>>,
+    /// Wakes the loop.
+    trigger: Arc<Notify>,
+}
+
+impl Queue {
+    /// A queue whose missed apps wake the loop through `trigger`.
+    fn new(trigger: Arc<Notify>) -> Queue {
+        Queue {
+            trigger,
+            ..Queue::default()
+        }
+    }
+
+    /// `app` entered in the running set, or `None` (and `app` marked missed) when its pass
+    /// is running already.
+    fn claim(&self, app: &str) -> Option<Running> {
+        if !self
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(app.to_string())
+        {
+            self.missed
+                .lock()
+                .expect("missed lock")
+                .insert(app.to_string());
+            return None;
+        }
+        Some(Running {
+            app: app.to_string(),
+            queue: self.clone(),
+        })
+    }
+}
+
 /// An app whose pass is running; dropped (however the pass ended, a panic included), it
 /// leaves the running set, and the app goes again at once if a trigger came meanwhile.
 struct Running {
     app: String,
-    running: Arc<Mutex<HashSet<String>>>,
-    missed: Arc<Mutex<HashSet<String>>>,
-    trigger: Arc<Notify>,
+    queue: Queue,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Ok(mut r) = self.running.lock() {
+        if let Ok(mut r) = self.queue.running.lock() {
             r.remove(&self.app);
         }
-        if self.missed.lock().is_ok_and(|mut m| m.remove(&self.app)) {
-            self.trigger.notify_one();
+        if self
+            .queue
+            .missed
+            .lock()
+            .is_ok_and(|mut m| m.remove(&self.app))
+        {
+            self.queue.trigger.notify_one();
         }
     }
 }
@@ -144,295 +211,279 @@ pub async fn pass(ctl: &Controller) -> Option<PassSummary> {
     }
 }
 
-/// Whether a change in the watched git directories can move a ref. Opening, reading and
-/// closing a file read cannot: reading the tip opens `.git/config` (and `HEAD`,
-/// `packed-refs`), which inotify reports; taken as a change, each read of the tip caused
-/// the next, and the controller re-read the repository every [`DEBOUNCE`] while idle. A
-/// file closed after writing still counts (a ref written in place).
-fn moves_a_ref(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode};
-    match kind {
-        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        notify::EventKind::Access(_) => false,
-        _ => true,
+/// How the daemon follows the config repo: a watch on a local repo's refs (it lasts as
+/// long as this value), or the poller's task for a remote one.
+enum Follow {
+    Watch {
+        /// Watching while it lives.
+        _watcher: notify::RecommendedWatcher,
+    },
+    Poll(JoinHandle<()>),
+}
+
+impl Follow {
+    /// Start following: a remote repo is fetched once first, so the first pass reads what
+    /// is there (the poller keeps it fresh afterwards).
+    ///
+    /// # Errors
+    /// When a local repo cannot be watched.
+    async fn start(
+        ctl: &Arc<Controller>,
+        trigger: &Arc<Notify>,
+        fetch_now: &Arc<Notify>,
+        poll_interval: Duration,
+    ) -> anyhow::Result<Follow> {
+        if !ctl.config.is_remote() {
+            let watcher = watch::watch_local(ctl.clone(), trigger.clone())?;
+            return Ok(Follow::Watch { _watcher: watcher });
+        }
+        poll::first_fetch(ctl).await;
+        Ok(Follow::Poll(tokio::spawn(poll::poll_remote(
+            ctl.clone(),
+            trigger.clone(),
+            fetch_now.clone(),
+            poll_interval,
+        ))))
+    }
+
+    /// A local repo is read in place: it is as fresh as it gets; record its tip now.
+    fn record_local_tip(&self, ctl: &Controller) {
+        if let Follow::Watch { .. } = self {
+            watch::record_tip(ctl, ctl.config.tip().ok(), "tip");
+        }
+    }
+
+    /// Stop polling (a watch ends when this value is dropped).
+    fn stop_polling(&self) {
+        if let Follow::Poll(task) = self {
+            task.abort();
+        }
     }
 }
 
-/// Watch a local repo's refs: a moved branch triggers a pass within [`DEBOUNCE`].
-fn watch_local(
+/// What ends a wait between ticks.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// The resync interval passed, or something triggered: tick again.
+    Tick,
+    /// SIGTERM or Ctrl-C: stop.
+    Stop,
+}
+
+/// The reconcile loop's state: which apps have a pass running or missed a trigger, the
+/// monitors started, the passes in flight. See the module's doc for its duties per tick.
+struct Scheduler {
     ctl: Arc<Controller>,
+    /// The resync interval.
+    interval: Duration,
+    /// How long a stop waits for passes in flight.
+    stop_timeout: Duration,
+    /// Wakes the loop (a new tick).
     trigger: Arc<Notify>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let git_dir = ctl.config.git_dir()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| moves_a_ref(&e.kind)) {
-            let _ = tx.send(());
+    /// Which apps have a pass running or missed a trigger.
+    queue: Queue,
+    /// At most the controller's concurrency passes at once.
+    limit: Arc<Semaphore>,
+    /// Apps whose monitor is started.
+    monitored: HashSet<String>,
+    /// The monitors' tasks.
+    monitors: Vec<JoinHandle<()>>,
+    /// The passes in flight.
+    passes: JoinSet<()>,
+    /// SIGTERM.
+    sigterm: tokio::signal::unix::Signal,
+}
+
+impl Scheduler {
+    /// A scheduler with nothing running yet.
+    ///
+    /// # Errors
+    /// When SIGTERM cannot be listened for.
+    fn new(ctl: Arc<Controller>, opts: &Options, trigger: Arc<Notify>) -> std::io::Result<Self> {
+        let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let limit = Arc::new(Semaphore::new(ctl.concurrency.max(1)));
+        Ok(Scheduler {
+            ctl,
+            interval: opts.interval,
+            stop_timeout: opts.stop_timeout,
+            queue: Queue::new(trigger.clone()),
+            trigger,
+            limit,
+            monitored: HashSet::new(),
+            monitors: Vec::new(),
+            passes: JoinSet::new(),
+            sigterm,
+        })
+    }
+
+    /// Tick until a stop signal.
+    async fn run(&mut self) {
+        loop {
+            self.tick().await;
+            if self.wait().await == Next::Stop {
+                break;
+            }
         }
-    })?;
-    let heads = git_dir.join("refs").join("heads");
-    watcher.watch(&heads, notify::RecursiveMode::Recursive)?;
-    // packed-refs and HEAD live directly in the git directory.
-    watcher.watch(&git_dir, notify::RecursiveMode::NonRecursive)?;
-    info!(dir = %git_dir.display(), "watching the config repo's refs");
-    tokio::spawn(async move {
-        let mut last = None;
-        while rx.recv().await.is_some() {
-            tokio::time::sleep(DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
-            let config = ctl.config.clone();
-            let tip = tokio::task::spawn_blocking(move || config.tip())
+    }
+
+    /// One tick: duties 1 to 5 of the module's list.
+    async fn tick(&mut self) {
+        if let Some(desired) = self.read_desired().await {
+            self.record_unrunnable(&desired).await;
+            let commit = desired.commit;
+            for doc in desired.docs {
+                self.ensure_monitor(&doc.app.metadata.name);
+                self.start_pass(doc, &commit);
+            }
+        }
+        self.reap();
+    }
+
+    /// Duty 1: the desired state, read afresh; `None` (logged) when it cannot be read.
+    async fn read_desired(&self) -> Option<Desired> {
+        match self.ctl.load_desired().await {
+            Ok(desired) => Some(desired),
+            Err(e) => {
+                error!("reading the desired state failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Duty 2: record the documents that cannot run as results.
+    async fn record_unrunnable(&self, desired: &Desired) {
+        for (key, r) in self.ctl.record_unrunnable(desired).await {
+            record_result(&self.ctl, &key, &r, 0.0, &desired.commit);
+        }
+    }
+
+    /// Duty 3: start `app`'s health monitor unless it has one.
+    fn ensure_monitor(&mut self, app: &str) {
+        if self.monitored.insert(app.to_string()) {
+            self.monitors.push(tokio::spawn(
+                Monitor::new(self.ctl.clone(), app, self.trigger.clone()).run(),
+            ));
+        }
+    }
+
+    /// Duty 4: start the pass of `doc` at `commit`. An app whose pass is still running
+    /// sees the newer state itself (verification stops for a newer document): it is marked
+    /// missed and goes again when that pass ends; the others go now.
+    fn start_pass(&mut self, doc: DesiredDoc, commit: &str) {
+        let Some(guard) = self.queue.claim(&doc.app.metadata.name) else {
+            return;
+        };
+        let (ctl, limit) = (self.ctl.clone(), self.limit.clone());
+        self.passes
+            .spawn(run_pass(ctl, limit, guard, doc, commit.to_string()));
+    }
+
+    /// Duty 5: collect the passes that have finished.
+    fn reap(&mut self) {
+        while self.passes.try_join_next().is_some() {}
+    }
+
+    /// Duty 6: wait for the resync interval, a trigger, or a stop signal.
+    async fn wait(&mut self) -> Next {
+        tokio::select! {
+            _ = tokio::time::sleep(self.interval) => Next::Tick,
+            _ = self.trigger.notified() => Next::Tick,
+            _ = self.sigterm.recv() => { info!("SIGTERM; stopping"); Next::Stop }
+            _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); Next::Stop }
+        }
+    }
+
+    /// At a stop: end the monitors.
+    fn stop_monitors(&mut self) {
+        for m in self.monitors.drain(..) {
+            m.abort();
+        }
+    }
+
+    /// At a stop: let passes in flight finish their step, within `stop_timeout` (a second
+    /// SIGTERM stops at once); the next start resumes them. Verifications stop waiting at
+    /// once (nothing live changes while they wait).
+    async fn drain(&mut self) {
+        self.ctl.handles.interrupt_all();
+        if self.passes.is_empty() {
+            return;
+        }
+        info!(
+            passes = self.passes.len(),
+            "waiting for passes in flight (at most {:?})", self.stop_timeout
+        );
+        let passes = &mut self.passes;
+        let drain = async { while passes.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = drain => {}
+            _ = tokio::time::sleep(self.stop_timeout) => { warn!("passes still running at the stop deadline; stopping anyway"); }
+            _ = self.sigterm.recv() => { warn!("second SIGTERM; stopping at once"); }
+        }
+    }
+}
+
+/// One app's pass, run in a task of its own so that a panic is caught and recorded: it
+/// waits for a permit, runs, and records its result; `guard` takes the app out of the
+/// running set when it ends, however it ends.
+async fn run_pass(
+    ctl: Arc<Controller>,
+    limit: Arc<Semaphore>,
+    guard: Running,
+    doc: DesiredDoc,
+    commit: String,
+) {
+    let _permit = limit.acquire().await.expect("semaphore open");
+    // Whatever happens to the pass, the app leaves the running set.
+    let _guard = guard;
+    let name = doc.app.metadata.name.clone();
+    let started = Instant::now();
+    let inner = {
+        let (ctl, commit) = (ctl.clone(), commit.clone());
+        tokio::spawn(async move {
+            ctl.reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text)))
                 .await
-                .ok()
-                .and_then(Result::ok);
-            if tip.is_some() && tip != last {
-                debug!(tip = ?tip, "the branch moved");
-                last = tip.clone();
-                let mut source = ctl.source_status();
-                source.tip = tip;
-                source.last_success_at = Some(state::now());
-                if let Err(e) = ctl.store.save_source(&source) {
-                    warn!("could not record the config repo's new tip: {e}");
-                }
-                ctl.publish_source_metrics(&source);
+        })
+    };
+    let outcome = inner.await;
+    let secs = started.elapsed().as_secs_f64();
+    record_outcome(&ctl, &name, &commit, secs, &_guard.queue.trigger, outcome).await;
+}
+
+/// Log, count and record how a pass ended: its result (a superseded pass triggers a new
+/// tick), an error, or a panic (recorded as the app's failure; it runs again on the next
+/// trigger).
+async fn record_outcome<E: std::fmt::Display>(
+    ctl: &Controller,
+    name: &str,
+    commit: &str,
+    secs: f64,
+    trigger: &Notify,
+    outcome: Result<Result<AppResult, E>, JoinError>,
+) {
+    match outcome {
+        Ok(Ok(r)) => {
+            record_result(ctl, name, &r, secs, commit);
+            if matches!(&r, AppResult::Superseded { .. }) {
                 trigger.notify_one();
             }
         }
-    });
-    Ok(watcher)
-}
-
-/// Poll a remote repo: fetch every `poll_interval` (or at once when `fetch_now` fires);
-/// on failure back off exponentially with jitter, capped, reset after a success.
-async fn poll_remote(
-    ctl: Arc<Controller>,
-    trigger: Arc<Notify>,
-    fetch_now: Arc<Notify>,
-    poll_interval: Duration,
-) {
-    let mut backoff = Backoff::new(
-        Duration::from_secs(1),
-        poll_interval.max(Duration::from_secs(60)) * 5,
-    );
-    let mut last: Option<String> = None;
-    loop {
-        let wait = match ctl.fetch_source().await {
-            Ok(tip) => {
-                backoff.reset();
-                if last.as_ref() != Some(&tip) {
-                    info!(tip = %tip, "fetched a new config commit");
-                    last = Some(tip);
-                    trigger.notify_one();
-                }
-                poll_interval
-            }
-            Err(e) => {
-                let wait = backoff.next_delay();
-                warn!("fetching the config repo failed; next try in {wait:?}: {e}");
-                wait
-            }
-        };
-        let mut source = ctl.store.load_source();
-        source.next_try_at = Some(
-            (chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default())
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        );
-        if let Err(e) = ctl.store.save_source(&source) {
-            warn!("could not record the next fetch time: {e}");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = fetch_now.notified() => { debug!("fetch requested"); }
-        }
-    }
-}
-
-/// Read the webhook secret from `path` (see [`crate::redact::read_secret_file`]; a file
-/// others can read is taken, as it always was).
-///
-/// # Errors
-/// When the file cannot be read, or holds nothing: an empty secret would authenticate
-/// anyone (an empty GitLab token, an HMAC keyed with nothing), so the controller refuses
-/// to start rather than serve webhooks with it.
-pub fn read_webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
-    crate::redact::read_secret_file(path, "webhook secret file (--webhook-secret-file)", false)
-        .map_err(|e| match e.ends_with(" is empty") {
-            true => anyhow::anyhow!(
-                "{e}: an empty secret would authenticate anyone; write the secret into it, or start without --webhook-secret-file"
-            ),
-            false => anyhow::anyhow!(e),
-        })
-}
-
-/// What a failed bind of the API says: the address, the flag, and the likely cause.
-pub fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
-    let why = match e.kind() {
-        std::io::ErrorKind::AddrInUse => "address already in use (another controller?)".into(),
-        std::io::ErrorKind::AddrNotAvailable => "no such address on this host".into(),
-        std::io::ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need privileges)".into()
-        }
-        _ => e.to_string(),
-    };
-    format!("cannot listen on {addr} (--listen): {why}")
-}
-
-/// Publish whether the TCP API listens (`shipshape_api_listening`) and record it, with
-/// the socket, in `api.json` for the CLI and `shipshape status`.
-fn record_api(
-    ctl: &Controller,
-    listen: Option<SocketAddr>,
-    url: Option<String>,
-    socket: Option<PathBuf>,
-    error: Option<String>,
-) {
-    if let Some(l) = listen {
-        ctl.hub.metrics.set(
-            "shipshape_api_listening",
-            vec![("listener", "tcp".into()), ("address", l.to_string())],
-            if url.is_some() { 1.0 } else { 0.0 },
-        );
-    }
-    let a = api::Address::this_process(listen, url, socket, error);
-    if let Err(e) = a.write(&ctl.store.dir) {
-        error!(
-            "could not write {}: {e}",
-            ctl.store.dir.join(api::ADDRESS_FILE).display()
-        );
-    }
-}
-
-/// Start the API: a new token, the Unix socket, the TCP listener (retried with back-off
-/// while its port is busy: the controller goes on without it); returns the serving tasks.
-///
-/// # Errors
-/// When the token cannot be written.
-async fn start_api(
-    ctl: &Arc<Controller>,
-    opts: &Options,
-    webhook_secret: Option<Arc<String>>,
-    trigger: &Arc<Notify>,
-    fetch_now: &Arc<Notify>,
-    stop: &tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    use api::edge::{self, Edge, HostPolicy, Limits, Listener};
-    let dir = ctl.store.dir.clone();
-    let token = edge::rotate_token(&dir).map_err(|e| {
-        anyhow::anyhow!(
-            "writing the API token {}: {e}",
-            dir.join(api::TOKEN_FILE).display()
-        )
-    })?;
-    info!(
-        "a new API token is in {} (the previous one no longer works)",
-        dir.join(api::TOKEN_FILE).display()
-    );
-    let app = api::router(ApiState {
-        ctl: ctl.clone(),
-        token: Arc::new(token),
-        trigger: trigger.clone(),
-        fetch_now: fetch_now.clone(),
-        webhook_secret,
-    });
-    let (tcp_limits, socket_limits) = Limits::for_open_files(opts.open_files);
-    let metrics = ctl.hub.metrics.clone();
-    let mut tasks = Vec::new();
-    let socket_path = dir.join(api::SOCKET_FILE);
-    let socket = match edge::bind_socket(&socket_path) {
-        Ok(l) => {
-            info!(socket = %socket_path.display(), "API listening on the Unix socket");
-            let e = Edge::new(
-                "socket",
-                HostPolicy::default(),
-                socket_limits,
-                metrics.clone(),
-            );
-            tasks.push(tokio::spawn(edge::serve(
-                Listener::Unix(l),
-                app.clone(),
-                e,
-                stop.clone(),
-            )));
-            Some(socket_path.clone())
+        Ok(Err(e)) => {
+            error!(app = %name, "pass failed: {e}");
+            count_pass(ctl, name, "error");
+            ctl.record_pass_failure(name, commit, &format!("the pass failed: {e}"))
+                .await;
         }
         Err(e) => {
-            error!(socket = %socket_path.display(), "the API cannot listen on its Unix socket (the CLI falls back to TCP): {e}");
-            None
+            let what = panic_message(e);
+            error!(app = %name, "the pass panicked: {what}");
+            count_pass(ctl, name, "panic");
+            ctl.record_pass_failure(
+                name,
+                commit,
+                &format!("the pass panicked: {what}; it runs again on the next trigger"),
+            )
+            .await;
         }
-    };
-    let Some(listen) = opts.listen else {
-        record_api(ctl, None, None, socket, None);
-        return Ok(tasks);
-    };
-    info!(
-        "API limits: {} connections, {} requests in flight, {} event-stream subscribers on TCP; {} connections on the socket; {:?} to send a request head; {} open files",
-        tcp_limits.max_connections,
-        tcp_limits.max_in_flight,
-        tcp_limits.max_subscribers,
-        socket_limits.max_connections,
-        edge::HEADER_TIMEOUT,
-        opts.open_files
-    );
-    let mut public = opts.public_hosts.clone();
-    if !listen.ip().is_loopback() && !listen.ip().is_unspecified() {
-        public.push(listen.ip().to_string());
-    }
-    let first = edge::bind_tcp(listen);
-    let (ctl, stop) = (ctl.clone(), stop.clone());
-    tasks.push(tokio::spawn(async move {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-        let mut attempt = first;
-        let mut stop_wait = stop.clone();
-        let listener = loop {
-            match attempt {
-                Ok(l) => break l,
-                Err(e) => {
-                    let wait = backoff.next_delay();
-                    let why = listen_error(listen, &e);
-                    error!(
-                        "{why}; the API is not listening on TCP (the controller goes on reconciling and monitoring; the CLI uses {}); next try in {wait:?}",
-                        socket.as_ref().map_or("nothing".into(), |s| s.display().to_string())
-                    );
-                    record_api(&ctl, Some(listen), None, socket.clone(), Some(why));
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop_wait.wait_for(|s| *s) => return,
-                    }
-                    attempt = edge::bind_tcp(listen);
-                }
-            }
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => {
-                error!("the API's TCP listener has no address: {e}");
-                return;
-            }
-        };
-        record_api(&ctl, Some(listen), Some(format!("http://{}", reachable(addr))), socket, None);
-        info!(%addr, "API listening");
-        let policy = HostPolicy {
-            port: Some(addr.port()),
-            public,
-        };
-        let e = Edge::new("tcp", policy, tcp_limits, ctl.hub.metrics.clone());
-        edge::serve(Listener::Tcp(listener), app, e, stop).await;
-    }));
-    Ok(tasks)
-}
-
-/// The address a local client reaches a listener on: an unspecified bind (`0.0.0.0`,
-/// `[::]`) is reached on loopback, which is also a Host the API answers to.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
-        }
-        _ => addr,
     }
 }
 
@@ -451,195 +502,46 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     };
     let trigger = Arc::new(Notify::new());
     let fetch_now = Arc::new(Notify::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-
-    let mut _watcher = None;
-    let mut source_task = None;
-    if ctl.config.is_remote() {
-        // Read what is there before the first pass (the poller keeps it fresh afterwards).
-        if let Err(e) = ctl.fetch_source().await {
-            warn!("the first fetch of the config repo failed (retrying with back-off): {e}");
-        }
-        source_task = Some(tokio::spawn(poll_remote(
-            ctl.clone(),
-            trigger.clone(),
-            fetch_now.clone(),
-            opts.poll_interval,
-        )));
-    } else {
-        _watcher = Some(watch_local(ctl.clone(), trigger.clone())?);
-    }
-
-    let api_tasks = start_api(&ctl, &opts, webhook_secret, &trigger, &fetch_now, &stop_rx).await?;
-
-    // A local repo is read in place: it is as fresh as it gets.
-    if !ctl.config.is_remote() {
-        let mut source = ctl.source_status();
-        source.tip = ctl.config.tip().ok();
-        source.last_success_at = Some(state::now());
-        if let Err(e) = ctl.store.save_source(&source) {
-            warn!("could not record the config repo's tip: {e}");
-        }
-        ctl.publish_source_metrics(&source);
-    }
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let running: Arc<Mutex<HashSet<String>>> = Arc::default();
-    // Apps skipped while their pass was running: they go again as soon as it ends.
-    let missed: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let limit = Arc::new(tokio::sync::Semaphore::new(ctl.concurrency.max(1)));
-    let mut monitored: HashSet<String> = HashSet::new();
-    let mut monitors = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        match ctl.load_desired().await {
-            Err(e) => error!("reading the desired state failed: {e}"),
-            Ok(desired) => {
-                for (key, r) in ctl.record_unrunnable(&desired).await {
-                    record_result(&ctl, &key, &r, 0.0, &desired.commit);
-                }
-                for doc in desired.docs {
-                    let name = doc.app.metadata.name.clone();
-                    if monitored.insert(name.clone()) {
-                        monitors.push(tokio::spawn(
-                            Monitor::new(ctl.clone(), &name, trigger.clone()).run(),
-                        ));
-                    }
-                    // An app whose pass is still running sees the newer state itself
-                    // (verification stops for a newer document); the others go now.
-                    if !running.lock().expect("running lock").insert(name.clone()) {
-                        missed.lock().expect("missed lock").insert(name.clone());
-                        continue;
-                    }
-                    let (ctl, limit) = (ctl.clone(), limit.clone());
-                    let guard = Running {
-                        app: name.clone(),
-                        running: running.clone(),
-                        missed: missed.clone(),
-                        trigger: trigger.clone(),
-                    };
-                    let commit = desired.commit.clone();
-                    tasks.spawn(async move {
-                        let _permit = limit.acquire().await.expect("semaphore open");
-                        // Whatever happens to the pass, the app leaves the running set.
-                        let _guard = guard;
-                        let started = Instant::now();
-                        let inner = {
-                            let (ctl, commit) = (ctl.clone(), commit.clone());
-                            tokio::spawn(async move {
-                                ctl.reconcile_app(&doc.app, &commit, Some((&doc.path, &doc.text)))
-                                    .await
-                            })
-                        };
-                        match inner.await {
-                            Ok(Ok(r)) => {
-                                record_result(
-                                    &ctl,
-                                    &name,
-                                    &r,
-                                    started.elapsed().as_secs_f64(),
-                                    &commit,
-                                );
-                                if matches!(&r, AppResult::Superseded { .. }) {
-                                    _guard.trigger.notify_one();
-                                }
-                            }
-                            Ok(Err(e)) => {
-                                error!(app = %name, "pass failed: {e}");
-                                count_pass(&ctl, &name, "error");
-                                ctl.record_pass_failure(&name, &commit, &format!("the pass failed: {e}"))
-                                    .await;
-                            }
-                            Err(e) => {
-                                let what = panic_message(e);
-                                error!(app = %name, "the pass panicked: {what}");
-                                count_pass(&ctl, &name, "panic");
-                                ctl.record_pass_failure(
-                                    &name,
-                                    &commit,
-                                    &format!("the pass panicked: {what}; it runs again on the next trigger"),
-                                )
-                                .await;
-                            }
-                        }
-                    });
-                }
-            }
-        }
-        while tasks.try_join_next().is_some() {}
-        tokio::select! {
-            _ = tokio::time::sleep(opts.interval) => {}
-            _ = trigger.notified() => {}
-            _ = sigterm.recv() => { info!("SIGTERM; stopping"); break; }
-            _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); break; }
-        }
-    }
-    for m in monitors {
-        m.abort();
-    }
-    if let Some(t) = source_task {
-        t.abort();
-    }
-    // Let passes in flight finish their step, within a bound; the next start resumes.
-    // Verifications stop waiting at once (nothing live changes while they wait).
-    ctl.handles.interrupt_all();
-    if !tasks.is_empty() {
-        info!(
-            passes = tasks.len(),
-            "waiting for passes in flight (at most {:?})", opts.stop_timeout
-        );
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        tokio::select! {
-            _ = drain => {}
-            _ = tokio::time::sleep(opts.stop_timeout) => { warn!("passes still running at the stop deadline; stopping anyway"); }
-            _ = sigterm.recv() => { warn!("second SIGTERM; stopping at once"); }
-        }
-    }
-    let _ = stop_tx.send(true);
-    for t in api_tasks {
-        if tokio::time::timeout(Duration::from_secs(5), t)
-            .await
-            .is_err()
-        {
-            warn!("API did not stop within 5s");
-        }
-    }
-    let _ = std::fs::remove_file(ctl.store.dir.join(api::ADDRESS_FILE));
-    let _ = std::fs::remove_file(ctl.store.dir.join(api::SOCKET_FILE));
+    let source = Follow::start(&ctl, &trigger, &fetch_now, opts.poll_interval).await?;
+    let api = Api::start(&ctl, &opts, webhook_secret, &trigger, &fetch_now)?;
+    source.record_local_tip(&ctl);
+    let mut scheduler = Scheduler::new(ctl, &opts, trigger)?;
+    scheduler.run().await;
+    scheduler.stop_monitors();
+    source.stop_polling();
+    scheduler.drain().await;
+    api.stop().await;
     Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::EventKind;
-    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 
     #[test]
-    fn an_unspecified_bind_is_reached_on_loopback() {
-        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert_eq!(reachable(at("0.0.0.0:7300")), at("127.0.0.1:7300"));
-        assert_eq!(reachable(at("[::]:7300")), at("[::1]:7300"));
-        assert_eq!(reachable(at("10.0.0.5:7300")), at("10.0.0.5:7300"));
+    fn an_app_runs_one_pass_at_a_time_and_a_trigger_missed_meanwhile_runs_it_again() {
+        let trigger = Arc::new(Notify::new());
+        let queue = Queue::new(trigger.clone());
+        let first = queue.claim("web").expect("nothing runs yet");
+        assert!(queue.claim("web").is_none(), "a second pass while one runs");
+        let other = queue.claim("api").expect("another app is not held up");
+        drop(other);
+        drop(first);
+        // The missed trigger was kept: the loop wakes, and the app can run again.
+        let woken = holds_a_wake_up(&trigger);
+        assert!(woken, "the app that missed a trigger wakes the loop");
+        let again = queue.claim("web").expect("free once its pass ended");
+        drop(again);
+        assert!(!holds_a_wake_up(&trigger), "nothing missed: no wake-up");
     }
 
-    #[test]
-    fn only_changes_that_can_move_a_ref_wake_the_watcher() {
-        for read in [
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-            EventKind::Access(AccessKind::Close(AccessMode::Read)),
-            EventKind::Access(AccessKind::Read),
-        ] {
-            assert!(!moves_a_ref(&read), "{read:?}");
-        }
-        for change in [
-            EventKind::Create(CreateKind::File),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-            EventKind::Modify(ModifyKind::Any),
-            EventKind::Remove(RemoveKind::File),
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            EventKind::Any,
-        ] {
-            assert!(moves_a_ref(&change), "{change:?}");
-        }
+    /// Whether `n` holds a wake-up (taken).
+    fn holds_a_wake_up(n: &Notify) -> bool {
+        use std::future::Future;
+        let notified = n.notified();
+        let mut notified = std::pin::pin!(notified);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        notified.as_mut().poll(&mut cx).is_ready()
     }
 }
