@@ -138,35 +138,77 @@ pub enum Decision {
     LiveFailing,
 }
 
+/// What to do after a step failed: only the decisions a failure can lead to (a failure
+/// never reads as a success), for the end of a pass whose steps did not all succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum OnFailure {
+    /// See [`Decision::Retry`].
+    Retry,
+    /// See [`Decision::Superseded`].
+    Superseded,
+    /// See [`Decision::NotBlamed`].
+    NotBlamed,
+    /// See [`Decision::FailUntouched`].
+    FailUntouched,
+    /// See [`Decision::FailNoRevert`].
+    FailNoRevert(NoRevert),
+    /// See [`Decision::Revert`].
+    Revert,
+    /// See [`Decision::CheckSuspect`].
+    CheckSuspect,
+    /// See [`Decision::LiveFailing`].
+    LiveFailing,
+}
+
+impl From<OnFailure> for Decision {
+    fn from(d: OnFailure) -> Decision {
+        match d {
+            OnFailure::Retry => Decision::Retry,
+            OnFailure::Superseded => Decision::Superseded,
+            OnFailure::NotBlamed => Decision::NotBlamed,
+            OnFailure::FailUntouched => Decision::FailUntouched,
+            OnFailure::FailNoRevert(n) => Decision::FailNoRevert(n),
+            OnFailure::Revert => Decision::Revert,
+            OnFailure::CheckSuspect => Decision::CheckSuspect,
+            OnFailure::LiveFailing => Decision::LiveFailing,
+        }
+    }
+}
+
 /// The decision after a pass's steps ended.
 pub fn decide(f: Facts) -> Decision {
-    let (step, class) = match f.ended {
-        Ended::Ok => {
-            return match f.mode {
-                ModeKind::Follow => Decision::Healthy,
-                ModeKind::Pinned => Decision::PinnedReady,
-                ModeKind::Hold => Decision::HoldRepaired,
-            };
-        }
-        Ended::Failed { step, class } => (step, class),
-    };
+    match f.ended {
+        Ended::Ok => match f.mode {
+            ModeKind::Follow => Decision::Healthy,
+            ModeKind::Pinned => Decision::PinnedReady,
+            ModeKind::Hold => Decision::HoldRepaired,
+        },
+        Ended::Failed { step, class } => decide_failure(f, step, class).into(),
+    }
+}
+
+/// The decision after step `step` failed with `class` (`f.ended` is not read).
+pub fn decide_failure(f: Facts, step: StepKind, class: ErrorClass) -> OnFailure {
     let rechecked = f.mode == ModeKind::Follow && step == StepKind::Verify;
     match class {
-        ErrorClass::Transient => Decision::Retry,
+        ErrorClass::Transient => OnFailure::Retry,
         ErrorClass::Stalled if rechecked && f.recheck == Recheck::ChangedCheckFailed => {
-            Decision::CheckSuspect
+            OnFailure::CheckSuspect
         }
         ErrorClass::Stalled if rechecked && f.recheck == Recheck::UnchangedFailed => {
-            Decision::LiveFailing
+            OnFailure::LiveFailing
         }
-        ErrorClass::Superseded => Decision::Superseded,
-        ErrorClass::Inconclusive if f.mode == ModeKind::Follow => Decision::NotBlamed,
-        ErrorClass::Inconclusive => Decision::FailNoRevert(NoRevert::Held),
-        ErrorClass::Stalled if !f.switched => Decision::FailUntouched,
-        ErrorClass::Stalled if f.mode != ModeKind::Follow => Decision::FailNoRevert(NoRevert::Held),
-        ErrorClass::Stalled if f.failing_before && step == StepKind::Verify => Decision::NotBlamed,
-        ErrorClass::Stalled if !f.auto_revert => Decision::FailNoRevert(NoRevert::AutoOff),
-        ErrorClass::Stalled => Decision::Revert,
+        ErrorClass::Superseded => OnFailure::Superseded,
+        ErrorClass::Inconclusive if f.mode == ModeKind::Follow => OnFailure::NotBlamed,
+        ErrorClass::Inconclusive => OnFailure::FailNoRevert(NoRevert::Held),
+        ErrorClass::Stalled if !f.switched => OnFailure::FailUntouched,
+        ErrorClass::Stalled if f.mode != ModeKind::Follow => {
+            OnFailure::FailNoRevert(NoRevert::Held)
+        }
+        ErrorClass::Stalled if f.failing_before && step == StepKind::Verify => OnFailure::NotBlamed,
+        ErrorClass::Stalled if !f.auto_revert => OnFailure::FailNoRevert(NoRevert::AutoOff),
+        ErrorClass::Stalled => OnFailure::Revert,
     }
 }
 

@@ -13,13 +13,14 @@ use shipshape_spec::status::{
 };
 use tracing::warn;
 
+use super::conclude::Ended;
 use super::decide::{self, ErrorClass, RegressionDecision};
 use super::execute::{self, Run, Secrets, StepError};
 use super::journal::{Journal, JournalFile, Reverting};
 use super::record::{conclude, quarantine, set_degraded, set_stalled};
 use super::target::{self, Good};
 use super::verify::Cancel;
-use super::{AppHandle, AppResult, Controller, PassInfo, ReconcileError};
+use super::{AppHandle, Controller};
 use crate::migrate;
 use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
 use crate::runtime::events::EventKind;
@@ -148,41 +149,15 @@ impl Controller {
         &self,
         rec: &mut AppRecord,
         reg: Regression,
-        info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
-    ) -> Result<AppResult, ReconcileError> {
+    ) -> Ended {
         let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
         let Some(live) = rec.revision(reg.revision).cloned() else {
-            return self.stop(rec, info, "Degraded", StepKind::Health, &why);
+            return self.stop(rec, "Degraded", StepKind::Health, &why);
         };
         self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
-        let spec = &live.document.spec;
-        let in_window = live
-            .revision
-            .finished_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| {
-                let age = chrono::Utc::now().signed_duration_since(t);
-                age.to_std().unwrap_or_default() <= spec.rollback.window.std()
-            });
-        let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
-        let refusal = match (decision, &rec.pin) {
-            (RegressionDecision::Revert, _) => None,
-            (RegressionDecision::KeepPinned, Some(pin)) => Some(format!(
-                "pinned by {} ({}): no automatic revert while pinned",
-                pin.by, pin.reason
-            )),
-            (RegressionDecision::KeepAutoOff, _) => Some("rollback.auto is off".to_string()),
-            (RegressionDecision::KeepOutsideWindow, _) | (RegressionDecision::KeepPinned, None) => {
-                Some(format!(
-                    "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
-                    spec.rollback.window
-                ))
-            }
-        };
         let mut records = Vec::new();
-        let (phase, message) = match refusal {
+        let (phase, message) = match regression_kept(rec, &live) {
             Some(r) => {
                 let m = format!("{why}; {r}");
                 set_degraded(rec, &m);
@@ -193,17 +168,7 @@ impl Controller {
                     .await
             }
         };
-        if phase == Phase::Degraded {
-            self.emit(
-                rec,
-                EventKind::Degraded,
-                Some(reg.revision),
-                message.clone(),
-            );
-        }
-        rec.phase = phase;
-        self.finish_pass(rec, info, records, &message)?;
-        Ok(AppResult::NotReady { phase, message })
+        self.end_revert(rec, reg.revision, records, phase, message)
     }
 
     /// Finish the revert a stopped controller's journal `stopped` was in: the same revert,
@@ -212,9 +177,8 @@ impl Controller {
         &self,
         rec: &mut AppRecord,
         stopped: &Journal,
-        info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
-    ) -> Result<AppResult, ReconcileError> {
+    ) -> Ended {
         let r = stopped.reverting.as_ref().expect("a revert's journal");
         warn!(app = %rec.name, from = r.from, to = stopped.revision, "finishing the revert the controller stopped in");
         let mut records = Vec::new();
@@ -229,12 +193,23 @@ impl Controller {
                 Some(stopped),
             )
             .await;
+        self.end_revert(rec, r.from, records, phase, message)
+    }
+
+    /// The end of a pass that went back (or refused to) from revision `from`.
+    fn end_revert(
+        &self,
+        rec: &mut AppRecord,
+        from: u64,
+        records: Vec<StepRecord>,
+        phase: Phase,
+        message: String,
+    ) -> Ended {
         if phase == Phase::Degraded {
-            self.emit(rec, EventKind::Degraded, Some(r.from), message.clone());
+            self.emit(rec, EventKind::Degraded, Some(from), message.clone());
         }
         rec.phase = phase;
-        self.finish_pass(rec, info, records, &message)?;
-        Ok(AppResult::NotReady { phase, message })
+        Ended::with_steps(records, phase, message)
     }
 
     /// Go back from revision `failed` to the last good revision. A failed rollout that
@@ -504,6 +479,36 @@ impl Controller {
             rec.hooks_applied = Some(h);
         }
         result
+    }
+}
+
+/// Why a regression of `live` is not reverted (pinned, `rollback.auto` off, outside
+/// `rollback.window`), or `None`: revert it.
+fn regression_kept(rec: &AppRecord, live: &RevisionEntry) -> Option<String> {
+    let spec = &live.document.spec;
+    let in_window = live
+        .revision
+        .finished_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| {
+            let age = chrono::Utc::now().signed_duration_since(t);
+            age.to_std().unwrap_or_default() <= spec.rollback.window.std()
+        });
+    let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
+    match (decision, &rec.pin) {
+        (RegressionDecision::Revert, _) => None,
+        (RegressionDecision::KeepPinned, Some(pin)) => Some(format!(
+            "pinned by {} ({}): no automatic revert while pinned",
+            pin.by, pin.reason
+        )),
+        (RegressionDecision::KeepAutoOff, _) => Some("rollback.auto is off".to_string()),
+        (RegressionDecision::KeepOutsideWindow, _) | (RegressionDecision::KeepPinned, None) => {
+            Some(format!(
+                "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
+                spec.rollback.window
+            ))
+        }
     }
 }
 
