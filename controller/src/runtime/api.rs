@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shipshape_spec::status::{Pin, PinSource};
+use shipshape_spec::status::PinSource;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
@@ -407,28 +407,16 @@ async fn pin(
             };
             error(code, &e.to_string())
         })?;
-        let pin = Pin {
-            revision,
-            by: req.by.clone().unwrap_or_else(|| "unknown".into()),
-            at: state::now(),
-            reason: req.reason.clone(),
-            source: PinSource::Cli,
-        };
+        let by = req.by.as_deref().unwrap_or("unknown");
+        let pin = crate::reconcile::pins::new_pin(revision, by, &req.reason, PinSource::Cli);
         Ok((pin.clone(), AppRequest::Pin { pin }))
     })
     .await;
     match result {
         Ok(r) => {
             let pin = &r.answer;
-            s.ctl.emit(
-                &r.rec,
-                EventKind::Pinned,
-                Some(pin.revision),
-                format!(
-                    "pinned at revision {} by {}: {}",
-                    pin.revision, pin.by, pin.reason
-                ),
-            );
+            let m = crate::reconcile::pins::pinned_words(pin);
+            s.ctl.emit(&r.rec, EventKind::Pinned, Some(pin.revision), m);
             let body = PinResponse {
                 pin: r.answer.clone(),
                 pending: r.pending,
