@@ -56,7 +56,10 @@ fn plan_then_pass(w: &World, what: &str, succeeds: bool) -> Shown {
     let (code, plan) = planned(w);
     let (run, log) = w.run_once();
     let ran = executed(w);
-    assert_eq!(plan, ran, "{what}: plan showed one thing, the pass ran another\n{log}");
+    assert_eq!(
+        plan, ran,
+        "{what}: plan showed one thing, the pass ran another\n{log}"
+    );
     let want = if plan.is_empty() { 0 } else { 2 };
     assert_eq!(code, want, "{what}: plan's exit code for {plan:?}");
     assert_eq!(run == 0, succeeds, "{what}: the pass exited {run}\n{log}");
@@ -89,7 +92,10 @@ fn plan_shows_exactly_the_steps_the_next_pass_runs_in_every_state() {
     store.save(&rec).unwrap();
     let redo = plan_then_pass(&w, "a verification to redo", true);
     assert_eq!(kinds(&redo), ["verify"]);
-    assert_eq!(w.record().revision(2).unwrap().revision.outcome, Outcome::Healthy);
+    assert_eq!(
+        w.record().revision(2).unwrap().revision.outcome,
+        Outcome::Healthy
+    );
 
     // A controller killed after revision 2's reload: the records say Progressing (saved
     // before the steps ran), the journal what it did. The pass finishes what is missing.
@@ -118,7 +124,10 @@ fn plan_shows_exactly_the_steps_the_next_pass_runs_in_every_state() {
     w.commit_app(&checks);
     let recheck = plan_then_pass(&w, "a change of only spec.health", true);
     assert_eq!(kinds(&recheck), ["verify"]);
-    assert!(recheck[0].1.contains("only spec.health changed"), "{recheck:?}");
+    assert!(
+        recheck[0].1.contains("only spec.health changed"),
+        "{recheck:?}"
+    );
 
     // The document pins v1's revision: both go back to it; unpinned, both go to v2 again.
     let mut pinned = checks.clone();
@@ -147,7 +156,10 @@ fn plan_shows_exactly_the_steps_the_next_pass_runs_in_every_state() {
     common::pm2::pm2_cli(&w.pm2_home(), "", &["stop", &web]);
     let repair = plan_then_pass(&w, "drift while held", false);
     assert!(!repair.is_empty(), "the stopped process is repaired");
-    assert!(!kinds(&repair).contains(&"fetch"), "no rollout of v3: {repair:?}");
+    assert!(
+        !kinds(&repair).contains(&"fetch"),
+        "no rollout of v3: {repair:?}"
+    );
 }
 
 /// The example app's server.js answering 500 to everything.

@@ -15,7 +15,7 @@ use tracing::warn;
 use super::decide::{self, ErrorClass, Facts, NoRevert, OnFailure, Recheck};
 use super::execute::StepError;
 use super::journal::JournalFile;
-use super::record::{self, conclude, mark_ready, quarantine, set_degraded, set_stalled};
+use super::record::{self, Fact, mark_ready, set_degraded, set_stalled};
 use super::target::Mode;
 use super::{AppHandle, AppResult, Controller, Executed, PassInfo, ReconcileError};
 use crate::plan::short_sha;
@@ -156,17 +156,16 @@ impl Controller {
     ) -> Ended {
         let number = done.number;
         let m = format!("revision {number} {}", err.message);
-        if done.target.mode.follows()
-            && rec
-                .revision(number)
-                .is_some_and(|r| r.revision.outcome == Outcome::Progressing)
-        {
-            conclude(rec, number, Outcome::Superseded, &err.message, None);
-            self.count_rollout(&rec.name, "superseded");
-        }
+        let fact = Fact::Superseded {
+            revision: number,
+            why: &err.message,
+            message: &m,
+            conclude: done.target.mode.follows(),
+        };
+        let effects = record::apply(rec, fact);
         rec.last_error = None;
         rec.phase = Phase::Progressing;
-        self.emit(rec, EventKind::RolloutSuperseded, Some(number), m.clone());
+        self.publish_effects(rec, effects);
         Ended {
             records,
             message: m.clone(),
@@ -196,8 +195,13 @@ impl Controller {
         if how == NoRevert::AutoOff {
             // Not quarantined: a quarantine holds the last good revision, which would
             // move the server back on the next pass — the revert that is turned off.
-            conclude(rec, done.number, Outcome::Failed, &m, None);
-            self.count_rollout(&rec.name, "failed");
+            let fact = Fact::Failed {
+                revision: done.number,
+                message: &m,
+                quarantine: None,
+            };
+            let effects = record::apply(rec, fact);
+            self.publish_effects(rec, effects);
         }
         (Phase::Degraded, m)
     }
@@ -210,9 +214,13 @@ impl Controller {
         config_commit: &str,
         m: &str,
     ) {
-        conclude(rec, number, Outcome::Failed, m, None);
-        quarantine(rec, number, config_commit, m);
-        self.count_rollout(&rec.name, "failed");
+        let fact = Fact::Failed {
+            revision: number,
+            message: m,
+            quarantine: Some(config_commit),
+        };
+        let effects = record::apply(rec, fact);
+        self.publish_effects(rec, effects);
     }
 
     /// Every step succeeded: the target is live and healthy.
@@ -245,15 +253,12 @@ impl Controller {
                 short_sha(info.config_commit)
             ),
         };
-        if rec
-            .revision(number)
-            .is_some_and(|r| r.revision.outcome != Outcome::Healthy)
-        {
-            conclude(rec, number, Outcome::Healthy, "healthy", None);
-            let m = message.clone();
-            self.emit(rec, EventKind::RolloutHealthy, Some(number), m);
-            self.count_rollout(&rec.name, "healthy");
-        }
+        let fact = Fact::Healthy {
+            revision: number,
+            message: &message,
+        };
+        let effects = record::apply(rec, fact);
+        self.publish_effects(rec, effects);
         self.prune_releases(doc, rec, None);
         let ready = !matches!(done.target.mode, Mode::Hold { .. });
         if ready {

@@ -31,6 +31,14 @@ impl Note {
 }
 
 impl Controller {
+    /// Publish what [`super::record::apply`] returned: its events, and its rollouts counted.
+    pub fn publish_effects(&self, rec: &AppRecord, effects: super::record::Effects) {
+        for outcome in effects.rollouts {
+            self.count_rollout(&rec.name, outcome);
+        }
+        self.publish(rec, effects.notes);
+    }
+
     /// Publish `notes` about `rec`'s app, in order.
     pub fn publish(&self, rec: &AppRecord, notes: Vec<Note>) {
         for n in notes {

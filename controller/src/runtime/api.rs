@@ -33,7 +33,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::reconcile::Controller;
-use crate::runtime::events::{Event, EventKind};
+use crate::runtime::events::Event;
 use crate::state;
 use crate::state::requests::Request as AppRequest;
 use types::{
@@ -316,11 +316,10 @@ async fn watch(
         .into_response()
 }
 
-/// A request recorded: the answer, the records in force with it, and whether a pass was
-/// running steps (it stops before its next live step if the request changes the pin).
+/// A request recorded: the answer, and whether a pass was running steps (it stops before
+/// its next live step if the request changes the pin).
 struct Recorded<T> {
     answer: T,
-    rec: state::AppRecord,
     pending: bool,
 }
 
@@ -368,21 +367,23 @@ async fn record_request<T: Send + 'static>(
             ));
         };
         // As recorded: a retry releases what had failed by the time written in the file.
-        state::requests::apply(&mut rec, std::slice::from_ref(&entry));
-        Ok((answer, rec))
+        let effects = crate::reconcile::record::apply(
+            &mut rec,
+            crate::reconcile::record::Fact::Request(&entry),
+        );
+        Ok((answer, rec, effects))
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))??;
+    let (answer, rec, effects) = recorded;
     let pending = handle.running_steps();
     // After the write: a pass's pin checks read the file again only when this moved.
     handle.interrupt();
-    s.ctl.publish_app_metrics(&recorded.1);
+    s.ctl.publish_app_metrics(&rec);
     s.trigger.notify_one();
-    Ok(Recorded {
-        answer: recorded.0,
-        rec: recorded.1,
-        pending,
-    })
+    // The request's events (pinned, unpinned), as the one bookkeeping function says.
+    s.ctl.publish_effects(&rec, effects);
+    Ok(Recorded { answer, pending })
 }
 
 async fn pin(
@@ -414,9 +415,6 @@ async fn pin(
     .await;
     match result {
         Ok(r) => {
-            let pin = &r.answer;
-            let m = crate::reconcile::pins::pinned_words(pin);
-            s.ctl.emit(&r.rec, EventKind::Pinned, Some(pin.revision), m);
             let body = PinResponse {
                 pin: r.answer.clone(),
                 pending: r.pending,
@@ -435,28 +433,17 @@ async fn unpin(
     let by = body
         .and_then(|b| b.0.by)
         .unwrap_or_else(|| "unknown".into());
-    let who = by.clone();
     let result = record_request(&s, &app, move |rec| match rec.pin.clone() {
         None => Err(error(StatusCode::CONFLICT, "not pinned")),
         Some(p) if p.source == PinSource::Document => Err(error(
             StatusCode::CONFLICT,
             "pinned by the document (spec.pin): remove it in git to unpin",
         )),
-        Some(p) => Ok((p, AppRequest::Unpin { by: who })),
+        Some(p) => Ok((p, AppRequest::Unpin { by })),
     })
     .await;
     match result {
         Ok(r) => {
-            let p = &r.answer;
-            s.ctl.emit(
-                &r.rec,
-                EventKind::Unpinned,
-                Some(p.revision),
-                format!(
-                    "unpinned by {by} (was revision {}: {})",
-                    p.revision, p.reason
-                ),
-            );
             let body = PinResponse {
                 pin: r.answer.clone(),
                 pending: r.pending,
