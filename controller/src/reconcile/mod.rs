@@ -407,21 +407,28 @@ impl Controller {
         handle: &Arc<AppHandle>,
         p: Prepared,
     ) -> Result<Ended, ReconcileError> {
-        let next = p.next();
-        if let Next::EnvFile(m) = &next {
-            return Ok(self.stop(rec, "EnvFileUnreadable", StepKind::EnvFile, m));
-        }
-        if let Some(h) = p.hooks_applied() {
-            rec.hooks_applied = Some(h);
-        }
-        match next {
-            Next::EnvFile(_) | Next::Run => {}
-            Next::Blocked(m) => return Ok(self.stop(rec, "Blocked", StepKind::Plan, &m)),
+        // The hooks the stopped pass ran are applied, whatever this pass does next (but for
+        // an env file that cannot be read: it stops before looking at the journal).
+        let note_hooks = |rec: &mut AppRecord| {
+            if let Some(h) = p.hooks_applied() {
+                rec.hooks_applied = Some(h);
+            }
+        };
+        match p.next() {
+            Next::EnvFile(m) => {
+                return Ok(self.stop(rec, "EnvFileUnreadable", StepKind::EnvFile, &m));
+            }
+            Next::Blocked(m) => {
+                note_hooks(rec);
+                return Ok(self.stop(rec, "Blocked", StepKind::Plan, &m));
+            }
             Next::Settle => {
+                note_hooks(rec);
                 let (release, hash) = (&p.plan.release, &p.hash);
                 self.adopt_settings(rec, &p.target, info.config_commit, release, hash);
                 return Ok(self.settle(rec, info, &p.target.mode, release, hash));
             }
+            Next::Run => note_hooks(rec),
         }
         let number = self.open_revision(rec, &p.target, info.config_commit, &p.plan, &p.hash);
         let steps = p.plan.steps.len();
