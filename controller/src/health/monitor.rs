@@ -367,6 +367,81 @@ mod tests {
         assert_eq!(worst, 1);
     }
 
+    /// What a counted round means, row by row: (the live revision's outcome, left live
+    /// without blame, the app's phase, the round, the streak after it, suspect checks and
+    /// whether they passed) → (what the round does, the facts recorded). The live revision
+    /// has `failureThreshold` 3 and `successThreshold` 2.
+    #[test]
+    fn a_round_triggers_a_pass_only_on_a_regression_a_recovery_or_cleared_suspects() {
+        use crate::reconcile::fixtures::{entry, record};
+        use shipshape_spec::status::Phase;
+        let fail = || Round::Fail("api: status 500".into());
+        let streak = |passes, failures| Streak {
+            passes,
+            failures,
+            failing_since: None,
+        };
+        let result = |state| CheckResult {
+            name: "api".into(),
+            state,
+            detail: String::new(),
+            latency_ms: 1,
+        };
+        type Row = (
+            &'static str,
+            Outcome,
+            bool,
+            Phase,
+            Round,
+            Streak,
+            bool,
+            RoundOutcome,
+            Vec<&'static str>,
+        );
+        use RoundOutcome::{Recorded, Triggered};
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            ("a pass that keeps it healthy", Outcome::Healthy, false, Phase::Ready, Round::Pass, streak(5, 0), false, Recorded, vec![]),
+            ("two failing rounds: not yet", Outcome::Healthy, false, Phase::Ready, fail(), streak(0, 2), false, Recorded, vec![]),
+            ("the third: a regression", Outcome::Healthy, false, Phase::Ready, fail(), streak(0, 3), false, Triggered, vec!["regressed"]),
+            ("a crash counts as failing", Outcome::Healthy, false, Phase::Ready, Round::Crashed("restarted".into()), streak(0, 3), false, Triggered, vec!["regressed"]),
+            ("the fourth: already reported", Outcome::Healthy, false, Phase::Ready, fail(), streak(0, 4), false, Recorded, vec![]),
+            ("a revision never healthy does not regress", Outcome::Failed, true, Phase::Degraded, fail(), streak(0, 3), false, Recorded, vec![]),
+            ("not blamed, passing again: Healthy", Outcome::Failed, true, Phase::Degraded, Round::Pass, streak(2, 0), false, Triggered, vec!["recovered"]),
+            ("not blamed, one pass: not yet", Outcome::Failed, true, Phase::Degraded, Round::Pass, streak(1, 0), false, Recorded, vec![]),
+            ("degraded and passing: a pass says so", Outcome::Healthy, false, Phase::Degraded, Round::Pass, streak(2, 0), false, Triggered, vec![]),
+            ("suspect checks that pass are cleared", Outcome::Healthy, false, Phase::Degraded, Round::Pass, streak(1, 0), true, Triggered, vec!["cleared"]),
+        ];
+        for (what, outcome, not_blamed, phase, round, after, suspects_pass, want, want_facts) in
+            rows
+        {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, outcome)];
+            rec.revisions[0].not_blamed = not_blamed;
+            rec.revisions[0].document.spec.health.failure_threshold = 3;
+            rec.revisions[0].document.spec.health.success_threshold = 2;
+            if suspects_pass {
+                rec.revisions[0].suspect_checks = vec!["api".into()];
+            }
+            rec.live_revision = Some(1);
+            rec.phase = phase;
+            let live = rec.revisions[0].clone();
+            let results = vec![result(ProbeState::Pass)];
+            let (got, facts) = judge(&rec, &live, &round, &after, &results);
+            assert_eq!(got, want, "{what}");
+            let names: Vec<&str> = facts
+                .iter()
+                .map(|f| match f {
+                    Fact::Regressed(_) => "regressed",
+                    Fact::Recovered { .. } => "recovered",
+                    Fact::SuspectsCleared { .. } => "cleared",
+                    _ => "other",
+                })
+                .collect();
+            assert_eq!(names, want_facts, "{what}");
+        }
+    }
+
     /// Which passes move the monitor's baseline: (a pass's steps) → steps that changed
     /// live state. A pass that failed at fetch, install or build touched nothing live.
     #[test]
