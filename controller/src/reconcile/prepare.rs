@@ -260,3 +260,82 @@ fn add_verifications(p: &mut Prepared, rec: &AppRecord, config_commit: &str) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::fixtures::{app, entry, record};
+    use shipshape_spec::app::DocumentPin;
+    use shipshape_spec::status::Outcome;
+
+    /// (env file unreadable, blockers, steps) → what the pass does next: the env file
+    /// first, then the blockers, then nothing to run, else run.
+    #[test]
+    fn a_planned_pass_stops_on_the_env_file_then_on_blockers_else_settles_or_runs() {
+        let verify = || PlannedStep {
+            step: Step::Verify,
+            reason: "r".into(),
+        };
+        #[rustfmt::skip]
+        let rows: Vec<(Option<&str>, Vec<&str>, usize, Next)> = vec![
+            (Some("env"), vec!["b"], 1, Next::EnvFile("env".into())),
+            (None, vec!["a", "b"], 1, Next::Blocked("a; b".into())),
+            (None, vec![], 0, Next::Settle),
+            (None, vec![], 1, Next::Run),
+        ];
+        for (env, blockers, steps, want) in rows {
+            let p = Prepared {
+                target: Target {
+                    document: app("c"),
+                    mode: Mode::Follow,
+                    held: None,
+                },
+                secrets: Secrets::default(),
+                plan: Plan {
+                    release: "r1".into(),
+                    steps: (0..steps).map(|_| verify()).collect(),
+                    blockers: blockers.iter().map(|b| b.to_string()).collect(),
+                    notes: vec![],
+                },
+                hash: "h".into(),
+                env_problem: env.map(str::to_string),
+                stopped: None,
+                amended: journal::Amended::default(),
+                reverify: false,
+                resumed: false,
+                recheck: None,
+            };
+            assert_eq!(p.next(), want);
+        }
+    }
+
+    /// The pass's first bookkeeping, as `shipshape plan` applies it to its copy: what is
+    /// desired, and the document's pin set (announced) or removed (announced).
+    #[test]
+    fn beginning_a_pass_records_what_is_desired_and_applies_the_documents_pin() {
+        let mut rec = record();
+        rec.revisions = vec![entry(1, Outcome::Healthy)];
+        rec.live_revision = Some(1);
+        let mut desired = app("c0ffee");
+        desired.spec.pin = Some(DocumentPin {
+            reason: "freeze".into(),
+            by: None,
+            app_commit: None,
+        });
+        let notes = begin(&mut rec, &desired, "cfg", None);
+        assert_eq!(rec.desired_config_commit.as_deref(), Some("cfg"));
+        assert_eq!(rec.desired_app_commit.as_deref(), Some("c0ffee"));
+        assert_eq!(rec.passes, 1);
+        let pin = rec.pin.clone().expect("pinned by the document");
+        assert_eq!((pin.revision, pin.by.as_str()), (1, "the document"));
+        assert_eq!(notes.len(), 1);
+        assert_eq!(
+            notes[0].message,
+            "pinned at revision 1 by the document: freeze"
+        );
+        desired.spec.pin = None;
+        let notes = begin(&mut rec, &desired, "cfg", None);
+        assert_eq!(rec.pin, None);
+        assert_eq!(notes[0].kind, crate::runtime::events::EventKind::Unpinned);
+    }
+}

@@ -101,28 +101,17 @@ pub fn apply(rec: &mut AppRecord, fact: Fact<'_>) -> Effects {
     let mut out = Effects::default();
     let note = |kind, revision: u64, m: &str| Note::new(kind, Some(revision), m.to_string());
     match fact {
-        Fact::Healthy { revision, message } => {
-            if rec
-                .revision(revision)
-                .is_some_and(|r| r.revision.outcome != Outcome::Healthy)
-            {
-                conclude(rec, revision, Outcome::Healthy, "healthy", None);
-                out.notes
-                    .push(note(EventKind::RolloutHealthy, revision, message));
-                out.rollouts.push("healthy");
-            }
-        }
+        Fact::Healthy { revision, message } => healthy(rec, revision, message, &mut out),
         Fact::Superseded {
             revision,
             why,
             message,
             conclude: record,
         } => {
-            if record
-                && rec
-                    .revision(revision)
-                    .is_some_and(|r| r.revision.outcome == Outcome::Progressing)
-            {
+            let progressing = rec
+                .revision(revision)
+                .is_some_and(|r| r.revision.outcome == Outcome::Progressing);
+            if record && progressing {
                 conclude(rec, revision, Outcome::Superseded, why, None);
                 out.rollouts.push("superseded");
             }
@@ -177,6 +166,20 @@ pub fn apply(rec: &mut AppRecord, fact: Fact<'_>) -> Effects {
         Fact::Request(entry) => out.notes.extend(apply_request(rec, entry)),
     }
     out
+}
+
+/// A rollout healthy: concluded and announced once (a revision already Healthy stays).
+fn healthy(rec: &mut AppRecord, revision: u64, message: &str, out: &mut Effects) {
+    if rec
+        .revision(revision)
+        .is_some_and(|r| r.revision.outcome != Outcome::Healthy)
+    {
+        conclude(rec, revision, Outcome::Healthy, "healthy", None);
+        let m = message.to_string();
+        out.notes
+            .push(Note::new(EventKind::RolloutHealthy, Some(revision), m));
+        out.rollouts.push("healthy");
+    }
 }
 
 /// Absorb one recorded request; the event of a pin or an unpin.
@@ -430,14 +433,8 @@ mod tests {
         use crate::state::requests::{Entry, Request};
         use EventKind as E;
         use Outcome as O;
-        use shipshape_spec::status::{Pin, PinSource};
-        let pin = Pin {
-            revision: 1,
-            by: "ana".into(),
-            at: "t".into(),
-            reason: "incident".into(),
-            source: PinSource::Cli,
-        };
+        use shipshape_spec::status::PinSource;
+        let pin = pins::new_pin(1, "ana", "incident", PinSource::Cli);
         let request = |seq, request| Entry {
             seq,
             at: "2999-01-01T00:00:00Z".into(),

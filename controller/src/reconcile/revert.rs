@@ -427,43 +427,54 @@ impl Controller {
         result?;
         rec.live_revision = Some(plan.to.revision.number);
         if let Some((step, doc)) = migration {
-            let failed_secrets = Secrets::load(doc).map_err(env_error)?;
             let release = rec
                 .revision(failed)
                 .map(|f| f.release.clone())
                 .unwrap_or_default();
+            let failed_secrets = Secrets::load(doc).map_err(env_error)?;
             let mig = one_step(release, step.clone());
             let result = self
                 .run_into(doc, &mig, &failed_secrets, &log, cancel(), rec, records)
                 .await;
             result?;
         }
+        self.verify_reverted(rec, plan, &log, cancel(), records)
+            .await
+    }
+
+    /// Verify the revision gone back to. It was good before: missing data (e.g. metrics
+    /// not scraped yet after the switch) does not prove it bad, and the revert stands.
+    async fn verify_reverted(
+        &self,
+        rec: &mut AppRecord,
+        plan: &RevertPlan,
+        log: &std::path::Path,
+        cancel: Cancel,
+        records: &mut Vec<StepRecord>,
+    ) -> Result<(), StepError> {
         let to = &plan.to;
-        let verify = one_step(
-            to.release.clone(),
-            PlannedStep {
-                step: Step::Verify,
-                reason: format!(
-                    "the reverted-to revision {} must be healthy too",
-                    to.revision.number
-                ),
-            },
+        let reason = format!(
+            "the reverted-to revision {} must be healthy too",
+            to.revision.number
         );
+        let step = PlannedStep {
+            step: Step::Verify,
+            reason,
+        };
+        let verify = one_step(to.release.clone(), step);
         let good_secrets = Secrets::load(&to.document).map_err(env_error)?;
         let result = self
             .run_into(
                 &to.document,
                 &verify,
                 &good_secrets,
-                &log,
-                cancel(),
+                log,
+                cancel,
                 rec,
                 records,
             )
             .await;
         match result {
-            // The revision was good before; missing data (e.g. metrics not scraped yet
-            // after the switch) does not prove it bad: the revert stands.
             Err(e) if e.class == ErrorClass::Inconclusive => {
                 warn!(app = %rec.name, "the reverted-to revision's verification was inconclusive: {}", e.message);
                 Ok(())
