@@ -224,7 +224,7 @@ impl Monitor {
         let now = state::now();
         let (streak, round) = count(&prev, round, since, &now);
         tracing::trace!(app = %self.app, ?round, passes = streak.passes, failures = streak.failures, "health round");
-        let (outcome, facts) = judge(&rec, &live, &round, &streak, &results);
+        let (outcome, facts) = judge(&rec, &live, (&round, &streak, &now), &results);
         for fact in facts {
             let effects = record::apply(&mut rec, fact);
             self.ctl.publish_effects(&rec, effects);
@@ -268,16 +268,16 @@ impl Monitor {
     }
 }
 
-/// What a counted round means for the live revision `live` of `rec`, pure: whether a pass
-/// should run, and what to record ([`record::apply`]): `failureThreshold` failing rounds
+/// What a counted round (the round, the streak after it, when it ran) means for the live
+/// revision `live` of `rec`, pure: whether a pass should run, and what to record
+/// ([`record::apply`]): `failureThreshold` failing rounds
 /// in a row of a Healthy revision are a regression; `successThreshold` passing rounds in a
 /// row make a revision left live without blame Healthy; suspect checks that pass are
 /// cleared.
 pub fn judge<'a>(
     rec: &AppRecord,
     live: &RevisionEntry,
-    round: &Round,
-    streak: &Streak,
+    (round, streak, now): (&Round, &Streak, &str),
     results: &[CheckResult],
 ) -> (RoundOutcome, Vec<Fact<'a>>) {
     let h = &live.document.spec.health;
@@ -290,7 +290,7 @@ pub fn judge<'a>(
     {
         facts.push(Fact::Regressed(Regression {
             revision,
-            at: state::now(),
+            at: now.to_string(),
             reason: why.clone(),
         }));
         outcome = RoundOutcome::Triggered;
@@ -427,7 +427,7 @@ mod tests {
             rec.phase = phase;
             let live = rec.revisions[0].clone();
             let results = vec![result(ProbeState::Pass)];
-            let (got, facts) = judge(&rec, &live, &round, &after, &results);
+            let (got, facts) = judge(&rec, &live, (&round, &after, "t"), &results);
             assert_eq!(got, want, "{what}");
             let names: Vec<&str> = facts
                 .iter()
