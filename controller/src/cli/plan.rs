@@ -3,8 +3,12 @@
 
 use std::path::PathBuf;
 
+use shipshape_spec::App;
+
 use super::{Format, SourceArgs, controller, init_tracing};
-use crate::reconcile::Controller;
+use crate::plan::short_sha;
+use crate::reconcile::target::Hold;
+use crate::reconcile::{Controller, Preparation};
 
 /// `shipshape plan`: show the steps a pass would run, with reasons, for the config repo's
 /// branch tip or for `files`. Exit code 0: nothing to do; 2: changes pending; 1: an error,
@@ -25,206 +29,179 @@ pub fn plan(source: &SourceArgs, output: Format, files: &[PathBuf]) -> anyhow::R
 
 /// Plan every document with `controller`'s observations of this host.
 async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) -> i32 {
-    let mut invalid = false;
-    let snapshot = if files.is_empty() {
-        if controller.config.is_remote()
-            && let Err(e) = controller.fetch_source().await
-        {
-            eprintln!("error: {e}");
-            return 1;
-        }
-        let desired = match controller.load_desired().await {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 1;
-            }
-        };
-        if let Some(r) = &desired.refused {
-            eprintln!("note: {r}; planning against the last trusted commit");
-        }
-        for (_, _, message) in &desired.invalid {
-            eprintln!("{message}");
-        }
-        if !desired.invalid.is_empty() {
-            invalid = true;
-        }
-        crate::source::Snapshot {
-            commit: desired.commit.clone(),
-            files: desired
-                .docs
-                .into_iter()
-                .map(|d| crate::source::DocumentFile::new(d.path, d.text))
-                .collect(),
-        }
-    } else {
-        let mut docs = Vec::new();
-        for f in files {
-            match crate::source::DocumentFile::read(f) {
-                Ok(doc) => docs.push(doc),
-                Err(e) => {
-                    eprintln!("{}: cannot read: {e}", f.display());
-                    return 1;
-                }
-            }
-        }
-        crate::source::Snapshot {
-            commit: "(files)".into(),
-            files: docs,
-        }
+    let (snapshot, invalid) = match snapshot(&controller, files).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let mut pending = false;
-    let mut failed = invalid;
-    let mut json = Vec::new();
+    let mut shown = Shown {
+        failed: invalid,
+        ..Shown::default()
+    };
     for file in &snapshot.files {
         let app = match file.load() {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("{e}");
-                failed = true;
+                shown.failed = true;
                 continue;
             }
         };
-        let record = match controller.store.load(&app.metadata.name) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-                continue;
-            }
-        };
-        // What the daemon would converge to: the same target function it uses.
-        let (app, hold) = match held_target(&record, &app, &snapshot.commit) {
-            Ok(t) => t,
-            Err(message) => {
-                println!("{}: {message}", app.metadata.name);
-                failed = true;
-                continue;
-            }
-        };
-        // An unreadable env file blocks the plan, but the rest is still worth showing.
-        let (secrets, env_problem) = match crate::reconcile::Secrets::load(&app) {
-            Ok(s) => (s, None),
-            Err(e) => (Default::default(), Some(e.to_string())),
-        };
-        let observed = match controller.observe(&app, &record, &secrets).await {
-            Ok(o) => o,
+        // What the daemon's pass would do: the very preparation it runs.
+        match controller.preview(&app, &snapshot.commit).await {
+            Ok((_, prepared)) => shown.show(output, &app, &snapshot.commit, prepared),
             Err(e) => {
                 eprintln!("error: {}: {e}", app.metadata.name);
-                failed = true;
-                continue;
+                shown.failed = true;
             }
-        };
-        let mut p = crate::plan::plan(&app, &observed);
-        if let Some(problem) = env_problem {
-            p.blockers.insert(0, problem);
-        }
-        pending |= !p.is_empty();
-        failed |= !p.blockers.is_empty();
-        match output {
-            Format::Table => {
-                println!(
-                    "{} (config {}, app {}):",
-                    app.metadata.name,
-                    crate::plan::short_sha(&snapshot.commit),
-                    crate::plan::short_sha(&app.spec.source.commit)
-                );
-                if let Some(h) = &hold {
-                    println!("  HOLD     {}", h.message);
-                }
-                print!("{p}");
-            }
-            Format::Json => json.push(serde_json::json!({
-                "app": app.metadata.name,
-                "configCommit": snapshot.commit,
-                "hold": hold,
-                "plan": p,
-            })),
         }
     }
     if output == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&shown.json).expect("json")
+        );
     }
-    if failed {
+    if shown.failed {
         1
-    } else if pending {
+    } else if shown.pending {
         2
     } else {
         0
     }
 }
 
-/// Why the daemon holds an app instead of following the document.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Hold {
-    /// `pinned` or `quarantined`.
-    kind: &'static str,
-    /// The revision held.
-    revision: u64,
-    /// The hold in words.
-    message: String,
+/// The documents to plan: the config repo's (the branch tip, or the last trusted commit),
+/// or `files`; and whether some did not load. `Err`: the exit code.
+async fn snapshot(
+    controller: &Controller,
+    files: &[PathBuf],
+) -> Result<(crate::source::Snapshot, bool), i32> {
+    if !files.is_empty() {
+        let mut docs = Vec::new();
+        for f in files {
+            match crate::source::DocumentFile::read(f) {
+                Ok(doc) => docs.push(doc),
+                Err(e) => {
+                    eprintln!("{}: cannot read: {e}", f.display());
+                    return Err(1);
+                }
+            }
+        }
+        let commit = "(files)".into();
+        return Ok((
+            crate::source::Snapshot {
+                commit,
+                files: docs,
+            },
+            false,
+        ));
+    }
+    if controller.config.is_remote()
+        && let Err(e) = controller.fetch_source().await
+    {
+        eprintln!("error: {e}");
+        return Err(1);
+    }
+    let desired = controller.load_desired().await.map_err(|e| {
+        eprintln!("error: {e}");
+        1
+    })?;
+    if let Some(r) = &desired.refused {
+        eprintln!("note: {r}; planning against the last trusted commit");
+    }
+    for (_, _, message) in &desired.invalid {
+        eprintln!("{message}");
+    }
+    let files = desired
+        .docs
+        .into_iter()
+        .map(|d| crate::source::DocumentFile::new(d.path, d.text))
+        .collect();
+    let snapshot = crate::source::Snapshot {
+        commit: desired.commit.clone(),
+        files,
+    };
+    Ok((snapshot, !desired.invalid.is_empty()))
 }
 
-/// The document the daemon would converge `app` to, from the records (a pin, including
-/// one `spec.pin` would set now; a quarantine of `config_commit`), and the hold, if any.
-fn held_target(
-    record: &crate::state::AppRecord,
-    app: &shipshape_spec::App,
-    config_commit: &str,
-) -> Result<(shipshape_spec::App, Option<Hold>), String> {
-    use crate::plan::short_sha;
-    use crate::reconcile::target::{self, DocumentPinChange, Mode, NoTarget};
-    let mut view = record.clone();
-    match target::document_pin(&view, app) {
-        DocumentPinChange::Set(revision) => {
-            let doc = app.spec.pin.as_ref().expect("document pins");
-            view.pin = Some(shipshape_spec::status::Pin {
-                revision,
-                by: doc.by.clone().unwrap_or_else(|| "the document".into()),
-                at: String::new(),
-                reason: doc.reason.clone(),
-                source: shipshape_spec::status::PinSource::Document,
-            });
+/// What a pass does instead of running a plan, in words, and whether that is a failure
+/// (exit code 1) rather than a change pending (2); `None` for a plan.
+fn instead(prepared: &Preparation) -> Option<(String, bool)> {
+    Some(match prepared {
+        Preparation::Planned(_) => return None,
+        Preparation::NoTarget(no) => (no.to_string(), true),
+        Preparation::EnvFileUnreadable(e) => (e.clone(), true),
+        Preparation::Regressed(reg) => (
+            format!(
+                "revision {} regressed: {}; the pass acts on it first (a revert within rollback.window, else Degraded)",
+                reg.revision, reg.reason
+            ),
+            false,
+        ),
+        Preparation::ResumeRevert(j) => (
+            format!("{}; the pass finishes the revert", j.describe()),
+            false,
+        ),
+    })
+}
+
+/// What `plan` showed so far: the exit code's facts, and the JSON documents.
+#[derive(Default)]
+struct Shown {
+    failed: bool,
+    pending: bool,
+    json: Vec<serde_json::Value>,
+}
+
+impl Shown {
+    /// Show what a pass of `app` would do: `prepared`, from [`Controller::preview`].
+    fn show(&mut self, output: Format, app: &App, config_commit: &str, prepared: Preparation) {
+        let name = &app.metadata.name;
+        // The pass would act on something else first, or stop: say what.
+        if let Some((line, failed)) = instead(&prepared) {
+            self.failed |= failed;
+            self.pending |= !failed;
+            match output {
+                Format::Table => println!("{name}: {line}"),
+                Format::Json => self.json.push(serde_json::json!({
+                    "app": name, "configCommit": config_commit, "act": line,
+                })),
+            }
+            return;
         }
-        DocumentPinChange::Remove => view.pin = None,
-        DocumentPinChange::Keep | DocumentPinChange::Refused(_) => {}
+        let Preparation::Planned(p) = prepared else {
+            return;
+        };
+        let hold = Hold::of(&p.target, app, config_commit);
+        let mut plan = p.plan.clone();
+        if let Some(problem) = &p.env_problem {
+            plan.blockers.insert(0, problem.clone());
+        }
+        self.pending |= !plan.is_empty();
+        self.failed |= !plan.blockers.is_empty();
+        match output {
+            Format::Table => {
+                println!(
+                    "{name} (config {}, app {}):",
+                    short_sha(config_commit),
+                    short_sha(&p.target.document.spec.source.commit)
+                );
+                if let Some(h) = &hold {
+                    println!("  HOLD     {h}");
+                }
+                if let Some(j) = &p.stopped {
+                    println!("  RESUME   {}", j.describe());
+                }
+                print!("{plan}");
+            }
+            Format::Json => self.json.push(serde_json::json!({
+                "app": name,
+                "configCommit": config_commit,
+                "hold": hold,
+                "plan": plan,
+            })),
+        }
     }
-    let t = target::choose(&view, app, config_commit).map_err(|no| match no {
-        NoTarget::PinGone { revision } => format!(
-            "pinned to revision {revision}, which is no longer in the history; unpin or pin another revision"
-        ),
-        NoTarget::QuarantinedWithoutGood { why } => format!(
-            "config commit {} is quarantined ({why}) and there is no healthy revision to hold; commit a fix or run `shipshape retry {}`",
-            short_sha(config_commit),
-            app.metadata.name
-        ),
-    })?;
-    let desired = format!(
-        "desired config {} (app {}) is not applied",
-        short_sha(config_commit),
-        short_sha(&app.spec.source.commit)
-    );
-    let hold = match (&t.mode, t.held) {
-        (Mode::Pinned(pin), Some(n)) => Some(Hold {
-            kind: "pinned",
-            revision: n,
-            message: format!(
-                "pinned at revision {n} by {} ({}); {desired}; only drift towards the pin is corrected",
-                pin.by, pin.reason
-            ),
-        }),
-        (Mode::Hold { why }, Some(n)) => Some(Hold {
-            kind: "quarantined",
-            revision: n,
-            message: format!(
-                "config commit {} is quarantined ({why}); holding revision {n}; {desired} until a new config commit or `shipshape retry {}`",
-                short_sha(config_commit),
-                app.metadata.name
-            ),
-        }),
-        _ => None,
-    };
-    Ok((t.document, hold))
 }
 
 /// `shipshape validate`: check each file as an App document; print every problem with

@@ -21,14 +21,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shipshape_spec::status::{
-    CheckResult, HealthRecord, Outcome, ProbeState, Regression, StepKind, StepRecord,
+    CheckResult, HealthRecord, Outcome, Phase, ProbeState, Regression, StepKind, StepRecord,
 };
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::health::Round;
+use crate::health::{Round, Tally};
 use crate::reconcile::Controller;
-use crate::state;
+use crate::reconcile::record::{self, Fact};
+use crate::state::{self, AppRecord, RevisionEntry};
 
 /// One app's monitor.
 pub struct Monitor {
@@ -79,27 +80,27 @@ pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, R
         Round::Fail(why) if since.settling => Round::Inconclusive(format!("settling: {why}")),
         other => other,
     };
-    let mut next = prev.clone();
-    match &round {
-        Round::Pass => {
-            next = Streak {
-                passes: prev.passes + 1,
-                failures: 0,
-                failing_since: None,
-            };
-        }
-        Round::Fail(_) | Round::Crashed(_) => {
-            next = Streak {
-                passes: 0,
-                failures: prev.failures + 1,
-                failing_since: match (&prev.failing_since, prev.failures) {
-                    (Some(t), 1..) => Some(t.clone()),
-                    _ => Some(now.to_string()),
-                },
-            };
-        }
-        Round::Inconclusive(_) | Round::Starting(_) => {}
-    }
+    // The shared tally counts the streak (as a rollout's verification does); the rounds
+    // still starting are already inconclusive here, so none is pending.
+    let mut tally = Tally {
+        passes: prev.passes,
+        failures: prev.failures,
+        ..Tally::new()
+    };
+    tally.record(&round, false);
+    let failing_since = match &round {
+        Round::Pass => None,
+        Round::Fail(_) | Round::Crashed(_) => match (&prev.failing_since, prev.failures) {
+            (Some(t), 1..) => Some(t.clone()),
+            _ => Some(now.to_string()),
+        },
+        Round::Inconclusive(_) | Round::Starting(_) => prev.failing_since.clone(),
+    };
+    let next = Streak {
+        passes: tally.passes,
+        failures: tally.failures,
+        failing_since,
+    };
     (next, round)
 }
 
@@ -200,22 +201,7 @@ impl Monitor {
         };
         let doc = &live.document;
         self.interval = Some(doc.spec.health.interval.std());
-        // A pass that changed live state (a rollout, a repair, a revert) or a new live
-        // revision: a new restart baseline, and a new streak, counted once the change
-        // settled. A pass that failed before touching live (fetch, build) changes nothing.
-        let key = (live.revision.number, rec.live_changes);
-        let changed = self.since.is_some_and(|k| k != key);
-        if changed {
-            self.restarts.clear();
-            self.changed_at = Some(Instant::now());
-        }
-        self.since = Some(key);
-        let since = Since {
-            baseline: !self.restarts.is_empty(),
-            settling: self
-                .changed_at
-                .is_some_and(|t| t.elapsed() < crate::health::startup_grace(doc)),
-        };
+        let (since, changed) = self.since(&live, rec.live_changes);
         let suspects = &live.suspect_checks;
         let (round, results, list) = self
             .ctl
@@ -237,47 +223,18 @@ impl Monitor {
             .unwrap_or_default();
         let now = state::now();
         let (streak, round) = count(&prev, round, since, &now);
-        let (passes, failures) = (streak.passes, streak.failures);
-        let mut outcome = RoundOutcome::Recorded;
-        tracing::trace!(app = %self.app, ?round, passes, failures, "health round");
-        let h = &doc.spec.health;
-        if let Round::Fail(why) | Round::Crashed(why) = &round
-            && failures == h.failure_threshold
-            && live.revision.outcome == Outcome::Healthy
-        {
-            rec.regression = Some(Regression {
-                revision: live.revision.number,
-                at: state::now(),
-                reason: why.clone(),
-            });
-            outcome = RoundOutcome::Triggered;
-        }
-        if round == Round::Pass && passes == h.success_threshold {
-            if live.not_blamed
-                && let Some(entry) = rec.revision_mut(live.revision.number)
-            {
-                entry.revision.outcome = Outcome::Healthy;
-                entry.revision.finished_at = Some(state::now());
-                entry.revision.message = "healthy: the checks recovered".into();
-                entry.not_blamed = false;
-            }
-            if rec.phase == shipshape_spec::status::Phase::Degraded || live.not_blamed {
-                outcome = RoundOutcome::Triggered;
-            }
-        }
-        if !suspects.is_empty()
-            && suspects_recovered(suspects, &results)
-            && let Some(entry) = rec.revision_mut(live.revision.number)
-        {
-            entry.suspect_checks.clear();
-            outcome = RoundOutcome::Triggered;
+        tracing::trace!(app = %self.app, ?round, passes = streak.passes, failures = streak.failures, "health round");
+        let (outcome, facts) = judge(&rec, &live, (&round, &streak, &now), &results);
+        for fact in facts {
+            let effects = record::apply(&mut rec, fact);
+            self.ctl.publish_effects(&rec, effects);
         }
         rec.health = Some(HealthRecord {
             checked_at: now,
             revision: live.revision.number,
-            passing: failures == 0,
-            consecutive_passes: passes,
-            consecutive_failures: failures,
+            passing: streak.failures == 0,
+            consecutive_passes: streak.passes,
+            consecutive_failures: streak.failures,
             failing_since: streak.failing_since,
             results,
         });
@@ -287,6 +244,70 @@ impl Monitor {
         self.ctl.publish_app_metrics(&rec);
         outcome
     }
+
+    /// Where this round stands against the live revision's last change, and whether that
+    /// changed since the last round. A pass that changed live state (a rollout, a repair,
+    /// a revert) or a new live revision: a new restart baseline, and a new streak, counted
+    /// once the change settled. A pass that failed before touching live (fetch, build)
+    /// changes nothing.
+    fn since(&mut self, live: &RevisionEntry, live_changes: u64) -> (Since, bool) {
+        let key = (live.revision.number, live_changes);
+        let changed = self.since.is_some_and(|k| k != key);
+        if changed {
+            self.restarts.clear();
+            self.changed_at = Some(Instant::now());
+        }
+        self.since = Some(key);
+        let since = Since {
+            baseline: !self.restarts.is_empty(),
+            settling: self
+                .changed_at
+                .is_some_and(|t| t.elapsed() < crate::health::startup_grace(&live.document)),
+        };
+        (since, changed)
+    }
+}
+
+/// What a counted round (the round, the streak after it, when it ran) means for the live
+/// revision `live` of `rec`, pure: whether a pass should run, and what to record
+/// ([`record::apply`]): `failureThreshold` failing rounds
+/// in a row of a Healthy revision are a regression; `successThreshold` passing rounds in a
+/// row make a revision left live without blame Healthy; suspect checks that pass are
+/// cleared.
+pub fn judge<'a>(
+    rec: &AppRecord,
+    live: &RevisionEntry,
+    (round, streak, now): (&Round, &Streak, &str),
+    results: &[CheckResult],
+) -> (RoundOutcome, Vec<Fact<'a>>) {
+    let h = &live.document.spec.health;
+    let revision = live.revision.number;
+    let mut outcome = RoundOutcome::Recorded;
+    let mut facts = Vec::new();
+    if let Round::Fail(why) | Round::Crashed(why) = round
+        && streak.failures == h.failure_threshold
+        && live.revision.outcome == Outcome::Healthy
+    {
+        facts.push(Fact::Regressed(Regression {
+            revision,
+            at: now.to_string(),
+            reason: why.clone(),
+        }));
+        outcome = RoundOutcome::Triggered;
+    }
+    if *round == Round::Pass && streak.passes == h.success_threshold {
+        if live.not_blamed {
+            facts.push(Fact::Recovered { revision });
+        }
+        if rec.phase == Phase::Degraded || live.not_blamed {
+            outcome = RoundOutcome::Triggered;
+        }
+    }
+    if !live.suspect_checks.is_empty() && suspects_recovered(&live.suspect_checks, results) {
+        facts.push(Fact::SuspectsCleared { revision });
+        outcome = RoundOutcome::Triggered;
+    }
+    (outcome, facts)
 }
 
 #[cfg(test)]
@@ -344,6 +365,81 @@ mod tests {
             worst = worst.max(s.failures);
         }
         assert_eq!(worst, 1);
+    }
+
+    /// What a counted round means, row by row: (the live revision's outcome, left live
+    /// without blame, the app's phase, the round, the streak after it, suspect checks and
+    /// whether they passed) → (what the round does, the facts recorded). The live revision
+    /// has `failureThreshold` 3 and `successThreshold` 2.
+    #[test]
+    fn a_round_triggers_a_pass_only_on_a_regression_a_recovery_or_cleared_suspects() {
+        use crate::reconcile::fixtures::{entry, record};
+        use shipshape_spec::status::Phase;
+        let fail = || Round::Fail("api: status 500".into());
+        let streak = |passes, failures| Streak {
+            passes,
+            failures,
+            failing_since: None,
+        };
+        let result = |state| CheckResult {
+            name: "api".into(),
+            state,
+            detail: String::new(),
+            latency_ms: 1,
+        };
+        type Row = (
+            &'static str,
+            Outcome,
+            bool,
+            Phase,
+            Round,
+            Streak,
+            bool,
+            RoundOutcome,
+            Vec<&'static str>,
+        );
+        use RoundOutcome::{Recorded, Triggered};
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            ("a pass that keeps it healthy", Outcome::Healthy, false, Phase::Ready, Round::Pass, streak(5, 0), false, Recorded, vec![]),
+            ("two failing rounds: not yet", Outcome::Healthy, false, Phase::Ready, fail(), streak(0, 2), false, Recorded, vec![]),
+            ("the third: a regression", Outcome::Healthy, false, Phase::Ready, fail(), streak(0, 3), false, Triggered, vec!["regressed"]),
+            ("a crash counts as failing", Outcome::Healthy, false, Phase::Ready, Round::Crashed("restarted".into()), streak(0, 3), false, Triggered, vec!["regressed"]),
+            ("the fourth: already reported", Outcome::Healthy, false, Phase::Ready, fail(), streak(0, 4), false, Recorded, vec![]),
+            ("a revision never healthy does not regress", Outcome::Failed, true, Phase::Degraded, fail(), streak(0, 3), false, Recorded, vec![]),
+            ("not blamed, passing again: Healthy", Outcome::Failed, true, Phase::Degraded, Round::Pass, streak(2, 0), false, Triggered, vec!["recovered"]),
+            ("not blamed, one pass: not yet", Outcome::Failed, true, Phase::Degraded, Round::Pass, streak(1, 0), false, Recorded, vec![]),
+            ("degraded and passing: a pass says so", Outcome::Healthy, false, Phase::Degraded, Round::Pass, streak(2, 0), false, Triggered, vec![]),
+            ("suspect checks that pass are cleared", Outcome::Healthy, false, Phase::Degraded, Round::Pass, streak(1, 0), true, Triggered, vec!["cleared"]),
+        ];
+        for (what, outcome, not_blamed, phase, round, after, suspects_pass, want, want_facts) in
+            rows
+        {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, outcome)];
+            rec.revisions[0].not_blamed = not_blamed;
+            rec.revisions[0].document.spec.health.failure_threshold = 3;
+            rec.revisions[0].document.spec.health.success_threshold = 2;
+            if suspects_pass {
+                rec.revisions[0].suspect_checks = vec!["api".into()];
+            }
+            rec.live_revision = Some(1);
+            rec.phase = phase;
+            let live = rec.revisions[0].clone();
+            let results = vec![result(ProbeState::Pass)];
+            let (got, facts) = judge(&rec, &live, (&round, &after, "t"), &results);
+            assert_eq!(got, want, "{what}");
+            let names: Vec<&str> = facts
+                .iter()
+                .map(|f| match f {
+                    Fact::Regressed(_) => "regressed",
+                    Fact::Recovered { .. } => "recovered",
+                    Fact::SuspectsCleared { .. } => "cleared",
+                    _ => "other",
+                })
+                .collect();
+            assert_eq!(names, want_facts, "{what}");
+        }
     }
 
     /// Which passes move the monitor's baseline: (a pass's steps) → steps that changed

@@ -111,6 +111,15 @@ pub enum Decision {
     PinnedReady,
     /// Drift towards the held revision was repaired; the desired commit stays quarantined.
     HoldRepaired,
+    /// A step failed: what to do about it.
+    Failed(OnFailure),
+}
+
+/// What to do after a step failed: only the decisions a failure can lead to (a failure
+/// never reads as a success), for the end of a pass whose steps did not all succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum OnFailure {
     /// A transient error: nothing is concluded, the next pass retries.
     Retry,
     /// A newer desired state or a request: record Superseded, run the next pass at once.
@@ -140,33 +149,37 @@ pub enum Decision {
 
 /// The decision after a pass's steps ended.
 pub fn decide(f: Facts) -> Decision {
-    let (step, class) = match f.ended {
-        Ended::Ok => {
-            return match f.mode {
-                ModeKind::Follow => Decision::Healthy,
-                ModeKind::Pinned => Decision::PinnedReady,
-                ModeKind::Hold => Decision::HoldRepaired,
-            };
-        }
-        Ended::Failed { step, class } => (step, class),
-    };
+    match f.ended {
+        Ended::Ok => match f.mode {
+            ModeKind::Follow => Decision::Healthy,
+            ModeKind::Pinned => Decision::PinnedReady,
+            ModeKind::Hold => Decision::HoldRepaired,
+        },
+        Ended::Failed { step, class } => Decision::Failed(decide_failure(f, step, class)),
+    }
+}
+
+/// The decision after step `step` failed with `class` (`f.ended` is not read).
+pub fn decide_failure(f: Facts, step: StepKind, class: ErrorClass) -> OnFailure {
     let rechecked = f.mode == ModeKind::Follow && step == StepKind::Verify;
     match class {
-        ErrorClass::Transient => Decision::Retry,
+        ErrorClass::Transient => OnFailure::Retry,
         ErrorClass::Stalled if rechecked && f.recheck == Recheck::ChangedCheckFailed => {
-            Decision::CheckSuspect
+            OnFailure::CheckSuspect
         }
         ErrorClass::Stalled if rechecked && f.recheck == Recheck::UnchangedFailed => {
-            Decision::LiveFailing
+            OnFailure::LiveFailing
         }
-        ErrorClass::Superseded => Decision::Superseded,
-        ErrorClass::Inconclusive if f.mode == ModeKind::Follow => Decision::NotBlamed,
-        ErrorClass::Inconclusive => Decision::FailNoRevert(NoRevert::Held),
-        ErrorClass::Stalled if !f.switched => Decision::FailUntouched,
-        ErrorClass::Stalled if f.mode != ModeKind::Follow => Decision::FailNoRevert(NoRevert::Held),
-        ErrorClass::Stalled if f.failing_before && step == StepKind::Verify => Decision::NotBlamed,
-        ErrorClass::Stalled if !f.auto_revert => Decision::FailNoRevert(NoRevert::AutoOff),
-        ErrorClass::Stalled => Decision::Revert,
+        ErrorClass::Superseded => OnFailure::Superseded,
+        ErrorClass::Inconclusive if f.mode == ModeKind::Follow => OnFailure::NotBlamed,
+        ErrorClass::Inconclusive => OnFailure::FailNoRevert(NoRevert::Held),
+        ErrorClass::Stalled if !f.switched => OnFailure::FailUntouched,
+        ErrorClass::Stalled if f.mode != ModeKind::Follow => {
+            OnFailure::FailNoRevert(NoRevert::Held)
+        }
+        ErrorClass::Stalled if f.failing_before && step == StepKind::Verify => OnFailure::NotBlamed,
+        ErrorClass::Stalled if !f.auto_revert => OnFailure::FailNoRevert(NoRevert::AutoOff),
+        ErrorClass::Stalled => OnFailure::Revert,
     }
 }
 
@@ -202,6 +215,7 @@ mod tests {
     use Decision as D;
     use ErrorClass as C;
     use ModeKind as M;
+    use OnFailure as F;
 
     fn failed(step: StepKind, class: ErrorClass) -> Ended {
         Ended::Failed { step, class }
@@ -225,46 +239,46 @@ mod tests {
             (M::Hold, Ended::Ok, true, false, true, D::HoldRepaired),
             (M::Hold, Ended::Ok, false, false, false, D::HoldRepaired),
             // Transient errors are retried, whatever else holds.
-            (M::Follow, failed(build, C::Transient), false, false, true, D::Retry),
-            (M::Follow, failed(StepKind::Switch, C::Transient), true, false, true, D::Retry),
-            (M::Follow, failed(verify, C::Transient), true, true, true, D::Retry),
-            (M::Pinned, failed(StepKind::Pm2Reload, C::Transient), true, false, true, D::Retry),
-            (M::Hold, failed(StepKind::Fetch, C::Transient), false, false, false, D::Retry),
+            (M::Follow, failed(build, C::Transient), false, false, true, D::Failed(F::Retry)),
+            (M::Follow, failed(StepKind::Switch, C::Transient), true, false, true, D::Failed(F::Retry)),
+            (M::Follow, failed(verify, C::Transient), true, true, true, D::Failed(F::Retry)),
+            (M::Pinned, failed(StepKind::Pm2Reload, C::Transient), true, false, true, D::Failed(F::Retry)),
+            (M::Hold, failed(StepKind::Fetch, C::Transient), false, false, false, D::Failed(F::Retry)),
             // Superseded: the next pass runs at once.
-            (M::Follow, failed(verify, C::Superseded), true, false, true, D::Superseded),
-            (M::Follow, failed(verify, C::Superseded), true, true, false, D::Superseded),
-            (M::Pinned, failed(verify, C::Superseded), true, false, true, D::Superseded),
-            (M::Hold, failed(verify, C::Superseded), true, false, true, D::Superseded),
+            (M::Follow, failed(verify, C::Superseded), true, false, true, D::Failed(F::Superseded)),
+            (M::Follow, failed(verify, C::Superseded), true, true, false, D::Failed(F::Superseded)),
+            (M::Pinned, failed(verify, C::Superseded), true, false, true, D::Failed(F::Superseded)),
+            (M::Hold, failed(verify, C::Superseded), true, false, true, D::Failed(F::Superseded)),
             // Inconclusive: never blamed; a held app is only reported.
-            (M::Follow, failed(verify, C::Inconclusive), true, false, true, D::NotBlamed),
-            (M::Follow, failed(verify, C::Inconclusive), true, true, false, D::NotBlamed),
-            (M::Pinned, failed(verify, C::Inconclusive), true, false, true, D::FailNoRevert(NoRevert::Held)),
-            (M::Hold, failed(verify, C::Inconclusive), true, false, true, D::FailNoRevert(NoRevert::Held)),
+            (M::Follow, failed(verify, C::Inconclusive), true, false, true, D::Failed(F::NotBlamed)),
+            (M::Follow, failed(verify, C::Inconclusive), true, true, false, D::Failed(F::NotBlamed)),
+            (M::Pinned, failed(verify, C::Inconclusive), true, false, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
+            (M::Hold, failed(verify, C::Inconclusive), true, false, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
             // Stalled before anything live changed: the live release is untouched.
-            (M::Follow, failed(build, C::Stalled), false, false, true, D::FailUntouched),
-            (M::Follow, failed(build, C::Stalled), false, true, true, D::FailUntouched),
-            (M::Follow, failed(StepKind::Fetch, C::Stalled), false, false, false, D::FailUntouched),
-            (M::Follow, failed(StepKind::Migrate, C::Stalled), false, false, true, D::FailUntouched),
-            (M::Pinned, failed(build, C::Stalled), false, false, true, D::FailUntouched),
-            (M::Hold, failed(build, C::Stalled), false, false, true, D::FailUntouched),
+            (M::Follow, failed(build, C::Stalled), false, false, true, D::Failed(F::FailUntouched)),
+            (M::Follow, failed(build, C::Stalled), false, true, true, D::Failed(F::FailUntouched)),
+            (M::Follow, failed(StepKind::Fetch, C::Stalled), false, false, false, D::Failed(F::FailUntouched)),
+            (M::Follow, failed(StepKind::Migrate, C::Stalled), false, false, true, D::Failed(F::FailUntouched)),
+            (M::Pinned, failed(build, C::Stalled), false, false, true, D::Failed(F::FailUntouched)),
+            (M::Hold, failed(build, C::Stalled), false, false, true, D::Failed(F::FailUntouched)),
             // Stalled after the switch, pinned or held: never moved by the controller.
-            (M::Pinned, failed(verify, C::Stalled), true, false, true, D::FailNoRevert(NoRevert::Held)),
-            (M::Pinned, failed(verify, C::Stalled), true, true, true, D::FailNoRevert(NoRevert::Held)),
-            (M::Hold, failed(verify, C::Stalled), true, false, true, D::FailNoRevert(NoRevert::Held)),
-            (M::Hold, failed(StepKind::Hook, C::Stalled), true, false, false, D::FailNoRevert(NoRevert::Held)),
+            (M::Pinned, failed(verify, C::Stalled), true, false, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
+            (M::Pinned, failed(verify, C::Stalled), true, true, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
+            (M::Hold, failed(verify, C::Stalled), true, false, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
+            (M::Hold, failed(StepKind::Hook, C::Stalled), true, false, false, D::Failed(F::FailNoRevert(NoRevert::Held))),
             // Following: checks failing before the rollout are not its fault …
-            (M::Follow, failed(verify, C::Stalled), true, true, true, D::NotBlamed),
-            (M::Follow, failed(verify, C::Stalled), true, true, false, D::NotBlamed),
+            (M::Follow, failed(verify, C::Stalled), true, true, true, D::Failed(F::NotBlamed)),
+            (M::Follow, failed(verify, C::Stalled), true, true, false, D::Failed(F::NotBlamed)),
             // … but a failing hook or pm2 step is, whatever the checks did before.
-            (M::Follow, failed(StepKind::Hook, C::Stalled), true, true, true, D::Revert),
-            (M::Follow, failed(StepKind::Pm2Start, C::Stalled), true, true, true, D::Revert),
+            (M::Follow, failed(StepKind::Hook, C::Stalled), true, true, true, D::Failed(F::Revert)),
+            (M::Follow, failed(StepKind::Pm2Start, C::Stalled), true, true, true, D::Failed(F::Revert)),
             // rollback.auto off: failed, reported, left live.
-            (M::Follow, failed(verify, C::Stalled), true, false, false, D::FailNoRevert(NoRevert::AutoOff)),
-            (M::Follow, failed(StepKind::Hook, C::Stalled), true, true, false, D::FailNoRevert(NoRevert::AutoOff)),
+            (M::Follow, failed(verify, C::Stalled), true, false, false, D::Failed(F::FailNoRevert(NoRevert::AutoOff))),
+            (M::Follow, failed(StepKind::Hook, C::Stalled), true, true, false, D::Failed(F::FailNoRevert(NoRevert::AutoOff))),
             // Otherwise: revert.
-            (M::Follow, failed(verify, C::Stalled), true, false, true, D::Revert),
-            (M::Follow, failed(StepKind::Migrate, C::Stalled), true, false, true, D::Revert),
-            (M::Follow, failed(StepKind::Pm2Reload, C::Stalled), true, false, true, D::Revert),
+            (M::Follow, failed(verify, C::Stalled), true, false, true, D::Failed(F::Revert)),
+            (M::Follow, failed(StepKind::Migrate, C::Stalled), true, false, true, D::Failed(F::Revert)),
+            (M::Follow, failed(StepKind::Pm2Reload, C::Stalled), true, false, true, D::Failed(F::Revert)),
         ];
         for (mode, ended, switched, failing_before, auto_revert, want) in rows {
             let facts = Facts {
@@ -289,17 +303,17 @@ mod tests {
         #[rustfmt::skip]
         let rows: Vec<(M, Ended, bool, bool, R, D)> = vec![
             // A changed check failed: the document's check is suspect.
-            (M::Follow, failed(verify, C::Stalled), false, true, R::ChangedCheckFailed, D::CheckSuspect),
-            (M::Follow, failed(verify, C::Stalled), true, true, R::ChangedCheckFailed, D::CheckSuspect),
-            (M::Follow, failed(verify, C::Stalled), false, false, R::ChangedCheckFailed, D::CheckSuspect),
+            (M::Follow, failed(verify, C::Stalled), false, true, R::ChangedCheckFailed, D::Failed(F::CheckSuspect)),
+            (M::Follow, failed(verify, C::Stalled), true, true, R::ChangedCheckFailed, D::Failed(F::CheckSuspect)),
+            (M::Follow, failed(verify, C::Stalled), false, false, R::ChangedCheckFailed, D::Failed(F::CheckSuspect)),
             // Only unchanged checks failed: the release is failing by itself.
-            (M::Follow, failed(verify, C::Stalled), false, true, R::UnchangedFailed, D::LiveFailing),
-            (M::Follow, failed(verify, C::Stalled), true, false, R::UnchangedFailed, D::LiveFailing),
+            (M::Follow, failed(verify, C::Stalled), false, true, R::UnchangedFailed, D::Failed(F::LiveFailing)),
+            (M::Follow, failed(verify, C::Stalled), true, false, R::UnchangedFailed, D::Failed(F::LiveFailing)),
             // Passing, transient, superseded, inconclusive: as for any pass.
             (M::Follow, Ended::Ok, false, true, R::ChangedCheckFailed, D::Healthy),
-            (M::Follow, failed(verify, C::Transient), false, true, R::ChangedCheckFailed, D::Retry),
-            (M::Follow, failed(verify, C::Superseded), false, true, R::UnchangedFailed, D::Superseded),
-            (M::Follow, failed(verify, C::Inconclusive), false, true, R::ChangedCheckFailed, D::NotBlamed),
+            (M::Follow, failed(verify, C::Transient), false, true, R::ChangedCheckFailed, D::Failed(F::Retry)),
+            (M::Follow, failed(verify, C::Superseded), false, true, R::UnchangedFailed, D::Failed(F::Superseded)),
+            (M::Follow, failed(verify, C::Inconclusive), false, true, R::ChangedCheckFailed, D::Failed(F::NotBlamed)),
         ];
         for (mode, ended, failing_before, auto_revert, recheck, want) in rows {
             let facts = Facts {
@@ -321,7 +335,7 @@ mod tests {
             auto_revert: true,
             recheck: R::No,
         };
-        assert_eq!(decide(rollout), D::Revert);
+        assert_eq!(decide(rollout), D::Failed(F::Revert));
     }
 
     #[test]

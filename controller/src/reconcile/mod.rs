@@ -47,6 +47,7 @@ pub mod execute;
 pub mod journal;
 mod observe;
 pub mod pins;
+pub mod prepare;
 mod publish;
 pub mod recheck;
 pub mod record;
@@ -64,13 +65,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shipshape_spec::App;
-use shipshape_spec::status::{
-    ConditionStatus, Outcome, Phase, Pin, PinSource, Revision, Rounds, StepKind, StepRecord,
-    StepResult, condition_types as ct,
-};
+use shipshape_spec::status::{Outcome, Phase, Revision, Rounds, StepKind, StepRecord, StepResult};
 use tracing::{info, warn};
 
-use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
+use crate::plan::{Plan, short_sha};
 use crate::pm2::Pm2;
 use crate::runtime::events::{EventKind, Hub};
 use crate::source::{self, ConfigRepo};
@@ -82,10 +80,14 @@ pub use execute::{Secrets, StepError};
 pub use record::{mark_ready, set_degraded};
 pub use target::{Mode, Target};
 
+use conclude::Ended;
 use execute::Run;
 use journal::{Journal, JournalFile};
-use target::{DocumentPinChange, NoTarget, RevisionChoice};
+use prepare::{Next, Prepared};
+use target::{NoTarget, RevisionChoice};
 use verify::Cancel;
+
+pub use prepare::Preparation;
 
 /// Why a whole pass could not run.
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +294,8 @@ struct Executed {
     recheck: Option<recheck::HealthChange>,
     /// What failed in the verification's last failing round.
     failed_checks: Vec<String>,
+    /// How the steps ended.
+    outcome: Result<(), StepError>,
 }
 
 impl Controller {
@@ -363,7 +367,8 @@ impl Controller {
         result
     }
 
-    /// The pass: target → observe → plan → execute → decide → record.
+    /// The pass: target → observe → plan ([`Controller::prepare`], which `shipshape plan`
+    /// calls too) → execute → decide → record, saved once at the end.
     async fn pass(
         &self,
         rec: &mut AppRecord,
@@ -371,91 +376,62 @@ impl Controller {
         info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
     ) -> Result<AppResult, ReconcileError> {
-        let stopped = self.begin_pass(rec, desired, info);
-        // The monitor saw the live revision regress: act on it first.
-        if let Some(reg) = rec.regression.take() {
-            return self.on_regression(rec, reg, info, handle).await;
-        }
-        let target = match target::choose(rec, desired, info.config_commit) {
-            Ok(t) => t,
-            Err(no) => return self.no_target(rec, info, no),
-        };
-        // A revert the controller stopped in, to the revision held anyway: finish it as a
-        // revert (the failed revision's `onRevert` treats the schema, from its release).
-        if let Some(j) = &stopped
-            && let Some(r) = &j.reverting
-            && matches!(target.mode, Mode::Hold { .. })
-            && target.held == Some(j.revision)
-            && rec
-                .revision(r.from)
-                .is_some_and(|f| f.revision.outcome == Outcome::Failed)
+        let stopped = JournalFile::new(&self.store.app_dir(&rec.name)).take();
+        let notes = prepare::begin(rec, desired, info.config_commit, stopped.as_ref());
+        self.publish(rec, notes);
+        let ended = match self
+            .prepare(rec, desired, info.config_commit, stopped)
+            .await?
         {
-            return self.resume_revert(rec, j, info, handle).await;
-        }
-        let secrets = match Secrets::load(&target.document) {
-            Ok(s) => s,
-            Err(e) => {
-                let m = e.to_string();
-                return self.stop(rec, info, "EnvFileUnreadable", StepKind::EnvFile, &m);
+            // The monitor saw the live revision regress: act on it first.
+            Preparation::Regressed(reg) => {
+                rec.regression = None;
+                self.on_regression(rec, reg, handle).await
+            }
+            Preparation::NoTarget(no) => self.no_target(rec, no),
+            Preparation::ResumeRevert(j) => self.resume_revert(rec, &j, handle).await,
+            Preparation::EnvFileUnreadable(m) => {
+                self.stop(rec, "EnvFileUnreadable", StepKind::EnvFile, &m)
+            }
+            Preparation::Planned(p) => self.run_prepared(rec, info, handle, *p).await?,
+        };
+        self.finish_pass(rec, info, ended.records, &ended.message)?;
+        Ok(ended.result)
+    }
+
+    /// Stop, settle or run a planned pass.
+    async fn run_prepared(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+        p: Prepared,
+    ) -> Result<Ended, ReconcileError> {
+        // The hooks the stopped pass ran are applied, whatever this pass does next (but for
+        // an env file that cannot be read: it stops before looking at the journal).
+        let note_hooks = |rec: &mut AppRecord| {
+            if let Some(h) = p.hooks_applied() {
+                rec.hooks_applied = Some(h);
             }
         };
-        let observed = self.observe(&target.document, rec, &secrets).await?;
-        let mut the_plan = plan::plan(&target.document, &observed);
-        let hash = plan::processes_hash(&target.document, &secrets.env);
-        // What the stopped pass of this same revision did that the planner cannot see.
-        let stopped = stopped.filter(|j| {
-            j.reverting.is_none()
-                && target::revision_for(rec, &target, info.config_commit, &the_plan.release, &hash)
-                    == RevisionChoice::Existing(j.revision)
-        });
-        let mut amended = journal::Amended::default();
-        if let Some(j) = &stopped {
-            amended = j.amend(&mut the_plan);
-            if amended.hooks_applied {
-                rec.hooks_applied = Some(execute::hooks_record(&target.document, &the_plan));
+        match p.next() {
+            Next::EnvFile(m) => {
+                return Ok(self.stop(rec, "EnvFileUnreadable", StepKind::EnvFile, &m));
             }
-            if amended != journal::Amended::default() {
-                info!(app = %rec.name, ?amended, "amended the plan with what the stopped pass did");
+            Next::Blocked(m) => {
+                note_hooks(rec);
+                return Ok(self.stop(rec, "Blocked", StepKind::Plan, &m));
             }
+            Next::Settle => {
+                note_hooks(rec);
+                let (release, hash) = (&p.plan.release, &p.hash);
+                self.adopt_settings(rec, &p.target, info.config_commit, release, hash);
+                return Ok(self.settle(rec, info, &p.target.mode, release, hash));
+            }
+            Next::Run => note_hooks(rec),
         }
-        let reverify = the_plan.steps.is_empty()
-            && target::needs_reverify(rec, &target, info.config_commit, &the_plan.release, &hash);
-        if reverify {
-            the_plan.steps.push(PlannedStep {
-                step: Step::Verify,
-                reason: "the rollout's verification did not finish (the controller stopped, or a newer document came and went); verifying again".into(),
-            });
-        }
-        // Live may have changed before this pass: by the stopped pass, or before a
-        // verification that did not finish.
-        let resumed = reverify
-            || amended.verify
-            || stopped
-                .as_ref()
-                .is_some_and(|j| j.done.iter().any(|d| !d.step.leaves_live_alone()));
-        // A config commit that changed only spec.health: verify the live release with the
-        // new checks, touching nothing else.
-        let rechecked = if the_plan.steps.is_empty() {
-            recheck::health_only(rec, &target, &the_plan.release, &hash)
-        } else {
-            None
-        };
-        if let Some(change) = &rechecked {
-            the_plan.steps.push(PlannedStep {
-                step: Step::Verify,
-                reason: change.reason(),
-            });
-        }
-        if !the_plan.blockers.is_empty() {
-            let message = the_plan.blockers.join("; ");
-            return self.stop(rec, info, "Blocked", StepKind::Plan, &message);
-        }
-        if the_plan.steps.is_empty() {
-            self.adopt_settings(rec, &target, info.config_commit, &the_plan.release, &hash);
-            return self.settle(rec, info, &target.mode, &the_plan.release, &hash);
-        }
-        let number = self.open_revision(rec, &target, info.config_commit, &the_plan, &hash);
-        let steps = the_plan.steps.len();
+        let number = self.open_revision(rec, &p.target, info.config_commit, &p.plan, &p.hash);
+        let steps = p.plan.steps.len();
         record::set_progressing(
             rec,
             "Progressing",
@@ -463,31 +439,46 @@ impl Controller {
         );
         self.store.save(rec)?;
         self.announce_phase(rec);
-        info!(app = %rec.name, revision = number, release = %the_plan.release, "applying plan\n{the_plan}");
+        info!(app = %rec.name, revision = number, release = %p.plan.release, "applying plan\n{}", p.plan);
+        let done = self.execute_prepared(rec, info, handle, number, p).await;
+        Ok(self.conclude_pass(rec, info, handle, done).await)
+    }
+
+    /// Run a planned pass's steps as revision `number`, journaled.
+    async fn execute_prepared(
+        &self,
+        rec: &mut AppRecord,
+        info: &PassInfo<'_>,
+        handle: &Arc<AppHandle>,
+        number: u64,
+        p: Prepared,
+    ) -> Executed {
         // Were the checks already failing before this rollout? Then it is not to blame; the
         // evidence is the monitor's record of the live revision (never one fresh round).
         let failing_before = record::live_failing(rec);
-        let watched = match (target.mode.follows(), info.file) {
+        let watched = match (p.target.mode.follows(), info.file) {
             (true, Some(f)) => Some((f.to_string(), info.text.map(str::to_string))),
             _ => None,
         };
         let journal = JournalFile::new(&self.store.app_dir(&rec.name));
-        let planned = the_plan.steps.iter().map(|s| s.step.kind()).collect();
-        if let Err(e) = journal.start(&Journal::new(number, planned, stopped.as_ref(), None)) {
+        let planned = p.plan.steps.iter().map(|s| s.step.kind()).collect();
+        let begun = Journal::new(number, planned, p.stopped.as_ref(), None);
+        if let Err(e) = journal.start(&begun) {
             warn!(app = %rec.name, journal = %journal.path().display(), "could not write the in-flight journal (a controller stopped during this pass would not say where it got to): {e}");
         }
+        let cancel = Cancel::new(
+            handle,
+            &self.config,
+            watched,
+            self.trust.required().then(|| self.store.clone()),
+        )
+        .with_pins(pins::PinWatch::new(&self.store, rec, handle, number));
         let mut run = Run {
-            app: &target.document,
-            plan: &the_plan,
-            secrets: &secrets,
+            app: &p.target.document,
+            plan: &p.plan,
+            secrets: &p.secrets,
             log: self.log_path(&rec.name, number),
-            cancel: Cancel::new(
-                handle,
-                &self.config,
-                watched,
-                self.trust.required().then(|| self.store.clone()),
-            )
-            .with_pins(pins::PinWatch::new(&self.store, rec, handle, number)),
+            cancel,
             fail_fast: true,
             records: Vec::new(),
             rounds: Rounds::default(),
@@ -499,105 +490,31 @@ impl Controller {
         if let Some(h) = run.hooks_applied {
             rec.hooks_applied = Some(h);
         }
-        let switched = resumed
+        let switched = p.resumed
             || records
                 .iter()
                 .any(|r| r.result == StepResult::Succeeded && !r.step.leaves_live_alone());
-        let done = Executed {
+        Executed {
             number,
-            release: the_plan.release.clone(),
-            target,
+            release: p.plan.release.clone(),
+            target: p.target,
             records,
             rounds,
             switched,
             failing_before,
-            recheck: rechecked,
+            recheck: p.recheck,
             failed_checks,
-        };
-        self.conclude_pass(rec, info, handle, done, outcome).await
-    }
-
-    /// The pass's bookkeeping before anything else: what is desired, a journal left by a
-    /// controller that stopped mid-pass (returned), and the document's pin.
-    fn begin_pass(
-        &self,
-        rec: &mut AppRecord,
-        desired: &App,
-        info: &PassInfo<'_>,
-    ) -> Option<Journal> {
-        rec.desired_config_commit = Some(info.config_commit.to_string());
-        rec.desired_app_commit = Some(desired.spec.source.commit.clone());
-        rec.passes += 1;
-        let stopped = JournalFile::new(&self.store.app_dir(&rec.name)).take();
-        if let Some(j) = &stopped {
-            let what = j.describe();
-            warn!(app = %rec.name, "resuming: {what}");
-            rec.set_condition(
-                ct::RECONCILING,
-                ConditionStatus::True,
-                "Resuming",
-                &what,
-                &state::now(),
-            );
+            outcome,
         }
-        match target::document_pin(rec, desired) {
-            DocumentPinChange::Keep => {}
-            DocumentPinChange::Remove => {
-                if let Some(old) = rec.pin.take() {
-                    let m = "the document's pin was removed".to_string();
-                    self.emit(rec, EventKind::Unpinned, Some(old.revision), m);
-                }
-            }
-            DocumentPinChange::Set(revision) => {
-                let doc = desired.spec.pin.as_ref().expect("document pins");
-                let pin = Pin {
-                    revision,
-                    by: doc.by.clone().unwrap_or_else(|| "the document".into()),
-                    at: state::now(),
-                    reason: doc.reason.clone(),
-                    source: PinSource::Document,
-                };
-                let m = format!(
-                    "pinned at revision {revision} by {}: {}",
-                    pin.by, pin.reason
-                );
-                rec.pin = Some(pin);
-                self.emit(rec, EventKind::Pinned, Some(revision), m);
-            }
-            DocumentPinChange::Refused(why) => {
-                warn!(app = %rec.name, "spec.pin: {why}; not pinning");
-            }
-        }
-        stopped
     }
 
     /// Nothing to converge to: a pin whose revision is gone, or a quarantine with nothing
     /// good to hold.
-    fn no_target(
-        &self,
-        rec: &mut AppRecord,
-        info: &PassInfo<'_>,
-        no: NoTarget,
-    ) -> Result<AppResult, ReconcileError> {
+    fn no_target(&self, rec: &mut AppRecord, no: NoTarget) -> Ended {
+        let message = no.to_string();
         match no {
-            NoTarget::PinGone { revision } => {
-                let message = format!(
-                    "pinned to revision {revision}, which is no longer in the history; unpin or pin another revision"
-                );
-                self.stop(rec, info, "PinInvalid", StepKind::Pin, &message)
-            }
-            NoTarget::QuarantinedWithoutGood { why } => {
-                let message = format!(
-                    "config commit {} is quarantined ({why}) and there is no healthy revision to hold; commit a fix or run `shipshape retry {}`",
-                    short_sha(info.config_commit),
-                    rec.name
-                );
-                self.finish_pass(rec, info, Vec::new(), &message)?;
-                Ok(AppResult::NotReady {
-                    phase: rec.phase,
-                    message,
-                })
-            }
+            NoTarget::PinGone { .. } => self.stop(rec, "PinInvalid", StepKind::Pin, &message),
+            NoTarget::QuarantinedWithoutGood { .. } => Ended::not_ready(rec.phase, message),
         }
     }
 

@@ -12,11 +12,63 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shipshape_spec::status::Pin;
+use shipshape_spec::App;
+use shipshape_spec::status::{Pin, PinSource};
 
 use super::AppHandle;
-use super::target;
-use crate::state::{AppRecord, Store};
+use super::publish::Note;
+use super::target::{self, DocumentPinChange};
+use crate::runtime::events::EventKind;
+use crate::state::{self, AppRecord, Store};
+
+/// A pin of `revision`, set now: the one constructor, for the CLI's (through the API) and
+/// the document's (`spec.pin`, see [`document_pin`]).
+pub fn new_pin(revision: u64, by: &str, reason: &str, source: PinSource) -> Pin {
+    Pin {
+        revision,
+        by: by.to_string(),
+        at: state::now(),
+        reason: reason.to_string(),
+        source,
+    }
+}
+
+/// The pin `spec.pin` sets on `revision` (by whom the document says, else "the document").
+pub fn document_pin(revision: u64, doc: &shipshape_spec::app::DocumentPin) -> Pin {
+    let by = doc.by.as_deref().unwrap_or("the document");
+    new_pin(revision, by, &doc.reason, PinSource::Document)
+}
+
+/// The event's words for a pin set: "pinned at revision 3 by ana: incident 42".
+pub fn pinned_words(pin: &Pin) -> String {
+    format!(
+        "pinned at revision {} by {}: {}",
+        pin.revision, pin.by, pin.reason
+    )
+}
+
+/// Apply what the document's `spec.pin` asks of `rec`'s pin ([`target::document_pin`]):
+/// returns the event to publish, if the pin changed. Pure.
+pub fn apply_document_pin(rec: &mut AppRecord, desired: &App) -> Option<Note> {
+    match target::document_pin(rec, desired) {
+        DocumentPinChange::Keep => None,
+        DocumentPinChange::Remove => rec.pin.take().map(|old| {
+            let m = "the document's pin was removed".to_string();
+            Note::new(EventKind::Unpinned, Some(old.revision), m)
+        }),
+        DocumentPinChange::Set(revision) => {
+            let doc = desired.spec.pin.as_ref().expect("document pins");
+            let pin = document_pin(revision, doc);
+            let note = Note::new(EventKind::Pinned, Some(revision), pinned_words(&pin));
+            rec.pin = Some(pin);
+            Some(note)
+        }
+        DocumentPinChange::Refused(why) => {
+            tracing::warn!(app = %rec.name, "spec.pin: {why}; not pinning");
+            None
+        }
+    }
+}
 
 /// How often an install or build in progress looks for a request (only when one was
 /// recorded since the last look: the API bumps the handle's generation).

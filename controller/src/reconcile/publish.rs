@@ -7,7 +7,45 @@ use super::Controller;
 use crate::runtime::events::{Event, EventKind};
 use crate::state::{self, AppRecord};
 
+/// An event to publish about an app, decided by pure bookkeeping; the phase it carries is
+/// the app's when it is published ([`Controller::publish`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// What happened.
+    pub kind: EventKind,
+    /// The revision it is about.
+    pub revision: Option<u64>,
+    /// In words.
+    pub message: String,
+}
+
+impl Note {
+    /// A note of `kind` about `revision`.
+    pub fn new(kind: EventKind, revision: Option<u64>, message: String) -> Note {
+        Note {
+            kind,
+            revision,
+            message,
+        }
+    }
+}
+
 impl Controller {
+    /// Publish what [`super::record::apply`] returned: its events, and its rollouts counted.
+    pub fn publish_effects(&self, rec: &AppRecord, effects: super::record::Effects) {
+        for outcome in effects.rollouts {
+            self.count_rollout(&rec.name, outcome);
+        }
+        self.publish(rec, effects.notes);
+    }
+
+    /// Publish `notes` about `rec`'s app, in order.
+    pub fn publish(&self, rec: &AppRecord, notes: Vec<Note>) {
+        for n in notes {
+            self.emit(rec, n.kind, n.revision, n.message);
+        }
+    }
+
     /// Tell watchers when the phase differs from the one last announced.
     pub(super) fn announce_phase(&self, rec: &mut AppRecord) {
         let before = rec.announced_phase.unwrap_or(rec.phase);

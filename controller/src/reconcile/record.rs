@@ -1,12 +1,207 @@
 //! The bookkeeping of a pass, written in one place: a revision's outcome (with when and
 //! why), quarantines, and the kstatus-style conditions of each phase. Pure functions over
-//! the record; the caller saves it.
+//! the record; the caller saves it. What the pass, the health monitor and the API decide
+//! about a revision, a pin or a regression is applied by [`apply`], which returns what to
+//! publish ([`Effects`]).
 
 use shipshape_spec::status::{
-    ConditionStatus, LastError, Outcome, Phase, ProbeState, Rounds, StepKind, condition_types as ct,
+    ConditionStatus, LastError, Outcome, Phase, ProbeState, Regression, Rounds, StepKind,
+    condition_types as ct,
 };
 
+use super::pins;
+use super::publish::Note;
+use crate::runtime::events::EventKind;
+use crate::state::requests::{self, Entry, Request};
 use crate::state::{self, AppRecord, Quarantine};
+
+/// A decision about the app, as [`apply`] writes it into the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact<'a> {
+    /// Revision `revision`'s rollout is live and healthy (`message`: the pass's words).
+    /// Concluded (and announced) once: a revision already Healthy stays as it was.
+    Healthy {
+        /// The revision.
+        revision: u64,
+        /// In words, for the event.
+        message: &'a str,
+    },
+    /// A newer desired state or a request stopped revision `revision`'s rollout: recorded
+    /// Superseded (`why`) when `conclude` and it is still Progressing; announced always.
+    Superseded {
+        /// The revision.
+        revision: u64,
+        /// Why it stopped (the revision's message).
+        why: &'a str,
+        /// In words, for the event.
+        message: &'a str,
+        /// Record the outcome (the pass followed git).
+        conclude: bool,
+    },
+    /// Revision `revision` failed; its config commit is quarantined when given.
+    Failed {
+        /// The revision.
+        revision: u64,
+        /// Why.
+        message: &'a str,
+        /// The config commit to quarantine.
+        quarantine: Option<&'a str>,
+    },
+    /// Revision `from` failed and is being reverted (recorded before the revert starts,
+    /// so that a controller stopped mid-revert does not roll it out again).
+    Reverting {
+        /// The failed revision.
+        from: u64,
+        /// Its config commit, quarantined.
+        config_commit: &'a str,
+        /// Why, in words.
+        message: &'a str,
+    },
+    /// Revision `from` was reverted to revision `to`; `from`'s config commit is
+    /// quarantined.
+    Reverted {
+        /// The failed revision.
+        from: u64,
+        /// The revision gone back to.
+        to: u64,
+        /// The failed revision's config commit.
+        config_commit: &'a str,
+        /// Why, in words.
+        message: &'a str,
+    },
+    /// The monitor saw the live revision regress: the next pass acts on it.
+    Regressed(Regression),
+    /// The checks of revision `revision`, live without blame, passed again: Healthy.
+    Recovered {
+        /// The revision.
+        revision: u64,
+    },
+    /// The suspect checks of revision `revision` passed: the suspicion ends.
+    SuspectsCleared {
+        /// The revision.
+        revision: u64,
+    },
+    /// A request (pin, unpin, retry) was recorded.
+    Request(&'a Entry),
+}
+
+/// What [`apply`] says to publish: events, and rollouts to count by outcome
+/// (`shipshape_rollouts_total`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Events, in order.
+    pub notes: Vec<Note>,
+    /// Rollout outcomes to count.
+    pub rollouts: Vec<&'static str>,
+}
+
+/// Apply `fact` to `rec`: the one place a revision's outcome, a quarantine, the pin and a
+/// regression are written for a decision. Pure; returns what to publish.
+pub fn apply(rec: &mut AppRecord, fact: Fact<'_>) -> Effects {
+    let mut out = Effects::default();
+    let note = |kind, revision: u64, m: &str| Note::new(kind, Some(revision), m.to_string());
+    match fact {
+        Fact::Healthy { revision, message } => healthy(rec, revision, message, &mut out),
+        Fact::Superseded {
+            revision,
+            why,
+            message,
+            conclude: record,
+        } => {
+            let progressing = rec
+                .revision(revision)
+                .is_some_and(|r| r.revision.outcome == Outcome::Progressing);
+            if record && progressing {
+                conclude(rec, revision, Outcome::Superseded, why, None);
+                out.rollouts.push("superseded");
+            }
+            out.notes
+                .push(note(EventKind::RolloutSuperseded, revision, message));
+        }
+        Fact::Failed {
+            revision,
+            message,
+            quarantine: commit,
+        } => {
+            conclude(rec, revision, Outcome::Failed, message, None);
+            if let Some(c) = commit {
+                quarantine(rec, revision, c, message);
+            }
+            out.rollouts.push("failed");
+        }
+        Fact::Reverting {
+            from,
+            config_commit,
+            message,
+        } => {
+            conclude(rec, from, Outcome::Failed, message, None);
+            quarantine(rec, from, config_commit, message);
+        }
+        Fact::Reverted {
+            from,
+            to,
+            config_commit,
+            message,
+        } => {
+            conclude(rec, from, Outcome::Reverted, message, None);
+            quarantine(rec, from, config_commit, message);
+            out.rollouts.push("reverted");
+            out.notes.push(note(EventKind::Reverted, to, message));
+        }
+        Fact::Regressed(reg) => rec.regression = Some(reg),
+        Fact::Recovered { revision } => {
+            conclude(
+                rec,
+                revision,
+                Outcome::Healthy,
+                "healthy: the checks recovered",
+                None,
+            );
+        }
+        Fact::SuspectsCleared { revision } => {
+            if let Some(entry) = rec.revision_mut(revision) {
+                entry.suspect_checks.clear();
+            }
+        }
+        Fact::Request(entry) => out.notes.extend(apply_request(rec, entry)),
+    }
+    out
+}
+
+/// A rollout healthy: concluded and announced once (a revision already Healthy stays).
+fn healthy(rec: &mut AppRecord, revision: u64, message: &str, out: &mut Effects) {
+    if rec
+        .revision(revision)
+        .is_some_and(|r| r.revision.outcome != Outcome::Healthy)
+    {
+        conclude(rec, revision, Outcome::Healthy, "healthy", None);
+        let m = message.to_string();
+        out.notes
+            .push(Note::new(EventKind::RolloutHealthy, Some(revision), m));
+        out.rollouts.push("healthy");
+    }
+}
+
+/// Absorb one recorded request; the event of a pin or an unpin.
+fn apply_request(rec: &mut AppRecord, entry: &Entry) -> Option<Note> {
+    let before = rec.pin.clone();
+    requests::apply(rec, std::slice::from_ref(entry));
+    match &entry.request {
+        Request::Pin { pin } => Some(Note::new(
+            EventKind::Pinned,
+            Some(pin.revision),
+            pins::pinned_words(pin),
+        )),
+        Request::Unpin { by } => before.map(|p| {
+            let m = format!(
+                "unpinned by {by} (was revision {}: {})",
+                p.revision, p.reason
+            );
+            Note::new(EventKind::Unpinned, Some(p.revision), m)
+        }),
+        Request::Retry { .. } => None,
+    }
+}
 
 /// Record revision `number`'s outcome: the outcome, when it was reached, why, and the
 /// rounds its verification counted (when it verified). Nothing happens for a revision
@@ -229,6 +424,123 @@ mod tests {
     use super::*;
     use crate::reconcile::fixtures::{entry, record};
     use shipshape_spec::status::{CheckResult, HealthRecord};
+
+    /// Each decision, applied to a record with revision 1 Healthy (live) and revision 2
+    /// as the row says: (what, revision 2's outcome before, the fact) → (revision 2's
+    /// outcome after, config commits quarantined, events published, rollouts counted).
+    #[test]
+    fn applying_a_decision_writes_the_record_once_and_says_what_to_publish() {
+        use crate::state::requests::{Entry, Request};
+        use EventKind as E;
+        use Outcome as O;
+        use shipshape_spec::status::PinSource;
+        let pin = pins::new_pin(1, "ana", "incident", PinSource::Cli);
+        let request = |seq, request| Entry {
+            seq,
+            at: "2999-01-01T00:00:00Z".into(),
+            request,
+        };
+        let pin_it = request(1, Request::Pin { pin: pin.clone() });
+        let unpin = request(2, Request::Unpin { by: "bo".into() });
+        let retry = request(
+            3,
+            Request::Retry {
+                config_commit: None,
+            },
+        );
+        let reg = Regression {
+            revision: 2,
+            at: "t".into(),
+            reason: "api: status 500".into(),
+        };
+        type Row<'a> = (&'a str, O, Fact<'a>, O, Vec<&'a str>, Vec<E>, Vec<&'a str>);
+        #[rustfmt::skip]
+        let rows: Vec<Row> = vec![
+            ("a rollout healthy", O::Progressing, Fact::Healthy { revision: 2, message: "live" },
+                O::Healthy, vec![], vec![E::RolloutHealthy], vec!["healthy"]),
+            ("healthy again is not announced again", O::Healthy, Fact::Healthy { revision: 2, message: "live" },
+                O::Healthy, vec![], vec![], vec![]),
+            ("superseded while progressing", O::Progressing,
+                Fact::Superseded { revision: 2, why: "newer", message: "m", conclude: true },
+                O::Superseded, vec![], vec![E::RolloutSuperseded], vec!["superseded"]),
+            ("superseded while held: announced, not concluded", O::Progressing,
+                Fact::Superseded { revision: 2, why: "newer", message: "m", conclude: false },
+                O::Progressing, vec![], vec![E::RolloutSuperseded], vec![]),
+            ("failed and quarantined", O::Progressing,
+                Fact::Failed { revision: 2, message: "m", quarantine: Some("cfg2") },
+                O::Failed, vec!["cfg2"], vec![], vec!["failed"]),
+            ("failed, not quarantined", O::Progressing,
+                Fact::Failed { revision: 2, message: "m", quarantine: None },
+                O::Failed, vec![], vec![], vec!["failed"]),
+            ("reverting: failed and quarantined, not counted", O::Progressing,
+                Fact::Reverting { from: 2, config_commit: "cfg2", message: "m" },
+                O::Failed, vec!["cfg2"], vec![], vec![]),
+            ("reverted", O::Failed,
+                Fact::Reverted { from: 2, to: 1, config_commit: "cfg2", message: "m" },
+                O::Reverted, vec!["cfg2"], vec![E::Reverted], vec!["reverted"]),
+            ("a regression is recorded for the next pass", O::Healthy, Fact::Regressed(reg.clone()),
+                O::Healthy, vec![], vec![], vec![]),
+            ("recovered checks", O::Failed, Fact::Recovered { revision: 2 },
+                O::Healthy, vec![], vec![], vec![]),
+            ("a pin request", O::Healthy, Fact::Request(&pin_it),
+                O::Healthy, vec![], vec![E::Pinned], vec![]),
+            ("a retry request", O::Healthy, Fact::Request(&retry),
+                O::Healthy, vec![], vec![], vec![]),
+        ];
+        for (what, before, fact, after, quarantined, events, rollouts) in rows {
+            let mut rec = record();
+            rec.revisions = vec![entry(1, Outcome::Healthy), entry(2, before)];
+            rec.live_revision = Some(1);
+            let regressed = matches!(fact, Fact::Regressed(_));
+            let effects = apply(&mut rec, fact);
+            let r2 = rec.revision(2).unwrap();
+            assert_eq!(r2.revision.outcome, after, "{what}");
+            let q: Vec<&str> = rec
+                .quarantined
+                .iter()
+                .map(|q| q.config_commit.as_str())
+                .collect();
+            assert_eq!(q, quarantined, "{what}");
+            let kinds: Vec<E> = effects.notes.iter().map(|n| n.kind).collect();
+            assert_eq!(kinds, events, "{what}");
+            assert_eq!(effects.rollouts, rollouts, "{what}");
+            assert_eq!(rec.regression.is_some(), regressed, "{what}");
+        }
+        // Requests: a pin is in force at once and announced with who and why; an unpin
+        // lifts it and names the pin it lifted; a retry releases the quarantine.
+        let mut rec = record();
+        rec.revisions = vec![entry(1, Outcome::Healthy)];
+        let pinned = apply(&mut rec, Fact::Request(&pin_it));
+        assert_eq!(rec.pin.as_ref().map(|p| p.revision), Some(1));
+        assert_eq!(
+            pinned.notes[0].message,
+            "pinned at revision 1 by ana: incident"
+        );
+        let unpinned = apply(&mut rec, Fact::Request(&unpin));
+        assert_eq!(rec.pin, None);
+        assert_eq!(
+            unpinned.notes,
+            vec![Note::new(
+                E::Unpinned,
+                Some(1),
+                "unpinned by bo (was revision 1: incident)".into()
+            )]
+        );
+        quarantine(&mut rec, 1, "cfg1", "failed");
+        apply(&mut rec, Fact::Request(&retry));
+        assert!(rec.quarantined.is_empty());
+        // Suspect checks that passed are cleared; recovering clears the blame.
+        rec.revisions[0].suspect_checks = vec!["api".into()];
+        rec.revisions[0].not_blamed = true;
+        apply(&mut rec, Fact::SuspectsCleared { revision: 1 });
+        apply(&mut rec, Fact::Recovered { revision: 1 });
+        assert!(rec.revisions[0].suspect_checks.is_empty());
+        assert!(!rec.revisions[0].not_blamed);
+        assert_eq!(
+            rec.revisions[0].revision.message,
+            "healthy: the checks recovered"
+        );
+    }
 
     #[test]
     fn concluding_writes_outcome_time_message_and_rounds_once() {

@@ -9,17 +9,18 @@ use std::sync::Arc;
 use shipshape_spec::App;
 use shipshape_spec::app::OnRevert;
 use shipshape_spec::status::{
-    ConditionStatus, Outcome, Phase, Regression, StepKind, StepRecord, condition_types as ct,
+    ConditionStatus, Phase, Regression, StepKind, StepRecord, condition_types as ct,
 };
 use tracing::warn;
 
+use super::conclude::Ended;
 use super::decide::{self, ErrorClass, RegressionDecision};
 use super::execute::{self, Run, Secrets, StepError};
 use super::journal::{Journal, JournalFile, Reverting};
-use super::record::{conclude, quarantine, set_degraded, set_stalled};
+use super::record::{self, Fact, set_degraded, set_stalled};
 use super::target::{self, Good};
 use super::verify::Cancel;
-use super::{AppHandle, AppResult, Controller, PassInfo, ReconcileError};
+use super::{AppHandle, Controller};
 use crate::migrate;
 use crate::plan::{self, Plan, PlannedStep, Step, short_sha};
 use crate::runtime::events::EventKind;
@@ -34,6 +35,15 @@ pub struct RevertPlan {
     pub good: Good,
     /// The schema step (down-migration or restore) and the document to run it with.
     pub migration: Option<(PlannedStep, App)>,
+}
+
+/// The revert under way: from which revision, why, and whether the monitor saw it regress.
+struct RevertOf<'a> {
+    failed: u64,
+    why: &'a str,
+    regression: bool,
+    /// The failed revision's config commit.
+    config_commit: String,
 }
 
 /// Why the controller does not go back by itself.
@@ -148,41 +158,15 @@ impl Controller {
         &self,
         rec: &mut AppRecord,
         reg: Regression,
-        info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
-    ) -> Result<AppResult, ReconcileError> {
+    ) -> Ended {
         let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
         let Some(live) = rec.revision(reg.revision).cloned() else {
-            return self.stop(rec, info, "Degraded", StepKind::Health, &why);
+            return self.stop(rec, "Degraded", StepKind::Health, &why);
         };
         self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
-        let spec = &live.document.spec;
-        let in_window = live
-            .revision
-            .finished_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| {
-                let age = chrono::Utc::now().signed_duration_since(t);
-                age.to_std().unwrap_or_default() <= spec.rollback.window.std()
-            });
-        let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
-        let refusal = match (decision, &rec.pin) {
-            (RegressionDecision::Revert, _) => None,
-            (RegressionDecision::KeepPinned, Some(pin)) => Some(format!(
-                "pinned by {} ({}): no automatic revert while pinned",
-                pin.by, pin.reason
-            )),
-            (RegressionDecision::KeepAutoOff, _) => Some("rollback.auto is off".to_string()),
-            (RegressionDecision::KeepOutsideWindow, _) | (RegressionDecision::KeepPinned, None) => {
-                Some(format!(
-                    "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
-                    spec.rollback.window
-                ))
-            }
-        };
         let mut records = Vec::new();
-        let (phase, message) = match refusal {
+        let (phase, message) = match regression_kept(rec, &live) {
             Some(r) => {
                 let m = format!("{why}; {r}");
                 set_degraded(rec, &m);
@@ -193,17 +177,7 @@ impl Controller {
                     .await
             }
         };
-        if phase == Phase::Degraded {
-            self.emit(
-                rec,
-                EventKind::Degraded,
-                Some(reg.revision),
-                message.clone(),
-            );
-        }
-        rec.phase = phase;
-        self.finish_pass(rec, info, records, &message)?;
-        Ok(AppResult::NotReady { phase, message })
+        self.end_revert(rec, reg.revision, records, phase, message)
     }
 
     /// Finish the revert a stopped controller's journal `stopped` was in: the same revert,
@@ -212,9 +186,8 @@ impl Controller {
         &self,
         rec: &mut AppRecord,
         stopped: &Journal,
-        info: &PassInfo<'_>,
         handle: &Arc<AppHandle>,
-    ) -> Result<AppResult, ReconcileError> {
+    ) -> Ended {
         let r = stopped.reverting.as_ref().expect("a revert's journal");
         warn!(app = %rec.name, from = r.from, to = stopped.revision, "finishing the revert the controller stopped in");
         let mut records = Vec::new();
@@ -229,12 +202,23 @@ impl Controller {
                 Some(stopped),
             )
             .await;
+        self.end_revert(rec, r.from, records, phase, message)
+    }
+
+    /// The end of a pass that went back (or refused to) from revision `from`.
+    fn end_revert(
+        &self,
+        rec: &mut AppRecord,
+        from: u64,
+        records: Vec<StepRecord>,
+        phase: Phase,
+        message: String,
+    ) -> Ended {
         if phase == Phase::Degraded {
-            self.emit(rec, EventKind::Degraded, Some(r.from), message.clone());
+            self.emit(rec, EventKind::Degraded, Some(from), message.clone());
         }
         rec.phase = phase;
-        self.finish_pass(rec, info, records, &message)?;
-        Ok(AppResult::NotReady { phase, message })
+        Ended::with_steps(records, phase, message)
     }
 
     /// Go back from revision `failed` to the last good revision. A failed rollout that
@@ -253,16 +237,14 @@ impl Controller {
         regression: bool,
         stopped: Option<&Journal>,
     ) -> (Phase, String) {
-        let failed_config = rec
-            .revision(failed)
-            .map(|f| f.revision.config_commit.clone())
-            .unwrap_or_default();
-        let degrade = |this: &Self, rec: &mut AppRecord, m: String| {
-            set_degraded(rec, &m);
-            if !regression {
-                this.fail_revision(rec, failed, &failed_config, &m);
-            }
-            (Phase::Degraded, m)
+        let of = RevertOf {
+            failed,
+            why,
+            regression,
+            config_commit: rec
+                .revision(failed)
+                .map(|f| f.revision.config_commit.clone())
+                .unwrap_or_default(),
         };
         let plan = match plan_revert(rec, failed) {
             Ok(p) => p,
@@ -274,40 +256,73 @@ impl Controller {
                 let m = format!("{why}; {refusal}");
                 set_degraded(rec, &m);
                 if !regression {
-                    conclude(rec, failed, Outcome::Failed, &m, None);
-                    self.count_rollout(&rec.name, "failed");
+                    let fact = Fact::Failed {
+                        revision: failed,
+                        message: &m,
+                        quarantine: None,
+                    };
+                    let effects = record::apply(rec, fact);
+                    self.publish_effects(rec, effects);
                 }
                 return (Phase::Degraded, m);
             }
-            Err(refusal) => return degrade(self, rec, format!("{why}; {refusal}")),
+            Err(refusal) => return self.revert_failed(rec, &of, format!("{why}; {refusal}")),
         };
+        let stopped = stopped.filter(|j| j.revision == plan.to.revision.number);
+        let begun = self.begin_revert(rec, &of, &plan, stopped);
+        let result = self
+            .run_revert(rec, &plan, records, handle, &begun, stopped.is_some())
+            .await;
+        self.after_revert(rec, &of, &plan, result)
+    }
+
+    /// Journal, then quarantine: a controller that stops mid-revert must not roll it out
+    /// again, and finishes the revert. Returns the journal begun.
+    fn begin_revert(
+        &self,
+        rec: &mut AppRecord,
+        of: &RevertOf<'_>,
+        plan: &RevertPlan,
+        stopped: Option<&Journal>,
+    ) -> Journal {
         let to = plan.to.revision.number;
-        // Journal, then quarantine: a controller that stops mid-revert must not roll it
-        // out again, and finishes the revert.
         let reverting = Reverting {
-            from: failed,
-            why: why.to_string(),
-            regression,
+            from: of.failed,
+            why: of.why.to_string(),
+            regression: of.regression,
         };
-        let stopped = stopped.filter(|j| j.revision == to);
         let journal = JournalFile::new(&self.store.app_dir(&rec.name));
         let begun = Journal::new(to, Vec::new(), stopped, Some(reverting));
         if let Err(e) = journal.start(&begun) {
             warn!(app = %rec.name, journal = %journal.path().display(), "could not write the in-flight journal of the revert: {e}");
         }
-        let note = format!("{why}; reverting to revision {to}");
-        conclude(rec, failed, Outcome::Failed, &note, None);
-        quarantine(rec, failed, &failed_config, &note);
+        let note = format!("{}; reverting to revision {to}", of.why);
+        let fact = Fact::Reverting {
+            from: of.failed,
+            config_commit: &of.config_commit,
+            message: &note,
+        };
+        let effects = record::apply(rec, fact);
+        self.publish_effects(rec, effects);
         if let Err(e) = self.store.save(rec) {
             warn!(app = %rec.name, "could not record the revert before starting it: {e}");
         }
-        let result = self
-            .run_revert(rec, &plan, records, handle, &begun, stopped.is_some())
-            .await;
+        begun
+    }
+
+    /// Record how the revert's steps ended: the phase and the message to report.
+    fn after_revert(
+        &self,
+        rec: &mut AppRecord,
+        of: &RevertOf<'_>,
+        plan: &RevertPlan,
+        result: Result<(), StepError>,
+    ) -> (Phase, String) {
+        let (why, to) = (of.why, plan.to.revision.number);
         let labels = |r: &str| vec![("app", rec.name.clone()), ("result", r.to_string())];
         match result {
             Ok(()) => {
-                let m = reverted_message(why, &plan);
+                let m = reverted_message(why, plan);
                 self.hub
                     .metrics
                     .inc("shipshape_reverts_total", labels("healthy"), 1.0);
@@ -321,10 +336,14 @@ impl Controller {
                     &state::now(),
                 );
                 set_stalled(rec, "RolledBack", &m);
-                conclude(rec, failed, Outcome::Reverted, &m, None);
-                quarantine(rec, failed, &failed_config, &m);
-                self.count_rollout(&rec.name, "reverted");
-                self.emit(rec, EventKind::Reverted, Some(to), m.clone());
+                let fact = Fact::Reverted {
+                    from: of.failed,
+                    to,
+                    config_commit: &of.config_commit,
+                    message: &m,
+                };
+                let effects = record::apply(rec, fact);
+                self.publish_effects(rec, effects);
                 (Phase::Failed, m)
             }
             // A request stopped it (a pin elsewhere before a live step, or any request
@@ -335,7 +354,7 @@ impl Controller {
                     e.message
                 );
                 warn!(app = %rec.name, "{m}");
-                super::record::set_progressing(rec, "Superseded", &m);
+                record::set_progressing(rec, "Superseded", &m);
                 (Phase::Progressing, m)
             }
             Err(e) => {
@@ -346,9 +365,19 @@ impl Controller {
                     "{why}; reverting to revision {to} failed too ({} failed: {}); stopped, a person must act",
                     e.step, e.message
                 );
-                degrade(self, rec, m)
+                self.revert_failed(rec, of, m)
             }
         }
+    }
+
+    /// The revert did not happen, or failed: Degraded; a failed rollout (not a
+    /// regression) is failed and quarantined.
+    fn revert_failed(&self, rec: &mut AppRecord, of: &RevertOf<'_>, m: String) -> (Phase, String) {
+        set_degraded(rec, &m);
+        if !of.regression {
+            self.fail_revision(rec, of.failed, &of.config_commit, &m);
+        }
+        (Phase::Degraded, m)
     }
 
     /// Carry out `plan` (from revision `journal.reverting.from`): switch back and apply the
@@ -369,29 +398,7 @@ impl Controller {
         let log = self.log_path(&rec.name, failed);
         let pins = super::pins::PinWatch::new(&self.store, rec, handle, plan.to.revision.number);
         let cancel = || Cancel::new(handle, &self.config, None, None).with_pins(pins.clone());
-        let env_error = |e: crate::envfile::EnvFileError| {
-            StepError::new(StepKind::EnvFile, ErrorClass::Stalled, e.to_string())
-        };
-        // The good revision's release and processes, without its migration step.
-        let mut back_doc = plan.to.document.clone();
-        back_doc.spec.migrations = None;
-        let secrets = Secrets::load(&back_doc).map_err(env_error)?;
-        let observed = self
-            .observe(&back_doc, rec, &secrets)
-            .await
-            .map_err(|e| StepError::new(StepKind::Observe, ErrorClass::Transient, e.to_string()))?;
-        let mut back = plan::plan(&back_doc, &observed);
-        if !back.blockers.is_empty() {
-            let message = back.blockers.join("; ");
-            return Err(StepError::new(StepKind::Plan, ErrorClass::Stalled, message));
-        }
-        if resuming {
-            let amended = journal.amend(&mut back);
-            if amended.hooks_applied {
-                rec.hooks_applied = Some(execute::hooks_record(&back_doc, &back));
-            }
-        }
-        back.steps.retain(|s| s.step != Step::Verify);
+        let (back_doc, secrets, back) = self.plan_back(rec, plan, journal, resuming).await?;
         // The schema step, unless the stopped revert did it.
         let migration = plan
             .migration
@@ -420,55 +427,92 @@ impl Controller {
         result?;
         rec.live_revision = Some(plan.to.revision.number);
         if let Some((step, doc)) = migration {
-            let failed_secrets = Secrets::load(doc).map_err(env_error)?;
             let release = rec
                 .revision(failed)
                 .map(|f| f.release.clone())
                 .unwrap_or_default();
-            let mig = Plan {
-                release,
-                steps: vec![step.clone()],
-                blockers: vec![],
-                notes: vec![],
-            };
+            let failed_secrets = Secrets::load(doc).map_err(env_error)?;
+            let mig = one_step(release, step.clone());
             let result = self
                 .run_into(doc, &mig, &failed_secrets, &log, cancel(), rec, records)
                 .await;
             result?;
         }
-        let verify = Plan {
-            release: plan.to.release.clone(),
-            steps: vec![PlannedStep {
-                step: Step::Verify,
-                reason: format!(
-                    "the reverted-to revision {} must be healthy too",
-                    plan.to.revision.number
-                ),
-            }],
-            blockers: vec![],
-            notes: vec![],
+        self.verify_reverted(rec, plan, &log, cancel(), records)
+            .await
+    }
+
+    /// Verify the revision gone back to. It was good before: missing data (e.g. metrics
+    /// not scraped yet after the switch) does not prove it bad, and the revert stands.
+    async fn verify_reverted(
+        &self,
+        rec: &mut AppRecord,
+        plan: &RevertPlan,
+        log: &std::path::Path,
+        cancel: Cancel,
+        records: &mut Vec<StepRecord>,
+    ) -> Result<(), StepError> {
+        let to = &plan.to;
+        let reason = format!(
+            "the reverted-to revision {} must be healthy too",
+            to.revision.number
+        );
+        let step = PlannedStep {
+            step: Step::Verify,
+            reason,
         };
-        let good_secrets = Secrets::load(&plan.to.document).map_err(env_error)?;
+        let verify = one_step(to.release.clone(), step);
+        let good_secrets = Secrets::load(&to.document).map_err(env_error)?;
         let result = self
             .run_into(
-                &plan.to.document,
+                &to.document,
                 &verify,
                 &good_secrets,
-                &log,
-                cancel(),
+                log,
+                cancel,
                 rec,
                 records,
             )
             .await;
         match result {
-            // The revision was good before; missing data (e.g. metrics not scraped yet
-            // after the switch) does not prove it bad: the revert stands.
             Err(e) if e.class == ErrorClass::Inconclusive => {
                 warn!(app = %rec.name, "the reverted-to revision's verification was inconclusive: {}", e.message);
                 Ok(())
             }
             other => other,
         }
+    }
+
+    /// The plan back to the good revision's release and processes (without its migration
+    /// step, and without verifying: the revert verifies last), amended with what the
+    /// stopped revert did when `resuming`.
+    async fn plan_back(
+        &self,
+        rec: &mut AppRecord,
+        plan: &RevertPlan,
+        journal: &Journal,
+        resuming: bool,
+    ) -> Result<(App, Secrets, Plan), StepError> {
+        let mut back_doc = plan.to.document.clone();
+        back_doc.spec.migrations = None;
+        let secrets = Secrets::load(&back_doc).map_err(env_error)?;
+        let observed = self
+            .observe(&back_doc, rec, &secrets)
+            .await
+            .map_err(|e| StepError::new(StepKind::Observe, ErrorClass::Transient, e.to_string()))?;
+        let mut back = plan::plan(&back_doc, &observed);
+        if !back.blockers.is_empty() {
+            let message = back.blockers.join("; ");
+            return Err(StepError::new(StepKind::Plan, ErrorClass::Stalled, message));
+        }
+        if resuming {
+            let amended = journal.amend(&mut back);
+            if amended.hooks_applied {
+                rec.hooks_applied = Some(execute::hooks_record(&back_doc, &back));
+            }
+        }
+        back.steps.retain(|s| s.step != Step::Verify);
+        Ok((back_doc, secrets, back))
     }
 
     /// Execute `plan` for `app`, moving its step records into `records` and the hooks'
@@ -504,6 +548,51 @@ impl Controller {
             rec.hooks_applied = Some(h);
         }
         result
+    }
+}
+
+/// Why a regression of `live` is not reverted (pinned, `rollback.auto` off, outside
+/// `rollback.window`), or `None`: revert it.
+fn regression_kept(rec: &AppRecord, live: &RevisionEntry) -> Option<String> {
+    let spec = &live.document.spec;
+    let in_window = live
+        .revision
+        .finished_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| {
+            let age = chrono::Utc::now().signed_duration_since(t);
+            age.to_std().unwrap_or_default() <= spec.rollback.window.std()
+        });
+    let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
+    match (decision, &rec.pin) {
+        (RegressionDecision::Revert, _) => None,
+        (RegressionDecision::KeepPinned, Some(pin)) => Some(format!(
+            "pinned by {} ({}): no automatic revert while pinned",
+            pin.by, pin.reason
+        )),
+        (RegressionDecision::KeepAutoOff, _) => Some("rollback.auto is off".to_string()),
+        (RegressionDecision::KeepOutsideWindow, _) | (RegressionDecision::KeepPinned, None) => {
+            Some(format!(
+                "it regressed more than rollback.window ({}) after it was declared healthy, so it is not reverted",
+                spec.rollback.window
+            ))
+        }
+    }
+}
+
+/// An env file that cannot be read, as the step error of a revert.
+fn env_error(e: crate::envfile::EnvFileError) -> StepError {
+    StepError::new(StepKind::EnvFile, ErrorClass::Stalled, e.to_string())
+}
+
+/// A plan of one step, for `release`.
+fn one_step(release: String, step: PlannedStep) -> Plan {
+    Plan {
+        release,
+        steps: vec![step],
+        blockers: vec![],
+        notes: vec![],
     }
 }
 

@@ -8,6 +8,7 @@
 use shipshape_spec::App;
 use shipshape_spec::status::{Outcome, Pin, PinSource};
 
+use crate::plan::short_sha;
 use crate::state::{AppRecord, RevisionEntry};
 
 /// How a pass converges.
@@ -63,7 +64,94 @@ pub enum NoTarget {
     QuarantinedWithoutGood {
         /// The quarantine, in words.
         why: String,
+        /// The quarantined config commit.
+        config_commit: String,
+        /// The app.
+        app: String,
     },
+}
+
+impl std::fmt::Display for NoTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoTarget::PinGone { revision } => write!(
+                f,
+                "pinned to revision {revision}, which is no longer in the history; unpin or pin another revision"
+            ),
+            NoTarget::QuarantinedWithoutGood {
+                why,
+                config_commit,
+                app,
+            } => write!(
+                f,
+                "config commit {} is quarantined ({why}) and there is no healthy revision to hold; commit a fix or run `shipshape retry {app}`",
+                short_sha(config_commit)
+            ),
+        }
+    }
+}
+
+/// Why a pass holds an app instead of following the document, for `shipshape plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HoldKind {
+    /// A pin holds it.
+    Pinned,
+    /// The desired config commit is quarantined: the last good revision is held.
+    Quarantined,
+}
+
+/// A hold, with what it keeps from being applied: its words are [`Hold`]'s `Display`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Hold {
+    /// Pinned or quarantined.
+    pub kind: HoldKind,
+    /// The revision held.
+    pub revision: u64,
+    /// The hold in words.
+    pub message: String,
+}
+
+impl Hold {
+    /// The hold `target` keeps instead of `desired` at `config_commit`, if it holds.
+    pub fn of(target: &Target, desired: &App, config_commit: &str) -> Option<Hold> {
+        let app = &desired.metadata.name;
+        let not_applied = format!(
+            "desired config {} (app {}) is not applied",
+            short_sha(config_commit),
+            short_sha(&desired.spec.source.commit)
+        );
+        let (kind, revision, message) = match (&target.mode, target.held) {
+            (Mode::Pinned(pin), Some(n)) => (
+                HoldKind::Pinned,
+                n,
+                format!(
+                    "pinned at revision {n} by {} ({}); {not_applied}; only drift towards the pin is corrected",
+                    pin.by, pin.reason
+                ),
+            ),
+            (Mode::Hold { why }, Some(n)) => (
+                HoldKind::Quarantined,
+                n,
+                format!(
+                    "config commit {} is quarantined ({why}); holding revision {n}; {not_applied} until a new config commit or `shipshape retry {app}`",
+                    short_sha(config_commit)
+                ),
+            ),
+            _ => return None,
+        };
+        Some(Hold {
+            kind,
+            revision,
+            message,
+        })
+    }
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Why a revision is a good one to go back to (or hold).
@@ -143,7 +231,11 @@ pub fn choose(rec: &AppRecord, desired: &App, config_commit: &str) -> Result<Tar
                 mode: Mode::Hold { why },
                 held: Some(r.revision.number),
             }),
-            None => Err(NoTarget::QuarantinedWithoutGood { why }),
+            None => Err(NoTarget::QuarantinedWithoutGood {
+                why,
+                config_commit: config_commit.to_string(),
+                app: rec.name.clone(),
+            }),
         };
     }
     Ok(Target {
@@ -533,6 +625,8 @@ mod tests {
                 },
                 want: Err(NoTarget::QuarantinedWithoutGood {
                     why: "revision 2: api: status 500".into(),
+                    config_commit: "cfg".into(),
+                    app: "demo".into(),
                 }),
             },
             Case {

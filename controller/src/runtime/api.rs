@@ -28,12 +28,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shipshape_spec::status::{Pin, PinSource};
+use shipshape_spec::status::PinSource;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
 use crate::reconcile::Controller;
-use crate::runtime::events::{Event, EventKind};
+use crate::runtime::events::Event;
 use crate::source::webhook;
 use crate::state;
 use crate::state::requests::Request as AppRequest;
@@ -280,11 +280,10 @@ async fn watch(
         .into_response()
 }
 
-/// A request recorded: the answer, the records in force with it, and whether a pass was
-/// running steps (it stops before its next live step if the request changes the pin).
+/// A request recorded: the answer, and whether a pass was running steps (it stops before
+/// its next live step if the request changes the pin).
 struct Recorded<T> {
     answer: T,
-    rec: state::AppRecord,
     pending: bool,
 }
 
@@ -332,21 +331,23 @@ async fn record_request<T: Send + 'static>(
             ));
         };
         // As recorded: a retry releases what had failed by the time written in the file.
-        state::requests::apply(&mut rec, std::slice::from_ref(&entry));
-        Ok((answer, rec))
+        let effects = crate::reconcile::record::apply(
+            &mut rec,
+            crate::reconcile::record::Fact::Request(&entry),
+        );
+        Ok((answer, rec, effects))
     })
     .await
     .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))??;
+    let (answer, rec, effects) = recorded;
     let pending = handle.running_steps();
     // After the write: a pass's pin checks read the file again only when this moved.
     handle.interrupt();
-    s.ctl.publish_app_metrics(&recorded.1);
+    s.ctl.publish_app_metrics(&rec);
     s.trigger.notify_one();
-    Ok(Recorded {
-        answer: recorded.0,
-        rec: recorded.1,
-        pending,
-    })
+    // The request's events (pinned, unpinned), as the one bookkeeping function says.
+    s.ctl.publish_effects(&rec, effects);
+    Ok(Recorded { answer, pending })
 }
 
 async fn pin(
@@ -371,28 +372,13 @@ async fn pin(
             };
             error(code, &e.to_string())
         })?;
-        let pin = Pin {
-            revision,
-            by: req.by.clone().unwrap_or_else(|| "unknown".into()),
-            at: state::now(),
-            reason: req.reason.clone(),
-            source: PinSource::Cli,
-        };
+        let by = req.by.as_deref().unwrap_or("unknown");
+        let pin = crate::reconcile::pins::new_pin(revision, by, &req.reason, PinSource::Cli);
         Ok((pin.clone(), AppRequest::Pin { pin }))
     })
     .await;
     match result {
         Ok(r) => {
-            let pin = &r.answer;
-            s.ctl.emit(
-                &r.rec,
-                EventKind::Pinned,
-                Some(pin.revision),
-                format!(
-                    "pinned at revision {} by {}: {}",
-                    pin.revision, pin.by, pin.reason
-                ),
-            );
             let body = PinResponse {
                 pin: r.answer.clone(),
                 pending: r.pending,
@@ -411,28 +397,17 @@ async fn unpin(
     let by = body
         .and_then(|b| b.0.by)
         .unwrap_or_else(|| "unknown".into());
-    let who = by.clone();
     let result = record_request(&s, &app, move |rec| match rec.pin.clone() {
         None => Err(error(StatusCode::CONFLICT, "not pinned")),
         Some(p) if p.source == PinSource::Document => Err(error(
             StatusCode::CONFLICT,
             "pinned by the document (spec.pin): remove it in git to unpin",
         )),
-        Some(p) => Ok((p, AppRequest::Unpin { by: who })),
+        Some(p) => Ok((p, AppRequest::Unpin { by })),
     })
     .await;
     match result {
         Ok(r) => {
-            let p = &r.answer;
-            s.ctl.emit(
-                &r.rec,
-                EventKind::Unpinned,
-                Some(p.revision),
-                format!(
-                    "unpinned by {by} (was revision {}: {})",
-                    p.revision, p.reason
-                ),
-            );
             let body = PinResponse {
                 pin: r.answer.clone(),
                 pending: r.pending,
