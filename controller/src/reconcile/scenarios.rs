@@ -1,0 +1,1 @@
+//! Scenario tests of a pass through fake ports (filled in below).
