@@ -646,7 +646,6 @@ fn check(row: &Row, result: &AppResult, ctl: &Controller) -> Vec<String> {
 // The rows.
 
 use Act::*;
-#[allow(unused_imports)]
 use Outcome::{Failed, Healthy, Reverted, Superseded as Sup};
 
 /// A first rollout's steps.
