@@ -92,7 +92,8 @@ impl Observer<'_> {
                     .filter(|d| d.is_dir())
                     .unwrap_or_else(|| layout.root.clone());
                 let _ = std::fs::create_dir_all(&dir);
-                let ctx = migrate_context(app, secrets, dir, None, self.dbmate);
+                let ctx =
+                    migrate_context(app, secrets, dir, None, self.dbmate, &*self.ports.commands);
                 match ctx.level().await {
                     Ok(level) => MigrationState::At(level),
                     Err(e) => MigrationState::Unreadable(
@@ -131,6 +132,7 @@ pub(crate) fn migrate_context<'a>(
     dir: PathBuf,
     log: Option<PathBuf>,
     dbmate: &Path,
+    commands: &'a dyn crate::ports::Commands,
 ) -> migrate::Context<'a> {
     migrate::Context {
         app,
@@ -139,5 +141,6 @@ pub(crate) fn migrate_context<'a>(
         dir,
         dbmate: dbmate.to_path_buf(),
         log,
+        commands,
     }
 }

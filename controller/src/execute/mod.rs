@@ -354,6 +354,7 @@ async fn schema_step(
         dir,
         Some(run.log.clone()),
         tools.dbmate,
+        &*tools.ports.commands,
     );
     let result = match step {
         Step::Backup { .. } => ctx.backup(backup.expect("a backup's file")).await,

@@ -53,6 +53,10 @@ struct WorldState {
     latest: Option<(String, Option<String>)>,
     /// Where the releases are: the probes read `current` to know what answers.
     root: PathBuf,
+    /// The fake database's migration level (the `command` driver's `db-*` commands).
+    level: Option<String>,
+    /// The level saved by each backup file (`db-backup`), for `db-restore`.
+    backups: HashMap<String, Option<String>>,
 }
 
 #[derive(Clone, Default)]
@@ -85,6 +89,31 @@ impl World {
     fn live_commit(&self) -> Option<String> {
         let root = self.lock().root.clone();
         std::fs::read_to_string(root.join("current").join(".commit")).ok()
+    }
+}
+
+impl World {
+    /// The fake database behind the `command` migration driver: `db-status` prints the
+    /// level, `db-up`/`db-down` move it to the target, `db-backup`/`db-restore` save and
+    /// bring back the level in a backup file.
+    fn database(&self, command: &str, env: &BTreeMap<String, String>) -> String {
+        let mut w = self.lock();
+        let var = |k: &str| env.get(k).cloned().unwrap_or_default();
+        match command {
+            "db-status" => return w.level.clone().unwrap_or_default(),
+            "db-up" | "db-down" => w.level = Some(var("SHIPSHAPE_TARGET_LEVEL")),
+            "db-backup" => {
+                let level = w.level.clone();
+                let _ = std::fs::write(var("SHIPSHAPE_BACKUP_FILE"), "dump");
+                w.backups.insert(var("SHIPSHAPE_BACKUP_FILE"), level);
+            }
+            "db-restore" => {
+                let saved = w.backups.get(&var("SHIPSHAPE_BACKUP_FILE")).cloned();
+                w.level = saved.expect("restoring a backup that was taken");
+            }
+            _ => {}
+        }
+        String::new()
     }
 }
 
@@ -218,9 +247,10 @@ impl Commands for World {
             if command == "npm ci" {
                 let _ = std::fs::create_dir_all(spec.cwd.join("node_modules"));
             }
+            let stdout = self.database(&command, &spec.env);
             Ok(Output {
                 code: Some(0),
-                stdout: String::new(),
+                stdout,
                 tail: String::new(),
                 elapsed: Duration::ZERO,
             })
@@ -434,6 +464,8 @@ struct Row {
     live: Option<u64>,
     /// The app commits whose config commits are quarantined.
     quarantined: &'static [&'static str],
+    /// The database's level after the last pass (rows with migrations).
+    level: Option<&'static str>,
 }
 
 fn keep(_: &mut App) {}
@@ -455,6 +487,35 @@ fn failure_threshold_one(a: &mut App) {
 }
 fn success_threshold_one(a: &mut App) {
     a.spec.health.success_threshold = 1;
+}
+/// Migrations through the `command` driver; app commit "aa" is level 001, "bb" 002 …
+fn migrations(a: &mut App, on_revert: &str, backup: bool) {
+    let n = match &a.spec.source.commit[..2] {
+        "aa" => 1,
+        "bb" => 2,
+        _ => 3,
+    };
+    let mut m = serde_json::json!({
+        "driver": "command", "level": format!("{n:03}"), "onRevert": on_revert,
+        "command": { "status": "db-status", "up": "db-up", "down": "db-down" },
+        "restore": "db-restore",
+    });
+    if backup {
+        m["backup"] = "db-backup".into();
+    }
+    a.spec.migrations = Some(serde_json::from_value(m).expect("migrations"));
+}
+fn migrate_down(a: &mut App) {
+    migrations(a, "down", false);
+}
+fn migrate_keep(a: &mut App) {
+    migrations(a, "keep", false);
+}
+fn migrate_restore(a: &mut App) {
+    migrations(a, "restore", true);
+}
+fn migrate_restore_no_backup(a: &mut App) {
+    migrations(a, "restore", false);
 }
 
 /// The controller on `world`'s fakes, its records in `state`.
@@ -601,7 +662,7 @@ async fn play(row: &Row) -> (AppResult, Controller, World) {
     (last.expect("a row ends with a pass"), ctl, world)
 }
 
-fn check(row: &Row, result: &AppResult, ctl: &Controller) -> Vec<String> {
+fn check(row: &Row, result: &AppResult, ctl: &Controller, world: &World) -> Vec<String> {
     let rec = ctl.store.load(APP).expect("records");
     let mut wrong = Vec::new();
     let steps: Vec<&str> = rec
@@ -638,6 +699,12 @@ fn check(row: &Row, result: &AppResult, ctl: &Controller) -> Vec<String> {
     want.sort();
     if quarantined != want {
         wrong.push(format!("quarantined {quarantined:?}, want {want:?}"));
+    }
+    if let Some(level) = row.level {
+        let at = world.lock().level.clone();
+        if at.as_deref() != Some(level) {
+            wrong.push(format!("level {at:?}, want {level}"));
+        }
     }
     wrong
 }
@@ -695,8 +762,9 @@ fn rows() -> Vec<Row> {
     use End::{NotReady, Ready, Superseded};
     use Phase::{Degraded, Failed as PFailed};
     let r = |name, tweak, health, failing, acts, steps, end, outcomes, live, quarantined| Row {
-        name, tweak, health, failing, acts, steps, end, outcomes, live, quarantined,
+        name, tweak, health, failing, acts, steps, end, outcomes, live, quarantined, level: None,
     };
+    let m = |level, row: Row| Row { level: Some(level), ..row };
     vec![
         // Rollouts that go well.
         r("a first rollout runs every step and is healthy",
@@ -843,6 +911,37 @@ fn rows() -> Vec<Row> {
         r("a regression after rollback.window is not reverted: Degraded",
           window_zero, &[("bb", PASS_3, false)], &[], &[Roll("aa"), Roll("bb"), Monitor(3), Roll("bb")],
           NONE, NotReady(Degraded), &[Healthy, Healthy], Some(2), &[]),
+        // Migrations (the command driver, on the fake database).
+        m("001", r("a migration runs after the build, before the switch",
+          migrate_down, &[], &[], &[Roll("aa")],
+          &["fetch", "install", "build", "migrate", "switch", "pm2-start", "pm2-save", "verify"],
+          Ready, &[Healthy], Some(1), &[])),
+        m("002", r("a backup is taken before the migration",
+          migrate_restore, &[], &[], &[Roll("aa"), Roll("bb")],
+          &["fetch", "install", "build", "backup", "migrate", "switch", "pm2-reload", "pm2-save", "verify"],
+          Ready, &[Healthy, Healthy], Some(2), &[])),
+        m("001", r("onRevert down: a failed rollout is reverted and migrated down",
+          migrate_down, &[("bb", FAILS, false)], &[], &[Roll("aa"), Roll("bb")],
+          &["fetch", "install", "build", "migrate", "switch", "pm2-reload", "pm2-save", "verify",
+            "switch", "pm2-reload", "pm2-save", "migrate", "verify"],
+          NotReady(PFailed), &[Healthy, Reverted], Some(1), &["bb"])),
+        m("001", r("onRevert restore: the backup the rollout took is restored",
+          migrate_restore, &[("bb", FAILS, false)], &[], &[Roll("aa"), Roll("bb")],
+          &["fetch", "install", "build", "backup", "migrate", "switch", "pm2-reload", "pm2-save", "verify",
+            "switch", "pm2-reload", "pm2-save", "restore", "verify"],
+          NotReady(PFailed), &[Healthy, Reverted], Some(1), &["bb"])),
+        m("002", r("onRevert keep: reverted, the schema stays",
+          migrate_keep, &[("bb", FAILS, false)], &[], &[Roll("aa"), Roll("bb")],
+          &["fetch", "install", "build", "migrate", "switch", "pm2-reload", "pm2-save", "verify",
+            "switch", "pm2-reload", "pm2-save", "verify"],
+          NotReady(PFailed), &[Healthy, Reverted], Some(1), &["bb"])),
+        m("002", r("onRevert restore without a backup: the revert is refused, Degraded, not quarantined",
+          migrate_restore_no_backup, &[("bb", FAILS, false)], &[], &[Roll("aa"), Roll("bb")],
+          &["fetch", "install", "build", "migrate", "switch", "pm2-reload", "pm2-save", "verify"],
+          NotReady(Degraded), &[Healthy, Failed], Some(2), &[])),
+        m("002", r("resumed after a stop after the migration and the switch: not migrated again",
+          migrate_down, &[], &[], &[Roll("aa"), CrashAt("bb", "pm2 start web", 2), Roll("bb")],
+          &["pm2-reload", "pm2-save", "verify"], Ready, &[Healthy, Healthy], Some(2), &[])),
         r("a regression of a pinned revision is not reverted",
           keep, &[("bb", PASS_3, false)], &[], &[Roll("aa"), Roll("bb"), Pin(2), Roll("bb"), Monitor(3), Roll("bb")],
           NONE, NotReady(Degraded), &[Healthy, Healthy], Some(2), &[]),
@@ -859,8 +958,8 @@ async fn every_scenario_of_a_pass_runs_its_steps_in_order_and_leaves_its_records
         tokio::spawn(async move {
             let row = &rows[i];
             let t = std::time::Instant::now();
-            let (result, ctl, _world) = play(row).await;
-            (check(row, &result, &ctl), t.elapsed())
+            let (result, ctl, world) = play(row).await;
+            (check(row, &result, &ctl, &world), t.elapsed())
         })
     });
     let mut failures = Vec::new();
