@@ -525,21 +525,7 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
         gpg_keyring: args.gpg_keyring.clone(),
     };
     let store = Store::new(&state_dir);
-    let pm2 = Pm2 {
-        bin: pm2_bin,
-        home: pm2_home,
-        timeout: args.pm2_timeout,
-        turn: Default::default(),
-        cache: Default::default(),
-        cache_for: args.pm2_cache,
-        daemon_up: Default::default(),
-        socket: crate::pm2::SocketReads {
-            enabled: !args.pm2_no_socket,
-            timeout: args.pm2_timeout.min(Duration::from_secs(5)),
-            metrics: Some(hub.metrics.clone()),
-            ..Default::default()
-        },
-    };
+    let pm2 = pm2_client(args, pm2_bin, pm2_home, &hub);
     // The one place the real ports are built: the daemon, `run --once` and `plan` share it.
     let source = crate::ports::GitSource {
         config: config.clone(),
@@ -567,6 +553,30 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .map(|n| n.get() as u32)
             .unwrap_or(1),
     })
+}
+
+/// The pm2 client `args` ask for (its socket reads counted in `hub`'s metrics).
+fn pm2_client(
+    args: &SourceArgs,
+    bin: PathBuf,
+    home: PathBuf,
+    hub: &crate::runtime::events::Hub,
+) -> Pm2 {
+    Pm2 {
+        bin,
+        home,
+        timeout: args.pm2_timeout,
+        turn: Default::default(),
+        cache: Default::default(),
+        cache_for: args.pm2_cache,
+        daemon_up: Default::default(),
+        socket: crate::pm2::SocketReads {
+            enabled: !args.pm2_no_socket,
+            timeout: args.pm2_timeout.min(Duration::from_secs(5)),
+            metrics: Some(hub.metrics.clone()),
+            ..Default::default()
+        },
+    }
 }
 
 /// Where `program` runs from: itself when it is a path to an executable file, else the

@@ -380,34 +380,15 @@ fn config_commit(name: &str) -> String {
 }
 
 fn document(root: &Path, name: &str, tweak: fn(&mut App)) -> App {
-    let text = r#"
-apiVersion: shipshape/v1alpha1
-kind: App
-metadata: { name: demo }
-spec:
-  source: { repository: /srv/git/demo, commit: 1111111111111111111111111111111111111111 }
-  releases: { root: /srv/demo }
-  build: { install: npm ci, steps: [npm run build] }
-  processes:
-    - name: web
-      script: server.js
-      instances: 2
-      exec_mode: cluster
-      env: { PORT: "3000" }
-  health:
-    checks:
-      - name: api
-        http: { url: "http://127.0.0.1:3000/api/health" }
-    interval: 2s
-    successThreshold: 3
-    failureThreshold: 3
-    progressDeadline: 1m
-    startupGrace: 0s
-  rollback: { auto: true, window: 30m }
-"#;
-    let mut app = shipshape_spec::load_str(text, "demo.yaml").expect("scenario document loads");
-    app.spec.source.commit = commit(name);
+    let mut app = super::fixtures::app(&commit(name));
     app.spec.releases.root = root.display().to_string();
+    let health = &mut app.spec.health;
+    health.interval = "2s".parse().expect("a duration");
+    (health.success_threshold, health.failure_threshold) = (3, 3);
+    health.progress_deadline = "1m".parse().expect("a duration");
+    health.startup_grace = Some("0s".parse().expect("a duration"));
+    app.spec.rollback.auto = true;
+    app.spec.rollback.window = "30m".parse().expect("a duration");
     tweak(&mut app);
     app
 }
@@ -716,41 +697,17 @@ use Act::*;
 use Outcome::{Failed, Healthy, Reverted, Superseded as Sup};
 
 /// A first rollout's steps.
-const FIRST: &[&str] = &[
-    "fetch",
-    "install",
-    "build",
-    "switch",
-    "pm2-start",
-    "pm2-save",
-    "verify",
-];
+#[rustfmt::skip]
+const FIRST: &[&str] = &["fetch", "install", "build", "switch", "pm2-start", "pm2-save", "verify"];
 /// A new app commit's steps, the processes running.
-const NEXT: &[&str] = &[
-    "fetch",
-    "install",
-    "build",
-    "switch",
-    "pm2-reload",
-    "pm2-save",
-    "verify",
-];
+#[rustfmt::skip]
+const NEXT: &[&str] = &["fetch", "install", "build", "switch", "pm2-reload", "pm2-save", "verify"];
 
 /// A rollout's steps, then a revert's (to the processes of the revision gone back to).
-const NEXT_REVERTED: &[&str] = &[
-    "fetch",
-    "install",
-    "build",
-    "switch",
-    "pm2-reload",
-    "pm2-save",
-    "verify",
-    "switch",
-    "pm2-reload",
-    "pm2-save",
-    "verify",
-];
+#[rustfmt::skip]
+const NEXT_REVERTED: &[&str] = &["fetch", "install", "build", "switch", "pm2-reload", "pm2-save", "verify", "switch", "pm2-reload", "pm2-save", "verify"];
 /// Going to a prepared release: the pin, a revert's retry.
+#[rustfmt::skip]
 const BACK: &[&str] = &["switch", "pm2-reload", "pm2-save", "verify"];
 const NONE: &[&str] = &[];
 const FAILS: &[bool] = &[];
