@@ -274,8 +274,9 @@ impl Probes for World {
         };
         let results = checks
             .into_iter()
-            .map(|c| CheckResult {
-                name: c.name,
+            .map(|c| (c.name.clone(), pass && c.name != "strict"))
+            .map(|(name, pass)| CheckResult {
+                name,
                 state: if pass {
                     ProbeState::Pass
                 } else {
@@ -416,6 +417,9 @@ enum Act {
     Older,
     /// Someone deletes the app's pm2 processes by hand.
     Drift,
+    /// A new config commit for app commit `name` that only adds a check named so (a check
+    /// named `strict` always fails; any other answers as the release does).
+    AddCheck(&'static str, &'static str),
 }
 
 /// How the last pass must end.
@@ -629,6 +633,20 @@ async fn play(row: &Row) -> (AppResult, Controller, World) {
                 };
                 ctl.store.add_request(APP, retry).unwrap().unwrap();
                 ctl.handles.get(APP).interrupt();
+            }
+            Act::AddCheck(name, check) => {
+                let mut doc = document(&root, name, row.tweak);
+                let mut added = serde_json::to_value(&doc.spec.health.checks[0]).expect("json");
+                added["name"] = check.into();
+                let added = serde_json::from_value(added).expect("a check");
+                doc.spec.health.checks.push(added);
+                let (cfg, text) = (
+                    format!("{:e<40}", format!("c1{name}")),
+                    format!("{name}+{check}\n"),
+                );
+                let source = Some(("apps/demo.yaml", text.as_str()));
+                let r = ctl.reconcile_app(&doc, &cfg, source).await;
+                last = Some(r.expect("the pass ran"));
             }
             Act::Older => world.lock().latest = None,
             Act::Drift => world.lock().procs.clear(),
@@ -868,6 +886,16 @@ fn rows() -> Vec<Row> {
         r("a regression after rollback.window is not reverted: Degraded",
           window_zero, &[("bb", PASS_3, false)], &[], &[Roll("aa"), Roll("bb"), Monitor(3), Roll("bb")],
           NONE, NotReady(Degraded), &[Healthy, Healthy], Some(2), &[]),
+        // A config commit that changes only spec.health.
+        r("a commit that only adds a check re-verifies the live release and touches nothing else",
+          keep, &[], &[], &[Roll("aa"), AddCheck("aa", "home")],
+          &["verify"], Ready, &[Healthy], Some(1), &[]),
+        r("a commit that only adds a failing check: the check is suspect, nothing reverted or quarantined",
+          keep, &[], &[], &[Roll("aa"), AddCheck("aa", "strict")],
+          &["verify"], NotReady(Degraded), &[Healthy], Some(1), &[]),
+        r("a suspect check keeps the app Degraded on the next pass, with nothing to apply",
+          keep, &[], &[], &[Roll("aa"), AddCheck("aa", "strict"), AddCheck("aa", "strict")],
+          NONE, NotReady(Degraded), &[Healthy], Some(1), &[]),
         // Migrations (the command driver, on the fake database).
         m("001", r("a migration runs after the build, before the switch",
           migrate_down, &[], &[], &[Roll("aa")],
