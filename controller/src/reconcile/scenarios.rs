@@ -577,88 +577,102 @@ async fn play(row: &Row) -> (AppResult, Controller, World) {
     let ctl = Arc::new(controller(&world, &dir.path().join("state")));
     let mut last = None;
     for act in row.acts {
-        match *act {
-            Act::Roll(name) => {
-                let doc = document(&root, name, row.tweak);
-                let text = format!("{name}\n");
-                let source = Some(("apps/demo.yaml", text.as_str()));
-                let r = ctl.reconcile_app(&doc, &config_commit(name), source).await;
-                last = Some(r.expect("the pass ran"));
-            }
-            Act::CrashAt(name, call, n) => {
-                world.lock().crash_at = Some((call.to_string(), n));
-                let doc = document(&root, name, row.tweak);
-                let cfg = config_commit(name);
-                let pass = ctl.reconcile_app(&doc, &cfg, None);
-                // The pass blocks for good at the crash point: drop it there, as a SIGKILL
-                // would leave it (what was saved stays; nothing after runs).
-                tokio::select! {
-                    r = pass => panic!("{}: the pass ended ({r:?}) before {call}", row.name),
-                    _ = world.1.notified() => {}
-                }
-                world.lock().crash_at = None;
-            }
-            Act::Monitor(n) => {
-                let mut m = crate::health::monitor::Monitor::new(
-                    ctl.clone(),
-                    APP,
-                    Arc::new(tokio::sync::Notify::new()),
-                );
-                for _ in 0..n {
-                    m.round().await;
-                }
-            }
-            Act::Pin(rev) => {
-                ctl.store
-                    .add_request(APP, pin_request(rev))
-                    .unwrap()
-                    .unwrap();
-                ctl.handles.get(APP).interrupt();
-            }
-            Act::PinMidPass(rev) => {
-                let (store, handle) = (ctl.store.clone(), ctl.handles.get(APP));
-                world.lock().on_start = Some(Box::new(move || {
-                    store.add_request(APP, pin_request(rev)).unwrap().unwrap();
-                    handle.interrupt();
-                }));
-            }
-            Act::Unpin => {
-                let unpin = Request::Unpin { by: "ana".into() };
-                ctl.store.add_request(APP, unpin).unwrap().unwrap();
-                ctl.handles.get(APP).interrupt();
-            }
-            Act::Retry => {
-                let retry = Request::Retry {
-                    config_commit: None,
-                };
-                ctl.store.add_request(APP, retry).unwrap().unwrap();
-                ctl.handles.get(APP).interrupt();
-            }
-            Act::AddCheck(name, check) => {
-                let mut doc = document(&root, name, row.tweak);
-                let mut added = serde_json::to_value(&doc.spec.health.checks[0]).expect("json");
-                added["name"] = check.into();
-                let added = serde_json::from_value(added).expect("a check");
-                doc.spec.health.checks.push(added);
-                let (cfg, text) = (
-                    format!("{:e<40}", format!("c1{name}")),
-                    format!("{name}+{check}\n"),
-                );
-                let source = Some(("apps/demo.yaml", text.as_str()));
-                let r = ctl.reconcile_app(&doc, &cfg, source).await;
-                last = Some(r.expect("the pass ran"));
-            }
-            Act::Older => world.lock().latest = None,
-            Act::Drift => world.lock().procs.clear(),
-            Act::Newer => {
-                world.lock().latest = Some((config_commit("ee"), Some("a newer one\n".into())));
-            }
+        if let Some(result) = act_on(row, *act, &ctl, &world, &root).await {
+            last = Some(result);
         }
     }
     let ctl = Arc::try_unwrap(ctl).unwrap_or_else(|a| (*a).clone());
     // Keep the directory for the checks: leak it into the controller's lifetime.
     std::mem::forget(dir);
     (last.expect("a row ends with a pass"), ctl, world)
+}
+
+/// Do `act` to the row's world; a pass's result.
+async fn act_on(
+    row: &Row,
+    act: Act,
+    ctl: &Arc<Controller>,
+    world: &World,
+    root: &Path,
+) -> Option<AppResult> {
+    match act {
+        Act::Roll(name) => {
+            let doc = document(root, name, row.tweak);
+            let text = format!("{name}\n");
+            let source = Some(("apps/demo.yaml", text.as_str()));
+            let r = ctl.reconcile_app(&doc, &config_commit(name), source).await;
+            return Some(r.expect("the pass ran"));
+        }
+        Act::CrashAt(name, call, n) => {
+            world.lock().crash_at = Some((call.to_string(), n));
+            let doc = document(root, name, row.tweak);
+            let cfg = config_commit(name);
+            let pass = ctl.reconcile_app(&doc, &cfg, None);
+            // The pass blocks for good at the crash point: drop it there, as a SIGKILL
+            // would leave it (what was saved stays; nothing after runs).
+            tokio::select! {
+                r = pass => panic!("{}: the pass ended ({r:?}) before {call}", row.name),
+                _ = world.1.notified() => {}
+            }
+            world.lock().crash_at = None;
+        }
+        Act::Monitor(n) => {
+            let mut m = crate::health::monitor::Monitor::new(
+                ctl.clone(),
+                APP,
+                Arc::new(tokio::sync::Notify::new()),
+            );
+            for _ in 0..n {
+                m.round().await;
+            }
+        }
+        Act::Pin(rev) => {
+            ctl.store
+                .add_request(APP, pin_request(rev))
+                .unwrap()
+                .unwrap();
+            ctl.handles.get(APP).interrupt();
+        }
+        Act::PinMidPass(rev) => {
+            let (store, handle) = (ctl.store.clone(), ctl.handles.get(APP));
+            world.lock().on_start = Some(Box::new(move || {
+                store.add_request(APP, pin_request(rev)).unwrap().unwrap();
+                handle.interrupt();
+            }));
+        }
+        Act::Unpin => {
+            let unpin = Request::Unpin { by: "ana".into() };
+            ctl.store.add_request(APP, unpin).unwrap().unwrap();
+            ctl.handles.get(APP).interrupt();
+        }
+        Act::Retry => {
+            let retry = Request::Retry {
+                config_commit: None,
+            };
+            ctl.store.add_request(APP, retry).unwrap().unwrap();
+            ctl.handles.get(APP).interrupt();
+        }
+        Act::AddCheck(name, check) => {
+            let mut doc = document(root, name, row.tweak);
+            let mut added = serde_json::to_value(&doc.spec.health.checks[0]).expect("json");
+            added["name"] = check.into();
+            let added = serde_json::from_value(added).expect("a check");
+            doc.spec.health.checks.push(added);
+            let (cfg, text) = (
+                format!("{:e<40}", format!("c1{name}")),
+                format!("{name}+{check}\n"),
+            );
+            let source = Some(("apps/demo.yaml", text.as_str()));
+            let r = ctl.reconcile_app(&doc, &cfg, source).await;
+            return Some(r.expect("the pass ran"));
+        }
+        Act::Older => world.lock().latest = None,
+        Act::Drift => world.lock().procs.clear(),
+        Act::Newer => {
+            world.lock().latest = Some((config_commit("ee"), Some("a newer one\n".into())));
+        }
+    }
+    None
 }
 
 fn check(row: &Row, result: &AppResult, ctl: &Controller, world: &World) -> Vec<String> {
