@@ -26,6 +26,7 @@ mkdir -p target/bench-tmp
 
 say "building the controller with the release profile (the binary the bench measures)"
 cargo build --quiet --release -p shipshape --bin shipshape
+hack/verify-no-faults.sh target/release/shipshape
 export SHIPSHAPE_TEST_BIN="$ROOT/target/release/shipshape"
 export NEXT_TELEMETRY_DISABLED=1
 

@@ -13,6 +13,10 @@
 //! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
 //! - [`reconcile`]: one pass per app: target, observe, plan, execute, decide, record (pure
 //!   decisions in `target`, `decide`, `record`, `revert`).
+//! - [`observe`]: the server as it is for one app; [`execute`]: the step runners (prepare,
+//!   schema, switch, pm2 and a graceful replace, hooks, verify).
+//! - [`ports`]: the narrow interfaces a pass reaches the world through (pm2, commands, the
+//!   clock, the config and app sources, the health probes), and their real implementations.
 //! - [`health`]: checks and the verdict over rounds; [`health::probes`] (the probe thread,
 //!   where every HTTP and Prometheus check runs and is timed) and [`health::monitor`]
 //!   (rounds between passes; regressions and recoveries become records).
@@ -39,11 +43,14 @@ pub mod clients;
 pub mod confined;
 pub mod envfile;
 pub mod exec;
+pub mod execute;
 pub mod health;
 pub mod init;
 pub mod migrate;
+pub mod observe;
 pub mod plan;
 pub mod pm2;
+pub mod ports;
 pub mod prometheus;
 pub mod reconcile;
 pub mod redact;

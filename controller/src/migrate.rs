@@ -14,7 +14,7 @@ use shipshape_spec::app::{MigrationDriver, Migrations};
 use tokio_postgres::Client;
 
 use crate::envfile::Redactor;
-use crate::exec::{self, ExecError, Spec};
+use crate::exec::{ExecError, Spec};
 
 /// Time allowed to connect to the database.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,6 +104,8 @@ pub struct Context<'a> {
     pub dbmate: PathBuf,
     /// Where command output is appended.
     pub log: Option<PathBuf>,
+    /// Where the migration commands run ([`crate::ports::Commands`]).
+    pub commands: &'a dyn crate::ports::Commands,
 }
 
 impl Context<'_> {
@@ -178,8 +180,10 @@ impl Context<'_> {
             .command
             .as_ref()
             .expect("validated: command driver has commands");
-        let out =
-            exec::run(&self.spec(Spec::shell(&cmd.status, &self.dir, m.timeout.std()))).await?;
+        let out = self
+            .commands
+            .run(&self.spec(Spec::shell(&cmd.status, &self.dir, m.timeout.std())))
+            .await?;
         Ok(out
             .stdout
             .lines()
@@ -267,13 +271,14 @@ impl Context<'_> {
                 prisma.display()
             )));
         }
-        exec::run(&self.spec(Spec::program(
-            prisma,
-            &["migrate", "deploy"],
-            &self.dir,
-            m.timeout.std(),
-        )))
-        .await?;
+        self.commands
+            .run(&self.spec(Spec::program(
+                prisma,
+                &["migrate", "deploy"],
+                &self.dir,
+                m.timeout.std(),
+            )))
+            .await?;
         Ok(())
     }
 
@@ -307,7 +312,9 @@ impl Context<'_> {
         ];
         if !down {
             let args: Vec<&str> = base.iter().copied().chain(["migrate"]).collect();
-            exec::run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std()))).await?;
+            self.commands
+                .run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std())))
+                .await?;
             return Ok(());
         }
         // dbmate rolls back one migration at a time.
@@ -319,7 +326,9 @@ impl Context<'_> {
                 break;
             }
             let args: Vec<&str> = base.iter().copied().chain(["rollback"]).collect();
-            exec::run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std()))).await?;
+            self.commands
+                .run(&self.spec(Spec::program(&bin, &args, &self.dir, m.timeout.std())))
+                .await?;
             level = self.level().await?;
         }
         Ok(())
@@ -350,7 +359,7 @@ impl Context<'_> {
                 before.map(str::to_string).unwrap_or_default(),
             ),
         ]);
-        exec::run(&self.spec(spec)).await?;
+        self.commands.run(&self.spec(spec)).await?;
         Ok(())
     }
 
@@ -367,7 +376,7 @@ impl Context<'_> {
         };
         let spec = Spec::shell(cmd, &self.dir, m.timeout.std())
             .envs([("SHIPSHAPE_BACKUP_FILE", file.display().to_string())]);
-        exec::run(&self.spec(spec)).await?;
+        self.commands.run(&self.spec(spec)).await?;
         Ok(())
     }
 
@@ -395,7 +404,7 @@ impl Context<'_> {
         }
         let spec = Spec::shell(cmd, &self.dir, m.timeout.std())
             .envs([("SHIPSHAPE_BACKUP_FILE", file.display().to_string())]);
-        exec::run(&self.spec(spec)).await?;
+        self.commands.run(&self.spec(spec)).await?;
         if file.exists() {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
@@ -571,6 +580,7 @@ mod tests {
                     dir,
                     dbmate: PathBuf::from("/nonexistent/dbmate"),
                     log: None,
+                    commands: &crate::ports::SystemCommands,
                 };
                 cx.migrate().await
             }

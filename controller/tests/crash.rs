@@ -517,6 +517,11 @@ struct Boundary {
 
 #[test]
 fn a_controller_killed_at_any_step_boundary_of_a_rollout_finishes_only_the_missing_steps() {
+    if !common::faults::fault_injection_built(
+        "a_controller_killed_at_any_step_boundary_of_a_rollout_finishes_only_the_missing_steps",
+    ) {
+        return;
+    }
     let (w, url) = world_with_database("killed");
     let b = |fault, new_lockfile, worker| Boundary {
         fault,
@@ -640,6 +645,11 @@ fn a_controller_killed_at_any_step_boundary_of_a_rollout_finishes_only_the_missi
 
 #[test]
 fn a_controller_killed_at_any_step_boundary_of_a_revert_finishes_the_revert_only() {
+    if !common::faults::fault_injection_built(
+        "a_controller_killed_at_any_step_boundary_of_a_revert_finishes_the_revert_only",
+    ) {
+        return;
+    }
     let (w, url) = world_with_database("revkill");
     let failing = w.root().join("failing");
     std::fs::write(&failing, "").unwrap();

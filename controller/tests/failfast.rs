@@ -202,6 +202,11 @@ fn a_broken_commit_while_the_previous_one_is_still_verifying_goes_back_to_it() {
 
 #[test]
 fn a_pass_that_panics_is_reported_on_its_app_and_the_app_is_reconciled_again() {
+    if !common::faults::fault_injection_built(
+        "a_pass_that_panics_is_reported_on_its_app_and_the_app_is_reconciled_again",
+    ) {
+        return;
+    }
     let w = World::new("panic");
     let v1 = w.app_head();
     w.commit_app(&doc(&w, &v1, 2));

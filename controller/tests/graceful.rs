@@ -300,6 +300,11 @@ fn killed_after_replace_move(w: &World, moves: u32) {
 #[test]
 fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request()
 {
+    if !common::faults::fault_injection_built(
+        "a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with_no_failed_request",
+    ) {
+        return;
+    }
     let w = World::new("interrupted");
     let base = slow_boot_running(&w);
     let name = format!("{}-web", w.name);
@@ -343,6 +348,11 @@ fn a_replace_interrupted_by_a_controller_crash_is_finished_by_the_next_pass_with
 /// then deletes `NAME~next`: no request fails.
 #[test]
 fn a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_no_failed_request() {
+    if !common::faults::fault_injection_built(
+        "a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_no_failed_request",
+    ) {
+        return;
+    }
     let w = World::new("stopped");
     let base = slow_boot_running(&w);
     let name = format!("{}-web", w.name);

@@ -529,43 +529,38 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .to_string(),
     };
     let hub = crate::runtime::events::Hub::default();
-    Ok(Controller {
-        config: ConfigRepo {
-            repo,
-            branch: args.branch.clone(),
-            path: args.path.clone(),
-            mirror: state_dir.join("config.git"),
-            credentials: crate::source::Credentials {
-                ssh_key: args.git_ssh_key.clone(),
-                https_token_file: args.git_token_file.clone(),
-                https_user: args.git_user.clone(),
-                private_token_file: false,
-            },
+    let config = ConfigRepo {
+        repo,
+        branch: args.branch.clone(),
+        path: args.path.clone(),
+        mirror: state_dir.join("config.git"),
+        credentials: crate::source::Credentials {
+            ssh_key: args.git_ssh_key.clone(),
+            https_token_file: args.git_token_file.clone(),
+            https_user: args.git_user.clone(),
+            private_token_file: false,
         },
-        store: Store::new(&state_dir),
-        pm2: Pm2 {
-            bin: pm2_bin,
-            home: pm2_home,
-            timeout: args.pm2_timeout,
-            turn: Default::default(),
-            cache: Default::default(),
-            cache_for: args.pm2_cache,
-            daemon_up: Default::default(),
-            socket: crate::pm2::SocketReads {
-                enabled: !args.pm2_no_socket,
-                timeout: args.pm2_timeout.min(Duration::from_secs(5)),
-                metrics: Some(hub.metrics.clone()),
-                ..Default::default()
-            },
-        },
-        http: crate::clients::Http::new(),
-        probes: crate::health::probes::Prober::new(),
+    };
+    let trust = crate::source::trust::Trust {
+        allowed_signers: args.allowed_signers.clone(),
+        gpg_keyring: args.gpg_keyring.clone(),
+    };
+    let store = Store::new(&state_dir);
+    let pm2 = pm2_client(args, pm2_bin, pm2_home, &hub);
+    // The one place the real ports are built: the daemon, `run --once` and `plan` share it.
+    let source = crate::ports::GitSource {
+        config: config.clone(),
+        trust: trust.clone(),
+        store: store.clone(),
         sources_dir: state_dir.join("sources"),
+    };
+    Ok(Controller {
+        config,
+        store,
+        ports: crate::ports::Ports::real(pm2, source),
+        http: crate::clients::Http::new(),
         hub,
-        trust: crate::source::trust::Trust {
-            allowed_signers: args.allowed_signers.clone(),
-            gpg_keyring: args.gpg_keyring.clone(),
-        },
+        trust,
         host: crate::reconcile::HostIdentity {
             name: args.hostname.clone().unwrap_or_else(hostname),
             labels: args.labels.iter().cloned().collect(),
@@ -579,6 +574,30 @@ pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controlle
             .map(|n| n.get() as u32)
             .unwrap_or(1),
     })
+}
+
+/// The pm2 client `args` ask for (its socket reads counted in `hub`'s metrics).
+fn pm2_client(
+    args: &SourceArgs,
+    bin: PathBuf,
+    home: PathBuf,
+    hub: &crate::runtime::events::Hub,
+) -> Pm2 {
+    Pm2 {
+        bin,
+        home,
+        timeout: args.pm2_timeout,
+        turn: Default::default(),
+        cache: Default::default(),
+        cache_for: args.pm2_cache,
+        daemon_up: Default::default(),
+        socket: crate::pm2::SocketReads {
+            enabled: !args.pm2_no_socket,
+            timeout: args.pm2_timeout.min(Duration::from_secs(5)),
+            metrics: Some(hub.metrics.clone()),
+            ..Default::default()
+        },
+    }
 }
 
 /// Where `program` runs from: itself when it is a path to an executable file, else the

@@ -163,7 +163,7 @@ fn secure_files(controller: &crate::reconcile::Controller) -> anyhow::Result<()>
             controller.store.dir.display()
         )
     })?;
-    let (dump, note) = controller.pm2.secure()?;
+    let (dump, note) = controller.ports.pm2.secure()?;
     for t in fixed.iter().chain(&dump) {
         tracing::warn!("{t}");
     }

@@ -591,12 +591,7 @@ fn note_execution(rec: &mut AppRecord, done: &Executed) {
     {
         entry.revision.live_at = Some(first.started_at.clone());
     }
-    if let Some(b) = done
-        .records
-        .iter()
-        .filter(succeeded)
-        .find(|r| r.step == StepKind::Backup)
-    {
-        entry.backup = Some(b.target.clone());
+    if let Some(file) = &done.backup {
+        entry.backup = Some(file.display().to_string());
     }
 }

@@ -14,8 +14,7 @@ use super::record::{last_error, set_stalled};
 use super::{AppResult, Controller, ReconcileError};
 use crate::plan::short_sha;
 use crate::runtime::events::EventKind;
-use crate::source;
-use crate::state;
+use crate::source::{self, Snapshot};
 use crate::state::AppRecord;
 
 /// One loaded document.
@@ -46,6 +45,72 @@ pub struct Desired {
     pub refused: Option<String>,
 }
 
+/// A snapshot as trust allows it (see `Controller::trusted`).
+struct Trusted {
+    snapshot: Snapshot,
+    complete: bool,
+    refused: Option<String>,
+}
+
+/// Documents selecting this host; documents that do not load; apps selecting other hosts.
+type Selected = (Vec<DesiredDoc>, Vec<(String, String, String)>, Vec<String>);
+
+/// One document per app name: a later document (by path) naming an app already declared
+/// is invalid.
+fn one_per_name(
+    docs: Vec<DesiredDoc>,
+    invalid: &mut Vec<(String, String, String)>,
+) -> Vec<DesiredDoc> {
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut unique = Vec::new();
+    for d in docs {
+        if let Some(first) = seen.get(&d.app.metadata.name) {
+            let message = format!(
+                "{}: metadata.name: {:?} is also declared in {first}",
+                d.path, d.app.metadata.name
+            );
+            invalid.push((d.path.clone(), d.text.clone(), message));
+        } else {
+            seen.insert(d.app.metadata.name.clone(), d.path.clone());
+            unique.push(d);
+        }
+    }
+    unique
+}
+
+/// One app per releases root: two would move `current` back and forth between them on
+/// every pass. The first document (by path) keeps it; the others are invalid.
+fn one_per_root(
+    docs: Vec<DesiredDoc>,
+    invalid: &mut Vec<(String, String, String)>,
+) -> Vec<DesiredDoc> {
+    let mut roots: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for d in docs {
+        let root: PathBuf = Path::new(&d.app.spec.releases.root).components().collect();
+        if let Some((app, path)) = roots.get(&root) {
+            let at = shipshape_spec::load::PathIndex::build(&d.text).locate("spec.releases.root");
+            let message = shipshape_spec::Problem {
+                file: d.path.clone(),
+                line: at.0,
+                column: at.1,
+                path: "spec.releases.root".into(),
+                message: format!(
+                    "{} is also used by app {app} ({path})",
+                    d.app.spec.releases.root
+                ),
+            }
+            .to_string();
+            warn!(file = %d.path, "{message}");
+            invalid.push((d.path.clone(), d.text.clone(), message));
+        } else {
+            roots.insert(root, (d.app.metadata.name.clone(), d.path.clone()));
+            kept.push(d);
+        }
+    }
+    kept
+}
+
 /// Who this controller is, for documents that select hosts.
 #[derive(Debug, Clone, Default)]
 pub struct HostIdentity {
@@ -70,12 +135,9 @@ impl Controller {
     /// # Errors
     /// [`ReconcileError::Source`] when the fetch fails.
     pub async fn fetch_source(&self) -> Result<String, ReconcileError> {
-        let config = self.config.clone();
-        let result = tokio::task::spawn_blocking(move || config.fetch())
-            .await
-            .expect("fetch task panicked");
+        let result = self.ports.source.fetch().await;
         let mut source = self.source_status();
-        source.last_fetch_at = Some(state::now());
+        source.last_fetch_at = Some(self.ports.clock.now());
         match &result {
             Ok(tip) => {
                 source.tip = Some(tip.clone());
@@ -96,82 +158,107 @@ impl Controller {
     }
 
     /// The desired state at the branch tip as last fetched (or the last trusted commit when
-    /// signatures are required and the tip is not trusted), parsed and filtered for this host.
+    /// signatures are required and the tip is not trusted), parsed and filtered for this host,
+    /// read through the source port.
     ///
     /// # Errors
     /// [`ReconcileError`] when the config repo cannot be read.
     pub async fn load_desired(&self) -> Result<Desired, ReconcileError> {
-        let config = self.config.clone();
-        let mut snapshot = tokio::task::spawn_blocking(move || config.snapshot())
-            .await
-            .expect("snapshot task panicked")?;
-        let mut complete = true;
-        let mut refused = None;
+        let mut snapshot = self.ports.source.snapshot(None).await?;
+        let (mut complete, mut refused) = (true, None);
         if self.trust.required() {
-            let mut source = self.source_status();
-            let tip = snapshot.commit.clone();
-            let verdict = if source.last_trusted.as_deref() == Some(tip.as_str()) {
-                Ok(())
-            } else if let Some(r) = source
-                .refused
-                .as_ref()
-                .filter(|r| r.commit == tip && source.allow_rewind.as_deref() != Some(&tip))
-            {
-                Err(r.reason.clone())
-            } else {
-                match self.trust.verify(&self.config, &tip).await {
-                    Ok(signer) => {
-                        info!(commit = %tip, signer = %signer, "trusted config commit");
-                        self.check_descends(&source, &tip).await
-                    }
-                    Err(e) => Err(e),
+            let trusted = self.trusted(snapshot).await?;
+            (snapshot, complete, refused) = (trusted.snapshot, trusted.complete, trusted.refused);
+        }
+        let (docs, mut invalid, skipped) = self.select(snapshot.files, &snapshot.commit);
+        let docs = one_per_name(docs, &mut invalid);
+        let docs = one_per_root(docs, &mut invalid);
+        Ok(Desired {
+            commit: snapshot.commit,
+            docs,
+            invalid,
+            skipped,
+            complete,
+            refused,
+        })
+    }
+
+    /// Signatures required: the tip's snapshot when it is trusted, else the last trusted
+    /// commit's (or nothing, when none was ever trusted), with why the tip was refused. The
+    /// verdict is recorded in the source status before the pass goes on.
+    async fn trusted(&self, snapshot: Snapshot) -> Result<Trusted, ReconcileError> {
+        let mut source = self.source_status();
+        let tip = snapshot.commit.clone();
+        let mut out = Trusted {
+            snapshot,
+            complete: true,
+            refused: None,
+        };
+        match self.verdict(&source, &tip).await {
+            Ok(()) => {
+                if source.allow_rewind.as_deref() == Some(tip.as_str()) {
+                    warn!(commit = %tip, from = ?source.last_trusted, "applying a rewind of the config branch, as allowed by `shipshape retry --allow-rewind`");
+                    source.allow_rewind = None;
                 }
-            };
-            match verdict {
-                Ok(()) => {
-                    if source.allow_rewind.as_deref() == Some(tip.as_str()) {
-                        warn!(commit = %tip, from = ?source.last_trusted, "applying a rewind of the config branch, as allowed by `shipshape retry --allow-rewind`");
-                        source.allow_rewind = None;
-                    }
-                    source.last_trusted = Some(tip);
-                    source.refused = None;
+                source.last_trusted = Some(tip);
+                source.refused = None;
+            }
+            Err(reason) => {
+                warn!(commit = %tip, "refusing an untrusted config commit: {reason}");
+                out.refused = Some(format!(
+                    "config commit {} is not trusted: {reason}",
+                    short_sha(&tip)
+                ));
+                if source.refused.as_ref().is_none_or(|r| r.commit != tip) {
+                    source.refused = Some(shipshape_spec::status::RefusedCommit {
+                        commit: tip.clone(),
+                        reason,
+                        at: self.ports.clock.now(),
+                    });
                 }
-                Err(reason) => {
-                    warn!(commit = %tip, "refusing an untrusted config commit: {reason}");
-                    refused = Some(format!(
-                        "config commit {} is not trusted: {reason}",
-                        short_sha(&tip)
-                    ));
-                    if source.refused.as_ref().is_none_or(|r| r.commit != tip) {
-                        source.refused = Some(shipshape_spec::status::RefusedCommit {
-                            commit: tip.clone(),
-                            reason,
-                            at: state::now(),
-                        });
-                    }
-                    match source.last_trusted.clone() {
-                        Some(good) => {
-                            let config = self.config.clone();
-                            snapshot =
-                                tokio::task::spawn_blocking(move || config.snapshot_at(&good))
-                                    .await
-                                    .expect("snapshot task panicked")?;
-                        }
-                        None => {
-                            snapshot.files.clear();
-                            complete = false;
-                        }
+                match source.last_trusted.clone() {
+                    Some(good) => out.snapshot = self.ports.source.snapshot(Some(&good)).await?,
+                    None => {
+                        out.snapshot.files.clear();
+                        out.complete = false;
                     }
                 }
             }
-            // The last trusted commit is what refuses a rewind to an older signed commit:
-            // a pass must not go on without it on disk.
-            self.store.save_source(&source)?;
         }
-        let mut docs = Vec::new();
-        let mut invalid = Vec::new();
-        let mut skipped = Vec::new();
-        for file in snapshot.files {
+        // The last trusted commit is what refuses a rewind to an older signed commit: a
+        // pass must not go on without it on disk.
+        self.store.save_source(&source)?;
+        Ok(out)
+    }
+
+    /// Is the tip trusted? Already trusted, already refused (unless a rewind to it is
+    /// allowed), or verified now: signed by a trusted key and descending from the last
+    /// trusted commit.
+    async fn verdict(
+        &self,
+        source: &shipshape_spec::status::SourceStatus,
+        tip: &str,
+    ) -> Result<(), String> {
+        if source.last_trusted.as_deref() == Some(tip) {
+            return Ok(());
+        }
+        if let Some(r) = source
+            .refused
+            .as_ref()
+            .filter(|r| r.commit == tip && source.allow_rewind.as_deref() != Some(tip))
+        {
+            return Err(r.reason.clone());
+        }
+        let signer = self.ports.source.verify_trusted(tip).await?;
+        info!(commit = %tip, signer = %signer, "trusted config commit");
+        self.check_descends(source, tip).await
+    }
+
+    /// The documents that load, split into those that select this host and those that
+    /// select others (their app names), and those that do not load (path, text, problems).
+    fn select(&self, files: Vec<source::DocumentFile>, commit: &str) -> Selected {
+        let (mut docs, mut invalid, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+        for file in files {
             match file.load() {
                 Ok(app) => {
                     let selected = app
@@ -190,61 +277,12 @@ impl Controller {
                     }
                 }
                 Err(e) => {
-                    warn!(file = %file.path, config_commit = %snapshot.commit, "invalid document:\n{e}");
+                    warn!(file = %file.path, config_commit = %commit, "invalid document:\n{e}");
                     invalid.push((file.path, file.text, e.to_string()));
                 }
             }
         }
-        // One document per app name.
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        let mut unique = Vec::new();
-        for d in docs {
-            if let Some(first) = seen.get(&d.app.metadata.name) {
-                let message = format!(
-                    "{}: metadata.name: {:?} is also declared in {first}",
-                    d.path, d.app.metadata.name
-                );
-                invalid.push((d.path.clone(), d.text.clone(), message));
-            } else {
-                seen.insert(d.app.metadata.name.clone(), d.path.clone());
-                unique.push(d);
-            }
-        }
-        // One app per releases root: two would move `current` back and forth between them
-        // on every pass. The first document (by path) keeps it.
-        let mut roots: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
-        let mut docs = Vec::new();
-        for d in unique {
-            let root: PathBuf = Path::new(&d.app.spec.releases.root).components().collect();
-            if let Some((app, path)) = roots.get(&root) {
-                let at =
-                    shipshape_spec::load::PathIndex::build(&d.text).locate("spec.releases.root");
-                let message = shipshape_spec::Problem {
-                    file: d.path.clone(),
-                    line: at.0,
-                    column: at.1,
-                    path: "spec.releases.root".into(),
-                    message: format!(
-                        "{} is also used by app {app} ({path})",
-                        d.app.spec.releases.root
-                    ),
-                }
-                .to_string();
-                warn!(file = %d.path, "{message}");
-                invalid.push((d.path.clone(), d.text.clone(), message));
-            } else {
-                roots.insert(root, (d.app.metadata.name.clone(), d.path.clone()));
-                docs.push(d);
-            }
-        }
-        Ok(Desired {
-            commit: snapshot.commit,
-            docs,
-            invalid,
-            skipped,
-            complete,
-            refused,
-        })
+        (docs, invalid, skipped)
     }
 
     /// Record what the desired state says about apps it cannot run: documents that do not
@@ -412,11 +450,11 @@ impl Controller {
         let failed = |e: crate::pm2::Pm2Error| {
             let tail = e.tail().map(str::to_string);
             (
-                super::execute::with_last_line(e.to_string(), tail.as_deref()),
+                crate::execute::with_last_line(e.to_string(), tail.as_deref()),
                 tail,
             )
         };
-        let list = self.pm2.jlist().await.map_err(failed)?;
+        let list = self.ports.pm2.jlist().await.map_err(failed)?;
         let mut names: Vec<String> = list
             .iter()
             .filter(|i| i.app() == Some(name))
@@ -425,10 +463,10 @@ impl Controller {
         names.dedup();
         let mut deleted = Vec::new();
         for p in names {
-            self.pm2.delete(&p).await.map_err(failed)?;
+            self.ports.pm2.delete(&p).await.map_err(failed)?;
             deleted.push(p);
         }
-        self.pm2.save().await.map_err(failed)?;
+        self.ports.pm2.save().await.map_err(failed)?;
         Ok(deleted)
     }
 
@@ -445,11 +483,7 @@ impl Controller {
         if source.allow_rewind.as_deref() == Some(tip) {
             return Ok(());
         }
-        let (config, t) = (self.config.clone(), tip.to_string());
-        let last2 = last.clone();
-        let descends = tokio::task::spawn_blocking(move || config.is_ancestor(&last2, &t))
-            .await
-            .unwrap_or(false);
+        let descends = self.ports.source.descends(&last, tip).await;
         if descends {
             Ok(())
         } else {

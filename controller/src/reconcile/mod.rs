@@ -8,10 +8,11 @@
 //! - [`record`] (pure): outcomes, quarantines and conditions, written in one place.
 //! - [`revert`]: which revision to go back to and how (pure), then going back.
 //! - [`journal`]: the typed in-flight journal a stopped controller leaves behind.
-//! - [`execute`]: the step runners; [`verify`]: health rounds until the verdict;
-//!   `replace`: a `pm2-replace`, graceful in cluster mode (moves decided by
-//!   [`crate::plan::replace`]).
-//! - [`desired`]: the config repo read for this host; [`publish`]: events and metrics.
+//! - [`crate::execute`]: the step runners (health rounds until the verdict, a graceful
+//!   `pm2-replace`); [`crate::observe`]: the server as it is; both reach the world through
+//!   the controller's [`crate::ports::Ports`].
+//! - [`desired`]: the config repo read for this host; [`publish`]: events and metrics;
+//!   `prune`: releases no longer needed.
 //!
 //! # Guarantees
 //! - Level-triggered: a pass never asks what woke it. A regression the health monitor saw,
@@ -43,21 +44,24 @@
 mod conclude;
 pub mod decide;
 mod desired;
-pub mod execute;
 pub mod journal;
-mod observe;
 pub mod pins;
 pub mod prepare;
+mod prune;
 mod publish;
 pub mod recheck;
 pub mod record;
-mod replace;
 pub mod revert;
 pub mod target;
-mod verify;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod scenarios;
+
+// The step runners moved to `crate::execute`; these names keep the stages' paths.
+pub use crate::execute;
+use crate::execute::verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -69,7 +73,6 @@ use shipshape_spec::status::{Outcome, Phase, Revision, Rounds, StepKind, StepRec
 use tracing::{info, warn};
 
 use crate::plan::{Plan, short_sha};
-use crate::pm2::Pm2;
 use crate::runtime::events::{EventKind, Hub};
 use crate::source::{self, ConfigRepo};
 use crate::state::{self, AppRecord, RevisionEntry, Store};
@@ -81,7 +84,7 @@ pub use record::{mark_ready, set_degraded};
 pub use target::{Mode, Target};
 
 use conclude::Ended;
-use execute::Run;
+use execute::{Run, Tools};
 use journal::{Journal, JournalFile};
 use prepare::{Next, Prepared};
 use target::{NoTarget, RevisionChoice};
@@ -222,14 +225,11 @@ pub struct Controller {
     pub config: ConfigRepo,
     /// The records.
     pub store: Store,
-    /// pm2.
-    pub pm2: Pm2,
+    /// What a pass reaches the world through: pm2, commands, the clock, the config and
+    /// app sources, the health probes.
+    pub ports: crate::ports::Ports,
     /// HTTP clients for notifications (built on first use).
     pub http: crate::clients::Http,
-    /// The probe thread, where health checks run and are timed (started on first use).
-    pub probes: crate::health::probes::Prober,
-    /// Where app repositories are mirrored.
-    pub sources_dir: PathBuf,
     /// Revisions kept per app.
     pub history: usize,
     /// CPUs (for `instances: max`).
@@ -290,6 +290,8 @@ struct Executed {
     rounds: Rounds,
     switched: bool,
     failing_before: Option<record::Evidence>,
+    /// The file the rollout's backup step wrote.
+    backup: Option<PathBuf>,
     /// The pass only re-verified the live release after a change of its `spec.health`.
     recheck: Option<recheck::HealthChange>,
     /// What failed in the verification's last failing round.
@@ -305,7 +307,7 @@ impl Controller {
     /// # Errors
     /// [`ReconcileError`] when the config repo cannot be read; per-app failures are in the summary.
     pub async fn reconcile_all(&self) -> Result<PassSummary, ReconcileError> {
-        if self.config.is_remote() {
+        if self.ports.source.is_remote() {
             self.fetch_source().await?;
         }
         let desired = self.load_desired().await?;
@@ -355,7 +357,7 @@ impl Controller {
         let mut rec = self.store.load(name)?;
         let phase_before = rec.phase;
         let info = PassInfo {
-            started_at: state::now(),
+            started_at: self.ports.clock.now(),
             config_commit,
             file: source.map(|s| s.0),
             text: source.map(|s| s.1),
@@ -466,26 +468,15 @@ impl Controller {
         if let Err(e) = journal.start(&begun) {
             warn!(app = %rec.name, journal = %journal.path().display(), "could not write the in-flight journal (a controller stopped during this pass would not say where it got to): {e}");
         }
-        let cancel = Cancel::new(
+        let cancel = Cancel::new(handle, &self.ports, watched).with_pins(pins::PinWatch::new(
+            &self.store,
+            rec,
             handle,
-            &self.config,
-            watched,
-            self.trust.required().then(|| self.store.clone()),
-        )
-        .with_pins(pins::PinWatch::new(&self.store, rec, handle, number));
-        let mut run = Run {
-            app: &p.target.document,
-            plan: &p.plan,
-            secrets: &p.secrets,
-            log: self.log_path(&rec.name, number),
-            cancel,
-            fail_fast: true,
-            records: Vec::new(),
-            rounds: Rounds::default(),
-            failed_checks: Vec::new(),
-            hooks_applied: None,
-        };
-        let outcome = self.execute(&mut run).await;
+            number,
+        ));
+        let log = self.log_path(&rec.name, number);
+        let mut run = Run::new(&p.target.document, &p.plan, &p.secrets, log, cancel, true);
+        let outcome = execute::execute(&self.tools(&rec.name), &mut run).await;
         let (records, rounds, failed_checks) = (run.records, run.rounds, run.failed_checks);
         if let Some(h) = run.hooks_applied {
             rec.hooks_applied = Some(h);
@@ -496,6 +487,7 @@ impl Controller {
                 .any(|r| r.result == StepResult::Succeeded && !r.step.leaves_live_alone());
         Executed {
             number,
+            backup: run.backup,
             release: p.plan.release.clone(),
             target: p.target,
             records,
@@ -587,6 +579,17 @@ impl Controller {
                 self.emit(rec, EventKind::RolloutStarted, Some(n), m);
                 n
             }
+        }
+    }
+
+    /// What the step runners of `app`'s passes reach the world through.
+    pub(crate) fn tools(&self, app: &str) -> Tools<'_> {
+        Tools {
+            ports: &self.ports,
+            app_dir: self.store.app_dir(app),
+            cpus: self.cpus,
+            dbmate: &self.dbmate,
+            metrics: &self.hub.metrics,
         }
     }
 

@@ -134,21 +134,7 @@ impl Controller {
 
     /// Update the per-check gauges from a round's results.
     pub fn publish_check_metrics(&self, app: &str, results: &[CheckResult]) {
-        use shipshape_spec::status::ProbeState;
-        let m = &self.hub.metrics;
-        for r in results {
-            let labels = vec![("app", app.to_string()), ("check", r.name.clone())];
-            match r.state {
-                ProbeState::Pass => m.set("shipshape_health_check_up", labels.clone(), 1.0),
-                ProbeState::Fail => m.set("shipshape_health_check_up", labels.clone(), 0.0),
-                ProbeState::Inconclusive => {}
-            }
-            m.set(
-                "shipshape_health_check_latency_seconds",
-                labels,
-                r.latency_ms as f64 / 1000.0,
-            );
-        }
+        crate::execute::verify::publish_check_metrics(&self.hub.metrics, app, results);
     }
 }
 

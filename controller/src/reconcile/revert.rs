@@ -397,7 +397,7 @@ impl Controller {
         warn!(app = %rec.name, from = failed, to = plan.to.revision.number, "reverting to the last good revision");
         let log = self.log_path(&rec.name, failed);
         let pins = super::pins::PinWatch::new(&self.store, rec, handle, plan.to.revision.number);
-        let cancel = || Cancel::new(handle, &self.config, None, None).with_pins(pins.clone());
+        let cancel = || Cancel::new(handle, &self.ports, None).with_pins(pins.clone());
         let (back_doc, secrets, back) = self.plan_back(rec, plan, journal, resuming).await?;
         // The schema step, unless the stopped revert did it.
         let migration = plan
@@ -528,21 +528,10 @@ impl Controller {
         rec: &mut AppRecord,
         records: &mut Vec<StepRecord>,
     ) -> Result<(), StepError> {
-        let mut run = Run {
-            app,
-            plan,
-            secrets,
-            log: log.to_path_buf(),
-            cancel,
-            // Going back to a revision that was good: its windowed metrics may still carry
-            // the failed revision's errors, so only the deadline can fail it.
-            fail_fast: false,
-            records: Vec::new(),
-            rounds: Default::default(),
-            failed_checks: Vec::new(),
-            hooks_applied: None,
-        };
-        let result = self.execute(&mut run).await;
+        // Going back to a revision that was good: its windowed metrics may still carry the
+        // failed revision's errors, so only the deadline can fail it (no fail fast).
+        let mut run = Run::new(app, plan, secrets, log.to_path_buf(), cancel, false);
+        let result = execute::execute(&self.tools(&app.metadata.name), &mut run).await;
         records.append(&mut run.records);
         if let Some(h) = run.hooks_applied {
             rec.hooks_applied = Some(h);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use shipshape::state::{AppRecord, Store};
 
 pub mod apiedge;
+pub mod faults;
 pub mod load;
 pub mod pins;
 pub mod pm2;

@@ -37,8 +37,8 @@ use shipshape_spec::app::{EnvValue, ExecMode, Instances};
 
 use super::{MigrationState, Observed, Plan, Step, plan};
 use crate::envfile::EnvFile;
+use crate::execute;
 use crate::pm2::Instance;
-use crate::reconcile::execute;
 use crate::release::BuildMarker;
 
 mod check;

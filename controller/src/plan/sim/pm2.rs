@@ -85,7 +85,7 @@ impl Server {
 
     /// A `pm2-replace` step as the executor drives pm2. In cluster mode (every instance
     /// under the declared and the temporary name in cluster mode, and the document's too)
-    /// it goes move by move, as `reconcile/replace.rs` does: before each move it reads what
+    /// it goes move by move, as `execute/replace.rs` does: before each move it reads what
     /// runs under `NAME` and under `NAME~next` afresh, judges each group here (absent; down:
     /// none online; desired: the ecosystem entry's instance count and exec_mode, its config
     /// marker, every instance online; else other), takes the move from the planner's

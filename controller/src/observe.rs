@@ -6,15 +6,49 @@ use std::path::PathBuf;
 
 use shipshape_spec::App;
 
-use super::execute::{self, Secrets};
-use super::{Controller, ReconcileError};
+use std::path::Path;
+
+use crate::execute::{self, Secrets};
 use crate::migrate;
 use crate::plan::{self, MigrationState, Observed};
+use crate::ports::Ports;
+use crate::reconcile::{Controller, ReconcileError};
 use crate::release::Layout;
-use crate::source;
 use crate::state::AppRecord;
 
+/// What observing reaches: pm2 (its process list), the app sources (the desired commit's
+/// lockfile), the database (through dbmate or the release's own tools), the CPUs.
+pub struct Observer<'a> {
+    /// The ports.
+    pub ports: &'a Ports,
+    /// CPUs (for `instances: max`).
+    pub cpus: u32,
+    /// dbmate, for releases that do not bring their own.
+    pub dbmate: &'a Path,
+}
+
 impl Controller {
+    /// What the server looks like for `app` ([`Observer::observe`] with this controller's
+    /// ports).
+    ///
+    /// # Errors
+    /// [`ReconcileError`] when releases or pm2 cannot be read.
+    pub async fn observe(
+        &self,
+        app: &App,
+        record: &AppRecord,
+        secrets: &Secrets,
+    ) -> Result<Observed, ReconcileError> {
+        let observer = Observer {
+            ports: &self.ports,
+            cpus: self.cpus,
+            dbmate: &self.dbmate,
+        };
+        observer.observe(app, record, secrets).await
+    }
+}
+
+impl Observer<'_> {
     /// What the server looks like for `app`.
     ///
     /// # Errors
@@ -58,7 +92,8 @@ impl Controller {
                     .filter(|d| d.is_dir())
                     .unwrap_or_else(|| layout.root.clone());
                 let _ = std::fs::create_dir_all(&dir);
-                let ctx = self.migrate_context(app, secrets, dir, None);
+                let ctx =
+                    migrate_context(app, secrets, dir, None, self.dbmate, &*self.ports.commands);
                 match ctx.level().await {
                     Ok(level) => MigrationState::At(level),
                     Err(e) => MigrationState::Unreadable(
@@ -74,7 +109,7 @@ impl Controller {
             releases,
             node_modules,
             build_caches,
-            processes: self.pm2.jlist_cached().await?,
+            processes: self.ports.pm2.jlist_cached().await?,
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,
             desired_lockfile: None,
@@ -84,44 +119,28 @@ impl Controller {
         // The desired commit's lockfile only matters when a release must be prepared: no git
         // work on passes that find one built from the same inputs.
         if !plan::choose_release(app, &observed).1 {
-            observed.desired_lockfile = self.desired_lockfile(app).await;
+            observed.desired_lockfile = self.ports.source.lockfile(app).await;
         }
         Ok(observed)
     }
+}
 
-    /// The lockfile hash at the desired commit, read from the app's mirror (fetching the
-    /// commit if it is not there yet). `None` when there is no lockfile or git cannot answer.
-    pub(super) async fn desired_lockfile(&self, app: &App) -> Option<String> {
-        let mirror = source::mirror_path(&self.sources_dir, &app.spec.source.repository);
-        let repository = app.spec.source.repository.clone();
-        let creds = source::Credentials::for_app(
-            &app.spec.source,
-            self.config.credentials.ssh_key.as_deref(),
-        );
-        let commit = app.spec.source.commit.clone();
-        tokio::task::spawn_blocking(move || {
-            let repo = source::ensure_commit(&mirror, &repository, &commit, &creds).ok()?;
-            source::lockfile_at(&repo, &commit)
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-
-    pub(super) fn migrate_context<'a>(
-        &self,
-        app: &'a App,
-        secrets: &'a Secrets,
-        dir: PathBuf,
-        log: Option<PathBuf>,
-    ) -> migrate::Context<'a> {
-        migrate::Context {
-            app,
-            env: &secrets.env.vars,
-            redactor: &secrets.redactor,
-            dir,
-            dbmate: self.dbmate.clone(),
-            log,
-        }
+/// The migration context for `app` in `dir` (its output appended to `log`).
+pub(crate) fn migrate_context<'a>(
+    app: &'a App,
+    secrets: &'a Secrets,
+    dir: PathBuf,
+    log: Option<PathBuf>,
+    dbmate: &Path,
+    commands: &'a dyn crate::ports::Commands,
+) -> migrate::Context<'a> {
+    migrate::Context {
+        app,
+        env: &secrets.env.vars,
+        redactor: &secrets.redactor,
+        dir,
+        dbmate: dbmate.to_path_buf(),
+        log,
+        commands,
     }
 }

@@ -16,20 +16,20 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shipshape_spec::App;
 use shipshape_spec::app::Process;
 use shipshape_spec::status::StepKind;
 use tracing::{info, warn};
 
-use super::Controller;
-use super::decide::ErrorClass;
-use super::execute::{StepError, pm2_error};
+use super::{StepError, pm2_error};
 use crate::envfile::EnvFile;
 use crate::plan;
 use crate::plan::replace::{self, Move, Slot, Want};
 use crate::pm2::ENV_CONFIG;
+use crate::ports::{Clock, Pm2Port};
+use crate::reconcile::decide::ErrorClass;
 
 /// How long past its settle time a new group may take to be ready.
 pub const READY_SLACK: Duration = Duration::from_secs(30);
@@ -51,7 +51,29 @@ fn failed(message: String) -> StepError {
     StepError::new(StepKind::Pm2Replace, ErrorClass::Stalled, message)
 }
 
-impl Controller {
+/// A replace's reach: pm2, the clock it waits on, the CPUs (for `instances: max`).
+pub struct Replacer<'a> {
+    /// pm2.
+    pub pm2: &'a dyn Pm2Port,
+    /// Settle times and polls.
+    pub clock: &'a dyn Clock,
+    /// CPUs.
+    pub cpus: u32,
+}
+
+/// One graceful replace in progress: the names, the config wanted, and which names' current
+/// instances were seen ready in this step.
+struct Graceful<'a> {
+    app: &'a App,
+    process: &'a str,
+    next: String,
+    eco_path: &'a Path,
+    want: Want<'a>,
+    settle: Duration,
+    ready: Vec<String>,
+}
+
+impl Replacer<'_> {
     /// Replace `process` with the document's config: gracefully when [`replace::graceful`],
     /// else delete (the temporary name too, if a graceful replace left one) and start.
     ///
@@ -62,7 +84,7 @@ impl Controller {
     /// # Errors
     /// A pm2 command failing ([`ErrorClass::Transient`]); new processes crash-looping,
     /// errored, or not ready in time ([`ErrorClass::Stalled`]: the revision's fault).
-    pub(super) async fn replace_process(
+    pub async fn replace(
         &self,
         app: &App,
         process: &str,
@@ -88,92 +110,127 @@ impl Controller {
             count: plan::expected_instances(p, self.cpus),
             mode: replace::pm2_mode(mode),
         };
-        super::execute::write_ecosystem_with_next(app, eco_path, env, p)?;
+        super::write_ecosystem_with_next(app, eco_path, env, p)?;
         let list = self.pm2.jlist().await.map_err(|e| pm2_error(kind, e))?;
         let running = list.iter().filter(|i| i.name == process || i.name == next);
         if !replace::graceful(mode, running) {
-            for name in [next.as_str(), process] {
-                if list.iter().any(|i| i.name == name) {
-                    self.pm2
-                        .delete(name)
-                        .await
-                        .map_err(|e| pm2_error(kind, e))?;
-                }
-            }
-            return self
-                .pm2
-                .start_or_reload(eco_path, process)
-                .await
-                .map_err(|e| pm2_error(kind, e));
+            let names: Vec<&str> = [next.as_str(), process]
+                .into_iter()
+                .filter(|name| list.iter().any(|i| i.name == *name))
+                .collect();
+            return self.restart(&names, eco_path, process).await;
         }
-        let settle = settle_time(p);
-        // Names whose current instances were seen ready in this step.
-        let mut ready: Vec<String> = Vec::new();
+        let mut g = Graceful {
+            app,
+            process,
+            next,
+            eco_path,
+            want,
+            settle: settle_time(p),
+            ready: Vec::new(),
+        };
         for moves in 0..MAX_MOVES {
             let list = self.pm2.jlist().await.map_err(|e| pm2_error(kind, e))?;
-            let declared = replace::slot(list.iter().filter(|i| i.name == process), want);
-            let temp = replace::slot(list.iter().filter(|i| i.name == next), want);
+            let declared = replace::slot(list.iter().filter(|i| i.name == process), g.want);
+            let temp = replace::slot(list.iter().filter(|i| i.name == g.next), g.want);
             let m = replace::next_move(declared, temp);
             info!(app = %app.metadata.name, process, ?declared, next = ?temp, ?m, "replace move");
             if moves > 0 {
-                super::execute::fault_point("after", "replace-move");
+                super::fault_point("after", "replace-move");
             }
-            match m {
-                Move::Done => return Ok(()),
-                Move::StartNext => {
-                    self.pm2
-                        .start_or_reload(eco_path, &next)
-                        .await
-                        .map_err(|e| pm2_error(kind, e))?;
-                    if let Err(e) = self.wait_ready(&next, want.count, settle).await {
-                        // The old processes never stopped: take the new ones away again.
-                        if let Err(d) = self.pm2.delete(&next).await {
-                            warn!(app = %app.metadata.name, "could not delete {next} after it failed: {d}");
-                        }
-                        return Err(e);
-                    }
-                    ready.push(next.clone());
-                }
-                Move::DeleteNext => {
-                    if declared == Slot::Desired && !ready.iter().any(|n| n == process) {
-                        self.wait_ready(process, want.count, settle).await?;
-                        ready.push(process.to_string());
-                    }
-                    self.pm2
-                        .delete(&next)
-                        .await
-                        .map_err(|e| pm2_error(kind, e))?;
-                    ready.retain(|n| n != &next);
-                }
-                Move::DeleteDeclared => {
-                    // Wait for the temporary name only when it runs the document's config:
-                    // beside a declared name that is down, one of an old config has nothing
-                    // to become ready for (and its instance count may never match).
-                    if temp == Slot::Desired && !ready.contains(&next) {
-                        self.wait_ready(&next, want.count, settle).await?;
-                        ready.push(next.clone());
-                    }
-                    self.pm2
-                        .delete(process)
-                        .await
-                        .map_err(|e| pm2_error(kind, e))?;
-                    ready.retain(|n| n != process);
-                }
-                Move::StartDeclared => {
-                    self.pm2
-                        .start_or_reload(eco_path, process)
-                        .await
-                        .map_err(|e| pm2_error(kind, e))?;
-                    // On failure the temporary processes (if any) keep serving; the next
-                    // pass sees them and finishes the replace.
-                    self.wait_ready(process, want.count, settle).await?;
-                    ready.push(process.to_string());
-                }
+            if m == Move::Done {
+                return Ok(());
             }
+            self.apply(&mut g, m, declared, temp).await?;
         }
         Err(failed(format!(
             "replacing {process} did not settle in {MAX_MOVES} moves"
         )))
+    }
+
+    /// Not graceful: delete `names` (those of the process that run), then start `process`.
+    async fn restart(
+        &self,
+        names: &[&str],
+        eco_path: &Path,
+        process: &str,
+    ) -> Result<(), StepError> {
+        let kind = StepKind::Pm2Replace;
+        for name in names {
+            self.pm2
+                .delete(name)
+                .await
+                .map_err(|e| pm2_error(kind, e))?;
+        }
+        self.pm2
+            .start_or_reload(eco_path, process)
+            .await
+            .map_err(|e| pm2_error(kind, e))
+    }
+
+    /// Make one move of a graceful replace (`declared`, `temp`: the slots it was chosen from).
+    async fn apply(
+        &self,
+        g: &mut Graceful<'_>,
+        m: Move,
+        declared: Slot,
+        temp: Slot,
+    ) -> Result<(), StepError> {
+        let kind = StepKind::Pm2Replace;
+        let (process, next, count) = (g.process, g.next.clone(), g.want.count);
+        match m {
+            Move::Done => {}
+            Move::StartNext => {
+                self.pm2
+                    .start_or_reload(g.eco_path, &next)
+                    .await
+                    .map_err(|e| pm2_error(kind, e))?;
+                if let Err(e) = self.wait_ready(&next, count, g.settle).await {
+                    // The old processes never stopped: take the new ones away again.
+                    if let Err(d) = self.pm2.delete(&next).await {
+                        warn!(app = %g.app.metadata.name, "could not delete {next} after it failed: {d}");
+                    }
+                    return Err(e);
+                }
+                g.ready.push(next);
+            }
+            Move::DeleteNext => {
+                if declared == Slot::Desired && !g.ready.iter().any(|n| n == process) {
+                    self.wait_ready(process, count, g.settle).await?;
+                    g.ready.push(process.to_string());
+                }
+                self.pm2
+                    .delete(&next)
+                    .await
+                    .map_err(|e| pm2_error(kind, e))?;
+                g.ready.retain(|n| n != &next);
+            }
+            Move::DeleteDeclared => {
+                // Wait for the temporary name only when it runs the document's config:
+                // beside a declared name that is down, one of an old config has nothing
+                // to become ready for (and its instance count may never match).
+                if temp == Slot::Desired && !g.ready.contains(&next) {
+                    self.wait_ready(&next, count, g.settle).await?;
+                    g.ready.push(next);
+                }
+                self.pm2
+                    .delete(process)
+                    .await
+                    .map_err(|e| pm2_error(kind, e))?;
+                g.ready.retain(|n| n != process);
+            }
+            Move::StartDeclared => {
+                self.pm2
+                    .start_or_reload(g.eco_path, process)
+                    .await
+                    .map_err(|e| pm2_error(kind, e))?;
+                // On failure the temporary processes (if any) keep serving; the next
+                // pass sees them and finishes the replace.
+                self.wait_ready(process, count, g.settle).await?;
+                g.ready.push(process.to_string());
+            }
+        }
+        Ok(())
     }
 
     /// Wait until `count` instances of `name` are online, each with the same pid and no
@@ -184,13 +241,14 @@ impl Controller {
     /// `settle` + [`READY_SLACK`].
     async fn wait_ready(&self, name: &str, count: u32, settle: Duration) -> Result<(), StepError> {
         let kind = StepKind::Pm2Replace;
-        let t0 = Instant::now();
+        let clock = self.clock;
+        let t0 = clock.elapsed();
         let deadline = t0 + settle + READY_SLACK;
-        // pm_id → (pid, restarts, online since).
-        let mut seen: BTreeMap<u64, (u64, u64, Option<Instant>)> = BTreeMap::new();
+        // pm_id → (pid, restarts, online since), in the clock's time.
+        let mut seen: BTreeMap<u64, (u64, u64, Option<Duration>)> = BTreeMap::new();
         loop {
             let list = self.pm2.jlist().await.map_err(|e| pm2_error(kind, e))?;
-            let now = Instant::now();
+            let now = clock.elapsed();
             let mine: Vec<_> = list.iter().filter(|i| i.name == name).collect();
             for i in &mine {
                 if i.status == "errored" || i.status == "stopped" {
@@ -217,12 +275,12 @@ impl Controller {
                 && mine.iter().all(|i| {
                     seen.get(&i.pm_id)
                         .and_then(|s| s.2)
-                        .is_some_and(|since| now.duration_since(since) >= settle)
+                        .is_some_and(|since| now.saturating_sub(since) >= settle)
                 });
             if settled {
                 info!(
                     process = name,
-                    took_ms = t0.elapsed().as_millis() as u64,
+                    took_ms = now.saturating_sub(t0).as_millis() as u64,
                     "ready"
                 );
                 return Ok(());
@@ -234,7 +292,7 @@ impl Controller {
                     (settle + READY_SLACK).as_secs_f64()
                 )));
             }
-            tokio::time::sleep(POLL).await;
+            clock.sleep(POLL).await;
         }
     }
 }

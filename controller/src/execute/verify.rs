@@ -6,32 +6,33 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shipshape_spec::App;
 use shipshape_spec::status::{CheckResult, Rounds, StepKind};
 
-use super::decide::ErrorClass;
-use super::execute::{StepError, pm2_error};
-use super::pins::PinWatch;
-use super::{AppHandle, Controller};
+use super::{StepError, pm2_error};
 use crate::health::{self, Pm2Fault, Round, Tally, Verdict};
 use crate::plan::short_sha;
-use crate::source::{self, ConfigRepo};
-use crate::state::Store;
+use crate::ports::{Clock, Pm2Port, Ports, Probes, Source};
+use crate::reconcile::decide::ErrorClass;
+use crate::reconcile::pins::PinWatch;
+use crate::reconcile::{AppHandle, Controller};
+use crate::runtime::metrics::Metrics;
 
 /// What can cancel a verification: a newer document for this app, or a request.
 pub struct Cancel {
     handle: Arc<AppHandle>,
     generation: u64,
-    config: ConfigRepo,
-    /// The document's path and text, when a newer one should cancel (following git).
+    source: Arc<dyn Source>,
+    clock: Arc<dyn Clock>,
+    /// The document's path and text, when a newer one should cancel (following git). Only
+    /// a newer *trusted* document cancels when signatures are required
+    /// ([`Source::latest_document`]); an untrusted push never does.
     watched: Option<(String, Option<String>)>,
-    /// When signatures are required: where the last trusted commit is recorded. Only a
-    /// newer *trusted* document cancels; an untrusted push never does.
-    trusted_only: Option<Store>,
-    last_check: Option<Instant>,
-    /// The pass's pin checks, before live steps (see [`super::pins`]).
+    /// When the source was last asked (the clock's time).
+    last_check: Option<Duration>,
+    /// The pass's pin checks, before live steps (see [`crate::reconcile::pins`]).
     pub pins: Option<PinWatch>,
 }
 
@@ -40,16 +41,15 @@ impl Cancel {
     /// text when a newer document should cancel the wait.
     pub fn new(
         handle: &Arc<AppHandle>,
-        config: &ConfigRepo,
+        ports: &Ports,
         watched: Option<(String, Option<String>)>,
-        trusted_only: Option<Store>,
     ) -> Cancel {
         Cancel {
             handle: handle.clone(),
             generation: handle.generation(),
-            config: config.clone(),
+            source: ports.source.clone(),
+            clock: ports.clock.clone(),
             watched,
-            trusted_only,
             last_check: None,
             pins: None,
         }
@@ -60,7 +60,8 @@ impl Cancel {
         &self.handle
     }
 
-    /// Also stop before live steps when a request changes the pin (see [`super::pins`]).
+    /// Also stop before live steps when a request changes the pin (see
+    /// [`crate::reconcile::pins`]).
     pub fn with_pins(mut self, pins: PinWatch) -> Cancel {
         self.pins = Some(pins);
         self
@@ -71,112 +72,48 @@ impl Cancel {
         if self.handle.generation() != self.generation {
             return Some("superseded by a request (pin, unpin, retry or reconcile)".into());
         }
-        let (file, text) = self.watched.clone()?;
+        let (file, text) = self.watched.as_ref()?;
         // A remote repo is fetched at most every 5 s while waiting; a local one is cheap.
-        let every = if source::is_remote(&self.config.repo) {
+        let every = if self.source.is_remote() {
             Duration::from_secs(5)
         } else {
             Duration::ZERO
         };
-        if self.last_check.is_some_and(|t| t.elapsed() < every) {
+        let now = self.clock.elapsed();
+        if self
+            .last_check
+            .is_some_and(|t| now.saturating_sub(t) < every)
+        {
             return None;
         }
-        self.last_check = Some(Instant::now());
-        let config = self.config.clone();
-        let trusted = match &self.trusted_only {
-            // Signatures required: the newest commit the controller trusted, if any.
-            Some(store) => Some(store.load_source().last_trusted?),
-            None => None,
-        };
-        let tip = tokio::task::spawn_blocking(move || match trusted {
-            Some(commit) => config.document_at(&commit, &file),
-            None => config.document_at_tip(&file),
-        })
-        .await
-        .ok()?
-        .ok()?;
-        (tip.1 != text).then(|| {
+        self.last_check = Some(now);
+        let (commit, latest) = self.source.latest_document(file).await?;
+        (&latest != text).then(|| {
             format!(
                 "superseded by config commit {} (a newer desired state)",
-                short_sha(&tip.0)
+                short_sha(&commit)
             )
         })
     }
 }
 
-impl Controller {
-    /// Probe until the verdict, or a cancellation (a newer document, a request). The rounds
-    /// counted are written to `rounds` whatever the outcome, and the names of what failed in
-    /// the last counted failing round (checks; `pm2` for the pm2 facts) to `failed`.
-    /// Without `fail_fast`, failing rounds in a row do not end it: only the progress
-    /// deadline does.
-    pub(super) async fn verify(
-        &self,
-        app: &App,
-        cancel: &mut Cancel,
-        rounds: &mut Rounds,
-        failed: &mut Vec<String>,
-        fail_fast: bool,
-    ) -> Result<(), StepError> {
-        let mut health = app.spec.health.clone();
-        if !fail_fast {
-            health.failure_threshold = u32::MAX;
-        }
-        let h = &health;
-        let grace = health::startup_grace(app);
-        let started = Instant::now();
-        let baseline: BTreeMap<u64, u64> = match self.pm2.jlist().await {
-            Ok(list) => list.iter().map(|i| (i.pm_id, i.restarts)).collect(),
-            Err(e) => return Err(pm2_error(StepKind::Verify, e)),
-        };
-        let mut tally = Tally::new();
-        loop {
-            let round_start = Instant::now();
-            let starting = started.elapsed() < grace;
-            let (round, results) = self.health_round(app, &baseline).await;
-            self.publish_check_metrics(&app.metadata.name, &results);
-            let failed_before = tally.failed_rounds;
-            tally.record(&round, starting);
-            *rounds = tally.rounds();
-            if tally.failed_rounds > failed_before {
-                *failed = failing_names(&round, &results);
-            }
-            let fail = |class, message| StepError::new(StepKind::Verify, class, message);
-            match tally.verdict(h, started.elapsed()) {
-                Verdict::Healthy => return Ok(()),
-                Verdict::Failed(m) => return Err(fail(ErrorClass::Stalled, m)),
-                Verdict::Inconclusive(m) => return Err(fail(ErrorClass::Inconclusive, m)),
-                Verdict::Pending => {
-                    if let Some(why) = cancel.check().await {
-                        return Err(fail(ErrorClass::Superseded, why));
-                    }
-                    let left = h.progress_deadline.std().saturating_sub(started.elapsed());
-                    let wait = h
-                        .interval
-                        .std()
-                        .saturating_sub(round_start.elapsed())
-                        .min(left);
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
+/// What a round of health reads: pm2's list, the probes, the CPUs (for CPU limits).
+#[derive(Clone, Copy)]
+pub struct Health<'a> {
+    /// pm2.
+    pub pm2: &'a dyn Pm2Port,
+    /// The HTTP and Prometheus checks.
+    pub probes: &'a dyn Probes,
+    /// CPUs.
+    pub cpus: u32,
+}
 
-    /// One round of `app`'s checks and pm2 facts (restarts counted against `baseline`).
-    pub async fn health_round(
-        &self,
-        app: &App,
-        baseline: &BTreeMap<u64, u64>,
-    ) -> (Round, Vec<CheckResult>) {
-        let (round, results, _) = self.health_round_and_list(app, baseline, &[]).await;
-        (round, results)
-    }
-
-    /// [`Controller::health_round`], and the process list it read (`None` when pm2 could
-    /// not be read), so a caller needs no second read. The checks named in `ignore` (the
-    /// suspect checks of a health-only change) are probed and returned, but left out of
-    /// the round.
-    pub async fn health_round_and_list(
+impl Health<'_> {
+    /// One round of `app`'s checks and pm2 facts (restarts counted against `baseline`),
+    /// and the process list it read (`None` when pm2 could not be read), so a caller needs
+    /// no second read. The checks named in `ignore` (the suspect checks of a health-only
+    /// change) are probed and returned, but left out of the round.
+    pub async fn round(
         &self,
         app: &App,
         baseline: &BTreeMap<u64, u64>,
@@ -213,9 +150,131 @@ impl Controller {
     }
 }
 
+/// A verification: the health it reads, the clock it waits on, where it publishes.
+pub struct Verifying<'a> {
+    /// What a round reads.
+    pub health: Health<'a>,
+    /// Deadlines and intervals.
+    pub clock: &'a dyn Clock,
+    /// The checks' gauges.
+    pub metrics: &'a Metrics,
+    /// Fail as soon as `failureThreshold` rounds in a row fail; without it, only the
+    /// progress deadline ends it.
+    pub fail_fast: bool,
+}
+
+impl Verifying<'_> {
+    /// Probe until the verdict, or a cancellation (a newer document, a request). The rounds
+    /// counted are written to `rounds` whatever the outcome, and the names of what failed in
+    /// the last counted failing round (checks; `pm2` for the pm2 facts) to `failed`.
+    ///
+    /// # Errors
+    /// The verdict failed (stalled) or inconclusive, a cancellation (superseded), or pm2
+    /// unreadable before the first round (transient).
+    pub async fn run(
+        &self,
+        app: &App,
+        cancel: &mut Cancel,
+        rounds: &mut Rounds,
+        failed: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let mut health = app.spec.health.clone();
+        if !self.fail_fast {
+            health.failure_threshold = u32::MAX;
+        }
+        let h = &health;
+        let grace = health::startup_grace(app);
+        let clock = self.clock;
+        let started = clock.elapsed();
+        let since = |t: Duration| clock.elapsed().saturating_sub(t);
+        let baseline: BTreeMap<u64, u64> = match self.health.pm2.jlist().await {
+            Ok(list) => list.iter().map(|i| (i.pm_id, i.restarts)).collect(),
+            Err(e) => return Err(pm2_error(StepKind::Verify, e)),
+        };
+        let mut tally = Tally::new();
+        loop {
+            let round_start = clock.elapsed();
+            let starting = since(started) < grace;
+            let (round, results, _) = self.health.round(app, &baseline, &[]).await;
+            publish_check_metrics(self.metrics, &app.metadata.name, &results);
+            let failed_before = tally.failed_rounds;
+            tally.record(&round, starting);
+            *rounds = tally.rounds();
+            if tally.failed_rounds > failed_before {
+                *failed = failing_names(&round, &results);
+            }
+            let fail = |class, message| StepError::new(StepKind::Verify, class, message);
+            match tally.verdict(h, since(started)) {
+                Verdict::Healthy => return Ok(()),
+                Verdict::Failed(m) => return Err(fail(ErrorClass::Stalled, m)),
+                Verdict::Inconclusive(m) => return Err(fail(ErrorClass::Inconclusive, m)),
+                Verdict::Pending => {
+                    if let Some(why) = cancel.check().await {
+                        return Err(fail(ErrorClass::Superseded, why));
+                    }
+                    let left = h.progress_deadline.std().saturating_sub(since(started));
+                    let wait = h
+                        .interval
+                        .std()
+                        .saturating_sub(since(round_start))
+                        .min(left);
+                    clock.sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Set the checks' gauges (`shipshape_health_check_up`, `…_latency_seconds`) from a round.
+pub fn publish_check_metrics(m: &Metrics, app: &str, results: &[CheckResult]) {
+    use shipshape_spec::status::ProbeState;
+    for r in results {
+        let labels = vec![("app", app.to_string()), ("check", r.name.clone())];
+        match r.state {
+            ProbeState::Pass => m.set("shipshape_health_check_up", labels.clone(), 1.0),
+            ProbeState::Fail => m.set("shipshape_health_check_up", labels.clone(), 0.0),
+            ProbeState::Inconclusive => {}
+        }
+        m.set(
+            "shipshape_health_check_latency_seconds",
+            labels,
+            r.latency_ms as f64 / 1000.0,
+        );
+    }
+}
+
+impl Controller {
+    /// One round of `app`'s checks and pm2 facts (restarts counted against `baseline`).
+    pub async fn health_round(
+        &self,
+        app: &App,
+        baseline: &BTreeMap<u64, u64>,
+    ) -> (Round, Vec<CheckResult>) {
+        let (round, results, _) = self.health_round_and_list(app, baseline, &[]).await;
+        (round, results)
+    }
+
+    /// [`Controller::health_round`], and the process list it read (`None` when pm2 could
+    /// not be read); the checks named in `ignore` are probed but left out of the round
+    /// (see [`Health::round`]).
+    pub async fn health_round_and_list(
+        &self,
+        app: &App,
+        baseline: &BTreeMap<u64, u64>,
+        ignore: &[String],
+    ) -> (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>) {
+        let health = Health {
+            pm2: &*self.ports.pm2,
+            probes: &*self.ports.probes,
+            cpus: self.cpus,
+        };
+        health.round(app, baseline, ignore).await
+    }
+}
+
 /// What failed in a failing round: the checks that failed, and `pm2` when the pm2 facts did
 /// (a restart, or pm2 down or a process missing, beside failed checks or not).
-pub(super) fn failing_names(round: &Round, results: &[CheckResult]) -> Vec<String> {
+pub(crate) fn failing_names(round: &Round, results: &[CheckResult]) -> Vec<String> {
     let failed = |r: &&CheckResult| r.state == shipshape_spec::status::ProbeState::Fail;
     let mut names: Vec<String> = results
         .iter()
