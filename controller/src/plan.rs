@@ -17,7 +17,7 @@ use shipshape_spec::status::StepKind;
 
 use crate::envfile::EnvFile;
 use crate::migrate::{can_go_down, level_key};
-use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_KEYS, ENV_SHAPE, Instance};
+use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_KEYS, ENV_SHAPE, Instance, Status};
 use crate::release::BuildMarker;
 
 /// One step of a plan.
@@ -638,7 +638,10 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         let config_same = instances
             .iter()
             .all(|i| i.env.get(ENV_CONFIG).map(String::as_str) == Some(want_config));
-        let down: Vec<&&Instance> = instances.iter().filter(|i| i.status != "online").collect();
+        let down: Vec<&&Instance> = instances
+            .iter()
+            .filter(|i| i.status != Status::Online)
+            .collect();
         if !config_same {
             let old_commit = first.env.get(ENV_COMMIT).cloned().unwrap_or_default();
             let why = if &old_commit != commit {

@@ -29,7 +29,7 @@ use super::execute::{StepError, pm2_error};
 use crate::envfile::EnvFile;
 use crate::plan;
 use crate::plan::replace::{self, Move, Slot, Want};
-use crate::pm2::ENV_CONFIG;
+use crate::pm2::{ENV_CONFIG, Status};
 
 /// How long past its settle time a new group may take to be ready.
 pub const READY_SLACK: Duration = Duration::from_secs(30);
@@ -193,7 +193,7 @@ impl Controller {
             let now = Instant::now();
             let mine: Vec<_> = list.iter().filter(|i| i.name == name).collect();
             for i in &mine {
-                if i.status == "errored" || i.status == "stopped" {
+                if matches!(i.status, Status::Errored | Status::Stopped) {
                     return Err(failed(format!(
                         "{name} instance {} is {} after start (it crashed; see its pm2 log)",
                         i.pm_id, i.status
@@ -207,7 +207,7 @@ impl Controller {
                     )));
                 }
                 entry.0 = i.pid;
-                if i.status == "online" {
+                if i.status == Status::Online {
                     entry.2.get_or_insert(now);
                 } else {
                     entry.2 = None;
@@ -228,7 +228,7 @@ impl Controller {
                 return Ok(());
             }
             if now >= deadline {
-                let online = mine.iter().filter(|i| i.status == "online").count();
+                let online = mine.iter().filter(|i| i.status == Status::Online).count();
                 return Err(failed(format!(
                     "{name} not ready within {:.0}s ({online} of {count} instances online)",
                     (settle + READY_SLACK).as_secs_f64()
