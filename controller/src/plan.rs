@@ -935,7 +935,7 @@ spec:
             inputs: build_inputs(desired),
             lockfile: Some(lockfile.into()),
             deps: deps_inputs(desired, Some(lockfile)),
-            sealed_at: "t".into(),
+            sealed_at: shipshape_spec::Timestamp::UNIX_EPOCH,
         }
     }
 

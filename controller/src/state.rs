@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use shipshape_spec::App;
 use shipshape_spec::status::{
     Condition, HealthRecord, LastError, Outcome, PassRecord, Phase, Pin, Regression, Revision,
-    SourceStatus,
+    SourceStatus, Timestamp,
 };
 
 use crate::release::write_atomic_mode;
@@ -69,7 +69,7 @@ pub struct Quarantine {
     /// Why.
     pub reason: String,
     /// When.
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// Everything the controller remembers about one app.
@@ -249,11 +249,11 @@ impl AppRecord {
         status: shipshape_spec::status::ConditionStatus,
         reason: &str,
         message: &str,
-        now: &str,
+        now: &Timestamp,
     ) {
         if let Some(c) = self.conditions.iter_mut().find(|c| c.type_ == type_) {
             if c.status != status {
-                c.last_transition_time = now.to_string();
+                c.last_transition_time = *now;
             }
             c.status = status;
             c.reason = reason.to_string();
@@ -264,7 +264,7 @@ impl AppRecord {
                 status,
                 reason: reason.to_string(),
                 message: message.to_string(),
-                last_transition_time: now.to_string(),
+                last_transition_time: *now,
             });
         }
     }
@@ -489,7 +489,7 @@ impl Store {
         let oldest = rec
             .revisions
             .iter()
-            .filter_map(|r| chrono::DateTime::parse_from_rfc3339(&r.revision.started_at).ok())
+            .map(|r| r.revision.started_at)
             .min()
             .map(std::time::SystemTime::from);
         let Some(oldest) = oldest else { return out };
@@ -581,9 +581,9 @@ pub fn existing(dir: &Path) -> Result<Store, String> {
     }
 }
 
-/// Now, as RFC 3339 UTC with milliseconds.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Now, to the millisecond (recorded as RFC 3339 UTC with milliseconds).
+pub fn now() -> Timestamp {
+    Timestamp::now()
 }
 
 /// Create the directory `path` when missing: mode 0700 (its parents as the umask says).
@@ -711,6 +711,34 @@ mod tests {
             bytes.len() / 2,
             "the torn file is left for a person"
         );
+    }
+
+    /// A record written before times were typed (every time as RFC 3339 text) loads, its
+    /// times are times, and saving it writes the very same JSON back.
+    #[test]
+    fn a_record_written_by_the_previous_version_loads_and_saves_back_unchanged() {
+        let text = include_str!("../tests/fixtures/state-0.1.json");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        std::fs::create_dir_all(store.app_dir("demo")).unwrap();
+        std::fs::write(store.app_dir("demo").join("state.json"), text).unwrap();
+        let rec = store.load_saved("demo").unwrap();
+        let pass = rec.last_pass.as_ref().unwrap();
+        assert_eq!((pass.finished_at - pass.started_at).num_milliseconds(), 130);
+        let h = rec.health.as_ref().unwrap();
+        let since = h.failing_since.unwrap();
+        assert_eq!((h.checked_at - since).num_milliseconds(), 2400);
+        assert_eq!(
+            rec.pin.as_ref().unwrap().at.to_string(),
+            "2026-12-02T00:18:00.250Z"
+        );
+        store.save(&rec).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.app_dir("demo").join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let before: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(written, before);
     }
 }
 
@@ -927,7 +955,7 @@ mod prune_tests {
             config_commit: format!("cfg{n}"),
             revision: n,
             reason: "build failed".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -980,7 +1008,7 @@ mod prune_tests {
         std::fs::write(&fresh, "dump").unwrap();
         for n in [4, 5] {
             let mut e = entry(n, Outcome::Failed);
-            e.revision.started_at = "2021-01-01T00:00:00.000Z".into();
+            e.revision.started_at = "2021-01-01T00:00:00.000Z".parse().unwrap();
             rec.revisions.push(e);
         }
         rec.revisions[0].backup = Some(referenced.display().to_string());

@@ -33,8 +33,7 @@ fn a_commit_to_a_local_config_repo_starts_a_pass_within_a_second() {
         let rec = w.wait_record("a pass of the new commit", 30, &d, |r| {
             r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
-        let started =
-            chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
+        let started = rec.last_pass.unwrap().started_at.datetime();
         latencies.push(started.signed_duration_since(committed).num_milliseconds());
         w.wait_record("ready", 30, &d, |r| {
             r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
@@ -147,10 +146,7 @@ fn failed_fetches(
     w: &World,
     n: u32,
 ) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
-    let parse = |t: Option<&String>| {
-        t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc))
-    };
+    let parse = |t: Option<&shipshape_spec::Timestamp>| t.map(|t| t.datetime());
     let mut seen = std::collections::BTreeMap::new();
     // The next try announced last (before the first failure: after the last success).
     let mut announced = parse(w.store().load_source().next_try_at.as_ref());

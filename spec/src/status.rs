@@ -1,7 +1,9 @@
 //! What the controller reports about each app: revisions and their outcomes, the steps
-//! of each reconcile pass, and kstatus-style conditions. Times are RFC 3339 strings in UTC.
+//! of each reconcile pass, and kstatus-style conditions. Times are [`Timestamp`]s (RFC 3339 text in UTC).
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::time::Timestamp;
 
 /// Where an app stands, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,14 +59,14 @@ pub struct Revision {
     /// Hash of the process configuration (pm2 apps as applied).
     pub process_hash: String,
     /// When the rollout began.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// When it went live: the start of its first step that changed what is live (the
     /// switch, or a pm2 reload for a settings-only change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_at: Option<String>,
+    pub live_at: Option<Timestamp>,
     /// When the outcome was reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Timestamp>,
     /// What happened.
     pub outcome: Outcome,
     /// Why, in words (the failing step and its error, for failures).
@@ -259,7 +261,7 @@ pub struct StepRecord {
     /// Why the planner asked for it.
     pub reason: String,
     /// When it started.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
     /// How it ended.
@@ -274,9 +276,9 @@ pub struct StepRecord {
 #[serde(rename_all = "camelCase")]
 pub struct PassRecord {
     /// When the pass started.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// When it ended.
-    pub finished_at: String,
+    pub finished_at: Timestamp,
     /// The config commit it read.
     pub config_commit: String,
     /// The steps it ran, in order (empty when nothing differed).
@@ -323,7 +325,7 @@ pub struct Condition {
     /// A sentence for people.
     pub message: String,
     /// When `status` last changed.
-    pub last_transition_time: String,
+    pub last_transition_time: Timestamp,
 }
 
 /// How one probe came out.
@@ -357,7 +359,7 @@ pub struct CheckResult {
 #[serde(rename_all = "camelCase")]
 pub struct HealthRecord {
     /// When the last round ran.
-    pub checked_at: String,
+    pub checked_at: Timestamp,
     /// The revision that was live.
     pub revision: u64,
     /// Whether the last conclusive round passed.
@@ -369,7 +371,7 @@ pub struct HealthRecord {
     /// When the current streak of failing rounds began (the first of them); none while
     /// the last conclusive round passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<String>,
+    pub failing_since: Option<Timestamp>,
     /// The last round's results.
     pub results: Vec<CheckResult>,
 }
@@ -381,7 +383,7 @@ pub struct Regression {
     /// The revision that regressed.
     pub revision: u64,
     /// When `failureThreshold` failing rounds in a row were reached.
-    pub at: String,
+    pub at: Timestamp,
     /// The last failure.
     pub reason: String,
 }
@@ -405,7 +407,7 @@ pub struct Pin {
     /// Who pinned it.
     pub by: String,
     /// When.
-    pub at: String,
+    pub at: Timestamp,
     /// Why.
     pub reason: String,
     /// Where the pin comes from.
@@ -421,7 +423,7 @@ pub struct RefusedCommit {
     /// Why (unsigned, unknown signer, bad signature …).
     pub reason: String,
     /// When it was seen.
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// The config repo, as the controller sees it.
@@ -439,10 +441,10 @@ pub struct SourceStatus {
     pub tip: Option<String>,
     /// When a fetch was last tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_fetch_at: Option<String>,
+    pub last_fetch_at: Option<Timestamp>,
     /// When a fetch last succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_success_at: Option<String>,
+    pub last_success_at: Option<Timestamp>,
     /// The last fetch error, until a fetch succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -451,7 +453,7 @@ pub struct SourceStatus {
     pub consecutive_failures: u32,
     /// When the next fetch is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_try_at: Option<String>,
+    pub next_try_at: Option<Timestamp>,
     /// The newest commit whose signature was trusted (when signatures are required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_trusted: Option<String>,
@@ -464,7 +466,7 @@ pub struct SourceStatus {
     pub allow_rewind: Option<String>,
     /// When a webhook last asked for a fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_webhook_at: Option<String>,
+    pub last_webhook_at: Option<Timestamp>,
 }
 
 /// A failure kept for status: which step, what it said.
@@ -479,5 +481,5 @@ pub struct LastError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
     /// When.
-    pub at: String,
+    pub at: Timestamp,
 }

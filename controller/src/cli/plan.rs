@@ -181,7 +181,7 @@ fn held_target(
             view.pin = Some(shipshape_spec::status::Pin {
                 revision,
                 by: doc.by.clone().unwrap_or_else(|| "the document".into()),
-                at: String::new(),
+                at: crate::state::now(),
                 reason: doc.reason.clone(),
                 source: shipshape_spec::status::PinSource::Document,
             });

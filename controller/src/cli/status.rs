@@ -150,7 +150,7 @@ async fn watch_events(state_dir: &Path, only: Option<&str>, output: Format) -> i
                 },
                 Format::Table => println!(
                     "{}  {:<10} {:<19} {:<11} {}",
-                    shown::text(&ev.at),
+                    shown::text(&ev.at.to_string()),
                     shown::text(&ev.app),
                     serde_json::to_value(ev.kind)
                         .ok()

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use shipshape_spec::status::{ConditionStatus, Outcome, Phase, PinSource, SourceStatus};
+use shipshape_spec::status::{ConditionStatus, Outcome, Phase, PinSource, SourceStatus, Timestamp};
 
 use crate::state::AppRecord;
 
@@ -54,13 +54,13 @@ fn health_failing(rec: &AppRecord) -> bool {
         .is_some_and(|h| !h.passing && Some(h.revision) == rec.live_revision)
 }
 
-/// An age for people: `45s`, `12m`, `5h`, `3d` (`-` when `at` is missing or unreadable;
-/// a time in the future counts as now).
-pub fn age(at: Option<&str>, now: DateTime<Utc>) -> String {
-    let Some(t) = at.and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
+/// An age for people: `45s`, `12m`, `5h`, `3d` (`-` when `at` is missing; a time in the
+/// future counts as now).
+pub fn age(at: Option<Timestamp>, now: DateTime<Utc>) -> String {
+    let Some(t) = at else {
         return "-".into();
     };
-    let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
+    let secs = (now - t.datetime()).num_seconds().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 120 * 60 => format!("{}m", s / 60),
@@ -75,11 +75,8 @@ fn short(sha: &str) -> String {
 }
 
 /// When the app last changed state: the newest transition of its conditions.
-fn since(rec: &AppRecord) -> Option<&str> {
-    rec.conditions
-        .iter()
-        .map(|c| c.last_transition_time.as_str())
-        .max()
+fn since(rec: &AppRecord) -> Option<Timestamp> {
+    rec.conditions.iter().map(|c| c.last_transition_time).max()
 }
 
 /// A text on one line: newlines and runs of spaces become one space.
@@ -218,7 +215,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
         cells.push(
             rec.last_pass
                 .as_ref()
-                .map(|p| age(Some(&p.finished_at), now))
+                .map(|p| age(Some(p.finished_at), now))
                 .unwrap_or_else(|| "-".into()),
         );
         cells.push(message);
@@ -272,7 +269,8 @@ pub fn source_line(src: &SourceStatus) -> Option<String> {
         line.push_str(&format!(
             "  FETCH FAILING ({} in a row, next try {}): {e}",
             src.consecutive_failures,
-            src.next_try_at.as_deref().unwrap_or("-")
+            src.next_try_at
+                .map_or_else(|| "-".to_string(), |t| t.to_string())
         ));
     }
     if let Some(r) = &src.refused {
@@ -340,7 +338,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
     ));
     let rev_line = |label: &str, e: &crate::state::RevisionEntry, seen: &mut Seen| {
         let v = &e.revision;
-        let when = v.finished_at.as_deref().or(v.live_at.as_deref());
+        let when = v.finished_at.or(v.live_at);
         // A healthy revision's outcome says it all.
         let message = if v.outcome == Outcome::Healthy {
             String::new()
@@ -354,7 +352,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             short(&v.app_commit),
             v.level.as_deref().unwrap_or("-"),
             v.outcome,
-            age(when.or(Some(&v.started_at)), now),
+            age(when.or(Some(v.started_at)), now),
             message
         )
     };
@@ -399,7 +397,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "pinned",
             p.revision,
             p.by,
-            age(Some(&p.at), now),
+            age(Some(p.at), now),
             match p.source {
                 PinSource::Cli => "shipshape pin",
                 PinSource::Document => "spec.pin",
@@ -413,7 +411,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "quarantined",
             short(&q.config_commit),
             q.revision,
-            age(Some(&q.at), now),
+            age(Some(q.at), now),
             seen.note(&q.reason)
         ));
     }
@@ -458,7 +456,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
                     "    {:<tw$}  {status:<sw$}  {:<rw$}  {:>4}{}",
                     c.type_,
                     c.reason,
-                    age(Some(&c.last_transition_time), now),
+                    age(Some(c.last_transition_time), now),
                     seen.note(&c.message)
                 )
                 .trim_end()
@@ -471,7 +469,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "  {:<11} {} {} ago, revision {}: {} passing, {} failing in a row",
             "health",
             if h.passing { "passing" } else { "FAILING" },
-            age(Some(&h.checked_at), now),
+            age(Some(h.checked_at), now),
             h.revision,
             h.consecutive_passes,
             h.consecutive_failures
@@ -492,7 +490,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "  {:<11} {} {} ago{}",
             "last error",
             e.step,
-            age(Some(&e.at), now),
+            age(Some(e.at), now),
             seen.note(&e.message)
         ));
         if let Some(t) = &e.output_tail {
@@ -507,7 +505,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
         out.push(format!(
             "  {:<11} {} ago, config {}, {}{}",
             "last pass",
-            age(Some(&p.finished_at), now),
+            age(Some(p.finished_at), now),
             short(&p.config_commit),
             if steps.is_empty() {
                 "no steps".to_string()
@@ -713,9 +711,8 @@ mod tests {
         NOW.parse().unwrap()
     }
 
-    fn ago(secs: i64) -> String {
-        (now() - chrono::TimeDelta::seconds(secs))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    fn ago(secs: i64) -> Timestamp {
+        Timestamp::from(now() - chrono::TimeDelta::seconds(secs))
     }
 
     fn sha(c: char) -> String {
@@ -852,13 +849,12 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl_and_never_go_negative() {
-        assert_eq!(age(Some(&ago(5)), now()), "5s");
-        assert_eq!(age(Some(&ago(119)), now()), "119s");
-        assert_eq!(age(Some(&ago(600)), now()), "10m");
-        assert_eq!(age(Some(&ago(3 * 3600)), now()), "3h");
-        assert_eq!(age(Some(&ago(3 * 86_400)), now()), "3d");
-        assert_eq!(age(Some(&ago(-30)), now()), "0s");
-        assert_eq!(age(Some("yesterday"), now()), "-");
+        assert_eq!(age(Some(ago(5)), now()), "5s");
+        assert_eq!(age(Some(ago(119)), now()), "119s");
+        assert_eq!(age(Some(ago(600)), now()), "10m");
+        assert_eq!(age(Some(ago(3 * 3600)), now()), "3h");
+        assert_eq!(age(Some(ago(3 * 86_400)), now()), "3d");
+        assert_eq!(age(Some(ago(-30)), now()), "0s");
         assert_eq!(age(None, now()), "-");
     }
 

@@ -422,7 +422,7 @@ impl Controller {
         rec.live_changes += crate::health::monitor::changes_live(&steps);
         JournalFile::new(&self.store.app_dir(&rec.name)).clear();
         rec.last_pass = Some(PassRecord {
-            started_at: info.started_at.clone(),
+            started_at: info.started_at,
             finished_at: state::now(),
             config_commit: info.config_commit.to_string(),
             steps,
@@ -508,7 +508,7 @@ fn note_execution(rec: &mut AppRecord, done: &Executed) {
             .filter(succeeded)
             .find(|r| !r.step.leaves_live_alone())
     {
-        entry.revision.live_at = Some(first.started_at.clone());
+        entry.revision.live_at = Some(first.started_at);
     }
     if let Some(b) = done
         .records

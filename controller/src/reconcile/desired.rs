@@ -79,7 +79,7 @@ impl Controller {
         match &result {
             Ok(tip) => {
                 source.tip = Some(tip.clone());
-                source.last_success_at = source.last_fetch_at.clone();
+                source.last_success_at = source.last_fetch_at;
                 source.last_error = None;
                 source.consecutive_failures = 0;
             }

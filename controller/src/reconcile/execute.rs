@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use shipshape_spec::App;
-use shipshape_spec::status::{Rounds, StepKind, StepRecord, StepResult};
+use shipshape_spec::status::{Rounds, StepKind, StepRecord, StepResult, Timestamp};
 use tracing::{info, warn};
 
 use super::Controller;
@@ -183,7 +183,7 @@ impl Controller {
                     .join("backups")
                     .join(format!(
                         "{}-{}.backup",
-                        state::now().replace(':', ""),
+                        state::now().to_string().replace(':', ""),
                         from.as_deref().unwrap_or("empty")
                     ));
                 *target = file.display().to_string();
@@ -320,9 +320,9 @@ impl Controller {
                 protected.push(r.release.clone());
             }
         }
-        let mut sealed: Vec<(String, String)> = scan
+        let mut sealed: Vec<(Timestamp, String)> = scan
             .iter()
-            .filter_map(|(id, m)| m.as_ref().map(|m| (m.sealed_at.clone(), id.clone())))
+            .filter_map(|(id, m)| m.as_ref().map(|m| (m.sealed_at, id.clone())))
             .collect();
         sealed.sort();
         sealed.reverse();
@@ -664,7 +664,7 @@ pub fn build_marker(
     app: &App,
     plan: &Plan,
     lockfile: Option<String>,
-    sealed_at: String,
+    sealed_at: Timestamp,
 ) -> BuildMarker {
     let installed = plan
         .steps

@@ -66,7 +66,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use shipshape_spec::App;
 use shipshape_spec::status::{
     ConditionStatus, Outcome, Phase, Pin, PinSource, Revision, Rounds, StepKind, StepRecord,
-    StepResult, condition_types as ct,
+    StepResult, Timestamp, condition_types as ct,
 };
 use tracing::{info, warn};
 
@@ -273,7 +273,7 @@ impl PassSummary {
 
 /// A pass's fixed facts.
 struct PassInfo<'a> {
-    started_at: String,
+    started_at: Timestamp,
     config_commit: &'a str,
     file: Option<&'a str>,
     text: Option<&'a str>,

@@ -3,7 +3,8 @@
 //! the record; the caller saves it.
 
 use shipshape_spec::status::{
-    ConditionStatus, LastError, Outcome, Phase, ProbeState, Rounds, StepKind, condition_types as ct,
+    ConditionStatus, LastError, Outcome, Phase, ProbeState, Rounds, StepKind, Timestamp,
+    condition_types as ct,
 };
 
 use crate::state::{self, AppRecord, Quarantine};
@@ -178,8 +179,8 @@ pub struct Evidence {
     pub revision: u64,
     /// Its failing rounds in a row.
     pub rounds: u32,
-    /// When the first of them ran (RFC 3339), when recorded.
-    pub since: Option<String>,
+    /// When the first of them ran, when recorded.
+    pub since: Option<Timestamp>,
     /// What failed in the last of them ("api: status 500", or "pm2 facts").
     pub why: String,
 }
@@ -191,12 +192,8 @@ impl std::fmt::Display for Evidence {
             "the live revision {} failed {} rounds in a row",
             self.revision, self.rounds
         )?;
-        if let Some(t) = self
-            .since
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
-            write!(f, " since {}", t.format("%H:%M:%S"))?;
+        if let Some(t) = self.since {
+            write!(f, " since {}", t.datetime().format("%H:%M:%S"))?;
         }
         write!(f, ": {}", self.why)
     }
@@ -213,7 +210,7 @@ pub fn live_failing(rec: &AppRecord) -> Option<Evidence> {
         || Evidence {
             revision: live.revision.number,
             rounds: h.consecutive_failures,
-            since: h.failing_since.clone(),
+            since: h.failing_since,
             why: h
                 .results
                 .iter()
@@ -301,12 +298,12 @@ mod tests {
     #[test]
     fn only_failure_threshold_failing_rounds_of_the_live_revision_itself_are_evidence() {
         let health = |revision, failures, passing| HealthRecord {
-            checked_at: "2024-05-01T19:36:14.000Z".into(),
+            checked_at: "2024-05-01T19:36:14.000Z".parse().unwrap(),
             revision,
             passing,
             consecutive_passes: 0,
             consecutive_failures: failures,
-            failing_since: (failures > 0).then(|| "2024-05-01T19:36:12.730Z".to_string()),
+            failing_since: (failures > 0).then(|| "2024-05-01T19:36:12.730Z".parse().unwrap()),
             results: vec![CheckResult {
                 name: "api".into(),
                 state: ProbeState::Fail,

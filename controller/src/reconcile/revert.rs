@@ -157,15 +157,10 @@ impl Controller {
         };
         self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
         let spec = &live.document.spec;
-        let in_window = live
-            .revision
-            .finished_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| {
-                let age = chrono::Utc::now().signed_duration_since(t);
-                age.to_std().unwrap_or_default() <= spec.rollback.window.std()
-            });
+        let in_window = live.revision.finished_at.is_some_and(|t| {
+            let age = t.until(state::now());
+            age.to_std().unwrap_or_default() <= spec.rollback.window.std()
+        });
         let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
         let refusal = match (decision, &rec.pin) {
             (RegressionDecision::Revert, _) => None,

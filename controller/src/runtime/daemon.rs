@@ -234,10 +234,8 @@ async fn poll_remote(
             }
         };
         let mut source = ctl.store.load_source();
-        source.next_try_at = Some(
-            (chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default())
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        );
+        source.next_try_at =
+            Some(state::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default());
         if let Err(e) = ctl.store.save_source(&source) {
             warn!("could not record the next fetch time: {e}");
         }

@@ -285,7 +285,7 @@ impl Server {
                             app,
                             p,
                             r.lockfile.clone(),
-                            "t".into(),
+                            shipshape_spec::Timestamp::UNIX_EPOCH,
                         ))
                     }
                     None => self.faults.push(format!("seal: no release {}", p.release)),
