@@ -316,6 +316,27 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// The state directory a reading command was pointed at is not there.
+    #[error(
+        "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
+        dir.display()
+    )]
+    NoStateDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The state directory cannot be read by this user.
+    #[error(
+        "cannot read the state directory {}: {source} (run as the controller's user, or with sudo)",
+        dir.display()
+    )]
+    StateDirDenied {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The state directory.
@@ -566,18 +587,20 @@ pub fn default_state_dir_for(root: bool, xdg: Option<PathBuf>, home: Option<Path
 /// its controller; a directory that is not there is an error naming it and the flag.
 ///
 /// # Errors
-/// A message for people when `dir` is not a directory.
-pub fn existing(dir: &Path) -> Result<Store, String> {
+/// [`StateError::StateDirDenied`] or [`StateError::NoStateDir`] when `dir` is not a
+/// directory this user can read.
+pub fn existing(dir: &Path) -> Result<Store, StateError> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(Store::new(dir)),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
-            "cannot read the state directory {}: {e} (run as the controller's user, or with sudo)",
-            dir.display()
-        )),
-        _ => Err(format!(
-            "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
-            dir.display()
-        )),
+        Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(StateError::StateDirDenied {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Err(StateError::NoStateDir {
+            dir: dir.to_path_buf(),
+        }),
     }
 }
 
@@ -918,7 +941,7 @@ mod default_dir_tests {
             )
         );
         assert!(store.load_known("a").is_ok());
-        let missing = existing(&dir.path().join("nope")).unwrap_err();
+        let missing = existing(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(missing.starts_with("no such state directory "), "{missing}");
         assert!(missing.contains("--state-dir"), "{missing}");
     }

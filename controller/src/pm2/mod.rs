@@ -377,18 +377,17 @@ impl Pm2 {
 
     /// The process list through the daemon's socket; `Err` carries why not (for the
     /// fallback's report), never a payload.
-    async fn socket_list(&self) -> Result<Vec<Instance>, String> {
+    async fn socket_list(&self) -> Result<Vec<Instance>, socket::SocketError> {
+        let counted = |e: socket::SocketError| {
+            self.count_fallback(e.kind());
+            e
+        };
         let list = socket::monitor_data(&self.socket_path(), self.socket.timeout)
             .await
-            .map_err(|e| {
-                self.count_fallback(e.kind());
-                e.to_string()
-            })?;
-        let list = parse_list(list).map_err(|_| {
-            self.count_fallback("unexpected");
-            // serde's message may quote a value (an env value of the wrong type): not shown.
-            "pm2's socket answered a process list this version cannot read".to_string()
-        })?;
+            .map_err(counted)?;
+        // serde's message may quote a value (an env value of the wrong type): not shown.
+        let list =
+            parse_list(list).map_err(|_| counted(socket::SocketError::UnreadableList))?;
         self.daemon_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if self
@@ -412,7 +411,7 @@ impl Pm2 {
     }
 
     /// Warn about falling back to the CLI, once per streak.
-    fn report_fallback(&self, reason: &str) {
+    fn report_fallback(&self, reason: &socket::SocketError) {
         if !self
             .socket
             .warned
@@ -458,6 +457,7 @@ impl Pm2 {
             Ok(list) => Ok((list, ReadVia::Socket)),
             Err(reason) => {
                 self.report_fallback(&reason);
+                let reason = reason.to_string();
                 Ok((self.cli_list().await?, ReadVia::Cli(Some(reason))))
             }
         }
