@@ -157,12 +157,22 @@ async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) ->
 /// Why the daemon holds an app instead of following the document.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Hold {
-    /// `pinned` or `quarantined`.
-    kind: &'static str,
+    /// What holds it.
+    kind: HoldKind,
     /// The revision held.
     revision: u64,
     /// The hold in words.
     message: String,
+}
+
+/// What holds an app, as `shipshape plan --output json` names it (`pinned`, `quarantined`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum HoldKind {
+    /// A pin (`shipshape pin` or `spec.pin`).
+    Pinned,
+    /// The desired config commit is quarantined; the last good revision is held.
+    Quarantined,
 }
 
 /// The document the daemon would converge `app` to, from the records (a pin, including
@@ -206,7 +216,7 @@ fn held_target(
     );
     let hold = match (&t.mode, t.held) {
         (Mode::Pinned(pin), Some(n)) => Some(Hold {
-            kind: "pinned",
+            kind: HoldKind::Pinned,
             revision: n,
             message: format!(
                 "pinned at revision {n} by {} ({}); {desired}; only drift towards the pin is corrected",
@@ -214,7 +224,7 @@ fn held_target(
             ),
         }),
         (Mode::Hold { why }, Some(n)) => Some(Hold {
-            kind: "quarantined",
+            kind: HoldKind::Quarantined,
             revision: n,
             message: format!(
                 "config commit {} is quarantined ({why}); holding revision {n}; {desired} until a new config commit or `shipshape retry {}`",

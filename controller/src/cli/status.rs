@@ -225,10 +225,7 @@ fn read_records(
     json: bool,
 ) -> Result<(Vec<AppRecord>, Vec<String>), ViewError> {
     match only {
-        Some(n) => Ok((
-            vec![shown_record(&store.load_known(n)?, json)?],
-            Vec::new(),
-        )),
+        Some(n) => Ok((vec![shown_record(&store.load_known(n)?, json)?], Vec::new())),
         None => {
             let (mut records, mut problems) = (Vec::new(), Vec::new());
             for n in store.apps() {

@@ -386,8 +386,7 @@ impl Pm2 {
             .await
             .map_err(counted)?;
         // serde's message may quote a value (an env value of the wrong type): not shown.
-        let list =
-            parse_list(list).map_err(|_| counted(socket::SocketError::UnreadableList))?;
+        let list = parse_list(list).map_err(|_| counted(socket::SocketError::UnreadableList))?;
         self.daemon_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if self

@@ -15,6 +15,7 @@ use super::{AppResult, Controller, ReconcileError};
 use crate::plan::short_sha;
 use crate::runtime::events::EventKind;
 use crate::source;
+use crate::source::trust::Untrusted;
 use crate::state;
 use crate::state::AppRecord;
 
@@ -117,7 +118,7 @@ impl Controller {
                 .as_ref()
                 .filter(|r| r.commit == tip && source.allow_rewind.as_deref() != Some(&tip))
             {
-                Err(r.reason.clone())
+                Err(Untrusted::Refused(r.reason.clone()))
             } else {
                 match self.trust.verify(&self.config, &tip).await {
                     Ok(signer) => {
@@ -137,6 +138,7 @@ impl Controller {
                     source.refused = None;
                 }
                 Err(reason) => {
+                    let reason = reason.to_string();
                     warn!(commit = %tip, "refusing an untrusted config commit: {reason}");
                     refused = Some(format!(
                         "config commit {} is not trusted: {reason}",
@@ -438,7 +440,7 @@ impl Controller {
         &self,
         source: &shipshape_spec::status::SourceStatus,
         tip: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Untrusted> {
         let Some(last) = source.last_trusted.clone() else {
             return Ok(());
         };
@@ -453,10 +455,7 @@ impl Controller {
         if descends {
             Ok(())
         } else {
-            Err(format!(
-                "it does not descend from the last applied trusted commit {} (the branch was rewound or force-pushed); `shipshape retry --allow-rewind` applies it",
-                short_sha(&last)
-            ))
+            Err(Untrusted::Rewound(short_sha(&last)))
         }
     }
 }

@@ -247,9 +247,14 @@ struct Group {
     config: String,
 }
 
+/// An `instances` value pm2 rejects.
+#[derive(Debug, thiserror::Error)]
+#[error("has instances {0}, which pm2 rejects")]
+struct RejectedInstances(serde_json::Value);
+
 /// How many instances pm2 starts for an ecosystem entry (`instances`: a count, `max`, 0 for
 /// one per CPU, -n for all CPUs but n), or why pm2 rejects it.
-fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, String> {
+fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, RejectedInstances> {
     match &entry["instances"] {
         serde_json::Value::Null => Ok(1),
         serde_json::Value::String(s) if s == "max" => Ok(cpus),
@@ -259,6 +264,6 @@ fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, String> {
             Some(n) => n as u32,
             None => 1,
         }),
-        other => Err(format!("has instances {other}, which pm2 rejects")),
+        other => Err(RejectedInstances(other.clone())),
     }
 }
