@@ -870,7 +870,8 @@ fn plan_build_cache(
     }
 }
 
-/// The first 12 characters of a SHA-like id (whole when shorter).
+/// The first 12 characters of a SHA-like id (whole when shorter): the one short form of a
+/// commit everywhere (plans, records' messages, `shipshape status`, `history`, `fleet`).
 pub fn short_sha(s: &str) -> String {
     s.chars().take(12).collect()
 }

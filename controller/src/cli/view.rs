@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use shipshape_spec::status::{ConditionStatus, Outcome, Phase, PinSource, SourceStatus, Timestamp};
 
+use crate::plan::short_sha;
 use crate::state::AppRecord;
 
 /// How much an app needs a person, most urgent first (the order of [`list`]).
@@ -67,11 +68,6 @@ pub fn age(at: Option<Timestamp>, now: DateTime<Utc>) -> String {
         s if s < 48 * 3600 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
-}
-
-/// The first 7 characters of a commit, as `git log --oneline` shows them.
-fn short(sha: &str) -> String {
-    sha.chars().take(7).collect()
 }
 
 /// When the app last changed state: the newest transition of its conditions.
@@ -175,7 +171,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
     let live_app = live.map(|l| l.revision.app_commit.as_str());
     let desired = match (rec.desired_app_commit.as_deref(), live_app) {
         (Some(d), Some(l)) if d == l => "-".to_string(),
-        (Some(d), _) => short(d),
+        (Some(d), _) => short_sha(d),
         (None, _) => "-".to_string(),
     };
     let health = match &rec.health {
@@ -194,7 +190,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
         format!("{:?}", rec.phase),
         live.map(|l| l.revision.number.to_string())
             .unwrap_or_else(|| "-".into()),
-        live_app.map(short).unwrap_or_else(|| "-".into()),
+        live_app.map(short_sha).unwrap_or_else(|| "-".into()),
         desired,
         health,
         pinned,
@@ -205,7 +201,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
         cells.push(
             rec.desired_config_commit
                 .as_deref()
-                .map(short)
+                .map(short_sha)
                 .unwrap_or_else(|| "-".into()),
         );
         cells.push(
@@ -263,7 +259,7 @@ pub fn source_line(src: &SourceStatus) -> Option<String> {
     if src.repo.is_empty() {
         return None;
     }
-    let sha = |s: &Option<String>| s.as_deref().map(short).unwrap_or_else(|| "-".into());
+    let sha = |s: &Option<String>| s.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
     let mut line = format!("source {} ({}) tip {}", src.repo, src.branch, sha(&src.tip));
     if let Some(e) = &src.last_error {
         line.push_str(&format!(
@@ -274,10 +270,10 @@ pub fn source_line(src: &SourceStatus) -> Option<String> {
         ));
     }
     if let Some(r) = &src.refused {
-        line.push_str(&format!("  REFUSED {}: {}", short(&r.commit), r.reason));
+        line.push_str(&format!("  REFUSED {}: {}", short_sha(&r.commit), r.reason));
     }
     if let Some(t) = &src.last_trusted {
-        line.push_str(&format!("  last trusted {}", short(t)));
+        line.push_str(&format!("  last trusted {}", short_sha(t)));
     }
     Some(line)
 }
@@ -348,8 +344,8 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
         format!(
             "  {label:<11} revision {}  config {}  app {}  level {}  {:?} {} ago{}",
             v.number,
-            short(&v.config_commit),
-            short(&v.app_commit),
+            short_sha(&v.config_commit),
+            short_sha(&v.app_commit),
             v.level.as_deref().unwrap_or("-"),
             v.outcome,
             age(when.or(Some(v.started_at)), now),
@@ -366,11 +362,11 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "desired",
             rec.desired_config_commit
                 .as_deref()
-                .map(short)
+                .map(short_sha)
                 .unwrap_or_else(|| "-".into()),
             rec.desired_app_commit
                 .as_deref()
-                .map(short)
+                .map(short_sha)
                 .unwrap_or_else(|| "-".into()),
         ));
     }
@@ -409,7 +405,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
         out.push(format!(
             "  {:<11} config {} (revision {}) {} ago{}",
             "quarantined",
-            short(&q.config_commit),
+            short_sha(&q.config_commit),
             q.revision,
             age(Some(q.at), now),
             seen.note(&q.reason)
@@ -506,7 +502,7 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
             "  {:<11} {} ago, config {}, {}{}",
             "last pass",
             age(Some(p.finished_at), now),
-            short(&p.config_commit),
+            short_sha(&p.config_commit),
             if steps.is_empty() {
                 "no steps".to_string()
             } else {
@@ -906,10 +902,10 @@ mod tests {
         assert_eq!(
             text,
             "\
-NAME    PHASE   REV  APP      DESIRED  HEALTH   PINNED  SINCE  MESSAGE
-api     Failed  1    1111111  2222222  passing  -       2m     revision 2 reverted: 3 failing rounds in a row: api: status 500; revert…
-pinned  Ready   1    1111111  3333333  passing  1       5m     pinned by alice: incident 42
-web     Ready   1    1111111  -        passing  -       5m     revision 1 is live and healthy"
+NAME    PHASE   REV  APP           DESIRED       HEALTH   PINNED  SINCE  MESSAGE
+api     Failed  1    111111111111  222222222222  passing  -       2m     revision 2 reverted: 3 failing rounds in a row: api: status 500; revert…
+pinned  Ready   1    111111111111  333333333333  passing  1       5m     pinned by alice: incident 42
+web     Ready   1    111111111111  -             passing  -       5m     revision 1 is live and healthy"
         );
     }
 
