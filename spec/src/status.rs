@@ -311,6 +311,108 @@ pub mod condition_types {
     pub const HEALTHY: &str = "Healthy";
 }
 
+/// Condition reasons: the CamelCase word in a [`Condition`]'s `reason`, one constant per
+/// cause (as Flux's `api/` packages define theirs), so the controller, `shipshape status`
+/// and anything reading the records or the API's JSON agree on the spelling.
+pub mod condition_reasons {
+    // Where the app is where it should be.
+    /// The last pass left live equal to desired (Ready, Reconciling and Stalled).
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// The health checks pass (Healthy).
+    pub const CHECKS_PASSING: &str = "ChecksPassing";
+
+    // Working towards desired (Reconciling True).
+    /// A pass is applying a new revision's steps.
+    pub const PROGRESSING: &str = "Progressing";
+    /// A pass resumes what a controller that stopped mid-pass left in its journal.
+    pub const RESUMING: &str = "Resuming";
+    /// A pass hit a transient error and is retried (Reconciling True).
+    pub const RETRYING_AFTER_ERROR: &str = "RetryingAfterError";
+    /// The transient error that keeps the app from being Ready (Ready False).
+    pub const TRANSIENT_ERROR: &str = "TransientError";
+    /// A pin or another request stopped a rollout or revert; the next pass converges.
+    pub const SUPERSEDED: &str = "Superseded";
+
+    // A step of a rollout failed (Stalled True), named by the step.
+    /// Fetching the app's source failed.
+    pub const FETCH_FAILED: &str = "FetchFailed";
+    /// `build.install` (or carrying `node_modules` over) failed.
+    pub const INSTALL_FAILED: &str = "InstallFailed";
+    /// A build step failed.
+    pub const BUILD_FAILED: &str = "BuildFailed";
+    /// The database backup failed.
+    pub const BACKUP_FAILED: &str = "BackupFailed";
+    /// A migration failed.
+    pub const MIGRATION_FAILED: &str = "MigrationFailed";
+    /// The revision failed its health verification.
+    pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
+    /// An after-switch hook failed.
+    pub const HOOK_FAILED: &str = "HookFailed";
+    /// Another step failed (a switch, a pm2 step …).
+    pub const STEP_FAILED: &str = "StepFailed";
+
+    // After a failure.
+    /// The failed revision was reverted to the last healthy one (Ready False, Stalled True).
+    pub const ROLLED_BACK: &str = "RolledBack";
+    /// The revision reverted to is healthy (Healthy True).
+    pub const REVERTED_HEALTHY: &str = "RevertedHealthy";
+    /// The desired config commit is quarantined; the last good revision is held.
+    pub const QUARANTINED: &str = "Quarantined";
+    /// The live revision is unhealthy and the controller cannot fix it by itself.
+    pub const DEGRADED: &str = "Degraded";
+
+    // A pass could not go on (Stalled True).
+    /// The document does not load or validate; nothing was applied.
+    pub const INVALID_DOCUMENT: &str = "InvalidDocument";
+    /// The env file cannot be read.
+    pub const ENV_FILE_UNREADABLE: &str = "EnvFileUnreadable";
+    /// The planner refused to go on (a blocker).
+    pub const BLOCKED: &str = "Blocked";
+    /// A pin names no revision that can be applied.
+    pub const PIN_INVALID: &str = "PinInvalid";
+    /// A pass could not finish (the records or the server could not be read, or a panic).
+    pub const PASS_FAILED: &str = "PassFailed";
+
+    // The document was removed from the config repo.
+    /// What it deployed is left running (Orphaned).
+    pub const DOCUMENT_REMOVED: &str = "DocumentRemoved";
+    /// Its processes were removed, as told to prune (Pruned).
+    pub const PRUNED: &str = "Pruned";
+    /// Removing its processes failed.
+    pub const PRUNE_FAILED: &str = "PruneFailed";
+
+    /// Every reason, for checks and docs.
+    pub const ALL: [&str; 27] = [
+        SUCCEEDED,
+        CHECKS_PASSING,
+        PROGRESSING,
+        RESUMING,
+        RETRYING_AFTER_ERROR,
+        TRANSIENT_ERROR,
+        SUPERSEDED,
+        FETCH_FAILED,
+        INSTALL_FAILED,
+        BUILD_FAILED,
+        BACKUP_FAILED,
+        MIGRATION_FAILED,
+        HEALTH_CHECK_FAILED,
+        HOOK_FAILED,
+        STEP_FAILED,
+        ROLLED_BACK,
+        REVERTED_HEALTHY,
+        QUARANTINED,
+        DEGRADED,
+        INVALID_DOCUMENT,
+        ENV_FILE_UNREADABLE,
+        BLOCKED,
+        PIN_INVALID,
+        PASS_FAILED,
+        DOCUMENT_REMOVED,
+        PRUNED,
+        PRUNE_FAILED,
+    ];
+}
+
 /// One condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -320,7 +422,7 @@ pub struct Condition {
     pub type_: String,
     /// Whether it holds.
     pub status: ConditionStatus,
-    /// A CamelCase reason.
+    /// A CamelCase reason: one of [`condition_reasons`].
     pub reason: String,
     /// A sentence for people.
     pub message: String,
@@ -482,4 +584,23 @@ pub struct LastError {
     pub output_tail: Option<String>,
     /// When.
     pub at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::condition_reasons;
+
+    #[test]
+    fn every_condition_reason_is_distinct_camel_case_and_listed_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        for (i, r) in condition_reasons::ALL.iter().enumerate() {
+            assert!(
+                r.starts_with(|c: char| c.is_ascii_uppercase())
+                    && r.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{r}"
+            );
+            assert!(!condition_reasons::ALL[..i].contains(r), "{r} twice");
+            assert!(readme.contains(&format!("`{r}`")), "README does not list {r}");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use shipshape_spec::status::{
     ConditionStatus, Outcome, PassRecord, Phase, StepKind, StepRecord, StepResult,
-    condition_types as ct,
+    condition_reasons as cr, condition_types as ct,
 };
 use tracing::warn;
 
@@ -276,7 +276,7 @@ impl Controller {
             mark_ready(rec, &message);
         } else {
             rec.phase = Phase::Failed;
-            set_stalled(rec, "Quarantined", &message);
+            set_stalled(rec, cr::QUARANTINED, &message);
         }
         self.finish_pass(rec, info, done.records, &message)?;
         Ok(if ready {
@@ -370,7 +370,7 @@ impl Controller {
             rec.set_condition(
                 ct::RECONCILING,
                 ConditionStatus::False,
-                "Quarantined",
+                cr::QUARANTINED,
                 &message,
                 &state::now(),
             );
@@ -458,7 +458,7 @@ impl Controller {
         };
         let was = rec.phase;
         rec.phase = Phase::Failed;
-        set_stalled(&mut rec, "PassFailed", message);
+        set_stalled(&mut rec, cr::PASS_FAILED, message);
         let info = PassInfo {
             started_at: state::now(),
             config_commit,

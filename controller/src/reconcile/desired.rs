@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
-use shipshape_spec::status::{Phase, StepKind};
+use shipshape_spec::status::{Phase, StepKind, condition_reasons as cr};
 use tracing::{error, info, warn};
 
 use super::record::{last_error, set_stalled};
@@ -330,7 +330,7 @@ impl Controller {
         last_error(&mut rec, StepKind::Load, message, None);
         set_stalled(
             &mut rec,
-            "InvalidDocument",
+            cr::INVALID_DOCUMENT,
             &format!("{message}\n(nothing was applied; the server keeps what it runs)"),
         );
         if let Err(e) = self.store.save(&rec) {
@@ -357,7 +357,7 @@ impl Controller {
             let message = format!(
                 "the document was removed at config commit {at}; what it deployed keeps running (run with --prune to remove it)"
             );
-            set_stalled(rec, "DocumentRemoved", &message);
+            set_stalled(rec, cr::DOCUMENT_REMOVED, &message);
             return message;
         }
         match self.prune_processes(name).await {
@@ -368,7 +368,7 @@ impl Controller {
                     "the document was removed at config commit {at}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
                     deleted.join(", ")
                 );
-                set_stalled(rec, "Pruned", &message);
+                set_stalled(rec, cr::PRUNED, &message);
                 message
             }
             Err((message, tail)) => {
@@ -379,7 +379,7 @@ impl Controller {
                 error!(app = %name, "{message}");
                 rec.phase = Phase::Orphaned;
                 last_error(rec, StepKind::Pm2Delete, &message, tail);
-                set_stalled(rec, "PruneFailed", &message);
+                set_stalled(rec, cr::PRUNE_FAILED, &message);
                 message
             }
         }

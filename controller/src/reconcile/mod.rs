@@ -66,7 +66,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use shipshape_spec::App;
 use shipshape_spec::status::{
     ConditionStatus, Outcome, Phase, Pin, PinSource, Revision, Rounds, StepKind, StepRecord,
-    StepResult, Timestamp, condition_types as ct,
+    StepResult, Timestamp, condition_reasons as cr, condition_types as ct,
 };
 use tracing::{info, warn};
 
@@ -396,7 +396,7 @@ impl Controller {
             Ok(s) => s,
             Err(e) => {
                 let m = e.to_string();
-                return self.stop(rec, info, "EnvFileUnreadable", StepKind::EnvFile, &m);
+                return self.stop(rec, info, cr::ENV_FILE_UNREADABLE, StepKind::EnvFile, &m);
             }
         };
         let observed = self.observe(&target.document, rec, &secrets).await?;
@@ -448,7 +448,7 @@ impl Controller {
         }
         if !the_plan.blockers.is_empty() {
             let message = the_plan.blockers.join("; ");
-            return self.stop(rec, info, "Blocked", StepKind::Plan, &message);
+            return self.stop(rec, info, cr::BLOCKED, StepKind::Plan, &message);
         }
         if the_plan.steps.is_empty() {
             self.adopt_settings(rec, &target, info.config_commit, &the_plan.release, &hash);
@@ -458,7 +458,7 @@ impl Controller {
         let steps = the_plan.steps.len();
         record::set_progressing(
             rec,
-            "Progressing",
+            cr::PROGRESSING,
             &format!("revision {number}: applying {steps} step(s)"),
         );
         self.store.save(rec)?;
@@ -535,7 +535,7 @@ impl Controller {
             rec.set_condition(
                 ct::RECONCILING,
                 ConditionStatus::True,
-                "Resuming",
+                cr::RESUMING,
                 &what,
                 &state::now(),
             );
@@ -584,7 +584,7 @@ impl Controller {
                 let message = format!(
                     "pinned to revision {revision}, which is no longer in the history; unpin or pin another revision"
                 );
-                self.stop(rec, info, "PinInvalid", StepKind::Pin, &message)
+                self.stop(rec, info, cr::PIN_INVALID, StepKind::Pin, &message)
             }
             NoTarget::QuarantinedWithoutGood { why } => {
                 let message = format!(

@@ -4,7 +4,7 @@
 
 use shipshape_spec::status::{
     ConditionStatus, LastError, Outcome, Phase, ProbeState, Rounds, StepKind, Timestamp,
-    condition_types as ct,
+    condition_reasons as cr, condition_types as ct,
 };
 
 use crate::state::{self, AppRecord, Quarantine};
@@ -74,14 +74,14 @@ pub fn last_error(rec: &mut AppRecord, step: StepKind, message: &str, tail: Opti
 /// The condition reason for a step that failed.
 pub fn reason_for(step: StepKind) -> &'static str {
     match step {
-        StepKind::Fetch => "FetchFailed",
-        StepKind::Install | StepKind::ReuseDeps => "InstallFailed",
-        StepKind::Build => "BuildFailed",
-        StepKind::Backup => "BackupFailed",
-        StepKind::Migrate => "MigrationFailed",
-        StepKind::Verify => "HealthCheckFailed",
-        StepKind::Hook => "HookFailed",
-        _ => "StepFailed",
+        StepKind::Fetch => cr::FETCH_FAILED,
+        StepKind::Install | StepKind::ReuseDeps => cr::INSTALL_FAILED,
+        StepKind::Build => cr::BUILD_FAILED,
+        StepKind::Backup => cr::BACKUP_FAILED,
+        StepKind::Migrate => cr::MIGRATION_FAILED,
+        StepKind::Verify => cr::HEALTH_CHECK_FAILED,
+        StepKind::Hook => cr::HOOK_FAILED,
+        _ => cr::STEP_FAILED,
     }
 }
 
@@ -90,19 +90,25 @@ pub fn mark_ready(rec: &mut AppRecord, message: &str) {
     let now = state::now();
     rec.phase = Phase::Ready;
     rec.last_error = None;
-    rec.set_condition(ct::READY, ConditionStatus::True, "Succeeded", message, &now);
     rec.set_condition(
-        ct::RECONCILING,
-        ConditionStatus::False,
-        "Succeeded",
+        ct::READY,
+        ConditionStatus::True,
+        cr::SUCCEEDED,
         message,
         &now,
     );
-    rec.set_condition(ct::STALLED, ConditionStatus::False, "Succeeded", "", &now);
+    rec.set_condition(
+        ct::RECONCILING,
+        ConditionStatus::False,
+        cr::SUCCEEDED,
+        message,
+        &now,
+    );
+    rec.set_condition(ct::STALLED, ConditionStatus::False, cr::SUCCEEDED, "", &now);
     rec.set_condition(
         ct::HEALTHY,
         ConditionStatus::True,
-        "ChecksPassing",
+        cr::CHECKS_PASSING,
         message,
         &now,
     );
@@ -124,11 +130,11 @@ pub fn set_stalled(rec: &mut AppRecord, reason: &str, message: &str) {
 
 /// Set the conditions of an app that is unhealthy and cannot be fixed by the controller.
 pub fn set_degraded(rec: &mut AppRecord, message: &str) {
-    set_stalled(rec, "Degraded", message);
+    set_stalled(rec, cr::DEGRADED, message);
     rec.set_condition(
         ct::HEALTHY,
         ConditionStatus::False,
-        "Degraded",
+        cr::DEGRADED,
         message,
         &state::now(),
     );
@@ -154,14 +160,14 @@ pub fn set_retrying(rec: &mut AppRecord, message: &str) {
     rec.set_condition(
         ct::RECONCILING,
         ConditionStatus::True,
-        "RetryingAfterError",
+        cr::RETRYING_AFTER_ERROR,
         message,
         &now,
     );
     rec.set_condition(
         ct::READY,
         ConditionStatus::False,
-        "TransientError",
+        cr::TRANSIENT_ERROR,
         message,
         &now,
     );

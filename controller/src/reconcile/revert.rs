@@ -9,7 +9,8 @@ use std::sync::Arc;
 use shipshape_spec::App;
 use shipshape_spec::app::OnRevert;
 use shipshape_spec::status::{
-    ConditionStatus, Outcome, Phase, Regression, StepKind, StepRecord, condition_types as ct,
+    ConditionStatus, Outcome, Phase, Regression, StepKind, StepRecord, condition_reasons as cr,
+    condition_types as ct,
 };
 use tracing::warn;
 
@@ -153,7 +154,7 @@ impl Controller {
     ) -> Result<AppResult, ReconcileError> {
         let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
         let Some(live) = rec.revision(reg.revision).cloned() else {
-            return self.stop(rec, info, "Degraded", StepKind::Health, &why);
+            return self.stop(rec, info, cr::DEGRADED, StepKind::Health, &why);
         };
         self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
         let spec = &live.document.spec;
@@ -311,11 +312,11 @@ impl Controller {
                 rec.set_condition(
                     ct::HEALTHY,
                     ConditionStatus::True,
-                    "RevertedHealthy",
+                    cr::REVERTED_HEALTHY,
                     &m,
                     &state::now(),
                 );
-                set_stalled(rec, "RolledBack", &m);
+                set_stalled(rec, cr::ROLLED_BACK, &m);
                 conclude(rec, failed, Outcome::Reverted, &m, None);
                 quarantine(rec, failed, &failed_config, &m);
                 self.count_rollout(&rec.name, "reverted");
@@ -330,7 +331,7 @@ impl Controller {
                     e.message
                 );
                 warn!(app = %rec.name, "{m}");
-                super::record::set_progressing(rec, "Superseded", &m);
+                super::record::set_progressing(rec, cr::SUPERSEDED, &m);
                 (Phase::Progressing, m)
             }
             Err(e) => {
