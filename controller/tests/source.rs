@@ -8,14 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{World, free_port, git, wait_for};
+use common::{AppEdit, World, free_port, git, wait_for};
 use shipshape_spec::status::Phase;
 
 fn greet(w: &World, commit: &str, greeting: &str) -> String {
-    w.document(commit).replace(
-        "        PORT:",
-        &format!("        GREETING: {greeting}\n        PORT:"),
-    )
+    common::with_env(&w.document(commit), "GREETING", greeting)
 }
 
 #[test]
@@ -422,14 +419,11 @@ fn a_bad_document_stops_only_its_app_and_the_next_good_commit_recovers() {
     let broken = w.document(&v1).replace("instances: 2", "instances: many");
     std::fs::write(
         w.config_repo().join("apps/other.yaml"),
-        greet(&w, &v1, "still-going")
-            .replace(&format!("name: {}\n", w.name), "name: second\n")
-            .replace(&format!("name: {}-web", w.name), "name: second-web")
-            .replace(&w.port.to_string(), &other_port.to_string())
-            .replace(
-                &w.releases_root().display().to_string(),
-                &w.root().join("srv-second").display().to_string(),
-            ),
+        common::with_env(
+            &w.other_document("second", &v1, other_port),
+            "GREETING",
+            "still-going",
+        ),
     )
     .unwrap();
     w.commit_config(&broken);
@@ -511,10 +505,9 @@ fn a_removed_document_is_reported_and_only_pruned_when_asked() {
 fn documents_select_hosts_by_name_and_label() {
     let w = World::new("selective");
     let v1 = w.app_head();
-    let doc = w.document(&v1).replace(
-        "spec:\n",
-        "spec:\n  hosts:\n    names: [web-1, web-2]\n    labels: { role: web }\n",
-    );
+    let doc = common::edited(&w.document(&v1), |app| {
+        app.hosts(&["web-1", "web-2"], &[("role", "web")]);
+    });
     w.commit_config(&doc);
     let out = w.shipshape(
         &["run", "--once", "--hostname", "db-1", "--label", "role=web"],
@@ -570,16 +563,16 @@ fn a_slow_app_does_not_hold_up_another() {
     let d = w.start(&[]);
     w.wait_record("slow v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
     // `slow` gets a revision that never passes, with a long deadline.
-    w.commit_config(
-        &w.document(&v1)
-            .replace("        PORT:", "        HEALTH_FAIL: \"1\"\n        PORT:")
-            .replace("progressDeadline: 20s", "progressDeadline: 5m"),
-    );
+    w.commit_config(&common::edited(&w.document(&v1), |app| {
+        app.env("HEALTH_FAIL", "1")
+            .progress_deadline(Duration::from_secs(300));
+    }));
     w.wait_record("slow verifying", 30, &d, |r| r.phase == Phase::Progressing);
     let started = Instant::now();
-    let quick_doc = w.other_document("quick", &v1, other_port).replace(
-        "        PORT:",
-        "        GREETING: meanwhile\n        PORT:",
+    let quick_doc = common::with_env(
+        &w.other_document("quick", &v1, other_port),
+        "GREETING",
+        "meanwhile",
     );
     w.commit_config_file("quick.yaml", Some(&quick_doc));
     wait_for(

@@ -600,7 +600,10 @@ mod tests {
                 "{r}"
             );
             assert!(!condition_reasons::ALL[..i].contains(r), "{r} twice");
-            assert!(readme.contains(&format!("`{r}`")), "README does not list {r}");
+            assert!(
+                readme.contains(&format!("`{r}`")),
+                "README does not list {r}"
+            );
         }
     }
 }
