@@ -2,9 +2,64 @@
 //! node as pm2 itself would, or `.json`) turned into an App document to commit, keeping
 //! pm2's own field names for the processes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use shipshape_spec::app::Process;
+
+/// Why `shipshape init` could not write a document.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The ecosystem file cannot be read (or resolved).
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// node could not be run.
+    #[error("running node: {0}")]
+    Node(#[source] std::io::Error),
+    /// node could not evaluate the file.
+    #[error("node could not load {}: {stderr}", path.display())]
+    NodeFailed {
+        /// The file.
+        path: PathBuf,
+        /// What node printed on stderr.
+        stderr: String,
+    },
+    /// The file (or what node made of it) is not JSON.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// serde's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// It declares no pm2 app.
+    #[error("{}: no pm2 apps found", path.display())]
+    NoApps {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A pm2 app cannot be expressed as a process of the document.
+    #[error("pm2 app {name}: {source}")]
+    App {
+        /// The app's `name` as JSON (`null` when it has none).
+        name: serde_json::Value,
+        /// serde's reason.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The processes cannot be written back as JSON.
+    #[error("{0}")]
+    Serialize(#[source] serde_json::Error),
+    /// The document made does not load (a bug, or a value the document cannot take).
+    #[error("the generated document does not validate:\n{0}")]
+    Invalid(#[source] shipshape_spec::LoadError),
+}
 
 /// What to build the document from.
 #[derive(Debug, Clone)]
@@ -38,11 +93,15 @@ const DROPPED: &[&str] = &[
 ///
 /// # Errors
 /// When node cannot evaluate it or it has no `apps`.
-pub fn read_ecosystem(path: &std::path::Path) -> Result<Vec<serde_json::Value>, String> {
+pub fn read_ecosystem(path: &Path) -> Result<Vec<serde_json::Value>, InitError> {
+    let read = |source| InitError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let text = if path.extension().is_some_and(|e| e == "json") {
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+        std::fs::read_to_string(path).map_err(read)?
     } else {
-        let abs = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let abs = std::fs::canonicalize(path).map_err(read)?;
         let out = std::process::Command::new("node")
             .args([
                 "-e",
@@ -50,23 +109,27 @@ pub fn read_ecosystem(path: &std::path::Path) -> Result<Vec<serde_json::Value>, 
             ])
             .arg(&abs)
             .output()
-            .map_err(|e| format!("running node: {e}"))?;
+            .map_err(InitError::Node)?;
         if !out.status.success() {
-            return Err(format!(
-                "node could not load {}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(InitError::NodeFailed {
+                path: path.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|source| InitError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let apps = value.get("apps").cloned().unwrap_or(value);
     match apps {
         serde_json::Value::Array(a) if !a.is_empty() => Ok(a),
         serde_json::Value::Object(_) => Ok(vec![apps]),
-        _ => Err(format!("{}: no pm2 apps found", path.display())),
+        _ => Err(InitError::NoApps {
+            path: path.to_path_buf(),
+        }),
     }
 }
 
@@ -74,7 +137,7 @@ pub fn read_ecosystem(path: &std::path::Path) -> Result<Vec<serde_json::Value>, 
 ///
 /// # Errors
 /// When the ecosystem file cannot be read or an app cannot be expressed.
-pub fn document(opts: &Options) -> Result<String, String> {
+pub fn document(opts: &Options) -> Result<String, InitError> {
     let apps = read_ecosystem(&opts.ecosystem)?;
     let mut processes = Vec::new();
     let mut port = None;
@@ -96,11 +159,9 @@ pub fn document(opts: &Options) -> Result<String, String> {
                     .map(|p| p.to_string().trim_matches('"').to_string());
             }
         }
-        let p: Process = serde_json::from_value(app.clone()).map_err(|e| {
-            format!(
-                "pm2 app {}: {e}",
-                app.get("name").unwrap_or(&serde_json::Value::Null)
-            )
+        let p: Process = serde_json::from_value(app.clone()).map_err(|source| InitError::App {
+            name: app.get("name").cloned().unwrap_or_default(),
+            source,
         })?;
         processes.push(p);
     }
@@ -115,7 +176,7 @@ pub fn document(opts: &Options) -> Result<String, String> {
             port.unwrap_or_else(|| "3000".into())
         )
     });
-    let processes_yaml = serde_json::to_value(&processes).map_err(|e| e.to_string())?;
+    let processes_yaml = serde_json::to_value(&processes).map_err(InitError::Serialize)?;
     let mut out = String::new();
     out.push_str("# yaml-language-server: $schema=https://example.invalid/shipshape/schemas/app.schema.json\n");
     out.push_str(&format!(
@@ -142,8 +203,7 @@ pub fn document(opts: &Options) -> Result<String, String> {
     ));
     out.push_str("  rollback:\n    auto: true\n    window: 30m\n");
     // The output must be a valid document.
-    shipshape_spec::load_str(&out, "(init)")
-        .map_err(|e| format!("the generated document does not validate:\n{e}"))?;
+    shipshape_spec::load_str(&out, "(init)").map_err(InitError::Invalid)?;
     Ok(out)
 }
 

@@ -25,7 +25,7 @@ use shipshape_spec::status::StepKind;
 
 use crate::envfile::EnvFile;
 use crate::migrate::{can_go_down, level_key};
-use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_KEYS, ENV_SHAPE, Instance};
+use crate::pm2::{ENV_APP, ENV_COMMIT, ENV_CONFIG, ENV_KEYS, ENV_SHAPE, Instance, Status};
 use crate::release::BuildMarker;
 
 /// One step of a plan.
@@ -769,7 +769,10 @@ fn reload_reason(pl: &Planner, instances: &[&Instance], env: &serde_json::Value)
     let config_same = instances
         .iter()
         .all(|i| i.env.get(ENV_CONFIG).map(String::as_str) == Some(want_config));
-    let down: Vec<&&Instance> = instances.iter().filter(|i| i.status != "online").collect();
+    let down: Vec<&&Instance> = instances
+        .iter()
+        .filter(|i| i.status != Status::Online)
+        .collect();
     if !config_same {
         let old_commit = instances[0]
             .env
@@ -1014,7 +1017,8 @@ fn plan_build_cache(
     }
 }
 
-/// The first 12 characters of a SHA-like id (whole when shorter).
+/// The first 12 characters of a SHA-like id (whole when shorter): the one short form of a
+/// commit everywhere (plans, records' messages, `shipshape status`, `history`, `fleet`).
 pub fn short_sha(s: &str) -> String {
     s.chars().take(12).collect()
 }
@@ -1079,7 +1083,7 @@ spec:
             inputs: build_inputs(desired),
             lockfile: Some(lockfile.into()),
             deps: deps_inputs(desired, Some(lockfile)),
-            sealed_at: "t".into(),
+            sealed_at: shipshape_spec::Timestamp::UNIX_EPOCH,
         }
     }
 

@@ -95,8 +95,8 @@ impl Commands for SystemCommands {
 /// Time: wall-clock timestamps for the records, and a monotonic clock with sleeps for
 /// deadlines and intervals.
 pub trait Clock: Send + Sync + Debug {
-    /// Now, RFC 3339 in UTC with milliseconds (as [`crate::state::now`]).
-    fn now(&self) -> String;
+    /// Now, to the millisecond (as [`crate::state::now`]).
+    fn now(&self) -> shipshape_spec::Timestamp;
     /// Monotonic time since some fixed start (only differences mean anything).
     fn elapsed(&self) -> Duration;
     /// Wait `d` of this clock's time.
@@ -118,7 +118,7 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
-    fn now(&self) -> String {
+    fn now(&self) -> shipshape_spec::Timestamp {
         crate::state::now()
     }
     fn elapsed(&self) -> Duration {
@@ -161,7 +161,10 @@ pub trait Source: Send + Sync + Debug {
         file: &'a str,
     ) -> BoxFuture<'a, Option<(String, Option<String>)>>;
     /// Verify `commit`'s signature: the signer, or why it is not trusted.
-    fn verify_trusted<'a>(&'a self, commit: &'a str) -> BoxFuture<'a, Result<String, String>>;
+    fn verify_trusted<'a>(
+        &'a self,
+        commit: &'a str,
+    ) -> BoxFuture<'a, Result<String, crate::source::trust::Untrusted>>;
     /// True when `descendant` descends from `ancestor` in the config repo.
     fn descends<'a>(&'a self, ancestor: &'a str, descendant: &'a str) -> BoxFuture<'a, bool>;
     /// Check `app`'s `commit` out into `dest` (fetching it into the mirror when needed).
@@ -244,7 +247,10 @@ impl Source for GitSource {
             .ok()
         })
     }
-    fn verify_trusted<'a>(&'a self, commit: &'a str) -> BoxFuture<'a, Result<String, String>> {
+    fn verify_trusted<'a>(
+        &'a self,
+        commit: &'a str,
+    ) -> BoxFuture<'a, Result<String, crate::source::trust::Untrusted>> {
         Box::pin(self.trust.verify(&self.config, commit))
     }
     fn descends<'a>(&'a self, ancestor: &'a str, descendant: &'a str) -> BoxFuture<'a, bool> {

@@ -135,23 +135,68 @@ pub fn record<T: Serialize + DeserializeOwned>(value: &T) -> Option<T> {
 /// set (the secret is then no secret: `chmod o-r` it, or 0600), or holds nothing (an empty
 /// secret would authenticate anyone, or send nothing for a password). The error never
 /// holds the file's content.
-pub fn read_secret_file(path: &Path, what: &str, private: bool) -> Result<String, String> {
+pub fn read_secret_file(path: &Path, what: &str, private: bool) -> Result<String, SecretFileError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let read = |source| SecretFileError::Read {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read)?;
     if private && meta.permissions().mode() & 0o004 != 0 {
-        return Err(format!(
-            "{what} {} is readable by every user on this host (mode {:o}): make it private (chmod 600, owned by the controller's user)",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
+        return Err(SecretFileError::Public {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            mode: meta.permissions().mode() & 0o777,
+        });
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(read)?;
     let secret = text.trim();
     if secret.is_empty() {
-        return Err(format!("{what} {} is empty", path.display()));
+        return Err(SecretFileError::Empty {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+        });
     }
     Ok(secret.to_string())
+}
+
+/// Why [`read_secret_file`] refused a file. `what` names the file's role; no variant holds
+/// the file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    /// It cannot be read.
+    #[error("{what} {}: {source}", path.display())]
+    Read {
+        /// The file's role (`notify URL file (--notify-url-file)`).
+        what: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every user on the host can read it, and it must be private.
+    #[error(
+        "{what} {} is readable by every user on this host (mode {mode:o}): make it private (chmod 600, owned by the controller's user)",
+        path.display()
+    )]
+    Public {
+        /// The file's role.
+        what: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It holds nothing but whitespace.
+    #[error("{what} {} is empty", path.display())]
+    Empty {
+        /// The file's role.
+        what: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// A secret (the notification URL) masked in every log line from when it is set.
@@ -246,11 +291,14 @@ mod tests {
         assert!(
             read_secret_file(&p, "x", true)
                 .unwrap_err()
+                .to_string()
                 .contains("No such file")
         );
         std::fs::write(&p, " s3cret\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = read_secret_file(&p, "the file", true).unwrap_err();
+        let e = read_secret_file(&p, "the file", true)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("readable by every user") && !e.contains("s3cret"),
             "{e}"
@@ -269,6 +317,7 @@ mod tests {
             assert!(
                 read_secret_file(&p, "x", private)
                     .unwrap_err()
+                    .to_string()
                     .contains("is empty")
             );
         }

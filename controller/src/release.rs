@@ -32,7 +32,7 @@ pub struct BuildMarker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deps: Option<String>,
     /// When it was sealed.
-    pub sealed_at: String,
+    pub sealed_at: shipshape_spec::Timestamp,
 }
 
 /// Lockfiles, in the order they are looked for; the first present one identifies the dependencies.
@@ -293,7 +293,7 @@ mod tests {
             inputs: "x".into(),
             lockfile: None,
             deps: None,
-            sealed_at: "now".into(),
+            sealed_at: shipshape_spec::Timestamp::UNIX_EPOCH,
         };
         layout.seal("sealed", &marker).unwrap();
         let scan = layout.scan().unwrap();

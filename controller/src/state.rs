@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use shipshape_spec::App;
 use shipshape_spec::status::{
     Condition, HealthRecord, LastError, Outcome, PassRecord, Phase, Pin, Regression, Revision,
-    SourceStatus,
+    SourceStatus, Timestamp,
 };
 
 use crate::release::write_atomic_mode;
@@ -69,7 +69,7 @@ pub struct Quarantine {
     /// Why.
     pub reason: String,
     /// When.
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// Everything the controller remembers about one app.
@@ -249,11 +249,11 @@ impl AppRecord {
         status: shipshape_spec::status::ConditionStatus,
         reason: &str,
         message: &str,
-        now: &str,
+        now: &Timestamp,
     ) {
         if let Some(c) = self.conditions.iter_mut().find(|c| c.type_ == type_) {
             if c.status != status {
-                c.last_transition_time = now.to_string();
+                c.last_transition_time = *now;
             }
             c.status = status;
             c.reason = reason.to_string();
@@ -264,7 +264,7 @@ impl AppRecord {
                 status,
                 reason: reason.to_string(),
                 message: message.to_string(),
-                last_transition_time: now.to_string(),
+                last_transition_time: *now,
             });
         }
     }
@@ -315,6 +315,27 @@ pub enum StateError {
         /// The parse error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The state directory a reading command was pointed at is not there.
+    #[error(
+        "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
+        dir.display()
+    )]
+    NoStateDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The state directory cannot be read by this user.
+    #[error(
+        "cannot read the state directory {}: {source} (run as the controller's user, or with sudo)",
+        dir.display()
+    )]
+    StateDirDenied {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -489,7 +510,7 @@ impl Store {
         let oldest = rec
             .revisions
             .iter()
-            .filter_map(|r| chrono::DateTime::parse_from_rfc3339(&r.revision.started_at).ok())
+            .map(|r| r.revision.started_at)
             .min()
             .map(std::time::SystemTime::from);
         let Some(oldest) = oldest else { return out };
@@ -566,24 +587,26 @@ pub fn default_state_dir_for(root: bool, xdg: Option<PathBuf>, home: Option<Path
 /// its controller; a directory that is not there is an error naming it and the flag.
 ///
 /// # Errors
-/// A message for people when `dir` is not a directory.
-pub fn existing(dir: &Path) -> Result<Store, String> {
+/// [`StateError::StateDirDenied`] or [`StateError::NoStateDir`] when `dir` is not a
+/// directory this user can read.
+pub fn existing(dir: &Path) -> Result<Store, StateError> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(Store::new(dir)),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
-            "cannot read the state directory {}: {e} (run as the controller's user, or with sudo)",
-            dir.display()
-        )),
-        _ => Err(format!(
-            "no such state directory {} (point --state-dir or SHIPSHAPE_STATE_DIR at the controller's; `shipshape run` creates it)",
-            dir.display()
-        )),
+        Err(source) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(StateError::StateDirDenied {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        }
+        _ => Err(StateError::NoStateDir {
+            dir: dir.to_path_buf(),
+        }),
     }
 }
 
-/// Now, as RFC 3339 UTC with milliseconds.
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Now, to the millisecond (recorded as RFC 3339 UTC with milliseconds).
+pub fn now() -> Timestamp {
+    Timestamp::now()
 }
 
 /// Create the directory `path` when missing: mode 0700 (its parents as the umask says).
@@ -711,6 +734,34 @@ mod tests {
             bytes.len() / 2,
             "the torn file is left for a person"
         );
+    }
+
+    /// A record written before times were typed (every time as RFC 3339 text) loads, its
+    /// times are times, and saving it writes the very same JSON back.
+    #[test]
+    fn a_record_written_by_the_previous_version_loads_and_saves_back_unchanged() {
+        let text = include_str!("../tests/fixtures/state-0.1.json");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        std::fs::create_dir_all(store.app_dir("demo")).unwrap();
+        std::fs::write(store.app_dir("demo").join("state.json"), text).unwrap();
+        let rec = store.load_saved("demo").unwrap();
+        let pass = rec.last_pass.as_ref().unwrap();
+        assert_eq!((pass.finished_at - pass.started_at).num_milliseconds(), 130);
+        let h = rec.health.as_ref().unwrap();
+        let since = h.failing_since.unwrap();
+        assert_eq!((h.checked_at - since).num_milliseconds(), 2400);
+        assert_eq!(
+            rec.pin.as_ref().unwrap().at.to_string(),
+            "2026-12-02T00:18:00.250Z"
+        );
+        store.save(&rec).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.app_dir("demo").join("state.json")).unwrap(),
+        )
+        .unwrap();
+        let before: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(written, before);
     }
 }
 
@@ -890,7 +941,7 @@ mod default_dir_tests {
             )
         );
         assert!(store.load_known("a").is_ok());
-        let missing = existing(&dir.path().join("nope")).unwrap_err();
+        let missing = existing(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(missing.starts_with("no such state directory "), "{missing}");
         assert!(missing.contains("--state-dir"), "{missing}");
     }
@@ -927,7 +978,7 @@ mod prune_tests {
             config_commit: format!("cfg{n}"),
             revision: n,
             reason: "build failed".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
         }
     }
 
@@ -980,7 +1031,7 @@ mod prune_tests {
         std::fs::write(&fresh, "dump").unwrap();
         for n in [4, 5] {
             let mut e = entry(n, Outcome::Failed);
-            e.revision.started_at = "2021-01-01T00:00:00.000Z".into();
+            e.revision.started_at = "2021-01-01T00:00:00.000Z".parse().unwrap();
             rec.revisions.push(e);
         }
         rec.revisions[0].backup = Some(referenced.display().to_string());

@@ -569,8 +569,8 @@ fn rss_kb(pid: u32) -> u64 {
 
 fn pass_secs(w: &World, app: &str) -> f64 {
     let p = w.store().load(app).unwrap().last_pass.unwrap();
-    let a = chrono::DateTime::parse_from_rfc3339(&p.started_at).unwrap();
-    let b = chrono::DateTime::parse_from_rfc3339(&p.finished_at).unwrap();
+    let a = p.started_at.datetime();
+    let b = p.finished_at.datetime();
     b.signed_duration_since(a).num_milliseconds() as f64 / 1000.0
 }
 
@@ -811,7 +811,7 @@ fn bench() {
         .iter()
         .find(|s| s.step.as_str().starts_with("pm2-"))
         .expect("the broken rollout's pm2 step");
-    let live_at = chrono::DateTime::parse_from_rfc3339(&live_step.started_at).unwrap()
+    let live_at = live_step.started_at.datetime()
         + chrono::Duration::milliseconds(live_step.duration_ms as i64);
     let ours_revert = done.signed_duration_since(live_at).num_milliseconds() as f64 / 1000.0;
     let revert_steps: Vec<serde_json::Value> = pass
@@ -858,8 +858,7 @@ fn bench() {
         let rec = w.wait_record("the pass", 60, &d, |r| {
             r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
-        let started =
-            chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
+        let started = rec.last_pass.unwrap().started_at.datetime();
         local.push(started.signed_duration_since(t).num_milliseconds() as f64 / 1000.0);
         w.wait_record("ready", 120, &d, |r| {
             r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
@@ -977,8 +976,7 @@ fn bench() {
         let rec = w.wait_record("the hooked pass", 60, &d, |r| {
             r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
-        let started =
-            chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
+        let started = rec.last_pass.unwrap().started_at.datetime();
         hooked.push(started.signed_duration_since(t).num_milliseconds() as f64 / 1000.0);
         w.wait_record("ready", 120, &d, |r| {
             r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)

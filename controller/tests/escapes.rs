@@ -39,9 +39,9 @@ fn assert_no_raw_control(what: &str, bytes: &[u8]) {
 
 fn hostile_world(name: &str) -> World {
     let w = World::new(name);
-    let doc = w
-        .document(&w.app_head())
-        .replace("      - npm run build\n", &format!("      - {STEP}\n"));
+    let doc = common::edited(&w.document(&w.app_head()), |app| {
+        app.build_steps(&[STEP]);
+    });
     assert!(doc.contains("printf"), "the step is in the document");
     w.commit_config(&doc);
     w
@@ -135,9 +135,9 @@ fn the_event_stream_of_status_watch_shows_escape_sequences_escaped() {
         }
     });
     // The failing rollout's events carry the step's message, escape sequences included.
-    let doc = w
-        .document(&w.app_head())
-        .replace("      - npm run build\n", &format!("      - {STEP}\n"));
+    let doc = common::edited(&w.document(&w.app_head()), |app| {
+        app.build_steps(&[STEP]);
+    });
     w.commit_config(&doc);
     let mut lines: Vec<Vec<u8>> = Vec::new();
     let start = Instant::now();

@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{AppEdit, Daemon, World, wait_for};
+use shipshape_spec::Timestamp;
 use shipshape_spec::status::{Outcome, Phase};
 
 /// The default document with a 5-minute deadline, 2 failing rounds in a row and 500 ms
@@ -37,10 +38,8 @@ fn commit_broken_app(w: &World, version: &str) -> String {
     w.commit_app_files(&[("server.js", &broken)], "health answers 500")
 }
 
-fn secs_between(a: &str, b: &str) -> f64 {
-    let a = chrono::DateTime::parse_from_rfc3339(a).unwrap();
-    let b = chrono::DateTime::parse_from_rfc3339(b).unwrap();
-    (b - a).num_milliseconds() as f64 / 1000.0
+fn secs_between(a: &Timestamp, b: &Timestamp) -> f64 {
+    (*b - *a).num_milliseconds() as f64 / 1000.0
 }
 
 fn deploy_v1(w: &World, success: u32) -> (String, Daemon) {
@@ -74,15 +73,8 @@ fn a_release_answering_500_is_reverted_after_two_failing_rounds_not_at_the_deadl
         .unwrap()
         .revision
         .live_at
-        .clone()
         .expect("the rollout switched");
-    let reverted_at = rec
-        .revision(2)
-        .unwrap()
-        .revision
-        .finished_at
-        .clone()
-        .unwrap();
+    let reverted_at = rec.revision(2).unwrap().revision.finished_at.unwrap();
     let from_switch = secs_between(&live_at, &reverted_at);
     eprintln!("reverted {from_switch:.1}s after the switch, {from_commit:?} after the commit");
     assert!(
@@ -142,8 +134,8 @@ fn a_release_that_refuses_connections_while_it_boots_within_its_grace_is_not_rev
     );
     // It really did refuse connections for a while: the verification took the boot time.
     // (From the revision's times: a later pass may already have replaced `last_pass`.)
-    let live_at = r2.live_at.clone().expect("went live");
-    let healthy_at = r2.finished_at.clone().expect("finished");
+    let live_at = r2.live_at.expect("went live");
+    let healthy_at = r2.finished_at.expect("finished");
     let verified_ms = (secs_between(&live_at, &healthy_at) * 1000.0) as u64;
     assert!(
         verified_ms >= 3500,

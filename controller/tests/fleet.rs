@@ -13,7 +13,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::prometheus::Prometheus;
-use common::{Daemon, World, free_port, git, wait_for};
+use common::{AppEdit, Daemon, World, free_port, git, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
 
 /// One host: its own world (state dir, pm2 home, app port, releases root, env file).
@@ -28,17 +28,11 @@ struct Host {
 /// releases root, so each has its own file; a real fleet would share one), with the host's
 /// env file.
 fn document(fleet: &World, host: &Host, commit: &str) -> String {
-    let text = host.world.document(commit).replace(
-        &format!("repository: {}", host.world.app_repo().display()),
-        &format!("repository: {}", fleet.app_repo().display()),
-    );
-    let mut app = shipshape_spec::load_str(&text, "fleet.yaml").expect("the document loads");
-    app.spec.hosts = Some(shipshape_spec::app::Hosts {
-        names: vec![host.name.to_string()],
-        labels: Default::default(),
-    });
-    app.spec.env_file = Some(host.env_file.display().to_string());
-    shipshape_spec::load::to_yaml(&app)
+    common::edited(&host.world.document(commit), |app| {
+        app.repository(&fleet.app_repo().display().to_string())
+            .hosts(&[host.name], &[])
+            .env_file(&host.env_file);
+    })
 }
 
 /// Commit every host's document at `commit` in one config commit; returns it.

@@ -233,7 +233,7 @@ fn a_flood_of_256_connections_on_the_read_only_api_reverts_nothing_and_a_rollout
     // records it, and anything regressed or reverted.
     let mut curl = Vec::new();
     let mut measured = Vec::new();
-    let mut last_checked = String::new();
+    let mut last_checked = None;
     let mut seen_bad: Vec<String> = Vec::new();
     let mut not_passing: Vec<String> = Vec::new();
     let mut committed_at = None;
@@ -245,9 +245,9 @@ fn a_flood_of_256_connections_on_the_read_only_api_reverts_nothing_and_a_rollout
         }
         if let Ok(rec) = w.store().load(&w.name) {
             if let Some(h) = &rec.health
-                && h.checked_at != last_checked
+                && Some(h.checked_at) != last_checked
             {
-                last_checked = h.checked_at.clone();
+                last_checked = Some(h.checked_at);
                 for r in h.results.iter().filter(|r| r.name == "api") {
                     measured.push(r.latency_ms);
                     if r.state != ProbeState::Pass || r.latency_ms > 100 {

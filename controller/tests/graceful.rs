@@ -370,7 +370,7 @@ fn a_stopped_name_beside_a_serving_name_next_of_an_old_config_is_replaced_with_n
         pm2_list(&w)
             .into_iter()
             .filter(|i| i.name == n)
-            .map(|i| i.status)
+            .map(|i| i.status.to_string())
             .collect()
     };
     assert_eq!(status(&name), ["stopped", "stopped"]);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::pm2::{client, idle_script};
 use common::{World, wait_for};
-use shipshape::pm2::{Instance, ReadVia, parse_jlist, socket};
+use shipshape::pm2::{Instance, ReadVia, Status, parse_jlist, socket};
 use shipshape::runtime::metrics::Metrics;
 
 const SECRET: &str = "s3cr3t-value-from-the-env";
@@ -21,7 +21,7 @@ fn pm2_cli(home: &Path, args: &[&str]) {
 }
 
 /// Everything but cpu and memory (measured anew by each read).
-type Seen = (String, u64, u64, String, u64, String, Vec<(String, String)>);
+type Seen = (String, u64, u64, Status, u64, String, Vec<(String, String)>);
 
 fn seen(list: &[Instance]) -> Vec<Seen> {
     let mut v: Vec<Seen> = list
@@ -58,7 +58,7 @@ fn cli_list(w: &World) -> Vec<Instance> {
 fn all_online(w: &World, n: usize) {
     wait_for("pm2 processes online", Duration::from_secs(30), || {
         let l = cli_list(w);
-        (l.len() == n && l.iter().all(|i| i.status == "online")).then_some(())
+        (l.len() == n && l.iter().all(|i| i.status == Status::Online)).then_some(())
     });
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::pm2::{client, idle_script};
 use common::{World, wait_for};
 use serde_json::Value;
-use shipshape::pm2::{Instance, Pm2, Pm2Error, ReadVia, parse_jlist, socket};
+use shipshape::pm2::{Instance, Pm2, Pm2Error, ReadVia, Status, parse_jlist, socket};
 use shipshape::runtime::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -46,7 +46,7 @@ fn cli_list(w: &World) -> Vec<Instance> {
 fn all_online(w: &World, n: usize) {
     wait_for("pm2 processes online", Duration::from_secs(30), || {
         let l = cli_list(w);
-        (l.len() == n && l.iter().all(|i| i.status == "online")).then_some(())
+        (l.len() == n && l.iter().all(|i| i.status == Status::Online)).then_some(())
     });
 }
 

@@ -174,15 +174,13 @@ fn a_regression_inside_the_window_is_reverted_and_outside_it_is_only_reported() 
         r.live_revision == Some(2) && r.phase == Phase::Ready
     });
     // Past the window (polling the clock, not sleeping a fixed time).
-    let healthy_at = chrono::DateTime::parse_from_rfc3339(
-        rec.revision(2)
-            .unwrap()
-            .revision
-            .finished_at
-            .as_deref()
-            .unwrap(),
-    )
-    .unwrap();
+    let healthy_at = rec
+        .revision(2)
+        .unwrap()
+        .revision
+        .finished_at
+        .unwrap()
+        .datetime();
     common::wait_for(
         "the rollback window to pass",
         Duration::from_secs(10),

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::stub::{Stub, answer};
@@ -88,12 +89,12 @@ fn basic_auth_server() -> Stub {
     })
 }
 
-/// `w`'s document with its app repository at `repository`, and `source` (the
-/// `tokenFile` lines) added to its `spec.source`.
-fn document_with_token(w: &World, repository: &str, source: &str) -> String {
-    w.document(&w.app_head())
-        .replace(&w.app_repo().display().to_string(), repository)
-        .replace("    commit:", &format!("{source}    commit:"))
+/// `w`'s document with its app repository at `repository`, and `spec.source.tokenFile`
+/// (and `tokenUser`) set.
+fn document_with_token(w: &World, repository: &str, token: &Path, user: Option<&str>) -> String {
+    common::edited(&w.document(&w.app_head()), |app| {
+        app.repository(repository).token_file(token, user);
+    })
 }
 
 #[test]
@@ -156,9 +157,9 @@ fn an_older_record_holding_a_url_with_credentials_never_shows_them_in_views_the_
     let server = Stub::start(|_| Some(answer("404 Not Found", &[], "")));
     let w = World::new("legacy");
     let clean = format!("{}/x.git", server.url());
-    let doc = w
-        .document(&w.app_head())
-        .replace(&w.app_repo().display().to_string(), &clean);
+    let doc = common::edited(&w.document(&w.app_head()), |app| {
+        app.repository(&clean);
+    });
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "{log}");
@@ -223,14 +224,7 @@ fn a_private_repositorys_token_file_reaches_the_server_only_through_gits_credent
     let token_file = w.root().join("git-token");
     write_mode(&token_file, &format!("{TOKEN}\n"), 0o600);
     let repository = format!("{}/x.git", server.url());
-    let doc = document_with_token(
-        &w,
-        &repository,
-        &format!(
-            "    tokenFile: {}\n    tokenUser: deployer\n",
-            token_file.display()
-        ),
-    );
+    let doc = document_with_token(&w, &repository, &token_file, Some("deployer"));
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 1, "the repository has nothing: {log}");
@@ -301,7 +295,8 @@ fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
     let doc = document_with_token(
         &w,
         &format!("{}/x.git", configured.url()),
-        &format!("    tokenFile: {}\n", token_file.display()),
+        &token_file,
+        None,
     );
     w.commit_config(&doc);
     let (code, log) = w.run_once();
@@ -325,9 +320,9 @@ fn a_token_is_not_sent_to_a_server_the_repository_redirected_to() {
 /// A document whose rollout starts (an event, so a notification) and then fails at once:
 /// its repository does not exist. No app process is started.
 fn failing_rollout(w: &World) {
-    let doc = w
-        .document(&w.app_head())
-        .replace(&w.app_repo().display().to_string(), "/nonexistent/repo");
+    let doc = common::edited(&w.document(&w.app_head()), |app| {
+        app.repository("/nonexistent/repo");
+    });
     w.commit_config(&doc);
 }
 

@@ -8,14 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{World, free_port, git, wait_for};
+use common::{AppEdit, World, free_port, git, wait_for};
 use shipshape_spec::status::Phase;
 
 fn greet(w: &World, commit: &str, greeting: &str) -> String {
-    w.document(commit).replace(
-        "        PORT:",
-        &format!("        GREETING: {greeting}\n        PORT:"),
-    )
+    common::with_env(&w.document(commit), "GREETING", greeting)
 }
 
 #[test]
@@ -33,8 +30,7 @@ fn a_commit_to_a_local_config_repo_starts_a_pass_within_a_second() {
         let rec = w.wait_record("a pass of the new commit", 30, &d, |r| {
             r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
         });
-        let started =
-            chrono::DateTime::parse_from_rfc3339(&rec.last_pass.unwrap().started_at).unwrap();
+        let started = rec.last_pass.unwrap().started_at.datetime();
         latencies.push(started.signed_duration_since(committed).num_milliseconds());
         w.wait_record("ready", 30, &d, |r| {
             r.phase == Phase::Ready && r.last_pass.as_ref().is_some_and(|p| p.config_commit == c)
@@ -147,10 +143,7 @@ fn failed_fetches(
     w: &World,
     n: u32,
 ) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
-    let parse = |t: Option<&String>| {
-        t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc))
-    };
+    let parse = |t: Option<&shipshape_spec::Timestamp>| t.map(|t| t.datetime());
     let mut seen = std::collections::BTreeMap::new();
     // The next try announced last (before the first failure: after the last success).
     let mut announced = parse(w.store().load_source().next_try_at.as_ref());
@@ -426,14 +419,11 @@ fn a_bad_document_stops_only_its_app_and_the_next_good_commit_recovers() {
     let broken = w.document(&v1).replace("instances: 2", "instances: many");
     std::fs::write(
         w.config_repo().join("apps/other.yaml"),
-        greet(&w, &v1, "still-going")
-            .replace(&format!("name: {}\n", w.name), "name: second\n")
-            .replace(&format!("name: {}-web", w.name), "name: second-web")
-            .replace(&w.port.to_string(), &other_port.to_string())
-            .replace(
-                &w.releases_root().display().to_string(),
-                &w.root().join("srv-second").display().to_string(),
-            ),
+        common::with_env(
+            &w.other_document("second", &v1, other_port),
+            "GREETING",
+            "still-going",
+        ),
     )
     .unwrap();
     w.commit_config(&broken);
@@ -515,10 +505,9 @@ fn a_removed_document_is_reported_and_only_pruned_when_asked() {
 fn documents_select_hosts_by_name_and_label() {
     let w = World::new("selective");
     let v1 = w.app_head();
-    let doc = w.document(&v1).replace(
-        "spec:\n",
-        "spec:\n  hosts:\n    names: [web-1, web-2]\n    labels: { role: web }\n",
-    );
+    let doc = common::edited(&w.document(&v1), |app| {
+        app.hosts(&["web-1", "web-2"], &[("role", "web")]);
+    });
     w.commit_config(&doc);
     let out = w.shipshape(
         &["run", "--once", "--hostname", "db-1", "--label", "role=web"],
@@ -574,16 +563,16 @@ fn a_slow_app_does_not_hold_up_another() {
     let d = w.start(&[]);
     w.wait_record("slow v1 healthy", 60, &d, |r| r.phase == Phase::Ready);
     // `slow` gets a revision that never passes, with a long deadline.
-    w.commit_config(
-        &w.document(&v1)
-            .replace("        PORT:", "        HEALTH_FAIL: \"1\"\n        PORT:")
-            .replace("progressDeadline: 20s", "progressDeadline: 5m"),
-    );
+    w.commit_config(&common::edited(&w.document(&v1), |app| {
+        app.env("HEALTH_FAIL", "1")
+            .progress_deadline(Duration::from_secs(300));
+    }));
     w.wait_record("slow verifying", 30, &d, |r| r.phase == Phase::Progressing);
     let started = Instant::now();
-    let quick_doc = w.other_document("quick", &v1, other_port).replace(
-        "        PORT:",
-        "        GREETING: meanwhile\n        PORT:",
+    let quick_doc = common::with_env(
+        &w.other_document("quick", &v1, other_port),
+        "GREETING",
+        "meanwhile",
     );
     w.commit_config_file("quick.yaml", Some(&quick_doc));
     wait_for(

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::World;
+use common::{AppEdit, World};
 
 /// `shipshape run` with `args` on `w`'s repositories and state directory.
 fn controller(w: &World, args: &[&str]) -> Command {
@@ -140,10 +140,9 @@ fn secrets_on_disk_are_private_pm2_home_dump_state_dir_and_token() {
 
     // A deploy whose env file holds a secret: pm2 save writes it into dump.pm2.
     let env = w.write_env_file("API_SECRET=hunter2-in-the-dump\n");
-    let doc = w.document(&w.app_head()).replace(
-        "  processes:\n",
-        &format!("  envFile: {}\n  processes:\n", env.display()),
-    );
+    let doc = common::edited(&w.document(&w.app_head()), |app| {
+        app.env_file(&env);
+    });
     w.commit_config(&doc);
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "{log}");

@@ -99,7 +99,7 @@ fn the_flaky_stock_app_stays_healthy_for_20_rounds_under_a_cpu_hog_and_a_broken_
     // At least 20 monitor rounds of revision 1: some fail (a fifth, at random), and it stays
     // Healthy, Ready, never regressed.
     let (mut rounds, mut failed, mut most_in_a_row) = (0u32, 0u32, 0u32);
-    let mut last_checked = String::new();
+    let mut last_checked = None;
     let started = Instant::now();
     while rounds < 20 || failed == 0 {
         assert!(
@@ -115,9 +115,9 @@ fn the_flaky_stock_app_stays_healthy_for_20_rounds_under_a_cpu_hog_and_a_broken_
             d.log_tail(30)
         );
         if let Some(h) = rec.health.as_ref().filter(|h| h.revision == 1)
-            && h.checked_at != last_checked
+            && Some(h.checked_at) != last_checked
         {
-            last_checked = h.checked_at.clone();
+            last_checked = Some(h.checked_at);
             rounds += 1;
             if h.results.iter().any(|r| r.state == ProbeState::Fail) {
                 failed += 1;
@@ -154,11 +154,7 @@ fn the_flaky_stock_app_stays_healthy_for_20_rounds_under_a_cpu_hog_and_a_broken_
         outcome(r, 2).is_some_and(|o| o != Outcome::Progressing) && r.phase != Phase::Progressing
     });
     let two = rec.revision(2).unwrap();
-    let ms = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .unwrap()
-            .timestamp_millis()
-    };
+    let ms = |t: &shipshape_spec::Timestamp| t.datetime().timestamp_millis();
     eprintln!(
         "revision 1's failed round at {} ({} in a row: {:?}); revision 2 started {} ms after it; {:?} at {:?}: {}",
         hiccup.checked_at,
@@ -299,7 +295,7 @@ fn a_hey_flood_on_the_api_under_a_cpu_hog_reverts_nothing_of_the_stock_app_and_a
             if let Some(h) = &rec.health
                 && h.checked_at != last_checked
             {
-                last_checked = h.checked_at.clone();
+                last_checked = h.checked_at;
                 for r in &h.results {
                     measured.push(r.latency_ms);
                     if r.detail.contains("maxLatency") {

@@ -12,17 +12,20 @@
 //!   The only module that knows about the YAML crates.
 //! - [`validate`]: semantic checks that report every problem at once.
 //! - [`status`]: revisions, outcomes, step records and kstatus-style conditions.
+//! - [`time`]: [`Timestamp`], the time type of the records (RFC 3339 text, parsed once).
 
 pub mod app;
 pub mod duration;
 pub mod load;
 pub mod quantity;
 pub mod status;
+pub mod time;
 pub mod validate;
 
 pub use app::App;
 pub use duration::Duration;
 pub use load::{LoadError, Problem, load_str};
+pub use time::Timestamp;
 
 /// The JSON Schema of the [`App`] document, as checked in at `schemas/app.schema.json`.
 pub fn app_schema() -> serde_json::Value {

@@ -1,7 +1,9 @@
 //! What the controller reports about each app: revisions and their outcomes, the steps
-//! of each reconcile pass, and kstatus-style conditions. Times are RFC 3339 strings in UTC.
+//! of each reconcile pass, and kstatus-style conditions. Times are [`Timestamp`]s (RFC 3339 text in UTC).
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::time::Timestamp;
 
 /// Where an app stands, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,14 +59,14 @@ pub struct Revision {
     /// Hash of the process configuration (pm2 apps as applied).
     pub process_hash: String,
     /// When the rollout began.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// When it went live: the start of its first step that changed what is live (the
     /// switch, or a pm2 reload for a settings-only change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub live_at: Option<String>,
+    pub live_at: Option<Timestamp>,
     /// When the outcome was reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Timestamp>,
     /// What happened.
     pub outcome: Outcome,
     /// Why, in words (the failing step and its error, for failures).
@@ -259,7 +261,7 @@ pub struct StepRecord {
     /// Why the planner asked for it.
     pub reason: String,
     /// When it started.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,
     /// How it ended.
@@ -274,9 +276,9 @@ pub struct StepRecord {
 #[serde(rename_all = "camelCase")]
 pub struct PassRecord {
     /// When the pass started.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// When it ended.
-    pub finished_at: String,
+    pub finished_at: Timestamp,
     /// The config commit it read.
     pub config_commit: String,
     /// The steps it ran, in order (empty when nothing differed).
@@ -309,6 +311,108 @@ pub mod condition_types {
     pub const HEALTHY: &str = "Healthy";
 }
 
+/// Condition reasons: the CamelCase word in a [`Condition`]'s `reason`, one constant per
+/// cause (as Flux's `api/` packages define theirs), so the controller, `shipshape status`
+/// and anything reading the records or the API's JSON agree on the spelling.
+pub mod condition_reasons {
+    // Where the app is where it should be.
+    /// The last pass left live equal to desired (Ready, Reconciling and Stalled).
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// The health checks pass (Healthy).
+    pub const CHECKS_PASSING: &str = "ChecksPassing";
+
+    // Working towards desired (Reconciling True).
+    /// A pass is applying a new revision's steps.
+    pub const PROGRESSING: &str = "Progressing";
+    /// A pass resumes what a controller that stopped mid-pass left in its journal.
+    pub const RESUMING: &str = "Resuming";
+    /// A pass hit a transient error and is retried (Reconciling True).
+    pub const RETRYING_AFTER_ERROR: &str = "RetryingAfterError";
+    /// The transient error that keeps the app from being Ready (Ready False).
+    pub const TRANSIENT_ERROR: &str = "TransientError";
+    /// A pin or another request stopped a rollout or revert; the next pass converges.
+    pub const SUPERSEDED: &str = "Superseded";
+
+    // A step of a rollout failed (Stalled True), named by the step.
+    /// Fetching the app's source failed.
+    pub const FETCH_FAILED: &str = "FetchFailed";
+    /// `build.install` (or carrying `node_modules` over) failed.
+    pub const INSTALL_FAILED: &str = "InstallFailed";
+    /// A build step failed.
+    pub const BUILD_FAILED: &str = "BuildFailed";
+    /// The database backup failed.
+    pub const BACKUP_FAILED: &str = "BackupFailed";
+    /// A migration failed.
+    pub const MIGRATION_FAILED: &str = "MigrationFailed";
+    /// The revision failed its health verification.
+    pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
+    /// An after-switch hook failed.
+    pub const HOOK_FAILED: &str = "HookFailed";
+    /// Another step failed (a switch, a pm2 step …).
+    pub const STEP_FAILED: &str = "StepFailed";
+
+    // After a failure.
+    /// The failed revision was reverted to the last healthy one (Ready False, Stalled True).
+    pub const ROLLED_BACK: &str = "RolledBack";
+    /// The revision reverted to is healthy (Healthy True).
+    pub const REVERTED_HEALTHY: &str = "RevertedHealthy";
+    /// The desired config commit is quarantined; the last good revision is held.
+    pub const QUARANTINED: &str = "Quarantined";
+    /// The live revision is unhealthy and the controller cannot fix it by itself.
+    pub const DEGRADED: &str = "Degraded";
+
+    // A pass could not go on (Stalled True).
+    /// The document does not load or validate; nothing was applied.
+    pub const INVALID_DOCUMENT: &str = "InvalidDocument";
+    /// The env file cannot be read.
+    pub const ENV_FILE_UNREADABLE: &str = "EnvFileUnreadable";
+    /// The planner refused to go on (a blocker).
+    pub const BLOCKED: &str = "Blocked";
+    /// A pin names no revision that can be applied.
+    pub const PIN_INVALID: &str = "PinInvalid";
+    /// A pass could not finish (the records or the server could not be read, or a panic).
+    pub const PASS_FAILED: &str = "PassFailed";
+
+    // The document was removed from the config repo.
+    /// What it deployed is left running (Orphaned).
+    pub const DOCUMENT_REMOVED: &str = "DocumentRemoved";
+    /// Its processes were removed, as told to prune (Pruned).
+    pub const PRUNED: &str = "Pruned";
+    /// Removing its processes failed.
+    pub const PRUNE_FAILED: &str = "PruneFailed";
+
+    /// Every reason, for checks and docs.
+    pub const ALL: [&str; 27] = [
+        SUCCEEDED,
+        CHECKS_PASSING,
+        PROGRESSING,
+        RESUMING,
+        RETRYING_AFTER_ERROR,
+        TRANSIENT_ERROR,
+        SUPERSEDED,
+        FETCH_FAILED,
+        INSTALL_FAILED,
+        BUILD_FAILED,
+        BACKUP_FAILED,
+        MIGRATION_FAILED,
+        HEALTH_CHECK_FAILED,
+        HOOK_FAILED,
+        STEP_FAILED,
+        ROLLED_BACK,
+        REVERTED_HEALTHY,
+        QUARANTINED,
+        DEGRADED,
+        INVALID_DOCUMENT,
+        ENV_FILE_UNREADABLE,
+        BLOCKED,
+        PIN_INVALID,
+        PASS_FAILED,
+        DOCUMENT_REMOVED,
+        PRUNED,
+        PRUNE_FAILED,
+    ];
+}
+
 /// One condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -318,12 +422,12 @@ pub struct Condition {
     pub type_: String,
     /// Whether it holds.
     pub status: ConditionStatus,
-    /// A CamelCase reason.
+    /// A CamelCase reason: one of [`condition_reasons`].
     pub reason: String,
     /// A sentence for people.
     pub message: String,
     /// When `status` last changed.
-    pub last_transition_time: String,
+    pub last_transition_time: Timestamp,
 }
 
 /// How one probe came out.
@@ -357,7 +461,7 @@ pub struct CheckResult {
 #[serde(rename_all = "camelCase")]
 pub struct HealthRecord {
     /// When the last round ran.
-    pub checked_at: String,
+    pub checked_at: Timestamp,
     /// The revision that was live.
     pub revision: u64,
     /// Whether the last conclusive round passed.
@@ -369,7 +473,7 @@ pub struct HealthRecord {
     /// When the current streak of failing rounds began (the first of them); none while
     /// the last conclusive round passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<String>,
+    pub failing_since: Option<Timestamp>,
     /// The last round's results.
     pub results: Vec<CheckResult>,
 }
@@ -381,7 +485,7 @@ pub struct Regression {
     /// The revision that regressed.
     pub revision: u64,
     /// When `failureThreshold` failing rounds in a row were reached.
-    pub at: String,
+    pub at: Timestamp,
     /// The last failure.
     pub reason: String,
 }
@@ -405,7 +509,7 @@ pub struct Pin {
     /// Who pinned it.
     pub by: String,
     /// When.
-    pub at: String,
+    pub at: Timestamp,
     /// Why.
     pub reason: String,
     /// Where the pin comes from.
@@ -421,7 +525,7 @@ pub struct RefusedCommit {
     /// Why (unsigned, unknown signer, bad signature …).
     pub reason: String,
     /// When it was seen.
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// The config repo, as the controller sees it.
@@ -439,10 +543,10 @@ pub struct SourceStatus {
     pub tip: Option<String>,
     /// When a fetch was last tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_fetch_at: Option<String>,
+    pub last_fetch_at: Option<Timestamp>,
     /// When a fetch last succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_success_at: Option<String>,
+    pub last_success_at: Option<Timestamp>,
     /// The last fetch error, until a fetch succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -451,7 +555,7 @@ pub struct SourceStatus {
     pub consecutive_failures: u32,
     /// When the next fetch is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_try_at: Option<String>,
+    pub next_try_at: Option<Timestamp>,
     /// The newest commit whose signature was trusted (when signatures are required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_trusted: Option<String>,
@@ -464,7 +568,7 @@ pub struct SourceStatus {
     pub allow_rewind: Option<String>,
     /// When a webhook last asked for a fetch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_webhook_at: Option<String>,
+    pub last_webhook_at: Option<Timestamp>,
 }
 
 /// A failure kept for status: which step, what it said.
@@ -479,5 +583,27 @@ pub struct LastError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
     /// When.
-    pub at: String,
+    pub at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::condition_reasons;
+
+    #[test]
+    fn every_condition_reason_is_distinct_camel_case_and_listed_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        for (i, r) in condition_reasons::ALL.iter().enumerate() {
+            assert!(
+                r.starts_with(|c: char| c.is_ascii_uppercase())
+                    && r.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{r}"
+            );
+            assert!(!condition_reasons::ALL[..i].contains(r), "{r} twice");
+            assert!(
+                readme.contains(&format!("`{r}`")),
+                "README does not list {r}"
+            );
+        }
+    }
 }

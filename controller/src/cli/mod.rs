@@ -320,10 +320,26 @@ pub enum Command {
     },
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+/// A flag's value that does not read (clap prints the message).
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    /// A `--label` without `key=`.
+    #[error("{0:?} is not key=value")]
+    NotKeyValue(String),
+    /// A `--public-host` with a scheme, port, path or odd characters.
+    #[error(
+        "{0:?} is not a host name or address (no scheme, port or path: e.g. deploy.example.com)"
+    )]
+    NotHost(String),
+    /// A duration that does not read.
+    #[error(transparent)]
+    Duration(#[from] shipshape_spec::duration::ParseDurationError),
+}
+
+fn parse_label(s: &str) -> Result<(String, String), ArgError> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("{s:?} is not key=value")),
+        _ => Err(ArgError::NotKeyValue(s.to_string())),
     }
 }
 
@@ -336,7 +352,7 @@ pub fn hostname() -> String {
 }
 
 /// A `--public-host`: a DNS name or an IP address, without scheme, port or path.
-fn parse_public_host(s: &str) -> Result<String, String> {
+fn parse_public_host(s: &str) -> Result<String, ArgError> {
     let name = s.trim().trim_start_matches('[').trim_end_matches(']');
     let ok = !name.is_empty()
         && name
@@ -346,16 +362,12 @@ fn parse_public_host(s: &str) -> Result<String, String> {
     if ok {
         Ok(name.to_ascii_lowercase())
     } else {
-        Err(format!(
-            "{s:?} is not a host name or address (no scheme, port or path: e.g. deploy.example.com)"
-        ))
+        Err(ArgError::NotHost(s.to_string()))
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<shipshape_spec::Duration>()
-        .map(|d| d.std())
-        .map_err(|e| e.to_string())
+fn parse_duration(s: &str) -> Result<Duration, ArgError> {
+    Ok(s.parse::<shipshape_spec::Duration>()?.std())
 }
 
 /// Parse the command line, run, and return the process exit code.

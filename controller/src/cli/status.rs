@@ -83,7 +83,7 @@ async fn live_view(store: &Store, only: Option<&str>) -> i32 {
         let (records, problem) = match read_records(store, only, false) {
             Ok((r, problems)) if problems.is_empty() => (r, None),
             Ok((r, problems)) => (r, Some(problems.join("; "))),
-            Err(e) => (Vec::new(), Some(e)),
+            Err(e) => (Vec::new(), Some(e.to_string())),
         };
         let footer = format!(
             "{}  {}{}  (Ctrl-C to stop)",
@@ -150,7 +150,7 @@ async fn watch_events(state_dir: &Path, only: Option<&str>, output: Format) -> i
                 },
                 Format::Table => println!(
                     "{}  {:<10} {:<19} {:<11} {}",
-                    shown::text(&ev.at),
+                    shown::text(&ev.at.to_string()),
                     shown::text(&ev.app),
                     serde_json::to_value(ev.kind)
                         .ok()
@@ -175,9 +175,7 @@ async fn watch_events(state_dir: &Path, only: Option<&str>, output: Format) -> i
 /// `shipshape logs`: the output of every step of a revision's rollout (and revert); by
 /// default the last attempted revision's.
 pub fn logs(state_dir: &Path, app: &str, revision: Option<u64>) -> i32 {
-    let rec = match crate::state::existing(state_dir)
-        .and_then(|store| store.load_known(app).map_err(|e| e.to_string()))
-    {
+    let rec = match crate::state::existing(state_dir).and_then(|store| store.load_known(app)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -225,25 +223,19 @@ fn read_records(
     store: &Store,
     only: Option<&str>,
     json: bool,
-) -> Result<(Vec<AppRecord>, Vec<String>), String> {
+) -> Result<(Vec<AppRecord>, Vec<String>), ViewError> {
     match only {
-        Some(n) => Ok((
-            vec![shown_record(
-                &store.load_known(n).map_err(|e| e.to_string())?,
-                json,
-            )?],
-            Vec::new(),
-        )),
+        Some(n) => Ok((vec![shown_record(&store.load_known(n)?, json)?], Vec::new())),
         None => {
             let (mut records, mut problems) = (Vec::new(), Vec::new());
             for n in store.apps() {
                 match store
                     .load(&n)
-                    .map_err(|e| e.to_string())
+                    .map_err(ViewError::from)
                     .and_then(|r| shown_record(&r, json))
                 {
                     Ok(r) => records.push(r),
-                    Err(e) => problems.push(e),
+                    Err(e) => problems.push(e.to_string()),
                 }
             }
             Ok((records, problems))
@@ -253,13 +245,24 @@ fn read_records(
 
 /// `rec` as a view shows it: URL credentials masked, and for people (not `json`) control
 /// characters escaped (see [`shown`]). The records on disk keep the raw text.
-fn shown_record(rec: &AppRecord, json: bool) -> Result<AppRecord, String> {
+fn shown_record(rec: &AppRecord, json: bool) -> Result<AppRecord, ViewError> {
     let shown = if json {
         shown::for_json(rec)
     } else {
         shown::for_people(rec)
     };
-    shown.ok_or_else(|| format!("{}: the record cannot be shown safely", rec.name))
+    shown.ok_or_else(|| ViewError::Unshowable(rec.name.clone()))
+}
+
+/// Why a view of the records cannot be shown.
+#[derive(Debug, thiserror::Error)]
+enum ViewError {
+    /// The state directory or a record cannot be read.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A record's text does not read back once escaped for the view.
+    #[error("{0}: the record cannot be shown safely")]
+    Unshowable(String),
 }
 
 /// The config repo's status as a view shows it (see [`shown_record`]).
@@ -343,7 +346,8 @@ fn api_line(state_dir: &Path) -> Option<String> {
 /// `shipshape history`: an app's revisions, oldest first.
 pub fn history(state_dir: &Path, app: &str, output: Format) -> i32 {
     let r = match crate::state::existing(state_dir)
-        .and_then(|store| store.load_known(app).map_err(|e| e.to_string()))
+        .and_then(|store| store.load_known(app))
+        .map_err(ViewError::from)
         .and_then(|r| shown_record(&r, output == Format::Json))
     {
         Ok(r) => r,

@@ -15,8 +15,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use shipshape_spec::status::{ConditionStatus, Outcome, Phase, PinSource, SourceStatus};
+use shipshape_spec::status::{ConditionStatus, Outcome, Phase, PinSource, SourceStatus, Timestamp};
 
+use crate::plan::short_sha;
 use crate::state::AppRecord;
 
 /// How much an app needs a person, most urgent first (the order of [`list`]).
@@ -54,13 +55,13 @@ fn health_failing(rec: &AppRecord) -> bool {
         .is_some_and(|h| !h.passing && Some(h.revision) == rec.live_revision)
 }
 
-/// An age for people: `45s`, `12m`, `5h`, `3d` (`-` when `at` is missing or unreadable;
-/// a time in the future counts as now).
-pub fn age(at: Option<&str>, now: DateTime<Utc>) -> String {
-    let Some(t) = at.and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
+/// An age for people: `45s`, `12m`, `5h`, `3d` (`-` when `at` is missing; a time in the
+/// future counts as now).
+pub fn age(at: Option<Timestamp>, now: DateTime<Utc>) -> String {
+    let Some(t) = at else {
         return "-".into();
     };
-    let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
+    let secs = (now - t.datetime()).num_seconds().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 120 * 60 => format!("{}m", s / 60),
@@ -69,17 +70,9 @@ pub fn age(at: Option<&str>, now: DateTime<Utc>) -> String {
     }
 }
 
-/// The first 7 characters of a commit, as `git log --oneline` shows them.
-fn short(sha: &str) -> String {
-    sha.chars().take(7).collect()
-}
-
 /// When the app last changed state: the newest transition of its conditions.
-fn since(rec: &AppRecord) -> Option<&str> {
-    rec.conditions
-        .iter()
-        .map(|c| c.last_transition_time.as_str())
-        .max()
+fn since(rec: &AppRecord) -> Option<Timestamp> {
+    rec.conditions.iter().map(|c| c.last_transition_time).max()
 }
 
 /// A text on one line: newlines and runs of spaces become one space.
@@ -178,7 +171,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
     let live_app = live.map(|l| l.revision.app_commit.as_str());
     let desired = match (rec.desired_app_commit.as_deref(), live_app) {
         (Some(d), Some(l)) if d == l => "-".to_string(),
-        (Some(d), _) => short(d),
+        (Some(d), _) => short_sha(d),
         (None, _) => "-".to_string(),
     };
     let health = match &rec.health {
@@ -197,7 +190,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
         format!("{:?}", rec.phase),
         live.map(|l| l.revision.number.to_string())
             .unwrap_or_else(|| "-".into()),
-        live_app.map(short).unwrap_or_else(|| "-".into()),
+        live_app.map(short_sha).unwrap_or_else(|| "-".into()),
         desired,
         health,
         pinned,
@@ -208,7 +201,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
         cells.push(
             rec.desired_config_commit
                 .as_deref()
-                .map(short)
+                .map(short_sha)
                 .unwrap_or_else(|| "-".into()),
         );
         cells.push(
@@ -218,7 +211,7 @@ fn row(rec: &AppRecord, now: DateTime<Utc>, wide: bool) -> Row {
         cells.push(
             rec.last_pass
                 .as_ref()
-                .map(|p| age(Some(&p.finished_at), now))
+                .map(|p| age(Some(p.finished_at), now))
                 .unwrap_or_else(|| "-".into()),
         );
         cells.push(message);
@@ -266,20 +259,21 @@ pub fn source_line(src: &SourceStatus) -> Option<String> {
     if src.repo.is_empty() {
         return None;
     }
-    let sha = |s: &Option<String>| s.as_deref().map(short).unwrap_or_else(|| "-".into());
+    let sha = |s: &Option<String>| s.as_deref().map(short_sha).unwrap_or_else(|| "-".into());
     let mut line = format!("source {} ({}) tip {}", src.repo, src.branch, sha(&src.tip));
     if let Some(e) = &src.last_error {
         line.push_str(&format!(
             "  FETCH FAILING ({} in a row, next try {}): {e}",
             src.consecutive_failures,
-            src.next_try_at.as_deref().unwrap_or("-")
+            src.next_try_at
+                .map_or_else(|| "-".to_string(), |t| t.to_string())
         ));
     }
     if let Some(r) = &src.refused {
-        line.push_str(&format!("  REFUSED {}: {}", short(&r.commit), r.reason));
+        line.push_str(&format!("  REFUSED {}: {}", short_sha(&r.commit), r.reason));
     }
     if let Some(t) = &src.last_trusted {
-        line.push_str(&format!("  last trusted {}", short(t)));
+        line.push_str(&format!("  last trusted {}", short_sha(t)));
     }
     Some(line)
 }
@@ -388,11 +382,11 @@ impl Sheet {
                 "desired",
                 rec.desired_config_commit
                     .as_deref()
-                    .map(short)
+                    .map(short_sha)
                     .unwrap_or_else(|| "-".into()),
                 rec.desired_app_commit
                     .as_deref()
-                    .map(short)
+                    .map(short_sha)
                     .unwrap_or_else(|| "-".into()),
             ));
         }
@@ -427,7 +421,7 @@ impl Sheet {
     /// One revision's line under `label`.
     fn revision_line(&mut self, label: &str, e: &crate::state::RevisionEntry) -> String {
         let v = &e.revision;
-        let when = v.finished_at.as_deref().or(v.live_at.as_deref());
+        let when = v.finished_at.or(v.live_at);
         // A healthy revision's outcome says it all.
         let message = if v.outcome == Outcome::Healthy {
             String::new()
@@ -437,11 +431,11 @@ impl Sheet {
         format!(
             "  {label:<11} revision {}  config {}  app {}  level {}  {:?} {} ago{}",
             v.number,
-            short(&v.config_commit),
-            short(&v.app_commit),
+            short_sha(&v.config_commit),
+            short_sha(&v.app_commit),
             v.level.as_deref().unwrap_or("-"),
             v.outcome,
-            age(when.or(Some(&v.started_at)), self.now),
+            age(when.or(Some(v.started_at)), self.now),
             message
         )
     }
@@ -454,7 +448,7 @@ impl Sheet {
                 "pinned",
                 p.revision,
                 p.by,
-                age(Some(&p.at), self.now),
+                age(Some(p.at), self.now),
                 match p.source {
                     PinSource::Cli => "shipshape pin",
                     PinSource::Document => "spec.pin",
@@ -470,9 +464,9 @@ impl Sheet {
             self.out.push(format!(
                 "  {:<11} config {} (revision {}) {} ago{}",
                 "quarantined",
-                short(&q.config_commit),
+                short_sha(&q.config_commit),
                 q.revision,
-                age(Some(&q.at), self.now),
+                age(Some(q.at), self.now),
                 self.seen.note(&q.reason)
             ));
         }
@@ -523,7 +517,7 @@ impl Sheet {
                     "    {:<tw$}  {status:<sw$}  {:<rw$}  {:>4}{}",
                     c.type_,
                     c.reason,
-                    age(Some(&c.last_transition_time), self.now),
+                    age(Some(c.last_transition_time), self.now),
                     self.seen.note(&c.message)
                 )
                 .trim_end()
@@ -541,7 +535,7 @@ impl Sheet {
             "  {:<11} {} {} ago, revision {}: {} passing, {} failing in a row",
             "health",
             if h.passing { "passing" } else { "FAILING" },
-            age(Some(&h.checked_at), self.now),
+            age(Some(h.checked_at), self.now),
             h.revision,
             h.consecutive_passes,
             h.consecutive_failures
@@ -567,7 +561,7 @@ impl Sheet {
             "  {:<11} {} {} ago{}",
             "last error",
             e.step,
-            age(Some(&e.at), self.now),
+            age(Some(e.at), self.now),
             self.seen.note(&e.message)
         ));
         if let Some(t) = &e.output_tail {
@@ -586,8 +580,8 @@ impl Sheet {
             self.out.push(format!(
                 "  {:<11} {} ago, config {}, {}{}",
                 "last pass",
-                age(Some(&p.finished_at), self.now),
-                short(&p.config_commit),
+                age(Some(p.finished_at), self.now),
+                short_sha(&p.config_commit),
                 if steps.is_empty() {
                     "no steps".to_string()
                 } else {
@@ -790,9 +784,8 @@ mod tests {
         NOW.parse().unwrap()
     }
 
-    fn ago(secs: i64) -> String {
-        (now() - chrono::TimeDelta::seconds(secs))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    fn ago(secs: i64) -> Timestamp {
+        Timestamp::from(now() - chrono::TimeDelta::seconds(secs))
     }
 
     fn sha(c: char) -> String {
@@ -929,13 +922,12 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl_and_never_go_negative() {
-        assert_eq!(age(Some(&ago(5)), now()), "5s");
-        assert_eq!(age(Some(&ago(119)), now()), "119s");
-        assert_eq!(age(Some(&ago(600)), now()), "10m");
-        assert_eq!(age(Some(&ago(3 * 3600)), now()), "3h");
-        assert_eq!(age(Some(&ago(3 * 86_400)), now()), "3d");
-        assert_eq!(age(Some(&ago(-30)), now()), "0s");
-        assert_eq!(age(Some("yesterday"), now()), "-");
+        assert_eq!(age(Some(ago(5)), now()), "5s");
+        assert_eq!(age(Some(ago(119)), now()), "119s");
+        assert_eq!(age(Some(ago(600)), now()), "10m");
+        assert_eq!(age(Some(ago(3 * 3600)), now()), "3h");
+        assert_eq!(age(Some(ago(3 * 86_400)), now()), "3d");
+        assert_eq!(age(Some(ago(-30)), now()), "0s");
         assert_eq!(age(None, now()), "-");
     }
 
@@ -987,10 +979,10 @@ mod tests {
         assert_eq!(
             text,
             "\
-NAME    PHASE   REV  APP      DESIRED  HEALTH   PINNED  SINCE  MESSAGE
-api     Failed  1    1111111  2222222  passing  -       2m     revision 2 reverted: 3 failing rounds in a row: api: status 500; revert…
-pinned  Ready   1    1111111  3333333  passing  1       5m     pinned by alice: incident 42
-web     Ready   1    1111111  -        passing  -       5m     revision 1 is live and healthy"
+NAME    PHASE   REV  APP           DESIRED       HEALTH   PINNED  SINCE  MESSAGE
+api     Failed  1    111111111111  222222222222  passing  -       2m     revision 2 reverted: 3 failing rounds in a row: api: status 500; revert…
+pinned  Ready   1    111111111111  333333333333  passing  1       5m     pinned by alice: incident 42
+web     Ready   1    111111111111  -             passing  -       5m     revision 1 is live and healthy"
         );
     }
 

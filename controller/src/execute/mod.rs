@@ -21,8 +21,8 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-use shipshape_spec::App;
 use shipshape_spec::status::{Rounds, StepKind, StepRecord, StepResult};
+use shipshape_spec::{App, Timestamp};
 use tracing::{info, warn};
 
 use crate::envfile::{EnvFile, Redactor};
@@ -86,7 +86,7 @@ impl Tools<'_> {
     fn backup_file(&self, from: Option<&str>) -> PathBuf {
         self.app_dir.join("backups").join(format!(
             "{}-{}.backup",
-            self.ports.clock.now().replace(':', ""),
+            self.ports.clock.now().to_string().replace(':', ""),
             from.unwrap_or("empty")
         ))
     }
@@ -426,7 +426,7 @@ pub(super) fn shipshape_env(app: &App, release: &str, dir: &Path) -> Vec<(String
 }
 
 /// Write the release's build marker: it is prepared, from these inputs.
-fn seal(app: &App, plan: &Plan, sealed_at: String) -> Result<(), StepError> {
+fn seal(app: &App, plan: &Plan, sealed_at: Timestamp) -> Result<(), StepError> {
     let layout = Layout::new(&app.spec.releases.root);
     let dir = layout.release(&plan.release);
     let lockfile = crate::release::lockfile_in_dir(&dir);
@@ -447,7 +447,7 @@ pub fn build_marker(
     app: &App,
     plan: &Plan,
     lockfile: Option<String>,
-    sealed_at: String,
+    sealed_at: Timestamp,
 ) -> BuildMarker {
     let installed = plan
         .steps

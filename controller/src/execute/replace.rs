@@ -27,7 +27,7 @@ use super::{StepError, pm2_error};
 use crate::envfile::EnvFile;
 use crate::plan;
 use crate::plan::replace::{self, Move, Slot, Want};
-use crate::pm2::ENV_CONFIG;
+use crate::pm2::{ENV_CONFIG, Status};
 use crate::ports::{Clock, Pm2Port};
 use crate::reconcile::decide::ErrorClass;
 
@@ -251,7 +251,7 @@ impl Replacer<'_> {
             let now = clock.elapsed();
             let mine: Vec<_> = list.iter().filter(|i| i.name == name).collect();
             for i in &mine {
-                if i.status == "errored" || i.status == "stopped" {
+                if matches!(i.status, Status::Errored | Status::Stopped) {
                     return Err(failed(format!(
                         "{name} instance {} is {} after start (it crashed; see its pm2 log)",
                         i.pm_id, i.status
@@ -265,7 +265,7 @@ impl Replacer<'_> {
                     )));
                 }
                 entry.0 = i.pid;
-                if i.status == "online" {
+                if i.status == Status::Online {
                     entry.2.get_or_insert(now);
                 } else {
                     entry.2 = None;
@@ -286,7 +286,7 @@ impl Replacer<'_> {
                 return Ok(());
             }
             if now >= deadline {
-                let online = mine.iter().filter(|i| i.status == "online").count();
+                let online = mine.iter().filter(|i| i.status == Status::Online).count();
                 return Err(failed(format!(
                     "{name} not ready within {:.0}s ({online} of {count} instances online)",
                     (settle + READY_SLACK).as_secs_f64()

@@ -26,7 +26,7 @@ use shipshape_spec::status::{CheckResult, ProbeState};
 
 use crate::prometheus::{QueryError, error_chain, instant_query};
 
-use crate::pm2::Instance;
+use crate::pm2::{Instance, Status};
 
 /// Run one `http` or `prometheus` check. `resources` checks are not probed: their results
 /// come from [`resources_results`] on the round's `pm2 jlist` (given one anyway, this says
@@ -346,7 +346,7 @@ fn judge_resources(
 ) -> (ProbeState, String) {
     let online: Vec<&Instance> = instances
         .iter()
-        .filter(|i| i.status == "online" && processes.iter().any(|p| p.name == i.name))
+        .filter(|i| i.status == Status::Online && processes.iter().any(|p| p.name == i.name))
         .collect();
     let names = || {
         processes
@@ -514,18 +514,18 @@ pub fn pm2_facts(
             Some(Instances::Max(_)) => cpus.max(1),
             None => 1,
         } as usize;
-        let online = mine.iter().filter(|i| i.status == "online").count();
+        let online = mine.iter().filter(|i| i.status == Status::Online).count();
         if online < want {
             let status = mine
                 .iter()
-                .find(|i| i.status != "online")
-                .map(|i| i.status.as_str())
-                .unwrap_or("missing");
+                .find(|i| i.status != Status::Online)
+                .map(|i| &i.status);
             let why = format!(
-                "pm2 {}: {online} of {want} instances online ({status})",
-                p.name
+                "pm2 {}: {online} of {want} instances online ({})",
+                p.name,
+                status.map_or("missing", Status::as_str)
             );
-            return Err(if status == "launching" {
+            return Err(if status == Some(&Status::Launching) {
                 Pm2Fault::Starting(why)
             } else {
                 Pm2Fault::Down(why)

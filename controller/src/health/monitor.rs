@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use shipshape_spec::status::{
     CheckResult, HealthRecord, Outcome, Phase, ProbeState, Regression, StepKind, StepRecord,
+    Timestamp,
 };
 use tokio::sync::Notify;
 use tracing::warn;
@@ -54,7 +55,7 @@ pub struct Streak {
     /// Failing rounds in a row (none: the last conclusive round passed, or there was none).
     pub failures: u32,
     /// When the first of the failing rounds in a row ran.
-    pub failing_since: Option<String>,
+    pub failing_since: Option<Timestamp>,
 }
 
 /// Where a round stands against the live revision's last change.
@@ -71,7 +72,7 @@ pub struct Since {
 /// Count `round` (taken at `now`) into `prev`: returns the new streak and the round as
 /// counted. A restart without a baseline, an instance still launching, and a failing round
 /// while settling are inconclusive: no streak changes.
-pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, Round) {
+pub fn count(prev: &Streak, round: Round, since: Since, now: &Timestamp) -> (Streak, Round) {
     let round = match round {
         Round::Crashed(why) if !since.baseline => {
             Round::Inconclusive(format!("no restart baseline yet: {why}"))
@@ -91,10 +92,10 @@ pub fn count(prev: &Streak, round: Round, since: Since, now: &str) -> (Streak, R
     let failing_since = match &round {
         Round::Pass => None,
         Round::Fail(_) | Round::Crashed(_) => match (&prev.failing_since, prev.failures) {
-            (Some(t), 1..) => Some(t.clone()),
-            _ => Some(now.to_string()),
+            (Some(t), 1..) => Some(*t),
+            _ => Some(*now),
         },
-        Round::Inconclusive(_) | Round::Starting(_) => prev.failing_since.clone(),
+        Round::Inconclusive(_) | Round::Starting(_) => prev.failing_since,
     };
     let next = Streak {
         passes: tally.passes,
@@ -277,7 +278,7 @@ impl Monitor {
 pub fn judge<'a>(
     rec: &AppRecord,
     live: &RevisionEntry,
-    (round, streak, now): (&Round, &Streak, &str),
+    (round, streak, now): (&Round, &Streak, &Timestamp),
     results: &[CheckResult],
 ) -> (RoundOutcome, Vec<Fact<'a>>) {
     let h = &live.document.spec.health;
@@ -290,7 +291,7 @@ pub fn judge<'a>(
     {
         facts.push(Fact::Regressed(Regression {
             revision,
-            at: now.to_string(),
+            at: *now,
             reason: why.clone(),
         }));
         outcome = RoundOutcome::Triggered;
@@ -332,28 +333,30 @@ mod tests {
             baseline: true,
             settling: true,
         };
-        let streak = |passes, failures, since: Option<&str>| Streak {
+        // Round times: `t(n)` is n seconds after a fixed start.
+        let t = |n: i64| Timestamp::UNIX_EPOCH + chrono::TimeDelta::seconds(n);
+        let streak = |passes, failures, since: Option<i64>| Streak {
             passes,
             failures,
-            failing_since: since.map(str::to_string),
+            failing_since: since.map(t),
         };
         #[rustfmt::skip]
         let rows: Vec<(&str, Streak, Round, Since, Streak)> = vec![
             ("a pass counts", streak(1, 0, None), Round::Pass, settled, streak(2, 0, None)),
-            ("a failing round starts a streak", streak(5, 0, None), fail(), settled, streak(0, 1, Some("t2"))),
-            ("and keeps its start", streak(0, 1, Some("t1")), fail(), settled, streak(0, 2, Some("t1"))),
-            ("a pass ends it", streak(0, 2, Some("t1")), Round::Pass, settled, streak(1, 0, None)),
-            ("a crash counts once there is a baseline", streak(3, 0, None), crash(), settled, streak(0, 1, Some("t2"))),
+            ("a failing round starts a streak", streak(5, 0, None), fail(), settled, streak(0, 1, Some(2))),
+            ("and keeps its start", streak(0, 1, Some(1)), fail(), settled, streak(0, 2, Some(1))),
+            ("a pass ends it", streak(0, 2, Some(1)), Round::Pass, settled, streak(1, 0, None)),
+            ("a crash counts once there is a baseline", streak(3, 0, None), crash(), settled, streak(0, 1, Some(2))),
             // The previous reload's restarts, seen without a baseline: not a crash.
             ("a restart without a baseline does not", streak(3, 0, None), crash(), no_baseline, streak(3, 0, None)),
             // Right after a change, failing rounds are the processes settling.
             ("a failure while settling does not", streak(0, 0, None), fail(), settling, streak(0, 0, None)),
-            ("a crash while settling does", streak(0, 0, None), crash(), settling, streak(0, 1, Some("t2"))),
-            ("launching is not failing", streak(0, 1, Some("t1")), Round::Starting("launching".into()), settled, streak(0, 1, Some("t1"))),
-            ("inconclusive changes nothing", streak(0, 1, Some("t1")), Round::Inconclusive("no data".into()), settled, streak(0, 1, Some("t1"))),
+            ("a crash while settling does", streak(0, 0, None), crash(), settling, streak(0, 1, Some(2))),
+            ("launching is not failing", streak(0, 1, Some(1)), Round::Starting("launching".into()), settled, streak(0, 1, Some(1))),
+            ("inconclusive changes nothing", streak(0, 1, Some(1)), Round::Inconclusive("no data".into()), settled, streak(0, 1, Some(1))),
         ];
         for (what, prev, round, since, want) in rows {
-            let (got, _) = count(&prev, round, since, "t2");
+            let (got, _) = count(&prev, round, since, &t(2));
             assert_eq!(got, want, "{what}");
         }
         // A flaky release (every 4th round fails) never gets past one failing round.
@@ -361,7 +364,7 @@ mod tests {
         let mut worst = 0;
         for i in 1..=40 {
             let round = if i % 4 == 0 { fail() } else { Round::Pass };
-            s = count(&s, round, settled, "t").0;
+            s = count(&s, round, settled, &t(i)).0;
             worst = worst.max(s.failures);
         }
         assert_eq!(worst, 1);
@@ -427,7 +430,12 @@ mod tests {
             rec.phase = phase;
             let live = rec.revisions[0].clone();
             let results = vec![result(ProbeState::Pass)];
-            let (got, facts) = judge(&rec, &live, (&round, &after, "t"), &results);
+            let (got, facts) = judge(
+                &rec,
+                &live,
+                (&round, &after, &Timestamp::UNIX_EPOCH),
+                &results,
+            );
             assert_eq!(got, want, "{what}");
             let names: Vec<&str> = facts
                 .iter()
@@ -454,7 +462,7 @@ mod tests {
                     step,
                     target: String::new(),
                     reason: String::new(),
-                    started_at: "t".into(),
+                    started_at: shipshape_spec::Timestamp::UNIX_EPOCH,
                     duration_ms: 0,
                     result,
                     output_tail: None,

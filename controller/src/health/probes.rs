@@ -66,7 +66,7 @@ impl Prober {
         let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
         let (reply, answer) = oneshot::channel();
         if let Err(why) = self.send(Job { checks, reply }) {
-            return inconclusive(&names, &why);
+            return inconclusive(&names, &why.to_string());
         }
         match tokio::time::timeout(bound, answer).await {
             Ok(Ok(results)) => results,
@@ -85,8 +85,8 @@ impl Prober {
     }
 
     /// Hand `job` to the thread, starting it (again) when there is none.
-    fn send(&self, job: Job) -> Result<(), String> {
-        let mut jobs = self.jobs.lock().map_err(|_| "the probe lock is poisoned")?;
+    fn send(&self, job: Job) -> Result<(), SendError> {
+        let mut jobs = self.jobs.lock().map_err(|_| SendError::Poisoned)?;
         let job = match jobs.as_ref() {
             Some(tx) => match tx.send(job) {
                 Ok(()) => return Ok(()),
@@ -94,9 +94,8 @@ impl Prober {
             },
             None => job,
         };
-        let tx = start().map_err(|e| format!("the probe thread could not start: {e}"))?;
-        tx.send(job)
-            .map_err(|_| "the probe thread stopped at once".to_string())?;
+        let tx = start().map_err(SendError::Start)?;
+        tx.send(job).map_err(|_| SendError::StoppedAtOnce)?;
         *jobs = Some(tx);
         Ok(())
     }
@@ -124,6 +123,20 @@ fn inconclusive(names: &[String], why: &str) -> Vec<CheckResult> {
 }
 
 /// Start the probe thread; it runs until every sender is dropped.
+/// Why a round could not be handed to the probe thread (the round is then inconclusive).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// A thread panicked holding the handle's lock.
+    #[error("the probe lock is poisoned")]
+    Poisoned,
+    /// The thread (or its runtime) could not be started.
+    #[error("the probe thread could not start: {0}")]
+    Start(#[source] std::io::Error),
+    /// A thread just started stopped before taking the round.
+    #[error("the probe thread stopped at once")]
+    StoppedAtOnce,
+}
+
 fn start() -> std::io::Result<mpsc::UnboundedSender<Job>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

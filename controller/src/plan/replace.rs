@@ -38,7 +38,7 @@
 
 use shipshape_spec::app::ExecMode;
 
-use crate::pm2::{ENV_CONFIG, Instance};
+use crate::pm2::{ENV_CONFIG, Instance, Status};
 
 /// What the temporary name adds to the declared one. `~` is not allowed in a declared
 /// process name (letters, digits, `-`, `_`, `.`), so `NAME~next` never collides with a
@@ -106,12 +106,12 @@ pub fn slot<'a>(instances: impl IntoIterator<Item = &'a Instance>, want: Want<'_
     let desired = instances.len() as u32 == want.count
         && instances.iter().all(|i| {
             i.exec_mode == want.mode
-                && i.status == "online"
+                && i.status == Status::Online
                 && i.env.get(ENV_CONFIG).map(String::as_str) == Some(want.config)
         });
     if desired {
         Slot::Desired
-    } else if instances.iter().any(|i| i.status == "online") {
+    } else if instances.iter().any(|i| i.status == Status::Online) {
         Slot::Other
     } else {
         Slot::Down

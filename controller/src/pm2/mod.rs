@@ -112,8 +112,8 @@ pub struct Instance {
     pub pm_id: u64,
     /// OS pid (0 when not running).
     pub pid: u64,
-    /// `online`, `stopped`, `errored`, `launching` …
-    pub status: String,
+    /// What pm2 says of it, parsed where pm2's answer is read.
+    pub status: Status,
     /// pm2's restart counter.
     pub restarts: u64,
     /// `fork_mode` or `cluster_mode`.
@@ -126,6 +126,70 @@ pub struct Instance {
     /// Resident memory in bytes (`monit.memory`). 0 when pm2 reports none (a process that
     /// is not running, or pm2 failing to measure).
     pub memory: u64,
+}
+
+/// A process's status as pm2 reports it (`pm2_env.status`), parsed once where pm2's
+/// answer is read; shown as pm2 spells it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// `online`: running.
+    Online,
+    /// `launching`: being started (cluster mode until the worker listens).
+    Launching,
+    /// `stopping`: being stopped.
+    Stopping,
+    /// `stopped`: not running (stopped, or pm2 gave up restarting it).
+    Stopped,
+    /// `errored`: crashed and not restarted.
+    Errored,
+    /// `waiting restart`: crashed, restart pending (`restart_delay`).
+    WaitingRestart,
+    /// `one-launch-status`: a process started with `autorestart: false` that exited.
+    OneLaunch,
+    /// Any other text (a later pm2 may add statuses; none reported is the empty text).
+    Other(String),
+}
+
+impl Status {
+    /// Parse pm2's text; an unknown one is kept as [`Status::Other`].
+    pub fn parse(text: &str) -> Status {
+        match text {
+            "online" => Status::Online,
+            "launching" => Status::Launching,
+            "stopping" => Status::Stopping,
+            "stopped" => Status::Stopped,
+            "errored" => Status::Errored,
+            "waiting restart" => Status::WaitingRestart,
+            "one-launch-status" => Status::OneLaunch,
+            other => Status::Other(other.to_string()),
+        }
+    }
+
+    /// pm2's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Status::Online => "online",
+            Status::Launching => "launching",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Errored => "errored",
+            Status::WaitingRestart => "waiting restart",
+            Status::OneLaunch => "one-launch-status",
+            Status::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<&str> for Status {
+    fn from(text: &str) -> Status {
+        Status::parse(text)
+    }
 }
 
 impl Instance {
@@ -249,7 +313,7 @@ fn instances(raw: Vec<RawProc>) -> Vec<Instance> {
             name: p.name,
             pm_id: p.pm_id,
             pid: p.pid,
-            status: p.pm2_env.status,
+            status: Status::parse(&p.pm2_env.status),
             restarts: p.pm2_env.restart_time,
             exec_mode: p.pm2_env.exec_mode,
             env: p
@@ -313,18 +377,16 @@ impl Pm2 {
 
     /// The process list through the daemon's socket; `Err` carries why not (for the
     /// fallback's report), never a payload.
-    async fn socket_list(&self) -> Result<Vec<Instance>, String> {
+    async fn socket_list(&self) -> Result<Vec<Instance>, socket::SocketError> {
+        let counted = |e: socket::SocketError| {
+            self.count_fallback(e.kind());
+            e
+        };
         let list = socket::monitor_data(&self.socket_path(), self.socket.timeout)
             .await
-            .map_err(|e| {
-                self.count_fallback(e.kind());
-                e.to_string()
-            })?;
-        let list = parse_list(list).map_err(|_| {
-            self.count_fallback("unexpected");
-            // serde's message may quote a value (an env value of the wrong type): not shown.
-            "pm2's socket answered a process list this version cannot read".to_string()
-        })?;
+            .map_err(counted)?;
+        // serde's message may quote a value (an env value of the wrong type): not shown.
+        let list = parse_list(list).map_err(|_| counted(socket::SocketError::UnreadableList))?;
         self.daemon_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if self
@@ -348,7 +410,7 @@ impl Pm2 {
     }
 
     /// Warn about falling back to the CLI, once per streak.
-    fn report_fallback(&self, reason: &str) {
+    fn report_fallback(&self, reason: &socket::SocketError) {
         if !self
             .socket
             .warned
@@ -394,6 +456,7 @@ impl Pm2 {
             Ok(list) => Ok((list, ReadVia::Socket)),
             Err(reason) => {
                 self.report_fallback(&reason);
+                let reason = reason.to_string();
                 Ok((self.cli_list().await?, ReadVia::Cli(Some(reason))))
             }
         }
@@ -555,7 +618,7 @@ mod tests {
 [{"pid":7,"name":"web","pm_id":0,"pm2_env":{"status":"online","restart_time":2,"exec_mode":"cluster_mode","env":{"PORT":3000,"SHIPSHAPE_APP":"demo"}}}]"#;
         let list = parse_jlist(text).unwrap();
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].status, "online");
+        assert_eq!(list[0].status, Status::Online);
         assert_eq!(list[0].restarts, 2);
         assert_eq!(list[0].env["PORT"], "3000");
         assert_eq!(list[0].app(), Some("demo"));
@@ -571,6 +634,34 @@ mod tests {
             figures,
             [(12.5, 52_428_800), (0.0, 1_500_000), (0.0, 0), (0.0, 0)]
         );
+    }
+
+    #[test]
+    fn statuses_are_parsed_once_and_shown_as_pm2_spells_them() {
+        let text = r#"[{"name":"a","pm2_env":{"status":"online"}},{"name":"b","pm2_env":{"status":"waiting restart"}},{"name":"c","pm2_env":{"status":"sleeping"}},{"name":"d","pm2_env":{}}]"#;
+        let list = parse_jlist(text).unwrap();
+        let statuses: Vec<&Status> = list.iter().map(|i| &i.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                &Status::Online,
+                &Status::WaitingRestart,
+                &Status::Other("sleeping".into()),
+                &Status::Other(String::new()),
+            ]
+        );
+        for text in [
+            "online",
+            "launching",
+            "stopping",
+            "stopped",
+            "errored",
+            "waiting restart",
+            "one-launch-status",
+            "sleeping",
+        ] {
+            assert_eq!(Status::parse(text).to_string(), text);
+        }
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub enum SocketError {
     /// The daemon reported an error for the call.
     #[error("pm2's daemon refused the call: {0}")]
     Remote(String),
+    /// The process list answered does not read as this version's [`crate::pm2::Instance`]s
+    /// (serde's reason is not kept: it may quote a value, such as an env value).
+    #[error("pm2's socket answered a process list this version cannot read")]
+    UnreadableList,
 }
 
 impl SocketError {
@@ -54,7 +58,7 @@ impl SocketError {
             SocketError::Connect(_) => "refused",
             SocketError::Timeout(_) => "timeout",
             SocketError::Io(_) => "io",
-            SocketError::Unexpected(_) => "unexpected",
+            SocketError::Unexpected(_) | SocketError::UnreadableList => "unexpected",
             SocketError::Remote(_) => "remote",
         }
     }

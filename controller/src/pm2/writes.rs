@@ -32,6 +32,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tracing::warn;
 
+use super::socket::SocketError;
 use super::{Pm2, Pm2Error, ReadVia, socket};
 
 /// Why a change through the socket did not happen there.
@@ -64,18 +65,22 @@ fn plain_name(name: &str) -> bool {
 /// `exec_path`), else by namespace.
 ///
 /// # Errors
-/// A description (never a value) when an entry has no numeric `pm_id`.
-pub fn ids_for(list: &Value, name: &str, exec_path: &Path) -> Result<Vec<u64>, String> {
-    let procs = list.as_array().ok_or("a process list that is not a list")?;
+/// [`SocketError::Unexpected`] with a description (never a value) when the list is not
+/// one or an entry has no numeric `pm_id`.
+pub fn ids_for(list: &Value, name: &str, exec_path: &Path) -> Result<Vec<u64>, SocketError> {
+    let unexpected = |what: &str| SocketError::Unexpected(what.to_string());
+    let procs = list
+        .as_array()
+        .ok_or_else(|| unexpected("a process list that is not a list"))?;
     let exec_path = exec_path.to_str();
-    let pick = |matches: &dyn Fn(&Value) -> bool| -> Result<Vec<u64>, String> {
+    let pick = |matches: &dyn Fn(&Value) -> bool| -> Result<Vec<u64>, SocketError> {
         procs
             .iter()
             .filter(|p| matches(&p["pm2_env"]))
             .map(|p| {
                 p["pm_id"]
                     .as_u64()
-                    .ok_or_else(|| "a process without a numeric pm_id".to_string())
+                    .ok_or_else(|| unexpected("a process without a numeric pm_id"))
             })
             .collect()
     };
@@ -104,18 +109,20 @@ fn truthy(v: Option<&Value>) -> bool {
 /// `instances`, `pm_id` and `prev_restart_delay`, modules (`pmx_module`) left out.
 ///
 /// # Errors
-/// A description (never a value) when the list or an entry is not what pm2 7 answers.
-pub fn dump_of(list: Value) -> Result<Value, String> {
+/// [`SocketError::Unexpected`] with a description (never a value) when the list or an
+/// entry is not what pm2 7 answers.
+pub fn dump_of(list: Value) -> Result<Value, SocketError> {
+    let unexpected = |what: &str| SocketError::Unexpected(what.to_string());
     let Value::Array(procs) = list else {
-        return Err("a process list that is not a list".into());
+        return Err(unexpected("a process list that is not a list"));
     };
     let mut out = Vec::with_capacity(procs.len());
     for p in procs {
         let Value::Object(mut p) = p else {
-            return Err("a process that is not an object".into());
+            return Err(unexpected("a process that is not an object"));
         };
         let Some(Value::Object(mut env)) = p.remove("pm2_env") else {
-            return Err("a process without a pm2_env object".into());
+            return Err(unexpected("a process without a pm2_env object"));
         };
         for key in ["instances", "pm_id", "prev_restart_delay"] {
             env.remove(key);
@@ -203,8 +210,7 @@ impl Pm2 {
         let list = socket::monitor_data(&path, self.socket.timeout)
             .await
             .map_err(failed)?;
-        let ids = ids_for(&list, name, &self.cli_dir().join(name))
-            .map_err(|e| failed(socket::SocketError::Unexpected(e)))?;
+        let ids = ids_for(&list, name, &self.cli_dir().join(name)).map_err(failed)?;
         if ids.is_empty() {
             return Err(SocketChange::NotFound);
         }
@@ -257,7 +263,7 @@ impl Pm2 {
         let list = socket::monitor_data(&self.socket_path(), self.socket.timeout)
             .await
             .map_err(failed)?;
-        let dump = dump_of(list).map_err(|e| failed(socket::SocketError::Unexpected(e)))?;
+        let dump = dump_of(list).map_err(failed)?;
         self.daemon_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let text = serde_json::to_vec_pretty(&dump).expect("JSON values serialize");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use shipshape_spec::status::{
     ConditionStatus, Outcome, PassRecord, Phase, StepKind, StepRecord, StepResult,
-    condition_types as ct,
+    condition_reasons as cr, condition_types as ct,
 };
 use tracing::warn;
 
@@ -265,7 +265,7 @@ impl Controller {
             mark_ready(rec, &message);
         } else {
             rec.phase = Phase::Failed;
-            set_stalled(rec, "Quarantined", &message);
+            set_stalled(rec, cr::QUARANTINED, &message);
         }
         Ended::ready_or(ready, done.records, rec.phase, message)
     }
@@ -293,7 +293,7 @@ impl Controller {
             rec.set_condition(
                 ct::RECONCILING,
                 ConditionStatus::False,
-                "Quarantined",
+                cr::QUARANTINED,
                 &message,
                 &state::now(),
             );
@@ -332,7 +332,7 @@ impl Controller {
         rec.live_changes += crate::health::monitor::changes_live(&steps);
         JournalFile::new(&self.store.app_dir(&rec.name)).clear();
         rec.last_pass = Some(PassRecord {
-            started_at: info.started_at.clone(),
+            started_at: info.started_at,
             finished_at: state::now(),
             config_commit: info.config_commit.to_string(),
             steps,
@@ -368,7 +368,7 @@ impl Controller {
         };
         let was = rec.phase;
         rec.phase = Phase::Failed;
-        set_stalled(&mut rec, "PassFailed", message);
+        set_stalled(&mut rec, cr::PASS_FAILED, message);
         let info = PassInfo {
             started_at: state::now(),
             config_commit,
@@ -589,7 +589,7 @@ fn note_execution(rec: &mut AppRecord, done: &Executed) {
             .filter(succeeded)
             .find(|r| !r.step.leaves_live_alone())
     {
-        entry.revision.live_at = Some(first.started_at.clone());
+        entry.revision.live_at = Some(first.started_at);
     }
     if let Some(file) = &done.backup {
         entry.backup = Some(file.display().to_string());

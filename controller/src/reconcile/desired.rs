@@ -7,13 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
-use shipshape_spec::status::{Phase, StepKind};
+use shipshape_spec::status::{Phase, StepKind, condition_reasons as cr};
 use tracing::{error, info, warn};
 
 use super::record::{last_error, set_stalled};
 use super::{AppResult, Controller, ReconcileError};
 use crate::plan::short_sha;
 use crate::runtime::events::EventKind;
+use crate::source::trust::Untrusted;
 use crate::source::{self, Snapshot};
 use crate::state::AppRecord;
 
@@ -141,7 +142,7 @@ impl Controller {
         match &result {
             Ok(tip) => {
                 source.tip = Some(tip.clone());
-                source.last_success_at = source.last_fetch_at.clone();
+                source.last_success_at = source.last_fetch_at;
                 source.last_error = None;
                 source.consecutive_failures = 0;
             }
@@ -204,6 +205,7 @@ impl Controller {
                 source.refused = None;
             }
             Err(reason) => {
+                let reason = reason.to_string();
                 warn!(commit = %tip, "refusing an untrusted config commit: {reason}");
                 out.refused = Some(format!(
                     "config commit {} is not trusted: {reason}",
@@ -238,7 +240,7 @@ impl Controller {
         &self,
         source: &shipshape_spec::status::SourceStatus,
         tip: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Untrusted> {
         if source.last_trusted.as_deref() == Some(tip) {
             return Ok(());
         }
@@ -247,7 +249,7 @@ impl Controller {
             .as_ref()
             .filter(|r| r.commit == tip && source.allow_rewind.as_deref() != Some(tip))
         {
-            return Err(r.reason.clone());
+            return Err(Untrusted::Refused(r.reason.clone()));
         }
         let signer = self.ports.source.verify_trusted(tip).await?;
         info!(commit = %tip, signer = %signer, "trusted config commit");
@@ -366,7 +368,7 @@ impl Controller {
         last_error(&mut rec, StepKind::Load, message, None);
         set_stalled(
             &mut rec,
-            "InvalidDocument",
+            cr::INVALID_DOCUMENT,
             &format!("{message}\n(nothing was applied; the server keeps what it runs)"),
         );
         if let Err(e) = self.store.save(&rec) {
@@ -393,7 +395,7 @@ impl Controller {
             let message = format!(
                 "the document was removed at config commit {at}; what it deployed keeps running (run with --prune to remove it)"
             );
-            set_stalled(rec, "DocumentRemoved", &message);
+            set_stalled(rec, cr::DOCUMENT_REMOVED, &message);
             return message;
         }
         match self.prune_processes(name).await {
@@ -404,7 +406,7 @@ impl Controller {
                     "the document was removed at config commit {at}; pruned: deleted pm2 process(es) {} (releases stay on disk)",
                     deleted.join(", ")
                 );
-                set_stalled(rec, "Pruned", &message);
+                set_stalled(rec, cr::PRUNED, &message);
                 message
             }
             Err((message, tail)) => {
@@ -415,7 +417,7 @@ impl Controller {
                 error!(app = %name, "{message}");
                 rec.phase = Phase::Orphaned;
                 last_error(rec, StepKind::Pm2Delete, &message, tail);
-                set_stalled(rec, "PruneFailed", &message);
+                set_stalled(rec, cr::PRUNE_FAILED, &message);
                 message
             }
         }
@@ -476,7 +478,7 @@ impl Controller {
         &self,
         source: &shipshape_spec::status::SourceStatus,
         tip: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Untrusted> {
         let Some(last) = source.last_trusted.clone() else {
             return Ok(());
         };
@@ -487,10 +489,7 @@ impl Controller {
         if descends {
             Ok(())
         } else {
-            Err(format!(
-                "it does not descend from the last applied trusted commit {} (the branch was rewound or force-pushed); `shipshape retry --allow-rewind` applies it",
-                short_sha(&last)
-            ))
+            Err(Untrusted::Rewound(short_sha(&last)))
         }
     }
 }

@@ -41,7 +41,7 @@ pub fn entry(n: u64, outcome: Outcome) -> RevisionEntry {
             app_commit: format!("app{n}"),
             level: None,
             process_hash: "h".into(),
-            started_at: "t".into(),
+            started_at: shipshape_spec::Timestamp::UNIX_EPOCH,
             live_at: None,
             finished_at: None,
             outcome,

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use shipshape_spec::status::StepKind;
+use shipshape_spec::status::{StepKind, Timestamp};
 
 use crate::plan::{Plan, PlannedStep, Step};
 use crate::state;
@@ -26,7 +26,7 @@ pub struct Done {
     #[serde(default)]
     pub target: String,
     /// When it finished.
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// A pass in flight.
@@ -36,7 +36,7 @@ pub struct Journal {
     /// The revision being applied.
     pub revision: u64,
     /// When the pass began applying it.
-    pub started_at: String,
+    pub started_at: Timestamp,
     /// The planned steps, in order.
     pub planned: Vec<StepKind>,
     /// The steps done, in order.
@@ -336,7 +336,7 @@ mod tests {
             .map(|(step, target)| Done {
                 step: *step,
                 target: target.to_string(),
-                at: "t".into(),
+                at: shipshape_spec::Timestamp::UNIX_EPOCH,
             })
             .collect();
         j
@@ -487,7 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("inflight.json"),
-            r#"{"revision":2,"startedAt":"t","planned":["fetch","pm2-reload"],"done":[{"step":"fetch","target":"x","at":"t"}]}"#,
+            r#"{"revision":2,"startedAt":"2026-11-20T10:00:00.000Z","planned":["fetch","pm2-reload"],"done":[{"step":"fetch","target":"x","at":"2026-11-20T10:00:01.250Z"}]}"#,
         )
         .unwrap();
         let j = JournalFile::new(dir.path()).read().unwrap();

@@ -69,7 +69,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shipshape_spec::App;
-use shipshape_spec::status::{Outcome, Phase, Revision, Rounds, StepKind, StepRecord, StepResult};
+use shipshape_spec::status::{
+    Outcome, Phase, Revision, Rounds, StepKind, StepRecord, StepResult, Timestamp,
+    condition_reasons as cr,
+};
 use tracing::{info, warn};
 
 use crate::plan::{Plan, short_sha};
@@ -275,7 +278,7 @@ impl PassSummary {
 
 /// A pass's fixed facts.
 struct PassInfo<'a> {
-    started_at: String,
+    started_at: Timestamp,
     config_commit: &'a str,
     file: Option<&'a str>,
     text: Option<&'a str>,
@@ -393,7 +396,7 @@ impl Controller {
             Preparation::NoTarget(no) => self.no_target(rec, no),
             Preparation::ResumeRevert(j) => self.resume_revert(rec, &j, handle).await,
             Preparation::EnvFileUnreadable(m) => {
-                self.stop(rec, "EnvFileUnreadable", StepKind::EnvFile, &m)
+                self.stop(rec, cr::ENV_FILE_UNREADABLE, StepKind::EnvFile, &m)
             }
             Preparation::Planned(p) => self.run_prepared(rec, info, handle, *p).await?,
         };
@@ -418,11 +421,11 @@ impl Controller {
         };
         match p.next() {
             Next::EnvFile(m) => {
-                return Ok(self.stop(rec, "EnvFileUnreadable", StepKind::EnvFile, &m));
+                return Ok(self.stop(rec, cr::ENV_FILE_UNREADABLE, StepKind::EnvFile, &m));
             }
             Next::Blocked(m) => {
                 note_hooks(rec);
-                return Ok(self.stop(rec, "Blocked", StepKind::Plan, &m));
+                return Ok(self.stop(rec, cr::BLOCKED, StepKind::Plan, &m));
             }
             Next::Settle => {
                 note_hooks(rec);
@@ -436,7 +439,7 @@ impl Controller {
         let steps = p.plan.steps.len();
         record::set_progressing(
             rec,
-            "Progressing",
+            cr::PROGRESSING,
             &format!("revision {number}: applying {steps} step(s)"),
         );
         self.store.save(rec)?;
@@ -505,7 +508,7 @@ impl Controller {
     fn no_target(&self, rec: &mut AppRecord, no: NoTarget) -> Ended {
         let message = no.to_string();
         match no {
-            NoTarget::PinGone { .. } => self.stop(rec, "PinInvalid", StepKind::Pin, &message),
+            NoTarget::PinGone { .. } => self.stop(rec, cr::PIN_INVALID, StepKind::Pin, &message),
             NoTarget::QuarantinedWithoutGood { .. } => Ended::not_ready(rec.phase, message),
         }
     }

@@ -173,7 +173,7 @@ mod tests {
         let pin = Pin {
             revision: 1,
             by: "ana".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
             reason: "incident".into(),
             source: PinSource::Cli,
         };

@@ -7,7 +7,9 @@
 //! very same steps.
 
 use shipshape_spec::App;
-use shipshape_spec::status::{ConditionStatus, Regression, condition_types as ct};
+use shipshape_spec::status::{
+    ConditionStatus, Regression, condition_reasons as cr, condition_types as ct,
+};
 
 use super::execute::{self, Secrets};
 use super::journal::{self, Journal, JournalFile};
@@ -118,7 +120,7 @@ pub fn begin(
         rec.set_condition(
             ct::RECONCILING,
             ConditionStatus::True,
-            "Resuming",
+            cr::RESUMING,
             &what,
             &state::now(),
         );

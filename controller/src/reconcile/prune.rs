@@ -2,7 +2,7 @@
 //! the live, last good or pinned one) and unsealed ones (failed or interrupted
 //! preparations), at the end of a pass.
 
-use shipshape_spec::App;
+use shipshape_spec::{App, Timestamp};
 use tracing::{info, warn};
 
 use super::Controller;
@@ -29,9 +29,9 @@ impl Controller {
                 protected.push(r.release.clone());
             }
         }
-        let mut sealed: Vec<(String, String)> = scan
+        let mut sealed: Vec<(Timestamp, String)> = scan
             .iter()
-            .filter_map(|(id, m)| m.as_ref().map(|m| (m.sealed_at.clone(), id.clone())))
+            .filter_map(|(id, m)| m.as_ref().map(|m| (m.sealed_at, id.clone())))
             .collect();
         sealed.sort();
         sealed.reverse();

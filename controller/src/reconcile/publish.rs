@@ -100,13 +100,11 @@ impl Controller {
             },
         );
         m.clear_app("shipshape_app_pinned_since_timestamp_seconds", &rec.name);
-        if let Some(pin) = &rec.pin
-            && let Ok(t) = chrono::DateTime::parse_from_rfc3339(&pin.at)
-        {
+        if let Some(pin) = &rec.pin {
             m.set(
                 "shipshape_app_pinned_since_timestamp_seconds",
                 vec![("app", rec.name.clone())],
-                t.timestamp() as f64,
+                pin.at.datetime().timestamp() as f64,
             );
         }
     }
@@ -119,15 +117,11 @@ impl Controller {
             vec![],
             source.consecutive_failures as f64,
         );
-        if let Some(t) = source
-            .last_success_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
+        if let Some(t) = source.last_success_at {
             m.set(
                 "shipshape_source_last_success_timestamp_seconds",
                 vec![],
-                t.timestamp() as f64,
+                t.datetime().timestamp() as f64,
             );
         }
     }
@@ -201,7 +195,7 @@ mod tests {
             config_commit: "cfg2".into(),
             revision: 2,
             reason: "api: status 503".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
         });
         rec
     }

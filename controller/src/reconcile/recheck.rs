@@ -191,7 +191,7 @@ mod tests {
             mode: Mode::Pinned(Pin {
                 revision: 2,
                 by: "ana".into(),
-                at: "t".into(),
+                at: shipshape_spec::Timestamp::UNIX_EPOCH,
                 reason: "incident".into(),
                 source: PinSource::Cli,
             }),

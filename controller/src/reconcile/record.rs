@@ -6,7 +6,7 @@
 
 use shipshape_spec::status::{
     ConditionStatus, LastError, Outcome, Phase, ProbeState, Regression, Rounds, StepKind,
-    condition_types as ct,
+    Timestamp, condition_reasons as cr, condition_types as ct,
 };
 
 use super::pins;
@@ -268,14 +268,14 @@ pub fn last_error(rec: &mut AppRecord, step: StepKind, message: &str, tail: Opti
 /// The condition reason for a step that failed.
 pub fn reason_for(step: StepKind) -> &'static str {
     match step {
-        StepKind::Fetch => "FetchFailed",
-        StepKind::Install | StepKind::ReuseDeps => "InstallFailed",
-        StepKind::Build => "BuildFailed",
-        StepKind::Backup => "BackupFailed",
-        StepKind::Migrate => "MigrationFailed",
-        StepKind::Verify => "HealthCheckFailed",
-        StepKind::Hook => "HookFailed",
-        _ => "StepFailed",
+        StepKind::Fetch => cr::FETCH_FAILED,
+        StepKind::Install | StepKind::ReuseDeps => cr::INSTALL_FAILED,
+        StepKind::Build => cr::BUILD_FAILED,
+        StepKind::Backup => cr::BACKUP_FAILED,
+        StepKind::Migrate => cr::MIGRATION_FAILED,
+        StepKind::Verify => cr::HEALTH_CHECK_FAILED,
+        StepKind::Hook => cr::HOOK_FAILED,
+        _ => cr::STEP_FAILED,
     }
 }
 
@@ -284,19 +284,25 @@ pub fn mark_ready(rec: &mut AppRecord, message: &str) {
     let now = state::now();
     rec.phase = Phase::Ready;
     rec.last_error = None;
-    rec.set_condition(ct::READY, ConditionStatus::True, "Succeeded", message, &now);
     rec.set_condition(
-        ct::RECONCILING,
-        ConditionStatus::False,
-        "Succeeded",
+        ct::READY,
+        ConditionStatus::True,
+        cr::SUCCEEDED,
         message,
         &now,
     );
-    rec.set_condition(ct::STALLED, ConditionStatus::False, "Succeeded", "", &now);
+    rec.set_condition(
+        ct::RECONCILING,
+        ConditionStatus::False,
+        cr::SUCCEEDED,
+        message,
+        &now,
+    );
+    rec.set_condition(ct::STALLED, ConditionStatus::False, cr::SUCCEEDED, "", &now);
     rec.set_condition(
         ct::HEALTHY,
         ConditionStatus::True,
-        "ChecksPassing",
+        cr::CHECKS_PASSING,
         message,
         &now,
     );
@@ -318,11 +324,11 @@ pub fn set_stalled(rec: &mut AppRecord, reason: &str, message: &str) {
 
 /// Set the conditions of an app that is unhealthy and cannot be fixed by the controller.
 pub fn set_degraded(rec: &mut AppRecord, message: &str) {
-    set_stalled(rec, "Degraded", message);
+    set_stalled(rec, cr::DEGRADED, message);
     rec.set_condition(
         ct::HEALTHY,
         ConditionStatus::False,
-        "Degraded",
+        cr::DEGRADED,
         message,
         &state::now(),
     );
@@ -348,14 +354,14 @@ pub fn set_retrying(rec: &mut AppRecord, message: &str) {
     rec.set_condition(
         ct::RECONCILING,
         ConditionStatus::True,
-        "RetryingAfterError",
+        cr::RETRYING_AFTER_ERROR,
         message,
         &now,
     );
     rec.set_condition(
         ct::READY,
         ConditionStatus::False,
-        "TransientError",
+        cr::TRANSIENT_ERROR,
         message,
         &now,
     );
@@ -373,8 +379,8 @@ pub struct Evidence {
     pub revision: u64,
     /// Its failing rounds in a row.
     pub rounds: u32,
-    /// When the first of them ran (RFC 3339), when recorded.
-    pub since: Option<String>,
+    /// When the first of them ran, when recorded.
+    pub since: Option<Timestamp>,
     /// What failed in the last of them ("api: status 500", or "pm2 facts").
     pub why: String,
 }
@@ -386,12 +392,8 @@ impl std::fmt::Display for Evidence {
             "the live revision {} failed {} rounds in a row",
             self.revision, self.rounds
         )?;
-        if let Some(t) = self
-            .since
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        {
-            write!(f, " since {}", t.format("%H:%M:%S"))?;
+        if let Some(t) = self.since {
+            write!(f, " since {}", t.datetime().format("%H:%M:%S"))?;
         }
         write!(f, ": {}", self.why)
     }
@@ -408,7 +410,7 @@ pub fn live_failing(rec: &AppRecord) -> Option<Evidence> {
         || Evidence {
             revision: live.revision.number,
             rounds: h.consecutive_failures,
-            since: h.failing_since.clone(),
+            since: h.failing_since,
             why: h
                 .results
                 .iter()
@@ -437,7 +439,7 @@ mod tests {
         let pin = pins::new_pin(1, "ana", "incident", PinSource::Cli);
         let request = |seq, request| Entry {
             seq,
-            at: "2999-01-01T00:00:00Z".into(),
+            at: Timestamp::parse("2999-01-01T00:00:00Z").expect("a time"),
             request,
         };
         let pin_it = request(1, Request::Pin { pin: pin.clone() });
@@ -450,7 +452,7 @@ mod tests {
         );
         let reg = Regression {
             revision: 2,
-            at: "t".into(),
+            at: Timestamp::UNIX_EPOCH,
             reason: "api: status 500".into(),
         };
         type Row<'a> = (&'a str, O, Fact<'a>, O, Vec<&'a str>, Vec<E>, Vec<&'a str>);
@@ -613,12 +615,12 @@ mod tests {
     #[test]
     fn only_failure_threshold_failing_rounds_of_the_live_revision_itself_are_evidence() {
         let health = |revision, failures, passing| HealthRecord {
-            checked_at: "2024-05-01T19:36:14.000Z".into(),
+            checked_at: "2024-05-01T19:36:14.000Z".parse().unwrap(),
             revision,
             passing,
             consecutive_passes: 0,
             consecutive_failures: failures,
-            failing_since: (failures > 0).then(|| "2024-05-01T19:36:12.730Z".to_string()),
+            failing_since: (failures > 0).then(|| "2024-05-01T19:36:12.730Z".parse().unwrap()),
             results: vec![CheckResult {
                 name: "api".into(),
                 state: ProbeState::Fail,

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use shipshape_spec::App;
 use shipshape_spec::app::OnRevert;
 use shipshape_spec::status::{
-    ConditionStatus, Phase, Regression, StepKind, StepRecord, condition_types as ct,
+    ConditionStatus, Phase, Regression, StepKind, StepRecord, condition_reasons as cr,
+    condition_types as ct,
 };
 use tracing::warn;
 
@@ -162,7 +163,7 @@ impl Controller {
     ) -> Ended {
         let why = format!("revision {} regressed: {}", reg.revision, reg.reason);
         let Some(live) = rec.revision(reg.revision).cloned() else {
-            return self.stop(rec, "Degraded", StepKind::Health, &why);
+            return self.stop(rec, cr::DEGRADED, StepKind::Health, &why);
         };
         self.emit(rec, EventKind::Regressed, Some(reg.revision), why.clone());
         let mut records = Vec::new();
@@ -331,11 +332,11 @@ impl Controller {
                 rec.set_condition(
                     ct::HEALTHY,
                     ConditionStatus::True,
-                    "RevertedHealthy",
+                    cr::REVERTED_HEALTHY,
                     &m,
                     &state::now(),
                 );
-                set_stalled(rec, "RolledBack", &m);
+                set_stalled(rec, cr::ROLLED_BACK, &m);
                 let fact = Fact::Reverted {
                     from: of.failed,
                     to,
@@ -354,7 +355,7 @@ impl Controller {
                     e.message
                 );
                 warn!(app = %rec.name, "{m}");
-                record::set_progressing(rec, "Superseded", &m);
+                record::set_progressing(rec, cr::SUPERSEDED, &m);
                 (Phase::Progressing, m)
             }
             Err(e) => {
@@ -544,15 +545,10 @@ impl Controller {
 /// `rollback.window`), or `None`: revert it.
 fn regression_kept(rec: &AppRecord, live: &RevisionEntry) -> Option<String> {
     let spec = &live.document.spec;
-    let in_window = live
-        .revision
-        .finished_at
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| {
-            let age = chrono::Utc::now().signed_duration_since(t);
-            age.to_std().unwrap_or_default() <= spec.rollback.window.std()
-        });
+    let in_window = live.revision.finished_at.is_some_and(|t| {
+        let age = t.until(state::now());
+        age.to_std().unwrap_or_default() <= spec.rollback.window.std()
+    });
     let decision = decide::decide_regression(rec.pin.is_some(), spec.rollback.auto, in_window);
     match (decision, &rec.pin) {
         (RegressionDecision::Revert, _) => None,

@@ -312,7 +312,10 @@ impl Source for World {
         let latest = self.lock().latest.clone();
         Box::pin(async move { latest })
     }
-    fn verify_trusted<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<String, String>> {
+    fn verify_trusted<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<String, crate::source::trust::Untrusted>> {
         Box::pin(async { Ok("fake".into()) })
     }
     fn descends<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, bool> {
@@ -351,10 +354,10 @@ struct FakeClock {
 }
 
 impl Clock for FakeClock {
-    fn now(&self) -> String {
+    fn now(&self) -> shipshape_spec::Timestamp {
         let t =
             self.start + chrono::Duration::nanoseconds(self.nanos.load(Ordering::SeqCst) as i64);
-        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        t.into()
     }
     fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.nanos.load(Ordering::SeqCst))

@@ -464,7 +464,7 @@ mod tests {
         Pin {
             revision,
             by: "ana".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
             reason: "incident".into(),
             source,
         }
@@ -475,7 +475,7 @@ mod tests {
             config_commit: config.into(),
             revision,
             reason: "api: status 500".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
         });
     }
 
@@ -902,7 +902,7 @@ mod tests {
         use crate::state::requests::{Entry, Request};
         let e = |seq, request| Entry {
             seq,
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
             request,
         };
         let pin_to = |n| Request::Pin {

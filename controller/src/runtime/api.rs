@@ -592,7 +592,7 @@ impl Client {
         let sock = address::verify_tcp_listener(state_dir, &addr).map_err(|why| {
             ClientError::Unverified {
                 url: url.clone(),
-                why,
+                why: why.to_string(),
                 socket,
             }
         })?;

@@ -50,7 +50,7 @@ impl EventKind {
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// When.
-    pub at: String,
+    pub at: shipshape_spec::Timestamp,
     /// Which app.
     pub app: String,
     /// What.
@@ -180,7 +180,7 @@ mod tests {
         let hub = Hub::default();
         let mut rx = hub.subscribe();
         hub.emit(Event {
-            at: "2026-01-01T00:00:00Z".into(),
+            at: "2026-01-01T00:00:00Z".parse().unwrap(),
             app: "web".into(),
             kind: EventKind::RolloutFailed,
             revision: Some(1),

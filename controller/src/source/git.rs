@@ -225,7 +225,7 @@ pub(super) fn fetch_with(
                 "token file (--git-token-file)"
             };
             let token = crate::redact::read_secret_file(file, what, creds.private_token_file)
-                .map_err(|e| git2::Error::from_str(&e))?;
+                .map_err(|e| git2::Error::from_str(&e.to_string()))?;
             let user = creds
                 .https_user
                 .as_deref()

@@ -62,10 +62,8 @@ pub async fn poll_remote(
 /// Record in the source status when the next fetch is due (`wait` from now).
 fn record_next_try(ctl: &Controller, wait: Duration) {
     let mut source = ctl.store.load_source();
-    source.next_try_at = Some(
-        (chrono::Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default())
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    );
+    source.next_try_at =
+        Some(crate::state::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default());
     if let Err(e) = ctl.store.save_source(&source) {
         warn!("could not record the next fetch time: {e}");
     }

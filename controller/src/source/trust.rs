@@ -30,30 +30,30 @@ impl Trust {
     /// Who signed `commit`, if a trusted key did.
     ///
     /// # Errors
-    /// Why the commit is not trusted (unsigned, unknown key, bad signature …).
-    pub async fn verify(&self, repo: &ConfigRepo, commit: &str) -> Result<String, String> {
+    /// [`Untrusted`]: why the commit is not trusted (unsigned, unknown key, bad signature …).
+    pub async fn verify(&self, repo: &ConfigRepo, commit: &str) -> Result<String, Untrusted> {
         let r = repo.clone();
         let c = commit.to_string();
         let signature = tokio::task::spawn_blocking(move || r.signature(&c))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Untrusted::Unreadable(e.to_string()))?
+            .map_err(|e| Untrusted::Unreadable(e.to_string()))?;
         let Some((sig, payload)) = signature else {
-            return Err("the commit is not signed".into());
+            return Err(Untrusted::Unsigned);
         };
         let signed = Signed::write(&sig, &payload)?;
         if sig.contains("BEGIN SSH SIGNATURE") {
             let Some(allowed) = &self.allowed_signers else {
-                return Err("signed with ssh, but no allowed-signers file is configured".into());
+                return Err(Untrusted::NoAllowedSigners);
             };
             signed.verify_ssh(allowed).await
         } else if sig.contains("BEGIN PGP SIGNATURE") {
             let Some(keyring) = &self.gpg_keyring else {
-                return Err("signed with gpg, but no keyring is configured".into());
+                return Err(Untrusted::NoKeyring);
             };
             signed.verify_gpg(keyring).await
         } else {
-            Err("the commit carries a signature of an unknown kind".into())
+            Err(Untrusted::UnknownKind)
         }
     }
 }
@@ -71,12 +71,13 @@ impl Signed {
     ///
     /// # Errors
     /// When the temporary directory or the files cannot be written.
-    fn write(sig: &str, payload: &[u8]) -> Result<Signed, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    fn write(sig: &str, payload: &[u8]) -> Result<Signed, Untrusted> {
+        let io = |e: std::io::Error| Untrusted::Unreadable(e.to_string());
+        let dir = tempfile::tempdir().map_err(io)?;
         let sig_file = dir.path().join("commit.sig");
         let data_file = dir.path().join("commit.payload");
-        std::fs::write(&sig_file, sig).map_err(|e| e.to_string())?;
-        std::fs::write(&data_file, payload).map_err(|e| e.to_string())?;
+        std::fs::write(&sig_file, sig).map_err(io)?;
+        std::fs::write(&data_file, payload).map_err(io)?;
         Ok(Signed {
             dir,
             sig_file,
@@ -90,7 +91,7 @@ impl Signed {
     ///
     /// # Errors
     /// When no allowed signer's key made it, or it does not verify.
-    async fn verify_ssh(&self, allowed: &Path) -> Result<String, String> {
+    async fn verify_ssh(&self, allowed: &Path) -> Result<String, Untrusted> {
         let allowed = allowed.display().to_string();
         let sig_path = self.sig_file.display().to_string();
         let find = Spec::program(
@@ -101,9 +102,7 @@ impl Signed {
         );
         let principals = match exec::run(&find).await {
             Ok(out) => out.stdout,
-            Err(_) => {
-                return Err("signed by a key that is not in the allowed-signers file".into());
-            }
+            Err(_) => return Err(Untrusted::UnknownSshKey),
         };
         for principal in principals.lines().map(str::trim).filter(|p| !p.is_empty()) {
             // ssh-keygen reads the signed data from standard input.
@@ -118,7 +117,7 @@ impl Signed {
                 return Ok(principal.to_string());
             }
         }
-        Err("the ssh signature does not verify against the allowed signers".into())
+        Err(Untrusted::BadSshSignature)
     }
 
     /// Who made this gpg signature, when it verifies against `keyring` (read with an empty
@@ -126,9 +125,9 @@ impl Signed {
     ///
     /// # Errors
     /// When it does not verify (no `VALIDSIG`), or the gpg home cannot be made.
-    async fn verify_gpg(&self, keyring: &Path) -> Result<String, String> {
+    async fn verify_gpg(&self, keyring: &Path) -> Result<String, Untrusted> {
         let home = self.dir.path().join("gnupg");
-        std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&home).map_err(|e| Untrusted::Unreadable(e.to_string()))?;
         let keyring = keyring.display().to_string();
         let sig_path = self.sig_file.display().to_string();
         let data_path = self.data_file.display().to_string();
@@ -161,7 +160,45 @@ impl Signed {
                     .unwrap_or("a trusted gpg key");
                 Ok(who.to_string())
             }
-            _ => Err("the gpg signature does not verify against the keyring".into()),
+            _ => Err(Untrusted::BadGpgSignature),
         }
     }
+}
+
+/// Why a config commit is not trusted: recorded (as its text) in the source status's
+/// `refused`, and shown by `shipshape status`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untrusted {
+    /// Its signature (or the repo) could not be read, or checking it could not start.
+    #[error("{0}")]
+    Unreadable(String),
+    /// It carries no signature.
+    #[error("the commit is not signed")]
+    Unsigned,
+    /// An ssh signature, and no allowed-signers file.
+    #[error("signed with ssh, but no allowed-signers file is configured")]
+    NoAllowedSigners,
+    /// An ssh key the allowed-signers file does not list.
+    #[error("signed by a key that is not in the allowed-signers file")]
+    UnknownSshKey,
+    /// An ssh signature that does not verify.
+    #[error("the ssh signature does not verify against the allowed signers")]
+    BadSshSignature,
+    /// A gpg signature, and no keyring.
+    #[error("signed with gpg, but no keyring is configured")]
+    NoKeyring,
+    /// A gpg signature that does not verify against the keyring.
+    #[error("the gpg signature does not verify against the keyring")]
+    BadGpgSignature,
+    /// Neither ssh nor gpg.
+    #[error("the commit carries a signature of an unknown kind")]
+    UnknownKind,
+    /// Trusted, but not a descendant of the last applied trusted commit (`last`, short).
+    #[error(
+        "it does not descend from the last applied trusted commit {0} (the branch was rewound or force-pushed); `shipshape retry --allow-rewind` applies it"
+    )]
+    Rewound(String),
+    /// Refused before, for this reason (as recorded).
+    #[error("{0}")]
+    Refused(String),
 }

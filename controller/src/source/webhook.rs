@@ -20,7 +20,7 @@ use crate::state;
 /// to start rather than serve webhooks with it.
 pub fn read_webhook_secret(path: &std::path::Path) -> anyhow::Result<String> {
     crate::redact::read_secret_file(path, "webhook secret file (--webhook-secret-file)", false)
-        .map_err(|e| match e.ends_with(" is empty") {
+        .map_err(|e| match matches!(e, crate::redact::SecretFileError::Empty { .. }) {
             true => anyhow::anyhow!(
                 "{e}: an empty secret would authenticate anyone; write the secret into it, or start without --webhook-secret-file"
             ),

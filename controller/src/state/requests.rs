@@ -12,7 +12,7 @@
 //! ([`crate::reconcile::target::pin_change_stops`] says whether it must stop).
 
 use serde::{Deserialize, Serialize};
-use shipshape_spec::status::{Pin, PinSource};
+use shipshape_spec::status::{Pin, PinSource, Timestamp};
 
 use super::AppRecord;
 
@@ -49,7 +49,7 @@ pub struct Entry {
     /// Its sequence number (per app, increasing).
     pub seq: u64,
     /// When it was recorded.
-    pub at: String,
+    pub at: Timestamp,
     /// What.
     #[serde(flatten)]
     pub request: Request,
@@ -77,7 +77,7 @@ impl RequestFile {
 
     /// Append `request`, dropping what `applied` says the saved record absorbed; returns
     /// its number, or `None` when [`MAX_PENDING`] are already waiting.
-    pub fn push(&mut self, request: Request, applied: u64, at: String) -> Option<u64> {
+    pub fn push(&mut self, request: Request, applied: u64, at: Timestamp) -> Option<u64> {
         self.pending.retain(|e| e.seq > applied);
         if self.pending.len() >= MAX_PENDING {
             return None;
@@ -108,18 +108,6 @@ pub fn pin_after(mut pin: Option<Pin>, requests: &[Entry]) -> Option<Pin> {
     pin
 }
 
-/// Whether the time `at` is no later than `asked` (both RFC 3339, as [`super::now`] writes
-/// them); a time that does not read counts as earlier, so a retry releases it.
-fn not_after(at: &str, asked: &str) -> bool {
-    match (
-        chrono::DateTime::parse_from_rfc3339(at),
-        chrono::DateTime::parse_from_rfc3339(asked),
-    ) {
-        (Ok(at), Ok(asked)) => at <= asked,
-        _ => true,
-    }
-}
-
 /// Absorb `requests` (those after the record's mark, oldest first) into `rec`.
 pub fn apply(rec: &mut AppRecord, requests: &[Entry]) {
     for e in requests {
@@ -134,16 +122,12 @@ pub fn apply(rec: &mut AppRecord, requests: &[Entry]) {
                 // A retry releases what had failed when it was asked for, never a failure
                 // that the pass in flight recorded after it (that would roll the commit out
                 // again at once, unasked).
-                let asked = &e.at;
+                let asked = e.at;
                 rec.quarantined.retain(|q| {
                     let named = config_commit.as_ref().is_none_or(|c| &q.config_commit == c);
-                    !(named && not_after(&q.at, asked))
+                    !(named && q.at <= asked)
                 });
-                if rec
-                    .regression
-                    .as_ref()
-                    .is_some_and(|r| not_after(&r.at, asked))
-                {
+                if rec.regression.as_ref().is_some_and(|r| r.at <= asked) {
                     rec.regression = None;
                 }
             }
@@ -161,7 +145,7 @@ mod tests {
         Pin {
             revision: n,
             by: "ana".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
             reason: "incident".into(),
             source,
         }
@@ -170,7 +154,7 @@ mod tests {
     fn file(requests: Vec<Request>) -> RequestFile {
         let mut f = RequestFile::default();
         for r in requests {
-            f.push(r, 0, "t".into()).unwrap();
+            f.push(r, 0, shipshape_spec::Timestamp::UNIX_EPOCH).unwrap();
         }
         f
     }
@@ -181,7 +165,7 @@ mod tests {
             config_commit: config_commit.into(),
             revision: 2,
             reason: "broken".into(),
-            at: at.into(),
+            at: at.parse().unwrap(),
         };
         let mut rec = AppRecord::new("a");
         // c2 failed before the retry; c3 failed in the pass that was running when it came.
@@ -191,12 +175,12 @@ mod tests {
         ];
         rec.regression = Some(shipshape_spec::status::Regression {
             revision: 3,
-            at: "2026-12-01T10:05:00.000Z".into(),
+            at: "2026-12-01T10:05:00.000Z".parse().unwrap(),
             reason: "api: status 500".into(),
         });
         let retry = Entry {
             seq: 1,
-            at: "2026-12-01T10:01:00.000Z".into(),
+            at: "2026-12-01T10:01:00.000Z".parse().unwrap(),
             request: Request::Retry {
                 config_commit: None,
             },
@@ -219,7 +203,7 @@ mod tests {
         // A retry naming c3, asked after it failed, releases it.
         let again = Entry {
             seq: 2,
-            at: "2026-12-01T10:06:00.000Z".into(),
+            at: "2026-12-01T10:06:00.000Z".parse().unwrap(),
             request: Request::Retry {
                 config_commit: Some("c3".into()),
             },
@@ -236,7 +220,7 @@ mod tests {
             config_commit: "c2".into(),
             revision: 2,
             reason: "broken".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
         });
         let f = file(vec![
             Request::Pin {
@@ -259,7 +243,7 @@ mod tests {
             config_commit: "c2".into(),
             revision: 2,
             reason: "broken again".into(),
-            at: "t".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
         });
         apply(&mut rec, &f.after(0));
         assert_eq!(rec.quarantined.len(), 1, "a request was applied twice");
@@ -276,23 +260,39 @@ mod tests {
             Request::Unpin { by: "b".into() },
         ]);
         assert_eq!(
-            f.push(Request::Unpin { by: "c".into() }, 2, "t".into()),
+            f.push(
+                Request::Unpin { by: "c".into() },
+                2,
+                shipshape_spec::Timestamp::UNIX_EPOCH
+            ),
             Some(3)
         );
         assert_eq!(f.pending.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
         // The file was lost, the record had absorbed up to 9.
         let mut lost = RequestFile::default();
         assert_eq!(
-            lost.push(Request::Unpin { by: "d".into() }, 9, "t".into()),
+            lost.push(
+                Request::Unpin { by: "d".into() },
+                9,
+                shipshape_spec::Timestamp::UNIX_EPOCH
+            ),
             Some(10)
         );
         let mut full = RequestFile::default();
         for _ in 0..MAX_PENDING {
-            full.push(Request::Unpin { by: "e".into() }, 0, "t".into())
-                .unwrap();
+            full.push(
+                Request::Unpin { by: "e".into() },
+                0,
+                shipshape_spec::Timestamp::UNIX_EPOCH,
+            )
+            .unwrap();
         }
         assert_eq!(
-            full.push(Request::Unpin { by: "f".into() }, 0, "t".into()),
+            full.push(
+                Request::Unpin { by: "f".into() },
+                0,
+                shipshape_spec::Timestamp::UNIX_EPOCH
+            ),
             None
         );
     }

@@ -60,7 +60,7 @@ impl Load {
                             std::thread::sleep(next - now);
                         }
                         next = (next + period).max(Instant::now());
-                        let sent_at = shipshape::state::now();
+                        let sent_at = shipshape::state::now().to_string();
                         let answer = get(port);
                         let mut t = tally.lock().unwrap();
                         t.sent += 1;
@@ -142,7 +142,7 @@ pub fn assert_no_failures(w: &World, what: &str, t: &Tally) {
         .map(|p| p.steps)
         .unwrap_or_default()
         .into_iter()
-        .map(|s| (s.step.to_string(), s.started_at, s.duration_ms))
+        .map(|s| (s.step.to_string(), s.started_at.to_string(), s.duration_ms))
         .collect();
     assert!(
         t.failures.is_empty(),

@@ -685,6 +685,18 @@ pub trait AppEdit {
     ) -> &mut Self;
     /// Set `rollback.auto` and `rollback.window`.
     fn rollback(&mut self, auto: bool, window: Duration) -> &mut Self;
+    /// Set `health.progressDeadline`.
+    fn progress_deadline(&mut self, deadline: Duration) -> &mut Self;
+    /// Set `source.repository`.
+    fn repository(&mut self, url: &str) -> &mut Self;
+    /// Set `source.tokenFile` (and `source.tokenUser`).
+    fn token_file(&mut self, file: &Path, user: Option<&str>) -> &mut Self;
+    /// Set `build.steps`.
+    fn build_steps(&mut self, steps: &[&str]) -> &mut Self;
+    /// Set `spec.hosts`: these host names and labels.
+    fn hosts(&mut self, names: &[&str], labels: &[(&str, &str)]) -> &mut Self;
+    /// Set `spec.envFile`.
+    fn env_file(&mut self, file: &Path) -> &mut Self;
 }
 
 impl AppEdit for shipshape_spec::App {
@@ -720,6 +732,52 @@ impl AppEdit for shipshape_spec::App {
             shipshape_spec::Duration::from_millis(window.as_millis() as u64);
         self
     }
+
+    fn progress_deadline(&mut self, deadline: Duration) -> &mut Self {
+        self.spec.health.progress_deadline =
+            shipshape_spec::Duration::from_millis(deadline.as_millis() as u64);
+        self
+    }
+
+    fn repository(&mut self, url: &str) -> &mut Self {
+        self.spec.source.repository = url.to_string();
+        self
+    }
+
+    fn token_file(&mut self, file: &Path, user: Option<&str>) -> &mut Self {
+        self.spec.source.token_file = Some(file.display().to_string());
+        self.spec.source.token_user = user.map(str::to_string);
+        self
+    }
+
+    fn build_steps(&mut self, steps: &[&str]) -> &mut Self {
+        self.spec.build.steps = steps.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    fn hosts(&mut self, names: &[&str], labels: &[(&str, &str)]) -> &mut Self {
+        self.spec.hosts = Some(shipshape_spec::app::Hosts {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+        self
+    }
+
+    fn env_file(&mut self, file: &Path) -> &mut Self {
+        self.spec.env_file = Some(file.display().to_string());
+        self
+    }
+}
+
+/// `text` (an App document) edited as a typed document by `edit` (a document that does not
+/// load fails the test), written back as YAML.
+pub fn edited(text: &str, edit: impl FnOnce(&mut shipshape_spec::App)) -> String {
+    let mut app = shipshape_spec::load_str(text, "edited.yaml").expect("the document loads");
+    edit(&mut app);
+    shipshape_spec::load::to_yaml(&app)
 }
 
 /// `text` (an App document) with `key=value` in every process's env, edited as a typed

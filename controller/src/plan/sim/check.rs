@@ -90,7 +90,7 @@ impl Server {
                         i.script, p.script
                     ));
                 }
-                if i.status != "online" {
+                if i.status != Status::Online {
                     out.push(format!("{id}: {}", i.status));
                 }
                 if i.code != self.current {

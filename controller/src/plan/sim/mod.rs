@@ -38,7 +38,7 @@ use shipshape_spec::app::{EnvValue, ExecMode, Instances};
 use super::{MigrationState, Observed, Plan, Step, plan};
 use crate::envfile::EnvFile;
 use crate::execute;
-use crate::pm2::Instance;
+use crate::pm2::{Instance, Status};
 use crate::release::BuildMarker;
 
 mod check;
@@ -380,7 +380,7 @@ fn stopped_web_beside_a_serving_web_next(doc: &Doc) -> Server {
             .pm2
             .iter()
             .filter(|p| p.name == name)
-            .map(|p| p.status)
+            .map(|p| p.status.as_str())
             .collect()
     };
     assert_eq!(status("web"), ["stopped"]);

@@ -51,7 +51,7 @@ impl Server {
             // A reload: pm2 merges the env, keeps instances, exec_mode and script.
             for p in self.pm2.iter_mut().filter(|p| p.name == name) {
                 p.env.extend(env.clone());
-                p.status = "online";
+                p.status = Status::Online;
                 p.restarts += 1;
                 p.code = code.clone();
             }
@@ -72,7 +72,7 @@ impl Server {
             self.pm2.push(Proc {
                 name: name.to_string(),
                 pm_id: self.next_pm_id,
-                status: "online",
+                status: Status::Online,
                 restarts: 0,
                 exec_mode: exec_mode.into(),
                 script: entry["script"].as_str().unwrap_or_default().to_string(),
@@ -144,7 +144,7 @@ impl Server {
         let serving = |s: &Server| {
             s.pm2
                 .iter()
-                .any(|p| (p.name == name || p.name == next) && p.status == "online")
+                .any(|p| (p.name == name || p.name == next) && p.status == Status::Online)
         };
         let was_serving = serving(self);
         for _ in 0..8 {
@@ -205,11 +205,11 @@ impl Server {
         let procs: Vec<&Proc> = self.pm2.iter().filter(|p| p.name == name).collect();
         if procs.is_empty() {
             Slot::Absent
-        } else if procs.iter().all(|p| p.status != "online") {
+        } else if procs.iter().all(|p| p.status != Status::Online) {
             Slot::Down
         } else if procs.len() as u32 == want.count
             && procs.iter().all(|p| {
-                p.status == "online"
+                p.status == Status::Online
                     && p.exec_mode == want.mode
                     && p.env.get("SHIPSHAPE_CONFIG") == Some(&want.config)
             })
@@ -224,7 +224,7 @@ impl Server {
     /// online.
     fn ready(&self, name: &str, count: u32) -> bool {
         let procs: Vec<&Proc> = self.pm2.iter().filter(|p| p.name == name).collect();
-        procs.len() as u32 == count && procs.iter().all(|p| p.status == "online")
+        procs.len() as u32 == count && procs.iter().all(|p| p.status == Status::Online)
     }
 
     /// `pm2 delete <name>`.
@@ -247,9 +247,14 @@ struct Group {
     config: String,
 }
 
+/// An `instances` value pm2 rejects.
+#[derive(Debug, thiserror::Error)]
+#[error("has instances {0}, which pm2 rejects")]
+struct RejectedInstances(serde_json::Value);
+
 /// How many instances pm2 starts for an ecosystem entry (`instances`: a count, `max`, 0 for
 /// one per CPU, -n for all CPUs but n), or why pm2 rejects it.
-fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, String> {
+fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, RejectedInstances> {
     match &entry["instances"] {
         serde_json::Value::Null => Ok(1),
         serde_json::Value::String(s) if s == "max" => Ok(cpus),
@@ -259,6 +264,6 @@ fn pm2_instances(entry: &serde_json::Value, cpus: u32) -> Result<u32, String> {
             Some(n) => n as u32,
             None => 1,
         }),
-        other => Err(format!("has instances {other}, which pm2 rejects")),
+        other => Err(RejectedInstances(other.clone())),
     }
 }

@@ -9,8 +9,8 @@ use super::*;
 pub(super) struct Proc {
     pub(super) name: String,
     pub(super) pm_id: u64,
-    /// `online` or `stopped`.
-    pub(super) status: &'static str,
+    /// [`Status::Online`] or [`Status::Stopped`].
+    pub(super) status: Status,
     pub(super) restarts: u64,
     /// `fork_mode` or `cluster_mode`, fixed at start.
     pub(super) exec_mode: String,
@@ -143,12 +143,12 @@ impl Server {
                 .map(|p| Instance {
                     name: p.name.clone(),
                     pm_id: p.pm_id,
-                    pid: if p.status == "online" {
+                    pid: if p.status == Status::Online {
                         1000 + p.pm_id
                     } else {
                         0
                     },
-                    status: p.status.into(),
+                    status: p.status.clone(),
                     restarts: p.restarts,
                     exec_mode: p.exec_mode.clone(),
                     env: p.env.clone(),
@@ -286,7 +286,7 @@ impl Server {
                             app,
                             p,
                             r.lockfile.clone(),
-                            "t".into(),
+                            shipshape_spec::Timestamp::UNIX_EPOCH,
                         ))
                     }
                     None => self.faults.push(format!("seal: no release {}", p.release)),
@@ -318,7 +318,7 @@ impl Server {
             Drift::Stop(i) => {
                 let n = self.pm2.len();
                 if n > 0 {
-                    self.pm2[i % n].status = "stopped";
+                    self.pm2[i % n].status = Status::Stopped;
                 }
             }
             Drift::DeleteByHand(i) => {
@@ -343,7 +343,7 @@ impl Server {
             }
             Drift::RestartAll => {
                 for p in &mut self.pm2 {
-                    p.status = "online";
+                    p.status = Status::Online;
                     p.restarts += 1;
                     p.code = self.current.clone();
                 }
@@ -359,7 +359,7 @@ impl Server {
                     let p = Proc {
                         name: "someone-elses".into(),
                         pm_id: self.next_pm_id,
-                        status: "online",
+                        status: Status::Online,
                         restarts: 0,
                         exec_mode: "fork_mode".into(),
                         script: "/opt/other/index.js".into(),
@@ -406,7 +406,7 @@ impl Server {
                         c.name = to.to_string();
                         c.pm_id = server.next_pm_id;
                         c.restarts = 0;
-                        c.status = "online";
+                        c.status = Status::Online;
                         c.code = server.current.clone();
                         server.next_pm_id += 1;
                         server.pm2.push(c);
@@ -424,7 +424,7 @@ impl Server {
                 self.pm2 = self.dump.clone();
                 self.unsaved_hand_deletes.clear();
                 for p in &mut self.pm2 {
-                    p.status = "online";
+                    p.status = Status::Online;
                     p.pm_id = self.next_pm_id;
                     self.next_pm_id += 1;
                     p.code = self.current.clone();

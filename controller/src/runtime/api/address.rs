@@ -155,45 +155,43 @@ fn listening_inode(table: &str, addr: SocketAddr) -> Option<u64> {
 /// socket listening on the address. `Err` says which part failed.
 ///
 /// # Errors
-/// A sentence naming what could not be confirmed.
-pub fn verify_tcp_listener(state_dir: &Path, addr: &Address) -> Result<SocketAddr, String> {
+/// [`Unverified`] naming what could not be confirmed.
+pub fn verify_tcp_listener(state_dir: &Path, addr: &Address) -> Result<SocketAddr, Unverified> {
     use std::os::unix::fs::MetadataExt;
     let url = addr.url.as_deref().unwrap_or_default();
     let sock: SocketAddr = url
         .strip_prefix("http://")
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| format!("api.json's url {url:?} is not http://ADDRESS:PORT"))?;
+        .ok_or_else(|| Unverified::BadUrl(url.to_string()))?;
+    let io = |what: String| move |source| Unverified::Io { what, source };
     let lock = state_dir.join("controller.lock");
     let inode = std::fs::metadata(&lock)
-        .map_err(|e| format!("{}: {e}", lock.display()))?
+        .map_err(io(lock.display().to_string()))?
         .ino();
-    let locks = std::fs::read_to_string("/proc/locks").map_err(|e| format!("/proc/locks: {e}"))?;
+    let locks = std::fs::read_to_string("/proc/locks").map_err(io("/proc/locks".into()))?;
     match flock_holder(&locks, inode) {
         Some(p) if p == addr.pid => {}
-        Some(p) => {
-            return Err(format!(
-                "the state directory is held by pid {p}, not pid {} that api.json names",
-                addr.pid
-            ));
+        Some(holder) => {
+            return Err(Unverified::HeldByOther {
+                holder,
+                named: addr.pid,
+            });
         }
-        None => return Err("no controller holds the state directory".into()),
+        None => return Err(Unverified::NotHeld),
     }
     if !addr.writer_alive() {
-        return Err(format!(
-            "pid {} is not the process that wrote api.json (its start time differs)",
-            addr.pid
-        ));
+        return Err(Unverified::NotTheWriter(addr.pid));
     }
     let table = if sock.is_ipv4() { "tcp" } else { "tcp6" };
     let text = std::fs::read_to_string(format!("/proc/net/{table}"))
-        .map_err(|e| format!("/proc/net/{table}: {e}"))?;
-    let inode = listening_inode(&text, sock).ok_or_else(|| format!("nothing listens on {sock}"))?;
+        .map_err(io(format!("/proc/net/{table}")))?;
+    let inode = listening_inode(&text, sock).ok_or(Unverified::NothingListens(sock))?;
     let want = format!("socket:[{inode}]");
-    let fds = std::fs::read_dir(format!("/proc/{}/fd", addr.pid)).map_err(|e| {
-        format!(
-            "cannot see the sockets of pid {} ({e}): run the CLI as the controller's user",
-            addr.pid
-        )
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", addr.pid)).map_err(|source| {
+        Unverified::CannotSeeSockets {
+            pid: addr.pid,
+            source,
+        }
     })?;
     let owns = fds
         .flatten()
@@ -201,11 +199,62 @@ pub fn verify_tcp_listener(state_dir: &Path, addr: &Address) -> Result<SocketAdd
     if owns {
         Ok(sock)
     } else {
-        Err(format!(
-            "the process listening on {sock} is not the controller (pid {})",
-            addr.pid
-        ))
+        Err(Unverified::NotTheController {
+            sock,
+            pid: addr.pid,
+        })
     }
+}
+
+/// What [`verify_tcp_listener`] could not confirm.
+#[derive(Debug, thiserror::Error)]
+pub enum Unverified {
+    /// `api.json`'s url is not an `http://ADDRESS:PORT`.
+    #[error("api.json's url {0:?} is not http://ADDRESS:PORT")]
+    BadUrl(String),
+    /// A file that tells who holds what cannot be read.
+    #[error("{what}: {source}")]
+    Io {
+        /// The file.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the state directory's lock.
+    #[error("the state directory is held by pid {holder}, not pid {named} that api.json names")]
+    HeldByOther {
+        /// The lock's holder.
+        holder: u32,
+        /// The pid `api.json` names.
+        named: u32,
+    },
+    /// No process holds the state directory's lock.
+    #[error("no controller holds the state directory")]
+    NotHeld,
+    /// The pid is not the process that wrote `api.json` (a reused pid).
+    #[error("pid {0} is not the process that wrote api.json (its start time differs)")]
+    NotTheWriter(u32),
+    /// Nothing listens on the address.
+    #[error("nothing listens on {0}")]
+    NothingListens(SocketAddr),
+    /// The controller's sockets cannot be listed by this user.
+    #[error("cannot see the sockets of pid {pid} ({source}): run the CLI as the controller's user")]
+    CannotSeeSockets {
+        /// The controller's pid.
+        pid: u32,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process listens on the address.
+    #[error("the process listening on {sock} is not the controller (pid {pid})")]
+    NotTheController {
+        /// The address.
+        sock: SocketAddr,
+        /// The controller's pid.
+        pid: u32,
+    },
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ mod tests {
                         pin: shipshape_spec::status::Pin {
                             revision: req.revision.unwrap_or(7),
                             by: req.by.unwrap_or_default(),
-                            at: "now".into(),
+                            at: shipshape_spec::Timestamp::UNIX_EPOCH,
                             reason: req.reason,
                             source: shipshape_spec::status::PinSource::Cli,
                         },
