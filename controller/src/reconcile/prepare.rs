@@ -21,7 +21,7 @@ use crate::plan::{self, Plan, PlannedStep, Step};
 use crate::state::{self, AppRecord};
 
 /// The step reason of a verification that did not finish and is run again.
-pub const REVERIFY_REASON: &str = "the rollout's verification did not finish (the controller stopped, or a newer document came and went); verifying again";
+pub const REVERIFY_REASON: &str = "the rollout's verification did not finish (the controller stopped, a newer document came and went, or a pin stopped it); verifying again";
 
 /// What a pass is about to do, decided before anything changes.
 #[derive(Debug)]

@@ -855,13 +855,11 @@ fn rows() -> Vec<Row> {
         r("a pin of the revision being rolled out does not stop its steps; its verification stops on the request",
           keep, &[], &[], &[Roll("aa"), PinMidPass(2), Roll("bb")],
           NEXT, Superseded, &[Healthy, Sup], Some(2), &[]),
-        // FINDING (reported, not changed in a restructure): a pinned revision whose
-        // verification a request interrupted is not verified again while pinned
-        // (`target::needs_reverify` is for following the document only): it stays
-        // Progressing until unpinned.
-        r("a rollout pinned mid-pass to itself is not verified again while pinned (today)",
+        // A pinned revision whose verification the pin request stopped is verified again
+        // while pinned (before, it stayed Progressing for as long as the pin held).
+        r("a rollout pinned mid-pass to itself is verified again while pinned and becomes healthy",
           keep, &[], &[], &[Roll("aa"), PinMidPass(2), Roll("bb"), Roll("bb")],
-          NONE, NotReady(Phase::Progressing), &[Healthy, Sup], Some(2), &[]),
+          &["verify"], Ready, &[Healthy, Healthy], Some(2), &[]),
         // Newest wins.
         r("a newer document during verification supersedes the rollout",
           keep, &[], &[], &[Roll("aa"), Newer, Roll("bb")],

@@ -307,7 +307,10 @@ pub fn revision_for(
 }
 
 /// True when everything is in place but the rollout's verification never finished (the
-/// controller stopped, or a newer document superseded it and then went away): verify again.
+/// controller stopped, or a newer document, or a request, stopped it): verify again. That
+/// is the document's revision when following it, and the pinned revision when it is the
+/// one left unverified (a pin to the revision being verified stops the wait, and the
+/// revision would otherwise stay Progressing for as long as the pin holds).
 pub fn needs_reverify(
     rec: &AppRecord,
     target: &Target,
@@ -315,15 +318,21 @@ pub fn needs_reverify(
     release: &str,
     process_hash: &str,
 ) -> bool {
-    target.mode.follows()
-        && rec.last_attempted().is_some_and(|r| {
-            matches!(
-                r.revision.outcome,
-                Outcome::Progressing | Outcome::Superseded
-            ) && r.revision.config_commit == config_commit
-                && r.release == release
-                && r.revision.process_hash == process_hash
-        })
+    rec.last_attempted().is_some_and(|r| {
+        let ours = match &target.mode {
+            Mode::Follow => r.revision.config_commit == config_commit,
+            Mode::Pinned(_) => {
+                target.held == Some(r.revision.number)
+                    && rec.live_revision == Some(r.revision.number)
+            }
+            Mode::Hold { .. } => false,
+        };
+        ours && matches!(
+            r.revision.outcome,
+            Outcome::Progressing | Outcome::Superseded
+        ) && r.release == release
+            && r.revision.process_hash == process_hash
+    })
 }
 
 /// What to pin: a revision by number, the newest healthy one running an app commit, or
