@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shipshape_spec::status::PinSource;
+use shipshape_spec::status::{Pin, PinSource};
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
@@ -377,16 +377,7 @@ async fn pin(
         Ok((pin.clone(), AppRequest::Pin { pin }))
     })
     .await;
-    match result {
-        Ok(r) => {
-            let body = PinResponse {
-                pin: r.answer.clone(),
-                pending: r.pending,
-            };
-            (r.status(), Json(body)).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    pin_answer(result)
 }
 
 async fn unpin(
@@ -406,6 +397,12 @@ async fn unpin(
         Some(p) => Ok((p, AppRequest::Unpin { by })),
     })
     .await;
+    pin_answer(result)
+}
+
+/// A pin or unpin request's answer: the pin it concerns, and whether the pass in flight
+/// has yet to act on it (202), or the refusal.
+fn pin_answer(result: Result<Recorded<Pin>, ApiError>) -> Response {
     match result {
         Ok(r) => {
             let body = PinResponse {
