@@ -346,12 +346,7 @@ impl Pm2 {
 
     /// [`Pm2::call`] for a caller that already holds the turn.
     async fn call_in_turn(&self, action: &str, args: &[&str]) -> Result<exec::Output, Pm2Error> {
-        if action != "jlist" {
-            self.socket
-                .changes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            *self.cache.lock().expect("pm2 cache") = None;
-        }
+        let _changing = (action != "jlist").then(|| self.changing());
         crate::state::ensure_dir(&self.home).map_err(|source| Pm2Error::Io {
             what: format!("creating PM2_HOME {}", self.home.display()),
             source,

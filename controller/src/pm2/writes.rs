@@ -144,6 +144,15 @@ impl Pm2 {
         *self.cache.lock().expect("pm2 cache") = None;
     }
 
+    /// Note a change now, and again when the guard drops (the write is over): a list read
+    /// while the write was in flight may or may not show it, so it is not kept either way.
+    /// (Noted only before, a read between the note and pm2's change filled the cache with
+    /// the list as it was: a pass of another app observed a process deleted after it.)
+    pub(super) fn changing(&self) -> Changing<'_> {
+        self.note_change();
+        Changing(self)
+    }
+
     /// Where pm2's CLI runs, which resolves a name as a script path from there.
     fn cli_dir(&self) -> &Path {
         self.home.parent().unwrap_or(Path::new("/"))
@@ -165,7 +174,7 @@ impl Pm2 {
     pub async fn delete_via(&self, name: &str) -> Result<ReadVia, Pm2Error> {
         let action = format!("delete {name}");
         let _turn = self.turn.lock().await;
-        self.note_change();
+        let _changing = self.changing();
         if !self.socket.enabled || !plain_name(name) {
             self.call_in_turn(&action, &["delete", name]).await?;
             return Ok(ReadVia::Cli(None));
@@ -362,5 +371,14 @@ mod tests {
         for t in [json!(true), json!(1), json!("x"), json!({}), json!([])] {
             assert!(truthy(Some(&t)), "{t}");
         }
+    }
+}
+
+/// A pm2 write in flight: the change is noted again when it drops ([`Pm2::changing`]).
+pub(super) struct Changing<'a>(&'a Pm2);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.note_change();
     }
 }
