@@ -299,6 +299,15 @@ impl Pm2 {
     }
 }
 
+/// A pm2 write in flight: the change is noted again when it drops ([`Pm2::changing`]).
+pub(super) struct Changing<'a>(&'a Pm2);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.note_change();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,14 +380,5 @@ mod tests {
         for t in [json!(true), json!(1), json!("x"), json!({}), json!([])] {
             assert!(truthy(Some(&t)), "{t}");
         }
-    }
-}
-
-/// A pm2 write in flight: the change is noted again when it drops ([`Pm2::changing`]).
-pub(super) struct Changing<'a>(&'a Pm2);
-
-impl Drop for Changing<'_> {
-    fn drop(&mut self) {
-        self.0.note_change();
     }
 }
