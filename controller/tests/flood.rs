@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::hey::spread;
 use common::{AppEdit, World};
 use shipshape_spec::status::{Outcome, Phase, ProbeState};
 
@@ -79,29 +79,7 @@ struct Flood {
 /// 256 concurrent connections on `url` for `secs`: `hey` when it is on PATH, else 256
 /// threads each sending requests on a kept-alive connection until the time is up.
 fn flood(url: &str, secs: u64) -> Flood {
-    let hey = Command::new("hey")
-        .args(["-c", "256", "-z", &format!("{secs}s"), "-t", "30", url])
-        .output();
-    if let Ok(out) = hey {
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        // "  [200]\t12345 responses" per status code.
-        let responses = text
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim();
-                l.starts_with('[')
-                    .then(|| l.split_whitespace().nth(1)?.parse::<u64>().ok())?
-            })
-            .sum();
-        let summary = text
-            .lines()
-            .filter(|l| {
-                let l = l.trim();
-                l.starts_with("Requests/sec") || l.starts_with("Average") || l.starts_with('[')
-            })
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join("; ");
+    if let Some((responses, summary)) = common::hey::hey(url, secs) {
         return Flood {
             tool: "hey",
             responses,
@@ -175,15 +153,6 @@ fn curl_ms(port: u16) -> (u64, bool) {
     let start = Instant::now();
     let ok = common::get_port(port, "/api/health").is_some_and(|b| b.contains("\"status\""));
     (start.elapsed().as_millis() as u64, ok)
-}
-
-/// (min, median, max) of `v`.
-fn spread(v: &mut [u64]) -> (u64, u64, u64) {
-    v.sort_unstable();
-    match v {
-        [] => (0, 0, 0),
-        _ => (v[0], v[v.len() / 2], v[v.len() - 1]),
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::pins::{Sampler, process_gone, wait_until_exists};
+use common::pins::{Sampler, process_gone, wait_for_pidfile, wait_until_exists};
 use common::{Daemon, World, wait_for};
 use shipshape_spec::status::{Outcome, Phase};
 
@@ -58,24 +58,11 @@ fn held_at_v1(w: &World, release: &str) -> Sampler {
     })
 }
 
-/// The pids of the app's pm2 processes (a reload replaces them).
-fn pm2_pids(w: &World) -> Vec<u64> {
-    let list: serde_json::Value = serde_json::from_str(&w.pm2_jlist_raw()).unwrap();
-    let mut pids: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["pid"].as_u64())
-        .collect();
-    pids.sort();
-    pids
-}
-
 #[test]
 fn a_pin_during_a_long_build_answers_at_once_cuts_the_build_short_and_nothing_goes_live() {
     let w = World::new("pinbuild");
     let (d, r1) = v1_live(&w);
-    let pids = pm2_pids(&w);
+    let pids = w.pm2_pids();
     let (pidfile, gate) = (w.file("build.pid"), w.file("go"));
     let v2 = w.commit_app_version("2.0.0");
     let mut doc = w.app(&v2);
@@ -89,13 +76,7 @@ fn a_pin_during_a_long_build_answers_at_once_cuts_the_build_short_and_nothing_go
     );
     w.commit_app(&doc);
     let watch = held_at_v1(&w, &r1);
-    let build = wait_for("the long build to start", Duration::from_secs(60), || {
-        std::fs::read_to_string(&pidfile)
-            .ok()?
-            .trim()
-            .parse::<u32>()
-            .ok()
-    });
+    let build = wait_for_pidfile("the long build to start", &pidfile, Duration::from_secs(60));
 
     let said = answers_at_once(
         &w,
@@ -139,7 +120,7 @@ fn a_pin_during_a_long_build_answers_at_once_cuts_the_build_short_and_nothing_go
         rec.last_pass
     );
     assert_eq!(w.current().as_deref(), Some(r1.as_str()));
-    assert_eq!(pm2_pids(&w), pids, "the processes were reloaded");
+    assert_eq!(w.pm2_pids(), pids, "the processes were reloaded");
     let seen = watch.stop();
     assert!(seen.is_empty(), "while pinned: {seen:?}");
 }

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::pins::{Sampler, process_gone, wait_until_exists};
+use common::hey::{hey, spread};
+use common::pins::{Sampler, process_gone, wait_for_pidfile, wait_until_exists};
 use common::stock::{CpuHog, Mode, one_at_a_time};
 use common::{Daemon, World, wait_for};
 use shipshape::state::AppRecord;
@@ -203,40 +204,6 @@ fn the_flaky_stock_app_stays_healthy_for_20_rounds_under_a_cpu_hog_and_a_broken_
     hog.assert_running();
 }
 
-/// What `hey -c 256 -z <secs>s <url>` reported: the responses it counted and its summary.
-fn hey(url: &str, secs: u64) -> Option<(u64, String)> {
-    let out = Command::new("hey")
-        .args(["-c", "256", "-z", &format!("{secs}s"), "-t", "30", url])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    // "  [200]\t12345 responses" per status code.
-    let responses = text
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            l.starts_with('[')
-                .then(|| l.split_whitespace().nth(1)?.parse::<u64>().ok())?
-        })
-        .sum();
-    let summary = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("Requests/sec") || l.starts_with("Average") || l.starts_with('['))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Some((responses, summary))
-}
-
-/// (min, median, max) of `v`.
-fn spread(v: &mut [u64]) -> (u64, u64, u64) {
-    v.sort_unstable();
-    match v {
-        [] => (0, 0, 0),
-        _ => (v[0], v[v.len() / 2], v[v.len() - 1]),
-    }
-}
-
 #[test]
 fn a_hey_flood_on_the_api_under_a_cpu_hog_reverts_nothing_of_the_stock_app_and_a_good_commit_during_it_becomes_healthy()
  {
@@ -377,19 +344,6 @@ fn a_hey_flood_on_the_api_under_a_cpu_hog_reverts_nothing_of_the_stock_app_and_a
     hog.assert_running();
 }
 
-/// The pids of the app's pm2 processes (a restart or reload replaces them).
-fn pm2_pids(w: &World) -> Vec<u64> {
-    let list: serde_json::Value = serde_json::from_str(&w.pm2_jlist_raw()).unwrap();
-    let mut pids: Vec<u64> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["pid"].as_u64())
-        .collect();
-    pids.sort();
-    pids
-}
-
 #[test]
 fn a_pin_during_a_long_build_of_the_stock_app_under_a_cpu_hog_answers_within_2s_and_nothing_new_goes_live()
  {
@@ -403,7 +357,7 @@ fn a_pin_during_a_long_build_of_the_stock_app_under_a_cpu_hog_answers_within_2s_
         &w.stock_app(&v1, Mode::Fork1, interval, FAILURE_THRESHOLD),
     );
     let r1 = w.record().revision(1).unwrap().release.clone();
-    let pids = pm2_pids(&w);
+    let pids = w.pm2_pids();
 
     // 2.0.0 with a build step that waits for a gate the test never opens before the pin.
     let (pidfile, gate) = (w.file("build.pid"), w.file("go"));
@@ -429,13 +383,7 @@ fn a_pin_during_a_long_build_of_the_stock_app_under_a_cpu_hog_answers_within_2s_
             }
         })
     };
-    let build = wait_for("the long build to start", Duration::from_secs(90), || {
-        std::fs::read_to_string(&pidfile)
-            .ok()?
-            .trim()
-            .parse::<u32>()
-            .ok()
-    });
+    let build = wait_for_pidfile("the long build to start", &pidfile, Duration::from_secs(90));
 
     let args = [
         "pin", "stockpin", "1", "--reason", "incident", "--by", "ana",
@@ -481,7 +429,7 @@ fn a_pin_during_a_long_build_of_the_stock_app_under_a_cpu_hog_answers_within_2s_
     });
     assert_eq!(rec.live_revision, Some(1));
     assert_eq!(w.current().as_deref(), Some(r1.as_str()));
-    assert_eq!(pm2_pids(&w), pids, "the stock app's process was replaced");
+    assert_eq!(w.pm2_pids(), pids, "the stock app's process was replaced");
     let seen = watch.stop();
     assert!(seen.is_empty(), "while pinned: {seen:?}");
     hog.assert_running();

@@ -12,6 +12,7 @@ use shipshape::state::{AppRecord, Store};
 
 pub mod apiedge;
 pub mod faults;
+pub mod hey;
 pub mod load;
 pub mod pins;
 pub mod pm2;
@@ -155,6 +156,12 @@ pub struct World {
 impl World {
     /// A new world whose app repo holds `examples/app` at version 1.0.0 (one commit).
     pub fn new(name: &str) -> World {
+        World::with_example(name, "examples/app")
+    }
+
+    /// A new world whose app repo holds the workspace's `example` directory (one commit,
+    /// "v1.0.0") and whose config repo is empty.
+    pub fn with_example(name: &str, example: &str) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let w = World {
             tmp,
@@ -162,7 +169,7 @@ impl World {
             name: name.to_string(),
         };
         let app = w.app_repo();
-        copy_dir(&workspace().join("examples/app"), &app);
+        copy_dir(&workspace().join(example), &app);
         git(&app, &["init", "-q", "-b", "main"]);
         git(&app, &["add", "-A"]);
         git(&app, &["commit", "-qm", "v1.0.0"]);
@@ -388,6 +395,19 @@ impl World {
     /// The release `current` points at.
     pub fn current(&self) -> Option<String> {
         shipshape::release::Layout::new(self.releases_root()).current_release()
+    }
+
+    /// The pids of the app's pm2 processes, sorted (a restart or reload replaces them).
+    pub fn pm2_pids(&self) -> Vec<u64> {
+        let list: serde_json::Value = serde_json::from_str(&self.pm2_jlist_raw()).unwrap();
+        let mut pids: Vec<u64> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["pid"].as_u64())
+            .collect();
+        pids.sort();
+        pids
     }
 
     /// `pm2 jlist` output, raw.

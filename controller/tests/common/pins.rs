@@ -47,6 +47,18 @@ pub fn wait_until_exists(gate: &Path) -> String {
     )
 }
 
+/// The pid a build step wrote into `pidfile` (`echo $$ > pidfile`), waited for up to
+/// `within` as `what`.
+pub fn wait_for_pidfile(what: &str, pidfile: &Path, within: Duration) -> u32 {
+    wait_for(what, within, || {
+        std::fs::read_to_string(pidfile)
+            .ok()?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    })
+}
+
 impl Daemon {
     /// The controller's pid.
     pub fn pid(&self) -> u32 {

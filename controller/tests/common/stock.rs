@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shipshape_spec::app::{ExecMode, Instances};
 
-use super::{AppEdit, World, copy_dir, free_port, git, workspace};
+use super::{AppEdit, World, git};
 
 /// How the stock app runs under pm2.
 #[derive(Debug, Clone, Copy)]
@@ -24,20 +24,7 @@ pub enum Mode {
 impl World {
     /// A new world whose app repo holds `examples/stock-express` at 1.0.0 (one commit).
     pub fn stock(name: &str) -> World {
-        let w = World {
-            tmp: tempfile::tempdir().unwrap(),
-            port: free_port(),
-            name: name.to_string(),
-        };
-        let app = w.app_repo();
-        copy_dir(&workspace().join("examples/stock-express"), &app);
-        git(&app, &["init", "-q", "-b", "main"]);
-        git(&app, &["add", "-A"]);
-        git(&app, &["commit", "-qm", "v1.0.0"]);
-        let config = w.config_repo();
-        std::fs::create_dir_all(config.join("apps")).unwrap();
-        git(&config, &["init", "-q", "-b", "main"]);
-        w
+        World::with_example(name, "examples/stock-express")
     }
 
     /// The stock app's document for `commit`: `npm ci` and no build step, `server.js` on
