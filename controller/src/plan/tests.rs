@@ -1,4 +1,3 @@
-
 use super::*;
 use shipshape_spec::app::{EnvValue, MigrationDriver};
 
