@@ -59,3 +59,4 @@ pub mod retry;
 pub mod runtime;
 pub mod source;
 pub mod state;
+pub mod traffic;

@@ -85,6 +85,12 @@ pub struct AppSpec {
     /// Commands run around the switch.
     #[serde(default)]
     pub hooks: Hooks,
+    /// Send users' traffic through nginx to one slot at a time: each release runs as its
+    /// own slot on a port of its own, proven before nginx sends it a request, and the
+    /// previous slot stays warm for an instant switch back. Omitted: the processes are
+    /// reloaded in place (pm2's own reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
     /// Which servers run this app (each server's controller is told its name and labels).
     /// Omitted: every server that reads this repo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -696,6 +702,108 @@ impl Default for Rollback {
             auto: true,
             window: default_window(),
         }
+    }
+}
+
+/// Traffic through nginx, one slot at a time (see `AppSpec::traffic`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Traffic {
+    /// What switches the traffic: `nginx`.
+    pub via: TrafficVia,
+    /// The address nginx serves the app on (`http://127.0.0.1:8080`). Before the switch,
+    /// the HTTP checks whose URL starts with it are run against the new slot's own port.
+    pub public: String,
+    /// The two ports slots take turns on; the serving process reads its port from `PORT`.
+    pub ports: Vec<u16>,
+    /// The declared process that serves HTTP (default: the first one). The other
+    /// processes are applied in place, as without `traffic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    /// The file the controller owns (absolute): the `upstream` block nginx's
+    /// `proxy_pass` names and the confirm server, included from nginx's `http` block.
+    pub upstream_file: String,
+    /// The upstream's name in that file (default `shipshape_<app>`, `-` as `_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// A loopback port for the confirm server the upstream file declares: a request there
+    /// goes through the same upstream and says which slot answered, so the controller
+    /// knows the switch took.
+    pub confirm_port: u16,
+    /// How long the previous slot keeps running after a switch: a revert inside it is a
+    /// switch back with no boot. Costs the memory of one more copy of the serving
+    /// process's instances for that long.
+    #[serde(default = "default_warm_for")]
+    pub warm_for: Duration,
+    /// How long a slot leaving service may take to finish the requests nginx still has in
+    /// flight to it before it is stopped anyway.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: Duration,
+    /// How to run nginx (`nginx -t`, `nginx -s reload`).
+    #[serde(default)]
+    pub nginx: NginxCommand,
+}
+
+/// What switches traffic between slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficVia {
+    /// nginx, through an upstream file the controller owns.
+    Nginx,
+}
+
+/// How the controller runs nginx.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NginxCommand {
+    /// The nginx binary (a path, or a name on `PATH`).
+    #[serde(default = "default_nginx")]
+    pub binary: String,
+    /// Arguments given before `-t` and `-s reload` (e.g. `[-c, /etc/nginx/nginx.conf]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Time limit for each nginx command, and for the switch to be confirmed.
+    #[serde(default = "default_nginx_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_warm_for() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_nginx() -> String {
+    "nginx".into()
+}
+fn default_nginx_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for NginxCommand {
+    fn default() -> Self {
+        NginxCommand {
+            binary: default_nginx(),
+            args: Vec::new(),
+            timeout: default_nginx_timeout(),
+        }
+    }
+}
+
+impl Traffic {
+    /// The declared process that serves HTTP in slots.
+    pub fn serving<'a>(&self, processes: &'a [Process]) -> Option<&'a Process> {
+        match &self.process {
+            Some(name) => processes.iter().find(|p| &p.name == name),
+            None => processes.first(),
+        }
+    }
+
+    /// The upstream's name for app `app`.
+    pub fn upstream_name(&self, app: &str) -> String {
+        self.upstream
+            .clone()
+            .unwrap_or_else(|| format!("shipshape_{}", app.replace('-', "_")))
     }
 }
 

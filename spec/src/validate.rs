@@ -356,10 +356,12 @@ type Section = fn(&mut Checker, &App);
 /// 8. [`health_rounds`]: interval, thresholds, progress deadline and startup grace;
 /// 9. [`pin`]: the document's pin;
 /// 10. [`env_file`]: the secrets file;
-/// 11. [`hooks`]: after-switch commands and their timeout.
+/// 11. [`hooks`]: after-switch commands and their timeout;
+/// 12. [`traffic`]: the slots' ports, the public and confirm addresses, the upstream file,
+///     the serving process (which must not set `PORT` itself) and nginx's command.
 ///
 /// `rollback` and `hosts` need nothing beyond their types.
-const SECTIONS: [Section; 11] = [
+const SECTIONS: [Section; 12] = [
     metadata,
     source,
     releases,
@@ -371,6 +373,7 @@ const SECTIONS: [Section; 11] = [
     pin,
     env_file,
     hooks,
+    traffic,
 ];
 
 /// Check everything about `app` that its types cannot express: each of the document's
@@ -851,6 +854,110 @@ fn env_file(c: &mut Checker, app: &App) {
 fn hooks(c: &mut Checker, app: &App) {
     c.commands("spec.hooks.afterSwitch", &app.spec.hooks.after_switch);
     c.positive("spec.hooks.timeout", app.spec.hooks.timeout);
+}
+
+fn traffic(c: &mut Checker, app: &App) {
+    let Some(t) = &app.spec.traffic else { return };
+    let public_port = match t.public.strip_prefix("http://").map(|rest| {
+        let host_port = rest.trim_end_matches('/');
+        host_port
+            .rsplit_once(':')
+            .and_then(|(host, port)| (!host.is_empty() && !host.contains('/')).then_some(port))
+            .and_then(|port| port.parse::<u16>().ok())
+    }) {
+        Some(Some(port)) if port > 0 => Some(port),
+        _ => {
+            c.fail(
+                "spec.traffic.public",
+                format!(
+                    "{:?} must be http://HOST:PORT, the address nginx serves the app on (e.g. http://127.0.0.1:8080)",
+                    t.public
+                ),
+            );
+            None
+        }
+    };
+    if t.ports.len() != 2 || t.ports[0] == t.ports[1] || t.ports.contains(&0) {
+        c.fail(
+            "spec.traffic.ports",
+            format!(
+                "{:?} must be two different ports (slots take turns on them)",
+                t.ports
+            ),
+        );
+    }
+    for (i, port) in t.ports.iter().enumerate() {
+        if Some(*port) == public_port {
+            c.fail(
+                format!("spec.traffic.ports[{i}]"),
+                format!("{port} is the public address's port: nginx listens there"),
+            );
+        }
+        if *port == t.confirm_port {
+            c.fail(
+                format!("spec.traffic.ports[{i}]"),
+                format!("{port} is also spec.traffic.confirmPort"),
+            );
+        }
+    }
+    if t.confirm_port == 0 || Some(t.confirm_port) == public_port {
+        c.fail(
+            "spec.traffic.confirmPort",
+            format!(
+                "{} must be a port of its own (not 0, not the public address's)",
+                t.confirm_port
+            ),
+        );
+    }
+    if c.one_line("spec.traffic.upstreamFile", &t.upstream_file)
+        && !is_absolute_without_parent(&t.upstream_file)
+    {
+        c.fail(
+            "spec.traffic.upstreamFile",
+            format!(
+                "{:?} must be an absolute path without '..'",
+                t.upstream_file
+            ),
+        );
+    }
+    let upstream = t.upstream_name(&app.metadata.name);
+    if upstream.is_empty()
+        || !upstream
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    {
+        c.fail(
+            "spec.traffic.upstream",
+            format!("{upstream:?} must be letters, digits, '_' or '-'"),
+        );
+    }
+    match (&t.process, t.serving(&app.spec.processes)) {
+        (Some(name), None) => c.fail(
+            "spec.traffic.process",
+            format!("{name:?} is not one of spec.processes"),
+        ),
+        (_, Some(p)) => {
+            if p.env.contains_key("PORT") {
+                let i = app
+                    .spec
+                    .processes
+                    .iter()
+                    .position(|q| q.name == p.name)
+                    .unwrap_or(0);
+                c.fail(
+                    format!("spec.processes[{i}].env.PORT"),
+                    "set by the controller in traffic mode: each slot gets its port from spec.traffic.ports",
+                );
+            }
+        }
+        (None, None) => {}
+    }
+    c.one_line("spec.traffic.nginx.binary", &t.nginx.binary);
+    for (i, a) in t.nginx.args.iter().enumerate() {
+        c.one_line(&format!("spec.traffic.nginx.args[{i}]"), a);
+    }
+    c.positive("spec.traffic.nginx.timeout", t.nginx.timeout);
+    c.positive("spec.traffic.drainTimeout", t.drain_timeout);
 }
 
 #[cfg(test)]
