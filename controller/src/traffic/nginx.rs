@@ -37,10 +37,10 @@ pub fn live_slot(_file: &Path) -> Result<Option<u16>, String> {
     unimplemented!("nginx work")
 }
 
-/// Point the upstream at `to`: write, `nginx -t`, reload, confirm.
+/// Point the upstream at `to` with the file's new `text`: write, `nginx -t`, reload, confirm.
 pub async fn switch(
     _t: &Traffic,
-    _app: &str,
+    _text: &str,
     _to: u16,
     _commands: &dyn Commands,
 ) -> Result<Switched, NginxError> {
