@@ -104,6 +104,12 @@ pub fn parse_marker(text: &str) -> Option<u16> {
     port.parse::<u16>().ok().filter(|p| *p > 0)
 }
 
+/// The confirm server's port in an upstream file's text (its `listen 127.0.0.1:N;`).
+fn confirm_port_of(text: &str) -> Option<u16> {
+    let rest = text.split_once("listen 127.0.0.1:")?.1;
+    rest.split(';').next()?.trim().parse().ok()
+}
+
 /// The slot the upstream file at `file` names (`None`: no file, or not one we wrote).
 ///
 /// # Errors
@@ -408,7 +414,7 @@ pub async fn switch(
             let again = match run_nginx(t, &["-s", "reload"], commands).await {
                 Err((s, _)) => format!("reloading the old file failed: {s}; nginx runs the new file or its previous config"),
                 Ok(()) => match (old.is_some(), from) {
-                    (true, Some(port)) => match confirm(t.confirm_port, port, t.nginx.timeout.0).await {
+                    (true, Some(port)) => match confirm(old.as_deref().and_then(confirm_port_of).unwrap_or(t.confirm_port), port, t.nginx.timeout.0).await {
                         Ok(_) => format!("the old upstream file is back and nginx was reloaded with it; the confirm server names slot {port} again"),
                         Err(e) => format!("the old upstream file is back and nginx was reloaded with it, but {e}"),
                     },
