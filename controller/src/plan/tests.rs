@@ -771,7 +771,8 @@ mod traffic_slots {
     #[test]
     fn every_change_kind_of_the_serving_process_is_a_new_slot_never_a_reload() {
         let old = slotted(C1);
-        let edits: Vec<(&str, Box<dyn Fn(&mut App)>)> = vec![
+        type Edit = Box<dyn Fn(&mut App)>;
+        let edits: Vec<(&str, Edit)> = vec![
             (
                 "env",
                 Box::new(|a: &mut App| {
