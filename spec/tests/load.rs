@@ -580,3 +580,76 @@ fn every_kind_of_check_is_written_back_under_the_key_it_was_read_from() {
         assert_eq!(load_str(&again, "again.yaml").unwrap(), app, "{again}");
     }
 }
+
+/// `VALID` with a `spec.traffic` section (and `keep`) as given, `PORT` left in or not.
+fn with_traffic(traffic: &str, keep_port: bool) -> String {
+    let mut text = VALID.replace(
+        "  processes:",
+        &format!("  traffic:\n{traffic}  processes:"),
+    );
+    if !keep_port {
+        text = text.replace("        PORT: 3000\n", "");
+    }
+    text
+}
+
+const TRAFFIC: &str = "    via: nginx\n    public: http://127.0.0.1:8080\n    ports: [3000, 3001]\n    upstreamFile: /etc/nginx/shipshape/demo.conf\n    confirmPort: 8099\n";
+
+#[test]
+fn a_traffic_section_loads_with_its_defaults() {
+    let app = load_str(&with_traffic(TRAFFIC, false), "apps/demo.yaml").unwrap();
+    let t = app.spec.traffic.expect("traffic");
+    assert_eq!(t.warm_for.to_string(), "5m");
+    assert_eq!(t.drain_timeout.to_string(), "30s");
+    assert_eq!(t.nginx.binary, "nginx");
+    assert_eq!(t.upstream_name("demo-app"), "shipshape_demo_app");
+    assert_eq!(t.serving(&app.spec.processes).unwrap().name, "demo-web");
+}
+
+#[test]
+fn traffic_refuses_a_port_the_process_sets_itself_two_equal_ports_and_a_bad_public_address() {
+    let errs = errors(&with_traffic(TRAFFIC, true));
+    assert!(
+        errs.iter().any(
+            |e| e.contains("spec.processes[0].env.PORT: set by the controller in traffic mode")
+        ),
+        "{errs:?}"
+    );
+    let same = TRAFFIC.replace("[3000, 3001]", "[3000, 3000]");
+    let errs = errors(&with_traffic(&same, false));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.traffic.ports: [3000, 3000] must be two different ports")),
+        "{errs:?}"
+    );
+    let public = TRAFFIC.replace("http://127.0.0.1:8080", "127.0.0.1:8080");
+    let errs = errors(&with_traffic(&public, false));
+    assert!(
+        errs.iter().any(|e| e.contains("spec.traffic.public")),
+        "{errs:?}"
+    );
+    let clash = TRAFFIC.replace("confirmPort: 8099", "confirmPort: 3001");
+    let errs = errors(&with_traffic(&clash, false));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.traffic.ports[1]: 3001 is also spec.traffic.confirmPort")),
+        "{errs:?}"
+    );
+    let text = with_traffic(TRAFFIC, false).replace(
+        "    root: /srv/demo\n",
+        "    root: /srv/demo\n    keep: 1\n",
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.releases.keep: 1 is too few with spec.traffic")),
+        "{errs:?}"
+    );
+    let unknown = format!("{TRAFFIC}    process: nope\n");
+    let errs = errors(&with_traffic(&unknown, false));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.traffic.process: \"nope\" is not one of spec.processes")),
+        "{errs:?}"
+    );
+}
