@@ -937,13 +937,21 @@ fn traffic(c: &mut Checker, app: &App) {
             format!("{name:?} is not one of spec.processes"),
         ),
         (_, Some(p)) => {
+            let i = app
+                .spec
+                .processes
+                .iter()
+                .position(|q| q.name == p.name)
+                .unwrap_or(0);
+            let fork = p.exec_mode.unwrap_or_default() == crate::app::ExecMode::Fork;
+            let many = !matches!(p.instances, None | Some(crate::app::Instances::Count(1)));
+            if fork && many {
+                c.fail(
+                    format!("spec.processes[{i}].instances"),
+                    "in fork mode each instance is its own process on the slot's one PORT, and only one can listen there: use exec_mode: cluster for more than one instance",
+                );
+            }
             if p.env.contains_key("PORT") {
-                let i = app
-                    .spec
-                    .processes
-                    .iter()
-                    .position(|q| q.name == p.name)
-                    .unwrap_or(0);
                 c.fail(
                     format!("spec.processes[{i}].env.PORT"),
                     "set by the controller in traffic mode: each slot gets its port from spec.traffic.ports",

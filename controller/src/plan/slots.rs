@@ -111,6 +111,9 @@ pub(super) fn slots(pl: &mut Planner) {
         leaving,
         switch: true,
     });
+    // pm2's dump must name the slot nginx will: a reboot resurrects what it names (the pass
+    // that started this slot may have ended before its own save).
+    pl.pm2_changed = true;
     let live_words = match st.live {
         Some(l) if by_port.contains_key(&l) => format!("the live slot {l} runs another config"),
         Some(l) => format!("nothing of this app runs on slot {l}, which nginx names"),

@@ -892,12 +892,14 @@ mod traffic_slots {
     }
 
     #[test]
-    fn a_slot_that_ran_but_was_never_proven_is_proven_before_the_switch() {
+    fn a_slot_that_ran_but_was_never_proven_is_proven_before_the_switch_and_saved_after_it() {
         // A crash after slot-start: the new config runs on B, nginx still names A.
         let (old, new) = (slotted(C1), slotted(C2));
         let k = kinds(&plan(&new, &observed(&old, A, &[(&new, B)], None)));
         assert!(k.contains(&"slot-prove slot 3001".to_string()), "{k:?}");
         assert!(!k.iter().any(|s| s.starts_with("slot-start")), "{k:?}");
+        // The pass that started it ended before its save: pm2's dump must name it now.
+        assert!(k.iter().any(|s| s.starts_with("pm2-save")), "{k:?}");
     }
 
     #[test]
