@@ -46,17 +46,20 @@ pub struct Front {
 }
 
 impl Front {
-    /// A running nginx for `w`'s app on free loopback ports.
-    pub fn start(w: &World) -> Front {
+    /// A running nginx for `w`'s app on free loopback ports (its upstream file names a
+    /// placeholder slot until the controller's first switch). `None`: no nginx here and
+    /// not on CI (see [`super::nginx::nginx_bin`]).
+    pub fn start(w: &World, test: &str) -> Option<Front> {
         let upstream = format!("shipshape_{}", w.name.replace('-', "_"));
-        let nginx = TestNginx::start(&w.root().join("nginx"), &upstream);
-        let public = nginx.public_port;
-        Front {
+        let public = free_port();
+        let nginx = TestNginx::new(test, public, &w.root().join("upstream.conf"), &upstream)?;
+        nginx.start();
+        Some(Front {
             nginx,
             public,
             ports: [free_port(), free_port()],
             confirm: free_port(),
-        }
+        })
     }
 
     /// The upstream file's path.
@@ -77,7 +80,10 @@ impl Front {
                     .ok()
             })
             .collect();
-        assert!(servers.len() <= 1, "the upstream file names {servers:?}:\n{text}");
+        assert!(
+            servers.len() <= 1,
+            "the upstream file names {servers:?}:\n{text}"
+        );
         servers.first().copied()
     }
 
@@ -119,7 +125,7 @@ impl World {
             warm_for: shipshape_spec::Duration::from_millis(WARM_FOR.as_millis() as u64),
             drain_timeout: shipshape_spec::Duration::from_secs(10),
             nginx: NginxCommand {
-                binary: f.nginx.binary.display().to_string(),
+                binary: f.nginx.bin().display().to_string(),
                 args: f.nginx.args(),
                 timeout: shipshape_spec::Duration::from_secs(10),
             },
@@ -193,14 +199,21 @@ pub fn assert_one_slot(w: &World, f: &Front, e: &Expect, warm: Option<u16>) -> u
     let live = f
         .live_port()
         .unwrap_or_else(|| panic!("no upstream file naming a slot at {:?}", f.upstream_file()));
-    assert!(f.ports.contains(&live), "the upstream names {live}, not a slot port");
+    assert!(
+        f.ports.contains(&live),
+        "the upstream names {live}, not a slot port"
+    );
     let live_name = shipshape::traffic::slot_name(&w.web(), live);
     let list = w.pm2_list();
     let mut expected: Vec<String> = vec![live_name.clone(); e.instances];
     if let Some(port) = warm {
         let warm_name = shipshape::traffic::slot_name(&w.web(), port);
         let n = list.iter().filter(|i| i.name == warm_name).count();
-        assert!(n > 0, "no warm slot {warm_name} in pm2: {:?}", w.pm2_names());
+        assert!(
+            n > 0,
+            "no warm slot {warm_name} in pm2: {:?}",
+            w.pm2_names()
+        );
         expected.extend(std::iter::repeat_n(warm_name, n));
     }
     expected.sort();
@@ -213,9 +226,17 @@ pub fn assert_one_slot(w: &World, f: &Front, e: &Expect, warm: Option<u16>) -> u
             i.name,
             i.pm_id
         );
-        for (k, want) in [("PORT", live.to_string()), ("SHIPSHAPE_SLOT", live.to_string())] {
+        for (k, want) in [
+            ("PORT", live.to_string()),
+            ("SHIPSHAPE_SLOT", live.to_string()),
+        ] {
             let got = i.env.get(k).map(|v| v.to_string());
-            assert_eq!(got.as_deref(), Some(want.as_str()), "{k} of pm_id {}", i.pm_id);
+            assert_eq!(
+                got.as_deref(),
+                Some(want.as_str()),
+                "{k} of pm_id {}",
+                i.pm_id
+            );
         }
         for k in e.present {
             assert!(i.env.contains_key(*k), "{k} missing from pm_id {}", i.pm_id);
@@ -409,7 +430,10 @@ pub fn get_version(port: u16) -> Result<String, String> {
         .unwrap_or("");
     match (status, body.strip_prefix("hello from ")) {
         ("200", Some(version)) => Ok(version.to_string()),
-        _ => Err(format!("answer {:?} {body:?}", buf.lines().next().unwrap_or(""))),
+        _ => Err(format!(
+            "answer {:?} {body:?}",
+            buf.lines().next().unwrap_or("")
+        )),
     }
 }
 
