@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -464,10 +464,4 @@ pub fn squat(port: u16) -> std::net::TcpListener {
 /// The upstream file's bytes (empty when missing).
 pub fn upstream_text(f: &Front) -> String {
     std::fs::read_to_string(f.upstream_file()).unwrap_or_default()
-}
-
-/// `path`'s mtime and bytes, to prove a file was not touched.
-pub fn file_state(path: &Path) -> Option<(std::time::SystemTime, Vec<u8>)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, std::fs::read(path).ok()?))
 }
