@@ -22,9 +22,7 @@ use shipshape_spec::app::{EnvValue, ExecMode, Instances};
 use shipshape_spec::status::Outcome;
 
 use common::stock::Mode;
-use common::traffic::{
-    Expect, Front, WARM_FOR, assert_one_slot, edits, retire_warm, through_nginx,
-};
+use common::traffic::{Expect, Front, assert_one_slot, edits, retire_warm, through_nginx};
 use common::{AppEdit, World, git};
 
 /// `pm2 jlist`'s exec mode of `mode`.
@@ -450,10 +448,9 @@ fn a_request_in_flight_to_the_slot_leaving_service_finishes_before_the_slot_is_s
     // It is in flight to the old slot long before the pass switches (it fetches and
     // installs first); the pass must take less than its 12 s for this test to mean anything
     // (checked below: the request has not ended when the retire begins).
-    let t0 = std::time::Instant::now();
     assert_eq!(w.run_once().0, 0);
     assert_ne!(f.live_port(), Some(old));
-    std::thread::sleep(WARM_FOR.saturating_sub(t0.elapsed()));
+    common::traffic::wait_warm_time_up(&f, old);
     assert!(
         !slow.is_finished(),
         "the slow request ended before the retire"

@@ -19,9 +19,7 @@ use std::os::unix::process::ExitStatusExt;
 
 use common::World;
 use common::stock::Mode;
-use common::traffic::{
-    Expect, Front, WARM_FOR, assert_one_slot, squat, through_nginx, upstream_text,
-};
+use common::traffic::{Expect, Front, assert_one_slot, squat, through_nginx, upstream_text};
 
 /// One pass with `fault`: it must die of SIGKILL there.
 fn killed_at(w: &World, fault: &str) {
@@ -108,7 +106,9 @@ fn a_controller_killed_at_any_slot_boundary_resumes_with_a_ready_slot_serving_an
         );
 
         // The warm slot's retire, killed at a boundary for the first two.
-        std::thread::sleep(WARM_FOR);
+        if let Some(port) = warm {
+            common::traffic::wait_warm_time_up(&f, port);
+        }
         if let Some(rf) = retire_faults.get(i) {
             let what = format!("killed at {rf}, then a pass");
             let (samples, ()) = through_nginx(&f, &what, || {

@@ -250,13 +250,64 @@ pub fn assert_one_slot(w: &World, f: &Front, e: &Expect, warm: Option<u16>) -> u
     live
 }
 
-/// Wait out the warm time, then one pass: it must retire the warm slot on `warm` (a
+/// The warm slot the upstream file records (its port), and when its time is up.
+pub fn warm_until(f: &Front) -> Option<(u16, DateTime<Utc>)> {
+    let w = shipshape::traffic::warm_of(&upstream_text(f))?;
+    Some((w.port, w.until.datetime()))
+}
+
+/// Wait until the warm time the upstream file records for `warm` is up (it must record
+/// that slot as warm).
+pub fn wait_warm_time_up(f: &Front, warm: u16) {
+    let (port, until) = warm_until(f).unwrap_or_else(|| {
+        panic!(
+            "the upstream file records no warm slot:\n{}",
+            upstream_text(f)
+        )
+    });
+    assert_eq!(port, warm, "the upstream file records another warm slot");
+    let left = (until - Utc::now()).to_std().unwrap_or_default();
+    assert!(
+        left <= WARM_FOR,
+        "warm for {left:?} more, longer than warmFor ({WARM_FOR:?})"
+    );
+    super::wait_for("warmFor to pass", WARM_FOR + Duration::from_secs(5), || {
+        (Utc::now() > until).then_some(())
+    });
+}
+
+/// The last lines of the app's pm2 logs (out and error), for a failure's message.
+pub fn pm2_logs(w: &World) -> String {
+    let mut out = String::new();
+    let dir = w.pm2_home().join("logs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    for p in files {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            p.display(),
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        ));
+    }
+    out
+}
+
+/// Once the warm slot's time is up, one pass: it must retire the warm slot on `warm` (a
 /// `slot-retire` step), leaving only the live one in pm2 and its dump.
 pub fn retire_warm(w: &World, f: &Front, e: &Expect, warm: u16) {
     let warm_name = shipshape::traffic::slot_name(&w.web(), warm);
-    std::thread::sleep(WARM_FOR);
+    wait_warm_time_up(f, warm);
     let (code, log) = w.run_once();
-    assert_eq!(code, 0, "the retiring pass:\n{log}");
+    assert_eq!(
+        code,
+        0,
+        "the retiring pass:\n{log}\npm2's logs:\n{}",
+        pm2_logs(w)
+    );
     let steps = super::steps(&w.record())
         .into_iter()
         .map(str::to_string)
