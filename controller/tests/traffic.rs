@@ -124,26 +124,29 @@ fn every_change_kind(mode: Mode, name: &str, test: &str) {
         0,
     );
 
-    // Instances: fork 1 → 2, cluster 2 → 3.
-    let more = instances(&app) as u32 + 1;
-    app.spec.processes[0].instances = Some(Instances::Count(more));
-    change(&w, &f, &format!("instances → {more}"), &app, &[], &[], 0);
-
-    // exec_mode fork ↔ cluster.
-    let flipped = match app.spec.processes[0].exec_mode {
-        Some(ExecMode::Cluster) => ExecMode::Fork,
-        _ => ExecMode::Cluster,
+    // Instances and exec_mode. An HTTP server in fork mode runs one instance per port (a
+    // second one cannot listen: Express 5 only reports EADDRINUSE to its callback, and the
+    // process exits, to be restarted by pm2 again and again), so fork mode goes to cluster
+    // before it gets a second instance (fork 1 → cluster 1 → cluster 2), and cluster mode
+    // grows first and goes to fork with one instance (cluster 2 → 3 → fork 1).
+    let set = |app: &mut shipshape_spec::App, n: u32, m: ExecMode| {
+        app.spec.processes[0].instances = Some(Instances::Count(n));
+        app.spec.processes[0].exec_mode = Some(m);
     };
-    app.spec.processes[0].exec_mode = Some(flipped);
-    let live = change(
-        &w,
-        &f,
-        &format!("exec_mode → {flipped:?}"),
-        &app,
-        &[],
-        &[],
-        0,
-    );
+    let live = match mode {
+        Mode::Fork1 => {
+            set(&mut app, 1, ExecMode::Cluster);
+            change(&w, &f, "exec_mode fork → cluster", &app, &[], &[], 0);
+            set(&mut app, 2, ExecMode::Cluster);
+            change(&w, &f, "instances 1 → 2", &app, &[], &[], 0)
+        }
+        Mode::Cluster2 => {
+            set(&mut app, 3, ExecMode::Cluster);
+            change(&w, &f, "instances 2 → 3", &app, &[], &[], 0);
+            set(&mut app, 1, ExecMode::Fork);
+            change(&w, &f, "exec_mode cluster → fork", &app, &[], &[], 0)
+        }
+    };
     let good_pids = w.slot_pids(live);
 
     // A revert: 1.2.0 leaks a pool connection per request (POOL_SIZE 10): it passes on its
