@@ -115,7 +115,8 @@ impl Bench {
     }
 
     fn switch(&self, to: u16) -> Result<Switched, NginxError> {
-        rt().block_on(nginx::switch(&self.traffic, APP, to, &SystemCommands))
+        let text = nginx::render(&self.traffic, APP, to);
+        rt().block_on(nginx::switch(&self.traffic, &text, to, &SystemCommands))
     }
 
     fn file(&self) -> String {

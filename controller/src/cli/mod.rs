@@ -292,6 +292,12 @@ pub enum Command {
     },
     /// Print the App document's JSON Schema.
     Schema,
+    /// Print the first upstream file of a document's `spec.traffic` (naming its first slot
+    /// port, nothing warm), for nginx to start with before the controller's first switch.
+    TrafficFile {
+        /// The App document.
+        file: PathBuf,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -405,6 +411,7 @@ impl Command {
                 files,
             } => plan::plan(&source, output, &files),
             Command::Validate { files } => Ok(plan::validate(&files)),
+            Command::TrafficFile { file } => Ok(plan::traffic_file(&file)),
             Command::Status {
                 state_dir,
                 app,

@@ -1,7 +1,7 @@
 //! `shipshape plan` and `shipshape validate`: what a pass would do, and whether App
 //! documents are valid, without changing anything.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
 
@@ -202,6 +202,32 @@ impl Shown {
             })),
         }
     }
+}
+
+/// `shipshape traffic-file`: the first upstream file of `file`'s `spec.traffic` on stdout.
+/// Exit 0, or 1 (the document does not load or has no `spec.traffic`).
+pub fn traffic_file(file: &Path) -> i32 {
+    let name = file.display().to_string();
+    let app = match crate::source::DocumentFile::read(file).map(|d| d.load()) {
+        Err(e) => {
+            eprintln!("{name}: cannot read: {e}");
+            return 1;
+        }
+        Ok(Err(e)) => {
+            eprintln!("{e}");
+            return 1;
+        }
+        Ok(Ok(app)) => app,
+    };
+    let Some(t) = &app.spec.traffic else {
+        eprintln!("{name}: has no spec.traffic");
+        return 1;
+    };
+    print!(
+        "{}",
+        crate::traffic::upstream_text(t, &app.metadata.name, t.ports[0], None)
+    );
+    0
 }
 
 /// `shipshape validate`: check each file as an App document; print every problem with

@@ -173,5 +173,29 @@ pub(super) async fn retire(
     if running {
         pm2.delete(&name).await.map_err(|e| pm2_error(kind, e))?;
     }
+    forget_warm(t, port, &run.log);
     Ok(())
+}
+
+/// The upstream file stops naming `port` as warm once it is retired: the same text
+/// without the warm line (a comment: nginx needs no reload for it).
+fn forget_warm(t: &shipshape_spec::app::Traffic, port: u16, log: &std::path::Path) {
+    let file = std::path::Path::new(&t.upstream_file);
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    if traffic::warm_of(&text).is_none_or(|w| w.port != port) {
+        return;
+    }
+    let kept: String = text
+        .lines()
+        .filter(|l| !traffic::is_warm_line(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Err(e) = nginx::write_atomically(file, &kept) {
+        append_log_line(
+            log,
+            &format!("!! slot-retire: could not drop the warm line: {e}"),
+        );
+    }
 }

@@ -225,9 +225,14 @@ fn hooks(pl: &mut Planner) {
     }
 }
 
-/// Verify health after anything that changed what is live.
+/// Verify health after anything that changed what is live (saving pm2's list after
+/// retiring a slot nothing reaches changes nothing users see).
 fn verify(pl: &mut Planner) {
-    if pl.steps.iter().any(|s| s.step.changes_live()) {
+    if pl
+        .steps
+        .iter()
+        .any(|s| s.step.changes_live() && s.step != Step::Pm2Save)
+    {
         let health = &pl.desired.spec.health;
         pl.push(
             Step::Verify,

@@ -77,6 +77,11 @@ pub fn upstream_text(t: &Traffic, app: &str, live: u16, warm: Option<Warm>) -> S
     }
 }
 
+/// True for the warm line of an upstream file.
+pub fn is_warm_line(line: &str) -> bool {
+    line.starts_with(WARM_MARKER)
+}
+
 /// The warm slot the upstream file's text names.
 pub fn warm_of(text: &str) -> Option<Warm> {
     let line = text.lines().find_map(|l| l.strip_prefix(WARM_MARKER))?;
