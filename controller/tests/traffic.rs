@@ -1,16 +1,21 @@
 //! Traffic through nginx (`spec.traffic`): the stock Express app (no shutdown code, exits at
 //! once on SIGINT) in fork mode (1 process) and in cluster mode (2), behind the test's own
 //! nginx, ~100 requests a second through nginx (a new connection each):
-//! - every change kind — code, env, a removed env variable, instances, exec_mode fork ↔
-//!   cluster — and a revert fail no request; after each, exactly one slot serves (the
-//!   upstream file names its port, pm2 runs the serving process only under that slot's
-//!   name, apart from the warm slot while it is warm), the document's processes, pm2's
-//!   dump the same; the warm slot is retired (`slot-retire`) once `warmFor` passed;
+//! - every change kind — code, env, a removed env variable, instances (cluster 1 → 2 and
+//!   2 → 3: in fork mode one HTTP process per port is all that can listen), exec_mode
+//!   fork → cluster and cluster → fork — and a revert fail no request; after each, exactly
+//!   one slot serves (the upstream file names its port, pm2 runs the serving process only
+//!   under that slot's name, apart from the warm slot while it is warm, with the document's
+//!   instances, exec mode and env), pm2's dump the same; once the warm time the upstream
+//!   file records is up, a pass retires the warm slot (`slot-retire`: drained, then deleted);
 //! - a release whose health fails from its first round never answers a request through
-//!   nginx, and its config commit is quarantined, the live slot untouched (same pids);
-//! - a release that passes on its slot and then regresses under user traffic is reverted by
-//!   a switch back to the warm slot (same pids, no boot), within a bound of the verdict;
-//! - a request in flight to the slot leaving service finishes before it is stopped (drain).
+//!   nginx (every answer came from the old version), and its config commit is quarantined,
+//!   the live slot untouched (same pids);
+//! - a release that passes on its slot and then regresses under user traffic (a leak only
+//!   requests to `/` show) is reverted by a switch back to the warm slot (same pids, no
+//!   boot); the time from the verdict (the end of the failed verify step) to the first
+//!   moment every answer comes from the old version is printed and held to 3 s;
+//! - a request in flight to the slot leaving service finishes before the slot is stopped.
 //!
 //! Real git, real npm, real pm2, real nginx, `shipshape run --once`.
 

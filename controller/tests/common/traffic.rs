@@ -297,7 +297,8 @@ pub fn pm2_logs(w: &World) -> String {
 }
 
 /// Once the warm slot's time is up, one pass: it must retire the warm slot on `warm` (a
-/// `slot-retire` step), leaving only the live one in pm2 and its dump.
+/// `slot-retire` step that drained it — its revision log says so — then deleted it),
+/// leaving only the live one in pm2 and its dump.
 pub fn retire_warm(w: &World, f: &Front, e: &Expect, warm: u16) {
     let warm_name = shipshape::traffic::slot_name(&w.web(), warm);
     wait_warm_time_up(f, warm);
@@ -322,6 +323,24 @@ pub fn retire_warm(w: &World, f: &Front, e: &Expect, warm: u16) {
         w.pm2_names()
     );
     assert_one_slot(w, f, e, None);
+    let drained = format!("== slot {warm} drained in ");
+    assert!(
+        revision_logs(w).contains(&drained),
+        "no revision log says slot {warm} was drained before it was stopped"
+    );
+}
+
+/// Every revision log of the app, concatenated.
+pub fn revision_logs(w: &World) -> String {
+    let dir = w.state_dir().join("apps").join(&w.name).join("logs");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
