@@ -245,7 +245,12 @@ pub fn assert_one_slot(w: &World, f: &Front, e: &Expect, warm: Option<u16>) -> u
             assert!(!i.env.contains_key(*k), "{k} survived in pm_id {}", i.pm_id);
         }
     }
-    assert_eq!(w.dump_names(), expected, "pm2's dump (pm2 save)");
+    assert_eq!(
+        w.dump_names(),
+        expected,
+        "pm2's dump (what a reboot resurrects) is not what pm2 runs: no pm2-save after the last change? the last pass ran {:?}",
+        super::steps(&w.record())
+    );
     assert_eq!(f.version().as_deref(), Ok(e.version), "/ through nginx");
     live
 }
