@@ -20,6 +20,7 @@ pub mod pm2;
 pub mod prometheus;
 pub mod stock;
 pub mod stub;
+pub mod traffic;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
