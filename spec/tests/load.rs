@@ -590,7 +590,7 @@ fn with_traffic(traffic: &str, keep_port: bool) -> String {
     if !keep_port {
         text = text.replace("        PORT: 3000\n", "");
     }
-    text
+    text.replace("instances: max", "instances: 1")
 }
 
 const TRAFFIC: &str = "    via: nginx\n    public: http://127.0.0.1:8080\n    ports: [3000, 3001]\n    upstreamFile: /etc/nginx/shipshape/demo.conf\n    confirmPort: 8099\n";
@@ -645,6 +645,15 @@ fn traffic_refuses_a_port_the_process_sets_itself_two_equal_ports_and_a_bad_publ
             .any(|e| e.contains("spec.releases.keep: 1 is too few with spec.traffic")),
         "{errs:?}"
     );
+    let fork_many = with_traffic(TRAFFIC, false).replace("instances: 1", "instances: 2");
+    let errs = errors(&fork_many);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.processes[0].instances: in fork mode each instance")),
+        "{errs:?}"
+    );
+    let cluster_many = fork_many.replace("instances: 2", "instances: 2\n      exec_mode: cluster");
+    assert!(load_str(&cluster_many, "apps/demo.yaml").is_ok());
     let unknown = format!("{TRAFFIC}    process: nope\n");
     let errs = errors(&with_traffic(&unknown, false));
     assert!(
