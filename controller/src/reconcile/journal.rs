@@ -173,6 +173,8 @@ impl Journal {
                     | StepKind::Pm2Reload
                     | StepKind::Pm2Replace
                     | StepKind::Pm2Delete
+                    | StepKind::SlotStart
+                    | StepKind::SlotRetire
             )
         };
         let last_apply = self.done.iter().rposition(|d| applies(d.step));
@@ -368,6 +370,12 @@ mod tests {
                 vec![(K::Switch, "r"), (K::Pm2Reload, "web")],
                 vec![hook("a"), hook("b"), Step::Verify],
                 vec![K::Pm2Save, K::Hook, K::Hook, K::Verify],
+            ),
+            (
+                "a slot retired, not saved (traffic): save",
+                vec![(K::SlotRetire, "web@3000")],
+                vec![],
+                vec![K::Pm2Save, K::Verify],
             ),
             (
                 "saved: nothing to add",
