@@ -14,6 +14,7 @@ pub mod apiedge;
 pub mod faults;
 pub mod hey;
 pub mod load;
+pub mod nginx;
 pub mod pins;
 pub mod pm2;
 pub mod prometheus;
