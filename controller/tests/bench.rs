@@ -1123,6 +1123,37 @@ struct Answer {
     sent: Instant,
     done: Instant,
     version: Option<String>,
+    /// Why it failed: `connect` (refused), `timeout`, `reset` (closed before a full
+    /// answer), `status N`, `no version`.
+    why: Option<String>,
+}
+
+/// One HTTP/1.0 GET of `/` on 127.0.0.1:`port` (5 s to connect, 5 s per read): the
+/// version the page names, or why there is none.
+fn get_version(port: u16) -> Result<String, String> {
+    use std::io::{ErrorKind, Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let kind = |e: std::io::Error| match e.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => "timeout".to_string(),
+        ErrorKind::ConnectionRefused => "connect".to_string(),
+        _ => "reset".to_string(),
+    };
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(kind)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(kind)?;
+    write!(s, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(kind)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(kind)?;
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "reset".to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}"));
+    }
+    page_version(&text).ok_or_else(|| "no version".to_string())
 }
 
 /// The version a stock-next page names.
@@ -1170,15 +1201,13 @@ impl VersionLoad {
                         std::thread::sleep(wait);
                     }
                     let sent = Instant::now();
-                    let version = match request(port, "/") {
-                        Some((200, body)) => page_version(&body),
-                        _ => None,
-                    };
+                    let got = get_version(port);
                     let done = Instant::now();
                     answers.lock().unwrap().push(Answer {
                         sent,
                         done,
-                        version,
+                        version: got.as_ref().ok().cloned(),
+                        why: got.err(),
                     });
                     next += period;
                 }
@@ -1229,11 +1258,15 @@ impl Answers {
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0);
         let mut versions = serde_json::Map::new();
+        let mut why = serde_json::Map::new();
         for a in &self.answers {
-            if let Some(v) = &a.version {
-                let n = versions.get(v).and_then(|n| n.as_u64()).unwrap_or(0);
-                versions.insert(v.clone(), (n + 1).into());
-            }
+            let (map, key) = match (&a.version, &a.why) {
+                (Some(v), _) => (&mut versions, v),
+                (None, Some(w)) => (&mut why, w),
+                (None, None) => continue,
+            };
+            let n = map.get(key).and_then(|n| n.as_u64()).unwrap_or(0);
+            map.insert(key.clone(), (n + 1).into());
         }
         serde_json::json!({
             "requests": self.answers.len(),
@@ -1241,6 +1274,7 @@ impl Answers {
             "p99_ms": (p99 * 10.0).round() / 10.0,
             "rate": (self.answers.len() as f64 / self.elapsed.as_secs_f64()).round(),
             "versions": versions,
+            "failures": why,
         })
     }
 
@@ -1581,6 +1615,9 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
 /// Both modes of the stock-next scenario (in place first: its numbers are the baseline).
 fn stock_next() -> serde_json::Value {
     let in_place = stock_next_scenario(false);
+    if std::env::var("TMP_IN_PLACE_ONLY").is_ok() {
+        return in_place;
+    }
     let traffic = stock_next_scenario(true);
     serde_json::json!({
         "app": "examples/stock-next (Next.js 16, next start, no custom server), pm2 fork mode, 1 process",
