@@ -52,6 +52,47 @@ install_pm2() {
   [ -x "$PM2_BIN" ] || die "pm2 did not install into $TOOLS"
 }
 
+# nginx for the traffic tests: Debian's nginx-light where the release has it, else nginx.
+# Installed WITHOUT starting or enabling the system service (each test starts its own on
+# loopback with its own prefix): while apt runs, a policy-rc.d that refuses every service
+# start (exit 101) is put in place when there is none, and removed afterwards (only the
+# one this function wrote). When one was already there it is left alone, and if the
+# install started or enabled the service anyway it is stopped and disabled (it was not
+# installed before, so nothing else started it).
+install_nginx() {
+  if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    return 0
+  fi
+  command -v dpkg >/dev/null 2>&1 \
+    || die "nginx is needed for the traffic tests: install it (never start its service), or set SHIPSHAPE_TEST_NGINX"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  local pkg=nginx
+  if apt-cache show nginx-light 2>/dev/null | grep -q '^Package: nginx-light'; then
+    pkg=nginx-light
+  fi
+  local policy=/usr/sbin/policy-rc.d ours=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# written by shipshape hack/lib.sh install_nginx; removed after the install\nexit 101\n' \
+      | $sudo tee "$policy" >/dev/null
+    $sudo chmod 0755 "$policy"
+    ours=1
+  fi
+  local rc=0
+  apt_install "$pkg" || rc=$?
+  if [ -n "$ours" ] && grep -q 'shipshape hack/lib.sh install_nginx' "$policy" 2>/dev/null; then
+    $sudo rm -f "$policy"
+  fi
+  [ "$rc" -eq 0 ] || die "installing $pkg failed"
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
+  elif [ -s /run/nginx.pid ] && [ -x /etc/init.d/nginx ]; then
+    $sudo /etc/init.d/nginx stop >/dev/null 2>&1 || true
+  fi
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || die "$pkg did not install nginx"
+}
+
 # A free TCP port on 127.0.0.1, below the kernel's ephemeral range (so a later bind(:0) by
 # another process, such as the controller's API, cannot be handed the same port).
 free_port() {

@@ -5,7 +5,9 @@
 # Installs (each only when missing): pkg-config and libssl-dev from Debian (for git2),
 # PostgreSQL from Debian (started as the postgres user on a private port and socket dir,
 # stopped at the end), Prometheus from Debian (each test starts its own; promtool),
-# systemd from Debian (for systemd-analyze), pm2 and dbmate from npm into .tools/ (pinned by
+# systemd from Debian (for systemd-analyze), nginx from Debian (nginx-light where the release
+# has it; its service is never started or enabled: each traffic test starts its own nginx on
+# loopback with its own prefix), pm2 and dbmate from npm into .tools/ (pinned by
 # hack/tools/). cargo-deny is not installed: its checks run only where it already is.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -23,11 +25,15 @@ command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 # hey, the load generator of the API flood test (controller/tests/flood.rs).
 command -v hey >/dev/null 2>&1 || apt_install hey
+# nginx, for the traffic tests (controller/tests/nginx_switch.rs and the slot tests).
+install_nginx
 # This is what CI runs, and the tools the checks need are installed above: with CI=true a
 # test whose tool is missing fails instead of skipping its point.
 export CI="${CI:-true}"
 export SHIPSHAPE_TEST_PM2="$PM2_BIN"
 export SHIPSHAPE_TEST_DBMATE="$DBMATE_BIN"
+SHIPSHAPE_TEST_NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+export SHIPSHAPE_TEST_NGINX
 start_postgres
 trap stop_postgres EXIT
 

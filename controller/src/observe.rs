@@ -115,6 +115,16 @@ impl Observer<'_> {
             desired_lockfile: None,
             migration,
             env_file: secrets.env.clone(),
+            traffic: match &app.spec.traffic {
+                None => None,
+                Some(t) => match crate::traffic::read_state(t, self.ports.clock.now()) {
+                    Ok(state) => Some(state),
+                    Err(e) => {
+                        tracing::warn!(app = %app.metadata.name, "cannot read the traffic state: {e}");
+                        None
+                    }
+                },
+            },
         };
         // The desired commit's lockfile only matters when a release must be prepared: no git
         // work on passes that find one built from the same inputs.

@@ -117,8 +117,16 @@ pub enum StepKind {
     Migrate,
     /// Restore a backup (`onRevert: restore`).
     Restore,
+    /// Start a release's slot beside the live one (traffic through nginx).
+    SlotStart,
+    /// Prove a slot on its own port before it gets traffic.
+    SlotProve,
     /// Point `current` at a release.
     Switch,
+    /// Point nginx's upstream at a slot (write, `nginx -t`, reload, confirm).
+    TrafficSwitch,
+    /// Drain a slot traffic left, then stop it.
+    SlotRetire,
     /// Start a missing process.
     Pm2Start,
     /// Reload a running process.
@@ -151,7 +159,7 @@ pub enum StepKind {
 
 impl StepKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StepKind; 23] = [
+    pub const ALL: [StepKind; 27] = [
         StepKind::Load,
         StepKind::Pin,
         StepKind::EnvFile,
@@ -165,12 +173,16 @@ impl StepKind {
         StepKind::Backup,
         StepKind::Migrate,
         StepKind::Restore,
+        StepKind::SlotStart,
+        StepKind::SlotProve,
         StepKind::Switch,
+        StepKind::TrafficSwitch,
         StepKind::Pm2Apply,
         StepKind::Pm2Start,
         StepKind::Pm2Reload,
         StepKind::Pm2Replace,
         StepKind::Pm2Delete,
+        StepKind::SlotRetire,
         StepKind::Pm2Save,
         StepKind::Hook,
         StepKind::Verify,
@@ -188,7 +200,11 @@ impl StepKind {
             StepKind::Backup => "backup",
             StepKind::Migrate => "migrate",
             StepKind::Restore => "restore",
+            StepKind::SlotStart => "slot-start",
+            StepKind::SlotProve => "slot-prove",
             StepKind::Switch => "switch",
+            StepKind::TrafficSwitch => "traffic-switch",
+            StepKind::SlotRetire => "slot-retire",
             StepKind::Pm2Start => "pm2-start",
             StepKind::Pm2Reload => "pm2-reload",
             StepKind::Pm2Replace => "pm2-replace",
@@ -217,6 +233,9 @@ impl StepKind {
                 | StepKind::Build
                 | StepKind::Seal
                 | StepKind::Backup
+                | StepKind::SlotStart
+                | StepKind::SlotProve
+                | StepKind::SlotRetire
         )
     }
 }

@@ -952,6 +952,15 @@ fn traffic(c: &mut Checker, app: &App) {
         }
         (None, None) => {}
     }
+    if app.spec.releases.keep < 2 {
+        c.fail(
+            "spec.releases.keep",
+            format!(
+                "{} is too few with spec.traffic: the warm slot runs the previous release from its own directory, keep at least 2",
+                app.spec.releases.keep
+            ),
+        );
+    }
     c.one_line("spec.traffic.nginx.binary", &t.nginx.binary);
     for (i, a) in t.nginx.args.iter().enumerate() {
         c.one_line(&format!("spec.traffic.nginx.args[{i}]"), a);

@@ -17,6 +17,7 @@
 mod fault;
 mod prepare;
 pub mod replace;
+mod slots;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -274,6 +275,10 @@ async fn run_step(
         | Step::Pm2Replace { .. }
         | Step::Pm2Delete { .. }
         | Step::Pm2Save => pm2_step(tools, run, &planned.step).await,
+        Step::SlotStart { process, port } => slots::start(tools, run, process, *port).await,
+        Step::SlotProve { port } => slots::prove(tools, run, *port).await,
+        Step::TrafficSwitch { port, warm } => slots::switch(tools, run, *port, *warm).await,
+        Step::SlotRetire { process, port } => slots::retire(tools, run, process, *port).await,
         Step::Hook { command } => {
             prep(tools, run, &layout.release(&run.plan.release))
                 .hook(command, &layout.current())

@@ -119,6 +119,8 @@ impl Health<'_> {
         baseline: &BTreeMap<u64, u64>,
         ignore: &[String],
     ) -> (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>) {
+        // Traffic through nginx: the live slot's processes are the ones judged.
+        let app = &*crate::traffic::judged(app);
         // HTTP and Prometheus checks run and are timed on the probe thread.
         let probed: Vec<_> = app
             .spec

@@ -116,6 +116,7 @@ pub fn changes_live(steps: &[StepRecord]) -> u64 {
             StepKind::Migrate
                 | StepKind::Restore
                 | StepKind::Switch
+                | StepKind::TrafficSwitch
                 | StepKind::Pm2Start
                 | StepKind::Pm2Reload
                 | StepKind::Pm2Replace

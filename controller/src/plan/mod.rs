@@ -8,12 +8,16 @@
 //!
 //! 1. **prepare** (fetch, install or reuse-deps, build) never touches the live release;
 //! 2. **migrations** (backup, migrate);
-//! 3. **switch** `current`;
-//! 4. **processes**: start, replace or reload each declared pm2 process;
-//! 5. **stale**: delete the processes no longer declared;
-//! 6. **save** pm2's dump when its list changed;
-//! 7. **hooks**: run the after-switch hooks;
-//! 8. **verify** health.
+//! 3. **slots** (traffic through nginx): start and prove the release's slot ([`slots`]);
+//! 4. **switch** `current`;
+//! 5. **traffic**: point nginx's upstream at the slot;
+//! 6. **processes**: start, replace or reload each declared pm2 process (in traffic mode,
+//!    every one but the serving process);
+//! 7. **stale**: delete the processes no longer declared;
+//! 8. **retire**: drain and stop the slots traffic left (the warm one keeps its time);
+//! 9. **save** pm2's dump when its list changed;
+//! 10. **hooks**: run the after-switch hooks;
+//! 11. **verify** health.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -33,12 +37,14 @@ mod observed;
 mod prepare;
 mod processes;
 pub mod replace;
+mod slots;
 mod step;
 
 pub use inputs::*;
 pub use observed::*;
 use prepare::prepare;
 use processes::{processes, save, stale};
+use slots::{SlotPlan, retire, slots, traffic};
 pub use step::*;
 
 #[cfg(test)]
@@ -59,6 +65,8 @@ struct Planner<'a> {
     switching: bool,
     /// A pm2 step was planned: pm2's list must be saved.
     pm2_changed: bool,
+    /// Traffic through nginx: the slot the plan makes live, and the one it leaves.
+    slot: Option<SlotPlan>,
     steps: Vec<PlannedStep>,
     blockers: Vec<String>,
     notes: Vec<String>,
@@ -74,8 +82,8 @@ impl Planner<'_> {
 }
 
 /// The plan's sections, in the order their steps run (see the module's "Order").
-const SECTIONS: [fn(&mut Planner); 8] = [
-    prepare, migrations, switch, processes, stale, save, hooks, verify,
+const SECTIONS: [fn(&mut Planner); 11] = [
+    prepare, migrations, slots, switch, traffic, processes, stale, retire, save, hooks, verify,
 ];
 
 /// Compute the plan that takes `observed` to `desired`: each of the `SECTIONS` in turn.
@@ -102,6 +110,7 @@ pub fn plan(desired: &App, observed: &Observed) -> Plan {
         sealed,
         switching,
         pm2_changed: false,
+        slot: None,
         steps: Vec::new(),
         blockers: Vec::new(),
         notes: Vec::new(),

@@ -29,6 +29,9 @@ pub struct Observed {
     pub migration: MigrationState,
     /// The server's env file (its values feed process env; never printed).
     pub env_file: EnvFile,
+    /// Traffic through nginx: the live and warm slots (`None`: the document has no
+    /// `spec.traffic`).
+    pub traffic: Option<crate::traffic::TrafficState>,
 }
 
 /// What is known of the database's migration level.

@@ -6,7 +6,11 @@ use super::*;
 /// Start, replace or reload each declared process whose instances differ from the
 /// document; a process of that name someone else started blocks the plan.
 pub(super) fn processes(pl: &mut Planner) {
+    let serving = crate::traffic::serving(pl.desired).map(|(_, p)| p.name.as_str());
     for p in &pl.desired.spec.processes {
+        if Some(p.name.as_str()) == serving {
+            continue; // runs in slots (`slots`, `retire`)
+        }
         match process_step(pl, p) {
             Err(blocker) => pl.blockers.push(blocker),
             Ok(Some((step, why))) => {
@@ -198,6 +202,7 @@ pub(super) fn stale(pl: &mut Planner) {
         .map(|p| p.name.as_str())
         .collect();
     let app = pl.desired.metadata.name.as_str();
+    let serving = crate::traffic::serving(pl.desired).map(|(_, p)| p.name.as_str());
     let stale: BTreeSet<&str> = pl
         .observed
         .processes
@@ -205,7 +210,10 @@ pub(super) fn stale(pl: &mut Planner) {
         .filter(|i| {
             let replacing =
                 replace::replaced_process(&i.name).is_some_and(|n| declared.contains(n));
-            i.app() == Some(app) && !declared.contains(i.name.as_str()) && !replacing
+            // A slot of the serving process is the `retire` section's.
+            let slot = crate::traffic::parse_slot_name(&i.name)
+                .is_some_and(|(n, _)| Some(n) == serving);
+            i.app() == Some(app) && !declared.contains(i.name.as_str()) && !replacing && !slot
         })
         .map(|i| i.name.as_str())
         .collect();

@@ -55,6 +55,37 @@ pub enum Step {
         /// The backup file.
         backup: String,
     },
+    /// Start the release's slot: the serving process under `NAME@PORT` on a port of its
+    /// own, beside the live slot (traffic through nginx).
+    SlotStart {
+        /// The serving process.
+        process: String,
+        /// The slot's port.
+        port: u16,
+    },
+    /// Run the health checks against the slot's own port until `successThreshold` rounds
+    /// pass; nginx sends it nothing before. A slot that fails is deleted.
+    SlotProve {
+        /// The slot's port.
+        port: u16,
+    },
+    /// Point nginx's upstream at the slot: write the upstream file, `nginx -t`, graceful
+    /// reload, confirm that a request through nginx is answered by the slot.
+    TrafficSwitch {
+        /// The slot's port.
+        port: u16,
+        /// The slot traffic leaves, kept warm for `warmFor` (`None`: none, or a revert's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        warm: Option<u16>,
+    },
+    /// Drain a slot traffic left (no connection left to its port, bounded by
+    /// `drainTimeout`), then delete its processes.
+    SlotRetire {
+        /// The serving process.
+        process: String,
+        /// The slot's port.
+        port: u16,
+    },
     /// Point `current` at the release.
     Switch {
         /// Release id.
@@ -107,6 +138,10 @@ impl Step {
             Step::Restore { .. } => StepKind::Restore,
             Step::Build { .. } => StepKind::Build,
             Step::Switch { .. } => StepKind::Switch,
+            Step::SlotStart { .. } => StepKind::SlotStart,
+            Step::SlotProve { .. } => StepKind::SlotProve,
+            Step::TrafficSwitch { .. } => StepKind::TrafficSwitch,
+            Step::SlotRetire { .. } => StepKind::SlotRetire,
             Step::Pm2Start { .. } => StepKind::Pm2Start,
             Step::Pm2Reload { .. } => StepKind::Pm2Reload,
             Step::Pm2Replace { .. } => StepKind::Pm2Replace,
@@ -144,6 +179,12 @@ impl Step {
             | Step::Pm2Replace { process }
             | Step::Pm2Delete { process } => process.clone(),
             Step::Hook { command } => command.clone(),
+            Step::SlotStart { process, port } | Step::SlotRetire { process, port } => {
+                crate::traffic::slot_name(process, *port)
+            }
+            Step::SlotProve { port } | Step::TrafficSwitch { port, .. } => {
+                format!("slot {port}")
+            }
             Step::Pm2Save | Step::Verify => String::new(),
         }
     }
@@ -157,6 +198,9 @@ impl Step {
                 | Step::ReuseDeps { .. }
                 | Step::Build { .. }
                 | Step::Backup { .. }
+                | Step::SlotStart { .. }
+                | Step::SlotProve { .. }
+                | Step::SlotRetire { .. }
                 | Step::Verify
         )
     }

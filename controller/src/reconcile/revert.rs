@@ -497,10 +497,14 @@ impl Controller {
         let mut back_doc = plan.to.document.clone();
         back_doc.spec.migrations = None;
         let secrets = Secrets::load(&back_doc).map_err(env_error)?;
-        let observed = self
+        let mut observed = self
             .observe(&back_doc, rec, &secrets)
             .await
             .map_err(|e| StepError::new(StepKind::Observe, ErrorClass::Transient, e.to_string()))?;
+        // The slot traffic leaves ran the failed revision: drained and stopped, not warm.
+        if let Some(t) = observed.traffic.as_mut() {
+            t.leaving = crate::traffic::Leaving::Retire;
+        }
         let mut back = plan::plan(&back_doc, &observed);
         if !back.blockers.is_empty() {
             let message = back.blockers.join("; ");

@@ -15,8 +15,10 @@
 pub mod net;
 pub mod nginx;
 
-use shipshape_spec::App;
+use std::path::Path;
+
 use shipshape_spec::app::{CheckKind, Process, Traffic};
+use shipshape_spec::{App, Timestamp};
 
 use crate::envfile::EnvFile;
 use crate::plan::ecosystem_entry;
@@ -27,6 +29,83 @@ pub const SLOT_SEPARATOR: char = '@';
 
 /// The env variable every slot instance carries: its port.
 pub const ENV_SLOT: &str = "SHIPSHAPE_SLOT";
+
+/// The line the controller writes below nginx's text in the upstream file to say which slot
+/// is warm and until when (nginx reads it as a comment). The file is written with each
+/// switch, so the live and the warm slot are always recorded together, atomically.
+const WARM_MARKER: &str = "# shipshape warm slot:";
+
+/// What the upstream file says of the slots, and what the plan is to do with the slot
+/// traffic leaves: what the planner is told in traffic mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficState {
+    /// The slot nginx sends traffic to (`None`: no switch has happened yet).
+    pub live: Option<u16>,
+    /// The slot traffic left at the last switch, kept running until then.
+    pub warm: Option<Warm>,
+    /// The time the plan is made at (is the warm slot's time up?).
+    pub now: Timestamp,
+    /// What becomes of the slot a switch leaves.
+    pub leaving: Leaving,
+}
+
+/// A warm slot: where, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warm {
+    /// Its port.
+    pub port: u16,
+    /// When its time is up.
+    pub until: Timestamp,
+}
+
+/// What becomes of the slot a switch leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// A rollout: it stays warm for `warmFor`, so a revert is a switch back.
+    Warm,
+    /// A revert: it ran the failed revision, and is drained and stopped at once.
+    Retire,
+}
+
+/// The upstream file's text: nginx's text naming `live` (its first line is the marker
+/// [`nginx::live_slot`] reads), then the warm line, if any.
+pub fn upstream_text(t: &Traffic, app: &str, live: u16, warm: Option<Warm>) -> String {
+    let body = nginx::render(t, app, live);
+    match warm {
+        Some(w) => format!("{body}{WARM_MARKER} {} until {}\n", w.port, w.until),
+        None => body,
+    }
+}
+
+/// The warm slot the upstream file's text names.
+pub fn warm_of(text: &str) -> Option<Warm> {
+    let line = text.lines().find_map(|l| l.strip_prefix(WARM_MARKER))?;
+    let (port, until) = line.trim().split_once(" until ")?;
+    Some(Warm {
+        port: port.trim().parse().ok()?,
+        until: until.trim().parse().ok()?,
+    })
+}
+
+/// Read the slots from the upstream file (absent: nothing live yet).
+///
+/// # Errors
+/// The file exists and cannot be read.
+pub fn read_state(t: &Traffic, now: Timestamp) -> Result<TrafficState, String> {
+    let file = Path::new(&t.upstream_file);
+    let live = nginx::live_slot(file)?;
+    let warm = match std::fs::read_to_string(file) {
+        Ok(text) => warm_of(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("reading {}: {e}", file.display())),
+    };
+    Ok(TrafficState {
+        live,
+        warm,
+        now,
+        leaving: Leaving::Warm,
+    })
+}
 
 /// The pm2 name of `process`'s slot on `port` (`web@3001`).
 pub fn slot_name(process: &str, port: u16) -> String {
@@ -111,7 +190,8 @@ pub fn slot_view(app: &App, port: u16) -> App {
 }
 
 /// The document as the slot on `live` serves it: the serving process under the slot's
-/// name, the checks as written (through the public address). Without traffic, `app`.
+/// name, the checks as written (through the public address). A view has no
+/// `spec.traffic`: it is judged as it is, never viewed again. Without traffic, `app`.
 pub fn live_view(app: &App, live: u16) -> App {
     let mut view = app.clone();
     if let Some((_, p)) = serving(app) {
@@ -120,12 +200,39 @@ pub fn live_view(app: &App, live: u16) -> App {
             q.name = slot_name(&name, live);
         }
     }
+    view.spec.traffic = None;
     view
+}
+
+/// The document as a health round judges it now: in traffic mode, the live slot's view
+/// (the upstream file says which; before the first switch, the serving process is looked
+/// for under its declared name and found nowhere, so the round fails its pm2 facts);
+/// otherwise `app` itself.
+pub fn judged(app: &App) -> std::borrow::Cow<'_, App> {
+    let Some(t) = &app.spec.traffic else {
+        return std::borrow::Cow::Borrowed(app);
+    };
+    match nginx::live_slot(Path::new(&t.upstream_file)) {
+        Ok(Some(live)) => std::borrow::Cow::Owned(live_view(app, live)),
+        _ => {
+            let mut view = app.clone();
+            view.spec.traffic = None;
+            std::borrow::Cow::Owned(view)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_line_round_trips() {
+        let until: Timestamp = "2026-12-02T03:00:00Z".parse().unwrap();
+        let text = format!("{WARM_MARKER} 3001 until {until}\n# managed by shipshape\n");
+        assert_eq!(warm_of(&text), Some(Warm { port: 3001, until }));
+        assert_eq!(warm_of("# managed by shipshape\n"), None);
+    }
 
     #[test]
     fn slot_names_round_trip_and_never_parse_a_declared_name() {

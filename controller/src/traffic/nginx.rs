@@ -104,6 +104,12 @@ pub fn parse_marker(text: &str) -> Option<u16> {
     port.parse::<u16>().ok().filter(|p| *p > 0)
 }
 
+/// The confirm server's port in an upstream file's text (its `listen 127.0.0.1:N;`).
+fn confirm_port_of(text: &str) -> Option<u16> {
+    let rest = text.split_once("listen 127.0.0.1:")?.1;
+    rest.split(';').next()?.trim().parse().ok()
+}
+
 /// The slot the upstream file at `file` names (`None`: no file, or not one we wrote).
 ///
 /// # Errors
@@ -330,7 +336,8 @@ pub async fn confirm(confirm_port: u16, to: u16, within: Duration) -> Result<Dur
     }
 }
 
-/// Point the upstream at `to`: write, `nginx -t`, reload, confirm.
+/// Point the upstream at `to` with the file's new `text` ([`crate::traffic::upstream_text`]):
+/// write, `nginx -t`, reload, confirm.
 ///
 /// # Errors
 /// [`NginxError::Failed`] with nginx's own message; the old file is back in place. The
@@ -339,7 +346,7 @@ pub async fn confirm(confirm_port: u16, to: u16, within: Duration) -> Result<Dur
 /// then the old one again) and the message says so.
 pub async fn switch(
     t: &Traffic,
-    app: &str,
+    text: &str,
     to: u16,
     commands: &dyn Commands,
 ) -> Result<Switched, NginxError> {
@@ -358,7 +365,7 @@ pub async fn switch(
     };
     let from = old.as_deref().and_then(parse_marker);
     // (2) The new text, atomically.
-    if let Err(e) = write_atomically(&file, &render(t, app, to)) {
+    if let Err(e) = write_atomically(&file, text) {
         return fail(format!("{e}; nothing live changed"));
     }
     let put_back = |why: String| -> String {
@@ -407,7 +414,7 @@ pub async fn switch(
             let again = match run_nginx(t, &["-s", "reload"], commands).await {
                 Err((s, _)) => format!("reloading the old file failed: {s}; nginx runs the new file or its previous config"),
                 Ok(()) => match (old.is_some(), from) {
-                    (true, Some(port)) => match confirm(t.confirm_port, port, t.nginx.timeout.0).await {
+                    (true, Some(port)) => match confirm(old.as_deref().and_then(confirm_port_of).unwrap_or(t.confirm_port), port, t.nginx.timeout.0).await {
                         Ok(_) => format!("the old upstream file is back and nginx was reloaded with it; the confirm server names slot {port} again"),
                         Err(e) => format!("the old upstream file is back and nginx was reloaded with it, but {e}"),
                     },
