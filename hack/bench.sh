@@ -9,7 +9,8 @@
 #
 # The same run also measures the stock Next.js app (examples/stock-next: next start, no
 # custom server) in pm2 fork mode, in place and in traffic mode behind a real nginx
-# (Debian's nginx-light, installed when missing; its own prefix, never the system service).
+# (Debian's nginx-light, installed when missing by install_nginx; its own prefix, never the
+# system service).
 #
 #   hack/bench.sh                     the whole benchmark, recorded
 #   hack/bench.sh --only stock-next   only the stock Next.js scenario: printed, written to
@@ -34,11 +35,8 @@ esac
 
 install_build_deps
 install_pm2
-if command -v dpkg >/dev/null 2>&1; then
-  apt_install nginx-light
-fi
+[ -n "${SHIPSHAPE_TEST_NGINX:-}" ] || install_nginx
 export SHIPSHAPE_TEST_NGINX=${SHIPSHAPE_TEST_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
-[ -x "$SHIPSHAPE_TEST_NGINX" ] || die "nginx is needed (apt-get install nginx-light, or set SHIPSHAPE_TEST_NGINX)"
 export SHIPSHAPE_TEST_PM2="$PM2_BIN" SHIPSHAPE_TEST_DBMATE="$DBMATE_BIN"
 if [ -z "$only" ]; then
   # The stock Next.js app has no database; the PromptHub-shaped one has.

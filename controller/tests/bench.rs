@@ -1615,9 +1615,6 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
 /// Both modes of the stock-next scenario (in place first: its numbers are the baseline).
 fn stock_next() -> serde_json::Value {
     let in_place = stock_next_scenario(false);
-    if std::env::var("TMP_IN_PLACE_ONLY").is_ok() {
-        return in_place;
-    }
     let traffic = stock_next_scenario(true);
     serde_json::json!({
         "app": "examples/stock-next (Next.js 16, next start, no custom server), pm2 fork mode, 1 process",
