@@ -16,7 +16,15 @@
 //! - detection latency: commit → pass start, local (inotify) and remote with a webhook,
 //!   against the peers' default poll intervals (reference lines, not runs);
 //! - the controller's idle CPU (with its children) and memory over 60 s, at the default
-//!   health interval, and a no-op `run --once` with 1, 10 and 100 apps (whole process).
+//!   health interval, and a no-op `run --once` with 1, 10 and 100 apps (whole process);
+//! - the stock Next.js app (`examples/stock-next`: `next start`, no custom server, no
+//!   shutdown code) in pm2 fork mode, in place and in traffic mode behind a real nginx
+//!   (`spec.traffic`), under load on `/` through nginx's public port: converge time and
+//!   failed requests for code, env, removed env and instances 1 → 2; a release whose health
+//!   fails from its first request (how long it served users: every answer names its
+//!   version); a release that passes on its slot and fails through nginx (verdict → the old
+//!   release serving alone, from the record's failed `verify` to the last answer not from
+//!   the old version). `SHIPSHAPE_BENCH_ONLY=stock-next` runs only that scenario.
 //!
 //! The measured controller is `SHIPSHAPE_TEST_BIN` when set (hack/bench.sh builds a release
 //! binary), this build's otherwise; the context records which profile it was.
@@ -1295,20 +1303,20 @@ impl Answers {
         (by.len(), secs(last - first))
     }
 
-    /// From `verdict` to the first moment every answer comes from another version than
-    /// `bad`: the last answer `bad` gave (0 s when it gave none after the verdict).
-    fn alone_after(&self, verdict: chrono::DateTime<chrono::Utc>, bad: &str) -> f64 {
+    /// From `verdict` to the first moment every answer comes from version `old`: the last
+    /// answer after the verdict that came from another version or failed (0 s when there
+    /// is none).
+    fn alone_after(&self, verdict: chrono::DateTime<chrono::Utc>, old: &str) -> f64 {
         let last = self
             .answers
             .iter()
-            .filter(|a| a.version.as_deref() == Some(bad))
+            .filter(|a| a.version.as_deref() != Some(old))
             .map(|a| self.wall(a.done))
+            .filter(|t| *t > verdict)
             .max();
         match last {
-            Some(t) if t > verdict => {
-                t.signed_duration_since(verdict).num_milliseconds() as f64 / 1000.0
-            }
-            _ => 0.0,
+            Some(t) => t.signed_duration_since(verdict).num_milliseconds() as f64 / 1000.0,
+            None => 0.0,
         }
     }
 }
@@ -1572,7 +1580,7 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
         "converge_s": secs(took),
         "outcome": format!("{outcome:?}").to_lowercase(),
         "served_answers": answered, "served_s": served_s,
-        "verdict_to_old_alone_s": verdict.map(|v| answers.alone_after(v, "0.9.0-broken")),
+        "verdict_to_old_alone_s": verdict.map(|v| answers.alone_after(v, &version)),
         "steps": steps_of(&rec), "load": answers.summary(),
     });
 
@@ -1590,7 +1598,7 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
             panic!("traffic: no failed verify in the regressing release's pass: {err}")
         });
         let (answered, served_s) = answers.served_by("0.9.1-regresses");
-        let alone = answers.alone_after(verdict, "0.9.1-regresses");
+        let alone = answers.alone_after(verdict, &version);
         eprintln!(
             "stock-next traffic, regresses after the switch: exit {code:?}, {outcome:?}, verdict → old alone {alone}s, {:?}",
             answers.summary()
@@ -1621,4 +1629,33 @@ fn stock_next() -> serde_json::Value {
         "load": format!("GET / at {RATE} req/s, 64 workers, a new connection each; traffic mode through nginx's public port"),
         "in_place": in_place, "traffic": traffic,
     })
+}
+
+/// The stock-next documents the bench commits load and pass validation in both modes: in
+/// place with `PORT`, in traffic mode without it (a slot gets its own) and with the checks
+/// on the public address (the bench itself only runs from hack/bench.sh; this runs in CI).
+#[test]
+fn the_stock_next_documents_load_in_place_and_in_traffic_mode() {
+    let w = World::with_example("next-doc", "examples/stock-next");
+    let d = StockNext {
+        commit: w.app_head(),
+        instances: 2,
+        extra_env: Some("hello".into()),
+    };
+    let in_place = shipshape_spec::load_str(&stock_next_document(&w, &d, None), "a.yaml").unwrap();
+    let p = &in_place.spec.processes[0];
+    let env = |k: &str| p.env.get(k).map(|v| v.as_text());
+    assert_eq!(env("PORT"), Some(w.port.to_string()));
+    assert_eq!(env("GREETING"), Some("hello".to_string()));
+    let traffic = serde_json::json!({
+        "via": "nginx", "public": "http://127.0.0.1:18080", "ports": [18081, 18082],
+        "upstreamFile": w.root().join("upstream.conf").display().to_string(),
+        "confirmPort": 18083,
+    });
+    let slots =
+        shipshape_spec::load_str(&stock_next_document(&w, &d, Some(&traffic)), "b.yaml").unwrap();
+    assert!(!slots.spec.processes[0].env.contains_key("PORT"));
+    assert!(slots.spec.traffic.is_some());
+    let url = &slots.spec.health.checks[0].http().unwrap().url;
+    assert_eq!(url, "http://127.0.0.1:18080/api/health");
 }

@@ -211,8 +211,8 @@ pub(super) fn stale(pl: &mut Planner) {
             let replacing =
                 replace::replaced_process(&i.name).is_some_and(|n| declared.contains(n));
             // A slot of the serving process is the `retire` section's.
-            let slot = crate::traffic::parse_slot_name(&i.name)
-                .is_some_and(|(n, _)| Some(n) == serving);
+            let slot =
+                crate::traffic::parse_slot_name(&i.name).is_some_and(|(n, _)| Some(n) == serving);
             i.app() == Some(app) && !declared.contains(i.name.as_str()) && !replacing && !slot
         })
         .map(|i| i.name.as_str())

@@ -93,7 +93,12 @@ pub(super) fn slots(pl: &mut Planner) {
         });
         return;
     }
-    let others: Vec<u16> = t.ports.iter().copied().filter(|&q| Some(q) != st.live).collect();
+    let others: Vec<u16> = t
+        .ports
+        .iter()
+        .copied()
+        .filter(|&q| Some(q) != st.live)
+        .collect();
     let Some(&first) = others.first() else {
         pl.blockers
             .push("spec.traffic.ports has no port beside the live slot's".into());
@@ -139,7 +144,10 @@ pub(super) fn slots(pl: &mut Planner) {
             process: p.name.clone(),
             port: target,
         },
-        format!("{live_words}: start {} beside it", traffic::slot_name(&p.name, target)),
+        format!(
+            "{live_words}: start {} beside it",
+            traffic::slot_name(&p.name, target)
+        ),
     );
     pl.push(
         Step::SlotProve { port: target },
@@ -183,9 +191,10 @@ pub(super) fn retire(pl: &mut Planner) {
     let app = pl.desired.metadata.name.as_str();
     let by_port = slot_instances(pl, &p.name);
     for (&port, _) in by_port.iter().filter(|(q, _)| **q != sp.target) {
-        let planned_away = pl.steps.iter().any(|s| {
-            matches!(&s.step, Step::SlotRetire { port: q, .. } if *q == port)
-        });
+        let planned_away = pl
+            .steps
+            .iter()
+            .any(|s| matches!(&s.step, Step::SlotRetire { port: q, .. } if *q == port));
         if planned_away {
             continue;
         }
