@@ -339,10 +339,11 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
 
 /// The sections of [`detail`], in the order they are shown. The order matters beyond the
 /// layout: a message is shown once, where it first appears ([`Seen`]).
-const DETAIL_SECTIONS: [fn(&mut Sheet, &AppRecord); 9] = [
+const DETAIL_SECTIONS: [fn(&mut Sheet, &AppRecord); 10] = [
     Sheet::title,
     Sheet::desired,
     Sheet::revisions,
+    Sheet::traffic,
     Sheet::pin,
     Sheet::quarantine,
     Sheet::conditions,
@@ -390,6 +391,41 @@ impl Sheet {
                     .unwrap_or_else(|| "-".into()),
             ));
         }
+    }
+
+    /// Traffic through nginx (the live revision's `spec.traffic`): the live slot and the
+    /// warm one with its time, as the upstream file says.
+    fn traffic(&mut self, rec: &AppRecord) {
+        let Some((t, p)) = rec
+            .live()
+            .and_then(|l| crate::traffic::serving(&l.document))
+        else {
+            return;
+        };
+        let now = Timestamp::from_datetime(self.now);
+        let line = match crate::traffic::read_state(t, now) {
+            Err(e) => format!("unreadable: {e}"),
+            Ok(st) => {
+                let live = match st.live {
+                    Some(l) => format!(
+                        "nginx → slot {l} ({})",
+                        crate::traffic::slot_name(&p.name, l)
+                    ),
+                    None => "nginx → no slot yet".to_string(),
+                };
+                match st.warm {
+                    Some(w) if w.until > now => format!(
+                        "{live}; warm slot {} until {} (for {})",
+                        w.port,
+                        w.until,
+                        age(Some(now), w.until.datetime())
+                    ),
+                    Some(w) => format!("{live}; slot {} was warm until {}", w.port, w.until),
+                    None => live,
+                }
+            }
+        };
+        self.out.push(format!("  {:<11} {line}", "traffic"));
     }
 
     /// The live revision, then the last healthy and the last attempted ones when they are

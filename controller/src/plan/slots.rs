@@ -112,7 +112,8 @@ pub(super) fn slots(pl: &mut Planner) {
         switch: true,
     });
     let live_words = match st.live {
-        Some(l) => format!("the live slot {l} runs another config"),
+        Some(l) if by_port.contains_key(&l) => format!("the live slot {l} runs another config"),
+        Some(l) => format!("nothing of this app runs on slot {l}, which nginx names"),
         None => "nothing is live yet".to_string(),
     };
     if runs(target) {

@@ -270,6 +270,20 @@ enum Next {
     Stop,
 }
 
+/// How long until the first warm slot of the documents in `desired` has had its time.
+fn warm_ends_in(desired: &Desired) -> Option<Duration> {
+    let now = shipshape_spec::Timestamp::now();
+    desired
+        .docs
+        .iter()
+        .filter_map(|d| d.app.spec.traffic.as_ref())
+        .filter_map(|t| crate::traffic::read_state(t, now).ok()?.warm)
+        // One whose time is already up waits for the resync interval (no busy ticks when
+        // retiring it fails).
+        .filter_map(|w| now.until(w.until).to_std().ok())
+        .min()
+}
+
 /// The reconcile loop's state: which apps have a pass running or missed a trigger, the
 /// monitors started, the passes in flight. See the module's doc for its duties per tick.
 struct Scheduler {
@@ -292,6 +306,9 @@ struct Scheduler {
     passes: JoinSet<()>,
     /// SIGTERM.
     sigterm: tokio::signal::unix::Signal,
+    /// How long until the first warm slot's time is up (traffic through nginx): the next
+    /// tick comes then at the latest, so the slot is retired on time.
+    warm_ends_in: Option<Duration>,
 }
 
 impl Scheduler {
@@ -313,6 +330,7 @@ impl Scheduler {
             monitors: Vec::new(),
             passes: JoinSet::new(),
             sigterm,
+            warm_ends_in: None,
         })
     }
 
@@ -330,6 +348,7 @@ impl Scheduler {
     async fn tick(&mut self) {
         if let Some(desired) = self.read_desired().await {
             self.record_unrunnable(&desired).await;
+            self.warm_ends_in = warm_ends_in(&desired);
             let commit = desired.commit;
             for doc in desired.docs {
                 self.ensure_monitor(&doc.app.metadata.name);
@@ -385,8 +404,14 @@ impl Scheduler {
 
     /// Duty 6: wait for the resync interval, a trigger, or a stop signal.
     async fn wait(&mut self) -> Next {
+        // A warm slot whose time is up is retired by the tick after (a little slack, so the
+        // pass sees the time passed).
+        let sleep = match self.warm_ends_in {
+            Some(d) => self.interval.min(d + Duration::from_millis(50)),
+            None => self.interval,
+        };
         tokio::select! {
-            _ = tokio::time::sleep(self.interval) => Next::Tick,
+            _ = tokio::time::sleep(sleep) => Next::Tick,
             _ = self.trigger.notified() => Next::Tick,
             _ = self.sigterm.recv() => { info!("SIGTERM; stopping"); Next::Stop }
             _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); Next::Stop }

@@ -109,6 +109,57 @@ pub fn listener(port: u16) -> Option<Listener> {
     Some(Listener { pid, command })
 }
 
+/// The processes holding a listening socket on TCP `port` that were forked by another
+/// holder (nginx's workers, not its master): what a reload must see gone before every new
+/// connection gets the new config. Empty when `/proc/*/fd` cannot be read.
+pub fn listening_children(port: u16) -> Vec<u32> {
+    let inodes: Vec<String> = rows()
+        .into_iter()
+        .filter(|r| r.state == LISTEN && r.local_port == port && r.inode != 0)
+        .map(|r| format!("socket:[{}]", r.inode))
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut holders = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return holders;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+        });
+        if holds {
+            holders.push(pid);
+        }
+    }
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    holders
+        .iter()
+        .copied()
+        .filter(|p| parent(*p).is_some_and(|pp| holders.contains(&pp)))
+        .collect()
+}
+
 /// Established TCP connections whose local port is `port` (the server side).
 pub fn established(port: u16) -> usize {
     rows()

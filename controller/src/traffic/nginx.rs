@@ -313,19 +313,32 @@ fn names_port(upstream: &Option<String>, to: u16) -> bool {
         .is_some_and(|last| last.trim() == want)
 }
 
-/// Ask the confirm server until it names port `to`, within `within`: how long it took,
-/// or the last thing it said.
+/// How many answers in a row, each on a new connection, must name the new slot. During a
+/// reload nginx's old workers keep accepting until they handle the master's quit signal
+/// (milliseconds): one answer through a new worker does not yet mean every new connection
+/// gets the new config (seen in `nginx_switch.rs` when the confirm stopped at one).
+pub const CONFIRM_IN_A_ROW: usize = 3;
+
+/// Ask the confirm server until it names port `to` [`CONFIRM_IN_A_ROW`] times in a row,
+/// within `within`: how long it took, or the last thing it said.
 pub async fn confirm(confirm_port: u16, to: u16, within: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(10);
+    let mut in_a_row = 0;
     loop {
         let left = within.saturating_sub(start.elapsed());
         let answer = ask_confirm(confirm_port, left.min(CONFIRM_REQUEST_MAX)).await;
         if let ConfirmAnswer::Answered { upstream, .. } = &answer
             && names_port(upstream, to)
         {
-            return Ok(start.elapsed());
+            in_a_row += 1;
+            if in_a_row >= CONFIRM_IN_A_ROW {
+                return Ok(start.elapsed());
+            }
+            delay = Duration::from_millis(5);
+            continue;
         }
+        in_a_row = 0;
         if start.elapsed() + delay >= within {
             return Err(format!(
                 "the confirm server 127.0.0.1:{confirm_port} did not name 127.0.0.1:{to} within {within:?}; it last said: {answer}"
@@ -333,6 +346,30 @@ pub async fn confirm(confirm_port: u16, to: u16, within: Duration) -> Result<Dur
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Wait until none of `old_workers` holds a listening socket on `port` any more (an old
+/// worker closes them when it handles the master's quit signal, then finishes what it has
+/// in flight): from then on every new connection gets the new config.
+async fn old_gone(port: u16, old_workers: &[u32], within: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let now = super::net::listening_children(port);
+        let left: Vec<u32> = old_workers
+            .iter()
+            .copied()
+            .filter(|p| now.contains(p))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= within {
+            return Err(format!(
+                "nginx's old workers (pids {left:?}) still accept connections {within:?} after the reload"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -386,7 +423,13 @@ pub async fn switch(
             format!("{m}; the old upstream file is back, nothing live changed")
         });
     }
-    // (4) nginx -s reload.
+    // (4) nginx -s reload. nginx's workers now (they keep accepting until they handle the
+    // master's quit signal; the confirm waits until they stopped).
+    let old_confirm = old
+        .as_deref()
+        .and_then(confirm_port_of)
+        .unwrap_or(t.confirm_port);
+    let old_workers = super::net::listening_children(old_confirm);
     let reloaded_at = Instant::now();
     if let Err((said, timed_out)) = run_nginx(t, &["-s", "reload"], commands).await {
         let m = put_back(format!("nginx -s reload failed: {said}"));
@@ -405,8 +448,19 @@ pub async fn switch(
         ));
     }
     // (5) Confirm.
-    match confirm(t.confirm_port, to, t.nginx.timeout.0).await {
-        Ok(_) => Ok(Switched {
+    let confirmed = match confirm(t.confirm_port, to, t.nginx.timeout.0).await {
+        Ok(_) => {
+            old_gone(
+                old_confirm,
+                &old_workers,
+                t.nginx.timeout.0.saturating_sub(reloaded_at.elapsed()),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match confirmed {
+        Ok(()) => Ok(Switched {
             confirmed_after: reloaded_at.elapsed(),
         }),
         Err(why) => {

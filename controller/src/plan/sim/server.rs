@@ -166,6 +166,7 @@ impl Server {
             env_file: EnvFile {
                 vars: self.env_file_for(app),
             },
+            traffic: None,
         }
     }
 
@@ -237,6 +238,14 @@ impl Server {
                     None => self.faults.push("migrate without migrations".into()),
                 },
                 Step::Restore { .. } => self.faults.push("plan() planned a restore".into()),
+                // The simulated documents have no `spec.traffic`.
+                Step::SlotStart { .. }
+                | Step::SlotProve { .. }
+                | Step::TrafficSwitch { .. }
+                | Step::SlotRetire { .. } => self.faults.push(format!(
+                    "a traffic step without spec.traffic: {:?}",
+                    planned.step
+                )),
                 Step::Switch { release } => {
                     if !self.releases.contains_key(release) {
                         self.faults
