@@ -1463,10 +1463,12 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
         .as_ref()
         .map(|n| n.traffic_json([free_port(), free_port()], free_port(), "10s"));
     let load_port = nginx.as_ref().map(|n| n.public_port).unwrap_or(w.port);
+    // GREETING is set from the start, changed, then removed: each a config no slot has
+    // run before (a change back to the warm slot's config would be a switch back).
     let mut d = StockNext {
         commit: w.app_head(),
         instances: 1,
-        extra_env: None,
+        extra_env: Some("hello".into()),
     };
     let commit_doc = |d: &StockNext| w.commit_config(&stock_next_document(&w, d, traffic.as_ref()));
     let run = || -> (Duration, Option<i32>, String) {
@@ -1514,7 +1516,7 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
                 version = "0.2.0".into();
                 d.commit = commit_stock_next(&w, &version, None);
             }
-            "env" => d.extra_env = Some("hello".into()),
+            "env" => d.extra_env = Some("hi".into()),
             "removed env" => d.extra_env = None,
             _ => d.instances = 2,
         }
