@@ -1283,6 +1283,14 @@ impl Answers {
             "rate": (self.answers.len() as f64 / self.elapsed.as_secs_f64()).round(),
             "versions": versions,
             "failures": why,
+            // When the first failures were sent (UTC, ms), to set beside the steps' times.
+            "failed_at": self
+                .answers
+                .iter()
+                .filter(|a| a.version.is_none())
+                .take(20)
+                .map(|a| self.wall(a.sent).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .collect::<Vec<_>>(),
         })
     }
 
@@ -1489,7 +1497,9 @@ fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
                     .iter()
                     .map(|s| {
                         serde_json::json!({"step": s.step.as_str(),
-                            "s": s.duration_ms as f64 / 1000.0, "reason": s.reason})
+                            "s": s.duration_ms as f64 / 1000.0, "reason": s.reason,
+                            "started_at": s.started_at.datetime()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
                     })
                     .collect()
             })
