@@ -7,6 +7,15 @@
 # (hack/render-bench.sh) and prints the table. A failed run fails the script and leaves no
 # result behind: old results are deleted first.
 #
+# The same run also measures the stock Next.js app (examples/stock-next: next start, no
+# custom server) in pm2 fork mode, in place and in traffic mode behind a real nginx
+# (Debian's nginx-light, installed when missing by install_nginx; its own prefix, never the
+# system service).
+#
+#   hack/bench.sh                     the whole benchmark, recorded
+#   hack/bench.sh --only stock-next   only the stock Next.js scenario: printed, written to
+#                                     target/bench/stock-next.json, never recorded
+#
 # Needs: the npm registry (Next.js, react, pg: from npm's cache after the first run), about
 # 3 GB free under target/ (releases and the checklist's checkout, each with its own
 # node_modules), and 15-25 minutes on 2 cores. The measured controller is a release build.
@@ -14,11 +23,26 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+only=""
+case "${1:-}" in
+  "") ;;
+  --only)
+    [ "${2:-}" = "stock-next" ] || die "--only takes one scenario: stock-next"
+    only=stock-next
+    ;;
+  *) die "usage: hack/bench.sh [--only stock-next]" ;;
+esac
+
 install_build_deps
 install_pm2
+[ -n "${SHIPSHAPE_TEST_NGINX:-}" ] || install_nginx
+export SHIPSHAPE_TEST_NGINX=${SHIPSHAPE_TEST_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 export SHIPSHAPE_TEST_PM2="$PM2_BIN" SHIPSHAPE_TEST_DBMATE="$DBMATE_BIN"
-start_postgres
-trap stop_postgres EXIT
+if [ -z "$only" ]; then
+  # The stock Next.js app has no database; the PromptHub-shaped one has.
+  start_postgres
+  trap stop_postgres EXIT
+fi
 
 # Nothing from an earlier run may be taken for this one.
 rm -rf target/bench target/bench.log target/bench-tmp
@@ -29,6 +53,17 @@ cargo build --quiet --release -p shipshape --bin shipshape
 hack/verify-no-faults.sh target/release/shipshape
 export SHIPSHAPE_TEST_BIN="$ROOT/target/release/shipshape"
 export NEXT_TELEMETRY_DISABLED=1
+
+if [ -n "$only" ]; then
+  say "running the $only scenario alone (not recorded)"
+  status=0
+  SHIPSHAPE_BENCH_ONLY=$only TMPDIR="$ROOT/target/bench-tmp" cargo test --quiet -p shipshape --test bench -- --ignored --nocapture >target/bench.log 2>&1 || status=$?
+  rm -rf target/bench-tmp
+  grep -v '^BENCH-JSON' target/bench.log | grep '^stock-next' || true
+  [ "$status" -eq 0 ] || die "the $only scenario failed (exit $status; see target/bench.log)"
+  say "written to target/bench/$only.json"
+  exit 0
+fi
 
 say "running the benchmark (cargo test --test bench -- --ignored)"
 status=0

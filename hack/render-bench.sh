@@ -55,6 +55,30 @@ const r = b.revert;
 row(`revert: broken revision live → old revision verified again (${r.rule})`, `${r.shipshape_s} s`, `${r.checklist_s} s (manual rollback, rebuilds)`, x(r.speedup), met(r.speedup >= 20, '≥ 20×'));
 row('revert: from the broken commit landing (builds and rolls it out first)', `${r.shipshape_from_broken_commit_s} s`, `${Math.round((r.checklist_broken_deploy_s + r.checklist_s) * 10) / 10} s (deploy + manual rollback)`, x(Math.round((r.checklist_broken_deploy_s + r.checklist_s) / r.shipshape_from_broken_commit_s * 10) / 10));
 row('requests during the revert', load(r.load.shipshape), `${load(r.load.checklist)} (rollback)`, '', met(r.load.shipshape.failed === 0 && r.load.shipshape.rate >= 200, '0 failed at ≥ 200 req/s'));
+// The stock Next.js app in pm2 fork mode (issue 20): traffic mode through nginx against
+// in place (today's default), the same change, app and load.
+const sn = b.stock_next;
+if (sn) {
+  const t = sn.traffic, p = sn.in_place;
+  const conv = (k) => `${k.converge_s} s${k.converged ? '' : ` (${k.outcome}: ${(k.message || '').split(';')[0]})`}`;
+  const zero = (l) => met(l.failed === 0 && l.rate >= 200, '0 failed at ≥ 200 req/s');
+  for (const k of t.kinds) {
+    const q = p.kinds.find((x) => x.kind === k.kind);
+    row(`stock Next.js, fork, through nginx: converge, ${k.kind} (${k.steps.map((s) => s.step).join(', ')})`, conv(k), q ? `${conv(q)} (in place)` : '', '');
+  }
+  for (const k of t.kinds) {
+    const q = p.kinds.find((x) => x.kind === k.kind);
+    row(`stock Next.js, fork: requests during ${k.kind}`, load(k.load), q ? `${load(q.load)} (in place)` : '', '', zero(k.load));
+  }
+  const tb = t.broken, pb = p.broken;
+  row('stock Next.js, fork: a release whose /api/health fails from its first request served users for', `${tb.served_s} s (${tb.served_answers} answers; ${tb.outcome})`, `${pb.served_s} s, ${pb.served_answers} answers (in place; ${pb.outcome})`, '', met(tb.served_answers === 0, '0 s'));
+  row('stock Next.js, fork: requests during that broken release', load(tb.load), `${load(pb.load)} (in place, its revert)`, '', zero(tb.load));
+  const r = t.regresses;
+  if (r) {
+    row('stock Next.js, fork: revert of a release that passes on its slot, then fails through nginx: verdict → old release serving alone', `${r.verdict_to_old_alone_s} s (a switch back)`, `${pb.verdict_to_old_alone_s} s (in place: the old release restarted)`, '', met(r.verdict_to_old_alone_s <= 1, '≤ 1 s'));
+    row('stock Next.js, fork: requests during the revert', load(r.load), `${load(pb.load)} (in place)`, '', zero(r.load));
+  }
+}
 const i = b.idle;
 row(`idle CPU, controller and its children, 1 app, ${i.health_interval} health interval, a pass every ${i.pass_interval}, ${i.window_s} s`, `${i.cpu_percent} % of a core`, i.pm2_daemon_cpu_percent == null ? '' : `pm2 daemon ${i.pm2_daemon_cpu_percent} % (runs the app; not counted)`, '', met(i.cpu_percent <= 0.5, '≤ 0.5 %'));
 row('idle resident memory, controller', `${i.rss_mb} MB`, `with children, peak: ${i.rss_peak_with_children_mb} MB`, '', met(i.rss_mb <= 15, '≤ 15 MB'));

@@ -16,7 +16,15 @@
 //! - detection latency: commit → pass start, local (inotify) and remote with a webhook,
 //!   against the peers' default poll intervals (reference lines, not runs);
 //! - the controller's idle CPU (with its children) and memory over 60 s, at the default
-//!   health interval, and a no-op `run --once` with 1, 10 and 100 apps (whole process).
+//!   health interval, and a no-op `run --once` with 1, 10 and 100 apps (whole process);
+//! - the stock Next.js app (`examples/stock-next`: `next start`, no custom server, no
+//!   shutdown code) in pm2 fork mode, in place and in traffic mode behind a real nginx
+//!   (`spec.traffic`), under load on `/` through nginx's public port: converge time and
+//!   failed requests for code, env, removed env and instances 1 → 2; a release whose health
+//!   fails from its first request (how long it served users: every answer names its
+//!   version); a release that passes on its slot and fails through nginx (verdict → the old
+//!   release serving alone, from the record's failed `verify` to the last answer not from
+//!   the old version). `SHIPSHAPE_BENCH_ONLY=stock-next` runs only that scenario.
 //!
 //! The measured controller is `SHIPSHAPE_TEST_BIN` when set (hack/bench.sh builds a release
 //! binary), this build's otherwise; the context records which profile it was.
@@ -664,6 +672,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn bench() {
     let mut report = serde_json::Map::new();
     let started_at = now();
+    if std::env::var("SHIPSHAPE_BENCH_ONLY").as_deref() == Ok("stock-next") {
+        // One scenario alone (hack/bench.sh --only stock-next): its own file, never the
+        // recorded run.
+        report.insert("stock_next".into(), stock_next());
+        report.insert("context".into(), context(&started_at));
+        let json = serde_json::Value::Object(report);
+        let out_dir = common::workspace().join("target/bench");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        std::fs::write(
+            out_dir.join("stock-next.json"),
+            serde_json::to_string_pretty(&json).unwrap(),
+        )
+        .unwrap();
+        println!("BENCH-JSON {}", serde_json::to_string(&json).unwrap());
+        return;
+    }
     let w = World::new("bench");
     assert!(
         std::env::var("SHIPSHAPE_TEST_DATABASE_URL").is_ok(),
@@ -1079,6 +1103,9 @@ fn bench() {
     let after = median((0..3).map(|_| secs(once(&h, &[]))).collect());
     report.insert("history".into(), serde_json::json!({"commits": commits, "noop_pass_s_1_commit": before, "noop_pass_s_10k_commits": after}));
 
+    // The stock Next.js app, in place and through nginx (its own worlds).
+    report.insert("stock_next".into(), stock_next());
+
     report.insert("context".into(), context(&started_at));
     let json = serde_json::Value::Object(report);
     let out_dir = common::workspace().join("target/bench");
@@ -1089,4 +1116,558 @@ fn bench() {
     )
     .unwrap();
     println!("BENCH-JSON {}", serde_json::to_string(&json).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// The stock Next.js app (examples/stock-next: what create-next-app gives, `next start`, no
+// custom server, no shutdown code) in pm2 fork mode, one process, under load on `/`: in
+// place (today's default: the process is restarted) against traffic mode (each release in
+// a slot of its own behind a real nginx, proven on its own port, then switched to).
+
+/// One answer of the versioned load: when it was sent and answered, and the version the
+/// page named (`hello from 0.2.0` → `0.2.0`); `None`: it failed (no answer within 5 s, not
+/// 200, or no version in the page).
+struct Answer {
+    sent: Instant,
+    done: Instant,
+    version: Option<String>,
+    /// Why it failed: `connect` (refused), `timeout`, `reset` (closed before a full
+    /// answer), `status N`, `no version`.
+    why: Option<String>,
+}
+
+/// One HTTP/1.0 GET of `/` on 127.0.0.1:`port` (5 s to connect, 5 s per read): the
+/// version the page names, or why there is none.
+fn get_version(port: u16) -> Result<String, String> {
+    use std::io::{ErrorKind, Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let kind = |e: std::io::Error| match e.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => "timeout".to_string(),
+        ErrorKind::ConnectionRefused => "connect".to_string(),
+        _ => "reset".to_string(),
+    };
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(kind)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(kind)?;
+    write!(s, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(kind)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(kind)?;
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "reset".to_string())?;
+    if status != 200 {
+        return Err(format!("status {status}"));
+    }
+    page_version(&text).ok_or_else(|| "no version".to_string())
+}
+
+/// The version a stock-next page names.
+fn page_version(body: &str) -> Option<String> {
+    let rest = &body[body.find("hello from ")? + "hello from ".len()..];
+    let v: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-')
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// GETs of `/` at a fixed rate from 64 workers (paced as [`Load`]), every answer kept with
+/// its times and version.
+struct VersionLoad {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<Answer>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    started: Instant,
+    wall: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a [`VersionLoad`] saw.
+struct Answers {
+    answers: Vec<Answer>,
+    started: Instant,
+    wall: chrono::DateTime<chrono::Utc>,
+    elapsed: Duration,
+}
+
+impl VersionLoad {
+    fn start(port: u16, rate: u32) -> VersionLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
+        let workers = 64;
+        let period = Duration::from_secs_f64(workers as f64 / rate as f64);
+        let (started, wall) = (Instant::now(), chrono::Utc::now());
+        let mut threads = Vec::new();
+        for i in 0..workers {
+            let (stop, answers) = (stop.clone(), answers.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut next = started + period.mul_f64(i as f64 / workers as f64);
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let sent = Instant::now();
+                    let got = get_version(port);
+                    let done = Instant::now();
+                    answers.lock().unwrap().push(Answer {
+                        sent,
+                        done,
+                        version: got.as_ref().ok().cloned(),
+                        why: got.err(),
+                    });
+                    next += period;
+                }
+            }));
+        }
+        VersionLoad {
+            stop,
+            answers,
+            threads,
+            started,
+            wall,
+        }
+    }
+
+    fn finish(self) -> Answers {
+        let elapsed = self.started.elapsed();
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let answers = std::mem::take(&mut *self.answers.lock().unwrap());
+        Answers {
+            answers,
+            started: self.started,
+            wall: self.wall,
+            elapsed,
+        }
+    }
+}
+
+impl Answers {
+    fn wall(&self, t: Instant) -> chrono::DateTime<chrono::Utc> {
+        self.wall + chrono::Duration::from_std(t.duration_since(self.started)).unwrap()
+    }
+
+    /// {requests, failed, p99_ms, rate, versions: {version: answers}}
+    fn summary(&self) -> serde_json::Value {
+        let failed = self.answers.iter().filter(|a| a.version.is_none()).count();
+        let mut ok: Vec<Duration> = self
+            .answers
+            .iter()
+            .filter(|a| a.version.is_some())
+            .map(|a| a.done - a.sent)
+            .collect();
+        ok.sort();
+        let p99 = ok
+            .get(ok.len().saturating_sub(1) * 99 / 100)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0);
+        let mut versions = serde_json::Map::new();
+        let mut why = serde_json::Map::new();
+        for a in &self.answers {
+            let (map, key) = match (&a.version, &a.why) {
+                (Some(v), _) => (&mut versions, v),
+                (None, Some(w)) => (&mut why, w),
+                (None, None) => continue,
+            };
+            let n = map.get(key).and_then(|n| n.as_u64()).unwrap_or(0);
+            map.insert(key.clone(), (n + 1).into());
+        }
+        serde_json::json!({
+            "requests": self.answers.len(),
+            "failed": failed,
+            "p99_ms": (p99 * 10.0).round() / 10.0,
+            "rate": (self.answers.len() as f64 / self.elapsed.as_secs_f64()).round(),
+            "versions": versions,
+            "failures": why,
+            // When the first failures were sent (UTC, ms), to set beside the steps' times.
+            "failed_at": self
+                .answers
+                .iter()
+                .filter(|a| a.version.is_none())
+                .take(20)
+                .map(|a| self.wall(a.sent).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    /// The answers `version` gave, and for how long it served users: from the first of
+    /// those requests sent to the last answered (0 s when it answered none).
+    fn served_by(&self, version: &str) -> (usize, f64) {
+        let by: Vec<&Answer> = self
+            .answers
+            .iter()
+            .filter(|a| a.version.as_deref() == Some(version))
+            .collect();
+        let (Some(first), Some(last)) = (
+            by.iter().map(|a| a.sent).min(),
+            by.iter().map(|a| a.done).max(),
+        ) else {
+            return (0, 0.0);
+        };
+        (by.len(), secs(last - first))
+    }
+
+    /// From `verdict` to the first moment every answer comes from version `old`: the last
+    /// answer after the verdict that came from another version or failed (0 s when there
+    /// is none).
+    fn alone_after(&self, verdict: chrono::DateTime<chrono::Utc>, old: &str) -> f64 {
+        let last = self
+            .answers
+            .iter()
+            .filter(|a| a.version.as_deref() != Some(old))
+            .map(|a| self.wall(a.done))
+            .filter(|t| *t > verdict)
+            .max();
+        match last {
+            Some(t) => t.signed_duration_since(verdict).num_milliseconds() as f64 / 1000.0,
+            None => 0.0,
+        }
+    }
+}
+
+/// When the last pass's failing `verify` step gave its verdict (its end), from the record.
+fn verdict_at(rec: &shipshape::state::AppRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+    let pass = rec.last_pass.as_ref()?;
+    let s = pass.steps.iter().rev().find(|s| {
+        s.step.as_str() == "verify" && s.result == shipshape_spec::status::StepResult::Failed
+    })?;
+    Some(s.started_at.datetime() + chrono::Duration::milliseconds(s.duration_ms as i64))
+}
+
+/// What one desired state of the stock app sets.
+#[derive(Clone)]
+struct StockNext {
+    commit: String,
+    instances: u32,
+    /// An env variable the app does not read (set, changed, then removed).
+    extra_env: Option<String>,
+}
+
+/// The stock app's document: `npm ci`, `next build` (its cache carried), `next start` in
+/// fork mode; health on `/api/health` every 300 ms (2 rounds to pass, 2 to fail), the
+/// automatic revert. In place: `PORT` is this world's port and the checks go there. In
+/// traffic mode (`traffic`: `spec.traffic` as JSON): no `PORT` (each slot gets its own),
+/// the checks go to the public address (before the switch, to the slot's own port).
+fn stock_next_document(w: &World, d: &StockNext, traffic: Option<&serde_json::Value>) -> String {
+    let base = match traffic {
+        Some(t) => t["public"].as_str().unwrap().to_string(),
+        None => format!("http://127.0.0.1:{}", w.port),
+    };
+    let mut env = serde_json::json!({"NODE_ENV": "production", "NEXT_TELEMETRY_DISABLED": "1"});
+    if traffic.is_none() {
+        env["PORT"] = w.port.to_string().into();
+    }
+    if let Some(v) = &d.extra_env {
+        env["GREETING"] = v.clone().into();
+    }
+    let mut doc = serde_json::json!({
+        "apiVersion": "shipshape/v1alpha1",
+        "kind": "App",
+        "metadata": {"name": w.name},
+        "spec": {
+            "source": {"repository": w.app_repo().display().to_string(), "commit": d.commit},
+            "releases": {"root": w.releases_root().display().to_string()},
+            "build": {
+                "install": "npm ci --no-audit --no-fund --loglevel=error",
+                "steps": ["npm run build"],
+                "env": {"NEXT_TELEMETRY_DISABLED": "1"},
+                "cache": [".next/cache"],
+                "timeout": "10m",
+            },
+            "processes": [{
+                "name": "web",
+                "script": "node_modules/next/dist/bin/next",
+                "args": "start",
+                "instances": d.instances,
+                "exec_mode": "fork",
+                "env": env,
+            }],
+            "health": {
+                "checks": [{
+                    "name": "api",
+                    "http": {"url": format!("{base}/api/health"), "expectStatus": 200,
+                             "bodyContains": "\"status\":\"ok\""},
+                    "timeout": "5s",
+                }],
+                "interval": "300ms",
+                "startupGrace": "1s",
+                "successThreshold": 2,
+                "failureThreshold": 2,
+                "progressDeadline": "3m",
+            },
+            "rollback": {"auto": true, "window": "30m"},
+        }
+    });
+    if let Some(t) = traffic {
+        doc["spec"]["traffic"] = t.clone();
+    }
+    // JSON is YAML.
+    let text = serde_json::to_string_pretty(&doc).unwrap();
+    if let Err(e) = shipshape_spec::load_str(&text, "stock-next.yaml") {
+        panic!("the stock-next document does not load:\n{e}\n{text}");
+    }
+    text
+}
+
+/// Commit a new version of the stock app: package.json's version (not the lockfile's, so
+/// its dependencies are reused), and `/api/health`'s code when given.
+fn commit_stock_next(w: &World, version: &str, health: Option<&str>) -> String {
+    if let Some(code) = health {
+        std::fs::write(w.app_repo().join("app/api/health/route.js"), code).unwrap();
+        git(&w.app_repo(), &["add", "-A"]);
+    }
+    w.commit_app_version(version)
+}
+
+/// A health route that fails from its first request.
+const HEALTH_BROKEN: &str = r#"export const dynamic = "force-dynamic";
+
+export function GET() {
+  return Response.json({ status: "broken" }, { status: 500 });
+}
+"#;
+
+/// A health route that passes on the app's own port and fails once users reach it through
+/// nginx: nginx's `proxy_pass` sends the upstream's name as `Host`
+/// (`shipshape_...`), a request on the slot's own port sends `127.0.0.1:PORT`.
+const HEALTH_REGRESSES: &str = r#"export const dynamic = "force-dynamic";
+
+export function GET(request) {
+  if ((request.headers.get("host") || "").startsWith("shipshape_")) {
+    return Response.json({ status: "regressed" }, { status: 500 });
+  }
+  return Response.json({ status: "ok" });
+}
+"#;
+
+/// The stock-next scenario in one mode: the first deploy, then under load (through nginx's
+/// public port in traffic mode, on the app's port in place) code, env, removed env,
+/// instances 1 → 2 and a broken release (in place: health fails from its first request,
+/// reverted; in traffic mode: that one, refused on its slot, and one that regresses after
+/// the switch, reverted by a switch back).
+fn stock_next_scenario(traffic_mode: bool) -> serde_json::Value {
+    let mode = if traffic_mode { "traffic" } else { "in-place" };
+    let w = World::with_example(&format!("next-{mode}"), "examples/stock-next");
+    let _ = std::fs::remove_dir_all(w.app_repo().join(".next"));
+    let nginx_dir = w.root().join("nginx");
+    std::fs::create_dir_all(&nginx_dir).unwrap();
+    let upstream_name = format!("shipshape_{}", w.name.replace('-', "_"));
+    let nginx = traffic_mode.then(|| {
+        let n = common::nginx::TestNginx::new(
+            "bench (stock-next, traffic)",
+            free_port(),
+            &nginx_dir.join("upstream.conf"),
+            &upstream_name,
+        )
+        .expect("the benchmark needs nginx (hack/bench.sh installs it)");
+        n.start();
+        n
+    });
+    let traffic = nginx
+        .as_ref()
+        .map(|n| n.traffic_json([free_port(), free_port()], free_port(), "10s"));
+    let load_port = nginx.as_ref().map(|n| n.public_port).unwrap_or(w.port);
+    // GREETING is set from the start, changed, then removed: each a config no slot has
+    // run before (a change back to the warm slot's config would be a switch back).
+    let mut d = StockNext {
+        commit: w.app_head(),
+        instances: 1,
+        extra_env: Some("hello".into()),
+    };
+    let commit_doc = |d: &StockNext| w.commit_config(&stock_next_document(&w, d, traffic.as_ref()));
+    let run = || -> (Duration, Option<i32>, String) {
+        let t0 = Instant::now();
+        let out = w.shipshape(&["run", "--once"], &[]);
+        (
+            t0.elapsed(),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let serving = || request(load_port, "/").and_then(|(_, b)| page_version(&b));
+    let steps_of = |rec: &shipshape::state::AppRecord| -> Vec<serde_json::Value> {
+        rec.last_pass
+            .as_ref()
+            .map(|p| {
+                p.steps
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({"step": s.step.as_str(),
+                            "s": s.duration_ms as f64 / 1000.0, "reason": s.reason,
+                            "started_at": s.started_at.datetime()
+                                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    commit_doc(&d);
+    let (first, code, err) = run();
+    assert_eq!(code, Some(0), "{mode}: the first deploy failed: {err}");
+    assert_eq!(
+        serving().as_deref(),
+        Some("0.1.0"),
+        "{mode}: not serving 0.1.0"
+    );
+
+    let mut kinds = Vec::new();
+    let mut version = "0.1.0".to_string();
+    for (i, kind) in ["code", "env", "removed env", "instances 1 → 2"]
+        .into_iter()
+        .enumerate()
+    {
+        match kind {
+            "code" => {
+                version = "0.2.0".into();
+                d.commit = commit_stock_next(&w, &version, None);
+            }
+            "env" => d.extra_env = Some("hi".into()),
+            "removed env" => d.extra_env = None,
+            _ => d.instances = 2,
+        }
+        commit_doc(&d);
+        let load = VersionLoad::start(load_port, RATE);
+        let (took, code, err) = run();
+        let answers = load.finish();
+        let rec = w.record();
+        let outcome = rec.revisions.last().map(|r| r.revision.outcome);
+        eprintln!(
+            "stock-next {mode}, {kind}: {:.1}s, exit {code:?}, {:?}",
+            took.as_secs_f64(),
+            answers.summary()
+        );
+        let ok = code == Some(0) && outcome == Some(Outcome::Healthy);
+        if i < 3 {
+            // Code and env changes must converge; instances in fork mode is measured as it
+            // comes out (two fork processes on one PORT: the second cannot listen).
+            assert!(ok, "{mode}, {kind}: exit {code:?}, {outcome:?}: {err}");
+            assert_eq!(
+                serving().as_deref(),
+                Some(version.as_str()),
+                "{mode}, {kind}"
+            );
+        }
+        kinds.push(serde_json::json!({
+            "kind": kind, "converge_s": secs(took), "converged": ok,
+            "outcome": outcome.map(|o| format!("{o:?}").to_lowercase()),
+            "message": rec.revisions.last().map(|r| r.revision.message.clone()),
+            "steps": steps_of(&rec), "load": answers.summary(),
+        }));
+        if !ok && kind.starts_with("instances") {
+            // Back to one process (a new config commit: out of quarantine).
+            d.instances = 1;
+            commit_doc(&d);
+            let (_, code, err) = run();
+            assert_eq!(code, Some(0), "{mode}: back to 1 instance: {err}");
+        }
+    }
+
+    // A release whose /api/health fails from its first request.
+    let good = d.clone();
+    let mut bad = d.clone();
+    bad.commit = commit_stock_next(&w, "0.9.0-broken", Some(HEALTH_BROKEN));
+    commit_doc(&bad);
+    let load = VersionLoad::start(load_port, RATE);
+    let (took, code, err) = run();
+    let answers = load.finish();
+    let rec = w.record();
+    let outcome = common::revision_of(&rec, &bad.commit).revision.outcome;
+    let (answered, served_s) = answers.served_by("0.9.0-broken");
+    let verdict = verdict_at(&rec);
+    eprintln!(
+        "stock-next {mode}, broken from the start: exit {code:?}, {outcome:?}, served {answered} answers over {served_s}s; {err}"
+    );
+    assert_ne!(code, Some(0), "{mode}: the broken release converged");
+    assert_eq!(
+        serving().as_deref(),
+        Some(version.as_str()),
+        "{mode}: after the broken release"
+    );
+    let broken = serde_json::json!({
+        "converge_s": secs(took),
+        "outcome": format!("{outcome:?}").to_lowercase(),
+        "served_answers": answered, "served_s": served_s,
+        "verdict_to_old_alone_s": verdict.map(|v| answers.alone_after(v, &version)),
+        "steps": steps_of(&rec), "load": answers.summary(),
+    });
+
+    // Traffic mode: a release that passes on its slot and regresses after the switch.
+    let regress = traffic_mode.then(|| {
+        let mut r = good.clone();
+        r.commit = commit_stock_next(&w, "0.9.1-regresses", Some(HEALTH_REGRESSES));
+        commit_doc(&r);
+        let load = VersionLoad::start(load_port, RATE);
+        let (took, code, err) = run();
+        let answers = load.finish();
+        let rec = w.record();
+        let outcome = common::revision_of(&rec, &r.commit).revision.outcome;
+        let verdict = verdict_at(&rec).unwrap_or_else(|| {
+            panic!("traffic: no failed verify in the regressing release's pass: {err}")
+        });
+        let (answered, served_s) = answers.served_by("0.9.1-regresses");
+        let alone = answers.alone_after(verdict, &version);
+        eprintln!(
+            "stock-next traffic, regresses after the switch: exit {code:?}, {outcome:?}, verdict → old alone {alone}s, {:?}",
+            answers.summary()
+        );
+        assert_eq!(outcome, Outcome::Reverted, "traffic: {err}");
+        assert_eq!(serving().as_deref(), Some(version.as_str()), "traffic: after the revert");
+        serde_json::json!({
+            "converge_s": secs(took), "outcome": format!("{outcome:?}").to_lowercase(),
+            "served_answers": answered, "served_s": served_s,
+            "verdict_to_old_alone_s": alone,
+            "steps": steps_of(&rec), "load": answers.summary(),
+        })
+    });
+    drop(nginx);
+    drop(w);
+    serde_json::json!({
+        "mode": mode, "first_deploy_s": secs(first), "kinds": kinds,
+        "broken": broken, "regresses": regress,
+    })
+}
+
+/// Both modes of the stock-next scenario (in place first: its numbers are the baseline).
+fn stock_next() -> serde_json::Value {
+    let in_place = stock_next_scenario(false);
+    let traffic = stock_next_scenario(true);
+    serde_json::json!({
+        "app": "examples/stock-next (Next.js 16, next start, no custom server), pm2 fork mode, 1 process",
+        "load": format!("GET / at {RATE} req/s, 64 workers, a new connection each; traffic mode through nginx's public port"),
+        "in_place": in_place, "traffic": traffic,
+    })
+}
+
+/// The stock-next documents the bench commits load and pass validation in both modes: in
+/// place with `PORT`, in traffic mode without it (a slot gets its own) and with the checks
+/// on the public address (the bench itself only runs from hack/bench.sh; this runs in CI).
+#[test]
+fn the_stock_next_documents_load_in_place_and_in_traffic_mode() {
+    let w = World::with_example("next-doc", "examples/stock-next");
+    let d = StockNext {
+        commit: w.app_head(),
+        instances: 2,
+        extra_env: Some("hello".into()),
+    };
+    let in_place = shipshape_spec::load_str(&stock_next_document(&w, &d, None), "a.yaml").unwrap();
+    let p = &in_place.spec.processes[0];
+    let env = |k: &str| p.env.get(k).map(|v| v.as_text());
+    assert_eq!(env("PORT"), Some(w.port.to_string()));
+    assert_eq!(env("GREETING"), Some("hello".to_string()));
+    let traffic = serde_json::json!({
+        "via": "nginx", "public": "http://127.0.0.1:18080", "ports": [18081, 18082],
+        "upstreamFile": w.root().join("upstream.conf").display().to_string(),
+        "confirmPort": 18083,
+    });
+    let slots =
+        shipshape_spec::load_str(&stock_next_document(&w, &d, Some(&traffic)), "b.yaml").unwrap();
+    assert!(!slots.spec.processes[0].env.contains_key("PORT"));
+    assert!(slots.spec.traffic.is_some());
+    let url = &slots.spec.health.checks[0].http().unwrap().url;
+    assert_eq!(url, "http://127.0.0.1:18080/api/health");
 }
