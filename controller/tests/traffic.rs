@@ -476,3 +476,64 @@ fn a_request_in_flight_to_the_slot_leaving_service_finishes_before_the_slot_is_s
         "the drained slot was not stopped"
     );
 }
+
+/// The daemon's monitor, not the rollout's verification, sees the regression: a release
+/// that leaks only after it was declared healthy (its pool lasts a few seconds of user
+/// traffic) is reverted inside `warmFor` by a switch back to the warm slot (same pids, no
+/// boot, 0 failed requests), and its config commit is quarantined.
+#[test]
+fn a_release_that_regresses_after_it_was_declared_healthy_is_reverted_by_the_monitor_with_a_switch_back()
+ {
+    let Some((w, f, app)) = v1_live("tmonitor", Mode::Fork1) else {
+        return;
+    };
+    let live = f.live_port().unwrap();
+    let pids = w.slot_pids(live);
+    let path = w.app_repo().join("server.js");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen(edits::LEAK_FROM, edits::LEAK_TO, 1)).unwrap();
+    git(&w.app_repo(), &["commit", "-qam", "a connection pool"]);
+    let bad = w.commit_app_version("2.0.0");
+    let mut broken = app.clone();
+    broken.spec.source.commit = bad;
+    // ~100 requests a second: 400 last ~4 s, well past verify's 2 passing rounds.
+    broken.spec.processes[0]
+        .env
+        .insert("POOL_SIZE".into(), EnvValue::String("400".into()));
+    // Warm long enough for the monitor's failureThreshold rounds after the leak shows.
+    broken.spec.traffic.as_mut().unwrap().warm_for = shipshape_spec::Duration::from_secs(120);
+    let d = w.start(&[]);
+    let (samples, rec) = through_nginx(&f, "a release that regresses once healthy", || {
+        let config_bad = w.commit_app(&broken);
+        let rec = w.wait_record("the regression reverted", 120, &d, |r| {
+            r.revisions.iter().any(|e| {
+                e.revision.config_commit == config_bad && e.revision.outcome == Outcome::Reverted
+            })
+        });
+        (config_bad, rec)
+    });
+    let (config_bad, rec) = rec;
+    samples.assert_no_failures(&w, "the regression's revert");
+    assert!(
+        samples.versions().contains_key("2.0.0"),
+        "the release never took traffic: {:?}",
+        samples.versions()
+    );
+    let r = rec
+        .revisions
+        .iter()
+        .find(|e| e.revision.config_commit == config_bad)
+        .unwrap();
+    assert!(
+        rec.quarantined
+            .iter()
+            .any(|q| q.config_commit == config_bad),
+        "quarantined: {:?}",
+        rec.quarantined
+    );
+    println!("revision {}: {}", r.revision.number, r.revision.message);
+    assert_eq!(f.live_port(), Some(live), "traffic is back on the old slot");
+    assert_eq!(w.slot_pids(live), pids, "the revert booted the old release");
+    assert_eq!(f.version().as_deref(), Ok("1.0.0"));
+    drop(d);
+}

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use shipshape_spec::status::StepKind;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Run, StepError, Tools, append_log_line, pm2_error, verify, write_file};
 use crate::reconcile::decide::ErrorClass;
-use crate::traffic::{self, Warm, net, nginx};
+use crate::traffic::{self, Warm, net, nginx, settings};
 
 /// How often a drain looks at the slot's connections.
 const DRAIN_POLL: Duration = Duration::from_millis(100);
@@ -131,6 +131,16 @@ pub(super) async fn switch(
     );
     info!(app = %app.metadata.name, port, confirmed_ms = done.confirmed_after.as_millis() as u64, "traffic switched");
     append_log_line(&run.log, &line);
+    // What nginx's configuration says of the settings this relies on (notes, not failures).
+    match settings::notes(t, &app.metadata.name, &*tools.ports.commands).await {
+        Ok(notes) => {
+            for n in notes {
+                warn!(app = %app.metadata.name, "{n}");
+                append_log_line(&run.log, &format!("-- {n}"));
+            }
+        }
+        Err(e) => append_log_line(&run.log, &format!("-- nginx -T could not be read: {e}")),
+    }
     Ok(())
 }
 

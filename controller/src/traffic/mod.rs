@@ -3,7 +3,8 @@
 //! port in `PORT`), and the views of the document the health checks judge — a slot on its
 //! own port before the switch ([`slot_view`]), the live slot through the public address
 //! after it ([`live_view`]). [`nginx`] switches the traffic; [`net`] reads the kernel's
-//! sockets (who holds a port, what is still in flight to a slot).
+//! sockets (who holds a port, what is still in flight to a slot); [`settings`] reads what
+//! nginx's configuration says of the settings zero downtime relies on.
 //!
 //! # Slots
 //! A slot is the serving process (`spec.traffic.process`) of one release, started under
@@ -14,6 +15,7 @@
 
 pub mod net;
 pub mod nginx;
+pub mod settings;
 
 use std::path::Path;
 

@@ -175,7 +175,7 @@ fn restore(file: &Path, old: &Option<String>) -> Result<(), String> {
 }
 
 /// The nginx command `<binary> <args> <extra>` with `nginx.timeout`.
-fn nginx_spec(t: &Traffic, extra: &[&str]) -> Spec {
+pub(super) fn nginx_spec(t: &Traffic, extra: &[&str]) -> Spec {
     let mut args: Vec<&str> = t.nginx.args.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     Spec::program(&t.nginx.binary, &args, Path::new("/"), t.nginx.timeout.0)
