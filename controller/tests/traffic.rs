@@ -537,3 +537,78 @@ fn a_release_that_regresses_after_it_was_declared_healthy_is_reverted_by_the_mon
     assert_eq!(f.version().as_deref(), Ok("1.0.0"));
     drop(d);
 }
+
+/// `shipshape plan` shows the slot steps of a rollout, each with its reason, in the order the
+/// pass runs them; while the previous slot is warm, `plan` has nothing to do and says until
+/// when it stays, and `shipshape status` shows the live slot and the warm one.
+#[test]
+fn plan_and_status_show_the_live_and_warm_slots_and_the_slot_steps_with_their_reasons() {
+    let Some((w, f, app)) = v1_live("tplanview", Mode::Fork1) else {
+        return;
+    };
+    let live = f.live_port().unwrap();
+    let mut next = app.clone();
+    next.spec.source.commit = w.commit_app_version("1.1.0");
+    next.spec.traffic.as_mut().unwrap().warm_for = shipshape_spec::Duration::from_secs(300);
+    w.commit_app(&next);
+    let out = w.shipshape(&["plan", "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(2), "changes pending");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = json[0]["plan"]["steps"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    let want = [
+        "slot-start",
+        "slot-prove",
+        "switch",
+        "traffic-switch",
+        "pm2-save",
+        "verify",
+    ];
+    let slot_steps: Vec<&str> = kinds.iter().copied().filter(|k| want.contains(k)).collect();
+    assert_eq!(slot_steps, want, "{kinds:?}");
+    for s in &steps {
+        assert!(
+            !s["reason"].as_str().unwrap_or("").is_empty(),
+            "a step without its reason: {s}"
+        );
+    }
+    let switch = steps
+        .iter()
+        .find(|s| s["kind"] == "traffic-switch")
+        .unwrap();
+    assert_eq!(switch["warm"].as_u64(), Some(u64::from(live)), "{switch}");
+    assert!(
+        switch["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("from slot {live}, which stays warm")),
+        "{switch}"
+    );
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "{log}");
+    let new_live = f.live_port().unwrap();
+    assert_ne!(new_live, live);
+    let out = w.shipshape(&["plan", "-o", "json"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "nothing to do while the old slot is warm"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = json[0]["plan"]["notes"].to_string();
+    assert!(
+        notes.contains(&format!("slot {live} is warm until")),
+        "{notes}"
+    );
+    let out = w.shipshape(&["status", &w.name], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("traffic"))
+        .unwrap_or_else(|| panic!("no traffic line in status:\n{text}"));
+    assert!(
+        line.contains(&format!("nginx → slot {new_live} ({}@{new_live})", w.web()))
+            && line.contains(&format!("warm slot {live} until")),
+        "{line}"
+    );
+}
