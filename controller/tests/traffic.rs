@@ -247,6 +247,21 @@ fn v1_live(name: &str, mode: Mode) -> Option<(World, Front, shipshape_spec::App)
     Some((w, f, app))
 }
 
+/// `app` at a new commit, 2.0.0, whose connection pool of `pool` leaks one per request to
+/// `/` (its health fails once the pool is empty: only user traffic empties it).
+fn leaking_release(w: &World, app: &shipshape_spec::App, pool: u32) -> shipshape_spec::App {
+    let path = w.app_repo().join("server.js");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen(edits::LEAK_FROM, edits::LEAK_TO, 1)).unwrap();
+    git(&w.app_repo(), &["commit", "-qam", "a connection pool"]);
+    let mut broken = app.clone();
+    broken.spec.source.commit = w.commit_app_version("2.0.0");
+    broken.spec.processes[0]
+        .env
+        .insert("POOL_SIZE".into(), EnvValue::String(pool.to_string()));
+    broken
+}
+
 #[test]
 fn a_release_whose_health_fails_from_its_first_round_never_answers_through_nginx_and_is_quarantined()
  {
@@ -332,18 +347,9 @@ fn a_release_that_regresses_after_the_switch_is_reverted_by_a_switch_back_to_the
     let live = f.live_port().unwrap();
     let pids = w.slot_pids(live);
 
-    let path = w.app_repo().join("server.js");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen(edits::LEAK_FROM, edits::LEAK_TO, 1)).unwrap();
-    git(&w.app_repo(), &["commit", "-qam", "a connection pool"]);
-    let bad = w.commit_app_version("2.0.0");
-    let mut broken = app.clone();
-    broken.spec.source.commit = bad;
     // 10: the load (~100/s) empties the pool within ~0.1 s of the switch, before verify's
     // second round (successThreshold 2, 300 ms apart) could call the release healthy.
-    broken.spec.processes[0]
-        .env
-        .insert("POOL_SIZE".into(), EnvValue::String("10".into()));
+    let broken = leaking_release(&w, &app, 10);
     let config_bad = w.commit_app(&broken);
 
     let (samples, log) = through_nginx(&f, "a release that regresses under traffic", || {
@@ -489,17 +495,8 @@ fn a_release_that_regresses_after_it_was_declared_healthy_is_reverted_by_the_mon
     };
     let live = f.live_port().unwrap();
     let pids = w.slot_pids(live);
-    let path = w.app_repo().join("server.js");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen(edits::LEAK_FROM, edits::LEAK_TO, 1)).unwrap();
-    git(&w.app_repo(), &["commit", "-qam", "a connection pool"]);
-    let bad = w.commit_app_version("2.0.0");
-    let mut broken = app.clone();
-    broken.spec.source.commit = bad;
     // ~100 requests a second: 400 last ~4 s, well past verify's 2 passing rounds.
-    broken.spec.processes[0]
-        .env
-        .insert("POOL_SIZE".into(), EnvValue::String("400".into()));
+    let mut broken = leaking_release(&w, &app, 400);
     // Warm long enough for the monitor's failureThreshold rounds after the leak shows.
     broken.spec.traffic.as_mut().unwrap().warm_for = shipshape_spec::Duration::from_secs(120);
     let d = w.start(&[]);

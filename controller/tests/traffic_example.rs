@@ -14,27 +14,18 @@ use common::{shipshape_bin, workspace};
 fn the_prompthub_document_behind_nginx_and_its_site_config_pass_validate_and_nginx_t() {
     let root = workspace();
     let doc = root.join("examples/prompthub/prompthub-nginx.yaml");
-    let out = Command::new(shipshape_bin())
-        .arg("validate")
-        .arg(&doc)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(shipshape_bin())
-        .arg("traffic-file")
-        .arg(&doc)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let upstream = String::from_utf8(out.stdout).unwrap();
+    let shipshape = |command: &str| {
+        let out = Command::new(shipshape_bin())
+            .arg(command)
+            .arg(&doc)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{command}: {err}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    shipshape("validate");
+    let upstream = shipshape("traffic-file");
     assert!(
         upstream.contains("upstream shipshape_prompthub"),
         "{upstream}"

@@ -71,10 +71,14 @@ fn rows() -> Vec<Row> {
         .collect()
 }
 
-/// The pid holding socket `inode`, searching `/proc/*/fd` (what cannot be read is skipped).
-fn owner(inode: u64) -> Option<u32> {
-    let want = format!("socket:[{inode}]");
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+/// The pids holding any of the sockets `links` (`socket:[INODE]`), searching `/proc/*/fd`
+/// (what cannot be read is skipped); the first one only when `first`.
+fn holders(links: &[String], first: bool) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in procs.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -85,13 +89,25 @@ fn owner(inode: u64) -> Option<u32> {
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
             continue;
         };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == want.as_str()) {
-                return Some(pid);
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| links.iter().any(|i| l.as_os_str() == i.as_str()))
+        });
+        if holds {
+            found.push(pid);
+            if first {
+                break;
             }
         }
     }
-    None
+    found
+}
+
+/// The pid holding socket `inode`.
+fn owner(inode: u64) -> Option<u32> {
+    holders(&[format!("socket:[{inode}]")], true)
+        .first()
+        .copied()
 }
 
 /// Who listens on TCP `port` (any address, IPv4 or IPv6), if anyone.
@@ -121,29 +137,7 @@ pub fn listening_children(port: u16) -> Vec<u32> {
     if inodes.is_empty() {
         return Vec::new();
     }
-    let mut holders = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return holders;
-    };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
-            continue;
-        };
-        let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
-        });
-        if holds {
-            holders.push(pid);
-        }
-    }
+    let holders = holders(&inodes, false);
     let parent = |pid: u32| -> Option<u32> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(')')?
