@@ -117,13 +117,7 @@ impl Observer<'_> {
             env_file: secrets.env.clone(),
             traffic: match &app.spec.traffic {
                 None => None,
-                Some(t) => match crate::traffic::read_state(t, self.ports.clock.now()) {
-                    Ok(state) => Some(state),
-                    Err(e) => {
-                        tracing::warn!(app = %app.metadata.name, "cannot read the traffic state: {e}");
-                        None
-                    }
-                },
+                Some(t) => self.observe_traffic(app, t).await,
             },
         };
         // The desired commit's lockfile only matters when a release must be prepared: no git
@@ -132,6 +126,34 @@ impl Observer<'_> {
             observed.desired_lockfile = self.ports.source.lockfile(app).await;
         }
         Ok(observed)
+    }
+}
+
+impl Observer<'_> {
+    /// The slots as the upstream file records them, with what nginx really routes to
+    /// ([`crate::traffic::nginx::loaded_slot`]) as the live one when the two differ: a
+    /// controller stopped between writing the file and nginx's reload leaves the file naming
+    /// a slot nginx never switched to, which the plan must then prove and switch to (and
+    /// never retire the slot nginx still routes to). `None` (logged): the file is unreadable.
+    async fn observe_traffic(
+        &self,
+        app: &App,
+        t: &shipshape_spec::app::Traffic,
+    ) -> Option<crate::traffic::TrafficState> {
+        let mut state = match crate::traffic::read_state(t, self.ports.clock.now()) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(app = %app.metadata.name, "cannot read the traffic state: {e}");
+                return None;
+            }
+        };
+        if let Some(loaded) = crate::traffic::nginx::loaded_slot(t.confirm_port).await
+            && state.live != Some(loaded)
+        {
+            tracing::warn!(app = %app.metadata.name, file = ?state.live, nginx = loaded, "nginx routes to another slot than the upstream file names (a switch did not finish): planning from what nginx routes to");
+            state.live = Some(loaded);
+        }
+        Some(state)
     }
 }
 

@@ -553,11 +553,14 @@ fn plan_and_status_show_the_live_and_warm_slots_and_the_slot_steps_with_their_re
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let steps = json[0]["plan"]["steps"].as_array().unwrap().clone();
     let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    // nginx is switched before `current` moves (a switch nginx refuses leaves the live
+    // release as it was); pm2's list is saved once the slot is proven, and at the end.
     let want = [
         "slot-start",
         "slot-prove",
-        "switch",
+        "pm2-save",
         "traffic-switch",
+        "switch",
         "pm2-save",
         "verify",
     ];

@@ -74,6 +74,8 @@ fn a_controller_killed_at_any_slot_boundary_resumes_with_a_ready_slot_serving_an
         "before:slot-prove",
         "after:slot-prove",
         "before:traffic-switch",
+        // Inside the switch: the upstream file written, nginx not reloaded yet.
+        "after:upstream-write",
         "after:traffic-switch",
     ];
     let retire_faults = ["before:slot-retire", "after:slot-retire"];

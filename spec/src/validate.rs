@@ -969,6 +969,24 @@ fn traffic(c: &mut Checker, app: &App) {
             ),
         );
     }
+    for (i, check) in app.spec.health.checks.iter().enumerate() {
+        let Some(h) = check.http() else { continue };
+        let port = h
+            .url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+            .and_then(|authority| authority.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse::<u16>().ok());
+        if let Some(port) = port.filter(|p| t.ports.contains(p)) {
+            c.fail(
+                format!("spec.health.checks[{i}].http.url"),
+                format!(
+                    "{:?} probes slot port {port} directly: whichever slot holds it would answer (after a switch, the warm one); point it at spec.traffic.public ({}), whose checks run on the new slot's own port before the switch and through nginx after it",
+                    h.url, t.public
+                ),
+            );
+        }
+    }
     c.one_line("spec.traffic.nginx.binary", &t.nginx.binary);
     for (i, a) in t.nginx.args.iter().enumerate() {
         c.one_line(&format!("spec.traffic.nginx.args[{i}]"), a);

@@ -593,11 +593,19 @@ fn with_traffic(traffic: &str, keep_port: bool) -> String {
     text.replace("instances: max", "instances: 1")
 }
 
+/// [`with_traffic`] with the check on the public address (the valid way).
+fn with_traffic_public(traffic: &str, keep_port: bool) -> String {
+    with_traffic(traffic, keep_port).replace(
+        "http://127.0.0.1:3000/api/health",
+        "http://127.0.0.1:8080/api/health",
+    )
+}
+
 const TRAFFIC: &str = "    via: nginx\n    public: http://127.0.0.1:8080\n    ports: [3000, 3001]\n    upstreamFile: /etc/nginx/shipshape/demo.conf\n    confirmPort: 8099\n";
 
 #[test]
 fn a_traffic_section_loads_with_its_defaults() {
-    let app = load_str(&with_traffic(TRAFFIC, false), "apps/demo.yaml").unwrap();
+    let app = load_str(&with_traffic_public(TRAFFIC, false), "apps/demo.yaml").unwrap();
     let t = app.spec.traffic.expect("traffic");
     assert_eq!(t.warm_for.to_string(), "5m");
     assert_eq!(t.drain_timeout.to_string(), "30s");
@@ -645,7 +653,7 @@ fn traffic_refuses_a_port_the_process_sets_itself_two_equal_ports_and_a_bad_publ
             .any(|e| e.contains("spec.releases.keep: 1 is too few with spec.traffic")),
         "{errs:?}"
     );
-    let fork_many = with_traffic(TRAFFIC, false).replace("instances: 1", "instances: 2");
+    let fork_many = with_traffic_public(TRAFFIC, false).replace("instances: 1", "instances: 2");
     let errs = errors(&fork_many);
     assert!(
         errs.iter()
@@ -654,6 +662,12 @@ fn traffic_refuses_a_port_the_process_sets_itself_two_equal_ports_and_a_bad_publ
     );
     let cluster_many = fork_many.replace("instances: 2", "instances: 2\n      exec_mode: cluster");
     assert!(load_str(&cluster_many, "apps/demo.yaml").is_ok());
+    // VALID's check probes 127.0.0.1:3000, one of the slot ports.
+    let errs = errors(&with_traffic(TRAFFIC, false));
+    assert!(
+        errs.iter().any(|e| e.contains("spec.health.checks[0].http.url: \"http://127.0.0.1:3000/api/health\" probes slot port 3000 directly")),
+        "{errs:?}"
+    );
     let unknown = format!("{TRAFFIC}    process: nope\n");
     let errs = errors(&with_traffic(&unknown, false));
     assert!(

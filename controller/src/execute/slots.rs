@@ -48,6 +48,11 @@ pub(super) async fn start(
             ),
         ));
     }
+    // Whatever was warm on this port is gone (the plan retired it, or a hand deleted it):
+    // the upstream file must not call what starts here warm, or an interrupted proof could
+    // be taken for a proven slot.
+    let (t, _) = traffic::serving(app).ok_or_else(|| no_traffic(kind))?;
+    forget_warm(t, port, &run.log);
     let name = traffic::slot_name(process, port);
     let entry = traffic::slot_entry(app, p, &run.secrets.env, port);
     let path = tools.app_dir.join("slot-ecosystem.json");

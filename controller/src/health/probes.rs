@@ -305,11 +305,13 @@ mod tests {
         // fails), at most ten times.
         let starved = |check: Check| {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let spinning = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let hogs: Vec<_> = (0..2)
                 .map(|_| {
-                    let stop = stop.clone();
+                    let (stop, spinning) = (stop.clone(), spinning.clone());
                     std::thread::spawn(move || {
                         pin_to_cpu0();
+                        spinning.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let mut x = 0u64;
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                             x = x.wrapping_add(1);
@@ -318,6 +320,14 @@ mod tests {
                     })
                 })
                 .collect();
+            // The probe starts once both hogs spin on CPU 0 (before, a probe could run
+            // before they were scheduled, and was never starved: a flake on an idle host).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while spinning.load(std::sync::atomic::Ordering::SeqCst) < 2
+                && Instant::now() < deadline
+            {
+                std::thread::yield_now();
+            }
             let result = std::thread::spawn(move || {
                 pin_to_cpu0();
                 // SAFETY: sched_param is plain data; lowering one's own policy needs no privilege.

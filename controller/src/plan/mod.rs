@@ -9,8 +9,9 @@
 //! 1. **prepare** (fetch, install or reuse-deps, build) never touches the live release;
 //! 2. **migrations** (backup, migrate);
 //! 3. **slots** (traffic through nginx): start and prove the release's slot ([`slots`]);
-//! 4. **switch** `current`;
-//! 5. **traffic**: point nginx's upstream at the slot;
+//! 4. **traffic**: point nginx's upstream at the slot (before `current` moves: a switch
+//!    nginx refuses leaves the live release as it was);
+//! 5. **switch** `current`;
 //! 6. **processes**: start, replace or reload each declared pm2 process (in traffic mode,
 //!    every one but the serving process);
 //! 7. **stale**: delete the processes no longer declared;
@@ -83,7 +84,7 @@ impl Planner<'_> {
 
 /// The plan's sections, in the order their steps run (see the module's "Order").
 const SECTIONS: [fn(&mut Planner); 11] = [
-    prepare, migrations, slots, switch, traffic, processes, stale, retire, save, hooks, verify,
+    prepare, migrations, slots, traffic, switch, processes, stale, retire, save, hooks, verify,
 ];
 
 /// Compute the plan that takes `observed` to `desired`: each of the `SECTIONS` in turn.

@@ -83,8 +83,20 @@ pub(super) fn slots(pl: &mut Planner) {
             .get(&port)
             .is_some_and(|is| replace::slot(is.iter().copied(), want) == replace::Slot::Desired)
     };
+    // The live slot keeps its traffic while it runs this config, even with an instance pm2
+    // is restarting (a crash, max_memory_restart): the health checks judge that, and a new
+    // slot for the same config would only throw the warm one away.
+    let live_runs = |port: u16| {
+        by_port.get(&port).is_some_and(|is| {
+            is.len() as u32 == want.count
+                && is.iter().all(|i| {
+                    i.exec_mode == want.mode
+                        && i.env.get(ENV_CONFIG).map(String::as_str) == Some(want.config)
+                })
+        })
+    };
     if let Some(live) = st.live
-        && runs(live)
+        && live_runs(live)
     {
         pl.slot = Some(SlotPlan {
             target: live,
@@ -160,6 +172,8 @@ pub(super) fn slots(pl: &mut Planner) {
             pl.desired.spec.health.success_threshold
         ),
     );
+    // Saved once proven: a reboot from here on resurrects the slot nginx is switched to.
+    pl.push(Step::Pm2Save, "a slot was started and proven");
     pl.pm2_changed = true;
 }
 

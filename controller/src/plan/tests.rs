@@ -754,11 +754,15 @@ mod traffic_slots {
         assert_eq!(k[at("slot-start")], "slot-start web@3001", "{p}");
         assert!(at("slot-start") < at("slot-prove"), "{p}");
         assert!(
-            at("slot-prove") < at("switch"),
+            at("slot-prove") < at("traffic-switch"),
             "nothing moves before the proof: {p}"
         );
-        assert!(at("switch") < at("traffic-switch"), "{p}");
-        assert!(at("traffic-switch") < at("verify"), "{p}");
+        assert!(
+            at("traffic-switch") < at("switch"),
+            "current moves once nginx took the switch: {p}"
+        );
+        assert!(at("slot-prove") < at("pm2-save"), "saved once proven: {p}");
+        assert!(at("switch") < at("verify"), "{p}");
         // The slot traffic leaves stays warm: nothing retires it.
         assert!(!k.iter().any(|s| s.starts_with("slot-retire")), "{p}");
         let warm = p.steps.iter().find_map(|s| match s.step {
@@ -815,6 +819,47 @@ mod traffic_slots {
                 "{what}: no pm2 reload or replace in place: {k:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_live_slot_with_an_instance_pm2_is_restarting_keeps_its_traffic() {
+        let doc = slotted(C1);
+        let mut obs = observed(&doc, A, &[], None);
+        obs.processes[0].status = Status::Launching;
+        let p = plan(&doc, &obs);
+        assert!(
+            !p.steps
+                .iter()
+                .any(|s| matches!(s.step, Step::SlotStart { .. } | Step::TrafficSwitch { .. })),
+            "a restart of one instance is the health checks' to judge, not a new slot: {p}"
+        );
+    }
+
+    #[test]
+    fn a_slot_is_proven_on_its_own_port_by_its_own_processes_only() {
+        let mut doc = slotted(C1);
+        let mut worker = doc.spec.processes[0].clone();
+        worker.name = "worker".into();
+        doc.spec.processes.push(worker);
+        doc.spec.health.checks[0].http_mut().unwrap().url =
+            "http://127.0.0.1:8080/api/health".into();
+        let view = crate::traffic::slot_view(&doc, B);
+        let names: Vec<&str> = view
+            .spec
+            .processes
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["web@3001"],
+            "the worker is applied after the switch"
+        );
+        assert_eq!(
+            view.spec.health.checks[0].http().unwrap().url,
+            "http://127.0.0.1:3001/api/health"
+        );
+        assert!(view.spec.traffic.is_none(), "a view is judged as it is");
     }
 
     #[test]

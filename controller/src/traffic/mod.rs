@@ -173,15 +173,19 @@ pub fn slot_url(t: &Traffic, url: &str, port: u16) -> Option<String> {
 }
 
 /// The document as a slot on `port` is judged before it gets traffic: the serving
-/// process under the slot's name (pm2 facts and resources are the slot's), the HTTP checks
+/// process under the slot's name and no other (pm2 facts and resources are the slot's
+/// alone: the other processes are applied in place after the switch), the HTTP checks
 /// of the public address sent to the slot's own port. Checks that cannot be about the slot
 /// alone are left out: Prometheus (it sees the traffic users send, none yet) and HTTP
 /// checks of other addresses.
 pub fn slot_view(app: &App, port: u16) -> App {
     let mut view = live_view(app, port);
-    let Some(t) = app.spec.traffic.as_ref() else {
+    let Some((t, p)) = serving(app) else {
         return view;
     };
+    // Only the slot is judged: the other processes are applied in place after the switch.
+    let name = slot_name(&p.name, port);
+    view.spec.processes.retain(|q| q.name == name);
     view.spec.health.checks.retain_mut(|c| match &mut c.kind {
         CheckKind::Http(h) => match slot_url(t, &h.url, port) {
             Some(url) => {

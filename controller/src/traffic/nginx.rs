@@ -50,6 +50,10 @@ use crate::ports::Commands;
 /// The marker's start: the first line of every upstream file the controller writes.
 pub const MARKER: &str = "# managed by shipshape: app ";
 
+/// The confirm server's path that answers, from nginx's loaded configuration and without
+/// asking the app, the slot that configuration routes to ([`loaded_slot`]).
+pub const LOADED_PATH: &str = "/shipshape/slot";
+
 /// The header the confirm server adds: the address of the slot that answered.
 pub const UPSTREAM_HEADER: &str = "X-Shipshape-Upstream";
 
@@ -84,6 +88,9 @@ pub fn render(t: &Traffic, app: &str, live: u16) -> String {
          }}\n\
          server {{\n    \
              listen 127.0.0.1:{confirm};\n    \
+             location = {LOADED_PATH} {{\n        \
+                 return 200 \"{live}\\n\";\n    \
+             }}\n    \
              location / {{\n        \
                  proxy_pass http://{name};\n        \
                  proxy_http_version 1.1;\n        \
@@ -93,6 +100,33 @@ pub fn render(t: &Traffic, app: &str, live: u16) -> String {
              }}\n\
          }}\n"
     )
+}
+
+/// The slot nginx's loaded configuration routes to, asked of the confirm server on
+/// `confirm_port` ([`LOADED_PATH`]; answered by nginx itself, not the app), within 1 s.
+/// `None`: nginx does not answer there, or with something else (a configuration from before
+/// this path existed). The upstream file says what was last written; this says what nginx
+/// read: they differ after a controller stopped between writing the file and the reload.
+pub async fn loaded_slot(confirm_port: u16) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", confirm_port))
+            .await
+            .ok()?;
+        let head = format!("GET {LOADED_PATH} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        s.write_all(head.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.take(4096).read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?;
+        (status == "200").then_some(())?;
+        body.trim().parse::<u16>().ok().filter(|p| *p > 0)
+    };
+    tokio::time::timeout(Duration::from_secs(1), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The slot named by the marker of `text` (the first line), if it is one we wrote.
@@ -405,6 +439,8 @@ pub async fn switch(
     if let Err(e) = write_atomically(&file, text) {
         return fail(format!("{e}; nothing live changed"));
     }
+    // The crash tests stop here: the file names the new slot, nginx still routes to the old.
+    crate::execute::fault_point("after", "upstream-write");
     let put_back = |why: String| -> String {
         match restore(&file, &old) {
             Ok(()) => why,
