@@ -79,33 +79,69 @@ fn one_per_name(
     unique
 }
 
-/// One app per releases root: two would move `current` back and forth between them on
-/// every pass. The first document (by path) keeps it; the others are invalid.
-fn one_per_root(
+/// What an app holds on the server alone, as (field path, key, how it is shown): its
+/// releases root (two apps on one root would move `current` back and forth on every pass)
+/// and, in traffic mode, its upstream file (each app's switch would overwrite the other's),
+/// its confirm port and its slot ports (two apps' slots on one port cannot both listen).
+fn claims(app: &shipshape_spec::App) -> Vec<(String, String, String)> {
+    let root: PathBuf = Path::new(&app.spec.releases.root).components().collect();
+    let mut held = vec![(
+        "spec.releases.root".to_string(),
+        format!("root {}", root.display()),
+        app.spec.releases.root.clone(),
+    )];
+    if let Some(t) = &app.spec.traffic {
+        let file: PathBuf = Path::new(&t.upstream_file).components().collect();
+        held.push((
+            "spec.traffic.upstreamFile".into(),
+            format!("file {}", file.display()),
+            t.upstream_file.clone(),
+        ));
+        held.push((
+            "spec.traffic.confirmPort".into(),
+            format!("port {}", t.confirm_port),
+            format!("port {}", t.confirm_port),
+        ));
+        for (i, port) in t.ports.iter().enumerate() {
+            held.push((
+                format!("spec.traffic.ports[{i}]"),
+                format!("port {port}"),
+                format!("port {port}"),
+            ));
+        }
+    }
+    held
+}
+
+/// What one app holds alone ([`claims`]) no other app may hold: the first document (by
+/// path) keeps it; the others are invalid, at the field that claims it again.
+fn one_app_per_claim(
     docs: Vec<DesiredDoc>,
     invalid: &mut Vec<(String, String, String)>,
 ) -> Vec<DesiredDoc> {
-    let mut roots: BTreeMap<PathBuf, (String, String)> = BTreeMap::new();
+    let mut holders: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut kept = Vec::new();
     for d in docs {
-        let root: PathBuf = Path::new(&d.app.spec.releases.root).components().collect();
-        if let Some((app, path)) = roots.get(&root) {
-            let at = shipshape_spec::load::PathIndex::build(&d.text).locate("spec.releases.root");
+        let held = claims(&d.app);
+        let clash = held
+            .iter()
+            .find_map(|(field, key, shown)| Some((field, shown, holders.get(key)?)));
+        if let Some((field, shown, (app, path))) = clash {
+            let at = shipshape_spec::load::PathIndex::build(&d.text).locate(field);
             let message = shipshape_spec::Problem {
                 file: d.path.clone(),
                 line: at.0,
                 column: at.1,
-                path: "spec.releases.root".into(),
-                message: format!(
-                    "{} is also used by app {app} ({path})",
-                    d.app.spec.releases.root
-                ),
+                path: field.clone(),
+                message: format!("{shown} is also used by app {app} ({path})"),
             }
             .to_string();
             warn!(file = %d.path, "{message}");
             invalid.push((d.path.clone(), d.text.clone(), message));
         } else {
-            roots.insert(root, (d.app.metadata.name.clone(), d.path.clone()));
+            for (_, key, _) in held {
+                holders.insert(key, (d.app.metadata.name.clone(), d.path.clone()));
+            }
             kept.push(d);
         }
     }
@@ -173,7 +209,7 @@ impl Controller {
         }
         let (docs, mut invalid, skipped) = self.select(snapshot.files, &snapshot.commit);
         let docs = one_per_name(docs, &mut invalid);
-        let docs = one_per_root(docs, &mut invalid);
+        let docs = one_app_per_claim(docs, &mut invalid);
         Ok(Desired {
             commit: snapshot.commit,
             docs,
@@ -490,6 +526,89 @@ impl Controller {
             Ok(())
         } else {
             Err(Untrusted::Rewound(short_sha(&last)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(name: &str, root: &str, traffic: Option<(&str, [u16; 2], u16)>) -> DesiredDoc {
+        let traffic = traffic
+            .map(|(file, ports, confirm)| {
+                format!(
+                    "  traffic: {{ via: nginx, public: \"http://127.0.0.1:8080\", ports: [{}, {}], upstreamFile: {file}, confirmPort: {confirm} }}\n",
+                    ports[0], ports[1]
+                )
+            })
+            .unwrap_or_default();
+        let text = format!(
+            "apiVersion: shipshape/v1alpha1\nkind: App\nmetadata: {{ name: {name} }}\nspec:\n  source: {{ repository: /srv/git/{name}, commit: 3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1d }}\n  releases: {{ root: {root} }}\n  processes:\n    - {{ name: {name}-web, script: server.js }}\n  health:\n    checks:\n      - {{ name: api, http: {{ url: \"http://127.0.0.1:8080/health\" }} }}\n{traffic}"
+        );
+        let app = shipshape_spec::load_str(&text, "x.yaml").unwrap();
+        DesiredDoc {
+            path: format!("apps/{name}.yaml"),
+            text,
+            app,
+        }
+    }
+
+    #[test]
+    fn what_one_app_holds_alone_makes_a_second_app_holding_it_invalid_at_its_field() {
+        let file = "/etc/nginx/shipshape/a.conf";
+        let rows = [
+            (
+                "another root, other slots",
+                doc(
+                    "b",
+                    "/srv/b",
+                    Some(("/etc/nginx/shipshape/b.conf", [4000, 4001], 4099)),
+                ),
+                None,
+            ),
+            (
+                "the same root",
+                doc("b", "/srv/a", None),
+                Some("spec.releases.root: /srv/a is also used by app a"),
+            ),
+            (
+                "the same upstream file",
+                doc("b", "/srv/b", Some((file, [4000, 4001], 4099))),
+                Some(
+                    "spec.traffic.upstreamFile: /etc/nginx/shipshape/a.conf is also used by app a",
+                ),
+            ),
+            (
+                "a slot port of a's",
+                doc(
+                    "b",
+                    "/srv/b",
+                    Some(("/etc/nginx/shipshape/b.conf", [4000, 3001], 4099)),
+                ),
+                Some("spec.traffic.ports[1]: port 3001 is also used by app a"),
+            ),
+            (
+                "a's confirm port",
+                doc(
+                    "b",
+                    "/srv/b",
+                    Some(("/etc/nginx/shipshape/b.conf", [4000, 4001], 3099)),
+                ),
+                Some("spec.traffic.confirmPort: port 3099 is also used by app a"),
+            ),
+        ];
+        for (what, b, want) in rows {
+            let a = doc("a", "/srv/a", Some((file, [3000, 3001], 3099)));
+            let mut invalid = Vec::new();
+            let kept = one_app_per_claim(vec![a, b], &mut invalid);
+            match want {
+                None => assert!(invalid.is_empty() && kept.len() == 2, "{what}: {invalid:?}"),
+                Some(m) => {
+                    assert_eq!(kept.len(), 1, "{what}");
+                    assert!(invalid[0].2.contains(m), "{what}: {}", invalid[0].2);
+                }
+            }
         }
     }
 }

@@ -177,7 +177,14 @@ pub fn write_atomically(file: &Path, text: &str) -> Result<(), String> {
     let tmp = dir.join(format!(".{base}.shipshape-{}.tmp", std::process::id()));
     let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", tmp.display());
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| fail("cannot create", e))?;
+        // A temporary file left by a stopped controller goes first; then a new one is created
+        // exclusively (O_CREAT|O_EXCL never follows a symlink planted at that name).
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| fail("cannot create", e))?;
         f.write_all(text.as_bytes())
             .map_err(|e| fail("cannot write", e))?;
         f.set_permissions(std::fs::Permissions::from_mode(0o644))
@@ -353,8 +360,9 @@ fn names_port(upstream: &Option<String>, to: u16) -> bool {
 /// gets the new config (seen in `nginx_switch.rs` when the confirm stopped at one).
 pub const CONFIRM_IN_A_ROW: usize = 3;
 
-/// Ask the confirm server until it names port `to` [`CONFIRM_IN_A_ROW`] times in a row,
-/// within `within`: how long it took, or the last thing it said.
+/// Ask the confirm server until it names port `to` [`CONFIRM_IN_A_ROW`] times in a row
+/// with an answer of the slot's own (not nginx's 502 or 504 for a slot that does not
+/// answer), within `within`: how long it took, or the last thing it said.
 pub async fn confirm(confirm_port: u16, to: u16, within: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(10);
@@ -362,8 +370,11 @@ pub async fn confirm(confirm_port: u16, to: u16, within: Duration) -> Result<Dur
     loop {
         let left = within.saturating_sub(start.elapsed());
         let answer = ask_confirm(confirm_port, left.min(CONFIRM_REQUEST_MAX)).await;
-        if let ConfirmAnswer::Answered { upstream, .. } = &answer
+        // nginx's own 502 or 504 names the slot it tried too: a slot that does not answer
+        // is no switch that took.
+        if let ConfirmAnswer::Answered { upstream, status } = &answer
             && names_port(upstream, to)
+            && !matches!(status, 502 | 504)
         {
             in_a_row += 1;
             if in_a_row >= CONFIRM_IN_A_ROW {
