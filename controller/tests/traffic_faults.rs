@@ -157,7 +157,7 @@ fn assert_nothing_live_changed(w: &World, f: &Front, b: &Before) {
     assert_eq!(upstream_text(f), b.upstream, "the upstream file changed");
     assert_eq!(w.slot_pids(b.live), b.pids, "the live slot was touched");
     assert_eq!(
-        common::traffic::get_version(b.live).as_deref(),
+        common::load::get(b.live).as_deref(),
         Ok("1.0.0"),
         "the old slot on its own port"
     );

@@ -10,8 +10,7 @@
 //! release's, not chance). The load asks for `/`, which never fails in a good release.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,7 +97,7 @@ impl Front {
 
     /// GET `/` through nginx: the version that answered, or why the request failed.
     pub fn version(&self) -> Result<String, String> {
-        get_version(self.public)
+        super::load::get(self.public)
     }
 }
 
@@ -457,7 +456,7 @@ pub fn through_nginx<T>(f: &Front, what: &str, phase: impl FnOnce() -> T) -> (Sa
                     }
                     next = (next + period).max(Instant::now());
                     let sent = Utc::now();
-                    let answer = get_version(port);
+                    let answer = super::load::get(port);
                     all.lock().unwrap().push(Sample { sent, answer });
                 }
             })
@@ -484,32 +483,6 @@ pub fn through_nginx<T>(f: &Front, what: &str, phase: impl FnOnce() -> T) -> (Sa
         samples.versions()
     );
     (samples, out)
-}
-
-/// One HTTP/1.0 GET of `/` on `port`: the version in `hello from <version>`, or why it
-/// failed (a status other than 200 is a failure).
-pub fn get_version(port: u16) -> Result<String, String> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(s, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)
-        .map_err(|e| format!("read: {e} (after {} bytes)", buf.len()))?;
-    let status = buf.split_whitespace().nth(1).unwrap_or("");
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim())
-        .unwrap_or("");
-    match (status, body.strip_prefix("hello from ")) {
-        ("200", Some(version)) => Ok(version.to_string()),
-        _ => Err(format!(
-            "answer {:?} {body:?}",
-            buf.lines().next().unwrap_or("")
-        )),
-    }
 }
 
 /// The release's code edits the tests make, as a developer would.
