@@ -3,7 +3,7 @@
 # on a PromptHub-shaped Next.js app (examples/prompthub-next) with PostgreSQL under pm2
 # cluster mode, every number measured in this run on this machine. Writes
 # target/bench/bench.json (with the run's context: date, commit, build profile, machine),
-# records it as docs/bench/bench.json, re-renders README.md's table from it
+# records it as docs/bench/bench.json, re-renders docs/benchmark.md's table from it
 # (hack/render-bench.sh) and prints the table. A failed run fails the script and leaves no
 # result behind: old results are deleted first.
 #
@@ -81,4 +81,4 @@ hack/render-bench.sh --write docs/bench/bench.json
 echo
 hack/render-bench.sh docs/bench/bench.json
 echo
-say "recorded as docs/bench/bench.json and rendered into README.md; the prose under the table quotes figures by hand: re-read it"
+say "recorded as docs/bench/bench.json and rendered into docs/benchmark.md; the prose under the table quotes figures by hand: re-read it"

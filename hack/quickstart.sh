@@ -24,6 +24,26 @@ down() {
   rm -rf "$QS"
 }
 
+# A walk-through that failed: show why before the clean-up removes it. Prints the
+# controller's log tail and `shipshape status` (all apps, then demo in detail), and keeps a
+# copy of .quickstart/ (the log, the records, pm2's logs, both repos; no sockets) in a new
+# directory under $TMPDIR, named on the last line.
+report_failure() {
+  [ -d "$QS" ] || return 0
+  printf '\n' >&2
+  say "the quickstart failed: the controller's log (last 40 lines of $QS/controller.log)" >&2
+  tail -n 40 "$QS/controller.log" >&2 2>/dev/null || echo "(no controller log)" >&2
+  if [ -x "$BIN" ] && [ -d "$QS/state" ]; then
+    say "shipshape status" >&2
+    "$BIN" status --state-dir "$QS/state" >&2 2>&1 || true
+    "$BIN" status demo --state-dir "$QS/state" >&2 2>&1 || true
+  fi
+  local keep
+  keep=$(mktemp -d "${TMPDIR:-/tmp}/shipshape-quickstart-failed.XXXXXX")
+  tar -C "$QS" --exclude='*.sock' --exclude='node_modules' -cf - . 2>/dev/null | tar -C "$keep" -xf - 2>/dev/null || true
+  say "a copy of .quickstart/ (controller.log, state/, pm2/logs/, app/, config/) is in $keep" >&2
+}
+
 case "$MODE" in
   down) down; say "quickstart stopped and removed"; exit 0 ;;
   up|--ci) ;;
@@ -38,10 +58,11 @@ say "building shipshape"
 down
 # Whatever happens from here on, --ci leaves nothing running; an interrupted walk-through
 # (a failure or Ctrl-C) does not leave a controller behind either.
+# A failure first shows the log and status and keeps a copy (report_failure).
 if [ "$MODE" = "--ci" ]; then
-  trap down EXIT
+  trap 'status=$?; [ $status -eq 0 ] || report_failure; down; exit $status' EXIT
 else
-  trap 'status=$?; [ $status -eq 0 ] || down; exit $status' EXIT
+  trap 'status=$?; [ $status -eq 0 ] || { report_failure; down; }; exit $status' EXIT
 fi
 mkdir -p "$QS"
 QS=$(cd "$QS" && pwd)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Render README's benchmark table (from "Measured on" to the table's last row) from a
+# Render docs/benchmark.md's benchmark table (from "Measured on" to the table's last row) from a
 # recorded run: docs/bench/bench.json unless another file is given.
 #
 #   hack/render-bench.sh [FILE]           print the block
-#   hack/render-bench.sh --write [FILE]   replace the block in README.md's "## Benchmark"
+#   hack/render-bench.sh --write [FILE]   replace the block in docs/benchmark.md
 #
 # Every figure in the block comes from the file, including where and on what it was
 # measured (its "context": date, commit, build profile, machine). hack/verify-bench-table.sh
-# checks that README.md's block equals this rendering.
+# checks that docs/benchmark.md's block equals this rendering.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -103,20 +103,20 @@ fi
 
 block=$(render)
 tmp=$(mktemp)
-BLOCK="$block" node - README.md "$tmp" <<'JS'
+BLOCK="$block" node - docs/benchmark.md "$tmp" <<'JS'
 const fs = require('fs');
 const [readme, out] = process.argv.slice(2);
 const lines = fs.readFileSync(readme, 'utf8').split('\n');
-const section = lines.indexOf('## Benchmark');
-if (section < 0) { console.error('README.md has no "## Benchmark" section'); process.exit(1); }
+const section = lines.indexOf('# Benchmark');
+if (section < 0) { console.error('docs/benchmark.md has no "# Benchmark" title'); process.exit(1); }
 const start = lines.findIndex((l, i) => i > section && l.startsWith('Measured on '));
-const next = lines.findIndex((l, i) => i > section && l.startsWith('## '));
-if (start < 0 || (next >= 0 && start > next)) { console.error('no "Measured on" line in README.md\'s Benchmark section'); process.exit(1); }
+const next = lines.findIndex((l, i) => i > section && l.startsWith('## ') && !l.startsWith('### '));
+if (start < 0 || (next >= 0 && start > next)) { console.error('no "Measured on" line in docs/benchmark.md'); process.exit(1); }
 let end = lines.findIndex((l, i) => i > start && l.startsWith('|'));
 while (end + 1 < lines.length && lines[end + 1].startsWith('|')) end++;
 lines.splice(start, end - start + 1, ...process.env.BLOCK.split('\n'));
 fs.writeFileSync(out, lines.join('\n'));
 JS
-cat "$tmp" > README.md
+cat "$tmp" > docs/benchmark.md
 rm -f "$tmp"
-say "README.md's benchmark table rendered from $file"
+say "docs/benchmark.md's benchmark table rendered from $file"

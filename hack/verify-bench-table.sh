@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Check that README.md's benchmark table (from "Measured on" to the table's last row, in
-# "## Benchmark") is exactly hack/render-bench.sh's rendering of the recorded run,
+# Check that docs/benchmark.md's benchmark table (from "Measured on" to the table's last row)
+# is exactly hack/render-bench.sh's rendering of the recorded run,
 # docs/bench/bench.json: no figure in it is typed by hand or left from an older run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -8,15 +8,15 @@ cd "$ROOT"
 
 want=$(hack/render-bench.sh docs/bench/bench.json)
 have=$(awk '
-  /^## Benchmark$/ { section = 1; next }
+  /^# Benchmark$/ { section = 1; next }
   section && /^## / { exit }
   section && /^Measured on / { inblock = 1 }
   inblock && started_table && !/^\|/ { exit }
   inblock { print; if (/^\|/) started_table = 1 }
-' README.md)
-[ -n "$have" ] || die "README.md's Benchmark section has no \"Measured on\" block"
+' docs/benchmark.md)
+[ -n "$have" ] || die "docs/benchmark.md has no \"Measured on\" block"
 if [ "$have" != "$want" ]; then
   diff <(printf '%s\n' "$have") <(printf '%s\n' "$want") >&2 || true
-  die "README.md's benchmark table differs from docs/bench/bench.json's rendering (< README, > rendering); run hack/render-bench.sh --write"
+  die "docs/benchmark.md's benchmark table differs from docs/bench/bench.json's rendering (< docs/benchmark.md, > rendering); run hack/render-bench.sh --write"
 fi
-echo "README.md's benchmark table matches docs/bench/bench.json"
+echo "docs/benchmark.md's benchmark table matches docs/bench/bench.json"

@@ -1,4 +1,4 @@
-//! README claims that had no test of their own: `rollback.auto: false` leaves a failed
+//! Documented claims that had no test of their own: `rollback.auto: false` leaves a failed
 //! rollout live (Degraded, never moved back); `shipshape retry` releases a quarantined commit;
 //! no automatic revert while pinned; a pin from the document (`spec.pin`) holds through
 //! new commits and is lifted by removing it from git. Real git, pm2 and the example app,

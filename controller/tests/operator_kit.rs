@@ -19,7 +19,7 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Under CI (`CI=true`; hack/test.sh sets it, and installs the tools these checks need) a
-/// missing tool fails the test: a check the README names never passes by being skipped.
+/// missing tool fails the test: a check the docs name never passes by being skipped.
 fn in_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
 }

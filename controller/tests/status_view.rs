@@ -386,7 +386,7 @@ fn real_records_of_a_healthy_a_reverted_a_pinned_and_a_failed_app_render_as_the_
     assert_eq!(shown, ["api", "build", "jobs", "web"], "{stdout}");
     let out = f.w.shipshape(&["status", "api"], &[]);
     let detail = String::from_utf8_lossy(&out.stdout);
-    // What README's Status section shows (`--nocapture` prints it).
+    // What docs/status.md shows (`--nocapture` prints it).
     println!("$ shipshape status\n{stdout}\n$ shipshape status api\n{detail}");
     assert!(
         detail.contains("api  Failed  since")

@@ -1,4 +1,4 @@
-//! The README's worked example of traffic through nginx holds together:
+//! The worked example of traffic through nginx (docs/traffic.md) holds together:
 //! `examples/prompthub/prompthub-nginx.yaml` validates, `shipshape traffic-file` prints its
 //! first upstream file, and nginx (the real one) accepts `examples/nginx/prompthub.conf`
 //! including that file (`nginx -t`).

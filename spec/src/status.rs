@@ -610,8 +610,8 @@ mod tests {
     use super::condition_reasons;
 
     #[test]
-    fn every_condition_reason_is_distinct_camel_case_and_listed_in_the_readme() {
-        let readme = include_str!("../../README.md");
+    fn every_condition_reason_is_distinct_camel_case_and_listed_in_the_status_page() {
+        let page = include_str!("../../docs/status.md");
         for (i, r) in condition_reasons::ALL.iter().enumerate() {
             assert!(
                 r.starts_with(|c: char| c.is_ascii_uppercase())
@@ -620,8 +620,8 @@ mod tests {
             );
             assert!(!condition_reasons::ALL[..i].contains(r), "{r} twice");
             assert!(
-                readme.contains(&format!("`{r}`")),
-                "README does not list {r}"
+                page.contains(&format!("`{r}`")),
+                "docs/status.md does not list {r}"
             );
         }
     }
