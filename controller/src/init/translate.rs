@@ -1,0 +1,691 @@
+//! One pm2 app (as pm2 reads it: its aliases, camelCase spellings, string numbers,
+//! `env_<name>` blocks) to the document's processes, field by field. Every field pm2's
+//! schema knows (lib/API/schema.json, [`PM2_FIELDS`]) has a deliberate answer here:
+//! carried, translated (with a note), dropped (with a warning saying why) or refused (an
+//! error with the fix). Nothing is dropped in silence except values that mean pm2's default.
+
+use serde_json::{Map, Value};
+
+use super::report::{Locator, Report};
+
+/// pm2's fields (lib/API/schema.json, pm2 7) with their schema aliases, plus the spellings
+/// pm2 resolves elsewhere (`cmd`/`command` for `script`, in Common.verifyConfs) and
+/// `env_file`, which pm2 7 ignores but public ecosystem files carry. pm2 also accepts each
+/// field in camelCase (`execMode`), derived by [`camel`].
+pub const PM2_FIELDS: &[(&str, &[&str])] = &[
+    ("script", &["exec", "cmd", "command"]),
+    ("name", &[]),
+    ("name_prefix", &[]),
+    ("filter_env", &[]),
+    ("namespace", &[]),
+    ("install_url", &[]),
+    ("cwd", &[]),
+    ("args", &[]),
+    ("exec_interpreter", &["interpreter"]),
+    ("node_args", &["interpreter_args", "interpreterArgs"]),
+    ("out_file", &["out", "output", "out_log"]),
+    ("error_file", &["error", "err", "err_file", "err_log"]),
+    ("log_file", &["log"]),
+    ("disable_logs", &[]),
+    ("log_type", &[]),
+    ("log_date_format", &[]),
+    ("time", &[]),
+    ("env", &[]),
+    ("max_memory_restart", &[]),
+    ("pid_file", &["pid"]),
+    ("restart_delay", &[]),
+    ("exp_backoff_restart_delay", &[]),
+    ("source_map_support", &[]),
+    ("disable_source_map_support", &[]),
+    ("wait_ready", &[]),
+    ("instances", &[]),
+    ("kill_timeout", &[]),
+    ("shutdown_with_message", &[]),
+    ("listen_timeout", &[]),
+    ("cron_restart", &["cron"]),
+    ("merge_logs", &["combine_logs"]),
+    ("vizion", &[]),
+    ("autostart", &[]),
+    ("autorestart", &[]),
+    ("stop_exit_codes", &[]),
+    ("watch_delay", &[]),
+    ("watch", &[]),
+    ("ignore_watch", &[]),
+    ("watch_options", &[]),
+    ("min_uptime", &[]),
+    ("max_restarts", &[]),
+    ("execute_command", &[]),
+    ("exec_mode", &[]),
+    ("force", &[]),
+    ("append_env_to_name", &[]),
+    ("post_update", &[]),
+    ("trace", &[]),
+    ("disable_trace", &[]),
+    ("v8", &[]),
+    ("event_loop_inspector", &[]),
+    ("deep_monitoring", &[]),
+    ("increment_var", &[]),
+    ("instance_var", &[]),
+    ("pmx", &[]),
+    ("automation", &[]),
+    ("treekill", &[]),
+    ("port", &[]),
+    ("username", &[]),
+    ("uid", &["user"]),
+    ("gid", &[]),
+    ("windowsHide", &[]),
+    ("kill_retry_time", &[]),
+    ("write", &[]),
+    ("io", &[]),
+    ("env_file", &[]),
+];
+
+/// Fields dropped with a warning, and why (the rest of [`PM2_FIELDS`] is handled in
+/// [`translate`]).
+const DROPPED: &[(&str, &str)] = &[
+    ("out_file", "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)"),
+    ("error_file", "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)"),
+    ("log_file", "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)"),
+    ("disable_logs", "the controller reads the app's own logs to explain a failed rollout"),
+    ("log_type", "the document has no log format: pm2 writes plain lines"),
+    ("pid_file", "pm2 keeps pid files under PM2_HOME; the controller asks pm2, not pid files"),
+    ("watch", "the controller owns restarts: a release never changes, a change is a new commit"),
+    ("ignore_watch", "there is no watch under shipshape"),
+    ("watch_options", "there is no watch under shipshape"),
+    ("watch_delay", "there is no watch under shipshape"),
+    ("namespace", "the document has no pm2 namespace: processes are told apart by name"),
+    ("name_prefix", "processes are named by `name` alone"),
+    ("append_env_to_name", "processes are named by `name` alone"),
+    ("filter_env", "the controller never passes its own environment to processes (as if filter_env were always on)"),
+    ("install_url", "modules are not installed by the controller"),
+    ("post_update", "pm2 deploy's hook: put commands in spec.build.steps or spec.hooks"),
+    ("force", "the controller decides what runs"),
+    ("execute_command", "not a setting of the document"),
+    ("vizion", "pm2's versioning metadata: the controller records the commit itself"),
+    ("pmx", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("automation", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("trace", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("disable_trace", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("v8", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("event_loop_inspector", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("deep_monitoring", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("io", "pm2.io monitoring is not part of a shipshape deploy"),
+    ("windowsHide", "Windows only"),
+    ("username", "pm2 sets it itself"),
+    ("kill_retry_time", "not in the document: pm2's default applies"),
+    ("write", "not in the document"),
+    ("stop_exit_codes", "not in the document: a process that exits is restarted by pm2 whatever its code"),
+];
+
+/// pm2's camelCase alias of a field (its rule in lib/tools/Config.js: `exec_mode` ->
+/// `execMode`; a one-letter part keeps its case).
+pub fn camel(field: &str) -> String {
+    field
+        .split('_')
+        .enumerate()
+        .map(|(i, part)| {
+            if i != 0 && part.len() > 1 {
+                let mut c = part.chars();
+                let first = c.next().map(|f| f.to_ascii_uppercase()).unwrap_or_default();
+                std::iter::once(first).chain(c).collect()
+            } else {
+                part.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The canonical pm2 field `key` spells, if any.
+fn canonical(key: &str) -> Option<&'static str> {
+    PM2_FIELDS.iter().find_map(|(field, aliases)| {
+        (*field == key || aliases.contains(&key) || camel(field) == key).then_some(*field)
+    })
+}
+
+/// Where a value came from, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// `file:line`.
+    pub at: String,
+    /// What set it (`env.PORT`, `env_production.PORT`, `port`).
+    pub what: String,
+}
+
+/// One process of the document, from one pm2 app (an app with `increment_var` gives one
+/// per instance).
+#[derive(Debug, Clone)]
+pub struct Translated {
+    /// The process, with the document's field names.
+    pub process: shipshape_spec::app::Process,
+    /// Where its `PORT` came from, when it has one.
+    pub port_from: Option<Source>,
+    /// Its `env_file`, if it had one (the document takes one `envFile` for the app).
+    pub env_file: Option<(String, String)>,
+}
+
+/// What [`translate`] needs besides the app.
+pub struct Ctx<'a> {
+    /// The `env_<name>` block chosen with `--env`.
+    pub env: Option<&'a str>,
+    /// The file's lines.
+    pub loc: &'a Locator,
+    /// Where lines go.
+    pub report: &'a mut Report,
+}
+
+/// Translate app `index` of the file.
+pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated> {
+    let loc = ctx.loc;
+    let Some(obj) = app.as_object() else {
+        ctx.report.error(
+            format!("{}: apps[{index}]", loc.file()),
+            "is not an object: each pm2 app is { name, script, ... }",
+        );
+        return Vec::new();
+    };
+    let raw_name = obj.get("name").and_then(Value::as_str).unwrap_or("");
+    let app_line = loc.app_line(raw_name);
+    let label = if raw_name.is_empty() {
+        format!("apps[{index}]")
+    } else {
+        format!("app {raw_name}")
+    };
+    let at = |key: &str| {
+        let line = loc.key_line(app_line, key);
+        format!("{}: {label}: {key}", loc.at(if line == 0 { app_line } else { line }))
+    };
+
+    // pm2's spellings to its canonical fields; the canonical spelling wins, then the first
+    // alias, as in pm2's Config.validateJSON.
+    let mut fields: Map<String, Value> = Map::new();
+    let mut blocks: Vec<(String, Value)> = Vec::new();
+    let mut order: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in obj {
+        if let Some(env_name) = key.strip_prefix("env_")
+            && key != "env_file"
+        {
+            blocks.push((env_name.to_string(), value.clone()));
+            continue;
+        }
+        match canonical(key) {
+            Some(field) => order.push((field, key.as_str())),
+            None => ctx.report.warn(
+                at(key),
+                "not a pm2 field (pm2 ignores it too): dropped",
+            ),
+        }
+    }
+    order.sort_by_key(|(field, key)| (*field, *key != *field));
+    for (field, key) in order {
+        if fields.contains_key(field) {
+            ctx.report.warn(
+                at(key),
+                format!("{field} is also set: pm2 takes that one; {key} dropped"),
+            );
+            continue;
+        }
+        if key != field && !matches!(field, "out_file" | "error_file" | "log_file" | "pid_file")
+        {
+            ctx.report.note(at(key), format!("pm2's spelling of {field}"));
+        }
+        fields.insert(field.to_string(), obj[key].clone());
+    }
+
+    let mut out = Map::new();
+    let errors_before = ctx.report.errors();
+
+    // name and script.
+    let script = fields.get("script").and_then(Value::as_str).map(str::to_string);
+    let name = match (raw_name, &script) {
+        ("", Some(script)) => {
+            let base = std::path::Path::new(script)
+                .file_name()
+                .and_then(|b| b.to_str())
+                .unwrap_or(script);
+            let name = match base.rfind('.') {
+                Some(dot) if dot > 0 => &base[..dot],
+                _ => base,
+            }
+            .to_string();
+            ctx.report.note(
+                at("script"),
+                format!("no name: {name:?}, from the script's file name (as pm2 names it)"),
+            );
+            name
+        }
+        (name, _) => name.to_string(),
+    };
+    if name.is_empty() {
+        ctx.report.error(at("name"), "no name and no script: set name");
+    }
+    out.insert("name".into(), Value::String(name.clone()));
+    match &script {
+        None => ctx.report.error(
+            at("script"),
+            "missing: set script (the file pm2 starts, relative to the repository)",
+        ),
+        Some(s) if s.contains(' ') => ctx.report.error(
+            at("script"),
+            format!(
+                "{s:?} is a command line (pm2 wraps it in bash -c): set script to the file and args to the rest (e.g. script: {}, args: {})",
+                s.split(' ').next().unwrap_or(""),
+                s.split_once(' ').map(|x| x.1).unwrap_or("")
+            ),
+        ),
+        Some(s) => {
+            let s = s.strip_prefix("./").unwrap_or(s);
+            out.insert("script".into(), Value::String(s.to_string()));
+        }
+    }
+    if let Some(args) = fields.get("args") {
+        match args {
+            Value::String(_) => {
+                out.insert("args".into(), args.clone());
+            }
+            Value::Array(a) if a.iter().all(Value::is_string) => {
+                out.insert("args".into(), args.clone());
+            }
+            _ => ctx.report.error(at("args"), "must be a string or a list of strings"),
+        }
+    }
+    if let Some(cwd) = fields.get("cwd").and_then(Value::as_str) {
+        let trimmed = cwd.trim_end_matches('/');
+        if cwd.starts_with('/') || cwd.starts_with('~') {
+            ctx.report.warn(
+                at("cwd"),
+                format!("{cwd:?} is a path on the old server: processes run in the release (<root>/current); dropped"),
+            );
+        } else if !(trimmed.is_empty() || trimmed == ".") {
+            out.insert(
+                "cwd".into(),
+                Value::String(trimmed.trim_start_matches("./").to_string()),
+            );
+        }
+    }
+    if let Some(i) = fields.get("exec_interpreter").and_then(Value::as_str) {
+        out.insert("interpreter".into(), Value::String(i.to_string()));
+    }
+    if let Some(a) = fields.get("node_args") {
+        if a.is_string() || a.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+            out.insert("node_args".into(), a.clone());
+        } else {
+            ctx.report.error(at("node_args"), "must be a string or a list of strings");
+        }
+    }
+
+    // instances and exec_mode.
+    let mut instances: Option<u32> = None;
+    if let Some(v) = fields.get("instances") {
+        match instances_of(v) {
+            Ok(Instances::Count(n)) => {
+                if v.is_string() {
+                    ctx.report.note(at("instances"), format!("{v} (a string) written as {n}"));
+                }
+                instances = Some(n);
+                out.insert("instances".into(), Value::from(n));
+            }
+            Ok(Instances::Max(why)) => {
+                if let Some(why) = why {
+                    ctx.report.note(at("instances"), why);
+                }
+                out.insert("instances".into(), Value::String("max".into()));
+            }
+            Err(message) => ctx.report.error(at("instances"), message),
+        }
+    }
+    if let Some(v) = fields.get("exec_mode") {
+        let mode = v.as_str().unwrap_or("");
+        match mode {
+            "fork" | "cluster" => {
+                out.insert("exec_mode".into(), v.clone());
+            }
+            "fork_mode" | "cluster_mode" => {
+                let short = mode.trim_end_matches("_mode");
+                ctx.report.note(at("exec_mode"), format!("{mode} written as {short}"));
+                out.insert("exec_mode".into(), Value::String(short.into()));
+            }
+            _ => ctx.report.error(
+                at("exec_mode"),
+                format!("{v} is not one pm2 takes: fork or cluster (or fork_mode, cluster_mode)"),
+            ),
+        }
+    }
+
+    // The environment: env, then the chosen env_<name> over it (pm2 start --env NAME).
+    let mut env = Map::new();
+    let mut port_from = None;
+    let mut take_env = |report: &mut Report, block: &str, value: &Value, env: &mut Map<String, Value>| {
+        let Some(map) = value.as_object() else {
+            report.error(at(block), "must be an object of NAME: value".to_string());
+            return;
+        };
+        for (k, v) in map {
+            let value = match v {
+                Value::String(_) | Value::Bool(_) => v.clone(),
+                Value::Number(n) if n.is_i64() => v.clone(),
+                Value::Number(n) => {
+                    report.note(at(block), format!("{k}: {n} written as the string {:?}", n.to_string()));
+                    Value::String(n.to_string())
+                }
+                Value::Null => {
+                    report.warn(at(block), format!("{k} is null: pm2 passes nothing for it; dropped"));
+                    continue;
+                }
+                _ => {
+                    report.error(at(block), format!("{k} is an {}: an environment value is text, a number or a boolean (JSON.stringify it in the file if the app parses it)", if v.is_array() { "array" } else { "object" }));
+                    continue;
+                }
+            };
+            if k == "PORT" {
+                port_from = Some(Source { at: loc.at(loc.key_line(app_line, "PORT")), what: format!("{block}.PORT") });
+            }
+            env.insert(k.clone(), value);
+        }
+    };
+    if let Some(v) = fields.get("env") {
+        take_env(ctx.report, "env", v, &mut env);
+    }
+    let names: Vec<String> = blocks.iter().map(|(n, _)| n.clone()).collect();
+    for (block, value) in &blocks {
+        let key = format!("env_{block}");
+        if ctx.env == Some(block.as_str()) {
+            take_env(ctx.report, &key, value, &mut env);
+            ctx.report.note(at(&key), format!("merged over env (--env {block}, as pm2 start --env {block})"));
+        } else {
+            ctx.report.warn(
+                at(&key),
+                format!("left out (choose it with --env {block}, as pm2 start --env {block})"),
+            );
+        }
+    }
+    if let Some(chosen) = ctx.env
+        && !names.iter().any(|n| n == chosen)
+    {
+        ctx.report.warn(
+            format!("{}: {label}", loc.at(app_line)),
+            format!("has no env_{chosen}: its env is used as it is"),
+        );
+    }
+    if let Some(p) = fields.get("port") {
+        env.insert("PORT".into(), p.clone());
+        port_from = Some(Source { at: loc.at(loc.key_line(app_line, "port")), what: "port".into() });
+        ctx.report.note(at("port"), "pm2's shortcut for env.PORT: written as env.PORT".to_string());
+    }
+
+    // Restart and timing settings the document takes.
+    for field in ["wait_ready", "shutdown_with_message", "autorestart", "merge_logs", "time", "source_map_support"] {
+        if let Some(v) = fields.get(field) {
+            match boolean(v) {
+                Some(b) => {
+                    out.insert(field.into(), Value::Bool(b));
+                }
+                None => ctx.report.error(at(field), format!("{v} is not true or false")),
+            }
+        }
+    }
+    if let Some(v) = fields.get("disable_source_map_support") {
+        if boolean(v) == Some(true) {
+            out.insert("source_map_support".into(), Value::Bool(false));
+            ctx.report.note(at("disable_source_map_support"), "written as source_map_support: false");
+        }
+    }
+    for field in ["listen_timeout", "kill_timeout", "restart_delay", "exp_backoff_restart_delay", "max_restarts", "min_uptime"] {
+        if let Some(v) = fields.get(field) {
+            match millis(v, field == "min_uptime") {
+                Some(n) => {
+                    if !v.is_u64() {
+                        ctx.report.note(at(field), format!("{v} written as {n}"));
+                    }
+                    out.insert(field.into(), Value::from(n));
+                }
+                None => ctx.report.error(at(field), format!("{v} is not a whole number of milliseconds{}", if field == "min_uptime" { " (or 10s, 5m, 1h)" } else { "" })),
+            }
+        }
+    }
+    if let Some(v) = fields.get("log_date_format").and_then(Value::as_str) {
+        out.insert("log_date_format".into(), Value::String(v.into()));
+    }
+    if let Some(v) = fields.get("max_memory_restart") {
+        match memory(v) {
+            Some(m) => {
+                if !v.is_string() {
+                    ctx.report.note(at("max_memory_restart"), format!("{v} bytes written as {m}"));
+                }
+                out.insert("max_memory_restart".into(), Value::String(m));
+            }
+            None => ctx.report.error(at("max_memory_restart"), format!("{v} is not a size pm2 reads: digits and K, M or G (300M, 1G)")),
+        }
+    }
+    match fields.get("cron_restart") {
+        Some(v) if v == 0 || v == "0" => ctx.report.note(at("cron_restart"), "0 turns cron restarts off: nothing to write"),
+        Some(Value::String(c)) => {
+            out.insert("cron_restart".into(), Value::String(c.clone()));
+        }
+        Some(v) => ctx.report.error(at("cron_restart"), format!("{v} is not a cron pattern")),
+        None => {}
+    }
+
+    // Fields refused: the document cannot do what they ask.
+    if fields.get("autostart").and_then(boolean) == Some(false) {
+        ctx.report.error(at("autostart"), "false would never start the process, so no rollout could become healthy: remove the app from the file, or the field");
+    }
+    if fields.contains_key("instance_var") {
+        ctx.report.error(at("instance_var"), "renaming NODE_APP_INSTANCE is not in the document: read NODE_APP_INSTANCE in the app and remove instance_var");
+    }
+    for field in ["uid", "gid"] {
+        if fields.contains_key(field) {
+            ctx.report.error(at(field), "processes run as the user the controller runs pm2 as: set User= in the controller's systemd unit and remove this field");
+        }
+    }
+    // Dropped, each said.
+    let watching = fields.get("watch").is_some_and(|w| boolean(w) != Some(false));
+    for (field, why) in DROPPED {
+        let Some(v) = fields.get(*field) else { continue };
+        let default = match *field {
+            "watch" => !watching,
+            "ignore_watch" | "watch_options" | "watch_delay" => !watching,
+            "disable_logs" | "force" | "vizion" | "pmx" | "automation" | "trace" | "v8" | "event_loop_inspector" | "deep_monitoring" | "windowsHide" | "write" => boolean(v) == Some(false),
+            "disable_trace" => boolean(v) == Some(true),
+            _ => false,
+        };
+        if !default {
+            ctx.report.warn(at(field), format!("dropped: {why}"));
+        }
+    }
+    if fields.get("treekill").and_then(boolean) == Some(false) {
+        ctx.report.warn(at("treekill"), "false dropped: pm2 stops the whole process tree (its default)");
+    }
+
+    let env_file = fields.get("env_file").and_then(|v| match v.as_str() {
+        Some(f) => Some((f.to_string(), at("env_file"))),
+        None => {
+            ctx.report.error(at("env_file"), "must be a path");
+            None
+        }
+    });
+
+    // increment_var: one process per instance, each with its own value.
+    let mut copies: Vec<(String, Map<String, Value>)> = vec![(name.clone(), env.clone())];
+    if let Some(var) = fields.get("increment_var") {
+        let var = var.as_str().unwrap_or("").to_string();
+        let base = env.get(&var).map(|v| match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        match (instances, base) {
+            (Some(n), Some(Some(base))) => {
+                copies = (0..n)
+                    .map(|i| {
+                        let mut e = env.clone();
+                        e.insert(var.clone(), Value::from(base + i64::from(i)));
+                        (format!("{name}-{i}"), e)
+                    })
+                    .collect();
+                out.insert("instances".into(), Value::from(1));
+                ctx.report.note(at("increment_var"), format!("{n} instances with {var} {base}..{}: written as {n} processes ({name}-0..{name}-{}), one per value, each with 1 instance", base + i64::from(n) - 1, n - 1));
+            }
+            (None, _) => ctx.report.error(at("increment_var"), format!("needs a fixed instances count to be written out (the document has no increment_var: init writes one process per {var} value); set instances to a number")),
+            (_, _) => ctx.report.error(at("increment_var"), format!("env.{var} must be a number to count up from (pm2 starts at 0 otherwise): set env.{var}")),
+        }
+    }
+    if ctx.report.errors() > errors_before {
+        return Vec::new();
+    }
+    copies
+        .into_iter()
+        .filter_map(|(name, env)| {
+            let mut p = out.clone();
+            p.insert("name".into(), Value::String(name.clone()));
+            if !env.is_empty() {
+                p.insert("env".into(), Value::Object(env));
+            }
+            match serde_json::from_value::<shipshape_spec::app::Process>(Value::Object(p)) {
+                Ok(process) => Some(Translated { process, port_from: port_from.clone(), env_file: env_file.clone() }),
+                Err(e) => {
+                    ctx.report.error(format!("{}: {label}", loc.at(app_line)), format!("cannot be written as a process: {e}"));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// pm2's `instances`, read.
+#[derive(Debug, PartialEq, Eq)]
+enum Instances {
+    /// A count the document takes.
+    Count(u32),
+    /// One per CPU, with a note when it was written another way.
+    Max(Option<String>),
+}
+
+/// pm2's reading of `instances` (Common.js and God.js): `'max'` and `0` are one per CPU,
+/// a negative number is that many fewer than the CPUs, a string is `parseInt`ed.
+fn instances_of(v: &Value) -> Result<Instances, String> {
+    let n: i64 = match v {
+        Value::String(s) if s == "max" => return Ok(Instances::Max(None)),
+        Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => {
+                return Err(format!(
+                    "{v} is not a number or max (pm2 would read it as 0: one per CPU): write a count or max"
+                ));
+            }
+        },
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("{v} is not a whole number: write a count or max"))?,
+        _ => return Err(format!("{v} is not a number or max")),
+    };
+    match n {
+        0 => Ok(Instances::Max(Some(format!(
+            "{v} means one per CPU to pm2: written as max"
+        )))),
+        n if n < 0 => Err(format!(
+            "{v} means {} fewer than the CPUs to pm2, which the document cannot say (it takes a count or max): write the count for the server (its CPUs minus {}: `nproc` says how many)",
+            -n,
+            -n
+        )),
+        n if n > i64::from(shipshape_spec::app::MAX_INSTANCES) => Err(format!(
+            "{v} is more than {}, the most instances of one process",
+            shipshape_spec::app::MAX_INSTANCES
+        )),
+        n => Ok(Instances::Count(n as u32)),
+    }
+}
+
+/// A boolean as pm2 takes it (`true`, or the text `"true"`).
+fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s == "true" => Some(true),
+        Value::String(s) if s == "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Milliseconds as pm2 takes them: a whole number, its text, or (for `min_uptime`) `10s`,
+/// `5m`, `1h`.
+fn millis(v: &Value, units: bool) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => {
+            let s = s.trim();
+            let (digits, factor) = match s.chars().last()? {
+                'h' if units => (&s[..s.len() - 1], 3_600_000),
+                'm' if units => (&s[..s.len() - 1], 60_000),
+                's' if units => (&s[..s.len() - 1], 1000),
+                _ => (s, 1),
+            };
+            digits.parse::<u64>().ok()?.checked_mul(factor)
+        }
+        _ => None,
+    }
+}
+
+/// `max_memory_restart` as the document writes it: pm2's `^\d+(G|M|K)?$` text, or a byte
+/// count as a number, written in the largest unit that divides it.
+fn memory(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let digits = s.trim_end_matches(['K', 'M', 'G']);
+            (!digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && s.len() - digits.len() <= 1)
+                .then(|| s.clone())
+        }
+        Value::Number(n) => {
+            let b = n.as_u64()?;
+            Some(
+                [("G", 1u64 << 30), ("M", 1 << 20), ("K", 1 << 10)]
+                    .iter()
+                    .find(|(_, unit)| b >= *unit && b % unit == 0)
+                    .map_or(b.to_string(), |(u, unit)| format!("{}{u}", b / unit)),
+            )
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn camel_case_follows_pm2s_rule() {
+        assert_eq!(camel("exec_mode"), "execMode");
+        assert_eq!(camel("max_memory_restart"), "maxMemoryRestart");
+        assert_eq!(camel("v8"), "v8");
+        assert_eq!(canonical("execMode"), Some("exec_mode"));
+        assert_eq!(canonical("output"), Some("out_file"));
+        assert_eq!(canonical("interpreterArgs"), Some("node_args"));
+        assert_eq!(canonical("bogus"), None);
+    }
+
+    #[test]
+    fn instances_are_read_as_pm2_reads_them() {
+        assert_eq!(instances_of(&json!(3)), Ok(Instances::Count(3)));
+        assert_eq!(instances_of(&json!("3")), Ok(Instances::Count(3)));
+        assert_eq!(instances_of(&json!("max")), Ok(Instances::Max(None)));
+        assert!(matches!(instances_of(&json!(0)), Ok(Instances::Max(Some(_)))));
+        assert!(instances_of(&json!(-1)).unwrap_err().contains("1 fewer than the CPUs"));
+        assert!(instances_of(&json!("many")).is_err());
+        assert!(instances_of(&json!(2.5)).is_err());
+        assert!(instances_of(&json!(5000)).is_err());
+    }
+
+    #[test]
+    fn sizes_and_times_are_written_as_the_document_takes_them() {
+        assert_eq!(memory(&json!("300M")), Some("300M"));
+        assert_eq!(memory(&json!(314572800)), Some("300M"));
+        assert_eq!(memory(&json!(1000)), Some("1000"));
+        assert_eq!(memory(&json!("1.5G")), None);
+        assert_eq!(memory(&json!("300m")), None);
+        assert_eq!(millis(&json!("10s"), true), Some(10_000));
+        assert_eq!(millis(&json!("10s"), false), None);
+        assert_eq!(millis(&json!("3000"), false), Some(3000));
+        assert_eq!(millis(&json!(-1), false), None);
+    }
+}
