@@ -218,7 +218,7 @@ pub fn package_manager_script(t: &mut Translated, pkg: &Package, at: &str, repor
             report.note(
                 at,
                 format!(
-                    "script: {manager} {} runs {:?} ({}): written as script: {file}{}, so pm2 runs the app itself, not {manager}",
+                    "{manager} {} runs {:?} ({}): written as script: {file}{}, so pm2 runs the app itself, not {manager}",
                     args.join(" "),
                     line.clone().unwrap_or_default(),
                     pkg.at(&name),
@@ -231,13 +231,13 @@ pub fn package_manager_script(t: &mut Translated, pkg: &Package, at: &str, repor
         None if cluster => report.error(
             at,
             format!(
-                "script: {manager} in cluster mode: pm2 forks {manager} itself into workers, which cannot serve (it restarts until it gives up); set script to the file the {name:?} script starts (e.g. script: server.js) or exec_mode: fork"
+                "{manager} in cluster mode: pm2 forks {manager} itself into workers, which cannot serve (it restarts until it gives up); set script to the file the {name:?} script starts (e.g. script: server.js) or exec_mode: fork"
             ),
         ),
         None => report.warn(
             at,
             format!(
-                "script: {manager} kept: pm2 runs {manager}, not the app, so a reload restarts {manager} and the app's crash counts as {manager}'s; set script to the app's entry file when you can"
+                "{manager} kept: pm2 runs {manager}, not the app, so a reload restarts {manager} and the app's crash counts as {manager}'s; set script to the app's entry file when you can"
             ),
         ),
     }
@@ -286,14 +286,16 @@ pub fn health(
     shown: &Path,
     report: &mut Report,
 ) -> Vec<CheckGuess> {
-    let files = source_files(dir);
-    let route = find_route(dir, shown, &files);
-    let code_port = find_port(dir, shown, &files);
-    let mut checks: Vec<CheckGuess> = Vec::new();
-    let mut ports: Vec<u16> = Vec::new();
+    let all = source_files(dir);
+    let single = processes.len() == 1;
+    // Pass 1: each process's port, and the files its script reaches (None: not in the
+    // repository, e.g. built output).
+    let mut found = Vec::new();
     let mut portless = Vec::new();
     for t in processes {
         let p = &t.process;
+        let base = p.cwd.as_ref().map_or(PathBuf::new(), PathBuf::from);
+        let own = own_files(dir, &base.join(&p.script));
         let from_env = p
             .env
             .get("PORT")
@@ -312,16 +314,31 @@ pub fn health(
         let port = from_env
             .or(from_args)
             .or_else(|| next.then(|| (3000, "next start's default".to_string())))
-            .or_else(|| code_port.clone());
-        let Some((port, from)) = port else {
-            portless.push(p.name.clone());
-            continue;
-        };
-        if ports.contains(&port) {
+            .or_else(|| own.as_ref().and_then(|f| find_port(dir, shown, f)))
+            .or_else(|| single.then(|| find_port(dir, shown, &all)).flatten());
+        match port {
+            Some((port, from)) => found.push((p.name.clone(), port, from, own, next)),
+            None => portless.push(p.name.clone()),
+        }
+    }
+    // Pass 2: a route for each port: from the process's own files, else (for Next.js, or
+    // the app's only HTTP process) from anywhere in the app.
+    let only_http = found.len() == 1;
+    let mut checks: Vec<CheckGuess> = Vec::new();
+    let mut ports: Vec<u16> = Vec::new();
+    for (name, port, from, own, next) in &found {
+        if ports.contains(port) {
             continue;
         }
-        ports.push(port);
-        checks.push(check(&p.name, port, &from, route.as_ref(), report));
+        ports.push(*port);
+        let route = if *next {
+            find_route(dir, shown, &all)
+        } else {
+            own.as_ref()
+                .and_then(|f| find_route(dir, shown, f))
+                .or_else(|| only_http.then(|| find_route(dir, shown, &all)).flatten())
+        };
+        checks.push(check(name, *port, from, route.as_ref(), report));
     }
     if checks.is_empty() {
         let name = processes
@@ -331,7 +348,7 @@ pub fn health(
             "no PORT in the env and none read from the code: 3000 is a guess; set the URL to the port {name} listens on and a route that answers 200 when it can serve"
         );
         report.warn("health", todo.clone());
-        let path = route.as_ref().map_or("/".to_string(), |r| r.path.clone());
+        let path = find_route(dir, shown, &all).map_or("/".to_string(), |r| r.path);
         checks.push(CheckGuess {
             name: name.clone(),
             url: format!("http://127.0.0.1:3000{path}"),
@@ -348,6 +365,64 @@ pub fn health(
         }
     }
     checks
+}
+
+/// The script's file and the files it imports relatively (`require('./x')`, `from
+/// '../y'`), transitively, inside `dir`; None when the script is not in the repository.
+fn own_files(dir: &Path, script: &Path) -> Option<Vec<PathBuf>> {
+    let root = std::fs::canonicalize(dir).ok()?;
+    let first = std::fs::canonicalize(dir.join(script)).ok()?;
+    if !first.is_file() {
+        return None;
+    }
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut queue = vec![first];
+    while let Some(file) = queue.pop() {
+        if seen.contains(&file) || seen.len() >= 200 || !file.starts_with(&root) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for spec in relative_imports(&text) {
+            let base = here.join(&spec);
+            let candidates = [
+                base.clone(),
+                base.with_extension("js"),
+                base.with_extension("mjs"),
+                base.with_extension("cjs"),
+                base.with_extension("ts"),
+                base.join("index.js"),
+                base.join("index.ts"),
+            ];
+            if let Some(c) = candidates.iter().find(|c| c.is_file())
+                && let Ok(c) = std::fs::canonicalize(c)
+            {
+                queue.push(c);
+            }
+        }
+        seen.push(file);
+    }
+    let mut out: Vec<PathBuf> = seen
+        .into_iter()
+        .filter_map(|f| f.strip_prefix(&root).ok().map(Path::to_path_buf))
+        .collect();
+    out.sort();
+    Some(out)
+}
+
+/// The relative module specifiers in `text` (`require('./x')`, `from "../y"`, `import('./z')`).
+fn relative_imports(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for needle in ["require(", "from ", "import("] {
+        let mut rest = text;
+        while let Some(r) = after(rest, needle) {
+            if let Some(spec) = literal(r).filter(|s| s.starts_with("./") || s.starts_with("../")) {
+                out.push(spec);
+            }
+            rest = r;
+        }
+    }
+    out
 }
 
 fn check(name: &str, port: u16, from: &str, route: Option<&Route>, report: &mut Report) -> CheckGuess {

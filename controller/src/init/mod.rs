@@ -160,7 +160,7 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
         return Err((None, report));
     }
 
-    let name = opts.name.clone().unwrap_or_else(|| app_name(&processes[0].process.name));
+    let name = opts.name.clone().unwrap_or_else(|| app_name(&processes[0].app));
     let root = opts.root.clone().unwrap_or_else(|| format!("/srv/{name}"));
     let (repository, commit, source_todo) = source(opts, &eco, &mut report);
     let env_file = env_file(&processes, &root, &mut report);

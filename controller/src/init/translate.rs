@@ -155,6 +155,8 @@ pub struct Source {
 /// per instance).
 #[derive(Debug, Clone)]
 pub struct Translated {
+    /// The pm2 app's name (an app written as several processes gives each the same).
+    pub app: String,
     /// The process, with the document's field names.
     pub process: shipshape_spec::app::Process,
     /// Where its `PORT` came from, when it has one.
@@ -190,7 +192,7 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     } else {
         format!("app {raw_name}")
     };
-    let at = |key: &str| {
+    let at_key = |key: &str| {
         let line = loc.key_line(app_line, key);
         format!("{}: {label}: {key}", loc.at(if line == 0 { app_line } else { line }))
     };
@@ -210,26 +212,32 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         match canonical(key) {
             Some(field) => order.push((field, key.as_str())),
             None => ctx.report.warn(
-                at(key),
+                at_key(key),
                 "not a pm2 field (pm2 ignores it too): dropped",
             ),
         }
     }
     order.sort_by_key(|(field, key)| (*field, *key != *field));
+    let mut spelled: std::collections::HashMap<&str, &str> = Default::default();
     for (field, key) in order {
-        if fields.contains_key(field) {
+        if let Some(first) = spelled.get(field) {
             ctx.report.warn(
-                at(key),
-                format!("{field} is also set: pm2 takes that one; {key} dropped"),
+                at_key(key),
+                format!("{first} is also set: pm2 takes that one; {key} dropped"),
             );
             continue;
         }
-        if key != field && !matches!(field, "out_file" | "error_file" | "log_file" | "pid_file")
+        if key != field
+            && !matches!(field, "out_file" | "error_file" | "log_file" | "pid_file")
+            && key != "interpreter"
         {
-            ctx.report.note(at(key), format!("pm2's spelling of {field}"));
+            ctx.report.note(at_key(key), format!("pm2's spelling of {field}"));
         }
+        spelled.insert(field, key);
         fields.insert(field.to_string(), obj[key].clone());
     }
+    // Lines name the field as the file spells it.
+    let at = |field: &str| at_key(spelled.get(field).copied().unwrap_or(field));
 
     let mut out = Map::new();
     let errors_before = ctx.report.errors();
@@ -307,7 +315,25 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     }
     if let Some(a) = fields.get("node_args") {
         if a.is_string() || a.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            out.insert("node_args".into(), a.clone());
+            let words: Vec<&str> = match a {
+                Value::String(s) => s.split_whitespace().collect(),
+                _ => a.as_array().into_iter().flatten().filter_map(Value::as_str).collect(),
+            };
+            let (inspect, kept): (Vec<&str>, Vec<&str>) =
+                words.into_iter().partition(|w| w.starts_with("--inspect"));
+            if !inspect.is_empty() {
+                ctx.report.warn(
+                    at("node_args"),
+                    format!("{} dropped: it opens node's debugger, which runs any code sent to its port; put it back in the document only for a debugging session", inspect.join(" ")),
+                );
+            }
+            if !kept.is_empty() {
+                let kept = match a {
+                    Value::String(_) => Value::String(kept.join(" ")),
+                    _ => Value::from(kept),
+                };
+                out.insert("node_args".into(), kept);
+            }
         } else {
             ctx.report.error(at("node_args"), "must be a string or a list of strings");
         }
@@ -377,7 +403,9 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
                 }
             };
             if k == "PORT" {
-                port_from = Some(Source { at: loc.at(loc.key_line(app_line, "PORT")), what: format!("{block}.PORT") });
+                let block_line = loc.key_line(app_line, block).max(app_line);
+                let line = loc.key_line(block_line, "PORT");
+                port_from = Some(Source { at: loc.at(line), what: format!("{block}.PORT") });
             }
             env.insert(k.clone(), value);
         }
@@ -534,14 +562,14 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     }
     copies
         .into_iter()
-        .filter_map(|(name, env)| {
+        .filter_map(|(process_name, env)| {
             let mut p = out.clone();
-            p.insert("name".into(), Value::String(name.clone()));
+            p.insert("name".into(), Value::String(process_name));
             if !env.is_empty() {
                 p.insert("env".into(), Value::Object(env));
             }
             match serde_json::from_value::<shipshape_spec::app::Process>(Value::Object(p)) {
-                Ok(process) => Some(Translated { process, port_from: port_from.clone(), env_file: env_file.clone() }),
+                Ok(process) => Some(Translated { app: name.clone(), process, port_from: port_from.clone(), env_file: env_file.clone() }),
                 Err(e) => {
                     ctx.report.error(format!("{}: {label}", loc.at(app_line)), format!("cannot be written as a process: {e}"));
                     None
