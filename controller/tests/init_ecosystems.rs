@@ -24,7 +24,10 @@ fn update() -> bool {
 /// `shipshape init ARGS` in `dir`: (exit code, stdout, stderr).
 fn init(dir: &Path, args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(shipshape_bin());
-    cmd.arg("init").args(args).current_dir(dir).env("NO_COLOR", "1");
+    cmd.arg("init")
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -84,7 +87,10 @@ fn every_real_world_ecosystem_shape_becomes_its_expected_document_and_report() {
         let (code, stdout, stderr) = init(&dir, &args, &[]);
         let document = (code == 0).then_some(stdout.as_str());
         if code != 0 {
-            assert!(stdout.is_empty(), "{name}: a failed init wrote a document:\n{stdout}");
+            assert!(
+                stdout.is_empty(),
+                "{name}: a failed init wrote a document:\n{stdout}"
+            );
             assert_eq!(code, 1, "{name}: {stderr}");
         }
         golden(&case.join("expected.yaml"), document, &mut diffs);
@@ -131,9 +137,10 @@ fn every_field_and_alias_in_pm2s_schema_has_a_deliberate_answer() {
         };
         let theirs: Vec<String> = match def.get("alias") {
             Some(serde_json::Value::String(a)) => vec![a.clone()],
-            Some(serde_json::Value::Array(a)) => {
-                a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         };
         for alias in theirs {
@@ -142,7 +149,10 @@ fn every_field_and_alias_in_pm2s_schema_has_a_deliberate_answer() {
             }
         }
     }
-    assert!(missing.is_empty(), "pm2 fields init has no answer for: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "pm2 fields init has no answer for: {missing:?}"
+    );
     for (field, _) in known {
         assert!(
             schema.get(*field).is_some() || *field == "env_file",
@@ -174,23 +184,45 @@ fn output_writes_the_document_and_the_schema_and_never_replaces_or_writes_half()
     };
     let (code, stdout, stderr) = init(&dir, &args(&[]), &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.is_empty(), "with --output nothing goes to stdout: {stdout}");
+    assert!(
+        stdout.is_empty(),
+        "with --output nothing goes to stdout: {stdout}"
+    );
     let doc = std::fs::read_to_string(dir.join("config/apps/api.yaml")).unwrap();
-    assert!(doc.starts_with("# yaml-language-server: $schema=app.schema.json\n"), "{doc}");
+    assert!(
+        doc.starts_with("# yaml-language-server: $schema=app.schema.json\n"),
+        "{doc}"
+    );
     let schema = std::fs::read_to_string(dir.join("config/apps/app.schema.json")).unwrap();
-    let printed = Command::new(shipshape_bin()).arg("schema").output().unwrap();
-    assert_eq!(schema.as_bytes(), printed.stdout, "the schema beside it is the binary's");
-    assert!(stderr.contains("wrote config/apps/api.yaml and config/apps/app.schema.json"), "{stderr}");
+    let printed = Command::new(shipshape_bin())
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert_eq!(
+        schema.as_bytes(),
+        printed.stdout,
+        "the schema beside it is the binary's"
+    );
+    assert!(
+        stderr.contains("wrote config/apps/api.yaml and config/apps/app.schema.json"),
+        "{stderr}"
+    );
 
     // An existing document is not replaced without --force.
     std::fs::write(dir.join("config/apps/api.yaml"), "mine\n").unwrap();
     let (code, _, stderr) = init(&dir, &args(&[]), &[]);
     assert_eq!(code, 1);
     assert!(stderr.contains("exists: --force replaces it"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(dir.join("config/apps/api.yaml")).unwrap(), "mine\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config/apps/api.yaml")).unwrap(),
+        "mine\n"
+    );
     let (code, _, stderr) = init(&dir, &args(&["--force"]), &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(dir.join("config/apps/api.yaml")).unwrap(), doc);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config/apps/api.yaml")).unwrap(),
+        doc
+    );
 
     // With an error, nothing at all is written.
     let bad = tmp.path().join("bad");
@@ -220,7 +252,10 @@ fn the_operators_environment_never_reaches_the_document() {
         .collect();
     let (code, stdout, stderr) = init(tmp.path(), &args, &[("DEPLOY_TOKEN", "hunter2-secret")]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"), "{stdout}{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout}{stderr}"
+    );
     assert!(stdout.contains("TOKEN: unset"), "{stdout}");
 }
 
@@ -244,9 +279,55 @@ fn the_repository_and_commit_are_read_from_git_when_not_given() {
     assert_eq!(Path::new(&app.spec.source.repository), top);
     assert!(!stdout.contains("TODO: not a git"), "{stdout}");
 
-    common::git(&dir, &["remote", "add", "origin", "https://bot:s3cret@github.com/acme/edge.git"]);
+    common::git(
+        &dir,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://bot:s3cret@github.com/acme/edge.git",
+        ],
+    );
     let (code, stdout, stderr) = init(&dir, &["ecosystem.config.mjs".to_string()], &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("repository: https://github.com/acme/edge.git\n"), "{stdout}");
-    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"), "credentials leak");
+    assert!(
+        stdout.contains("repository: https://github.com/acme/edge.git\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+        "credentials leak"
+    );
+}
+
+#[test]
+fn a_file_that_does_not_load_is_reported_with_its_own_words_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("ecosystem.config.js"),
+        "throw new Error('DATABASE_URL must be set to load this file');\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("ecosystem.yaml"),
+        "apps:\n  - name: a\n   script: x\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("ecosystem.toml"), "").unwrap();
+    for (file, says) in [
+        (
+            "ecosystem.config.js",
+            "Error: DATABASE_URL must be set to load this file",
+        ),
+        ("ecosystem.yaml", "line 3"),
+        (
+            "ecosystem.toml",
+            "pm2 reads ecosystem files named .js, .cjs, .mjs, .json, .yaml or .yml",
+        ),
+    ] {
+        let (code, stdout, stderr) = init(tmp.path(), &[file.to_string()], &[]);
+        assert_eq!(code, 1, "{file}: {stderr}");
+        assert!(stdout.is_empty(), "{file}: {stdout}");
+        assert!(stderr.contains(says), "{file}: {stderr}");
+    }
 }

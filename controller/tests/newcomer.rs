@@ -44,8 +44,14 @@ fn init_validate_commit_run_takes_an_esm_app_with_no_build_script_to_healthy_in_
     assert!(!stderr.contains("error:"), "{stderr}");
     let doc = std::fs::read_to_string(&doc_path).unwrap();
     let app = shipshape_spec::load_str(&doc, "hello-esm.yaml").unwrap();
-    assert_eq!(app.spec.source.commit, head, "the commit is the repository's HEAD");
-    assert!(app.spec.build.install.is_none() && app.spec.build.steps.is_empty(), "no dependencies, no build script: no build:\n{doc}");
+    assert_eq!(
+        app.spec.source.commit, head,
+        "the commit is the repository's HEAD"
+    );
+    assert!(
+        app.spec.build.install.is_none() && app.spec.build.steps.is_empty(),
+        "no dependencies, no build script: no build:\n{doc}"
+    );
     assert_eq!(
         app.spec.health.checks[0].http().unwrap().url,
         format!("http://127.0.0.1:{}/health", w.port),
@@ -55,10 +61,18 @@ fn init_validate_commit_run_takes_an_esm_app_with_no_build_script_to_healthy_in_
 
     // validate, then commit exactly what init wrote (the schema beside it is committed too).
     let v = w.shipshape(&["validate", doc_path.to_str().unwrap()], &[]);
-    assert!(v.status.success(), "validate refused it:\n{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    assert!(
+        v.status.success(),
+        "validate refused it:\n{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
     assert!(w.config_repo().join("apps/app.schema.json").is_file());
     common::git(&w.config_repo(), &["add", "-A"]);
-    common::git(&w.config_repo(), &["commit", "-qm", "hello-esm: from shipshape init"]);
+    common::git(
+        &w.config_repo(),
+        &["commit", "-qm", "hello-esm: from shipshape init"],
+    );
 
     // One pass: Healthy, one revision, no step failed.
     let (code, log) = w.run_once();
@@ -68,10 +82,20 @@ fn init_validate_commit_run_takes_an_esm_app_with_no_build_script_to_healthy_in_
     assert_eq!(rec.revisions.len(), 1, "one revision: {:?}", rec.revisions);
     assert_eq!(rec.revisions[0].revision.outcome, Outcome::Healthy);
     let pass = rec.last_pass.as_ref().unwrap();
-    let failed: Vec<_> = pass.steps.iter().filter(|s| s.result != StepResult::Succeeded).collect();
+    let failed: Vec<_> = pass
+        .steps
+        .iter()
+        .filter(|s| s.result != StepResult::Succeeded)
+        .collect();
     assert!(failed.is_empty(), "failed steps: {failed:?}");
     let steps = common::steps(&rec);
-    assert!(!steps.contains(&"install") && !steps.contains(&"build"), "{steps:?}");
+    assert!(
+        !steps.contains(&"install") && !steps.contains(&"build"),
+        "{steps:?}"
+    );
     let body = w.get("/health").expect("the app answers");
-    assert!(body.contains("\"env\":\"production\""), "env_production was merged: {body}");
+    assert!(
+        body.contains("\"env\":\"production\""),
+        "env_production was merged: {body}"
+    );
 }

@@ -210,5 +210,8 @@ fn init_turns_the_prompthub_ecosystem_file_into_a_valid_document() {
         app.spec.health.checks[0].http().unwrap().url,
         "http://127.0.0.1:3000/"
     );
-    assert!(text.contains("      # TODO: no health route found"), "{text}");
+    assert!(
+        text.contains("      # TODO: no health route found"),
+        "{text}"
+    );
 }

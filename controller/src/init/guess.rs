@@ -167,7 +167,10 @@ pub fn build(dir: &Path, shown: &Path, pkg: &Package, report: &mut Report) -> Bu
                 Manager::Bun => "bun run build",
             };
             guess.steps.push(step.into());
-            report.note(pkg.at("build"), format!("build.steps: {step} (a build script)"));
+            report.note(
+                pkg.at("build"),
+                format!("build.steps: {step} (a build script)"),
+            );
         }
         None => report.note(
             pkg.path
@@ -199,13 +202,12 @@ pub fn package_manager_script(t: &mut Translated, pkg: &Package, at: &str, repor
         [run, one] if run == "run" || run == "run-script" => one.clone(),
         _ => String::new(),
     };
-    let cluster = p.exec_mode == Some(ExecMode::Cluster)
-        || (p.exec_mode.is_none() && p.instances.is_some());
+    let cluster =
+        p.exec_mode == Some(ExecMode::Cluster) || (p.exec_mode.is_none() && p.instances.is_some());
     let manager = p.script.clone();
     let line = pkg.script(&name).map(str::to_string);
     let plain = line.as_deref().filter(|l| {
-        !l.contains(['&', '|', ';', '>', '<', '$', '`', '"', '\''])
-            && !l.contains("NODE_ENV=")
+        !l.contains(['&', '|', ';', '>', '<', '$', '`', '"', '\'']) && !l.contains("NODE_ENV=")
     });
     let words: Vec<&str> = plain.map_or(Vec::new(), |l| l.split_whitespace().collect());
     let written = match words.as_slice() {
@@ -301,9 +303,10 @@ pub fn health(
             .get("PORT")
             .and_then(|v| v.as_text().parse::<u16>().ok())
             .map(|port| {
-                let from = t.port_from.clone().map_or("env.PORT".into(), |s| {
-                    format!("{} ({})", s.what, s.at)
-                });
+                let from = t
+                    .port_from
+                    .clone()
+                    .map_or("env.PORT".into(), |s| format!("{} ({})", s.what, s.at));
                 (port, from)
             });
         let next = p.script.contains("next/dist/bin/next") || p.script.ends_with(".bin/next");
@@ -381,7 +384,9 @@ fn own_files(dir: &Path, script: &Path) -> Option<Vec<PathBuf>> {
         if seen.contains(&file) || seen.len() >= 200 || !file.starts_with(&root) {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
         let here = file.parent().map(Path::to_path_buf).unwrap_or_default();
         for spec in relative_imports(&text) {
             let base = here.join(&spec);
@@ -425,15 +430,28 @@ fn relative_imports(text: &str) -> Vec<String> {
     out
 }
 
-fn check(name: &str, port: u16, from: &str, route: Option<&Route>, report: &mut Report) -> CheckGuess {
+fn check(
+    name: &str,
+    port: u16,
+    from: &str,
+    route: Option<&Route>,
+    report: &mut Report,
+) -> CheckGuess {
     match route {
         Some(r) => {
             let url = format!("http://127.0.0.1:{port}{}", r.path);
             report.note(
                 "health",
-                format!("{name}: GET {url}: port {port} from {from}, route {} from {}", r.path, r.at),
+                format!(
+                    "{name}: GET {url}: port {port} from {from}, route {} from {}",
+                    r.path, r.at
+                ),
             );
-            CheckGuess { name: name.into(), url, todo: None }
+            CheckGuess {
+                name: name.into(),
+                url,
+                todo: None,
+            }
         }
         None => {
             let url = format!("http://127.0.0.1:{port}/");
@@ -441,7 +459,11 @@ fn check(name: &str, port: u16, from: &str, route: Option<&Route>, report: &mut 
                 "no health route found in the code, so this probes / (port {port} from {from}): set a route that answers 200 only when {name} can serve (e.g. /health)"
             );
             report.warn("health", format!("{name}: {todo}"));
-            CheckGuess { name: name.into(), url, todo: Some(todo) }
+            CheckGuess {
+                name: name.into(),
+                url,
+                todo: Some(todo),
+            }
         }
     }
 }
@@ -464,7 +486,15 @@ fn next_port(args: Option<&shipshape_spec::app::StringOrList>) -> Option<u16> {
 
 /// Directories never searched for code.
 const SKIP_DIRS: &[&str] = &[
-    "node_modules", ".git", "dist", "build", ".next", "out", "coverage", ".turbo", ".cache",
+    "node_modules",
+    ".git",
+    "dist",
+    "build",
+    ".next",
+    "out",
+    "coverage",
+    ".turbo",
+    ".cache",
 ];
 /// The most files (and bytes of one file) read for guesses.
 const MAX_FILES: usize = 2000;
@@ -475,7 +505,9 @@ fn source_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0)];
     while let Some((d, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
@@ -491,7 +523,12 @@ fn source_files(dir: &Path) -> Vec<PathBuf> {
                 && e.metadata().is_ok_and(|m| m.len() <= MAX_FILE_BYTES)
                 && out.len() < MAX_FILES
             {
-                out.push(e.path().strip_prefix(dir).unwrap_or(&e.path()).to_path_buf());
+                out.push(
+                    e.path()
+                        .strip_prefix(dir)
+                        .unwrap_or(&e.path())
+                        .to_path_buf(),
+                );
             }
         }
     }
@@ -509,7 +546,9 @@ fn find_route(dir: &Path, shown: &Path, files: &[PathBuf]) -> Option<Route> {
     }
     let mut prefix = None;
     for f in files {
-        let Ok(text) = std::fs::read_to_string(dir.join(f)) else { continue };
+        let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
+            continue;
+        };
         for (i, line) in text.lines().enumerate() {
             let at = format!("{}:{}", shown.join(f).display(), i + 1);
             if let Some(p) = after(line, "setGlobalPrefix(").and_then(literal) {
@@ -610,7 +649,7 @@ fn route_literals(line: &str) -> Vec<(String, bool)> {
             rest = r;
         }
     }
-    for cmp in ["===", "=="] {
+    for cmp in ["=="] {
         let mut rest = line;
         while let Some(r) = after(rest, cmp) {
             let before = &rest[..rest.len() - r.len() - cmp.len()];
@@ -640,7 +679,9 @@ fn route_literals(line: &str) -> Vec<(String, bool)> {
 /// (or `??`, or through `Number(...)`/`parseInt(...)`), `listen(4000`, `const PORT = 4000`.
 fn find_port(dir: &Path, shown: &Path, files: &[PathBuf]) -> Option<(u16, String)> {
     for f in files {
-        let Ok(text) = std::fs::read_to_string(dir.join(f)) else { continue };
+        let Ok(text) = std::fs::read_to_string(dir.join(f)) else {
+            continue;
+        };
         for (i, line) in text.lines().enumerate() {
             if let Some(port) = port_in(line) {
                 let at = format!("{}:{}", shown.join(f).display(), i + 1);
@@ -658,7 +699,9 @@ fn port_in(line: &str) -> Option<u16> {
         s[..end].parse().ok().filter(|p| *p > 0)
     };
     if let Some(r) = after(line, "process.env.PORT") {
-        let r = r.trim_start_matches([')', ' ', ',']).trim_start_matches("10)");
+        let r = r
+            .trim_start_matches([')', ' ', ','])
+            .trim_start_matches("10)");
         let r = r.trim_start_matches([')', ' ']);
         if let Some(r) = r.strip_prefix("||").or_else(|| r.strip_prefix("??")) {
             return digits(r);
@@ -672,7 +715,13 @@ fn port_in(line: &str) -> Option<u16> {
             return Some(p);
         }
     }
-    for decl in ["const PORT = ", "let PORT = ", "var PORT = ", "const port = ", "let port = "] {
+    for decl in [
+        "const PORT = ",
+        "let PORT = ",
+        "var PORT = ",
+        "const port = ",
+        "let port = ",
+    ] {
         if let Some(p) = after(line, decl).and_then(digits) {
             return Some(p);
         }
@@ -686,12 +735,27 @@ mod tests {
 
     #[test]
     fn ports_are_read_from_common_shapes_of_code() {
-        assert_eq!(port_in("const port = process.env.PORT || 4000;"), Some(4000));
-        assert_eq!(port_in("const port = Number(process.env.PORT) || 4001;"), Some(4001));
-        assert_eq!(port_in("const port = parseInt(process.env.PORT, 10) || 4002;"), Some(4002));
-        assert_eq!(port_in("const port = process.env.PORT ?? '4003';"), Some(4003));
+        assert_eq!(
+            port_in("const port = process.env.PORT || 4000;"),
+            Some(4000)
+        );
+        assert_eq!(
+            port_in("const port = Number(process.env.PORT) || 4001;"),
+            Some(4001)
+        );
+        assert_eq!(
+            port_in("const port = parseInt(process.env.PORT, 10) || 4002;"),
+            Some(4002)
+        );
+        assert_eq!(
+            port_in("const port = process.env.PORT ?? '4003';"),
+            Some(4003)
+        );
         assert_eq!(port_in("app.listen(4004, () => {})"), Some(4004));
-        assert_eq!(port_in("await fastify.listen({ port: 4005, host: '0.0.0.0' })"), Some(4005));
+        assert_eq!(
+            port_in("await fastify.listen({ port: 4005, host: '0.0.0.0' })"),
+            Some(4005)
+        );
         assert_eq!(port_in("const PORT = 4006"), Some(4006));
         assert_eq!(port_in("app.listen(port)"), None);
         assert_eq!(port_in("const x = process.env.PORT;"), None);
@@ -699,22 +763,48 @@ mod tests {
 
     #[test]
     fn health_routes_are_read_from_express_fastify_koa_http_and_nest() {
-        let paths = |line: &str| -> Vec<String> { route_literals(line).into_iter().map(|(p, _)| p).collect() };
-        assert_eq!(paths("app.get('/health', (req, res) => res.json({}))"), vec!["/health"]);
-        assert_eq!(paths("router.get(\"/healthz\", ctx => {})"), vec!["/healthz"]);
-        assert_eq!(paths("fastify.route({ method: 'GET', url: '/api/health', handler })"), vec!["/api/health"]);
+        let paths = |line: &str| -> Vec<String> {
+            route_literals(line).into_iter().map(|(p, _)| p).collect()
+        };
+        assert_eq!(
+            paths("app.get('/health', (req, res) => res.json({}))"),
+            vec!["/health"]
+        );
+        assert_eq!(
+            paths("router.get(\"/healthz\", ctx => {})"),
+            vec!["/healthz"]
+        );
+        assert_eq!(
+            paths("fastify.route({ method: 'GET', url: '/api/health', handler })"),
+            vec!["/api/health"]
+        );
         assert_eq!(paths("  if (req.url === '/health') {"), vec!["/health"]);
         assert_eq!(paths("    case '/ready':"), vec!["/ready"]);
-        assert_eq!(route_literals("@Controller('health')"), vec![("/health".to_string(), true)]);
+        assert_eq!(
+            route_literals("@Controller('health')"),
+            vec![("/health".to_string(), true)]
+        );
         assert!(paths("app.get('/users/:id', h)").is_empty());
     }
 
     #[test]
     fn next_file_routes_map_to_their_urls() {
-        assert_eq!(next_route(Path::new("app/api/health/route.ts")), Some("/api/health".into()));
-        assert_eq!(next_route(Path::new("src/app/(infra)/healthz/route.js")), Some("/healthz".into()));
-        assert_eq!(next_route(Path::new("pages/api/health.ts")), Some("/api/health".into()));
-        assert_eq!(next_route(Path::new("pages/api/health/index.js")), Some("/api/health".into()));
+        assert_eq!(
+            next_route(Path::new("app/api/health/route.ts")),
+            Some("/api/health".into())
+        );
+        assert_eq!(
+            next_route(Path::new("src/app/(infra)/healthz/route.js")),
+            Some("/healthz".into())
+        );
+        assert_eq!(
+            next_route(Path::new("pages/api/health.ts")),
+            Some("/api/health".into())
+        );
+        assert_eq!(
+            next_route(Path::new("pages/api/health/index.js")),
+            Some("/api/health".into())
+        );
         assert_eq!(next_route(Path::new("app/page.tsx")), None);
         assert_eq!(next_route(Path::new("lib/route.ts")), None);
     }

@@ -127,13 +127,21 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
 
     for (key, _) in &eco.extra {
         let why = match key.as_str() {
-            "deploy" => "pm2 deploy is what shipshape replaces: the repository and commit are spec.source",
+            "deploy" => {
+                "pm2 deploy is what shipshape replaces: the repository and commit are spec.source"
+            }
             _ => "not part of an app",
         };
-        report.warn(format!("{}: {key}", loc.at(loc.key_line(1, key))), format!("dropped: {why}"));
+        report.warn(
+            format!("{}: {key}", loc.at(loc.key_line(1, key))),
+            format!("dropped: {why}"),
+        );
     }
     if let Some(env) = &opts.env {
-        let any = eco.apps.iter().any(|a| a.get(format!("env_{env}")).is_some());
+        let any = eco
+            .apps
+            .iter()
+            .any(|a| a.get(format!("env_{env}")).is_some());
         if !any {
             report.error(
                 loc.file(),
@@ -160,7 +168,10 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
         return Err((None, report));
     }
 
-    let name = opts.name.clone().unwrap_or_else(|| app_name(&processes[0].app));
+    let name = opts
+        .name
+        .clone()
+        .unwrap_or_else(|| app_name(&processes[0].app));
     let root = opts.root.clone().unwrap_or_else(|| format!("/srv/{name}"));
     let (repository, commit, source_todo) = source(opts, &eco, &mut report);
     let env_file = env_file(&processes, &root, &mut report);
@@ -182,29 +193,45 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
         out.push_str(s);
         out.push('\n');
     };
-    push(&mut out, &format!("# yaml-language-server: $schema={SCHEMA_FILE}"));
+    push(
+        &mut out,
+        &format!("# yaml-language-server: $schema={SCHEMA_FILE}"),
+    );
     push(
         &mut out,
         &format!(
             "# Made by `shipshape init` from {} ({}{}).",
             opts.ecosystem.display(),
             eco.format.describe(),
-            opts.env.as_ref().map_or(String::new(), |e| format!("; --env {e}"))
+            opts.env
+                .as_ref()
+                .map_or(String::new(), |e| format!("; --env {e}"))
         ),
     );
     push(
         &mut out,
-        &format!("# The schema named above is this binary's: `shipshape schema > {SCHEMA_FILE}` beside this file (init --output writes it)."),
+        &format!(
+            "# The schema named above is this binary's: `shipshape schema > {SCHEMA_FILE}` beside this file (init --output writes it)."
+        ),
     );
-    push(&mut out, "apiVersion: shipshape/v1alpha1\nkind: App\nmetadata:");
+    push(
+        &mut out,
+        "apiVersion: shipshape/v1alpha1\nkind: App\nmetadata:",
+    );
     push(&mut out, &format!("  name: {}", scalar(&name)));
     push(&mut out, "spec:\n  source:");
-    push(&mut out, &format!("    repository: {}", scalar(&repository)));
+    push(
+        &mut out,
+        &format!("    repository: {}", scalar(&repository)),
+    );
     if let Some(todo) = &source_todo {
         push(&mut out, &format!("    # TODO: {todo}"));
     }
     push(&mut out, &format!("    commit: {}", scalar(&commit)));
-    push(&mut out, &format!("  releases:\n    root: {}\n    keep: 5", scalar(&root)));
+    push(
+        &mut out,
+        &format!("  releases:\n    root: {}\n    keep: 5", scalar(&root)),
+    );
     if let Some(f) = &env_file {
         push(&mut out, &format!("  envFile: {}", scalar(f)));
     }
@@ -231,7 +258,10 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
             push(&mut out, &format!("      # TODO: {todo}"));
         }
         push(&mut out, &format!("      - name: {}", scalar(&c.name)));
-        push(&mut out, &format!("        http:\n          url: {}", scalar(&c.url)));
+        push(
+            &mut out,
+            &format!("        http:\n          url: {}", scalar(&c.url)),
+        );
         push(&mut out, "        timeout: 2s");
     }
     push(
@@ -366,8 +396,15 @@ fn strip_credentials(url: &str) -> String {
 }
 
 /// The document's `envFile`, from the processes' `env_file` (one for the app).
-fn env_file(processes: &[translate::Translated], root: &str, report: &mut Report) -> Option<String> {
-    let mut files: Vec<&(String, String)> = processes.iter().filter_map(|t| t.env_file.as_ref()).collect();
+fn env_file(
+    processes: &[translate::Translated],
+    root: &str,
+    report: &mut Report,
+) -> Option<String> {
+    let mut files: Vec<&(String, String)> = processes
+        .iter()
+        .filter_map(|t| t.env_file.as_ref())
+        .collect();
     files.dedup_by(|a, b| a.0 == b.0);
     let (file, at) = files.first()?;
     if files.len() > 1 {
@@ -383,7 +420,9 @@ fn env_file(processes: &[translate::Translated], root: &str, report: &mut Report
     let path = if file.starts_with('/') {
         file.clone()
     } else {
-        let base = Path::new(file).file_name().map_or(".env".into(), |b| b.to_string_lossy().into_owned());
+        let base = Path::new(file)
+            .file_name()
+            .map_or(".env".into(), |b| b.to_string_lossy().into_owned());
         format!("{}/{base}", root.trim_end_matches('/'))
     };
     report.note(
@@ -444,7 +483,10 @@ fn write(path: &Path, text: &str, force: bool) -> std::io::Result<PathBuf> {
             "exists: --force replaces it",
         ));
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let schema = dir.join(SCHEMA_FILE);
     atomic_write(&schema, &shipshape_spec::app_schema_text())?;
     atomic_write(path, text)?;
@@ -452,11 +494,15 @@ fn write(path: &Path, text: &str, force: bool) -> std::io::Result<PathBuf> {
 }
 
 fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, text.as_bytes())?;
     use std::os::unix::fs::PermissionsExt;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -469,7 +515,13 @@ mod tests {
     fn names_and_urls_are_made_safe_for_the_document() {
         assert_eq!(app_name("My_API.server"), "my-api-server");
         assert_eq!(app_name("__"), "app");
-        assert_eq!(strip_credentials("https://u:tok@github.com/a/b.git"), "https://github.com/a/b.git");
-        assert_eq!(strip_credentials("git@github.com:a/b.git"), "git@github.com:a/b.git");
+        assert_eq!(
+            strip_credentials("https://u:tok@github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
+        assert_eq!(
+            strip_credentials("git@github.com:a/b.git"),
+            "git@github.com:a/b.git"
+        );
     }
 }

@@ -238,12 +238,15 @@ fn node_eval(file: &Path, how: &str) -> Result<serde_json::Value, InitError> {
     })
 }
 
+/// A finished command: its status, standard output and standard error.
+pub(super) type Finished = (std::process::ExitStatus, Vec<u8>, Vec<u8>);
+
 /// Run `cmd` (its stdout and stderr piped) for at most `limit`: its status and output, or
 /// `None` when it was killed at the limit.
 pub(super) fn run_with_timeout(
     cmd: &mut Command,
     limit: Duration,
-) -> std::io::Result<Option<(std::process::ExitStatus, Vec<u8>, Vec<u8>)>> {
+) -> std::io::Result<Option<Finished>> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -168,7 +168,9 @@ fn sets_key(line: &str, key: &str) -> bool {
 }
 
 fn trim_item(l: &str) -> &str {
-    l.trim_start().trim_start_matches("- ").trim_start_matches('{')
+    l.trim_start()
+        .trim_start_matches("- ")
+        .trim_start_matches('{')
 }
 
 /// The key a line of JS/JSON/YAML starts with (`name:`, `'name':`, `"name":`).

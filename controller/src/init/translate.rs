@@ -83,38 +83,92 @@ pub const PM2_FIELDS: &[(&str, &[&str])] = &[
 /// Fields dropped with a warning, and why (the rest of [`PM2_FIELDS`] is handled in
 /// [`translate`]).
 const DROPPED: &[(&str, &str)] = &[
-    ("out_file", "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)"),
-    ("error_file", "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)"),
-    ("log_file", "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)"),
-    ("disable_logs", "the controller reads the app's own logs to explain a failed rollout"),
-    ("log_type", "the document has no log format: pm2 writes plain lines"),
-    ("pid_file", "pm2 keeps pid files under PM2_HOME; the controller asks pm2, not pid files"),
-    ("watch", "the controller owns restarts: a release never changes, a change is a new commit"),
+    (
+        "out_file",
+        "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)",
+    ),
+    (
+        "error_file",
+        "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)",
+    ),
+    (
+        "log_file",
+        "the controller owns log paths (pm2's own per-process files, which `shipshape logs` and status read)",
+    ),
+    (
+        "disable_logs",
+        "the controller reads the app's own logs to explain a failed rollout",
+    ),
+    (
+        "log_type",
+        "the document has no log format: pm2 writes plain lines",
+    ),
+    (
+        "pid_file",
+        "pm2 keeps pid files under PM2_HOME; the controller asks pm2, not pid files",
+    ),
+    (
+        "watch",
+        "the controller owns restarts: a release never changes, a change is a new commit",
+    ),
     ("ignore_watch", "there is no watch under shipshape"),
     ("watch_options", "there is no watch under shipshape"),
     ("watch_delay", "there is no watch under shipshape"),
-    ("namespace", "the document has no pm2 namespace: processes are told apart by name"),
+    (
+        "namespace",
+        "the document has no pm2 namespace: processes are told apart by name",
+    ),
     ("name_prefix", "processes are named by `name` alone"),
     ("append_env_to_name", "processes are named by `name` alone"),
-    ("filter_env", "the controller never passes its own environment to processes (as if filter_env were always on)"),
+    (
+        "filter_env",
+        "the controller never passes its own environment to processes (as if filter_env were always on)",
+    ),
     ("install_url", "modules are not installed by the controller"),
-    ("post_update", "pm2 deploy's hook: put commands in spec.build.steps or spec.hooks"),
+    (
+        "post_update",
+        "pm2 deploy's hook: put commands in spec.build.steps or spec.hooks",
+    ),
     ("force", "the controller decides what runs"),
     ("execute_command", "not a setting of the document"),
-    ("vizion", "pm2's versioning metadata: the controller records the commit itself"),
+    (
+        "vizion",
+        "pm2's versioning metadata: the controller records the commit itself",
+    ),
     ("pmx", "pm2.io monitoring is not part of a shipshape deploy"),
-    ("automation", "pm2.io monitoring is not part of a shipshape deploy"),
-    ("trace", "pm2.io monitoring is not part of a shipshape deploy"),
-    ("disable_trace", "pm2.io monitoring is not part of a shipshape deploy"),
+    (
+        "automation",
+        "pm2.io monitoring is not part of a shipshape deploy",
+    ),
+    (
+        "trace",
+        "pm2.io monitoring is not part of a shipshape deploy",
+    ),
+    (
+        "disable_trace",
+        "pm2.io monitoring is not part of a shipshape deploy",
+    ),
     ("v8", "pm2.io monitoring is not part of a shipshape deploy"),
-    ("event_loop_inspector", "pm2.io monitoring is not part of a shipshape deploy"),
-    ("deep_monitoring", "pm2.io monitoring is not part of a shipshape deploy"),
+    (
+        "event_loop_inspector",
+        "pm2.io monitoring is not part of a shipshape deploy",
+    ),
+    (
+        "deep_monitoring",
+        "pm2.io monitoring is not part of a shipshape deploy",
+    ),
     ("io", "pm2.io monitoring is not part of a shipshape deploy"),
     ("windowsHide", "Windows only"),
     ("username", "pm2 sets it itself"),
-    ("kill_retry_time", "not in the document: pm2's default applies"),
+    (
+        "kill_retry_time",
+        "not in the document: pm2's default applies",
+    ),
     ("write", "not in the document"),
-    ("stop_exit_codes", "not in the document: a process that exits is restarted by pm2 whatever its code"),
+    (
+        "stop_exit_codes",
+        "not in the document: a process that exits is restarted by pm2 whatever its code",
+    ),
 ];
 
 /// pm2's camelCase alias of a field (its rule in lib/tools/Config.js: `exec_mode` ->
@@ -194,7 +248,10 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     };
     let at_key = |key: &str| {
         let line = loc.key_line(app_line, key);
-        format!("{}: {label}: {key}", loc.at(if line == 0 { app_line } else { line }))
+        format!(
+            "{}: {label}: {key}",
+            loc.at(if line == 0 { app_line } else { line })
+        )
     };
 
     // pm2's spellings to its canonical fields; the canonical spelling wins, then the first
@@ -211,10 +268,9 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         }
         match canonical(key) {
             Some(field) => order.push((field, key.as_str())),
-            None => ctx.report.warn(
-                at_key(key),
-                "not a pm2 field (pm2 ignores it too): dropped",
-            ),
+            None => ctx
+                .report
+                .warn(at_key(key), "not a pm2 field (pm2 ignores it too): dropped"),
         }
     }
     order.sort_by_key(|(field, key)| (*field, *key != *field));
@@ -231,7 +287,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             && !matches!(field, "out_file" | "error_file" | "log_file" | "pid_file")
             && key != "interpreter"
         {
-            ctx.report.note(at_key(key), format!("pm2's spelling of {field}"));
+            ctx.report
+                .note(at_key(key), format!("pm2's spelling of {field}"));
         }
         spelled.insert(field, key);
         fields.insert(field.to_string(), obj[key].clone());
@@ -243,7 +300,10 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     let errors_before = ctx.report.errors();
 
     // name and script.
-    let script = fields.get("script").and_then(Value::as_str).map(str::to_string);
+    let script = fields
+        .get("script")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let name = match (raw_name, &script) {
         ("", Some(script)) => {
             let base = std::path::Path::new(script)
@@ -264,7 +324,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         (name, _) => name.to_string(),
     };
     if name.is_empty() {
-        ctx.report.error(at("name"), "no name and no script: set name");
+        ctx.report
+            .error(at("name"), "no name and no script: set name");
     }
     out.insert("name".into(), Value::String(name.clone()));
     match &script {
@@ -293,7 +354,9 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             Value::Array(a) if a.iter().all(Value::is_string) => {
                 out.insert("args".into(), args.clone());
             }
-            _ => ctx.report.error(at("args"), "must be a string or a list of strings"),
+            _ => ctx
+                .report
+                .error(at("args"), "must be a string or a list of strings"),
         }
     }
     if let Some(cwd) = fields.get("cwd").and_then(Value::as_str) {
@@ -317,7 +380,12 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         if a.is_string() || a.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
             let words: Vec<&str> = match a {
                 Value::String(s) => s.split_whitespace().collect(),
-                _ => a.as_array().into_iter().flatten().filter_map(Value::as_str).collect(),
+                _ => a
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect(),
             };
             let (inspect, kept): (Vec<&str>, Vec<&str>) =
                 words.into_iter().partition(|w| w.starts_with("--inspect"));
@@ -335,7 +403,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
                 out.insert("node_args".into(), kept);
             }
         } else {
-            ctx.report.error(at("node_args"), "must be a string or a list of strings");
+            ctx.report
+                .error(at("node_args"), "must be a string or a list of strings");
         }
     }
 
@@ -345,7 +414,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         match instances_of(v) {
             Ok(Instances::Count(n)) => {
                 if v.is_string() {
-                    ctx.report.note(at("instances"), format!("{v} (a string) written as {n}"));
+                    ctx.report
+                        .note(at("instances"), format!("{v} (a string) written as {n}"));
                 }
                 instances = Some(n);
                 out.insert("instances".into(), Value::from(n));
@@ -367,7 +437,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             }
             "fork_mode" | "cluster_mode" => {
                 let short = mode.trim_end_matches("_mode");
-                ctx.report.note(at("exec_mode"), format!("{mode} written as {short}"));
+                ctx.report
+                    .note(at("exec_mode"), format!("{mode} written as {short}"));
                 out.insert("exec_mode".into(), Value::String(short.into()));
             }
             _ => ctx.report.error(
@@ -380,7 +451,10 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     // The environment: env, then the chosen env_<name> over it (pm2 start --env NAME).
     let mut env = Map::new();
     let mut port_from = None;
-    let mut take_env = |report: &mut Report, block: &str, value: &Value, env: &mut Map<String, Value>| {
+    let mut take_env = |report: &mut Report,
+                        block: &str,
+                        value: &Value,
+                        env: &mut Map<String, Value>| {
         let Some(map) = value.as_object() else {
             report.error(at(block), "must be an object of NAME: value".to_string());
             return;
@@ -390,11 +464,17 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
                 Value::String(_) | Value::Bool(_) => v.clone(),
                 Value::Number(n) if n.is_i64() => v.clone(),
                 Value::Number(n) => {
-                    report.note(at(block), format!("{k}: {n} written as the string {:?}", n.to_string()));
+                    report.note(
+                        at(block),
+                        format!("{k}: {n} written as the string {:?}", n.to_string()),
+                    );
                     Value::String(n.to_string())
                 }
                 Value::Null => {
-                    report.warn(at(block), format!("{k} is null: pm2 passes nothing for it; dropped"));
+                    report.warn(
+                        at(block),
+                        format!("{k} is null: pm2 passes nothing for it; dropped"),
+                    );
                     continue;
                 }
                 _ => {
@@ -405,7 +485,10 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             if k == "PORT" {
                 let block_line = loc.key_line(app_line, block).max(app_line);
                 let line = loc.key_line(block_line, "PORT");
-                port_from = Some(Source { at: loc.at(line), what: format!("{block}.PORT") });
+                port_from = Some(Source {
+                    at: loc.at(line),
+                    what: format!("{block}.PORT"),
+                });
             }
             env.insert(k.clone(), value);
         }
@@ -418,7 +501,10 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         let key = format!("env_{block}");
         if ctx.env == Some(block.as_str()) {
             take_env(ctx.report, &key, value, &mut env);
-            ctx.report.note(at(&key), format!("merged over env (--env {block}, as pm2 start --env {block})"));
+            ctx.report.note(
+                at(&key),
+                format!("merged over env (--env {block}, as pm2 start --env {block})"),
+            );
         } else {
             ctx.report.warn(
                 at(&key),
@@ -436,28 +522,53 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
     }
     if let Some(p) = fields.get("port") {
         env.insert("PORT".into(), p.clone());
-        port_from = Some(Source { at: loc.at(loc.key_line(app_line, "port")), what: "port".into() });
-        ctx.report.note(at("port"), "pm2's shortcut for env.PORT: written as env.PORT".to_string());
+        port_from = Some(Source {
+            at: loc.at(loc.key_line(app_line, "port")),
+            what: "port".into(),
+        });
+        ctx.report.note(
+            at("port"),
+            "pm2's shortcut for env.PORT: written as env.PORT".to_string(),
+        );
     }
 
     // Restart and timing settings the document takes.
-    for field in ["wait_ready", "shutdown_with_message", "autorestart", "merge_logs", "time", "source_map_support"] {
+    for field in [
+        "wait_ready",
+        "shutdown_with_message",
+        "autorestart",
+        "merge_logs",
+        "time",
+        "source_map_support",
+    ] {
         if let Some(v) = fields.get(field) {
             match boolean(v) {
                 Some(b) => {
                     out.insert(field.into(), Value::Bool(b));
                 }
-                None => ctx.report.error(at(field), format!("{v} is not true or false")),
+                None => ctx
+                    .report
+                    .error(at(field), format!("{v} is not true or false")),
             }
         }
     }
     if let Some(v) = fields.get("disable_source_map_support") {
         if boolean(v) == Some(true) {
             out.insert("source_map_support".into(), Value::Bool(false));
-            ctx.report.note(at("disable_source_map_support"), "written as source_map_support: false");
+            ctx.report.note(
+                at("disable_source_map_support"),
+                "written as source_map_support: false",
+            );
         }
     }
-    for field in ["listen_timeout", "kill_timeout", "restart_delay", "exp_backoff_restart_delay", "max_restarts", "min_uptime"] {
+    for field in [
+        "listen_timeout",
+        "kill_timeout",
+        "restart_delay",
+        "exp_backoff_restart_delay",
+        "max_restarts",
+        "min_uptime",
+    ] {
         if let Some(v) = fields.get(field) {
             match millis(v, field == "min_uptime") {
                 Some(n) => {
@@ -466,7 +577,17 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
                     }
                     out.insert(field.into(), Value::from(n));
                 }
-                None => ctx.report.error(at(field), format!("{v} is not a whole number of milliseconds{}", if field == "min_uptime" { " (or 10s, 5m, 1h)" } else { "" })),
+                None => ctx.report.error(
+                    at(field),
+                    format!(
+                        "{v} is not a whole number of milliseconds{}",
+                        if field == "min_uptime" {
+                            " (or 10s, 5m, 1h)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ),
             }
         }
     }
@@ -477,19 +598,30 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         match memory(v) {
             Some(m) => {
                 if !v.is_string() {
-                    ctx.report.note(at("max_memory_restart"), format!("{v} bytes written as {m}"));
+                    ctx.report.note(
+                        at("max_memory_restart"),
+                        format!("{v} bytes written as {m}"),
+                    );
                 }
                 out.insert("max_memory_restart".into(), Value::String(m));
             }
-            None => ctx.report.error(at("max_memory_restart"), format!("{v} is not a size pm2 reads: digits and K, M or G (300M, 1G)")),
+            None => ctx.report.error(
+                at("max_memory_restart"),
+                format!("{v} is not a size pm2 reads: digits and K, M or G (300M, 1G)"),
+            ),
         }
     }
     match fields.get("cron_restart") {
-        Some(v) if v == 0 || v == "0" => ctx.report.note(at("cron_restart"), "0 turns cron restarts off: nothing to write"),
+        Some(v) if v == 0 || v == "0" => ctx.report.note(
+            at("cron_restart"),
+            "0 turns cron restarts off: nothing to write",
+        ),
         Some(Value::String(c)) => {
             out.insert("cron_restart".into(), Value::String(c.clone()));
         }
-        Some(v) => ctx.report.error(at("cron_restart"), format!("{v} is not a cron pattern")),
+        Some(v) => ctx
+            .report
+            .error(at("cron_restart"), format!("{v} is not a cron pattern")),
         None => {}
     }
 
@@ -506,13 +638,27 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         }
     }
     // Dropped, each said.
-    let watching = fields.get("watch").is_some_and(|w| boolean(w) != Some(false));
+    let watching = fields
+        .get("watch")
+        .is_some_and(|w| boolean(w) != Some(false));
     for (field, why) in DROPPED {
-        let Some(v) = fields.get(*field) else { continue };
+        let Some(v) = fields.get(*field) else {
+            continue;
+        };
         let default = match *field {
             "watch" => !watching,
             "ignore_watch" | "watch_options" | "watch_delay" => !watching,
-            "disable_logs" | "force" | "vizion" | "pmx" | "automation" | "trace" | "v8" | "event_loop_inspector" | "deep_monitoring" | "windowsHide" | "write" => boolean(v) == Some(false),
+            "disable_logs"
+            | "force"
+            | "vizion"
+            | "pmx"
+            | "automation"
+            | "trace"
+            | "v8"
+            | "event_loop_inspector"
+            | "deep_monitoring"
+            | "windowsHide"
+            | "write" => boolean(v) == Some(false),
             "disable_trace" => boolean(v) == Some(true),
             _ => false,
         };
@@ -521,7 +667,10 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         }
     }
     if fields.get("treekill").and_then(boolean) == Some(false) {
-        ctx.report.warn(at("treekill"), "false dropped: pm2 stops the whole process tree (its default)");
+        ctx.report.warn(
+            at("treekill"),
+            "false dropped: pm2 stops the whole process tree (its default)",
+        );
     }
 
     let env_file = fields.get("env_file").and_then(|v| match v.as_str() {
@@ -569,9 +718,17 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
                 p.insert("env".into(), Value::Object(env));
             }
             match serde_json::from_value::<shipshape_spec::app::Process>(Value::Object(p)) {
-                Ok(process) => Some(Translated { app: name.clone(), process, port_from: port_from.clone(), env_file: env_file.clone() }),
+                Ok(process) => Some(Translated {
+                    app: name.clone(),
+                    process,
+                    port_from: port_from.clone(),
+                    env_file: env_file.clone(),
+                }),
                 Err(e) => {
-                    ctx.report.error(format!("{}: {label}", loc.at(app_line)), format!("cannot be written as a process: {e}"));
+                    ctx.report.error(
+                        format!("{}: {label}", loc.at(app_line)),
+                        format!("cannot be written as a process: {e}"),
+                    );
                     None
                 }
             }
@@ -612,8 +769,7 @@ fn instances_of(v: &Value) -> Result<Instances, String> {
         )))),
         n if n < 0 => Err(format!(
             "{v} means {} fewer than the CPUs to pm2, which the document cannot say (it takes a count or max): write the count for the server (its CPUs minus {}: `nproc` says how many)",
-            -n,
-            -n
+            -n, -n
         )),
         n if n > i64::from(shipshape_spec::app::MAX_INSTANCES) => Err(format!(
             "{v} is more than {}, the most instances of one process",
@@ -697,8 +853,15 @@ mod tests {
         assert_eq!(instances_of(&json!(3)), Ok(Instances::Count(3)));
         assert_eq!(instances_of(&json!("3")), Ok(Instances::Count(3)));
         assert_eq!(instances_of(&json!("max")), Ok(Instances::Max(None)));
-        assert!(matches!(instances_of(&json!(0)), Ok(Instances::Max(Some(_)))));
-        assert!(instances_of(&json!(-1)).unwrap_err().contains("1 fewer than the CPUs"));
+        assert!(matches!(
+            instances_of(&json!(0)),
+            Ok(Instances::Max(Some(_)))
+        ));
+        assert!(
+            instances_of(&json!(-1))
+                .unwrap_err()
+                .contains("1 fewer than the CPUs")
+        );
         assert!(instances_of(&json!("many")).is_err());
         assert!(instances_of(&json!(2.5)).is_err());
         assert!(instances_of(&json!(5000)).is_err());
@@ -706,9 +869,9 @@ mod tests {
 
     #[test]
     fn sizes_and_times_are_written_as_the_document_takes_them() {
-        assert_eq!(memory(&json!("300M")), Some("300M"));
-        assert_eq!(memory(&json!(314572800)), Some("300M"));
-        assert_eq!(memory(&json!(1000)), Some("1000"));
+        assert_eq!(memory(&json!("300M")).as_deref(), Some("300M"));
+        assert_eq!(memory(&json!(314572800)).as_deref(), Some("300M"));
+        assert_eq!(memory(&json!(1000)).as_deref(), Some("1000"));
         assert_eq!(memory(&json!("1.5G")), None);
         assert_eq!(memory(&json!("300m")), None);
         assert_eq!(millis(&json!("10s"), true), Some(10_000));
