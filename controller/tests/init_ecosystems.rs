@@ -125,7 +125,7 @@ fn pm2_schema() -> Option<serde_json::Value> {
 #[test]
 fn every_field_and_alias_in_pm2s_schema_has_a_deliberate_answer() {
     let schema = pm2_schema().expect("pm2's lib/API/schema.json beside the pm2 the tests run");
-    let known = shipshape::init::translate::PM2_FIELDS;
+    let known = shipshape::init::fields::PM2_FIELDS;
     let mut missing = Vec::new();
     for (field, def) in schema.as_object().unwrap() {
         if field.contains('\\') || field.starts_with('^') {

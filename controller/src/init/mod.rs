@@ -4,16 +4,23 @@
 //! # Layout
 //! - [`read`]: the file as pm2 reads it (`.js`/`.cjs`/`.mjs` through node, ES modules
 //!   included; `.json`; `.yaml`), its apps found in each shape pm2 takes.
-//! - [`translate`]: each pm2 field carried, translated, dropped or refused, with a reason.
-//! - [`guess`]: what is read from the app itself: the build, `script: npm`, the health check.
+//! - [`fields`]: pm2's fields and every spelling of each; the ones dropped and why.
+//! - [`values`]: pm2's loose values (`instances: '3'`, `-1`, `min_uptime: 10s`) read.
+//! - [`translate`]: each pm2 app's fields carried, translated, dropped or refused.
+//! - [`build`]: the install command from the lockfile, a build step only for a `build`
+//!   script, and what `script: npm` really starts.
+//! - [`health`]: the health check from the env's PORT and the routes in the code.
 //! - [`report`]: the notes, warnings and errors on stderr, one line each, located.
 //! - Here: the options, the document's text (its `# TODO:` comments), and writing it
 //!   (nothing is written when any problem is an error).
 
-pub mod guess;
+pub mod build;
+pub mod fields;
+pub mod health;
 pub mod read;
 pub mod report;
 pub mod translate;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -158,11 +165,11 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
         };
         processes.extend(translate::translate(i, app, &mut ctx));
     }
-    let pkg = guess::Package::read(&eco.dir, &shown_dir, &mut report);
+    let pkg = build::Package::read(&eco.dir, &shown_dir, &mut report);
     for t in &mut processes {
         let line = loc.key_line(loc.app_line(&t.process.name), "script");
         let at = format!("{}: app {}: script", loc.at(line), t.process.name);
-        guess::package_manager_script(t, &pkg, &at, &mut report);
+        build::package_manager_script(t, &pkg, &at, &mut report);
     }
     if report.errors() > 0 || processes.is_empty() {
         return Err((None, report));
@@ -175,14 +182,14 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
     let root = opts.root.clone().unwrap_or_else(|| format!("/srv/{name}"));
     let (repository, commit, source_todo) = source(opts, &eco, &mut report);
     let env_file = env_file(&processes, &root, &mut report);
-    let build = guess::build(&eco.dir, &shown_dir, &pkg, &mut report);
+    let build = build::build(&eco.dir, &shown_dir, &pkg, &mut report);
     let checks = match &opts.health_url {
-        Some(url) => vec![guess::CheckGuess {
+        Some(url) => vec![health::CheckGuess {
             name: processes[0].process.name.clone(),
             url: url.clone(),
             todo: None,
         }],
-        None => guess::health(&processes, &eco.dir, &shown_dir, &mut report),
+        None => health::health(&processes, &eco.dir, &shown_dir, &mut report),
     };
     if report.errors() > 0 {
         return Err((None, report));
