@@ -48,7 +48,7 @@ struct Route {
 /// The health checks for `processes`: one per port that can be read (from the env, or the
 /// code, or Next.js's default), on a route found in the code, else `/` with a TODO.
 pub fn health(
-    processes: &[Translated],
+    processes: &mut [Translated],
     dir: &Path,
     shown: &Path,
     report: &mut Report,
@@ -59,8 +59,8 @@ pub fn health(
     // repository, e.g. built output).
     let mut found = Vec::new();
     let mut portless = Vec::new();
-    for t in processes {
-        let p = &t.process;
+    for t in processes.iter_mut() {
+        let p = &mut t.process;
         let base = p.cwd.as_ref().map_or(PathBuf::new(), PathBuf::from);
         let own = own_files(dir, &base.join(&p.script));
         let from_env = p
@@ -84,6 +84,20 @@ pub fn health(
             .or_else(|| next.then(|| (3000, "next start's default".to_string())))
             .or_else(|| own.as_ref().and_then(|f| find_port(dir, shown, f)))
             .or_else(|| single.then(|| find_port(dir, shown, &all)).flatten());
+        if let Some((port, from)) = &port
+            && from_env_port(&p.env).is_none()
+        {
+            // Said in the document, so the process and its check name the same port
+            // (the app reads PORT first; Next.js does too).
+            p.env.insert(
+                "PORT".into(),
+                shipshape_spec::app::EnvValue::Integer(i64::from(*port)),
+            );
+            report.note(
+                "health",
+                format!("{}: env.PORT: {port} written (from {from}), so the process and its check name the same port", p.name),
+            );
+        }
         match port {
             Some((port, from)) => found.push((p.name.clone(), port, from, own, next)),
             None => portless.push(p.name.clone()),
@@ -133,6 +147,11 @@ pub fn health(
         }
     }
     checks
+}
+
+/// The `PORT` an env sets, if it reads as a port.
+fn from_env_port(env: &std::collections::BTreeMap<String, shipshape_spec::app::EnvValue>) -> Option<u16> {
+    env.get("PORT").and_then(|v| v.as_text().parse().ok())
 }
 
 /// The script's file and the files it imports relatively (`require('./x')`, `from

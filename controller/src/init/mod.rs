@@ -189,7 +189,7 @@ pub fn document(opts: &Options) -> Result<(String, Report), (Option<InitError>, 
             url: url.clone(),
             todo: None,
         }],
-        None => health::health(&processes, &eco.dir, &shown_dir, &mut report),
+        None => health::health(&mut processes, &eco.dir, &shown_dir, &mut report),
     };
     if report.errors() > 0 {
         return Err((None, report));

@@ -188,6 +188,12 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         }
     }
     if let Some(i) = fields.get("exec_interpreter").and_then(Value::as_str) {
+        if i.starts_with('/') || i.starts_with('~') {
+            ctx.report.warn(
+                at("exec_interpreter"),
+                format!("{i:?} is a path on the machine the file was written for: make sure it exists on the server (or write node)"),
+            );
+        }
         out.insert("interpreter".into(), Value::String(i.to_string()));
     }
     if let Some(a) = fields.get("node_args") {
