@@ -150,7 +150,9 @@ pub fn health(
 }
 
 /// The `PORT` an env sets, if it reads as a port.
-fn from_env_port(env: &std::collections::BTreeMap<String, shipshape_spec::app::EnvValue>) -> Option<u16> {
+fn from_env_port(
+    env: &std::collections::BTreeMap<String, shipshape_spec::app::EnvValue>,
+) -> Option<u16> {
     env.get("PORT").and_then(|v| v.as_text().parse().ok())
 }
 

@@ -147,14 +147,36 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             at("script"),
             "missing: set script (the file pm2 starts, relative to the repository)",
         ),
-        Some(s) if s.contains(' ') => ctx.report.error(
-            at("script"),
-            format!(
-                "{s:?} is a command line (pm2 wraps it in bash -c): set script to the file and args to the rest (e.g. script: {}, args: {})",
-                s.split(' ').next().unwrap_or(""),
-                s.split_once(' ').map(|x| x.1).unwrap_or("")
-            ),
-        ),
+        Some(s) if s.contains(' ') => {
+            // pm2 runs a command line through bash -c. `node FILE ARGS` (no shell syntax,
+            // no args of its own) is written as what it means; anything else is refused.
+            let words: Vec<&str> = s.split_whitespace().collect();
+            let plain = !s.contains(['&', '|', ';', '>', '<', '$', '`', '"', '\'', '=']);
+            match words.as_slice() {
+                ["node", file, rest @ ..]
+                    if plain && !file.starts_with('-') && !fields.contains_key("args") =>
+                {
+                    let file = file.trim_start_matches("./");
+                    ctx.report.note(
+                        at("script"),
+                        format!(
+                            "{s:?} is a command line (pm2 runs it through bash -c): written as script: {file}{}",
+                            if rest.is_empty() { String::new() } else { format!(", args: {}", rest.join(" ")) }
+                        ),
+                    );
+                    out.insert("script".into(), Value::String(file.to_string()));
+                    if !rest.is_empty() {
+                        out.insert("args".into(), Value::String(rest.join(" ")));
+                    }
+                }
+                _ => ctx.report.error(
+                    at("script"),
+                    format!(
+                        "{s:?} is a command line (pm2 runs it through bash -c, so pm2 would watch bash, not the app): set script to the app's entry file and args to its arguments (commands run before it belong in spec.build or spec.migrations)"
+                    ),
+                ),
+            }
+        }
         Some(s) => {
             let s = s.strip_prefix("./").unwrap_or(s);
             out.insert("script".into(), Value::String(s.to_string()));
