@@ -142,154 +142,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             .error(at("name"), "no name and no script: set name");
     }
     out.insert("name".into(), Value::String(name.clone()));
-    match &script {
-        None => ctx.report.error(
-            at("script"),
-            "missing: set script (the file pm2 starts, relative to the repository)",
-        ),
-        Some(s) if s.contains(' ') => {
-            // pm2 runs a command line through bash -c. `node FILE ARGS` (no shell syntax,
-            // no args of its own) is written as what it means; anything else is refused.
-            let words: Vec<&str> = s.split_whitespace().collect();
-            let plain = !s.contains(['&', '|', ';', '>', '<', '$', '`', '"', '\'', '=']);
-            match words.as_slice() {
-                ["node", file, rest @ ..]
-                    if plain && !file.starts_with('-') && !fields.contains_key("args") =>
-                {
-                    let file = file.trim_start_matches("./");
-                    ctx.report.note(
-                        at("script"),
-                        format!(
-                            "{s:?} is a command line (pm2 runs it through bash -c): written as script: {file}{}",
-                            if rest.is_empty() { String::new() } else { format!(", args: {}", rest.join(" ")) }
-                        ),
-                    );
-                    out.insert("script".into(), Value::String(file.to_string()));
-                    if !rest.is_empty() {
-                        out.insert("args".into(), Value::String(rest.join(" ")));
-                    }
-                }
-                _ => ctx.report.error(
-                    at("script"),
-                    format!(
-                        "{s:?} is a command line (pm2 runs it through bash -c, so pm2 would watch bash, not the app): set script to the app's entry file and args to its arguments (commands run before it belong in spec.build or spec.migrations)"
-                    ),
-                ),
-            }
-        }
-        Some(s) => {
-            let s = s.strip_prefix("./").unwrap_or(s);
-            out.insert("script".into(), Value::String(s.to_string()));
-        }
-    }
-    if let Some(args) = fields.get("args") {
-        match args {
-            Value::String(_) => {
-                out.insert("args".into(), args.clone());
-            }
-            Value::Array(a) if a.iter().all(Value::is_string) => {
-                out.insert("args".into(), args.clone());
-            }
-            _ => ctx
-                .report
-                .error(at("args"), "must be a string or a list of strings"),
-        }
-    }
-    if let Some(cwd) = fields.get("cwd").and_then(Value::as_str) {
-        let trimmed = cwd.trim_end_matches('/');
-        if cwd.starts_with('/') || cwd.starts_with('~') {
-            ctx.report.warn(
-                at("cwd"),
-                format!("{cwd:?} is a path on the old server: processes run in the release (<root>/current); dropped"),
-            );
-        } else if !(trimmed.is_empty() || trimmed == ".") {
-            out.insert(
-                "cwd".into(),
-                Value::String(trimmed.trim_start_matches("./").to_string()),
-            );
-        }
-    }
-    if let Some(i) = fields.get("exec_interpreter").and_then(Value::as_str) {
-        if i.starts_with('/') || i.starts_with('~') {
-            ctx.report.warn(
-                at("exec_interpreter"),
-                format!("{i:?} is a path on the machine the file was written for: make sure it exists on the server (or write node)"),
-            );
-        }
-        out.insert("interpreter".into(), Value::String(i.to_string()));
-    }
-    if let Some(a) = fields.get("node_args") {
-        if a.is_string() || a.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            let words: Vec<&str> = match a {
-                Value::String(s) => s.split_whitespace().collect(),
-                _ => a
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect(),
-            };
-            let (inspect, kept): (Vec<&str>, Vec<&str>) =
-                words.into_iter().partition(|w| w.starts_with("--inspect"));
-            if !inspect.is_empty() {
-                ctx.report.warn(
-                    at("node_args"),
-                    format!("{} dropped: it opens node's debugger, which runs any code sent to its port; put it back in the document only for a debugging session", inspect.join(" ")),
-                );
-            }
-            if !kept.is_empty() {
-                let kept = match a {
-                    Value::String(_) => Value::String(kept.join(" ")),
-                    _ => Value::from(kept),
-                };
-                out.insert("node_args".into(), kept);
-            }
-        } else {
-            ctx.report
-                .error(at("node_args"), "must be a string or a list of strings");
-        }
-    }
-
-    // instances and exec_mode.
-    let mut instances: Option<u32> = None;
-    if let Some(v) = fields.get("instances") {
-        match instances_of(v) {
-            Ok(Instances::Count(n)) => {
-                if v.is_string() {
-                    ctx.report
-                        .note(at("instances"), format!("{v} (a string) written as {n}"));
-                }
-                instances = Some(n);
-                out.insert("instances".into(), Value::from(n));
-            }
-            Ok(Instances::Max(why)) => {
-                if let Some(why) = why {
-                    ctx.report.note(at("instances"), why);
-                }
-                out.insert("instances".into(), Value::String("max".into()));
-            }
-            Err(message) => ctx.report.error(at("instances"), message),
-        }
-    }
-    if let Some(v) = fields.get("exec_mode") {
-        let mode = v.as_str().unwrap_or("");
-        match mode {
-            "fork" | "cluster" => {
-                out.insert("exec_mode".into(), v.clone());
-            }
-            "fork_mode" | "cluster_mode" => {
-                let short = mode.trim_end_matches("_mode");
-                ctx.report
-                    .note(at("exec_mode"), format!("{mode} written as {short}"));
-                out.insert("exec_mode".into(), Value::String(short.into()));
-            }
-            _ => ctx.report.error(
-                at("exec_mode"),
-                format!("{v} is not one pm2 takes: fork or cluster (or fork_mode, cluster_mode)"),
-            ),
-        }
-    }
-
+    paths(&fields, &script, &at, ctx.report, &mut out);
+    let instances = scale(&fields, &at, ctx.report, &mut out);
     // The environment: env, then the chosen env_<name> over it (pm2 start --env NAME).
     let mut env = Map::new();
     let mut port_from = None;
@@ -374,147 +228,8 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         );
     }
 
-    // Restart and timing settings the document takes.
-    for field in [
-        "wait_ready",
-        "shutdown_with_message",
-        "autorestart",
-        "merge_logs",
-        "time",
-        "source_map_support",
-    ] {
-        if let Some(v) = fields.get(field) {
-            match boolean(v) {
-                Some(b) => {
-                    out.insert(field.into(), Value::Bool(b));
-                }
-                None => ctx
-                    .report
-                    .error(at(field), format!("{v} is not true or false")),
-            }
-        }
-    }
-    if let Some(v) = fields.get("disable_source_map_support") {
-        if boolean(v) == Some(true) {
-            out.insert("source_map_support".into(), Value::Bool(false));
-            ctx.report.note(
-                at("disable_source_map_support"),
-                "written as source_map_support: false",
-            );
-        }
-    }
-    for field in [
-        "listen_timeout",
-        "kill_timeout",
-        "restart_delay",
-        "exp_backoff_restart_delay",
-        "max_restarts",
-        "min_uptime",
-    ] {
-        if let Some(v) = fields.get(field) {
-            match millis(v, field == "min_uptime") {
-                Some(n) => {
-                    if !v.is_u64() {
-                        ctx.report.note(at(field), format!("{v} written as {n}"));
-                    }
-                    out.insert(field.into(), Value::from(n));
-                }
-                None => ctx.report.error(
-                    at(field),
-                    format!(
-                        "{v} is not a whole number of milliseconds{}",
-                        if field == "min_uptime" {
-                            " (or 10s, 5m, 1h)"
-                        } else {
-                            ""
-                        }
-                    ),
-                ),
-            }
-        }
-    }
-    if let Some(v) = fields.get("log_date_format").and_then(Value::as_str) {
-        out.insert("log_date_format".into(), Value::String(v.into()));
-    }
-    if let Some(v) = fields.get("max_memory_restart") {
-        match memory(v) {
-            Some(m) => {
-                if !v.is_string() {
-                    ctx.report.note(
-                        at("max_memory_restart"),
-                        format!("{v} bytes written as {m}"),
-                    );
-                }
-                out.insert("max_memory_restart".into(), Value::String(m));
-            }
-            None => ctx.report.error(
-                at("max_memory_restart"),
-                format!("{v} is not a size pm2 reads: digits and K, M or G (300M, 1G)"),
-            ),
-        }
-    }
-    match fields.get("cron_restart") {
-        Some(v) if v == 0 || v == "0" => ctx.report.note(
-            at("cron_restart"),
-            "0 turns cron restarts off: nothing to write",
-        ),
-        Some(Value::String(c)) => {
-            out.insert("cron_restart".into(), Value::String(c.clone()));
-        }
-        Some(v) => ctx
-            .report
-            .error(at("cron_restart"), format!("{v} is not a cron pattern")),
-        None => {}
-    }
-
-    // Fields refused: the document cannot do what they ask.
-    if fields.get("autostart").and_then(boolean) == Some(false) {
-        ctx.report.error(at("autostart"), "false would never start the process, so no rollout could become healthy: remove the app from the file, or the field");
-    }
-    if fields.contains_key("instance_var") {
-        ctx.report.error(at("instance_var"), "renaming NODE_APP_INSTANCE is not in the document: read NODE_APP_INSTANCE in the app and remove instance_var");
-    }
-    for field in ["uid", "gid"] {
-        if fields.contains_key(field) {
-            ctx.report.error(at(field), "processes run as the user the controller runs pm2 as: set User= in the controller's systemd unit and remove this field");
-        }
-    }
-    // Dropped, each said.
-    let watching = fields
-        .get("watch")
-        .is_some_and(|w| boolean(w) != Some(false));
-    for (field, why) in DROPPED {
-        let Some(v) = fields.get(*field) else {
-            continue;
-        };
-        let default = match *field {
-            "watch" => !watching,
-            "ignore_watch" | "watch_options" | "watch_delay" => !watching,
-            "disable_logs"
-            | "force"
-            | "vizion"
-            | "pmx"
-            | "automation"
-            | "trace"
-            | "v8"
-            | "event_loop_inspector"
-            | "deep_monitoring"
-            | "windowsHide"
-            | "write" => boolean(v) == Some(false),
-            "disable_trace" => boolean(v) == Some(true),
-            _ => false,
-        };
-        if !default {
-            ctx.report.warn(at(field), format!("dropped: {why}"));
-        }
-    }
-    if fields.get("treekill").and_then(boolean) == Some(false) {
-        ctx.report.warn(
-            at("treekill"),
-            "false dropped: pm2 stops the whole process tree (its default)",
-        );
-    }
-
+    settings(&fields, &at, ctx.report, &mut out);
+    refused_and_dropped(&fields, &at, ctx.report);
     let env_file = fields.get("env_file").and_then(|v| match v.as_str() {
         Some(f) => Some((f.to_string(), at("env_file"))),
         None => {
@@ -523,31 +238,7 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
         }
     });
 
-    // increment_var: one process per instance, each with its own value.
-    let mut copies: Vec<(String, Map<String, Value>)> = vec![(name.clone(), env.clone())];
-    if let Some(var) = fields.get("increment_var") {
-        let var = var.as_str().unwrap_or("").to_string();
-        let base = env.get(&var).map(|v| match v {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        });
-        match (instances, base) {
-            (Some(n), Some(Some(base))) => {
-                copies = (0..n)
-                    .map(|i| {
-                        let mut e = env.clone();
-                        e.insert(var.clone(), Value::from(base + i64::from(i)));
-                        (format!("{name}-{i}"), e)
-                    })
-                    .collect();
-                out.insert("instances".into(), Value::from(1));
-                ctx.report.note(at("increment_var"), format!("{n} instances with {var} {base}..{}: written as {n} processes ({name}-0..{name}-{}), one per value, each with 1 instance", base + i64::from(n) - 1, n - 1));
-            }
-            (None, _) => ctx.report.error(at("increment_var"), format!("needs a fixed instances count to be written out (the document has no increment_var: init writes one process per {var} value); set instances to a number")),
-            (_, _) => ctx.report.error(at("increment_var"), format!("env.{var} must be a number to count up from (pm2 starts at 0 otherwise): set env.{var}")),
-        }
-    }
+    let copies = increment(&fields, &at, ctx.report, &mut out, (&name, &env, instances));
     if ctx.report.errors() > errors_before {
         return Vec::new();
     }
@@ -576,4 +267,349 @@ pub fn translate(index: usize, app: &Value, ctx: &mut Ctx<'_>) -> Vec<Translated
             }
         })
         .collect()
+}
+
+/// The field set of one app, by canonical name.
+type Fields = Map<String, Value>;
+
+/// `script` (and what a command line in it means), `args`, `cwd`, the interpreter and its args.
+fn paths(
+    fields: &Fields,
+    script: &Option<String>,
+    at: &dyn Fn(&str) -> String,
+    report: &mut Report,
+    out: &mut Fields,
+) {
+    match &script {
+        None => report.error(
+            at("script"),
+            "missing: set script (the file pm2 starts, relative to the repository)",
+        ),
+        Some(s) if s.contains(' ') => {
+            // pm2 runs a command line through bash -c. `node FILE ARGS` (no shell syntax,
+            // no args of its own) is written as what it means; anything else is refused.
+            let words: Vec<&str> = s.split_whitespace().collect();
+            let plain = !s.contains(['&', '|', ';', '>', '<', '$', '`', '"', '\'', '=']);
+            match words.as_slice() {
+                ["node", file, rest @ ..]
+                    if plain && !file.starts_with('-') && !fields.contains_key("args") =>
+                {
+                    let file = file.trim_start_matches("./");
+                    report.note(
+                        at("script"),
+                        format!(
+                            "{s:?} is a command line (pm2 runs it through bash -c): written as script: {file}{}",
+                            if rest.is_empty() { String::new() } else { format!(", args: {}", rest.join(" ")) }
+                        ),
+                    );
+                    out.insert("script".into(), Value::String(file.to_string()));
+                    if !rest.is_empty() {
+                        out.insert("args".into(), Value::String(rest.join(" ")));
+                    }
+                }
+                _ => report.error(
+                    at("script"),
+                    format!(
+                        "{s:?} is a command line (pm2 runs it through bash -c, so pm2 would watch bash, not the app): set script to the app's entry file and args to its arguments (commands run before it belong in spec.build or spec.migrations)"
+                    ),
+                ),
+            }
+        }
+        Some(s) => {
+            let s = s.strip_prefix("./").unwrap_or(s);
+            out.insert("script".into(), Value::String(s.to_string()));
+        }
+    }
+    if let Some(args) = fields.get("args") {
+        match args {
+            Value::String(_) => {
+                out.insert("args".into(), args.clone());
+            }
+            Value::Array(a) if a.iter().all(Value::is_string) => {
+                out.insert("args".into(), args.clone());
+            }
+            _ => report.error(at("args"), "must be a string or a list of strings"),
+        }
+    }
+    if let Some(cwd) = fields.get("cwd").and_then(Value::as_str) {
+        let trimmed = cwd.trim_end_matches('/');
+        if cwd.starts_with('/') || cwd.starts_with('~') {
+            report.warn(
+                at("cwd"),
+                format!("{cwd:?} is a path on the old server: processes run in the release (<root>/current); dropped"),
+            );
+        } else if !(trimmed.is_empty() || trimmed == ".") {
+            out.insert(
+                "cwd".into(),
+                Value::String(trimmed.trim_start_matches("./").to_string()),
+            );
+        }
+    }
+    if let Some(i) = fields.get("exec_interpreter").and_then(Value::as_str) {
+        if i.starts_with('/') || i.starts_with('~') {
+            report.warn(
+                at("exec_interpreter"),
+                format!("{i:?} is a path on the machine the file was written for: make sure it exists on the server (or write node)"),
+            );
+        }
+        out.insert("interpreter".into(), Value::String(i.to_string()));
+    }
+    if let Some(a) = fields.get("node_args") {
+        if a.is_string() || a.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+            let words: Vec<&str> = match a {
+                Value::String(s) => s.split_whitespace().collect(),
+                _ => a
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect(),
+            };
+            let (inspect, kept): (Vec<&str>, Vec<&str>) =
+                words.into_iter().partition(|w| w.starts_with("--inspect"));
+            if !inspect.is_empty() {
+                report.warn(
+                    at("node_args"),
+                    format!("{} dropped: it opens node's debugger, which runs any code sent to its port; put it back in the document only for a debugging session", inspect.join(" ")),
+                );
+            }
+            if !kept.is_empty() {
+                let kept = match a {
+                    Value::String(_) => Value::String(kept.join(" ")),
+                    _ => Value::from(kept),
+                };
+                out.insert("node_args".into(), kept);
+            }
+        } else {
+            report.error(at("node_args"), "must be a string or a list of strings");
+        }
+    }
+}
+
+/// `instances` and `exec_mode`; the count when it is one.
+fn scale(
+    fields: &Fields,
+    at: &dyn Fn(&str) -> String,
+    report: &mut Report,
+    out: &mut Fields,
+) -> Option<u32> {
+    // instances and exec_mode.
+    let mut instances: Option<u32> = None;
+    if let Some(v) = fields.get("instances") {
+        match instances_of(v) {
+            Ok(Instances::Count(n)) => {
+                if v.is_string() {
+                    report.note(at("instances"), format!("{v} (a string) written as {n}"));
+                }
+                instances = Some(n);
+                out.insert("instances".into(), Value::from(n));
+            }
+            Ok(Instances::Max(why)) => {
+                if let Some(why) = why {
+                    report.note(at("instances"), why);
+                }
+                out.insert("instances".into(), Value::String("max".into()));
+            }
+            Err(message) => report.error(at("instances"), message),
+        }
+    }
+    if let Some(v) = fields.get("exec_mode") {
+        let mode = v.as_str().unwrap_or("");
+        match mode {
+            "fork" | "cluster" => {
+                out.insert("exec_mode".into(), v.clone());
+            }
+            "fork_mode" | "cluster_mode" => {
+                let short = mode.trim_end_matches("_mode");
+                report.note(at("exec_mode"), format!("{mode} written as {short}"));
+                out.insert("exec_mode".into(), Value::String(short.into()));
+            }
+            _ => report.error(
+                at("exec_mode"),
+                format!("{v} is not one pm2 takes: fork or cluster (or fork_mode, cluster_mode)"),
+            ),
+        }
+    }
+
+    instances
+}
+
+/// Restart, timing, log-format and memory settings the document takes.
+fn settings(fields: &Fields, at: &dyn Fn(&str) -> String, report: &mut Report, out: &mut Fields) {
+    // Restart and timing settings the document takes.
+    for field in [
+        "wait_ready",
+        "shutdown_with_message",
+        "autorestart",
+        "merge_logs",
+        "time",
+        "source_map_support",
+    ] {
+        if let Some(v) = fields.get(field) {
+            match boolean(v) {
+                Some(b) => {
+                    out.insert(field.into(), Value::Bool(b));
+                }
+                None => report.error(at(field), format!("{v} is not true or false")),
+            }
+        }
+    }
+    if let Some(v) = fields.get("disable_source_map_support") {
+        if boolean(v) == Some(true) {
+            out.insert("source_map_support".into(), Value::Bool(false));
+            report.note(
+                at("disable_source_map_support"),
+                "written as source_map_support: false",
+            );
+        }
+    }
+    for field in [
+        "listen_timeout",
+        "kill_timeout",
+        "restart_delay",
+        "exp_backoff_restart_delay",
+        "max_restarts",
+        "min_uptime",
+    ] {
+        if let Some(v) = fields.get(field) {
+            match millis(v, field == "min_uptime") {
+                Some(n) => {
+                    if !v.is_u64() {
+                        report.note(at(field), format!("{v} written as {n}"));
+                    }
+                    out.insert(field.into(), Value::from(n));
+                }
+                None => report.error(
+                    at(field),
+                    format!(
+                        "{v} is not a whole number of milliseconds{}",
+                        if field == "min_uptime" {
+                            " (or 10s, 5m, 1h)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(v) = fields.get("log_date_format").and_then(Value::as_str) {
+        out.insert("log_date_format".into(), Value::String(v.into()));
+    }
+    if let Some(v) = fields.get("max_memory_restart") {
+        match memory(v) {
+            Some(m) => {
+                if !v.is_string() {
+                    report.note(
+                        at("max_memory_restart"),
+                        format!("{v} bytes written as {m}"),
+                    );
+                }
+                out.insert("max_memory_restart".into(), Value::String(m));
+            }
+            None => report.error(
+                at("max_memory_restart"),
+                format!("{v} is not a size pm2 reads: digits and K, M or G (300M, 1G)"),
+            ),
+        }
+    }
+    match fields.get("cron_restart") {
+        Some(v) if v == 0 || v == "0" => report.note(
+            at("cron_restart"),
+            "0 turns cron restarts off: nothing to write",
+        ),
+        Some(Value::String(c)) => {
+            out.insert("cron_restart".into(), Value::String(c.clone()));
+        }
+        Some(v) => report.error(at("cron_restart"), format!("{v} is not a cron pattern")),
+        None => {}
+    }
+}
+
+/// Fields refused (errors with the fix) and fields dropped (warnings saying why).
+fn refused_and_dropped(fields: &Fields, at: &dyn Fn(&str) -> String, report: &mut Report) {
+    // Fields refused: the document cannot do what they ask.
+    if fields.get("autostart").and_then(boolean) == Some(false) {
+        report.error(at("autostart"), "false would never start the process, so no rollout could become healthy: remove the app from the file, or the field");
+    }
+    if fields.contains_key("instance_var") {
+        report.error(at("instance_var"), "renaming NODE_APP_INSTANCE is not in the document: read NODE_APP_INSTANCE in the app and remove instance_var");
+    }
+    for field in ["uid", "gid"] {
+        if fields.contains_key(field) {
+            report.error(at(field), "processes run as the user the controller runs pm2 as: set User= in the controller's systemd unit and remove this field");
+        }
+    }
+    // Dropped, each said.
+    let watching = fields
+        .get("watch")
+        .is_some_and(|w| boolean(w) != Some(false));
+    for (field, why) in DROPPED {
+        let Some(v) = fields.get(*field) else {
+            continue;
+        };
+        let default = match *field {
+            "watch" => !watching,
+            "ignore_watch" | "watch_options" | "watch_delay" => !watching,
+            "disable_logs"
+            | "force"
+            | "vizion"
+            | "pmx"
+            | "automation"
+            | "trace"
+            | "v8"
+            | "event_loop_inspector"
+            | "deep_monitoring"
+            | "windowsHide"
+            | "write" => boolean(v) == Some(false),
+            "disable_trace" => boolean(v) == Some(true),
+            _ => false,
+        };
+        if !default {
+            report.warn(at(field), format!("dropped: {why}"));
+        }
+    }
+    if fields.get("treekill").and_then(boolean) == Some(false) {
+        report.warn(
+            at("treekill"),
+            "false dropped: pm2 stops the whole process tree (its default)",
+        );
+    }
+}
+
+/// `increment_var`: one (name, env) per instance, each with its own value; else the app's own.
+fn increment(
+    fields: &Fields,
+    at: &dyn Fn(&str) -> String,
+    report: &mut Report,
+    out: &mut Fields,
+    (name, env, instances): (&str, &Fields, Option<u32>),
+) -> Vec<(String, Fields)> {
+    let name = name.to_string();
+    // increment_var: one process per instance, each with its own value.
+    let mut copies: Vec<(String, Map<String, Value>)> = vec![(name.clone(), env.clone())];
+    if let Some(var) = fields.get("increment_var") {
+        let var = var.as_str().unwrap_or("").to_string();
+        let base = env.get(&var).map(|v| match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        match (instances, base) {
+            (Some(n), Some(Some(base))) => {
+                copies = (0..n)
+                    .map(|i| {
+                        let mut e = env.clone();
+                        e.insert(var.clone(), Value::from(base + i64::from(i)));
+                        (format!("{name}-{i}"), e)
+                    })
+                    .collect();
+                out.insert("instances".into(), Value::from(1));
+                report.note(at("increment_var"), format!("{n} instances with {var} {base}..{}: written as {n} processes ({name}-0..{name}-{}), one per value, each with 1 instance", base + i64::from(n) - 1, n - 1));
+            }
+            (None, _) => report.error(at("increment_var"), format!("needs a fixed instances count to be written out (the document has no increment_var: init writes one process per {var} value); set instances to a number")),
+            (_, _) => report.error(at("increment_var"), format!("env.{var} must be a number to count up from (pm2 starts at 0 otherwise): set env.{var}")),
+        }
+    }
+    copies
 }
