@@ -303,24 +303,36 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Turn an existing pm2 ecosystem file (`ecosystem.config.js` or `.json`) into an App
-    /// document on standard output, to review and commit.
+    /// Turn an existing pm2 ecosystem file (`.js`, `.cjs`, `.mjs`, `.json`, `.yaml`) into an
+    /// App document, to review and commit. Notes, warnings and errors go to standard error,
+    /// one line each; nothing is written when any is an error (docs/init.md).
     Init {
         /// The ecosystem file.
         ecosystem: PathBuf,
+        /// Merge this `env_<NAME>` block over `env`, as `pm2 start --env NAME` does.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// Write the document to FILE (and the schema, app.schema.json, beside it) instead of
+        /// standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
         /// The app's name (default: the first pm2 app's name).
         #[arg(long)]
         name: Option<String>,
-        /// The app's git repository (URL or absolute path).
-        #[arg(long, default_value = "https://git.example.com/acme/app.git")]
-        repository: String,
-        /// The commit to run (a full SHA).
-        #[arg(long, default_value = "0000000000000000000000000000000000000000")]
-        commit: String,
+        /// The app's git repository, URL or absolute path (default: the remote `origin` of the
+        /// repository holding the ecosystem file, else that repository's path).
+        #[arg(long)]
+        repository: Option<String>,
+        /// The commit to run, a full SHA (default: that repository's HEAD).
+        #[arg(long)]
+        commit: Option<String>,
         /// Where releases go (default: /srv/<name>).
         #[arg(long)]
         root: Option<String>,
-        /// The health URL (default: http://127.0.0.1:<PORT>/api/health, from the app's env).
+        /// The health URL (default: guessed from the env's PORT and the app's code).
         #[arg(long)]
         health_url: Option<String>,
     },
@@ -464,6 +476,9 @@ impl Command {
             Command::Completions { shell } => Ok(completions(shell)),
             Command::Init {
                 ecosystem,
+                env,
+                output,
+                force,
                 name,
                 repository,
                 commit,
@@ -476,6 +491,9 @@ impl Command {
                 commit,
                 root,
                 health_url,
+                env,
+                output,
+                force,
             })),
         }
     }
