@@ -49,6 +49,10 @@ pub trait Pm2Port: Send + Sync + Debug {
     fn secure(&self) -> Result<(Vec<crate::state::Tightened>, Option<String>), Pm2Error> {
         Ok((Vec::new(), None))
     }
+    /// Where pm2 writes processes' output unless told otherwise (`None`: not known).
+    fn log_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl Pm2Port for Pm2 {
@@ -73,6 +77,9 @@ impl Pm2Port for Pm2 {
     }
     fn secure(&self) -> Result<(Vec<crate::state::Tightened>, Option<String>), Pm2Error> {
         Pm2::secure(self)
+    }
+    fn log_dir(&self) -> Option<PathBuf> {
+        Some(Pm2::log_dir(self))
     }
 }
 

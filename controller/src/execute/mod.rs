@@ -27,6 +27,7 @@ use shipshape_spec::{App, Timestamp};
 use tracing::{info, warn};
 
 use crate::envfile::{EnvFile, Redactor};
+use crate::pm2::logs::Marks;
 use crate::exec;
 use crate::plan::{self, Plan, PlannedStep, Step};
 use crate::ports::Ports;
@@ -127,6 +128,10 @@ pub struct Run<'a> {
     pub hooks_applied: Option<String>,
     /// The file a backup step wrote, once it succeeded.
     pub backup: Option<PathBuf>,
+    /// Where pm2's log files stood before the first step that started or reloaded
+    /// processes (given by the caller for a verification of processes another run
+    /// started): a failed verification shows what the app wrote since.
+    pub marks: Option<Marks>,
 }
 
 impl<'a> Run<'a> {
@@ -151,6 +156,7 @@ impl<'a> Run<'a> {
             failed_checks: Vec::new(),
             hooks_applied: None,
             backup: None,
+            marks: None,
         }
     }
 }
@@ -186,6 +192,9 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
         info!(app = %run.app.metadata.name, step = %kind, target = %shown, reason = %planned.reason, "step");
         let line = format!("== {} {kind} {shown} ({})", clock.now(), planned.reason);
         append_log_line(&run.log, &line);
+        if run.marks.is_none() && starts_processes(&planned.step) {
+            run.marks = Some(mark_logs(tools, run.app).await);
+        }
         let result = match run_step(tools, run, i, planned, backup.as_deref()).await {
             // Seal the release once its last preparation step succeeded.
             Ok(()) if Some(i) == last_prepare => seal(run.app, run.plan, clock.now()),
@@ -194,6 +203,9 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
                 e.message = run.secrets.redactor.redact(&e.message);
                 e.tail = e.tail.map(|t| run.secrets.redactor.redact(&t));
                 append_log_line(&run.log, &format!("!! {kind} failed: {}", e.message));
+                if let (StepKind::Verify | StepKind::SlotProve, Some(t)) = (kind, &e.tail) {
+                    append_log_line(&run.log, &format!("-- the app's own output: {t}"));
+                }
                 Err(e)
             }
         };
@@ -219,6 +231,22 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
         fault_point("after", kind.as_str());
     }
     Ok(())
+}
+
+/// True for a step that starts or reloads pm2 processes (their output is what a failed
+/// verification shows).
+fn starts_processes(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Pm2Start { .. } | Step::Pm2Reload { .. } | Step::Pm2Replace { .. } | Step::SlotStart { .. }
+    )
+}
+
+/// Where pm2's log files stand before `app`'s processes are started or reloaded (pm2 not
+/// readable: only its own log directory is marked).
+async fn mark_logs(tools: &Tools<'_>, app: &App) -> Marks {
+    let list = tools.ports.pm2.jlist_cached().await.unwrap_or_default();
+    verify::mark_logs(&*tools.ports.pm2, &list, app)
 }
 
 /// The one pin check: before a step that changes live state (verification stops on any
@@ -298,6 +326,7 @@ async fn run_step(
                 clock: &*tools.ports.clock,
                 metrics: tools.metrics,
                 fail_fast: run.fail_fast,
+                marks: run.marks.as_ref(),
             };
             let r = verifying
                 .run(app, &mut run.cancel, &mut rounds, &mut failed)
