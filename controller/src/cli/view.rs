@@ -278,8 +278,9 @@ pub fn source_line(src: &SourceStatus) -> Option<String> {
     Some(line)
 }
 
-/// Lines of the output tail shown under a failed step.
-pub const TAIL_LINES: usize = 10;
+/// Lines of the output tail shown under a failed step: room for the app's own output
+/// under a failed verification (its header and [`crate::pm2::logs::TAIL_LINES`] lines).
+pub const TAIL_LINES: usize = crate::pm2::logs::TAIL_LINES + 4;
 
 /// Messages already shown in a detail view: each is printed once.
 #[derive(Default)]

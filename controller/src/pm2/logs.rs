@@ -125,7 +125,8 @@ pub fn said(names: &[&str], instances: &[Instance], marks: &Marks) -> Vec<Said> 
 
 /// The tail shown under a failed verification: the last [`TAIL_LINES`] lines the instance
 /// that speaks (`first`: pm2's name and id) or else the first instance with output wrote,
-/// stderr when there is any, else stdout, under a line saying whose and which stream.
+/// stderr when there is any, else stdout, under a line saying whose and which stream; from
+/// its last error line on when that is among them.
 /// `None` when no instance wrote anything.
 pub fn tail(said: &[Said], first: Option<(&str, u64)>) -> Option<String> {
     let has_output = |s: &&Said| !s.err.trim().is_empty() || !s.out.trim().is_empty();
@@ -142,7 +143,12 @@ pub fn tail(said: &[Said], first: Option<(&str, u64)>) -> Option<String> {
         ("stderr", &speaker.err)
     };
     let lines: Vec<&str> = text.lines().collect();
-    let kept = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    // From the last error line on when it is among the last lines (a crash loop repeats
+    // its report: the newest one whole, not the end of one and the start of the next).
+    let last = crate::health::words::last_error_line(text)
+        .and_then(|l| lines.iter().rposition(|x| x.trim() == l))
+        .filter(|i| lines.len() - i <= TAIL_LINES);
+    let kept = &lines[last.unwrap_or(lines.len().saturating_sub(TAIL_LINES))..];
     Some(format!(
         "pm2 {} (id {}) {stream}, since this release's processes started:\n{}",
         speaker.name,
@@ -205,6 +211,10 @@ mod tests {
         assert_eq!(lines[0], "pm2 web (id 1) stderr, since this release's processes started:");
         assert_eq!(lines.len(), TAIL_LINES + 1);
         assert_eq!(lines[TAIL_LINES], "e29");
+        let looped = "Error: boom\n    at a (a.js:1:1)\n".repeat(15);
+        let t = tail(&[s(1, &looped, "")], None).unwrap();
+        assert_eq!(t.lines().nth(1), Some("Error: boom"), "{t}");
+        assert_eq!(t.lines().count(), 3, "{t}");
         let t = tail(&said, Some(("web", 7))).unwrap();
         assert!(t.starts_with("pm2 web (id 0) stdout"), "{t}");
         assert_eq!(tail(&[s(0, " \n", "")], None), None);
