@@ -137,11 +137,16 @@ pub fn first_error_line(text: &str) -> Option<&str> {
 /// The app's last error line in what it wrote: as [`first_error_line`], the last one of
 /// each kind (what it said when it went down most recently).
 pub fn last_error_line(text: &str) -> Option<&str> {
+    last_named_error(text).or_else(|| text.lines().rev().find(|l| !is_noise(l)).map(str::trim))
+}
+
+/// The last line that names an error or mentions one (as [`last_error_line`], without
+/// falling back to the last thing said).
+pub fn last_named_error(text: &str) -> Option<&str> {
     let lines = || text.lines().rev().filter(|l| !is_noise(l)).map(str::trim);
     lines()
         .find(|l| is_strong(l))
         .or_else(|| lines().find(|l| is_weak(l)))
-        .or_else(|| lines().next())
 }
 
 /// What one instance wrote since its release's processes started.

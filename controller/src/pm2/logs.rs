@@ -145,7 +145,7 @@ pub fn tail(said: &[Said], first: Option<(&str, u64)>) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
     // From the last error line on when it is among the last lines (a crash loop repeats
     // its report: the newest one whole, not the end of one and the start of the next).
-    let last = crate::health::words::last_error_line(text)
+    let last = crate::health::words::last_named_error(text)
         .and_then(|l| lines.iter().rposition(|x| x.trim() == l))
         .filter(|i| lines.len() - i <= TAIL_LINES);
     let kept = &lines[last.unwrap_or(lines.len().saturating_sub(TAIL_LINES))..];
