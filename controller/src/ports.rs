@@ -53,6 +53,10 @@ pub trait Pm2Port: Send + Sync + Debug {
     fn log_dir(&self) -> Option<PathBuf> {
         None
     }
+    /// pm2's event bus, which relays what processes write (`None`: none).
+    fn bus_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl Pm2Port for Pm2 {
@@ -80,6 +84,9 @@ impl Pm2Port for Pm2 {
     }
     fn log_dir(&self) -> Option<PathBuf> {
         Some(Pm2::log_dir(self))
+    }
+    fn bus_path(&self) -> Option<PathBuf> {
+        Some(Pm2::bus_path(self))
     }
 }
 

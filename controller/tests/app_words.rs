@@ -13,7 +13,7 @@ use shipshape_spec::status::Outcome;
 
 /// The default document for `commit`, fast: rounds every 200 ms, `success` passes, 2
 /// failing rounds in a row fail it, a 15 s deadline, a startup grace of 300 ms, `instances`
-/// processes in `mode`.
+/// processes in `mode` with a `listen_timeout` of 1 s.
 fn doc(w: &World, commit: &str, mode: ExecMode, instances: u32, success: u32) -> String {
     let mut app = w.app(commit);
     app.health(Duration::from_millis(200), success, 2, Duration::from_secs(15))
@@ -22,6 +22,8 @@ fn doc(w: &World, commit: &str, mode: ExecMode, instances: u32, success: u32) ->
     let p = &mut app.spec.processes[0];
     p.exec_mode = Some(mode);
     p.instances = Some(Instances::Count(instances));
+    // pm2 waits this long for a reloaded cluster worker to listen (3 s by default).
+    p.listen_timeout = Some(1000);
     shipshape_spec::load::to_yaml(&app)
 }
 
@@ -170,4 +172,12 @@ http.createServer((req, res) => {
     let detail = text(&w.shipshape(&["status", &w.name], &[]));
     eprintln!("status {}:\n{detail}", w.name);
     assert!(detail.contains("| Error: lost the database connection"), "{detail}");
+}
+
+#[test]
+fn a_cluster_worker_that_crashes_at_start_is_told_by_the_error_pm2_relays_on_its_bus() {
+    // pm2 loses a cluster worker's stderr when it exits at once (its error log stays
+    // empty): the controller hears it on pm2's bus.
+    let w = crash_at_start("dburlc", ExecMode::Cluster, 2);
+    assert_told_crash_at_start(&w);
 }

@@ -27,7 +27,7 @@ use shipshape_spec::{App, Timestamp};
 use tracing::{info, warn};
 
 use crate::envfile::{EnvFile, Redactor};
-use crate::pm2::logs::Marks;
+use crate::pm2::logs::Watch;
 use crate::exec;
 use crate::plan::{self, Plan, PlannedStep, Step};
 use crate::ports::Ports;
@@ -128,10 +128,10 @@ pub struct Run<'a> {
     pub hooks_applied: Option<String>,
     /// The file a backup step wrote, once it succeeded.
     pub backup: Option<PathBuf>,
-    /// Where pm2's log files stood before the first step that started or reloaded
-    /// processes (given by the caller for a verification of processes another run
-    /// started): a failed verification shows what the app wrote since.
-    pub marks: Option<Marks>,
+    /// What the processes wrote since the first step that started or reloaded them (given
+    /// by the caller for a verification of processes another run started): a failed
+    /// verification shows it.
+    pub output: Option<Watch>,
 }
 
 impl<'a> Run<'a> {
@@ -156,7 +156,7 @@ impl<'a> Run<'a> {
             failed_checks: Vec::new(),
             hooks_applied: None,
             backup: None,
-            marks: None,
+            output: None,
         }
     }
 }
@@ -192,10 +192,17 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
         info!(app = %run.app.metadata.name, step = %kind, target = %shown, reason = %planned.reason, "step");
         let line = format!("== {} {kind} {shown} ({})", clock.now(), planned.reason);
         append_log_line(&run.log, &line);
-        if run.marks.is_none() && starts_processes(&planned.step) {
-            run.marks = Some(mark_logs(tools, run.app).await);
+        if run.output.is_none() && starts_processes(&planned.step) {
+            run.output = Some(watch_output(tools, run.app).await);
         }
-        let result = match run_step(tools, run, i, planned, backup.as_deref()).await {
+        let result = run_step(tools, run, i, planned, backup.as_deref()).await;
+        // pm2's daemon may only be up now (a first start): listen to its bus from here.
+        if let Some(w) = run.output.as_mut().filter(|w| w.bus.is_none())
+            && starts_processes(&planned.step)
+        {
+            w.bus = verify::open_bus(&*tools.ports.pm2, run.app).await;
+        }
+        let result = match result {
             // Seal the release once its last preparation step succeeded.
             Ok(()) if Some(i) == last_prepare => seal(run.app, run.plan, clock.now()),
             Ok(()) => Ok(()),
@@ -242,11 +249,16 @@ fn starts_processes(step: &Step) -> bool {
     )
 }
 
-/// Where pm2's log files stand before `app`'s processes are started or reloaded (pm2 not
-/// readable: only its own log directory is marked).
-async fn mark_logs(tools: &Tools<'_>, app: &App) -> Marks {
-    let list = tools.ports.pm2.jlist_cached().await.unwrap_or_default();
-    verify::mark_logs(&*tools.ports.pm2, &list, app)
+/// Watch what `app`'s processes write from before they are started or reloaded: mark where
+/// their log files stand (pm2 not readable: only its own log directory), listen to pm2's
+/// bus when its daemon is up.
+async fn watch_output(tools: &Tools<'_>, app: &App) -> Watch {
+    let pm2 = &*tools.ports.pm2;
+    let list = pm2.jlist_cached().await.unwrap_or_default();
+    Watch {
+        marks: verify::mark_logs(pm2, &list, app),
+        bus: verify::open_bus(pm2, app).await,
+    }
 }
 
 /// The one pin check: before a step that changes live state (verification stops on any
@@ -326,7 +338,7 @@ async fn run_step(
                 clock: &*tools.ports.clock,
                 metrics: tools.metrics,
                 fail_fast: run.fail_fast,
-                marks: run.marks.as_ref(),
+                output: run.output.as_ref(),
             };
             let r = verifying
                 .run(app, &mut run.cancel, &mut rounds, &mut failed)

@@ -13,7 +13,7 @@ use shipshape_spec::status::{CheckResult, Rounds, StepKind};
 
 use super::{StepError, pm2_error};
 use crate::health::{self, Failure, Pm2Fault, Round, Tally, Verdict, words};
-use crate::pm2::logs::{self, Marks};
+use crate::pm2::logs::{self, Marks, Watch};
 use crate::plan::short_sha;
 use crate::ports::{Clock, Pm2Port, Ports, Probes, Source};
 use crate::reconcile::decide::ErrorClass;
@@ -164,9 +164,9 @@ pub struct Verifying<'a> {
     /// Fail as soon as `failureThreshold` rounds in a row fail; without it, only the
     /// progress deadline ends it.
     pub fail_fast: bool,
-    /// Where pm2's log files stood when the processes being verified started: a failure
-    /// tells what the app wrote since (`None`: from when the verification starts).
-    pub marks: Option<&'a Marks>,
+    /// What the processes being verified wrote since they started (their log files' marks,
+    /// pm2's bus): a failure tells it (`None`: from when the verification starts).
+    pub output: Option<&'a Watch>,
 }
 
 impl Verifying<'_> {
@@ -198,13 +198,16 @@ impl Verifying<'_> {
             Err(e) => return Err(pm2_error(StepKind::Verify, e)),
         };
         let baseline: BTreeMap<u64, u64> = first.iter().map(|i| (i.pm_id, i.restarts)).collect();
-        // No marks from the processes' start: the app's words from now on.
-        let own_marks;
-        let marks = match self.marks {
-            Some(m) => m,
+        // Not watched since the processes started: the app's words from now on.
+        let own;
+        let output = match self.output {
+            Some(w) => w,
             None => {
-                own_marks = mark_logs(self.health.pm2, &first, app);
-                &own_marks
+                own = Watch {
+                    marks: mark_logs(self.health.pm2, &first, app),
+                    bus: open_bus(self.health.pm2, app).await,
+                };
+                &own
             }
         };
         let mut tally = Tally::new();
@@ -232,7 +235,7 @@ impl Verifying<'_> {
                     let told = Told {
                         app,
                         baseline: &baseline,
-                        marks,
+                        output,
                         ever_passed: tally.passed_rounds > 0,
                     };
                     let (message, tail) = told.failure(f, last_bad.as_ref());
@@ -270,12 +273,29 @@ pub(crate) fn mark_logs(pm2: &dyn Pm2Port, list: &[crate::pm2::Instance], app: &
     Marks::take(logs::dirs_to_mark(pm2.log_dir(), list, &declared))
 }
 
+/// Listen to pm2's bus for what `app`'s processes write (under their own names, a slot's
+/// `NAME@PORT` and a replace's temporary name); `None` when pm2's daemon is not up.
+pub(crate) async fn open_bus(pm2: &dyn Pm2Port, app: &App) -> Option<crate::pm2::bus::Tap> {
+    let path = pm2.bus_path()?;
+    let declared: Vec<String> = app.spec.processes.iter().map(|p| p.name.clone()).collect();
+    let ours = move |name: &str| {
+        declared.iter().any(|d| {
+            name.strip_prefix(d.as_str()).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest.starts_with(crate::traffic::SLOT_SEPARATOR)
+                    || rest == crate::plan::replace::NEXT_SUFFIX
+            })
+        })
+    };
+    crate::pm2::bus::Tap::open(&path, Box::new(ours)).await
+}
+
 /// What a failed verification tells: the headline from pm2's facts and the app's own output
 /// since its processes started, and that output's tail.
 struct Told<'a> {
     app: &'a App,
     baseline: &'a BTreeMap<u64, u64>,
-    marks: &'a Marks,
+    output: &'a Watch,
     ever_passed: bool,
 }
 
@@ -292,7 +312,7 @@ impl Told<'_> {
         let Some((round, results, Some(list))) = last_bad else {
             return (failure.to_string(), None);
         };
-        let said = logs::said(&names, list, self.marks);
+        let said = self.output.said(&names, list);
         let pm2_failed = failing_names(round, results).iter().any(|n| n == "pm2");
         let down = pm2_failed
             .then(|| words::down(&names, list, self.baseline))

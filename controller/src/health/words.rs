@@ -121,6 +121,11 @@ fn is_weak(line: &str) -> bool {
     lower.contains("error") || lower.contains("throw") || lower.contains("fatal")
 }
 
+/// True when `text` has a line naming an error the way Node and npm print one.
+pub fn names_an_error(text: &str) -> bool {
+    text.lines().any(|l| !is_noise(l) && is_strong(l))
+}
+
 /// The app's first error line in what it wrote (its stderr, preferably): the first line
 /// naming an error the way Node does (`Error: DATABASE_URL is not set`, not the source line
 /// `throw new Error(…)` Node echoes above it, nor a stack frame), else the first line that

@@ -14,7 +14,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::Instance;
-use crate::health::words::Said;
+use crate::health::words::{Said, names_an_error};
 
 /// At most this much of a file is read (its end).
 pub const READ_BYTES: u64 = 16 * 1024;
@@ -102,6 +102,40 @@ pub fn read_since(path: &Path, mark: u64) -> Option<String> {
         bytes.drain(..=nl);
     }
     Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Watching what a release's processes write: where their log files stood before they
+/// started, and pm2's bus (which alone carries what a cluster worker said as it died at
+/// start), once it could be listened to.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// Where the log files stood.
+    pub marks: Marks,
+    /// pm2's bus, when its daemon was up to listen to.
+    pub bus: Option<super::bus::Tap>,
+}
+
+impl Watch {
+    /// What each instance of `names` wrote since: its log files, and what the bus heard
+    /// where a file holds nothing (stdout), or no error the way Node names one (stderr: a
+    /// cluster worker's file keeps pm2's `Process disconnected from parent!` and loses the
+    /// error it died of).
+    pub fn said(&self, names: &[&str], instances: &[Instance]) -> Vec<Said> {
+        let mut said = said(names, instances, &self.marks);
+        let heard = self.bus.as_ref().map(|b| b.heard()).unwrap_or_default();
+        for s in &mut said {
+            let Some(h) = heard.iter().find(|h| h.name == s.name && h.pm_id == s.pm_id) else {
+                continue;
+            };
+            if !names_an_error(&s.err) && names_an_error(&h.err) {
+                s.err.push_str(&h.err);
+            }
+            if s.out.trim().is_empty() {
+                s.out = h.out.clone();
+            }
+        }
+        said
+    }
 }
 
 /// What each instance of `names` wrote since `marks` were taken, in pm2's order.

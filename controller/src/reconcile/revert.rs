@@ -424,9 +424,9 @@ impl Controller {
         }
         // Where pm2's log files stood before the good revision's processes came back: its
         // verification tells what they wrote since.
-        let mut marks = None;
+        let mut output = None;
         let result = self
-            .run_into(&back_doc, &back, &secrets, &log, cancel(), rec, records, &mut marks)
+            .run_into(&back_doc, &back, &secrets, &log, cancel(), rec, records, &mut output)
             .await;
         result?;
         rec.live_revision = Some(plan.to.revision.number);
@@ -442,7 +442,7 @@ impl Controller {
                 .await;
             result?;
         }
-        self.verify_reverted(rec, plan, &log, cancel(), records, &mut marks)
+        self.verify_reverted(rec, plan, &log, cancel(), records, &mut output)
             .await
     }
 
@@ -455,7 +455,7 @@ impl Controller {
         log: &std::path::Path,
         cancel: Cancel,
         records: &mut Vec<StepRecord>,
-        marks: &mut Option<crate::pm2::logs::Marks>,
+        output: &mut Option<crate::pm2::logs::Watch>,
     ) -> Result<(), StepError> {
         let to = &plan.to;
         let reason = format!(
@@ -477,7 +477,7 @@ impl Controller {
                 cancel,
                 rec,
                 records,
-                marks,
+                output,
             )
             .await;
         match result {
@@ -526,8 +526,8 @@ impl Controller {
     }
 
     /// Execute `plan` for `app`, moving its step records into `records` and the hooks'
-    /// inputs into the record; `marks` (where pm2's log files stood before processes were
-    /// started) is handed to the run and taken back from it.
+    /// inputs into the record; `output` (what processes wrote since they were started) is
+    /// handed to the run and taken back from it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_into(
         &self,
@@ -538,14 +538,14 @@ impl Controller {
         cancel: Cancel,
         rec: &mut AppRecord,
         records: &mut Vec<StepRecord>,
-        marks: &mut Option<crate::pm2::logs::Marks>,
+        output: &mut Option<crate::pm2::logs::Watch>,
     ) -> Result<(), StepError> {
         // Going back to a revision that was good: its windowed metrics may still carry the
         // failed revision's errors, so only the deadline can fail it (no fail fast).
         let mut run = Run::new(app, plan, secrets, log.to_path_buf(), cancel, false);
-        run.marks = marks.take();
+        run.output = output.take();
         let result = execute::execute(&self.tools(&app.metadata.name), &mut run).await;
-        *marks = run.marks.take();
+        *output = run.output.take();
         records.append(&mut run.records);
         if let Some(h) = run.hooks_applied {
             rec.hooks_applied = Some(h);
