@@ -127,8 +127,9 @@ impl Watch {
             let Some(h) = heard.iter().find(|h| h.name == s.name && h.pm_id == s.pm_id) else {
                 continue;
             };
-            if !names_an_error(&s.err) && names_an_error(&h.err) {
-                s.err.push_str(&h.err);
+            let err = without_pm2_lines(&h.err);
+            if !names_an_error(&s.err) && names_an_error(&err) {
+                s.err.push_str(&err);
             }
             if s.out.trim().is_empty() {
                 s.out = h.out.clone();
@@ -138,11 +139,27 @@ impl Watch {
     }
 }
 
+/// Lines pm2's own process container writes into an app's error log (a cluster worker of
+/// the previous release, disconnected by a reload, says this): not the app's words.
+const PM2_LINES: &[&str] = &["Process disconnected from parent! (not connected)"];
+
+/// `text` without [`PM2_LINES`].
+fn without_pm2_lines(text: &str) -> String {
+    if !PM2_LINES.iter().any(|l| text.contains(l)) {
+        return text.to_string();
+    }
+    text.lines()
+        .filter(|l| !PM2_LINES.contains(&l.trim()))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// What each instance of `names` wrote since `marks` were taken, in pm2's order.
 pub fn said(names: &[&str], instances: &[Instance], marks: &Marks) -> Vec<Said> {
     let read = |p: &Option<PathBuf>| {
         p.as_deref()
             .and_then(|p| read_since(p, marks.offset(p)))
+            .map(|t| without_pm2_lines(&t))
             .unwrap_or_default()
     };
     instances
@@ -252,6 +269,10 @@ mod tests {
         let t = tail(&said, Some(("web", 7))).unwrap();
         assert!(t.starts_with("pm2 web (id 0) stdout"), "{t}");
         assert_eq!(tail(&[s(0, " \n", "")], None), None);
+        assert_eq!(
+            without_pm2_lines("Process disconnected from parent! (not connected)\nError: x\n"),
+            "Error: x\n"
+        );
     }
 
     #[test]
