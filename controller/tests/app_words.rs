@@ -42,25 +42,35 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// A secret in the env file, which revision 2's app prints as it dies.
+const TOKEN: &str = "tok-5ecret-1n-the-env-file";
+
 /// Revision 1 healthy (its app writes an error-looking line at start), then revision 2
-/// whose app throws at start because `DATABASE_URL` is missing; returns the world.
+/// whose app prints its token and throws at start because `DATABASE_URL` is missing;
+/// returns the world.
 fn crash_at_start(name: &str, mode: ExecMode, instances: u32) -> World {
     let w = World::new(name);
+    let env = w.write_env_file(&format!("API_TOKEN={TOKEN}\n"));
+    let doc = |commit: &str| {
+        common::edited(&doc(&w, commit, mode, instances, 2), |a| {
+            a.env_file(&env);
+        })
+    };
     let noisy = server_with(
         &w,
         "console.error('Error: an old warning from release one');\nconsole.log('release one says hello');",
     );
     let v1 = w.commit_app_files(&[("server.js", &noisy)], "v1 talks at start");
-    w.commit_config(&doc(&w, &v1, mode, instances, 2));
+    w.commit_config(&doc(&v1));
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "v1 deploy failed:\n{log}");
     let crashing = server_with(
         &w,
-        "if (!process.env.DATABASE_URL) throw new Error('DATABASE_URL is not set');",
+        "console.error('config: token ' + process.env.API_TOKEN);\nif (!process.env.DATABASE_URL) throw new Error('DATABASE_URL is not set');",
     );
     w.commit_app_version("2.0.0");
     let v2 = w.commit_app_files(&[("server.js", &crashing)], "v2 needs a database");
-    w.commit_config(&doc(&w, &v2, mode, instances, 2));
+    w.commit_config(&doc(&v2));
     let (_, log) = w.run_once();
     let rec = w.record();
     let r2 = &rec.revision(2).unwrap_or_else(|| panic!("{log}")).revision;
@@ -99,6 +109,11 @@ fn assert_told_crash_at_start(w: &World) {
     assert!(logs.contains("Error: DATABASE_URL is not set"), "{logs}");
     let json = text(&w.shipshape(&["status", &w.name, "-o", "json"], &[]));
     assert!(json.contains("crashed at start: Error: DATABASE_URL is not set"), "{json}");
+    let on_disk = std::fs::read_to_string(w.store().app_dir(&w.name).join("state.json")).unwrap();
+    for shown in [message.as_str(), &detail, &logs, &json, &list, &on_disk] {
+        assert!(!shown.contains(TOKEN), "the env file's secret is shown:\n{shown}");
+    }
+    assert!(detail.contains("config: token ***"), "{detail}");
     for shown in [message.as_str(), &detail, &logs] {
         assert!(
             !shown.contains("an old warning from release one")

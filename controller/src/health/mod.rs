@@ -183,7 +183,7 @@ async fn probe_http(
         Err(e) => {
             // The whole chain for whoever debugs; what happened, for status.
             let chain = error_chain(&e);
-            tracing::debug!(check = %check.name, url = %crate::redact::credentials(&http.url), "request failed: {chain}");
+            tracing::debug!(check = %check.name, url = %crate::redact::credentials(&http.url), "request failed: {}", crate::redact::credentials(&chain));
             return fail(words::cut_chain(&http.url, &chain));
         }
     };
@@ -256,10 +256,14 @@ async fn probe_prometheus(
     let data = match instant_query(client, &prom.url, &prom.query, check.timeout.std()).await {
         Ok(data) => data,
         // Prometheus being unreachable says nothing about the app: inconclusive, not failing.
-        Err(QueryError::Unreachable(why)) => {
+        Err(QueryError::Unreachable(chain)) => {
+            tracing::debug!(check = %check.name, url = %crate::redact::credentials(&prom.url), "prometheus unreachable: {}", crate::redact::credentials(&chain));
             return (
                 ProbeState::Inconclusive,
-                format!("prometheus unreachable: {why}"),
+                format!(
+                    "prometheus unreachable: {}",
+                    words::cut_chain(&prom.url, &chain)
+                ),
             );
         }
         Err(QueryError::Unreadable { status, detail }) => {

@@ -198,7 +198,8 @@ pub fn tail(said: &[Said], first: Option<(&str, u64)>) -> Option<String> {
     // its report: the newest one whole, not the end of one and the start of the next).
     let last = crate::health::words::last_named_error(text)
         .and_then(|l| lines.iter().rposition(|x| x.trim() == l))
-        .filter(|i| lines.len() - i <= TAIL_LINES);
+        .filter(|i| lines.len() - i <= TAIL_LINES)
+        .map(|i| with_what_led_to(&lines, i));
     let kept = &lines[last.unwrap_or(lines.len().saturating_sub(TAIL_LINES))..];
     Some(format!(
         "pm2 {} (id {}) {stream}, since this release's processes started:\n{}",
@@ -206,6 +207,26 @@ pub fn tail(said: &[Said], first: Option<(&str, u64)>) -> Option<String> {
         speaker.pm_id,
         kept.join("\n")
     ))
+}
+
+/// `i`, moved back over the few lines (three, blank ones aside) the app wrote just before
+/// its error report (what it said as it started), never into the previous report's stack
+/// frames.
+fn with_what_led_to(lines: &[&str], i: usize) -> usize {
+    let (mut start, mut said) = (i, 0);
+    while start > 0
+        && said < 3
+        && lines.len() - (start - 1) <= TAIL_LINES
+        && !lines[start - 1].trim_start().starts_with("at ")
+    {
+        start -= 1;
+        said += usize::from(!lines[start].trim().is_empty());
+    }
+    // Not from a blank line.
+    while start < i && lines[start].trim().is_empty() {
+        start += 1;
+    }
+    start
 }
 
 #[cfg(test)]
@@ -262,10 +283,11 @@ mod tests {
         assert_eq!(lines[0], "pm2 web (id 1) stderr, since this release's processes started:");
         assert_eq!(lines.len(), TAIL_LINES + 1);
         assert_eq!(lines[TAIL_LINES], "e29");
-        let looped = "Error: boom\n    at a (a.js:1:1)\n".repeat(15);
+        let looped = "booting\nError: boom\n    at a (a.js:1:1)\n".repeat(15);
         let t = tail(&[s(1, &looped, "")], None).unwrap();
-        assert_eq!(t.lines().nth(1), Some("Error: boom"), "{t}");
-        assert_eq!(t.lines().count(), 3, "{t}");
+        assert_eq!(t.lines().nth(1), Some("booting"), "{t}");
+        assert_eq!(t.lines().nth(2), Some("Error: boom"), "{t}");
+        assert_eq!(t.lines().count(), 4, "{t}");
         let t = tail(&said, Some(("web", 7))).unwrap();
         assert!(t.starts_with("pm2 web (id 0) stdout"), "{t}");
         assert_eq!(tail(&[s(0, " \n", "")], None), None);
