@@ -207,10 +207,12 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
             Ok(()) if Some(i) == last_prepare => seal(run.app, run.plan, clock.now()),
             Ok(()) => Ok(()),
             Err(mut e) => {
+                let told = starts_processes(&planned.step) && tell_app_words(tools, run, &mut e).await;
                 e.message = run.secrets.redactor.redact(&e.message);
                 e.tail = e.tail.map(|t| run.secrets.redactor.redact(&t));
                 append_log_line(&run.log, &format!("!! {kind} failed: {}", e.message));
-                if let (StepKind::Verify | StepKind::SlotProve, Some(t)) = (kind, &e.tail) {
+                let app_output = told || matches!(kind, StepKind::Verify | StepKind::SlotProve);
+                if let (true, Some(t)) = (app_output, &e.tail) {
                     append_log_line(&run.log, &format!("-- the app's own output: {t}"));
                 }
                 Err(e)
@@ -247,6 +249,42 @@ fn starts_processes(step: &Step) -> bool {
         step,
         Step::Pm2Start { .. } | Step::Pm2Reload { .. } | Step::Pm2Replace { .. } | Step::SlotStart { .. }
     )
+}
+
+/// A step that started processes failed (a replace's new processes crashed while
+/// starting, say): add the app's own first error line to the message and its output to
+/// the tail, when it wrote any since the step began and the failure carries no output of
+/// its own (pm2's, for a failed command). True when it did.
+async fn tell_app_words(tools: &Tools<'_>, run: &Run<'_>, e: &mut StepError) -> bool {
+    let Some(watch) = &run.output else {
+        return false;
+    };
+    if e.tail.is_some() {
+        return false;
+    }
+    let Ok(list) = tools.ports.pm2.jlist().await else {
+        return false;
+    };
+    let declared = |name: &str| run.app.spec.processes.iter().any(|p| p.name == name);
+    let names: Vec<String> = run
+        .app
+        .spec
+        .processes
+        .iter()
+        .flat_map(|p| [p.name.clone(), plan::replace::next_name(&p.name)])
+        .chain(
+            list.iter()
+                .filter(|i| crate::traffic::parse_slot_name(&i.name).is_some_and(|(p, _)| declared(p)))
+                .map(|i| i.name.clone()),
+        )
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let said = watch.said(&names, &list);
+    if let Some(line) = said.iter().find_map(|s| crate::health::words::first_error_line(&s.err)) {
+        e.message = format!("{}; the app's error: {line}", e.message);
+    }
+    e.tail = crate::pm2::logs::tail(&said, None);
+    e.tail.is_some()
 }
 
 /// Watch what `app`'s processes write from before they are started or reloaded: mark where

@@ -119,7 +119,8 @@ impl Watch {
     /// What each instance of `names` wrote since: its log files, and what the bus heard
     /// where a file holds nothing (stdout), or no error the way Node names one (stderr: a
     /// cluster worker's file keeps pm2's `Process disconnected from parent!` and loses the
-    /// error it died of).
+    /// error it died of); then what the bus heard of instances pm2 no longer lists (a
+    /// replace's temporary processes, deleted when they failed).
     pub fn said(&self, names: &[&str], instances: &[Instance]) -> Vec<Said> {
         let mut said = said(names, instances, &self.marks);
         let heard = self.bus.as_ref().map(|b| b.heard()).unwrap_or_default();
@@ -135,6 +136,16 @@ impl Watch {
                 s.out = h.out.clone();
             }
         }
+        let gone: Vec<Said> = heard
+            .into_iter()
+            .filter(|h| names.contains(&h.name.as_str()))
+            .filter(|h| !said.iter().any(|s| s.name == h.name && s.pm_id == h.pm_id))
+            .map(|h| Said {
+                err: without_pm2_lines(&h.err),
+                ..h
+            })
+            .collect();
+        said.extend(gone);
         said
     }
 }
