@@ -16,8 +16,13 @@ use shipshape_spec::status::Outcome;
 /// processes in `mode` with a `listen_timeout` of 1 s.
 fn doc(w: &World, commit: &str, mode: ExecMode, instances: u32, success: u32) -> String {
     let mut app = w.app(commit);
-    app.health(Duration::from_millis(200), success, 2, Duration::from_secs(15))
-        .rollback(true, Duration::from_secs(600));
+    app.health(
+        Duration::from_millis(200),
+        success,
+        2,
+        Duration::from_secs(15),
+    )
+    .rollback(true, Duration::from_secs(600));
     app.spec.health.startup_grace = Some(shipshape_spec::Duration::from_millis(300));
     let p = &mut app.spec.processes[0];
     p.exec_mode = Some(mode);
@@ -30,7 +35,10 @@ fn doc(w: &World, commit: &str, mode: ExecMode, instances: u32, success: u32) ->
 /// The example app's server.js with `code` run first.
 fn server_with(w: &World, code: &str) -> String {
     let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
-    let at = server.find("'use strict';\n").expect("the example app changed shape") + 14;
+    let at = server
+        .find("'use strict';\n")
+        .expect("the example app changed shape")
+        + 14;
     format!("{}{code}\n{}", &server[..at], &server[at..])
 }
 
@@ -84,7 +92,8 @@ fn assert_told_crash_at_start(w: &World) {
     let rec = w.record();
     let message = &rec.revision(2).unwrap().revision.message;
     assert!(
-        message.starts_with("verify failed: crashed at start: Error: DATABASE_URL is not set (pm2 "),
+        message
+            .starts_with("verify failed: crashed at start: Error: DATABASE_URL is not set (pm2 "),
         "{message}"
     );
     let list = text(&w.shipshape(&["status"], &[]));
@@ -98,7 +107,10 @@ fn assert_told_crash_at_start(w: &World) {
         detail.contains("crashed at start: Error: DATABASE_URL is not set"),
         "{detail}"
     );
-    assert!(detail.contains("since this release's processes started:"), "{detail}");
+    assert!(
+        detail.contains("since this release's processes started:"),
+        "{detail}"
+    );
     assert!(
         detail.contains("    | Error: DATABASE_URL is not set"),
         "the tail of the app's own stderr:\n{detail}"
@@ -108,10 +120,16 @@ fn assert_told_crash_at_start(w: &World) {
     assert!(logs.contains("-- the app's own output: pm2 "), "{logs}");
     assert!(logs.contains("Error: DATABASE_URL is not set"), "{logs}");
     let json = text(&w.shipshape(&["status", &w.name, "-o", "json"], &[]));
-    assert!(json.contains("crashed at start: Error: DATABASE_URL is not set"), "{json}");
+    assert!(
+        json.contains("crashed at start: Error: DATABASE_URL is not set"),
+        "{json}"
+    );
     let on_disk = std::fs::read_to_string(w.store().app_dir(&w.name).join("state.json")).unwrap();
     for shown in [message.as_str(), &detail, &logs, &json, &list, &on_disk] {
-        assert!(!shown.contains(TOKEN), "the env file's secret is shown:\n{shown}");
+        assert!(
+            !shown.contains(TOKEN),
+            "the env file's secret is shown:\n{shown}"
+        );
     }
     assert!(detail.contains("config: token ***"), "{detail}");
     for shown in [message.as_str(), &detail, &logs] {
@@ -124,8 +142,7 @@ fn assert_told_crash_at_start(w: &World) {
 }
 
 #[test]
-fn a_fork_process_that_crashes_at_start_is_told_by_its_own_error_line_and_not_by_older_releases()
-{
+fn a_fork_process_that_crashes_at_start_is_told_by_its_own_error_line_and_not_by_older_releases() {
     let w = crash_at_start("dburl", ExecMode::Fork, 1);
     assert_told_crash_at_start(&w);
 }
@@ -133,7 +150,8 @@ fn a_fork_process_that_crashes_at_start_is_told_by_its_own_error_line_and_not_by
 #[test]
 fn a_process_that_is_up_but_never_listens_is_told_as_connection_refused_on_its_port() {
     let w = World::new("deaf");
-    let deaf = "'use strict';\nconsole.log('up, but not listening');\nsetInterval(() => {}, 1000);\n";
+    let deaf =
+        "'use strict';\nconsole.log('up, but not listening');\nsetInterval(() => {}, 1000);\n";
     let v1 = w.commit_app_files(&[("server.js", deaf)], "never listens");
     w.commit_config(&doc(&w, &v1, ExecMode::Fork, 1, 2));
     let (code, log) = w.run_once();
@@ -180,13 +198,18 @@ http.createServer((req, res) => {
     assert!(r1.rounds.passed > 0, "{:?}", r1.rounds);
     assert!(
         r1.message.contains(" restarted ")
-            && r1.message.contains(" time(s): Error: lost the database connection, after "),
+            && r1
+                .message
+                .contains(" time(s): Error: lost the database connection, after "),
         "{}",
         r1.message
     );
     let detail = text(&w.shipshape(&["status", &w.name], &[]));
     eprintln!("status {}:\n{detail}", w.name);
-    assert!(detail.contains("| Error: lost the database connection"), "{detail}");
+    assert!(
+        detail.contains("| Error: lost the database connection"),
+        "{detail}"
+    );
 }
 
 #[test]

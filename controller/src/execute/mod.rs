@@ -27,9 +27,9 @@ use shipshape_spec::{App, Timestamp};
 use tracing::{info, warn};
 
 use crate::envfile::{EnvFile, Redactor};
-use crate::pm2::logs::Watch;
 use crate::exec;
 use crate::plan::{self, Plan, PlannedStep, Step};
+use crate::pm2::logs::Watch;
 use crate::ports::Ports;
 use crate::reconcile::decide::ErrorClass;
 use crate::reconcile::journal::JournalFile;
@@ -207,7 +207,8 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
             Ok(()) if Some(i) == last_prepare => seal(run.app, run.plan, clock.now()),
             Ok(()) => Ok(()),
             Err(mut e) => {
-                let told = starts_processes(&planned.step) && tell_app_words(tools, run, &mut e).await;
+                let told =
+                    starts_processes(&planned.step) && tell_app_words(tools, run, &mut e).await;
                 e.message = run.secrets.redactor.redact(&e.message);
                 e.tail = e.tail.map(|t| run.secrets.redactor.redact(&t));
                 append_log_line(&run.log, &format!("!! {kind} failed: {}", e.message));
@@ -247,7 +248,10 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
 fn starts_processes(step: &Step) -> bool {
     matches!(
         step,
-        Step::Pm2Start { .. } | Step::Pm2Reload { .. } | Step::Pm2Replace { .. } | Step::SlotStart { .. }
+        Step::Pm2Start { .. }
+            | Step::Pm2Reload { .. }
+            | Step::Pm2Replace { .. }
+            | Step::SlotStart { .. }
     )
 }
 
@@ -274,13 +278,18 @@ async fn tell_app_words(tools: &Tools<'_>, run: &Run<'_>, e: &mut StepError) -> 
         .flat_map(|p| [p.name.clone(), plan::replace::next_name(&p.name)])
         .chain(
             list.iter()
-                .filter(|i| crate::traffic::parse_slot_name(&i.name).is_some_and(|(p, _)| declared(p)))
+                .filter(|i| {
+                    crate::traffic::parse_slot_name(&i.name).is_some_and(|(p, _)| declared(p))
+                })
                 .map(|i| i.name.clone()),
         )
         .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let said = watch.said(&names, &list);
-    if let Some(line) = said.iter().find_map(|s| crate::health::words::first_error_line(&s.err)) {
+    if let Some(line) = said
+        .iter()
+        .find_map(|s| crate::health::words::first_error_line(&s.err))
+    {
         e.message = format!("{}; the app's error: {line}", e.message);
     }
     e.tail = crate::pm2::logs::tail(&said, None);

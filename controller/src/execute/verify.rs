@@ -13,8 +13,8 @@ use shipshape_spec::status::{CheckResult, Rounds, StepKind};
 
 use super::{StepError, pm2_error};
 use crate::health::{self, Failure, Pm2Fault, Round, Tally, Verdict, words};
-use crate::pm2::logs::{self, Marks, Watch};
 use crate::plan::short_sha;
+use crate::pm2::logs::{self, Marks, Watch};
 use crate::ports::{Clock, Pm2Port, Ports, Probes, Source};
 use crate::reconcile::decide::ErrorClass;
 use crate::reconcile::pins::PinWatch;
@@ -212,8 +212,7 @@ impl Verifying<'_> {
         };
         let mut tally = Tally::new();
         // The last round that did not pass, and the process list it read.
-        let mut last_bad: Option<(Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>)> =
-            None;
+        let mut last_bad: Option<BadRound> = None;
         loop {
             let round_start = clock.elapsed();
             let starting = since(started) < grace;
@@ -261,6 +260,9 @@ impl Verifying<'_> {
     }
 }
 
+/// A round that did not pass, its checks' results, and the process list it read.
+type BadRound = (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>);
+
 /// Where pm2's log files stand now, for `app`'s processes (`list`: pm2's processes now).
 pub(crate) fn mark_logs(pm2: &dyn Pm2Port, list: &[crate::pm2::Instance], app: &App) -> Marks {
     let declared: Vec<&str> = app
@@ -302,13 +304,14 @@ struct Told<'a> {
 impl Told<'_> {
     /// The message (`what happened, rule`) and the app's output tail for `failure`, given
     /// the last round that did not pass (`last_bad`, with the process list it read).
-    fn failure(
-        &self,
-        failure: Failure,
-        last_bad: Option<&(Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>)>,
-    ) -> (String, Option<String>) {
+    fn failure(&self, failure: Failure, last_bad: Option<&BadRound>) -> (String, Option<String>) {
         let judged = crate::traffic::judged(self.app);
-        let names: Vec<&str> = judged.spec.processes.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = judged
+            .spec
+            .processes
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         let Some((round, results, Some(list))) = last_bad else {
             return (failure.to_string(), None);
         };

@@ -936,7 +936,11 @@ mod tests {
             ("IIII", 10, "inconclusive"),
             ("PIP", 2, "healthy"),
             ("PFP", 2, "pending"),
-            ("F", 10, "failed: why, not healthy within progressDeadline 10s"),
+            (
+                "F",
+                10,
+                "failed: why, not healthy within progressDeadline 10s",
+            ),
             ("P", 10, "inconclusive"),
             // L: a round the controller was late for (a probe over maxLatency that its
             // own lateness explains): inconclusive, it neither extends nor resets a

@@ -136,7 +136,7 @@ pub fn first_error_line(text: &str) -> Option<&str> {
     lines()
         .find(|l| is_strong(l))
         .or_else(|| lines().find(|l| is_weak(l)))
-        .or_else(|| lines().last())
+        .or_else(|| lines().next_back())
 }
 
 /// The app's last error line in what it wrote: as [`first_error_line`], the last one of
@@ -219,7 +219,11 @@ pub fn down(
     instances: &[Instance],
     baseline: &std::collections::BTreeMap<u64, u64>,
 ) -> Option<Down> {
-    let mine = || instances.iter().filter(|i| names.contains(&i.name.as_str()));
+    let mine = || {
+        instances
+            .iter()
+            .filter(|i| names.contains(&i.name.as_str()))
+    };
     let restarted = mine().find_map(|i| {
         let before = *baseline.get(&i.pm_id)?;
         (i.restarts > before).then(|| Down::Restarted {
@@ -251,7 +255,9 @@ pub fn headline(down: Option<&Down>, said: &[Said], ever_passed: bool) -> Option
     let down = down?;
     let (name, pm_id) = down.who();
     let fact = match down {
-        Down::Restarted { times, .. } => format!("pm2 {name} (id {pm_id}) restarted {times} time(s)"),
+        Down::Restarted { times, .. } => {
+            format!("pm2 {name} (id {pm_id}) restarted {times} time(s)")
+        }
         Down::NotOnline { status, .. } => format!("pm2 {name} (id {pm_id}) is {status}"),
     };
     let pick = if ever_passed {
@@ -293,8 +299,16 @@ Node.js v20.11.0
     #[test]
     fn the_error_line_is_the_one_naming_the_error_not_the_source_line_or_the_stack() {
         let rows: &[(&str, &str, Option<&str>)] = &[
-            ("pm2's fork mode", FORK_CRASH, Some("Error: DATABASE_URL is not set")),
-            ("node's own report", NODE_CRASH, Some("Error: DATABASE_URL is not set")),
+            (
+                "pm2's fork mode",
+                FORK_CRASH,
+                Some("Error: DATABASE_URL is not set"),
+            ),
+            (
+                "node's own report",
+                NODE_CRASH,
+                Some("Error: DATABASE_URL is not set"),
+            ),
             (
                 "a typed error after other output",
                 "listening soon\nTypeError: app.listen is not a function\n    at main (/a.js:3:7)\n",
@@ -303,7 +317,9 @@ Node.js v20.11.0
             (
                 "an ES module not found",
                 "node:internal/errors:496\n    ErrorCaptureStackTrace(err);\n    ^\n\nError [ERR_MODULE_NOT_FOUND]: Cannot find package 'express' imported from /a/server.js\n",
-                Some("Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'express' imported from /a/server.js"),
+                Some(
+                    "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'express' imported from /a/server.js",
+                ),
             ),
             (
                 "a port in use",
@@ -336,7 +352,10 @@ Node.js v20.11.0
     #[test]
     fn the_last_error_line_is_the_newest_one() {
         let text = "Error: first\n    at a (b.js:1:1)\nok again\nError: lost the database connection\n    at Timeout._onTimeout (/a.js:4:24)\n";
-        assert_eq!(last_error_line(text), Some("Error: lost the database connection"));
+        assert_eq!(
+            last_error_line(text),
+            Some("Error: lost the database connection")
+        );
         assert_eq!(first_error_line(text), Some("Error: first"));
     }
 
@@ -437,7 +456,10 @@ Node.js v20.11.0
             "crashed at start: Error: DATABASE_URL is not set (pm2 web (id 0) is errored)",
             "an instance that wrote nothing: its sibling's words"
         );
-        let late = [said(1, "Error: first\nError: lost the database connection\n")];
+        let late = [said(
+            1,
+            "Error: first\nError: lost the database connection\n",
+        )];
         assert_eq!(
             headline(restarted.as_ref(), &late, true).unwrap(),
             "pm2 web (id 1) restarted 3 time(s): Error: lost the database connection"

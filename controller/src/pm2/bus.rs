@@ -162,7 +162,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pub.sock");
         let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let tap = Tap::open(&path, Box::new(|n| n == "web")).await.expect("a bus");
+        let tap = Tap::open(&path, Box::new(|n| n == "web"))
+            .await
+            .expect("a bus");
         let (mut s, _) = listener.accept().await.unwrap();
         let mut bytes = frame(
             "process:event",
@@ -201,7 +203,11 @@ mod tests {
                 out: String::new(),
             }]
         );
-        assert!(Tap::open(&dir.path().join("none.sock"), Box::new(|_| true)).await.is_none());
+        assert!(
+            Tap::open(&dir.path().join("none.sock"), Box::new(|_| true))
+                .await
+                .is_none()
+        );
     }
 
     #[test]

@@ -73,7 +73,12 @@ pub fn dirs_to_mark(
         .iter()
         .flat_map(|i| [i.logs.out.clone(), i.logs.err.clone()])
         .flatten()
-        .chain(declared.iter().map(PathBuf::from).filter(|p| p.is_absolute()));
+        .chain(
+            declared
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute()),
+        );
     for f in files {
         if let Some(d) = f.parent().map(Path::to_path_buf)
             && !dirs.contains(&d)
@@ -125,7 +130,10 @@ impl Watch {
         let mut said = said(names, instances, &self.marks);
         let heard = self.bus.as_ref().map(|b| b.heard()).unwrap_or_default();
         for s in &mut said {
-            let Some(h) = heard.iter().find(|h| h.name == s.name && h.pm_id == s.pm_id) else {
+            let Some(h) = heard
+                .iter()
+                .find(|h| h.name == s.name && h.pm_id == s.pm_id)
+            else {
                 continue;
             };
             let err = without_pm2_lines(&h.err);
@@ -291,7 +299,10 @@ mod tests {
         let said = [s(0, "", "booting\n"), s(1, &long, "")];
         let t = tail(&said, Some(("web", 1))).unwrap();
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "pm2 web (id 1) stderr, since this release's processes started:");
+        assert_eq!(
+            lines[0],
+            "pm2 web (id 1) stderr, since this release's processes started:"
+        );
         assert_eq!(lines.len(), TAIL_LINES + 1);
         assert_eq!(lines[TAIL_LINES], "e29");
         let looped = "booting\nError: boom\n    at a (a.js:1:1)\n".repeat(15);

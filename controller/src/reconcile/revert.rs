@@ -426,7 +426,16 @@ impl Controller {
         // verification tells what they wrote since.
         let mut output = None;
         let result = self
-            .run_into(&back_doc, &back, &secrets, &log, cancel(), rec, records, &mut output)
+            .run_into(
+                &back_doc,
+                &back,
+                &secrets,
+                &log,
+                cancel(),
+                rec,
+                records,
+                &mut output,
+            )
             .await;
         result?;
         rec.live_revision = Some(plan.to.revision.number);
@@ -438,7 +447,16 @@ impl Controller {
             let failed_secrets = Secrets::load(doc).map_err(env_error)?;
             let mig = one_step(release, step.clone());
             let result = self
-                .run_into(doc, &mig, &failed_secrets, &log, cancel(), rec, records, &mut None)
+                .run_into(
+                    doc,
+                    &mig,
+                    &failed_secrets,
+                    &log,
+                    cancel(),
+                    rec,
+                    records,
+                    &mut None,
+                )
                 .await;
             result?;
         }
