@@ -49,6 +49,14 @@ pub trait Pm2Port: Send + Sync + Debug {
     fn secure(&self) -> Result<(Vec<crate::state::Tightened>, Option<String>), Pm2Error> {
         Ok((Vec::new(), None))
     }
+    /// Where pm2 writes processes' output unless told otherwise (`None`: not known).
+    fn log_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// pm2's event bus, which relays what processes write (`None`: none).
+    fn bus_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl Pm2Port for Pm2 {
@@ -73,6 +81,12 @@ impl Pm2Port for Pm2 {
     }
     fn secure(&self) -> Result<(Vec<crate::state::Tightened>, Option<String>), Pm2Error> {
         Pm2::secure(self)
+    }
+    fn log_dir(&self) -> Option<PathBuf> {
+        Some(Pm2::log_dir(self))
+    }
+    fn bus_path(&self) -> Option<PathBuf> {
+        Some(Pm2::bus_path(self))
     }
 }
 

@@ -85,12 +85,13 @@ fn a_release_answering_500_is_reverted_after_two_failing_rounds_not_at_the_deadl
     assert_eq!(rec.live_revision, Some(1));
     assert_eq!(w.current().as_deref(), Some(v1.as_str()));
     let r2 = rec.revision(2).unwrap();
+    // What happened first, then the rule: "api: status 500, expected 200 (3ms), after 2
+    // failing rounds in a row".
+    let m = &r2.revision.message;
     assert!(
-        r2.revision
-            .message
-            .contains("2 failing rounds in a row: api: status 500"),
-        "{}",
-        r2.revision.message
+        m.contains("verify failed: api: status 500, expected 200")
+            && m.contains(", after 2 failing rounds in a row"),
+        "{m}"
     );
     assert!(!r2.revision.message.contains("progressDeadline"));
     assert_eq!(r2.revision.rounds.failed, 2, "{:?}", r2.revision.rounds);

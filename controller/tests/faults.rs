@@ -138,7 +138,9 @@ fn the_pm2_daemon_killed_during_verification_fails_the_rollout_which_is_reverted
     );
     let m = &rev.revision.message;
     assert!(
-        m.contains("failing rounds in a row: pm2 pm2dies-web: 0 of 2 instances online"),
+        m.contains("pm2 pm2dies-web: 0 of 2 instances online")
+            && m.contains(", after ")
+            && m.contains(" failing rounds in a row"),
         "{m}"
     );
     assert!(m.contains("reverted to revision 1"), "{m}");

@@ -222,6 +222,21 @@ fn new_processes_that_crash_at_start_fail_the_replace_while_the_old_ones_keep_se
                 || error.message.contains("after start")),
         "{error:?}"
     );
+    // The app's own words, heard on pm2's bus (the temporary processes are deleted by now,
+    // and pm2 loses a cluster worker's stderr when it exits at once).
+    assert!(
+        error
+            .message
+            .contains("; the app's error: CRASH_AT_START is set: exiting before listening"),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .output_tail
+            .as_deref()
+            .is_some_and(|t| t.contains("~next (id ") && t.contains("CRASH_AT_START is set")),
+        "{error:?}"
+    );
     // The old processes never stopped (same pids), the temporary ones are gone.
     let after: Vec<(u64, u64)> = pm2_list(&w).iter().map(|i| (i.pm_id, i.pid)).collect();
     assert_eq!(after, before, "the old processes were touched");

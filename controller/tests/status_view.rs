@@ -217,7 +217,7 @@ impl Normaliser {
     }
 
     fn text(&mut self, s: &str) -> String {
-        let mut s = s.replace(&self.root, "/tmp/world");
+        let mut s = normalise_pm_ids(&s.replace(&self.root, "/tmp/world"));
         for p in &self.ports {
             s = replace_word(&s, p, "PORT");
         }
@@ -286,6 +286,26 @@ fn is_timestamp(b: &[char]) -> bool {
             .iter()
             .take_while(|c| **c != 'Z')
             .all(|c| c.is_ascii_digit() || ":.".contains(*c))
+}
+
+/// `(id 6)` → `(id N)`: pm2 numbers the processes of all apps in the order it starts them.
+fn normalise_pm_ids(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("(id ") {
+        let after = &rest[i + 4..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            out.push_str("(id N)");
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 4]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `3ms`, `1.5ms` → `Nms`.

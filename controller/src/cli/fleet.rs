@@ -42,7 +42,8 @@ pub enum FleetError {
     Unreachable {
         /// The Prometheus URL.
         url: String,
-        /// The transport error, with its causes.
+        /// What happened (the transport error cut to it; the whole chain is logged at
+        /// debug level).
         reason: String,
     },
     /// Prometheus answered, but not with a result.
@@ -463,10 +464,13 @@ pub async fn query(
     let data = instant_query(client, base, promql, timeout)
         .await
         .map_err(|e| match e {
-            QueryError::Unreachable(reason) => FleetError::Unreachable {
-                url: base.to_string(),
-                reason,
-            },
+            QueryError::Unreachable(chain) => {
+                tracing::debug!(url = %crate::redact::credentials(base), "prometheus unreachable: {chain}");
+                FleetError::Unreachable {
+                    url: base.to_string(),
+                    reason: crate::health::words::cut_chain(base, &chain),
+                }
+            }
             QueryError::Unreadable { status, detail } => rejected(status, detail),
             QueryError::Rejected { status, message } => rejected(status, message),
         })?;

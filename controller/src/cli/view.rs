@@ -278,8 +278,9 @@ pub fn source_line(src: &SourceStatus) -> Option<String> {
     Some(line)
 }
 
-/// Lines of the output tail shown under a failed step.
-pub const TAIL_LINES: usize = 10;
+/// Lines of the output tail shown under a failed step: room for the app's own output
+/// under a failed verification (its header and [`crate::pm2::logs::TAIL_LINES`] lines).
+pub const TAIL_LINES: usize = crate::pm2::logs::TAIL_LINES + 4;
 
 /// Messages already shown in a detail view: each is printed once.
 #[derive(Default)]
@@ -1039,7 +1040,7 @@ web     Ready   1    111111111111  -             passing  -       5m     revisio
     fn the_detail_prints_each_message_once() {
         let mut r = reverted("api");
         r.last_error.as_mut().unwrap().output_tail = Some(
-            (1..=14)
+            (1..=TAIL_LINES + 4)
                 .map(|i| format!("line {i}"))
                 .collect::<Vec<_>>()
                 .join("\n"),
@@ -1057,10 +1058,14 @@ web     Ready   1    111111111111  -             passing  -       5m     revisio
             1,
             "the attempt's message holds the quarantine's, the conditions' and the pass's:\n{text}"
         );
-        assert!(text.contains("    | line 14") && text.contains("    | line 5"));
+        let (last, first) = (TAIL_LINES + 4, 5);
         assert!(
-            !text.contains("line 4\n"),
-            "only the last 10 lines:\n{text}"
+            text.contains(&format!("    | line {last}\n"))
+                && text.contains(&format!("    | line {first}\n"))
+        );
+        assert!(
+            !text.contains("    | line 4\n"),
+            "only the last TAIL_LINES lines:\n{text}"
         );
         assert!(
             text.contains("    Ready    False  HealthCheckFailed    2m\n"),

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use crate::envfile::{EnvFile, Redactor};
 use crate::exec;
 use crate::plan::{self, Plan, PlannedStep, Step};
+use crate::pm2::logs::Watch;
 use crate::ports::Ports;
 use crate::reconcile::decide::ErrorClass;
 use crate::reconcile::journal::JournalFile;
@@ -127,6 +128,10 @@ pub struct Run<'a> {
     pub hooks_applied: Option<String>,
     /// The file a backup step wrote, once it succeeded.
     pub backup: Option<PathBuf>,
+    /// What the processes wrote since the first step that started or reloaded them (given
+    /// by the caller for a verification of processes another run started): a failed
+    /// verification shows it.
+    pub output: Option<Watch>,
 }
 
 impl<'a> Run<'a> {
@@ -151,6 +156,7 @@ impl<'a> Run<'a> {
             failed_checks: Vec::new(),
             hooks_applied: None,
             backup: None,
+            output: None,
         }
     }
 }
@@ -186,14 +192,30 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
         info!(app = %run.app.metadata.name, step = %kind, target = %shown, reason = %planned.reason, "step");
         let line = format!("== {} {kind} {shown} ({})", clock.now(), planned.reason);
         append_log_line(&run.log, &line);
-        let result = match run_step(tools, run, i, planned, backup.as_deref()).await {
+        if run.output.is_none() && starts_processes(&planned.step) {
+            run.output = Some(watch_output(tools, run.app).await);
+        }
+        let result = run_step(tools, run, i, planned, backup.as_deref()).await;
+        // pm2's daemon may only be up now (a first start): listen to its bus from here.
+        if let Some(w) = run.output.as_mut().filter(|w| w.bus.is_none())
+            && starts_processes(&planned.step)
+        {
+            w.bus = verify::open_bus(&*tools.ports.pm2, run.app).await;
+        }
+        let result = match result {
             // Seal the release once its last preparation step succeeded.
             Ok(()) if Some(i) == last_prepare => seal(run.app, run.plan, clock.now()),
             Ok(()) => Ok(()),
             Err(mut e) => {
+                let told =
+                    starts_processes(&planned.step) && tell_app_words(tools, run, &mut e).await;
                 e.message = run.secrets.redactor.redact(&e.message);
                 e.tail = e.tail.map(|t| run.secrets.redactor.redact(&t));
                 append_log_line(&run.log, &format!("!! {kind} failed: {}", e.message));
+                let app_output = told || matches!(kind, StepKind::Verify | StepKind::SlotProve);
+                if let (true, Some(t)) = (app_output, &e.tail) {
+                    append_log_line(&run.log, &format!("-- the app's own output: {t}"));
+                }
                 Err(e)
             }
         };
@@ -219,6 +241,71 @@ pub async fn execute(tools: &Tools<'_>, run: &mut Run<'_>) -> Result<(), StepErr
         fault_point("after", kind.as_str());
     }
     Ok(())
+}
+
+/// True for a step that starts or reloads pm2 processes (their output is what a failed
+/// verification shows).
+fn starts_processes(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Pm2Start { .. }
+            | Step::Pm2Reload { .. }
+            | Step::Pm2Replace { .. }
+            | Step::SlotStart { .. }
+    )
+}
+
+/// A step that started processes failed (a replace's new processes crashed while
+/// starting, say): add the app's own first error line to the message and its output to
+/// the tail, when it wrote any since the step began and the failure carries no output of
+/// its own (pm2's, for a failed command). True when it did.
+async fn tell_app_words(tools: &Tools<'_>, run: &Run<'_>, e: &mut StepError) -> bool {
+    let Some(watch) = &run.output else {
+        return false;
+    };
+    if e.tail.is_some() {
+        return false;
+    }
+    let Ok(list) = tools.ports.pm2.jlist().await else {
+        return false;
+    };
+    let declared = |name: &str| run.app.spec.processes.iter().any(|p| p.name == name);
+    let names: Vec<String> = run
+        .app
+        .spec
+        .processes
+        .iter()
+        .flat_map(|p| [p.name.clone(), plan::replace::next_name(&p.name)])
+        .chain(
+            list.iter()
+                .filter(|i| {
+                    crate::traffic::parse_slot_name(&i.name).is_some_and(|(p, _)| declared(p))
+                })
+                .map(|i| i.name.clone()),
+        )
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let said = watch.said(&names, &list);
+    if let Some(line) = said
+        .iter()
+        .find_map(|s| crate::health::words::first_error_line(&s.err))
+    {
+        e.message = format!("{}; the app's error: {line}", e.message);
+    }
+    e.tail = crate::pm2::logs::tail(&said, None);
+    e.tail.is_some()
+}
+
+/// Watch what `app`'s processes write from before they are started or reloaded: mark where
+/// their log files stand (pm2 not readable: only its own log directory), listen to pm2's
+/// bus when its daemon is up.
+async fn watch_output(tools: &Tools<'_>, app: &App) -> Watch {
+    let pm2 = &*tools.ports.pm2;
+    let list = pm2.jlist_cached().await.unwrap_or_default();
+    Watch {
+        marks: verify::mark_logs(pm2, &list, app),
+        bus: verify::open_bus(pm2, app).await,
+    }
 }
 
 /// The one pin check: before a step that changes live state (verification stops on any
@@ -298,6 +385,7 @@ async fn run_step(
                 clock: &*tools.ports.clock,
                 metrics: tools.metrics,
                 fail_fast: run.fail_fast,
+                output: run.output.as_ref(),
             };
             let r = verifying
                 .run(app, &mut run.cancel, &mut rounds, &mut failed)

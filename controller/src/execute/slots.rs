@@ -82,6 +82,7 @@ pub(super) async fn prove(
         clock: &*tools.ports.clock,
         metrics: tools.metrics,
         fail_fast: true,
+        output: run.output.as_ref(),
     };
     let (mut rounds, mut failed) = (Default::default(), Vec::new());
     let result = verifying

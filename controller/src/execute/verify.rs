@@ -12,8 +12,9 @@ use shipshape_spec::App;
 use shipshape_spec::status::{CheckResult, Rounds, StepKind};
 
 use super::{StepError, pm2_error};
-use crate::health::{self, Pm2Fault, Round, Tally, Verdict};
+use crate::health::{self, Failure, Pm2Fault, Round, Tally, Verdict, words};
 use crate::plan::short_sha;
+use crate::pm2::logs::{self, Marks, Watch};
 use crate::ports::{Clock, Pm2Port, Ports, Probes, Source};
 use crate::reconcile::decide::ErrorClass;
 use crate::reconcile::pins::PinWatch;
@@ -163,6 +164,9 @@ pub struct Verifying<'a> {
     /// Fail as soon as `failureThreshold` rounds in a row fail; without it, only the
     /// progress deadline ends it.
     pub fail_fast: bool,
+    /// What the processes being verified wrote since they started (their log files' marks,
+    /// pm2's bus): a failure tells it (`None`: from when the verification starts).
+    pub output: Option<&'a Watch>,
 }
 
 impl Verifying<'_> {
@@ -189,15 +193,30 @@ impl Verifying<'_> {
         let clock = self.clock;
         let started = clock.elapsed();
         let since = |t: Duration| clock.elapsed().saturating_sub(t);
-        let baseline: BTreeMap<u64, u64> = match self.health.pm2.jlist().await {
-            Ok(list) => list.iter().map(|i| (i.pm_id, i.restarts)).collect(),
+        let first = match self.health.pm2.jlist().await {
+            Ok(list) => list,
             Err(e) => return Err(pm2_error(StepKind::Verify, e)),
         };
+        let baseline: BTreeMap<u64, u64> = first.iter().map(|i| (i.pm_id, i.restarts)).collect();
+        // Not watched since the processes started: the app's words from now on.
+        let own;
+        let output = match self.output {
+            Some(w) => w,
+            None => {
+                own = Watch {
+                    marks: mark_logs(self.health.pm2, &first, app),
+                    bus: open_bus(self.health.pm2, app).await,
+                };
+                &own
+            }
+        };
         let mut tally = Tally::new();
+        // The last round that did not pass, and the process list it read.
+        let mut last_bad: Option<BadRound> = None;
         loop {
             let round_start = clock.elapsed();
             let starting = since(started) < grace;
-            let (round, results, _) = self.health.round(app, &baseline, &[]).await;
+            let (round, results, list) = self.health.round(app, &baseline, &[]).await;
             publish_check_metrics(self.metrics, &app.metadata.name, &results);
             let failed_before = tally.failed_rounds;
             tally.record(&round, starting);
@@ -205,10 +224,24 @@ impl Verifying<'_> {
             if tally.failed_rounds > failed_before {
                 *failed = failing_names(&round, &results);
             }
+            if !matches!(round, Round::Pass | Round::Inconclusive(_)) {
+                last_bad = Some((round, results, list));
+            }
             let fail = |class, message| StepError::new(StepKind::Verify, class, message);
             match tally.verdict(h, since(started)) {
                 Verdict::Healthy => return Ok(()),
-                Verdict::Failed(m) => return Err(fail(ErrorClass::Stalled, m)),
+                Verdict::Failed(f) => {
+                    let told = Told {
+                        app,
+                        baseline: &baseline,
+                        output,
+                        ever_passed: tally.passed_rounds > 0,
+                    };
+                    let (message, tail) = told.failure(f, last_bad.as_ref());
+                    let mut e = fail(ErrorClass::Stalled, message);
+                    e.tail = tail;
+                    return Err(e);
+                }
                 Verdict::Inconclusive(m) => return Err(fail(ErrorClass::Inconclusive, m)),
                 Verdict::Pending => {
                     if let Some(why) = cancel.check().await {
@@ -224,6 +257,77 @@ impl Verifying<'_> {
                 }
             }
         }
+    }
+}
+
+/// A round that did not pass, its checks' results, and the process list it read.
+type BadRound = (Round, Vec<CheckResult>, Option<Vec<crate::pm2::Instance>>);
+
+/// Where pm2's log files stand now, for `app`'s processes (`list`: pm2's processes now).
+pub(crate) fn mark_logs(pm2: &dyn Pm2Port, list: &[crate::pm2::Instance], app: &App) -> Marks {
+    let declared: Vec<&str> = app
+        .spec
+        .processes
+        .iter()
+        .flat_map(|p| [p.out_file.as_deref(), p.error_file.as_deref()])
+        .flatten()
+        .collect();
+    Marks::take(logs::dirs_to_mark(pm2.log_dir(), list, &declared))
+}
+
+/// Listen to pm2's bus for what `app`'s processes write (under their own names, a slot's
+/// `NAME@PORT` and a replace's temporary name); `None` when pm2's daemon is not up.
+pub(crate) async fn open_bus(pm2: &dyn Pm2Port, app: &App) -> Option<crate::pm2::bus::Tap> {
+    let path = pm2.bus_path()?;
+    let declared: Vec<String> = app.spec.processes.iter().map(|p| p.name.clone()).collect();
+    let ours = move |name: &str| {
+        declared.iter().any(|d| {
+            name.strip_prefix(d.as_str()).is_some_and(|rest| {
+                rest.is_empty()
+                    || rest.starts_with(crate::traffic::SLOT_SEPARATOR)
+                    || rest == crate::plan::replace::NEXT_SUFFIX
+            })
+        })
+    };
+    crate::pm2::bus::Tap::open(&path, Box::new(ours)).await
+}
+
+/// What a failed verification tells: the headline from pm2's facts and the app's own output
+/// since its processes started, and that output's tail.
+struct Told<'a> {
+    app: &'a App,
+    baseline: &'a BTreeMap<u64, u64>,
+    output: &'a Watch,
+    ever_passed: bool,
+}
+
+impl Told<'_> {
+    /// The message (`what happened, rule`) and the app's output tail for `failure`, given
+    /// the last round that did not pass (`last_bad`, with the process list it read).
+    fn failure(&self, failure: Failure, last_bad: Option<&BadRound>) -> (String, Option<String>) {
+        let judged = crate::traffic::judged(self.app);
+        let names: Vec<&str> = judged
+            .spec
+            .processes
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let Some((round, results, Some(list))) = last_bad else {
+            return (failure.to_string(), None);
+        };
+        let said = self.output.said(&names, list);
+        let pm2_failed = failing_names(round, results).iter().any(|n| n == "pm2");
+        let down = pm2_failed
+            .then(|| words::down(&names, list, self.baseline))
+            .flatten();
+        let who = down.as_ref().map(|d| d.who());
+        let tail = logs::tail(&said, who);
+        let what = words::headline(down.as_ref(), &said, self.ever_passed);
+        let failure = Failure {
+            what: what.unwrap_or(failure.what),
+            rule: failure.rule,
+        };
+        (failure.to_string(), tail)
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod monitor;
 pub mod probes;
+pub mod words;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -179,7 +180,12 @@ async fn probe_http(
         Err(e) if e.is_timeout() => {
             return clock.timeout_failure(timeout, format!("no answer within {}", check.timeout));
         }
-        Err(e) => return fail(format!("request failed: {}", error_chain(&e))),
+        Err(e) => {
+            // The whole chain for whoever debugs; what happened, for status.
+            let chain = error_chain(&e);
+            tracing::debug!(check = %check.name, url = %crate::redact::credentials(&http.url), "request failed: {}", crate::redact::credentials(&chain));
+            return fail(words::cut_chain(&http.url, &chain));
+        }
     };
     let status = response.status().as_u16();
     // The request's timeout covers the body too: reqwest's deadline usually cuts a body
@@ -250,10 +256,14 @@ async fn probe_prometheus(
     let data = match instant_query(client, &prom.url, &prom.query, check.timeout.std()).await {
         Ok(data) => data,
         // Prometheus being unreachable says nothing about the app: inconclusive, not failing.
-        Err(QueryError::Unreachable(why)) => {
+        Err(QueryError::Unreachable(chain)) => {
+            tracing::debug!(check = %check.name, url = %crate::redact::credentials(&prom.url), "prometheus unreachable: {}", crate::redact::credentials(&chain));
             return (
                 ProbeState::Inconclusive,
-                format!("prometheus unreachable: {why}"),
+                format!(
+                    "prometheus unreachable: {}",
+                    words::cut_chain(&prom.url, &chain)
+                ),
             );
         }
         Err(QueryError::Unreadable { status, detail }) => {
@@ -605,6 +615,24 @@ pub struct Tally {
     pub last_failure: Option<String>,
 }
 
+/// Why a verification failed: what happened (the last failing round's reason, or a better
+/// account of it, see [`words::headline`]) and by which rule. Shown as `what, rule`:
+/// `api: status 500, expected 200 (3ms), after 2 failing rounds in a row`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened, in a line.
+    pub what: String,
+    /// The rule that made it a failure (`after 2 failing rounds in a row`, `not healthy
+    /// within progressDeadline 20s (41 rounds)`).
+    pub rule: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {}", self.what, self.rule)
+    }
+}
+
 /// Where verification stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -612,10 +640,10 @@ pub enum Verdict {
     Pending,
     /// `successThreshold` passing rounds in a row.
     Healthy,
-    /// Failed, by the rule the message names: `failureThreshold` failing rounds in a row
-    /// once the processes were up ("… failing rounds in a row: …"), or the progress
-    /// deadline passed without the revision becoming healthy ("… progressDeadline …").
-    Failed(String),
+    /// Failed, by the rule the failure names: `failureThreshold` failing rounds in a row
+    /// once the processes were up, or the progress deadline passed without the revision
+    /// becoming healthy.
+    Failed(Failure),
     /// The progress deadline passed without a single failing round, but too few conclusive
     /// passes (e.g. a Prometheus query with no data): nobody can say the revision is bad.
     Inconclusive(String),
@@ -671,11 +699,10 @@ impl Tally {
         if self.passes >= health.success_threshold {
             Verdict::Healthy
         } else if self.failures >= health.failure_threshold {
-            Verdict::Failed(format!(
-                "{} failing rounds in a row: {}",
-                self.failures,
-                last()
-            ))
+            Verdict::Failed(Failure {
+                what: last().to_string(),
+                rule: format!("after {} failing rounds in a row", self.failures),
+            })
         } else if elapsed < health.progress_deadline.std() {
             Verdict::Pending
         } else if self.failed_rounds == 0 && self.starting_rounds == 0 && self.rounds > 0 {
@@ -688,14 +715,16 @@ impl Tally {
                     .unwrap_or("not enough passing rounds")
             ))
         } else {
-            Verdict::Failed(format!(
-                "not healthy within progressDeadline {} ({} rounds; last failure: {})",
-                health.progress_deadline,
-                self.rounds,
-                self.last_failure
-                    .as_deref()
-                    .unwrap_or("none: not enough passing rounds yet")
-            ))
+            Verdict::Failed(Failure {
+                what: self
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| "not enough passing rounds yet".to_string()),
+                rule: format!(
+                    "not healthy within progressDeadline {} ({} rounds)",
+                    health.progress_deadline, self.rounds
+                ),
+            })
         }
     }
 }
@@ -884,37 +913,41 @@ mod tests {
             ..health()
         };
         let rows: &[(&str, u64, &str)] = &[
-            ("FF", 1, "failed: 2 failing rounds in a row: why"),
+            ("FF", 1, "failed: why, after 2 failing rounds in a row"),
             ("F", 1, "pending"),
             ("FPF", 2, "pending"),
-            ("FIF", 2, "failed: 2 failing rounds in a row: why"),
+            ("FIF", 2, "failed: why, after 2 failing rounds in a row"),
             ("ffffff", 3, "pending"),
             ("ffffPP", 3, "healthy"),
             ("ffffF", 3, "pending"),
-            ("ffffFF", 4, "failed: 2 failing rounds in a row: why"),
-            ("cc", 1, "failed: 2 failing rounds in a row: why"),
+            ("ffffFF", 4, "failed: why, after 2 failing rounds in a row"),
+            ("cc", 1, "failed: why, after 2 failing rounds in a row"),
             ("SSSS", 3, "pending"),
             (
                 "ssss",
                 10,
-                "failed: not healthy within progressDeadline 10s",
+                "failed: starting: why, not healthy within progressDeadline 10s",
             ),
             (
                 "ffff",
                 10,
-                "failed: not healthy within progressDeadline 10s",
+                "failed: starting: why, not healthy within progressDeadline 10s",
             ),
             ("IIII", 10, "inconclusive"),
             ("PIP", 2, "healthy"),
             ("PFP", 2, "pending"),
-            ("F", 10, "failed: not healthy within progressDeadline 10s"),
+            (
+                "F",
+                10,
+                "failed: why, not healthy within progressDeadline 10s",
+            ),
             ("P", 10, "inconclusive"),
             // L: a round the controller was late for (a probe over maxLatency that its
             // own lateness explains): inconclusive, it neither extends nor resets a
             // streak, failing or passing, and only late rounds to the deadline are
             // inconclusive, never failed.
-            ("FLF", 2, "failed: 2 failing rounds in a row: why"),
-            ("FLLLF", 3, "failed: 2 failing rounds in a row: why"),
+            ("FLF", 2, "failed: why, after 2 failing rounds in a row"),
+            ("FLLLF", 3, "failed: why, after 2 failing rounds in a row"),
             ("FL", 2, "pending"),
             ("LLLL", 3, "pending"),
             ("PLP", 2, "healthy"),
@@ -991,7 +1024,7 @@ mod tests {
         let mut t = Tally::new();
         t.record(&Round::Fail("status 503".into()), false);
         match t.verdict(&h, Duration::from_secs(10)) {
-            Verdict::Failed(msg) => assert!(msg.contains("status 503"), "{msg}"),
+            Verdict::Failed(msg) => assert!(msg.to_string().contains("status 503"), "{msg}"),
             other => panic!("{other:?}"),
         }
     }
@@ -1067,6 +1100,7 @@ mod tests {
             env: BTreeMap::new(),
             cpu: 0.0,
             memory: 0,
+            logs: Default::default(),
         };
         let base: BTreeMap<u64, u64> = [(0, 1), (1, 1)].into();
         let ps = std::slice::from_ref(&p);
@@ -1110,6 +1144,7 @@ mod tests {
             env: BTreeMap::new(),
             cpu,
             memory,
+            logs: Default::default(),
         }
     }
 

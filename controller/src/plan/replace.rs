@@ -168,6 +168,7 @@ mod tests {
             env: BTreeMap::from([(ENV_CONFIG.to_string(), config.to_string())]),
             cpu: 0.0,
             memory: 0,
+            logs: Default::default(),
         }
     }
 

@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 use crate::exec::{self, ExecError, Spec};
 
+pub mod bus;
+pub mod logs;
 pub mod socket;
 pub mod writes;
 
@@ -126,6 +128,18 @@ pub struct Instance {
     /// Resident memory in bytes (`monit.memory`). 0 when pm2 reports none (a process that
     /// is not running, or pm2 failing to measure).
     pub memory: u64,
+    /// Where pm2 writes its output (each cluster instance has its own files).
+    pub logs: LogPaths,
+}
+
+/// The files pm2 writes an instance's stdout and stderr to (`pm2_env.pm_out_log_path`,
+/// `pm2_env.pm_err_log_path`); `None` when pm2 reports none, or `/dev/null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogPaths {
+    /// stdout.
+    pub out: Option<PathBuf>,
+    /// stderr.
+    pub err: Option<PathBuf>,
 }
 
 /// A process's status as pm2 reports it (`pm2_env.status`), parsed once where pm2's
@@ -272,6 +286,17 @@ struct RawEnv {
     exec_mode: String,
     #[serde(default)]
     env: BTreeMap<String, serde_json::Value>,
+    /// Read leniently: an odd value is no path.
+    #[serde(default)]
+    pm_out_log_path: serde_json::Value,
+    #[serde(default)]
+    pm_err_log_path: serde_json::Value,
+}
+
+/// A log path as pm2 reports it: none for a missing or odd value, or pm2's "no log".
+fn log_path(v: &serde_json::Value) -> Option<PathBuf> {
+    let s = v.as_str()?;
+    (!s.is_empty() && s != "/dev/null" && s != "NULL").then(|| PathBuf::from(s))
 }
 
 /// Parse `pm2 jlist` output (tolerating noise printed before the JSON).
@@ -315,6 +340,10 @@ fn instances(raw: Vec<RawProc>) -> Vec<Instance> {
             pid: p.pid,
             status: Status::parse(&p.pm2_env.status),
             restarts: p.pm2_env.restart_time,
+            logs: LogPaths {
+                out: log_path(&p.pm2_env.pm_out_log_path),
+                err: log_path(&p.pm2_env.pm_err_log_path),
+            },
             exec_mode: p.pm2_env.exec_mode,
             env: p
                 .pm2_env
@@ -360,6 +389,16 @@ impl Pm2 {
             action: action.into(),
             source,
         })
+    }
+
+    /// Where pm2 writes processes' output unless told otherwise (`PM2_HOME/logs`).
+    pub fn log_dir(&self) -> PathBuf {
+        self.home.join("logs")
+    }
+
+    /// The daemon's event bus (`PM2_HOME/pub.sock`), beside its RPC socket.
+    pub fn bus_path(&self) -> PathBuf {
+        self.socket_path().with_file_name("pub.sock")
     }
 
     /// The daemon's socket.

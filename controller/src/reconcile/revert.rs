@@ -422,8 +422,20 @@ impl Controller {
         if let Err(e) = file.start(&started) {
             warn!(app = %rec.name, journal = %file.path().display(), "could not write the in-flight journal of the revert: {e}");
         }
+        // Where pm2's log files stood before the good revision's processes came back: its
+        // verification tells what they wrote since.
+        let mut output = None;
         let result = self
-            .run_into(&back_doc, &back, &secrets, &log, cancel(), rec, records)
+            .run_into(
+                &back_doc,
+                &back,
+                &secrets,
+                &log,
+                cancel(),
+                rec,
+                records,
+                &mut output,
+            )
             .await;
         result?;
         rec.live_revision = Some(plan.to.revision.number);
@@ -435,11 +447,20 @@ impl Controller {
             let failed_secrets = Secrets::load(doc).map_err(env_error)?;
             let mig = one_step(release, step.clone());
             let result = self
-                .run_into(doc, &mig, &failed_secrets, &log, cancel(), rec, records)
+                .run_into(
+                    doc,
+                    &mig,
+                    &failed_secrets,
+                    &log,
+                    cancel(),
+                    rec,
+                    records,
+                    &mut None,
+                )
                 .await;
             result?;
         }
-        self.verify_reverted(rec, plan, &log, cancel(), records)
+        self.verify_reverted(rec, plan, &log, cancel(), records, &mut output)
             .await
     }
 
@@ -452,6 +473,7 @@ impl Controller {
         log: &std::path::Path,
         cancel: Cancel,
         records: &mut Vec<StepRecord>,
+        output: &mut Option<crate::pm2::logs::Watch>,
     ) -> Result<(), StepError> {
         let to = &plan.to;
         let reason = format!(
@@ -473,6 +495,7 @@ impl Controller {
                 cancel,
                 rec,
                 records,
+                output,
             )
             .await;
         match result {
@@ -521,7 +544,8 @@ impl Controller {
     }
 
     /// Execute `plan` for `app`, moving its step records into `records` and the hooks'
-    /// inputs into the record.
+    /// inputs into the record; `output` (what processes wrote since they were started) is
+    /// handed to the run and taken back from it.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_into(
         &self,
@@ -532,11 +556,14 @@ impl Controller {
         cancel: Cancel,
         rec: &mut AppRecord,
         records: &mut Vec<StepRecord>,
+        output: &mut Option<crate::pm2::logs::Watch>,
     ) -> Result<(), StepError> {
         // Going back to a revision that was good: its windowed metrics may still carry the
         // failed revision's errors, so only the deadline can fail it (no fail fast).
         let mut run = Run::new(app, plan, secrets, log.to_path_buf(), cancel, false);
+        run.output = output.take();
         let result = execute::execute(&self.tools(&app.metadata.name), &mut run).await;
+        *output = run.output.take();
         records.append(&mut run.records);
         if let Some(h) = run.hooks_applied {
             rec.hooks_applied = Some(h);

@@ -154,6 +154,7 @@ impl Server {
                     env: p.env.clone(),
                     cpu: 0.0,
                     memory: 0,
+                    logs: Default::default(),
                 })
                 .collect(),
             hooks_applied: self.hooks_record.clone(),

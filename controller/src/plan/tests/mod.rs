@@ -77,6 +77,7 @@ fn instances_of(desired: &App, p: &Process, env_file: &EnvFile, cpus: u32) -> Ve
             env: env.clone(),
             cpu: 0.0,
             memory: 0,
+            logs: Default::default(),
         })
         .collect()
 }

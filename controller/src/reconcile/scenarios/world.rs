@@ -190,6 +190,7 @@ impl Pm2Port for World {
                     env: env.clone(),
                     cpu: 1.0,
                     memory: 50_000_000,
+                    logs: Default::default(),
                 });
             }
             Ok(())
