@@ -388,6 +388,33 @@ pub fn main() -> anyhow::Result<i32> {
     cli.command.run()
 }
 
+/// The most `caused by:` lines [`error_text`] shows under the message.
+pub const MAX_CAUSES: usize = 2;
+
+/// An ordinary error as a person reads it: `error: <message>`, then up to [`MAX_CAUSES`]
+/// `caused by:` lines, each only when it says something the lines above did not (a message
+/// that already quotes its source is not repeated). No backtrace, whatever `RUST_BACKTRACE`
+/// says; the full chain stays at debug level in the log.
+pub fn error_text(e: &anyhow::Error) -> String {
+    tracing::debug!("error chain: {e:?}");
+    let mut text = format!("error: {e}\n");
+    let mut said = e.to_string();
+    let mut causes = 0;
+    for cause in e.chain().skip(1) {
+        let line = cause.to_string();
+        if line.trim().is_empty() || said.contains(&line) {
+            continue;
+        }
+        if causes == MAX_CAUSES {
+            break;
+        }
+        text.push_str(&format!("caused by: {line}\n"));
+        said.push_str(&line);
+        causes += 1;
+    }
+    text
+}
+
 /// A one-shot command piped into `head` should end quietly, as Unix tools do. (The daemon
 /// keeps Rust's default: a closed socket must not kill it.)
 fn end_quietly_on_a_closed_pipe() {
@@ -664,6 +691,28 @@ fn absolute_if_path(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_line_with_at_most_two_new_causes_and_no_backtrace() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let e = anyhow::Error::new(io)
+            .context("reading /srv/state/demo.json")
+            .context("loading the records");
+        assert_eq!(
+            error_text(&e),
+            "error: loading the records\ncaused by: reading /srv/state/demo.json\ncaused by: permission denied\n"
+        );
+        // A message that already quotes its cause is not followed by it again.
+        let inner = anyhow::anyhow!("no such file");
+        let e = inner.context("state directory /x: no such file");
+        assert_eq!(error_text(&e), "error: state directory /x: no such file\n");
+        // Deep chains are cut.
+        let mut e = anyhow::anyhow!("c0");
+        for i in 1..6 {
+            e = e.context(format!("c{i}"));
+        }
+        assert_eq!(error_text(&e).lines().count(), 1 + MAX_CAUSES);
+    }
 
     #[test]
     fn a_program_is_found_on_the_path_or_as_a_path_and_a_missing_pm2_names_the_flag() {

@@ -38,8 +38,11 @@ async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) ->
         ..Shown::default()
     };
     for file in &snapshot.files {
-        let app = match file.load() {
-            Ok(a) => a,
+        let app = match file.load_warned() {
+            Ok((a, warnings)) => {
+                print_warnings(&warnings);
+                a
+            }
             Err(e) => {
                 eprintln!("{e}");
                 shown.failed = true;
@@ -241,8 +244,11 @@ pub fn validate(files: &[PathBuf]) -> i32 {
                 eprintln!("{name}: cannot read: {e}");
                 bad += 1;
             }
-            Ok(doc) => match doc.load() {
-                Ok(app) => println!("{name}: ok (app {})", app.metadata.name),
+            Ok(doc) => match doc.load_warned() {
+                Ok((app, warnings)) => {
+                    print_warnings(&warnings);
+                    println!("{name}: ok (app {})", app.metadata.name);
+                }
                 Err(e) => {
                     eprintln!("{e}");
                     bad += 1;
@@ -251,4 +257,12 @@ pub fn validate(files: &[PathBuf]) -> i32 {
         }
     }
     if bad > 0 { 1 } else { 0 }
+}
+
+/// Print the warnings of a document that loads, one a line on stderr:
+/// `warning: apps/x.yaml:12:7: spec.processes[0].script: …`. They fail nothing.
+fn print_warnings(warnings: &[shipshape_spec::Problem]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
