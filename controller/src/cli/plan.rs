@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
 
-use super::{Format, SourceArgs, controller, init_tracing};
+use super::{Format, SourceArgs, init_tracing, plan_controller};
 use crate::plan::short_sha;
 use crate::reconcile::target::Hold;
 use crate::reconcile::{Controller, Preparation};
@@ -14,22 +14,29 @@ use crate::reconcile::{Controller, Preparation};
 /// branch tip or for `files`. Exit code 0: nothing to do; 2: changes pending; 1: an error,
 /// or a blocker that would stop the pass.
 ///
+/// It changes nothing ([`plan_controller`]): no state directory is created (one that exists
+/// is read), no pm2 daemon is started (a running one is asked; with none, there are no
+/// processes, and it says so), no app repository is fetched.
+///
 /// # Errors
-/// Neither `--repo` nor `--file`, a state directory that cannot be created, or a runtime
-/// that cannot start.
+/// Neither `--repo` nor `--file`, pm2 not found, or a runtime that cannot start.
 pub fn plan(source: &SourceArgs, output: Format, files: &[PathBuf]) -> anyhow::Result<i32> {
     init_tracing();
     if source.repo.is_none() && files.is_empty() {
         anyhow::bail!("plan needs --repo (or SHIPSHAPE_REPO), or --file");
     }
-    let controller = controller(source, crate::state::DEFAULT_HISTORY)?;
+    let planner = plan_controller(source)?;
     let rt = tokio::runtime::Runtime::new()?;
-    Ok(rt.block_on(plan_with(controller, output, files)))
+    let code = rt.block_on(plan_with(&planner.controller, output, files));
+    if let Some(note) = planner.pm2.no_daemon() {
+        eprintln!("note: {note}");
+    }
+    Ok(code)
 }
 
 /// Plan every document with `controller`'s observations of this host.
-async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) -> i32 {
-    let (snapshot, invalid) = match snapshot(&controller, files).await {
+async fn plan_with(controller: &Controller, output: Format, files: &[PathBuf]) -> i32 {
+    let (snapshot, invalid) = match snapshot(controller, files).await {
         Ok(s) => s,
         Err(code) => return code,
     };

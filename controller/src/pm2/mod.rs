@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::exec::{self, ExecError, Spec};
 
+pub mod readonly;
 pub mod socket;
 pub mod writes;
 

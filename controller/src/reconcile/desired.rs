@@ -264,8 +264,10 @@ impl Controller {
             }
         }
         // The last trusted commit is what refuses a rewind to an older signed commit: a
-        // pass must not go on without it on disk.
-        self.store.save_source(&source)?;
+        // pass must not go on without it on disk (`plan` only reads it).
+        if !self.read_only {
+            self.store.save_source(&source)?;
+        }
         Ok(out)
     }
 
