@@ -132,32 +132,49 @@ pub fn script_commands(app: &App) -> Vec<(String, String, Vec<String>)> {
 /// The problems of `app`'s npm scripts against what `package.json` at `commit` holds: one
 /// line per missing script, naming it, the command and where it is written.
 pub fn missing_scripts(app: &App, scripts: &PackageScripts) -> Vec<String> {
-    let commit = short_sha(&app.spec.source.commit);
-    let mut out = Vec::new();
-    for (at, command, wanted) in script_commands(app) {
-        for script in wanted {
-            let problem = match scripts {
-                PackageScripts::Known(have) if have.contains(&script) => continue,
-                PackageScripts::Known(have) => format!(
-                    "package.json at {commit} has no script {script:?} ({at}: `{command}`); its scripts: {}",
-                    if have.is_empty() {
-                        "none".to_string()
-                    } else {
-                        have.iter().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ),
-                PackageScripts::NoPackageJson => format!(
-                    "the app has no package.json at {commit}, so no script {script:?} ({at}: `{command}`)"
-                ),
-                PackageScripts::Unreadable(e) => {
-                    format!("package.json at {commit} is not JSON ({e}), so no script {script:?} ({at}: `{command}`)")
-                }
-                PackageScripts::NotObserved | PackageScripts::NotChecked(_) => continue,
-            };
-            out.push(problem);
+    let commit = &app.spec.source.commit;
+    script_commands(app)
+        .into_iter()
+        .flat_map(|(at, command, wanted)| {
+            wanted
+                .iter()
+                .filter_map(|s| missing(s, scripts, commit, &format!("{at}: `{command}`")))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The scripts `command` runs that `scripts` (package.json at `commit`) does not have, each
+/// in words ([`missing`]).
+pub fn missing_in_command(command: &str, scripts: &PackageScripts, commit: &str) -> Vec<String> {
+    npm_scripts(command)
+        .iter()
+        .filter_map(|s| missing(s, scripts, commit, &format!("`{command}`")))
+        .collect()
+}
+
+/// `script` missing from `scripts`, in words: `package.json at 3f2a1c9e0b7d has no script
+/// "build" (<context>); its scripts: dev, start`. `None`: it is there, or not known.
+pub fn missing(script: &str, scripts: &PackageScripts, commit: &str, context: &str) -> Option<String> {
+    let commit = short_sha(commit);
+    Some(match scripts {
+        PackageScripts::Known(have) if have.contains(script) => return None,
+        PackageScripts::Known(have) => format!(
+            "package.json at {commit} has no script {script:?} ({context}); its scripts: {}",
+            if have.is_empty() {
+                "none".to_string()
+            } else {
+                have.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        ),
+        PackageScripts::NoPackageJson => {
+            format!("the app has no package.json at {commit}, so no script {script:?} ({context})")
         }
-    }
-    out
+        PackageScripts::Unreadable(e) => format!(
+            "package.json at {commit} is not JSON ({e}), so no script {script:?} ({context})"
+        ),
+        PackageScripts::NotObserved | PackageScripts::NotChecked(_) => return None,
+    })
 }
 
 #[cfg(test)]
