@@ -91,3 +91,21 @@ where
         }
     });
 }
+
+/// The pids of pm2 daemons running for `home` (pm2 titles its daemon
+/// `PM2 vX.Y.Z: God Daemon (<PM2_HOME>)`), from `/proc`.
+pub fn god_daemons(home: &Path) -> Vec<u32> {
+    let title = format!("God Daemon ({})", home.display());
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(&title)
+            .then_some(pid)
+    })
+    .collect()
+}
