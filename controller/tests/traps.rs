@@ -75,7 +75,11 @@ fn a_build_step_for_a_script_package_json_lacks_is_a_plan_error_and_fails_the_pa
     w.commit_config(&w.document(&good));
     let out = w.shipshape(&["plan"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
-    assert!(!text(&out.stdout).contains("BLOCKED"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("BLOCKED"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// `shipshape plan --file` with nothing but `PATH`, `HOME` and `PM2_HOME` in its environment.
@@ -110,32 +114,47 @@ fn plan_on_a_fresh_machine_leaves_no_state_directory_and_no_pm2_daemon_behind() 
 
     let out = plan_fresh(&doc, &state, &home, &pm2_home);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(2), "changes pending:\n{stdout}{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "changes pending:\n{stdout}{stderr}"
+    );
     assert!(stdout.contains("fresh (config (files)"), "{stdout}");
     for step in ["fetch", "install", "build", "switch", "start", "verify"] {
         assert!(stdout.contains(step), "{step} planned:\n{stdout}");
     }
     assert!(
-        stderr.contains(&format!(
-            "note: no pm2 daemon running in PM2_HOME {} (plan starts none): planned as if pm2 ran no processes",
+        stdout.contains(&format!(
+            "  note     no pm2 daemon running in PM2_HOME {} (plan starts none): planned as if pm2 ran no processes",
             pm2_home.display()
         )),
-        "{stderr}"
+        "{stdout}"
     );
     assert!(!stderr.contains("jlist"), "no pm2 CLI fallback: {stderr}");
 
     // Checked: nothing was created, no daemon runs for that PM2_HOME.
     assert!(!state.exists(), "the state directory was created");
-    assert!(!pm2_home.join("pm2.pid").exists(), "a pm2 daemon was started");
+    assert!(
+        !pm2_home.join("pm2.pid").exists(),
+        "a pm2 daemon was started"
+    );
     assert!(!home.exists(), "HOME was written to");
     assert!(!w.releases_root().exists(), "the releases root was created");
-    assert_eq!(god_daemons(&pm2_home), Vec::<u32>::new(), "a God Daemon runs");
+    assert_eq!(
+        god_daemons(&pm2_home),
+        Vec::<u32>::new(),
+        "a God Daemon runs"
+    );
 
     // An existing state directory is read, and left as it was.
     std::fs::create_dir_all(&state).unwrap();
     let out = plan_fresh(&doc, &state, &home, &pm2_home);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "written into");
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "written into"
+    );
     assert_eq!(god_daemons(&pm2_home), Vec::<u32>::new());
 }
 
@@ -150,9 +169,16 @@ fn with_a_pm2_daemon_running_plan_reads_its_processes_and_starts_nothing_else() 
     let out = w.shipshape(&["plan"], &[]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("nothing to do"), "the processes were seen: {stdout}");
-    assert!(!stderr.contains("no pm2 daemon"), "{stderr}");
-    assert_eq!(god_daemons(&w.pm2_home()), daemons, "the same daemon, no other");
+    assert!(
+        stdout.contains("nothing to do"),
+        "the processes were seen: {stdout}"
+    );
+    assert!(!stdout.contains("no pm2 daemon"), "{stdout}");
+    assert_eq!(
+        god_daemons(&w.pm2_home()),
+        daemons,
+        "the same daemon, no other"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
 
-use super::{Format, SourceArgs, init_tracing, plan_controller};
+use super::{Format, PlanController, SourceArgs, init_tracing, plan_controller};
 use crate::plan::short_sha;
 use crate::reconcile::target::Hold;
 use crate::reconcile::{Controller, Preparation};
@@ -27,15 +27,12 @@ pub fn plan(source: &SourceArgs, output: Format, files: &[PathBuf]) -> anyhow::R
     }
     let planner = plan_controller(source)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let code = rt.block_on(plan_with(&planner.controller, output, files));
-    if let Some(note) = planner.pm2.no_daemon() {
-        eprintln!("note: {note}");
-    }
-    Ok(code)
+    Ok(rt.block_on(plan_with(&planner, output, files)))
 }
 
-/// Plan every document with `controller`'s observations of this host.
-async fn plan_with(controller: &Controller, output: Format, files: &[PathBuf]) -> i32 {
+/// Plan every document with `planner`'s observations of this host.
+async fn plan_with(planner: &PlanController, output: Format, files: &[PathBuf]) -> i32 {
+    let controller = &planner.controller;
     let (snapshot, invalid) = match snapshot(controller, files).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -58,7 +55,15 @@ async fn plan_with(controller: &Controller, output: Format, files: &[PathBuf]) -
         };
         // What the daemon's pass would do: the very preparation it runs.
         match controller.preview(&app, &snapshot.commit).await {
-            Ok((_, prepared)) => shown.show(output, &app, &snapshot.commit, prepared),
+            Ok((_, mut prepared)) => {
+                // What was observed of pm2 when no daemon runs: said in the plan itself.
+                if let (Preparation::Planned(p), Some(note)) =
+                    (&mut prepared, planner.pm2.no_daemon())
+                {
+                    p.plan.notes.insert(0, note);
+                }
+                shown.show(output, &app, &snapshot.commit, prepared)
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", app.metadata.name);
                 shown.failed = true;

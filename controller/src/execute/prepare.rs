@@ -124,7 +124,10 @@ impl Prep<'_> {
         };
         let scripts = PackageScripts::of(text.as_deref());
         let commit = &self.app.spec.source.commit;
-        match missing_in_command(command, &scripts, commit).into_iter().next() {
+        match missing_in_command(command, &scripts, commit)
+            .into_iter()
+            .next()
+        {
             None => Ok(()),
             Some(problem) => {
                 let message = format!("{problem}; not running it");
@@ -393,7 +396,11 @@ mod tests {
         app.spec.build.steps = vec!["touch ran && npm run build".into()];
         let dir = root.path().join("rel");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("package.json"), r#"{"scripts":{"start":"node s.js"}}"#).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"scripts":{"start":"node s.js"}}"#,
+        )
+        .unwrap();
         let (log, secrets) = (root.path().join("log"), Secrets::default());
         let prep = Prep {
             commands: &crate::ports::SystemCommands,
@@ -411,7 +418,11 @@ mod tests {
             "package.json at 222222222222 has no script \"build\" (`touch ran && npm run build`); its scripts: start; not running it"
         );
         assert!(!dir.join("ran").exists(), "the command ran");
-        assert!(std::fs::read_to_string(&log).unwrap().contains("has no script \"build\""));
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("has no script \"build\"")
+        );
         // With the script there, the command runs (`npm run` is not reached: `true ||`).
         let mut app = app.clone();
         app.spec.build.steps = vec!["touch ran || npm run start".into()];

@@ -47,12 +47,55 @@ impl PackageScripts {
 /// yarn's own commands: `yarn <one of these>` is not a script (`yarn X` otherwise runs
 /// script X).
 const YARN_COMMANDS: &[&str] = &[
-    "add", "audit", "autoclean", "bin", "cache", "check", "config", "constraints", "create",
-    "dedupe", "dlx", "exec", "explain", "generate-lock-entry", "global", "help", "import",
-    "info", "init", "install", "licenses", "link", "list", "login", "logout", "node", "npm",
-    "outdated", "owner", "pack", "patch", "plugin", "policies", "publish", "rebuild", "remove",
-    "set", "tag", "team", "unlink", "unplug", "up", "upgrade", "upgrade-interactive", "version",
-    "versions", "why", "workspace", "workspaces",
+    "add",
+    "audit",
+    "autoclean",
+    "bin",
+    "cache",
+    "check",
+    "config",
+    "constraints",
+    "create",
+    "dedupe",
+    "dlx",
+    "exec",
+    "explain",
+    "generate-lock-entry",
+    "global",
+    "help",
+    "import",
+    "info",
+    "init",
+    "install",
+    "licenses",
+    "link",
+    "list",
+    "login",
+    "logout",
+    "node",
+    "npm",
+    "outdated",
+    "owner",
+    "pack",
+    "patch",
+    "plugin",
+    "policies",
+    "publish",
+    "rebuild",
+    "remove",
+    "set",
+    "tag",
+    "team",
+    "unlink",
+    "unplug",
+    "up",
+    "upgrade",
+    "upgrade-interactive",
+    "version",
+    "versions",
+    "why",
+    "workspace",
+    "workspaces",
 ];
 
 /// The npm scripts `command` runs, in order: `npm run X` / `npm run-script X`,
@@ -72,7 +115,11 @@ pub fn npm_scripts(command: &str) -> Vec<String> {
         if rest.iter().any(|w| elsewhere(w)) {
             continue;
         }
-        let args: Vec<&str> = rest.iter().copied().filter(|w| !w.starts_with('-')).collect();
+        let args: Vec<&str> = rest
+            .iter()
+            .copied()
+            .filter(|w| !w.starts_with('-'))
+            .collect();
         let script = match (*tool, args.as_slice()) {
             ("npm", ["run" | "run-script" | "rum" | "urn", s, ..]) => Some(*s),
             ("pnpm", ["run", s, ..]) => Some(*s),
@@ -106,7 +153,10 @@ fn elsewhere(word: &str) -> bool {
 /// `(field path, command, scripts)`.
 pub fn script_commands(app: &App) -> Vec<(String, String, Vec<String>)> {
     let b = &app.spec.build;
-    let install = b.install.iter().map(|c| ("spec.build.install".to_string(), c));
+    let install = b
+        .install
+        .iter()
+        .map(|c| ("spec.build.install".to_string(), c));
     let steps = b
         .steps
         .iter()
@@ -155,7 +205,12 @@ pub fn missing_in_command(command: &str, scripts: &PackageScripts, commit: &str)
 
 /// `script` missing from `scripts`, in words: `package.json at 3f2a1c9e0b7d has no script
 /// "build" (<context>); its scripts: dev, start`. `None`: it is there, or not known.
-pub fn missing(script: &str, scripts: &PackageScripts, commit: &str, context: &str) -> Option<String> {
+pub fn missing(
+    script: &str,
+    scripts: &PackageScripts,
+    commit: &str,
+    context: &str,
+) -> Option<String> {
     let commit = short_sha(commit);
     Some(match scripts {
         PackageScripts::Known(have) if have.contains(script) => return None,
@@ -191,7 +246,10 @@ mod tests {
             ("yarn build", vec!["build"]),
             ("yarn run build", vec!["build"]),
             ("yarn install --frozen-lockfile", vec![]),
-            ("pnpm run build && pnpm run postbuild", vec!["build", "postbuild"]),
+            (
+                "pnpm run build && pnpm run postbuild",
+                vec!["build", "postbuild"],
+            ),
             ("npm ci --no-audit", vec![]),
             ("npm start", vec![]),
             ("npx prisma generate", vec![]),

@@ -3,8 +3,9 @@
 //! - **Refused**: a package manager (`npm`, `npx`, `yarn`, `pnpm`, or a path ending in one)
 //!   as the script of a cluster-mode process. pm2's cluster mode loads the script with
 //!   node's `cluster` module in each worker; npm's CLI wrapper then starts the real server
-//!   as a child of each worker, and pm2 restarts the workers over and over (a rollout ends
-//!   in "restarted 9 time(s)" with nothing saying why).
+//!   as a child process outside the cluster (the workers never listen, the children contend
+//!   for one `PORT`), and pm2 restarts them over and over (a rollout ends in "restarted 9
+//!   time(s)" with nothing saying why).
 //! - **Warned** ([`warnings`]): a package manager as the script in fork mode when pm2's
 //!   numbers matter (`max_memory_restart`, a `resources` check: pm2 measures the wrapper,
 //!   not the server under it); an `http` check on this host whose port is not the `PORT`
@@ -51,7 +52,7 @@ pub(super) fn package_manager_in_cluster(c: &mut Checker, at: &str, p: &Process)
     c.fail(
         format!("{at}.script"),
         format!(
-            "{shown:?} cannot run in cluster mode: pm2 loads the script with node's cluster module in each worker, and {pm}'s CLI wrapper then starts your server as a child of each one, so pm2 restarts them forever. Run the server itself: the framework's binary (e.g. script: node_modules/.bin/next, args: start), or your server file (e.g. script: server.js); or use exec_mode: fork"
+            "{shown:?} cannot run in cluster mode: pm2 loads the script with node's cluster module in each worker, and {pm}'s CLI wrapper starts your server as a child process outside the cluster (the workers never listen, the children contend for one PORT), so pm2 restarts them over and over. Run the server itself: the framework's binary (e.g. script: node_modules/.bin/next, args: start), or your server file (e.g. script: server.js); or use exec_mode: fork"
         ),
     );
 }
