@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::World;
-use common::pm2::god_daemons;
+use common::pm2::{NoDaemonLeft, god_daemons};
 use shipshape_spec::status::Phase;
 
 fn text(bytes: &[u8]) -> String {
@@ -111,6 +111,7 @@ fn plan_on_a_fresh_machine_leaves_no_state_directory_and_no_pm2_daemon_behind() 
         machine.join("home"),
         machine.join("home/.pm2"),
     );
+    let _guard = NoDaemonLeft(pm2_home.clone());
 
     let out = plan_fresh(&doc, &state, &home, &pm2_home);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));

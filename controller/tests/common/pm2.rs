@@ -109,3 +109,18 @@ pub fn god_daemons(home: &Path) -> Vec<u32> {
     })
     .collect()
 }
+
+/// Kills the pm2 daemons of `PM2_HOME` `.0` when dropped: for a test that checks none was
+/// started, so that a broken build's daemon does not outlive the failed test.
+pub struct NoDaemonLeft(pub std::path::PathBuf);
+
+impl Drop for NoDaemonLeft {
+    fn drop(&mut self) {
+        for pid in god_daemons(&self.0) {
+            // SAFETY: kill(2) on a pid read from /proc a moment ago.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
