@@ -167,6 +167,7 @@ fn with_a_pm2_daemon_running_plan_reads_its_processes_and_starts_nothing_else() 
     assert_eq!(code, 0, "{log}");
     let daemons = god_daemons(&w.pm2_home());
     assert_eq!(daemons.len(), 1, "the pass's daemon");
+    let before = tree(&w.state_dir());
     let out = w.shipshape(&["plan"], &[]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
@@ -180,6 +181,33 @@ fn with_a_pm2_daemon_running_plan_reads_its_processes_and_starts_nothing_else() 
         daemons,
         "the same daemon, no other"
     );
+    assert_eq!(
+        tree(&w.state_dir()),
+        before,
+        "plan wrote into the state directory"
+    );
+}
+
+/// Every file under `dir` with its size and modification time, sorted.
+fn tree(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((
+                e.path().display().to_string(),
+                m.len(),
+                m.modified().unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]
@@ -205,4 +233,38 @@ fn validate_and_plan_show_a_warning_and_still_pass() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
     assert!(!w.state_dir().exists());
+}
+
+#[test]
+fn plan_of_a_remote_config_repo_uses_a_temporary_mirror_and_says_when_scripts_are_not_checked() {
+    let w = World::new("remote");
+    let doc = w.document(&w.app_head()).replace(
+        &format!("repository: {}", w.app_repo().display()),
+        "repository: https://git.invalid/acme/remote.git",
+    );
+    w.commit_config(&doc);
+    let tmp = w.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = format!("file://{}", w.config_repo().display());
+    let tmp_env = tmp.to_str().unwrap();
+    let out = w.shipshape(
+        &["plan"],
+        &[("SHIPSHAPE_REPO", config.as_str()), ("TMPDIR", tmp_env)],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "  note     the npm scripts the build runs are not checked: commit {} of https://git.invalid/acme/remote.git is not in the controller's mirror and the repository is not a local path (plan fetches nothing)",
+            &w.app_head()[..12]
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1. fetch"), "{stdout}");
+    assert!(!w.state_dir().exists(), "the state directory was created");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the temporary mirror was left behind"
+    );
 }

@@ -187,7 +187,10 @@ impl Controller {
                 source.consecutive_failures += 1;
             }
         }
-        if let Err(e) = self.store.save_source(&source) {
+        // `plan` fetches into a temporary mirror and records nothing.
+        if !self.read_only
+            && let Err(e) = self.store.save_source(&source)
+        {
             warn!("could not record the fetch of the config repo: {e}");
         }
         self.publish_source_metrics(&source);
