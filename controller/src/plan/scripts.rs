@@ -98,7 +98,7 @@ const YARN_COMMANDS: &[&str] = &[
     "workspaces",
 ];
 
-/// The npm scripts `command` runs, in order: `npm run X` / `npm run-script X`,
+/// The npm scripts `command` runs, in order: `npm run X` / `npm run-script X`, `npm test`,
 /// `yarn run X` / `yarn X` (X not one of yarn's own commands), `pnpm run X`, in each part of
 /// a `&&`/`||`/`;` chain. A part that runs in another package (`--prefix`, `-C`, `--cwd`,
 /// `--workspace`, `--filter`) is left out: its package.json is not the release's.
@@ -122,6 +122,7 @@ pub fn npm_scripts(command: &str) -> Vec<String> {
             .collect();
         let script = match (*tool, args.as_slice()) {
             ("npm", ["run" | "run-script" | "rum" | "urn", s, ..]) => Some(*s),
+            ("npm" | "pnpm", ["test" | "t" | "tst", ..]) => Some("test"),
             ("pnpm", ["run", s, ..]) => Some(*s),
             ("yarn", ["run", s, ..]) => Some(*s),
             ("yarn", [s, ..]) if !YARN_COMMANDS.contains(s) => Some(*s),
@@ -252,6 +253,7 @@ mod tests {
             ),
             ("npm ci --no-audit", vec![]),
             ("npm start", vec![]),
+            ("npm test -- --ci", vec!["test"]),
             ("npx prisma generate", vec![]),
             ("npm run build --prefix web", vec![]),
             ("pnpm --filter web run build", vec![]),
