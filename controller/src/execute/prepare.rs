@@ -116,13 +116,12 @@ impl Prep<'_> {
         if npm_scripts(command).is_empty() {
             return Ok(());
         }
-        let text = match std::fs::read_to_string(dir.join("package.json")) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            // Unreadable here: npm says what it finds.
-            Err(_) => return Ok(()),
+        // No package.json, or one that cannot be read: npm says what it finds (the plan
+        // names a missing package.json already, from git).
+        let Ok(text) = std::fs::read_to_string(dir.join("package.json")) else {
+            return Ok(());
         };
-        let scripts = PackageScripts::of(text.as_deref());
+        let scripts = PackageScripts::of(Some(&text));
         let commit = &self.app.spec.source.commit;
         match missing_in_command(command, &scripts, commit)
             .into_iter()
