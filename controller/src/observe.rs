@@ -1,6 +1,7 @@
 //! The server as it is for one app: its releases and `current`, pm2's processes (one
 //! shared `pm2 jlist` per short window), the database's migration level, and the desired
-//! commit's lockfile when a release must be prepared.
+//! commit's lockfile and package.json scripts when a release must be prepared. It changes
+//! nothing.
 
 use std::path::PathBuf;
 
@@ -86,12 +87,14 @@ impl Observer<'_> {
         let migration = match &app.spec.migrations {
             None => MigrationState::NotManaged,
             Some(_) => {
+                // Read from the live release, else the releases root, else (nothing there
+                // yet) the temporary directory: observing creates nothing.
                 let dir = current
                     .as_ref()
                     .map(|c| layout.release(c))
                     .filter(|d| d.is_dir())
-                    .unwrap_or_else(|| layout.root.clone());
-                let _ = std::fs::create_dir_all(&dir);
+                    .or_else(|| Some(layout.root.clone()).filter(|d| d.is_dir()))
+                    .unwrap_or_else(std::env::temp_dir);
                 let ctx =
                     migrate_context(app, secrets, dir, None, self.dbmate, &*self.ports.commands);
                 match ctx.level().await {
@@ -113,6 +116,7 @@ impl Observer<'_> {
             hooks_applied: record.hooks_applied.clone(),
             cpus: self.cpus,
             desired_lockfile: None,
+            package_scripts: Default::default(),
             migration,
             env_file: secrets.env.clone(),
             traffic: match &app.spec.traffic {
@@ -124,6 +128,12 @@ impl Observer<'_> {
         // work on passes that find one built from the same inputs.
         if !plan::choose_release(app, &observed).1 {
             observed.desired_lockfile = self.ports.source.lockfile(app).await;
+            if !plan::scripts::script_commands(app).is_empty() {
+                observed.package_scripts = match self.ports.source.package_json(app).await {
+                    Ok(text) => plan::scripts::PackageScripts::of(text.as_deref()),
+                    Err(why) => plan::scripts::PackageScripts::NotChecked(why),
+                };
+            }
         }
         Ok(observed)
     }

@@ -190,6 +190,12 @@ pub trait Source: Send + Sync + Debug {
     ) -> BoxFuture<'a, Result<(), SourceError>>;
     /// The lockfile hash at `app`'s desired commit (`None`: none, or git cannot answer).
     fn lockfile<'a>(&'a self, app: &'a App) -> BoxFuture<'a, Option<String>>;
+    /// The text of `package.json` at `app`'s desired commit (`Ok(None)`: the commit has
+    /// none; `Err`: why it cannot be read, so the npm scripts are not checked).
+    fn package_json<'a>(&'a self, app: &'a App) -> BoxFuture<'a, Result<Option<String>, String>> {
+        let _ = app;
+        Box::pin(async { Err("this source cannot read package.json".to_string()) })
+    }
 }
 
 /// The real sources: the config repo through git2, the trust rules, app mirrors under
@@ -204,6 +210,9 @@ pub struct GitSource {
     pub store: Store,
     /// Where app repositories are mirrored.
     pub sources_dir: PathBuf,
+    /// Read app sources without changing anything (`shipshape plan`): from an existing
+    /// mirror, or from the repository itself when it is a local path; never fetched.
+    pub read_only: bool,
 }
 
 impl GitSource {
@@ -286,12 +295,41 @@ impl Source for GitSource {
         }))
     }
     fn lockfile<'a>(&'a self, app: &'a App) -> BoxFuture<'a, Option<String>> {
-        let (mirror, repository, creds) = self.app_repo(app);
+        let this = self.clone();
         let commit = app.spec.source.commit.clone();
+        let app = app.clone();
         Box::pin(blocking(move || {
-            let repo = source::ensure_commit(&mirror, &repository, &commit, &creds).ok()?;
+            let repo = this.repo_with(&app, &commit).ok()?;
             source::lockfile_at(&repo, &commit)
         }))
+    }
+    fn package_json<'a>(&'a self, app: &'a App) -> BoxFuture<'a, Result<Option<String>, String>> {
+        let this = self.clone();
+        let commit = app.spec.source.commit.clone();
+        let app = app.clone();
+        Box::pin(blocking(move || {
+            let repo = this.repo_with(&app, &commit)?;
+            Ok(source::mirror::file_at(&repo, &commit, "package.json"))
+        }))
+    }
+}
+
+impl GitSource {
+    /// A repository holding `commit` of `app`'s source: the mirror, fetched into when it
+    /// lacks the commit; read only ([`GitSource::read_only`]), the mirror as it is or the
+    /// repository itself when local. `Err`: why there is none, in words.
+    fn repo_with(&self, app: &App, commit: &str) -> Result<git2::Repository, String> {
+        let (mirror, repository, creds) = self.app_repo(app);
+        if self.read_only {
+            return source::mirror::existing_commit(&mirror, &repository, commit).ok_or_else(|| {
+                format!(
+                    "commit {} of {} is not in the controller's mirror and the repository is not a local path (plan fetches nothing)",
+                    crate::plan::short_sha(commit),
+                    source::redact_url(&repository)
+                )
+            });
+        }
+        source::ensure_commit(&mirror, &repository, commit, &creds).map_err(|e| e.to_string())
     }
 }
 
@@ -312,9 +350,9 @@ pub struct Ports {
 
 impl Ports {
     /// The real ports: this pm2, [`crate::exec`], the system clock, git, the probe thread.
-    pub fn real(pm2: Pm2, source: GitSource) -> Ports {
+    pub fn real(pm2: Arc<dyn Pm2Port>, source: GitSource) -> Ports {
         Ports {
-            pm2: Arc::new(pm2),
+            pm2,
             commands: Arc::new(SystemCommands),
             clock: Arc::new(SystemClock::default()),
             source: Arc::new(source),

@@ -1,6 +1,7 @@
 //! The command line's defaults and messages, run as a process: the default state directory
 //! shared by every command, "no such state directory", "no app named X (known: …)", who a
-//! pin records, and a missing pm2 naming `--pm2`. The busy API port's message is tested in
+//! pin records, a missing pm2 naming `--pm2`, and no backtrace for an ordinary error
+//! whatever `RUST_BACKTRACE` says. The busy API port's message is tested in
 //! `startup.rs`.
 
 mod common;
@@ -172,6 +173,38 @@ fn plan_of_files_without_pm2_on_the_path_names_the_pm2_flag() {
         err.contains("/opt/none/pm2 is not an executable file") && err.contains("--pm2"),
         "{err}"
     );
+}
+
+/// `RUST_BACKTRACE=1` (common among Rust users) changes nothing for an ordinary error: one
+/// `error:` line, exit 1, no backtrace, for `plan`, `run` and `validate` alike.
+#[test]
+fn an_ordinary_error_prints_one_line_and_no_backtrace_whatever_rust_backtrace_says() {
+    let w = World::new("trace");
+    let doc = w.root().join("doc.yaml");
+    std::fs::write(&doc, w.document(&w.app_head())).unwrap();
+    let want = "error: pm2 not found: no `pm2` on the PATH (install pm2, or point --pm2 or SHIPSHAPE_PM2 at it)\n";
+    for args in [
+        vec!["plan", "--file", doc.to_str().unwrap()],
+        vec!["run", "--once"],
+    ] {
+        for trace in ["1", "full"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_shipshape"))
+                .args(&args)
+                .arg("--state-dir")
+                .arg(w.state_dir())
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", w.root())
+                .env("SHIPSHAPE_REPO", w.config_repo())
+                .env("RUST_BACKTRACE", trace)
+                .env("RUST_LIB_BACKTRACE", trace)
+                .env("RUST_LOG", "warn")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert_eq!(stderr(&out), want, "{args:?} RUST_BACKTRACE={trace}");
+        }
+    }
 }
 
 /// A real controller with two apps: an unknown app is named with the known ones by every

@@ -20,6 +20,9 @@ use crate::app::App;
 use crate::validate;
 
 mod events;
+mod suggest;
+
+pub use suggest::nearest_field;
 
 use events::{Event, Events, Mark};
 
@@ -138,11 +141,28 @@ fn human_size(bytes: usize) -> String {
 /// (one, as parsing stops there) or every semantic problem at once, each with file, line,
 /// column and field path.
 pub fn load_str(text: &str, file: &str) -> Result<App, LoadError> {
+    load_str_warned(text, file).map(|(app, _)| app)
+}
+
+/// [`load_str`], and the warnings of the document that loaded
+/// ([`validate::warnings`]), located like problems and in document order.
+///
+/// # Errors
+/// As [`load_str`].
+pub fn load_str_warned(text: &str, file: &str) -> Result<(App, Vec<Problem>), LoadError> {
     let (app, index) = parse_indexed(text, file)?;
     let found = validate::validate(&app);
     if found.is_empty() {
-        return Ok(app);
+        let warnings = locate(validate::warnings(&app), &index, file);
+        return Ok((app, warnings));
     }
+    Err(LoadError {
+        problems: locate(found, &index, file),
+    })
+}
+
+/// `found` located in the text `index` was built from, in document order.
+fn locate(found: Vec<validate::Violation>, index: &PathIndex, file: &str) -> Vec<Problem> {
     let mut problems: Vec<Problem> = found
         .into_iter()
         .map(|v| {
@@ -157,7 +177,7 @@ pub fn load_str(text: &str, file: &str) -> Result<App, LoadError> {
         })
         .collect();
     problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column.unwrap_or(0)));
-    Err(LoadError { problems })
+    problems
 }
 
 /// `value` as block YAML (for tools that write documents, such as `shipshape init`).
@@ -275,7 +295,7 @@ fn clean_message(message: &str, path: &str) -> String {
     {
         trimmed = rest;
     }
-    trimmed.to_string()
+    suggest::unknown_field_message(trimmed).unwrap_or_else(|| trimmed.to_string())
 }
 
 /// Count `event` into `depth`; false when it starts a collection past [`MAX_DEPTH`].

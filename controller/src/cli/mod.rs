@@ -11,6 +11,7 @@
 //! - [`fleet`]: `fleet`, app × host across controllers, from the Prometheus scraping them.
 //! - Here: `schema` and `completions` (a few lines each); `init` is [`crate::init`].
 
+mod build;
 pub mod fleet;
 pub mod plan;
 pub mod requests;
@@ -24,10 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::pm2::Pm2;
-use crate::reconcile::Controller;
-use crate::source::ConfigRepo;
-use crate::state::Store;
+pub use build::{PlanController, controller, plan_controller};
 
 /// A GitOps reconciler for Node.js apps under pm2.
 #[derive(Debug, Parser)]
@@ -400,6 +398,33 @@ pub fn main() -> anyhow::Result<i32> {
     cli.command.run()
 }
 
+/// The most `caused by:` lines [`error_text`] shows under the message.
+pub const MAX_CAUSES: usize = 2;
+
+/// An ordinary error as a person reads it: `error: <message>`, then up to [`MAX_CAUSES`]
+/// `caused by:` lines, each only when it says something the lines above did not (a message
+/// that already quotes its source is not repeated). No backtrace, whatever `RUST_BACKTRACE`
+/// says; the full chain stays at debug level in the log.
+pub fn error_text(e: &anyhow::Error) -> String {
+    tracing::debug!("error chain: {e:?}");
+    let mut text = format!("error: {e}\n");
+    let mut said = e.to_string();
+    let mut causes = 0;
+    for cause in e.chain().skip(1) {
+        let line = cause.to_string();
+        if line.trim().is_empty() || said.contains(&line) {
+            continue;
+        }
+        if causes == MAX_CAUSES {
+            break;
+        }
+        text.push_str(&format!("caused by: {line}\n"));
+        said.push_str(&line);
+        causes += 1;
+    }
+    text
+}
+
 /// A one-shot command piped into `head` should end quietly, as Unix tools do. (The daemon
 /// keeps Rust's default: a closed socket must not kill it.)
 fn end_quietly_on_a_closed_pipe() {
@@ -537,106 +562,6 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Build a [`Controller`] from command-line arguments.
-///
-/// # Errors
-/// When the state directory cannot be created, or pm2 cannot be found (naming `--pm2`).
-pub fn controller(args: &SourceArgs, history: usize) -> anyhow::Result<Controller> {
-    let pm2_bin = absolute_if_path(&args.pm2);
-    if find_program(&pm2_bin, std::env::var_os("PATH").as_deref()).is_none() {
-        anyhow::bail!("{}", pm2_not_found(&args.pm2));
-    }
-    crate::state::ensure_dir(&args.state_dir)
-        .map_err(|e| anyhow::anyhow!("state directory {}: {e}", args.state_dir.display()))?;
-    let state_dir = std::fs::canonicalize(&args.state_dir)?;
-    let pm2_home = args
-        .pm2_home
-        .clone()
-        .or_else(|| std::env::var_os("PM2_HOME").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pm2")))
-        .ok_or_else(|| {
-            anyhow::anyhow!("set --pm2-home (no PM2_HOME or HOME in the environment)")
-        })?;
-    let repo = match &args.repo {
-        None => String::new(),
-        Some(r) if crate::source::is_remote(r) => r.clone(),
-        Some(r) => std::fs::canonicalize(r)
-            .map_err(|e| anyhow::anyhow!("config repo {r}: {e}"))?
-            .display()
-            .to_string(),
-    };
-    let hub = crate::runtime::events::Hub::default();
-    let config = ConfigRepo {
-        repo,
-        branch: args.branch.clone(),
-        path: args.path.clone(),
-        mirror: state_dir.join("config.git"),
-        credentials: crate::source::Credentials {
-            ssh_key: args.git_ssh_key.clone(),
-            https_token_file: args.git_token_file.clone(),
-            https_user: args.git_user.clone(),
-            private_token_file: false,
-        },
-    };
-    let trust = crate::source::trust::Trust {
-        allowed_signers: args.allowed_signers.clone(),
-        gpg_keyring: args.gpg_keyring.clone(),
-    };
-    let store = Store::new(&state_dir);
-    let pm2 = pm2_client(args, pm2_bin, pm2_home, &hub);
-    // The one place the real ports are built: the daemon, `run --once` and `plan` share it.
-    let source = crate::ports::GitSource {
-        config: config.clone(),
-        trust: trust.clone(),
-        store: store.clone(),
-        sources_dir: state_dir.join("sources"),
-    };
-    Ok(Controller {
-        config,
-        store,
-        ports: crate::ports::Ports::real(pm2, source),
-        http: crate::clients::Http::new(),
-        hub,
-        trust,
-        host: crate::reconcile::HostIdentity {
-            name: args.hostname.clone().unwrap_or_else(hostname),
-            labels: args.labels.iter().cloned().collect(),
-        },
-        prune: args.prune,
-        handles: Default::default(),
-        concurrency: 4,
-        history,
-        dbmate: absolute_if_path(&args.dbmate),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
-    })
-}
-
-/// The pm2 client `args` ask for (its socket reads counted in `hub`'s metrics).
-fn pm2_client(
-    args: &SourceArgs,
-    bin: PathBuf,
-    home: PathBuf,
-    hub: &crate::runtime::events::Hub,
-) -> Pm2 {
-    Pm2 {
-        bin,
-        home,
-        timeout: args.pm2_timeout,
-        turn: Default::default(),
-        cache: Default::default(),
-        cache_for: args.pm2_cache,
-        daemon_up: Default::default(),
-        socket: crate::pm2::SocketReads {
-            enabled: !args.pm2_no_socket,
-            timeout: args.pm2_timeout.min(Duration::from_secs(5)),
-            metrics: Some(hub.metrics.clone()),
-            ..Default::default()
-        },
-    }
-}
-
 /// Where `program` runs from: itself when it is a path to an executable file, else the
 /// first executable of that name in `path` (a `PATH` value); None when there is none.
 pub fn find_program(program: &std::path::Path, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
@@ -682,6 +607,28 @@ fn absolute_if_path(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_one_line_with_at_most_two_new_causes_and_no_backtrace() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let e = anyhow::Error::new(io)
+            .context("reading /srv/state/demo.json")
+            .context("loading the records");
+        assert_eq!(
+            error_text(&e),
+            "error: loading the records\ncaused by: reading /srv/state/demo.json\ncaused by: permission denied\n"
+        );
+        // A message that already quotes its cause is not followed by it again.
+        let inner = anyhow::anyhow!("no such file");
+        let e = inner.context("state directory /x: no such file");
+        assert_eq!(error_text(&e), "error: state directory /x: no such file\n");
+        // Deep chains are cut.
+        let mut e = anyhow::anyhow!("c0");
+        for i in 1..6 {
+            e = e.context(format!("c{i}"));
+        }
+        assert_eq!(error_text(&e).lines().count(), 1 + MAX_CAUSES);
+    }
 
     #[test]
     fn a_program_is_found_on_the_path_or_as_a_path_and_a_missing_pm2_names_the_flag() {

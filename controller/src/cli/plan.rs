@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use shipshape_spec::App;
 
-use super::{Format, SourceArgs, controller, init_tracing};
+use super::{Format, PlanController, SourceArgs, init_tracing, plan_controller};
 use crate::plan::short_sha;
 use crate::reconcile::target::Hold;
 use crate::reconcile::{Controller, Preparation};
@@ -14,22 +14,26 @@ use crate::reconcile::{Controller, Preparation};
 /// branch tip or for `files`. Exit code 0: nothing to do; 2: changes pending; 1: an error,
 /// or a blocker that would stop the pass.
 ///
+/// It changes nothing ([`plan_controller`]): no state directory is created (one that exists
+/// is read), no pm2 daemon is started (a running one is asked; with none, there are no
+/// processes, and it says so), no app repository is fetched.
+///
 /// # Errors
-/// Neither `--repo` nor `--file`, a state directory that cannot be created, or a runtime
-/// that cannot start.
+/// Neither `--repo` nor `--file`, pm2 not found, or a runtime that cannot start.
 pub fn plan(source: &SourceArgs, output: Format, files: &[PathBuf]) -> anyhow::Result<i32> {
     init_tracing();
     if source.repo.is_none() && files.is_empty() {
         anyhow::bail!("plan needs --repo (or SHIPSHAPE_REPO), or --file");
     }
-    let controller = controller(source, crate::state::DEFAULT_HISTORY)?;
+    let planner = plan_controller(source)?;
     let rt = tokio::runtime::Runtime::new()?;
-    Ok(rt.block_on(plan_with(controller, output, files)))
+    Ok(rt.block_on(plan_with(&planner, output, files)))
 }
 
-/// Plan every document with `controller`'s observations of this host.
-async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) -> i32 {
-    let (snapshot, invalid) = match snapshot(&controller, files).await {
+/// Plan every document with `planner`'s observations of this host.
+async fn plan_with(planner: &PlanController, output: Format, files: &[PathBuf]) -> i32 {
+    let controller = &planner.controller;
+    let (snapshot, invalid) = match snapshot(controller, files).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -38,8 +42,11 @@ async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) ->
         ..Shown::default()
     };
     for file in &snapshot.files {
-        let app = match file.load() {
-            Ok(a) => a,
+        let app = match file.load_warned() {
+            Ok((a, warnings)) => {
+                print_warnings(&warnings);
+                a
+            }
             Err(e) => {
                 eprintln!("{e}");
                 shown.failed = true;
@@ -48,7 +55,15 @@ async fn plan_with(controller: Controller, output: Format, files: &[PathBuf]) ->
         };
         // What the daemon's pass would do: the very preparation it runs.
         match controller.preview(&app, &snapshot.commit).await {
-            Ok((_, prepared)) => shown.show(output, &app, &snapshot.commit, prepared),
+            Ok((_, mut prepared)) => {
+                // What was observed of pm2 when no daemon runs: said in the plan itself.
+                if let (Preparation::Planned(p), Some(note)) =
+                    (&mut prepared, planner.pm2.no_daemon())
+                {
+                    p.plan.notes.insert(0, note);
+                }
+                shown.show(output, &app, &snapshot.commit, prepared)
+            }
             Err(e) => {
                 eprintln!("error: {}: {e}", app.metadata.name);
                 shown.failed = true;
@@ -241,8 +256,11 @@ pub fn validate(files: &[PathBuf]) -> i32 {
                 eprintln!("{name}: cannot read: {e}");
                 bad += 1;
             }
-            Ok(doc) => match doc.load() {
-                Ok(app) => println!("{name}: ok (app {})", app.metadata.name),
+            Ok(doc) => match doc.load_warned() {
+                Ok((app, warnings)) => {
+                    print_warnings(&warnings);
+                    println!("{name}: ok (app {})", app.metadata.name);
+                }
                 Err(e) => {
                     eprintln!("{e}");
                     bad += 1;
@@ -251,4 +269,12 @@ pub fn validate(files: &[PathBuf]) -> i32 {
         }
     }
     if bad > 0 { 1 } else { 0 }
+}
+
+/// Print the warnings of a document that loads, one a line on stderr:
+/// `warning: apps/x.yaml:12:7: spec.processes[0].script: …`. They fail nothing.
+fn print_warnings(warnings: &[shipshape_spec::Problem]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }

@@ -82,6 +82,7 @@ impl Prep<'_> {
     /// and the `SHIPSHAPE_*` variables, its output logged with secrets masked. A pin that
     /// stops the pass kills it (its whole process group: dropping [`exec::run`] does).
     async fn run(&self, step: StepKind, command: &str) -> Result<(), StepError> {
+        self.check_scripts(step, command, self.dir)?;
         let build = &self.app.spec.build;
         let env = build.env.iter().map(|(k, v)| (k.clone(), v.as_text()));
         let spec = Spec::shell(command, self.dir, build.timeout.std())
@@ -103,6 +104,34 @@ impl Prep<'_> {
                 append_log_line(self.log, &format!("== {} {message}", state::now()));
                 info!(app = %self.app.metadata.name, step = %step, "{message}");
                 Err(StepError::new(step, ErrorClass::Superseded, message))
+            }
+        }
+    }
+
+    /// Refuse, before npm runs, a command running an npm script that `dir`'s package.json
+    /// does not have (the plan checks it too, from git, when it can): the message names the
+    /// script and the commit, where npm would end with a pointer to its own log.
+    fn check_scripts(&self, step: StepKind, command: &str, dir: &Path) -> Result<(), StepError> {
+        use crate::plan::scripts::{PackageScripts, missing_in_command, npm_scripts};
+        if npm_scripts(command).is_empty() {
+            return Ok(());
+        }
+        // No package.json, or one that cannot be read: npm says what it finds (the plan
+        // names a missing package.json already, from git).
+        let Ok(text) = std::fs::read_to_string(dir.join("package.json")) else {
+            return Ok(());
+        };
+        let scripts = PackageScripts::of(Some(&text));
+        let commit = &self.app.spec.source.commit;
+        match missing_in_command(command, &scripts, commit)
+            .into_iter()
+            .next()
+        {
+            None => Ok(()),
+            Some(problem) => {
+                let message = format!("{problem}; not running it");
+                append_log_line(self.log, &format!("== {} {message}", state::now()));
+                Err(StepError::new(step, ErrorClass::Stalled, message))
             }
         }
     }
@@ -285,6 +314,7 @@ impl Prep<'_> {
 
     /// One after-switch hook, run in `current`.
     pub(super) async fn hook(&self, command: &str, current: &Path) -> Result<(), StepError> {
+        self.check_scripts(StepKind::Hook, command, current)?;
         let spec = Spec::shell(command, current, self.app.spec.hooks.timeout.std())
             .envs(self.secrets.env.vars.clone())
             .envs(shipshape_env(self.app, self.release, self.dir))
@@ -350,5 +380,53 @@ mod tests {
             "x"
         );
         assert!(!dir.join("installed-anyway").exists(), "it ran the install");
+    }
+
+    /// A build step runs `npm run build`; the release's package.json has no such script: the
+    /// step fails before anything runs, naming the script and the commit (never npm's
+    /// "A complete log of this run can be found in …"), and a script that is there runs.
+    #[tokio::test]
+    async fn a_build_step_for_a_missing_npm_script_fails_before_running_anything() {
+        let root = tempfile::tempdir().unwrap();
+        let commit = "2222222222222222222222222222222222222222";
+        let mut app = crate::reconcile::fixtures::app(commit);
+        app.spec.releases.root = root.path().display().to_string();
+        // `npm` is not run at all: this one would leave a file behind if it were.
+        app.spec.build.steps = vec!["touch ran && npm run build".into()];
+        let dir = root.path().join("rel");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"scripts":{"start":"node s.js"}}"#,
+        )
+        .unwrap();
+        let (log, secrets) = (root.path().join("log"), Secrets::default());
+        let prep = Prep {
+            commands: &crate::ports::SystemCommands,
+            app: &app,
+            release: commit,
+            dir: &dir,
+            log: &log,
+            secrets: &secrets,
+            stop: None,
+        };
+        let e = prep.build().await.unwrap_err();
+        assert_eq!((e.step, e.class), (StepKind::Build, ErrorClass::Stalled));
+        assert_eq!(
+            e.message,
+            "package.json at 222222222222 has no script \"build\" (`touch ran && npm run build`); its scripts: start; not running it"
+        );
+        assert!(!dir.join("ran").exists(), "the command ran");
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("has no script \"build\"")
+        );
+        // With the script there, the command runs (`npm run` is not reached: `true ||`).
+        let mut app = app.clone();
+        app.spec.build.steps = vec!["touch ran || npm run start".into()];
+        let prep = Prep { app: &app, ..prep };
+        prep.build().await.unwrap();
+        assert!(dir.join("ran").exists());
     }
 }

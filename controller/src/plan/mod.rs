@@ -38,6 +38,7 @@ mod observed;
 mod prepare;
 mod processes;
 pub mod replace;
+pub mod scripts;
 mod slots;
 mod step;
 

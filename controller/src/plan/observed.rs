@@ -25,6 +25,9 @@ pub struct Observed {
     pub cpus: u32,
     /// Hash of the lockfile at the desired commit (`None`: no lockfile, or not readable).
     pub desired_lockfile: Option<String>,
+    /// The `scripts` of `package.json` at the desired commit, when a release is prepared
+    /// and a command runs an npm script.
+    pub package_scripts: super::scripts::PackageScripts,
     /// The database's migration level.
     pub migration: MigrationState,
     /// The server's env file (its values feed process env; never printed).

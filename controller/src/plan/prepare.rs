@@ -10,6 +10,16 @@ pub(super) fn prepare(pl: &mut Planner) {
     }
     let (desired, observed, release) = (pl.desired, pl.observed, pl.release.clone());
     let spec = &desired.spec;
+    // A script the build or a hook runs that package.json does not have: stop before npm.
+    pl.blockers.extend(super::scripts::missing_scripts(
+        desired,
+        &observed.package_scripts,
+    ));
+    if let super::scripts::PackageScripts::NotChecked(why) = &observed.package_scripts {
+        pl.notes.push(format!(
+            "the npm scripts the build runs are not checked: {why}"
+        ));
+    }
     let why = match observed.releases.get(&release) {
         Some(None) => format!(
             "release {} is incomplete (interrupted preparation)",

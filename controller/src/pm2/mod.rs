@@ -20,6 +20,7 @@ use crate::exec::{self, ExecError, Spec};
 
 pub mod bus;
 pub mod logs;
+pub mod readonly;
 pub mod socket;
 pub mod writes;
 

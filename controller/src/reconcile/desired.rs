@@ -187,7 +187,10 @@ impl Controller {
                 source.consecutive_failures += 1;
             }
         }
-        if let Err(e) = self.store.save_source(&source) {
+        // `plan` fetches into a temporary mirror and records nothing.
+        if !self.read_only
+            && let Err(e) = self.store.save_source(&source)
+        {
             warn!("could not record the fetch of the config repo: {e}");
         }
         self.publish_source_metrics(&source);
@@ -264,8 +267,10 @@ impl Controller {
             }
         }
         // The last trusted commit is what refuses a rewind to an older signed commit: a
-        // pass must not go on without it on disk.
-        self.store.save_source(&source)?;
+        // pass must not go on without it on disk (`plan` only reads it).
+        if !self.read_only {
+            self.store.save_source(&source)?;
+        }
         Ok(out)
     }
 

@@ -251,6 +251,8 @@ pub struct Controller {
     pub host: HostIdentity,
     /// Delete the processes of apps whose documents were removed.
     pub prune: bool,
+    /// Change nothing (`shipshape plan`): the source status the trust rules keep is not saved.
+    pub read_only: bool,
 }
 
 /// One pass's result for every document.

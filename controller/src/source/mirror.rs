@@ -65,6 +65,28 @@ pub fn ensure_commit(
     Ok(repo)
 }
 
+/// A repository holding `commit`, found without changing anything (for `shipshape plan`):
+/// the controller's mirror when it is there and has the commit, else the repository itself
+/// when it is a local path (bare or not). `None`: neither (a remote repository the
+/// controller has not mirrored, or a commit not fetched yet).
+pub fn existing_commit(mirror: &Path, repository: &str, commit: &str) -> Option<Repository> {
+    let oid = Oid::from_str(commit).ok()?;
+    let has = |r: &Repository| r.find_commit(oid).is_ok();
+    if let Ok(r) = Repository::open_bare(mirror)
+        && has(&r)
+    {
+        return Some(r);
+    }
+    let local = repository.strip_prefix("file://").unwrap_or(repository);
+    if super::git::is_remote(repository) && !repository.starts_with("file://") {
+        return None;
+    }
+    let flags = git2::RepositoryOpenFlags::NO_SEARCH;
+    Repository::open_ext(local, flags, std::iter::empty::<&std::ffi::OsStr>())
+        .ok()
+        .filter(has)
+}
+
 /// Write the tree of `commit` into `dest` (which must not exist yet).
 ///
 /// # Errors
@@ -94,6 +116,16 @@ pub fn checkout(repo: &Repository, commit: &str, dest: &Path) -> Result<(), Sour
             what: format!("checking out {commit} into {}", dest.display()),
             error,
         })
+}
+
+/// The text of `path` (e.g. `package.json`) in `commit`'s tree; `None` when the commit or
+/// the file is not there, or the file is not UTF-8.
+pub fn file_at(repo: &Repository, commit: &str, path: &str) -> Option<String> {
+    let oid = Oid::from_str(commit).ok()?;
+    let tree = repo.find_commit(oid).ok()?.tree().ok()?;
+    let entry = tree.get_path(Path::new(path)).ok()?;
+    let blob = repo.find_blob(entry.id()).ok()?;
+    String::from_utf8(blob.content().to_vec()).ok()
 }
 
 /// The hash of the first lockfile (see [`crate::release::LOCKFILES`]) in `commit`'s tree.

@@ -68,6 +68,19 @@ impl DocumentFile {
         shipshape_spec::load::check_size(self.size, &self.path)?;
         shipshape_spec::load_str(&self.text, &self.path)
     }
+
+    /// [`DocumentFile::load`], with the warnings of a document that loads (things that
+    /// probably do not do what they seem to: see [`shipshape_spec::validate::warnings`]).
+    ///
+    /// # Errors
+    /// As [`DocumentFile::load`].
+    pub fn load_warned(
+        &self,
+    ) -> Result<(shipshape_spec::App, Vec<shipshape_spec::Problem>), shipshape_spec::LoadError>
+    {
+        shipshape_spec::load::check_size(self.size, &self.path)?;
+        shipshape_spec::load::load_str_warned(&self.text, &self.path)
+    }
 }
 
 /// The first [`MAX_DOCUMENT_BYTES`] of an oversized blob: streamed when the object is

@@ -91,3 +91,36 @@ where
         }
     });
 }
+
+/// The pids of pm2 daemons running for `home` (pm2 titles its daemon
+/// `PM2 vX.Y.Z: God Daemon (<PM2_HOME>)`), from `/proc`.
+pub fn god_daemons(home: &Path) -> Vec<u32> {
+    let title = format!("God Daemon ({})", home.display());
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(&title)
+            .then_some(pid)
+    })
+    .collect()
+}
+
+/// Kills the pm2 daemons of `PM2_HOME` `.0` when dropped: for a test that checks none was
+/// started, so that a broken build's daemon does not outlive the failed test.
+pub struct NoDaemonLeft(pub std::path::PathBuf);
+
+impl Drop for NoDaemonLeft {
+    fn drop(&mut self) {
+        for pid in god_daemons(&self.0) {
+            // SAFETY: kill(2) on a pid read from /proc a moment ago.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod health;
 mod processes;
 mod rules;
 mod traffic;
+mod traps;
 
 use health::{health_checks, health_rounds};
 use processes::processes;
@@ -22,6 +23,7 @@ pub use rules::{
     is_process_name, pm2_reserved, redact_url, url_userinfo,
 };
 use traffic::traffic;
+pub use traps::{package_manager, url_host_port};
 
 /// One semantic problem, before it is located in the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +120,8 @@ type Section = fn(&mut Checker, &App);
 /// 3. [`releases`]: root and how many to keep;
 /// 4. [`build`]: install, steps, env, timeout, cache directories;
 /// 5. [`migrations`]: level, driver and its commands, revert policy, database env, dir;
-/// 6. [`processes`]: each pm2 process's name, paths, instances, memory limit and env;
+/// 6. [`processes`]: each pm2 process's name, paths, instances, memory limit and env, and no
+///    package manager (`npm`, `yarn` …) as a cluster-mode script;
 /// 7. [`health_checks`]: each check's name, kind and time limits;
 /// 8. [`health_rounds`]: interval, thresholds, progress deadline and startup grace;
 /// 9. [`pin`]: the document's pin;
@@ -142,6 +145,16 @@ const SECTIONS: [Section; 12] = [
     hooks,
     traffic,
 ];
+
+/// What in `app` probably does not do what it seems to, though it can be applied (the
+/// document loads; `validate` and `plan` show these): a package manager as a fork-mode
+/// script whose memory or CPU is watched, an `http` check of this host on a port no
+/// process listens on.
+pub fn warnings(app: &App) -> Vec<Violation> {
+    let mut c = Checker { out: Vec::new() };
+    traps::warnings(&mut c, app);
+    c.out
+}
 
 /// Check everything about `app` that its types cannot express: each of the document's
 /// sections in turn (`SECTIONS`: metadata, source, releases, build, migrations, processes,

@@ -1,5 +1,6 @@
 //! The `processes` section: each pm2 process's name (pm2's rules, none it reads as
-//! something else, none twice), paths, instance count, memory limit and env.
+//! something else, none twice), paths, instance count, memory limit and env, and no
+//! package manager as a cluster-mode script.
 
 use super::*;
 
@@ -14,6 +15,7 @@ pub(super) fn processes(c: &mut Checker, app: &App) {
         process_name(c, &at, &p.name, &mut seen);
         process_paths(c, &at, p, &spec.releases.root);
         process_limits(c, &at, p);
+        super::traps::package_manager_in_cluster(c, &at, p);
         c.env(&format!("{at}.env"), &p.env);
     }
 }

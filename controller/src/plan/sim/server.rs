@@ -160,6 +160,7 @@ impl Server {
             hooks_applied: self.hooks_record.clone(),
             cpus: self.cpus,
             desired_lockfile: self.repo.get(&app.spec.source.commit).cloned().flatten(),
+            package_scripts: Default::default(),
             migration: match app.spec.migrations {
                 Some(_) => MigrationState::At(self.level.clone()),
                 None => MigrationState::NotManaged,

@@ -27,6 +27,7 @@ fn cases() -> Vec<Case> {
                     Observed {
                         cpus: 2,
                         desired_lockfile: Some(LOCK_A.into()),
+                        package_scripts: Default::default(),
                         ..Default::default()
                     },
                 )

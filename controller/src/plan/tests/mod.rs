@@ -87,6 +87,7 @@ fn converged(desired: &App) -> Observed {
     let mut obs = Observed {
         cpus: 2,
         desired_lockfile: Some(LOCK_A.into()),
+        package_scripts: Default::default(),
         ..Default::default()
     };
     let (release, _) = choose_release(desired, &obs);

@@ -79,3 +79,40 @@ fn env_file_changes_reload_and_values_never_reach_the_plan() {
     let shown = format!("{p}{}", serde_json::to_string(&p).unwrap());
     assert!(!shown.contains("s3cret"));
 }
+
+#[test]
+fn a_build_step_for_an_npm_script_package_json_lacks_blocks_the_plan_naming_it() {
+    let obs = converged(&app(C1));
+    let scripts = |names: &[&str]| {
+        crate::plan::scripts::PackageScripts::Known(names.iter().map(|n| n.to_string()).collect())
+    };
+    // C2 is not prepared: its package.json has only `start`.
+    let mut missing = obs.clone();
+    missing.package_scripts = scripts(&["start"]);
+    let mut desired = app(C2);
+    desired.spec.hooks.after_switch = vec!["yarn warm-cache".into()];
+    let p = plan(&desired, &missing);
+    assert_eq!(
+        p.blockers,
+        [
+            "package.json at 222222222222 has no script \"build\" (spec.build.steps[0]: `npm run build`); its scripts: start",
+            "package.json at 222222222222 has no script \"warm-cache\" (spec.hooks.afterSwitch[0]: `yarn warm-cache`); its scripts: start",
+        ]
+    );
+    // With the scripts there, nothing blocks.
+    let mut there = obs.clone();
+    there.package_scripts = scripts(&["build", "start", "warm-cache"]);
+    assert_eq!(plan(&desired, &there).blockers, Vec::<String>::new());
+    // Not readable (a remote repository plan cannot fetch): a note, no blocker.
+    let mut unknown = obs.clone();
+    unknown.package_scripts =
+        crate::plan::scripts::PackageScripts::NotChecked("not mirrored".into());
+    let p = plan(&desired, &unknown);
+    assert!(p.blockers.is_empty());
+    assert_eq!(
+        p.notes,
+        ["the npm scripts the build runs are not checked: not mirrored"]
+    );
+    // A prepared (sealed) release was built already: nothing to check.
+    assert!(plan(&app(C1), &missing).blockers.is_empty());
+}

@@ -52,6 +52,7 @@ fn controller(world: &World, state: &Path) -> Controller {
         trust: Default::default(),
         host: Default::default(),
         prune: false,
+        read_only: false,
         handles: Default::default(),
         concurrency: 1,
         history: 20,
