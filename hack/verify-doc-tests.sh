@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every test that README.md, docs/reliability.md and docs/security.md name as proof
+# Every test that README.md, docs/reliability.md, docs/security.md and docs/failures.md name as proof
 # (`file.rs::test_name`, a trailing `…` meaning a prefix) must exist: a renamed or deleted
 # test fails this check instead of leaving the docs pointing at nothing.
 set -euo pipefail
@@ -25,7 +25,7 @@ while IFS= read -r ref; do
     echo "missing test: $ref"; missing=$((missing + 1))
   fi
   checked=$((checked + 1))
-done < <(grep -ohE '[a-z0-9_/]+\.rs::[a-z0-9_]+…?' README.md docs/reliability.md docs/security.md | sort -u)
+done < <(grep -ohE '[a-z0-9_/]+\.rs::[a-z0-9_]+…?' README.md docs/reliability.md docs/security.md docs/failures.md | sort -u)
 if [ $missing -gt 0 ]; then
   echo "$missing test reference(s) in the docs name no test"; exit 1
 fi
