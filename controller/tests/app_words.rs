@@ -97,6 +97,7 @@ fn assert_told_crash_at_start(w: &World) {
         "{message}"
     );
     let list = text(&w.shipshape(&["status"], &[]));
+    eprintln!("status:\n{list}");
     assert!(
         list.contains("revision 2 reverted: verify failed: crashed at start: Error: DATABAS"),
         "{list}"
