@@ -9,25 +9,10 @@ use crate::pm2::{Instance, Status};
 /// `host:port` of an `http://` or `https://` URL (the scheme's port when none is given),
 /// without credentials; the text itself when it is not such a URL.
 pub fn host_port(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    // `[::1]:8080`, `[::1]`, `host:80`, `host`.
-    let has_port = match host.rfind(']') {
-        Some(end) => host[end..].contains(':'),
-        None => host.contains(':'),
-    };
-    if has_port {
-        host.to_string()
-    } else {
-        let port = if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            80
-        };
-        format!("{host}:{port}")
+    match shipshape_spec::validate::url_host_port(url) {
+        Some((host, port)) if host.contains(':') => format!("[{host}]:{port}"),
+        Some((host, port)) => format!("{host}:{port}"),
+        None => url.to_string(),
     }
 }
 

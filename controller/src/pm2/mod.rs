@@ -469,6 +469,20 @@ impl Pm2 {
         parse_jlist(&out.stdout)
     }
 
+    /// Every process pm2 knows, asked of its daemon's socket only: never pm2's CLI, which
+    /// starts a daemon when none runs (what `shipshape plan` must not do).
+    ///
+    /// # Errors
+    /// [`Pm2Error::Refused`] with the socket's reason when the daemon does not answer.
+    pub async fn socket_jlist(&self) -> Result<Vec<Instance>, Pm2Error> {
+        self.socket_list().await.map_err(|reason| Pm2Error::Refused {
+            action: "jlist".into(),
+            message: format!(
+                "its daemon's socket did not answer ({reason}); pm2's CLI is not asked instead, as it would start a daemon"
+            ),
+        })
+    }
+
     /// Every process pm2 knows, ours or not.
     ///
     /// # Errors

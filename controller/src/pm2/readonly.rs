@@ -49,16 +49,14 @@ impl ReadOnlyPm2 {
         }
     }
 
-    async fn list(&self, cached: bool) -> Result<Vec<Instance>, Pm2Error> {
+    /// The daemon's list through its socket alone (a daemon that dies between the pid check
+    /// and the read is an error, never a CLI call that would start a new one).
+    async fn list(&self) -> Result<Vec<Instance>, Pm2Error> {
         if daemon_pid(&self.pm2.home).is_none() {
             self.found_no_daemon.store(true, Ordering::SeqCst);
             return Ok(Vec::new());
         }
-        if cached {
-            self.pm2.jlist_cached().await
-        } else {
-            self.pm2.jlist().await
-        }
+        self.pm2.socket_jlist().await
     }
 }
 
@@ -85,10 +83,10 @@ fn rpc_socket(home: &Path) -> PathBuf {
 
 impl Pm2Port for ReadOnlyPm2 {
     fn jlist(&self) -> BoxFuture<'_, Result<Vec<Instance>, Pm2Error>> {
-        Box::pin(self.list(false))
+        Box::pin(self.list())
     }
     fn jlist_cached(&self) -> BoxFuture<'_, Result<Vec<Instance>, Pm2Error>> {
-        Box::pin(self.list(true))
+        Box::pin(self.list())
     }
     fn start_or_reload<'a>(
         &'a self,

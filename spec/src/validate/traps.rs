@@ -97,25 +97,14 @@ fn package_manager_measured(c: &mut Checker, at: &str, app: &App, p: &Process) {
 /// `(host, port)` of an `http://` or `https://` URL (the scheme's port when none is
 /// written); `None` when it cannot be read (said by the URL's own check).
 pub fn url_host_port(url: &str) -> Option<(String, u16)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit('@').next()?;
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (host, after) = v6.split_once(']')?;
-            (host.to_string(), after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
-        },
+    // The URL parser the check URLs are validated with (rules.rs), not a second one.
+    let u = url::Url::parse(url).ok()?;
+    let host = match u.host()? {
+        url::Host::Domain(d) => d.to_ascii_lowercase(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Ipv6(a) => a.to_string(),
     };
-    let port = match (port, scheme) {
-        (Some(p), _) => p.parse().ok()?,
-        (None, "https") => 443,
-        (None, _) => 80,
-    };
-    Some((host.to_ascii_lowercase(), port))
+    Some((host, u.port_or_known_default()?))
 }
 
 /// A host that is this machine.
