@@ -3,7 +3,8 @@
 //! `env_production`, no dependencies and no build script. `shipshape init --env production
 //! --output` writes the document (and the schema) straight into the config repo;
 //! `shipshape validate` accepts it; it is committed as it is; one `shipshape run --once`
-//! makes it Healthy in one revision, every step succeeded, serving with the production env.
+//! makes it Healthy in one revision, every step succeeded, no warning logged, serving with the
+//! production env.
 
 mod common;
 
@@ -77,6 +78,9 @@ fn init_validate_commit_run_takes_an_esm_app_with_no_build_script_to_healthy_in_
     // One pass: Healthy, one revision, no step failed.
     let (code, log) = w.run_once();
     assert_eq!(code, 0, "the first deploy failed:\n{log}");
+    // A first deploy on a machine where pm2 never ran alarms nobody: the daemon pm2 starts
+    // is no fallback to warn of.
+    assert!(!log.contains("WARN"), "a first deploy warned:\n{log}");
     let rec = w.record();
     assert_eq!(rec.phase, Phase::Ready, "{log}");
     assert_eq!(rec.revisions.len(), 1, "one revision: {:?}", rec.revisions);

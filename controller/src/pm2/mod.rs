@@ -444,13 +444,21 @@ impl Pm2 {
         }
     }
 
-    /// Warn about falling back to the CLI, once per streak.
+    /// Warn about falling back to the CLI, once per streak. No socket at all before the
+    /// socket ever answered is a daemon not started yet (a first start): said at info level.
     fn report_fallback(&self, reason: &socket::SocketError) {
-        if !self
+        if self
             .socket
             .warned
             .swap(true, std::sync::atomic::Ordering::SeqCst)
         {
+            return;
+        }
+        let first_start = matches!(reason, socket::SocketError::Missing(_))
+            && !self.daemon_up.load(std::sync::atomic::Ordering::SeqCst);
+        if first_start {
+            tracing::info!("no pm2 daemon runs yet ({reason}): `pm2 jlist` starts one");
+        } else {
             tracing::warn!(
                 "reading pm2's process list with `pm2 jlist` instead of its daemon socket: {reason}"
             );
