@@ -148,6 +148,60 @@ fn a_fork_process_that_crashes_at_start_is_told_by_its_own_error_line_and_not_by
     assert_told_crash_at_start(&w);
 }
 
+/// A stock ES-module app (`"type": "module"`, no shutdown or health code written for
+/// shipshape: the newcomer fixture) with pm2's `time: true`, whose v2 throws while it is
+/// imported because `DATABASE_URL` is missing. pm2's fork container keeps such a process
+/// online, listening on nothing, with no restart: no pm2 fact fails, yet the headline tells
+/// the app's own error (its log lines carry pm2's timestamps, which the headline leaves out).
+#[test]
+fn an_esm_app_that_throws_at_start_while_pm2_keeps_it_online_is_told_by_its_own_error() {
+    let w = World::with_example("esmthrow", "controller/tests/fixtures/newcomer");
+    let doc = |commit: &str| {
+        let mut app = w.app(commit);
+        app.health(Duration::from_millis(200), 2, 2, Duration::from_secs(15))
+            .rollback(true, Duration::from_secs(600));
+        app.spec.health.startup_grace = Some(shipshape_spec::Duration::from_millis(300));
+        app.spec.build.install = None;
+        app.spec.build.steps.clear();
+        app.spec.health.checks[0].http_mut().unwrap().url =
+            format!("http://127.0.0.1:{}/health", w.port);
+        let p = &mut app.spec.processes[0];
+        p.exec_mode = Some(ExecMode::Fork);
+        p.instances = Some(Instances::Count(1));
+        p.time = Some(true);
+        shipshape_spec::load::to_yaml(&app)
+    };
+    w.commit_config(&doc(&w.app_head()));
+    let (code, log) = w.run_once();
+    assert_eq!(code, 0, "v1 deploy failed:\n{log}");
+    let server = std::fs::read_to_string(w.app_repo().join("server.js")).unwrap();
+    let throwing = server.replacen(
+        "import http from 'node:http';\n",
+        "import http from 'node:http';\nif (!process.env.DATABASE_URL) throw new Error('DATABASE_URL is not set');\n",
+        1,
+    );
+    assert_ne!(throwing, server, "the fixture changed shape");
+    let v2 = w.commit_app_files(&[("server.js", &throwing)], "v2 needs a database");
+    w.commit_config(&doc(&v2));
+    let (_, log) = w.run_once();
+    let rec = w.record();
+    let r2 = &rec.revision(2).unwrap_or_else(|| panic!("{log}")).revision;
+    assert_eq!(r2.outcome, Outcome::Reverted, "{r2:?}\n{log}");
+    assert!(
+        r2.message.starts_with(&format!(
+            "verify failed: crashed at start: Error: DATABASE_URL is not set, and pm2 still shows it online: api: connection refused on 127.0.0.1:{} (nothing listening)",
+            w.port
+        )),
+        "{}",
+        r2.message
+    );
+    let detail = text(&w.shipshape(&["status", &w.name], &[]));
+    assert!(
+        detail.contains(": Error: DATABASE_URL is not set"),
+        "the tail of the app's own stderr:\n{detail}"
+    );
+}
+
 #[test]
 fn a_process_that_is_up_but_never_listens_is_told_as_connection_refused_on_its_port() {
     let w = World::new("deaf");

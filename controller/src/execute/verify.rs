@@ -322,7 +322,12 @@ impl Told<'_> {
             .flatten();
         let who = down.as_ref().map(|d| d.who());
         let tail = logs::tail(&said, who);
-        let what = words::headline(down.as_ref(), &said, self.ever_passed);
+        let what = words::headline(down.as_ref(), &said, self.ever_passed).or_else(|| {
+            if self.ever_passed {
+                return None;
+            }
+            words::never_listened(&names, &said, &failure.what)
+        });
         let failure = Failure {
             what: what.unwrap_or(failure.what),
             rule: failure.rule,

@@ -62,6 +62,33 @@ fn innermost(chain: &str) -> &str {
     }
 }
 
+/// `line` without the timestamp pm2 puts before each line of a process with `time: true`
+/// (`2026-12-02T11:29:33: `): the line is what the app wrote.
+fn without_time(line: &str) -> &str {
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let stamped = b.len() >= 21
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && &b[19..21] == b": ";
+    if stamped { &line[21..] } else { line }
+}
+
+/// The lines of what an app wrote, each without pm2's timestamp.
+fn app_lines(text: &str) -> impl DoubleEndedIterator<Item = &str> {
+    text.lines().map(without_time)
+}
+
 /// True for a stack frame (`    at f (file.js:1:2)`), a caret under a source line, a
 /// `Node.js v20.11.0` footer or a blank line: never an error line.
 fn is_noise(line: &str) -> bool {
@@ -108,7 +135,7 @@ fn is_weak(line: &str) -> bool {
 
 /// True when `text` has a line naming an error the way Node and npm print one.
 pub fn names_an_error(text: &str) -> bool {
-    text.lines().any(|l| !is_noise(l) && is_strong(l))
+    app_lines(text).any(|l| !is_noise(l) && is_strong(l))
 }
 
 /// The app's first error line in what it wrote (its stderr, preferably): the first line
@@ -117,7 +144,7 @@ pub fn names_an_error(text: &str) -> bool {
 /// mentions an error or a throw, else the last line that is not a stack frame. Trimmed;
 /// `None` when nothing but noise was written.
 pub fn first_error_line(text: &str) -> Option<&str> {
-    let lines = || text.lines().filter(|l| !is_noise(l)).map(str::trim);
+    let lines = || app_lines(text).filter(|l| !is_noise(l)).map(str::trim);
     lines()
         .find(|l| is_strong(l))
         .or_else(|| lines().find(|l| is_weak(l)))
@@ -127,13 +154,18 @@ pub fn first_error_line(text: &str) -> Option<&str> {
 /// The app's last error line in what it wrote: as [`first_error_line`], the last one of
 /// each kind (what it said when it went down most recently).
 pub fn last_error_line(text: &str) -> Option<&str> {
-    last_named_error(text).or_else(|| text.lines().rev().find(|l| !is_noise(l)).map(str::trim))
+    last_named_error(text).or_else(|| app_lines(text).rev().find(|l| !is_noise(l)).map(str::trim))
 }
 
 /// The last line that names an error or mentions one (as [`last_error_line`], without
 /// falling back to the last thing said).
 pub fn last_named_error(text: &str) -> Option<&str> {
-    let lines = || text.lines().rev().filter(|l| !is_noise(l)).map(str::trim);
+    let lines = || {
+        app_lines(text)
+            .rev()
+            .filter(|l| !is_noise(l))
+            .map(str::trim)
+    };
     lines()
         .find(|l| is_strong(l))
         .or_else(|| lines().find(|l| is_weak(l)))
@@ -261,6 +293,28 @@ pub fn headline(down: Option<&Down>, said: &[Said], ever_passed: bool) -> Option
     })
 }
 
+/// The headline of a verification that failed with the processes online and nothing
+/// listening (`what`: the failure, e.g. `web: connection refused on 127.0.0.1:4000 (nothing
+/// listening)`), when no round passed and one of `names` wrote an error: the app failed at
+/// start and pm2 kept it online (pm2's fork container keeps a process whose ES module threw
+/// while loading alive, listening on nothing). `crashed at start: Error: DATABASE_URL is
+/// not set, and pm2 still shows it online: web: connection refused …`. `None` otherwise.
+pub fn never_listened(names: &[&str], said: &[Said], what: &str) -> Option<String> {
+    if !what.contains("(nothing listening)") {
+        return None;
+    }
+    let line = said
+        .iter()
+        .filter(|s| names.contains(&s.name.as_str()))
+        .find_map(|s| {
+            s.line(first_error_line)
+                .filter(|l| is_strong(l) || is_weak(l))
+        })?;
+    Some(format!(
+        "crashed at start: {line}, and pm2 still shows it online: {what}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +379,11 @@ Node.js v20.11.0
                 "no error word: the last thing said",
                 "starting\nDATABASE_URL is missing, exiting\n",
                 Some("DATABASE_URL is missing, exiting"),
+            ),
+            (
+                "pm2's `time: true` timestamps before each line",
+                "2026-12-02T11:29:33: Error: DATABASE_URL is not set\n2026-12-02T11:29:33:     at file:///srv/a/src/index.js:3:38\n",
+                Some("Error: DATABASE_URL is not set"),
             ),
             ("only stack frames", "    at a (b.js:1:1)\n\n", None),
             ("nothing", "", None),
@@ -391,6 +450,37 @@ Node.js v20.11.0
         }
         assert_eq!(host_port("http://[::1]:8080/x"), "[::1]:8080");
         assert_eq!(host_port("http://[::1]/x"), "[::1]:80");
+    }
+
+    #[test]
+    fn an_app_online_and_silent_on_its_port_is_told_by_the_error_it_wrote_at_start() {
+        let what = "web: connection refused on 127.0.0.1:4000 (nothing listening)";
+        let said = |err: &str| Said {
+            name: "web".into(),
+            pm_id: 0,
+            err: err.into(),
+            out: String::new(),
+        };
+        let threw = [said(
+            "2026-12-02T11:29:33: Error: DATABASE_URL is not set\n2026-12-02T11:29:33:     at file:///a.js:3:38\n",
+        )];
+        assert_eq!(
+            never_listened(&["web"], &threw, what).as_deref(),
+            Some(
+                "crashed at start: Error: DATABASE_URL is not set, and pm2 still shows it online: web: connection refused on 127.0.0.1:4000 (nothing listening)"
+            )
+        );
+        // Another process's words, a failure that is not a silent port, or nothing that
+        // names an error: the failure is told as it is.
+        assert_eq!(never_listened(&["api"], &threw, what), None);
+        assert_eq!(
+            never_listened(&["web"], &threw, "web: status 500, expected 200"),
+            None
+        );
+        assert_eq!(
+            never_listened(&["web"], &[said("warming up the cache\n")], what),
+            None
+        );
     }
 
     fn inst(name: &str, pm_id: u64, status: &str, restarts: u64) -> Instance {
