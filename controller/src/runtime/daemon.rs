@@ -22,7 +22,7 @@
 //! On stop: the monitors end, the poller ends, verifications are interrupted, and passes in
 //! flight get `stop_timeout` to finish their step (`Scheduler::drain`); then the API stops.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::health::monitor::Monitor;
 use crate::reconcile::{AppResult, Controller, Desired, DesiredDoc, PassSummary};
@@ -60,14 +60,45 @@ pub struct Options {
     pub open_files: u64,
 }
 
+/// How each app's last pass ended, as last logged: a pass that ends the same way as the one
+/// before (an app held on its last good revision, or an invalid document, passed again at
+/// every resync) is logged at debug level instead of warned of every interval. One
+/// controller runs per process (its state directory's lock), so one table serves.
+static LAST_SAID: std::sync::LazyLock<Said> = std::sync::LazyLock::new(Said::default);
+
+/// The last message logged per app (see [`LAST_SAID`]).
+#[derive(Debug, Default)]
+struct Said(std::sync::Mutex<HashMap<String, String>>);
+
+impl Said {
+    /// True when `message` is new for `app` (and remember it); `None` forgets `app` (a pass
+    /// that ended well), so the same failure later is warned of again.
+    fn is_news(&self, app: &str, message: Option<&str>) -> bool {
+        let mut said = self.0.lock().expect("said");
+        match message {
+            None => said.remove(app).is_some(),
+            Some(m) if said.get(app).is_some_and(|s| s == m) => false,
+            Some(m) => {
+                said.insert(app.to_string(), m.to_string());
+                true
+            }
+        }
+    }
+}
+
 fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: &str) {
     let result = match r {
         AppResult::Ready { steps } => {
+            LAST_SAID.is_news(app, None);
             info!(app, steps, config_commit = %commit, "ready");
             "ready"
         }
         AppResult::NotReady { phase, message } => {
-            warn!(app, ?phase, "{message}");
+            if LAST_SAID.is_news(app, Some(message)) {
+                warn!(app, ?phase, "{message}");
+            } else {
+                debug!(app, ?phase, "as before: {message}");
+            }
             "not_ready"
         }
         AppResult::Superseded { message } => {
@@ -75,7 +106,11 @@ fn record_result(ctl: &Controller, app: &str, r: &AppResult, secs: f64, commit: 
             "superseded"
         }
         AppResult::Invalid { message } => {
-            error!(file = app, "invalid document: {message}");
+            if LAST_SAID.is_news(app, Some(message)) {
+                error!(file = app, "invalid document: {message}");
+            } else {
+                debug!(file = app, "as before, invalid document: {message}");
+            }
             "invalid"
         }
     };
@@ -542,6 +577,28 @@ pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_ending_as_the_one_before_is_not_news_and_a_good_pass_in_between_makes_it_news_again()
+    {
+        let said = Said::default();
+        let held = "holding the last good revision; config commit abc is quarantined";
+        assert!(said.is_news("web", Some(held)), "the first time");
+        assert!(!said.is_news("web", Some(held)), "every resync after it");
+        assert!(said.is_news("api", Some(held)), "another app's is its own");
+        assert!(
+            said.is_news("web", Some("verify failed: …")),
+            "a new message"
+        );
+        assert!(
+            said.is_news("web", None),
+            "a pass that ended well forgets it"
+        );
+        assert!(
+            said.is_news("web", Some("verify failed: …")),
+            "so the same failure later is news"
+        );
+    }
 
     #[test]
     fn an_app_runs_one_pass_at_a_time_and_a_trigger_missed_meanwhile_runs_it_again() {
