@@ -1,6 +1,10 @@
 //! Loading App documents: valid ones load; invalid ones fail with the file, line, column,
 //! field path and message a person needs, and every semantic problem is reported at once.
 
+mod common;
+
+use common::errors;
+
 use shipshape_spec::load_str;
 
 const VALID: &str = r#"apiVersion: shipshape/v1alpha1
@@ -27,15 +31,6 @@ spec:
           url: http://127.0.0.1:3000/api/health
         timeout: 2s
 "#;
-
-fn errors(text: &str) -> Vec<String> {
-    load_str(text, "apps/demo.yaml")
-        .unwrap_err()
-        .problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect()
-}
 
 #[test]
 fn a_minimal_document_loads_with_defaults() {

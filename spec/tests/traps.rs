@@ -2,8 +2,11 @@
 //! script (refused), as a fork-mode script whose memory is watched (warned), a health URL on
 //! a port no process listens on (warned), and a field-name typo (the nearest field named).
 
+mod common;
+
+use common::errors;
+
 use shipshape_spec::load::load_str_warned;
-use shipshape_spec::load_str;
 
 const VALID: &str = r#"apiVersion: shipshape/v1alpha1
 kind: App
@@ -29,15 +32,6 @@ spec:
           url: http://127.0.0.1:3000/api/health
         timeout: 2s
 "#;
-
-fn errors(text: &str) -> Vec<String> {
-    load_str(text, "apps/demo.yaml")
-        .unwrap_err()
-        .problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect()
-}
 
 fn warnings(text: &str) -> Vec<String> {
     let (_, warnings) = load_str_warned(text, "apps/demo.yaml")
