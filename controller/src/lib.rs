@@ -13,6 +13,8 @@
 //! - [`plan`]: the pure planner, `(desired, observed) -> Plan`.
 //! - [`reconcile`]: one pass per app: target, observe, plan, execute, decide, record (pure
 //!   decisions in `target`, `decide`, `record`, `revert`).
+//! - [`gate`]: the wave gate of a fleet rollout (`spec.rollout`), pure, and what it asks
+//!   the fleet's Prometheus.
 //! - [`observe`]: the server as it is for one app; [`execute`]: the step runners (prepare,
 //!   schema, switch, pm2 and a graceful replace, hooks, verify).
 //! - [`ports`]: the narrow interfaces a pass reaches the world through (pm2, commands, the
@@ -44,6 +46,7 @@ pub mod confined;
 pub mod envfile;
 pub mod exec;
 pub mod execute;
+pub mod gate;
 pub mod health;
 pub mod init;
 pub mod migrate;

@@ -132,6 +132,9 @@ pub struct AppRecord {
     /// The last request (pin, unpin, retry) of `requests.json` this record absorbed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub requests_applied: u64,
+    /// The wave gate of a fleet rollout (`spec.rollout`), as last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_gate: Option<shipshape_spec::status::WaveGate>,
     /// The phase last announced to watchers during this process's life (not persisted).
     #[serde(skip)]
     pub announced_phase: Option<Phase>,
@@ -162,6 +165,7 @@ impl AppRecord {
             health: None,
             regression: None,
             requests_applied: 0,
+            wave_gate: None,
             announced_phase: None,
         }
     }

@@ -95,6 +95,11 @@ pub struct AppSpec {
     /// Omitted: every server that reads this repo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Hosts>,
+    /// Roll a new app commit out across the fleet in waves: the canary hosts first, the
+    /// others only once the earlier waves run it, Ready, for the soak time, as the fleet's
+    /// Prometheus sees them. Omitted: every host takes a new commit when it reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::Rollout>,
     /// Hold the app where it is, whatever else this document says (auditable in git).
     /// A pin set from the CLI wins over this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

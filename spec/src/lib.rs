@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m30s`) as a serde/schemars type.
 //! - [`quantity`]: percentages (`80%`) and byte sizes (`800M`, `1.5G`) for resource limits.
+//! - [`rollout`]: fleet rollouts in waves (`spec.rollout`).
 //! - [`app`]: the `App` document (`apiVersion: shipshape/v1alpha1`, `kind: App`).
 //! - [`load`]: YAML text to [`App`] with `file:line:column: field.path: message` errors.
 //!   The only module that knows about the YAML crates.
@@ -18,6 +19,7 @@ pub mod app;
 pub mod duration;
 pub mod load;
 pub mod quantity;
+pub mod rollout;
 pub mod status;
 pub mod time;
 pub mod validate;

@@ -400,8 +400,13 @@ pub mod condition_reasons {
     /// Removing its processes failed.
     pub const PRUNE_FAILED: &str = "PruneFailed";
 
+    // A fleet rollout in waves (`spec.rollout`).
+    /// The wave gate holds the desired app commit back: the earlier waves do not run it,
+    /// Ready, for the soak time yet, or it failed on one of them, or Prometheus cannot say.
+    pub const WAVE_HELD: &str = "WaveHeld";
+
     /// Every reason, for checks and docs.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 28] = [
         SUCCEEDED,
         CHECKS_PASSING,
         PROGRESSING,
@@ -429,6 +434,7 @@ pub mod condition_reasons {
         DOCUMENT_REMOVED,
         PRUNED,
         PRUNE_FAILED,
+        WAVE_HELD,
     ];
 }
 
@@ -603,6 +609,111 @@ pub struct LastError {
     pub output_tail: Option<String>,
     /// When.
     pub at: Timestamp,
+}
+
+/// Where a fleet rollout (`spec.rollout`) stands for this host: its wave, and whether the
+/// wave gate lets the desired app commit in, as last checked against the fleet's Prometheus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveGate {
+    /// This host's wave.
+    pub wave: String,
+    /// Its place, from 0 (the first wave).
+    pub wave_index: usize,
+    /// How many waves there are, "the rest" included when a host is in it.
+    pub waves: usize,
+    /// The app commit the gate is about.
+    pub app_commit: String,
+    /// The config commit that asks for it.
+    pub config_commit: String,
+    /// Open, or why it holds.
+    pub state: GateState,
+    /// The gate in words.
+    pub message: String,
+    /// The other hosts the gate waits for (or the one it is held by), each in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<GateHost>,
+    /// Since when the gate has been in this state for this app commit.
+    pub since: Timestamp,
+    /// When the gate was last checked.
+    pub checked_at: Timestamp,
+    /// The app commit's failures seen on earlier-wave (or same-wave) hosts: the commit is
+    /// bad for the fleet until a new config commit, or until that host tries it again
+    /// (`shipshape retry` there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<FleetMark>,
+    /// The hold has lasted past `spec.rollout.alertAfter` and was alerted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alerted: bool,
+    /// `spec.rollout.alertAfter`, in seconds.
+    #[serde(default)]
+    pub alert_after_seconds: u64,
+}
+
+impl WaveGate {
+    /// True when the gate holds the commit back.
+    pub fn holds(&self) -> bool {
+        self.state != GateState::Open
+    }
+}
+
+/// Whether a wave gate lets a commit in, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GateState {
+    /// The earlier waves run the commit, Ready, soaked: this host takes it.
+    Open,
+    /// An earlier wave does not run it yet, or has not run it for the soak time.
+    Waiting,
+    /// As many hosts of this wave as it lets at once are taking the commit.
+    Busy,
+    /// Prometheus cannot be asked, or an earlier-wave host's samples are missing or stale:
+    /// a hold, never a go.
+    NoData,
+    /// The commit failed on an earlier-wave (or same-wave) host: reverted, Degraded,
+    /// Failed or quarantined there.
+    Failed,
+}
+
+impl GateState {
+    /// The metric label and the word in status (`open`, `waiting`, `busy`, `noData`,
+    /// `failed`).
+    pub fn word(self) -> &'static str {
+        match self {
+            GateState::Open => "open",
+            GateState::Waiting => "waiting",
+            GateState::Busy => "busy",
+            GateState::NoData => "noData",
+            GateState::Failed => "failed",
+        }
+    }
+}
+
+/// Another host, as a wave gate sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateHost {
+    /// Its name.
+    pub host: String,
+    /// Its wave.
+    pub wave: String,
+    /// Where it stands, in words ("Ready on 1a2b3c4d5e6f, soaked 40s of 5m").
+    pub state: String,
+    /// How long it has run the commit, Ready, without a gap in the samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soaked_seconds: Option<f64>,
+}
+
+/// A failure of the gated commit on another host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetMark {
+    /// The host it failed on.
+    pub host: String,
+    /// How ("reverted", "Degraded", "Failed").
+    pub reason: String,
+    /// The time of the sample that showed it (Prometheus's, in seconds since the epoch).
+    pub at: f64,
 }
 
 #[cfg(test)]

@@ -119,6 +119,8 @@ pub struct HostRow {
     pub host: String,
     /// The scrape target (`job`/`instance`).
     pub instance: String,
+    /// The host's wave under `spec.rollout` (None without one, or unreachable).
+    pub wave: Option<String>,
     /// Reachable or not.
     pub reach: Reach,
     /// Its phase (None when unreachable).
@@ -240,6 +242,7 @@ impl HostRow {
         HostRow {
             host,
             instance: format!("{}/{}", target.0, target.1),
+            wave: none_if_empty(s.label("wave")),
             reach: Reach::Up,
             phase: none_if_empty(s.label("phase")),
             live_commit: none_if_empty(s.label("live_commit")),
@@ -259,6 +262,7 @@ impl HostRow {
         HostRow {
             host,
             instance,
+            wave: None,
             reach: Reach::Unreachable,
             phase: None,
             live_commit: None,
@@ -330,9 +334,20 @@ const COLUMNS: [&str; 10] = [
 
 /// The table: one line per (app, host), then one summary line per app.
 pub fn render_table(apps: &[AppView]) -> String {
-    let mut rows = vec![COLUMNS.map(str::to_string)];
+    let mut rows: Vec<Vec<String>> = vec![COLUMNS.map(str::to_string).to_vec()];
     for a in apps {
-        rows.extend(a.hosts.iter().map(|h| host_cells(&a.app, h)));
+        rows.extend(a.hosts.iter().map(|h| host_cells(&a.app, h).to_vec()));
+    }
+    // A WAVE column after HOST when some host rolls out in waves (`spec.rollout`).
+    let waves: Vec<Option<String>> = apps
+        .iter()
+        .flat_map(|a| a.hosts.iter().map(|h| h.wave.clone()))
+        .collect();
+    if waves.iter().any(Option::is_some) {
+        rows[0].insert(2, "WAVE".into());
+        for (r, w) in rows.iter_mut().skip(1).zip(&waves) {
+            r.insert(2, w.clone().unwrap_or_else(|| "-".into()));
+        }
     }
     let mut out = aligned(&rows);
     for a in apps {
@@ -394,7 +409,7 @@ fn differs(h: &HostRow) -> String {
 }
 
 /// `rows` as lines, each column as wide as its widest cell, two spaces apart.
-fn aligned(rows: &[[String; 10]]) -> String {
+fn aligned(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();

@@ -157,6 +157,16 @@ fn instead(prepared: &Preparation) -> Option<(String, bool)> {
             format!("{}; the pass finishes the revert", j.describe()),
             false,
         ),
+        Preparation::Gated(v) => (
+            format!(
+                "HOLD wave {} ({} of {}) holds the first rollout: {}",
+                v.wave,
+                v.wave_index + 1,
+                v.waves,
+                v.message
+            ),
+            false,
+        ),
     })
 }
 
@@ -192,7 +202,11 @@ impl Shown {
         if let Some(problem) = &p.env_problem {
             plan.blockers.insert(0, problem.clone());
         }
-        self.pending |= !plan.is_empty();
+        // A wave gate's hold is a rollout still to come.
+        self.pending |= !plan.is_empty()
+            || hold
+                .as_ref()
+                .is_some_and(|h| h.kind == crate::reconcile::target::HoldKind::Wave);
         self.failed |= !plan.blockers.is_empty();
         match output {
             Format::Table => {

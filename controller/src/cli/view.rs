@@ -39,10 +39,18 @@ pub fn attention(rec: &AppRecord) -> Attention {
         a.revision.outcome == Outcome::Reverted
             && rec.desired_config_commit.as_deref() == Some(a.revision.config_commit.as_str())
     });
+    let gate = rec
+        .wave_gate
+        .as_ref()
+        .filter(|g| g.holds() && rec.desired_app_commit.as_deref() == Some(g.app_commit.as_str()));
     match rec.phase {
         Phase::Failed | Phase::Degraded | Phase::Invalid | Phase::Orphaned => Attention::Needed,
         _ if reverted_desired || health_failing(rec) => Attention::Needed,
+        _ if gate.is_some_and(|g| g.state == shipshape_spec::status::GateState::Failed) => {
+            Attention::Needed
+        }
         Phase::Pending | Phase::Progressing => Attention::Progressing,
+        _ if gate.is_some() => Attention::Progressing,
         _ if rec.pin.is_some() => Attention::Pinned,
         _ => Attention::Fine,
     }
@@ -340,12 +348,13 @@ pub fn detail(rec: &AppRecord, now: DateTime<Utc>) -> String {
 
 /// The sections of [`detail`], in the order they are shown. The order matters beyond the
 /// layout: a message is shown once, where it first appears ([`Seen`]).
-const DETAIL_SECTIONS: [fn(&mut Sheet, &AppRecord); 10] = [
+const DETAIL_SECTIONS: [fn(&mut Sheet, &AppRecord); 11] = [
     Sheet::title,
     Sheet::desired,
     Sheet::revisions,
     Sheet::traffic,
     Sheet::pin,
+    Sheet::wave,
     Sheet::quarantine,
     Sheet::conditions,
     Sheet::health,
@@ -491,6 +500,45 @@ impl Sheet {
                     PinSource::Document => "spec.pin",
                 },
                 self.seen.note(&p.reason)
+            ));
+        }
+    }
+
+    /// The wave gate of a fleet rollout: this host's wave, the gate's state since when,
+    /// and each host it waits for (or is held by).
+    fn wave(&mut self, rec: &AppRecord) {
+        let Some(g) = &rec.wave_gate else { return };
+        let state = if g.holds() {
+            format!(
+                "{} for {} (app {}, checked {} ago)",
+                g.state.word(),
+                age(Some(g.since), self.now),
+                short_sha(&g.app_commit),
+                age(Some(g.checked_at), self.now)
+            )
+        } else {
+            format!("open for app {}", short_sha(&g.app_commit))
+        };
+        self.out.push(format!(
+            "  {:<11} {} ({} of {}): {state}{}",
+            "wave",
+            g.wave,
+            g.wave_index + 1,
+            g.waves,
+            self.seen.note(&g.message)
+        ));
+        for h in &g.hosts {
+            let who = if h.host.is_empty() {
+                format!("wave {}", h.wave)
+            } else {
+                format!("{} ({})", h.host, h.wave)
+            };
+            self.out.push(format!("  {:<11}   {who}: {}", "", h.state));
+        }
+        if g.alerted {
+            self.out.push(format!(
+                "  {:<11}   held past alertAfter ({}s): alerted",
+                "", g.alert_after_seconds
             ));
         }
     }

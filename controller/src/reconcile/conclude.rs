@@ -252,6 +252,12 @@ impl Controller {
                 "repaired drift; holding the last good revision {number} while config commit {} is quarantined ({why})",
                 short_sha(info.config_commit)
             ),
+            Mode::Gated(v) => format!(
+                "repaired drift; holding revision {number} while wave {}'s gate holds app {} back: {}",
+                v.wave,
+                short_sha(&done_commit(rec)),
+                v.message
+            ),
         };
         let fact = Fact::Healthy {
             revision: number,
@@ -263,6 +269,9 @@ impl Controller {
         let ready = !matches!(done.target.mode, Mode::Hold { .. });
         if ready {
             mark_ready(rec, &message);
+            if matches!(done.target.mode, Mode::Gated(_)) {
+                set_wave_held(rec, &message);
+            }
         } else {
             rec.phase = Phase::Failed;
             set_stalled(rec, cr::QUARANTINED, &message);
@@ -289,6 +298,9 @@ impl Controller {
         let (ready, message) = standing(rec, mode, live_matches, info.config_commit);
         if ready {
             mark_ready(rec, &message);
+            if matches!(mode, Mode::Gated(_)) {
+                set_wave_held(rec, &message);
+            }
         } else if matches!(mode, Mode::Hold { .. }) {
             rec.set_condition(
                 ct::RECONCILING,
@@ -452,7 +464,35 @@ fn standing(
                 short_sha(config_commit)
             ),
         ),
+        Mode::Gated(v) => (
+            live_healthy,
+            format!(
+                "wave {} ({} of {}): {}; desired config commit {} is not applied yet",
+                v.wave,
+                v.wave_index + 1,
+                v.waves,
+                v.message,
+                short_sha(config_commit)
+            ),
+        ),
     }
+}
+
+/// The app commit a pass was asked for (the desired one), for messages.
+fn done_commit(rec: &AppRecord) -> String {
+    rec.desired_app_commit.clone().unwrap_or_default()
+}
+
+/// A wave gate holds the desired app commit back: the app is Ready on what it runs, and
+/// reconciling towards the commit (Reconciling, reason `WaveHeld`).
+fn set_wave_held(rec: &mut AppRecord, message: &str) {
+    rec.set_condition(
+        ct::RECONCILING,
+        ConditionStatus::True,
+        cr::WAVE_HELD,
+        message,
+        &state::now(),
+    );
 }
 
 /// What a failure means ([`decide::decide_failure`]) and how a re-verification's failure

@@ -45,6 +45,8 @@ pub enum ModeKind {
     Pinned,
     /// Holding the last good revision (the desired commit is quarantined).
     Hold,
+    /// Holding the live revision while a wave gate keeps the desired app commit back.
+    Gated,
 }
 
 impl From<&Mode> for ModeKind {
@@ -53,6 +55,7 @@ impl From<&Mode> for ModeKind {
             Mode::Follow => ModeKind::Follow,
             Mode::Pinned(_) => ModeKind::Pinned,
             Mode::Hold { .. } => ModeKind::Hold,
+            Mode::Gated(_) => ModeKind::Gated,
         }
     }
 }
@@ -111,6 +114,9 @@ pub enum Decision {
     PinnedReady,
     /// Drift towards the held revision was repaired; the desired commit stays quarantined.
     HoldRepaired,
+    /// The live revision, held by a wave gate, is live and healthy: Ready, the desired app
+    /// commit still held back.
+    GatedReady,
     /// A step failed: what to do about it.
     Failed(OnFailure),
 }
@@ -154,6 +160,7 @@ pub fn decide(f: Facts) -> Decision {
             ModeKind::Follow => Decision::Healthy,
             ModeKind::Pinned => Decision::PinnedReady,
             ModeKind::Hold => Decision::HoldRepaired,
+            ModeKind::Gated => Decision::GatedReady,
         },
         Ended::Failed { step, class } => Decision::Failed(decide_failure(f, step, class)),
     }

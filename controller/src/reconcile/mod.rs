@@ -53,6 +53,7 @@ pub mod recheck;
 pub mod record;
 pub mod revert;
 pub mod target;
+pub mod waves;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -386,16 +387,25 @@ impl Controller {
         let stopped = JournalFile::new(&self.store.app_dir(&rec.name)).take();
         let notes = prepare::begin(rec, desired, info.config_commit, stopped.as_ref());
         self.publish(rec, notes);
-        let ended = match self
+        let preparation = self
             .prepare(rec, desired, info.config_commit, stopped)
-            .await?
-        {
+            .await?;
+        let notes = waves::record(
+            rec,
+            desired,
+            info.config_commit,
+            preparation.gate(),
+            state::now(),
+        );
+        self.publish(rec, notes);
+        let ended = match preparation {
             // The monitor saw the live revision regress: act on it first.
             Preparation::Regressed(reg) => {
                 rec.regression = None;
                 self.on_regression(rec, reg, handle).await
             }
             Preparation::NoTarget(no) => self.no_target(rec, no),
+            Preparation::Gated(v) => self.gated_undeployed(rec, &v),
             Preparation::ResumeRevert(j) => self.resume_revert(rec, &j, handle).await,
             Preparation::EnvFileUnreadable(m) => {
                 self.stop(rec, cr::ENV_FILE_UNREADABLE, StepKind::EnvFile, &m)
@@ -513,6 +523,26 @@ impl Controller {
             NoTarget::PinGone { .. } => self.stop(rec, cr::PIN_INVALID, StepKind::Pin, &message),
             NoTarget::QuarantinedWithoutGood { .. } => Ended::not_ready(rec.phase, message),
         }
+    }
+
+    /// A wave gate holds the desired app commit back and nothing is live yet: the app
+    /// waits, undeployed (Pending, Reconciling with reason `WaveHeld`).
+    fn gated_undeployed(&self, rec: &mut AppRecord, v: &crate::gate::Verdict) -> Ended {
+        let message = format!(
+            "wave {} ({} of {}) holds the first rollout: {}",
+            v.wave,
+            v.wave_index + 1,
+            v.waves,
+            v.message
+        );
+        rec.set_condition(
+            shipshape_spec::status::condition_types::RECONCILING,
+            shipshape_spec::status::ConditionStatus::True,
+            cr::WAVE_HELD,
+            &message,
+            &state::now(),
+        );
+        Ended::not_ready(rec.phase, message)
     }
 
     /// A document change that needs no step (health checks, rollback window …) becomes the

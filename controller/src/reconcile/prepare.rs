@@ -36,6 +36,9 @@ pub enum Preparation {
     ResumeRevert(Journal),
     /// The env file cannot be read, nor the server observed: the pass stops.
     EnvFileUnreadable(String),
+    /// A wave gate holds the desired app commit back and nothing is live here yet: the
+    /// app waits, undeployed.
+    Gated(Box<crate::gate::Verdict>),
     /// What to converge to and the steps to get there (see [`Prepared::next`]).
     Planned(Box<Prepared>),
 }
@@ -64,6 +67,8 @@ pub struct Prepared {
     pub resumed: bool,
     /// The pass only re-verifies the live release after a change of its `spec.health`.
     pub recheck: Option<HealthChange>,
+    /// The wave gate's answer, when it was asked (a new app commit under `spec.rollout`).
+    pub gate: Option<crate::gate::Verdict>,
 }
 
 /// What a planned pass does next.
@@ -77,6 +82,17 @@ pub enum Next {
     Settle,
     /// Run the plan's steps.
     Run,
+}
+
+impl Preparation {
+    /// The wave gate's answer, when the pass asked it.
+    pub fn gate(&self) -> Option<&crate::gate::Verdict> {
+        match self {
+            Preparation::Gated(v) => Some(v),
+            Preparation::Planned(p) => p.gate.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 impl Prepared {
@@ -149,6 +165,15 @@ impl Controller {
             Ok(t) => t,
             Err(no) => return Ok(Preparation::NoTarget(no)),
         };
+        // A new app commit under `spec.rollout` waits for its wave's gate.
+        let gate = self.check_gate(rec, &target, config_commit).await;
+        let target = match &gate {
+            Some(v) if !v.open() => match target::gate_hold(rec, v.clone()) {
+                Some(held) => held,
+                None => return Ok(Preparation::Gated(Box::new(v.clone()))),
+            },
+            _ => target,
+        };
         if let Some(j) = stopped.as_ref()
             && resumes_revert(rec, &target, j)
         {
@@ -181,6 +206,7 @@ impl Controller {
             reverify: false,
             resumed: false,
             recheck: None,
+            gate,
         };
         amend(&mut prepared, rec, config_commit, stopped);
         add_verifications(&mut prepared, rec, config_commit);
@@ -306,6 +332,7 @@ mod tests {
                 reverify: false,
                 resumed: false,
                 recheck: None,
+                gate: None,
             };
             assert_eq!(p.next(), want);
         }

@@ -3,7 +3,7 @@
 
 use shipshape_spec::status::{CheckResult, Outcome, Phase};
 
-use super::Controller;
+use super::{Controller, HostIdentity};
 use crate::runtime::events::{Event, EventKind};
 use crate::state::{self, AppRecord};
 
@@ -85,11 +85,28 @@ impl Controller {
     pub fn publish_app_metrics(&self, rec: &AppRecord) {
         let m = &self.hub.metrics;
         m.clear_app("shipshape_app_info", &rec.name);
-        m.set(
-            "shipshape_app_info",
-            app_info_labels(rec, &self.host.name),
-            1.0,
-        );
+        m.set("shipshape_app_info", app_info_labels(rec, &self.host), 1.0);
+        m.clear_app("shipshape_app_wave_held_seconds", &rec.name);
+        m.clear_app("shipshape_app_wave_hold_bound_seconds", &rec.name);
+        if let Some(g) = &rec.wave_gate {
+            m.set(
+                "shipshape_app_wave_hold_bound_seconds",
+                vec![("app", rec.name.clone())],
+                g.alert_after_seconds as f64,
+            );
+            if g.holds() {
+                let held = g.since.until(state::now()).num_milliseconds().max(0) as f64 / 1000.0;
+                m.set(
+                    "shipshape_app_wave_held_seconds",
+                    vec![
+                        ("app", rec.name.clone()),
+                        ("wave", g.wave.clone()),
+                        ("cause", g.state.word().to_string()),
+                    ],
+                    held,
+                );
+            }
+        }
         m.set(
             "shipshape_app_degraded",
             vec![("app", rec.name.clone())],
@@ -135,11 +152,12 @@ impl Controller {
 /// The labels of an app's `shipshape_app_info` series on `host`: what the fleet view
 /// (`shipshape fleet`) and the dashboard's fleet table read. Commits are full SHAs; a label
 /// is empty when the record has no value yet (nothing live, no document read).
-pub fn app_info_labels(rec: &AppRecord, host: &str) -> Vec<(&'static str, String)> {
+pub fn app_info_labels(rec: &AppRecord, host: &HostIdentity) -> Vec<(&'static str, String)> {
     let live = rec.live_revision.and_then(|n| rec.revision(n));
     vec![
         ("app", rec.name.clone()),
-        ("host", host.to_string()),
+        ("host", host.name.clone()),
+        ("wave", wave_of(rec, host)),
         ("phase", format!("{:?}", rec.phase)),
         ("pinned", rec.pin.is_some().to_string()),
         ("reverted", reverted(rec).to_string()),
@@ -161,6 +179,18 @@ pub fn app_info_labels(rec: &AppRecord, host: &str) -> Vec<(&'static str, String
             rec.desired_config_commit.clone().unwrap_or_default(),
         ),
     ]
+}
+
+/// This host's wave for `rec`'s app: the gate's, else the live revision's document's;
+/// empty without `spec.rollout`.
+fn wave_of(rec: &AppRecord, host: &HostIdentity) -> String {
+    if let Some(g) = &rec.wave_gate {
+        return g.wave.clone();
+    }
+    rec.live()
+        .and_then(|r| r.document.spec.rollout.as_ref())
+        .map(|r| r.wave_of(&host.name, &host.labels).1.to_string())
+        .unwrap_or_default()
 }
 
 /// Whether this host went back from the config commit it is asked to run: that commit is
@@ -200,6 +230,13 @@ mod tests {
         rec
     }
 
+    fn host(name: &str) -> HostIdentity {
+        HostIdentity {
+            name: name.into(),
+            labels: Default::default(),
+        }
+    }
+
     fn label<'a>(labels: &'a [(&'static str, String)], key: &str) -> &'a str {
         &labels.iter().find(|(k, _)| *k == key).unwrap().1
     }
@@ -207,7 +244,7 @@ mod tests {
     #[test]
     fn a_host_that_went_back_from_its_desired_config_commit_is_reverted_until_a_new_one() {
         let mut rec = record();
-        let labels = app_info_labels(&rec, "web-3");
+        let labels = app_info_labels(&rec, &host("web-3"));
         assert_eq!(label(&labels, "reverted"), "true");
         assert_eq!(label(&labels, "live_commit"), "app1");
         assert_eq!(label(&labels, "live_revision"), "1");
@@ -226,7 +263,7 @@ mod tests {
     #[test]
     fn an_app_with_nothing_live_has_empty_commit_labels() {
         let rec = AppRecord::new("demo");
-        let labels = app_info_labels(&rec, "web-1");
+        let labels = app_info_labels(&rec, &host("web-1"));
         assert_eq!(label(&labels, "live_commit"), "");
         assert_eq!(label(&labels, "desired_commit"), "");
         assert_eq!(label(&labels, "reverted"), "false");

@@ -23,6 +23,9 @@ pub enum Mode {
         /// The quarantine, in words.
         why: String,
     },
+    /// The live revision, held while a fleet rollout's wave gate keeps the desired app
+    /// commit back (`spec.rollout`): drift towards it is repaired, and its health watched.
+    Gated(Box<crate::gate::Verdict>),
 }
 
 impl Mode {
@@ -37,6 +40,7 @@ impl Mode {
             Mode::Follow => "following git".into(),
             Mode::Pinned(p) => format!("pinned by {} ({})", p.by, p.reason),
             Mode::Hold { .. } => "holding the last good revision".into(),
+            Mode::Gated(v) => format!("held by wave {}'s gate", v.wave),
         }
     }
 }
@@ -99,6 +103,9 @@ pub enum HoldKind {
     Pinned,
     /// The desired config commit is quarantined: the last good revision is held.
     Quarantined,
+    /// A fleet rollout's wave gate holds the desired app commit back: the live revision
+    /// is held.
+    Wave,
 }
 
 /// A hold, with what it keeps from being applied: its words are [`Hold`]'s `Display`.
@@ -136,6 +143,17 @@ impl Hold {
                 format!(
                     "config commit {} is quarantined ({why}); holding revision {n}; {not_applied} until a new config commit or `shipshape retry {app}`",
                     short_sha(config_commit)
+                ),
+            ),
+            (Mode::Gated(v), Some(n)) => (
+                HoldKind::Wave,
+                n,
+                format!(
+                    "wave {} ({} of {}) holds revision {n}: {}; {not_applied}",
+                    v.wave,
+                    v.wave_index + 1,
+                    v.waves,
+                    v.message
                 ),
             ),
             _ => return None,
@@ -245,6 +263,38 @@ pub fn choose(rec: &AppRecord, desired: &App, config_commit: &str) -> Result<Tar
     })
 }
 
+/// The app commit a wave gate must let in before `target` is followed, if any: the
+/// document has a rollout in waves, the pass follows it, and its app commit is neither
+/// live here nor already being rolled out here (a rollout the controller stopped in, or
+/// one a newer document superseded, goes on without asking again).
+pub fn gated_commit<'a>(rec: &AppRecord, target: &'a Target) -> Option<&'a str> {
+    target.document.spec.rollout.as_ref()?;
+    if !target.mode.follows() {
+        return None;
+    }
+    let commit = target.document.spec.source.commit.as_str();
+    let live = rec.live().map(|r| r.revision.app_commit.as_str());
+    let started = rec.last_attempted().is_some_and(|r| {
+        r.revision.app_commit == commit
+            && matches!(
+                r.revision.outcome,
+                Outcome::Progressing | Outcome::Superseded
+            )
+    });
+    (live != Some(commit) && !started).then_some(commit)
+}
+
+/// What a pass holds while the wave gate keeps `verdict`'s commit back: the live revision
+/// as it is; `None` when nothing is live yet (the app waits, undeployed).
+pub fn gate_hold(rec: &AppRecord, verdict: crate::gate::Verdict) -> Option<Target> {
+    let live = rec.live()?;
+    Some(Target {
+        document: live.document.clone(),
+        mode: Mode::Gated(Box::new(verdict)),
+        held: Some(live.revision.number),
+    })
+}
+
 /// The good revision's document as a quarantine holds it. When the revert away from the
 /// quarantined revision kept its schema (`onRevert: keep`, expand/contract), the database
 /// stays at that revision's level: holding the good revision must not migrate it down, so
@@ -325,7 +375,7 @@ pub fn needs_reverify(
                 target.held == Some(r.revision.number)
                     && rec.live_revision == Some(r.revision.number)
             }
-            Mode::Hold { .. } => false,
+            Mode::Hold { .. } | Mode::Gated(_) => false,
         };
         ours && matches!(
             r.revision.outcome,
@@ -654,6 +704,7 @@ mod tests {
                     Mode::Follow => "follow",
                     Mode::Pinned(_) => "pinned",
                     Mode::Hold { .. } => "hold",
+                    Mode::Gated(_) => "gated",
                 };
                 (mode, t.held)
             });

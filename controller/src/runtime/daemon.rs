@@ -319,6 +319,27 @@ fn warm_ends_in(desired: &Desired) -> Option<Duration> {
         .min()
 }
 
+/// How often a host ticks while a fleet rollout's new app commit is not live on it yet: its
+/// wave gate is asked again this often (three instant queries to Prometheus).
+pub const GATE_RECHECK: Duration = Duration::from_secs(3);
+
+/// True when an app under `spec.rollout` is not live on its desired app commit yet and that
+/// commit is not quarantined here: its wave gate may open at any moment.
+fn rollout_pending(ctl: &Controller, desired: &Desired) -> bool {
+    desired
+        .docs
+        .iter()
+        .filter(|d| d.app.spec.rollout.is_some())
+        .any(|d| {
+            let Ok(rec) = ctl.store.load(&d.app.metadata.name) else {
+                return false;
+            };
+            let live = rec.live().map(|r| r.revision.app_commit.as_str());
+            live != Some(d.app.spec.source.commit.as_str())
+                && crate::reconcile::target::quarantine_of(&rec, &desired.commit).is_none()
+        })
+}
+
 /// The reconcile loop's state: which apps have a pass running or missed a trigger, the
 /// monitors started, the passes in flight. See the module's doc for its duties per tick.
 struct Scheduler {
@@ -344,6 +365,8 @@ struct Scheduler {
     /// How long until the first warm slot's time is up (traffic through nginx): the next
     /// tick comes then at the latest, so the slot is retired on time.
     warm_ends_in: Option<Duration>,
+    /// A fleet rollout's new commit is not live here yet: tick every [`GATE_RECHECK`].
+    rollout_pending: bool,
 }
 
 impl Scheduler {
@@ -366,6 +389,7 @@ impl Scheduler {
             passes: JoinSet::new(),
             sigterm,
             warm_ends_in: None,
+            rollout_pending: false,
         })
     }
 
@@ -384,6 +408,7 @@ impl Scheduler {
         if let Some(desired) = self.read_desired().await {
             self.record_unrunnable(&desired).await;
             self.warm_ends_in = warm_ends_in(&desired);
+            self.rollout_pending = rollout_pending(&self.ctl, &desired);
             let commit = desired.commit;
             for doc in desired.docs {
                 self.ensure_monitor(&doc.app.metadata.name);
@@ -441,10 +466,13 @@ impl Scheduler {
     async fn wait(&mut self) -> Next {
         // A warm slot whose time is up is retired by the tick after (a little slack, so the
         // pass sees the time passed).
-        let sleep = match self.warm_ends_in {
+        let mut sleep = match self.warm_ends_in {
             Some(d) => self.interval.min(d + Duration::from_millis(50)),
             None => self.interval,
         };
+        if self.rollout_pending {
+            sleep = sleep.min(GATE_RECHECK);
+        }
         tokio::select! {
             _ = tokio::time::sleep(sleep) => Next::Tick,
             _ = self.trigger.notified() => Next::Tick,
@@ -555,6 +583,7 @@ async fn record_outcome<E: std::fmt::Display>(
 /// not one: the controller runs without its TCP listener, retrying it.
 pub async fn run(ctl: Arc<Controller>, opts: Options) -> anyhow::Result<i32> {
     ctl.hub.metrics.identify(&ctl.host.name);
+    ctl.hub.metrics.label_host(&ctl.host.name, &ctl.host.labels);
     // Refuse a bad secret before anything starts.
     let webhook_secret = match &opts.webhook_secret_file {
         Some(f) => Some(Arc::new(read_webhook_secret(f)?)),

@@ -36,6 +36,9 @@ pub enum EventKind {
     Pinned,
     /// The pin was lifted.
     Unpinned,
+    /// A fleet rollout's wave gate holds the desired app commit because it failed on an
+    /// earlier-wave host, or has held it past `spec.rollout.alertAfter`.
+    WaveHeld,
 }
 
 impl EventKind {
@@ -168,6 +171,7 @@ fn kind_words(kind: EventKind) -> &'static str {
         EventKind::Regressed => "regressed",
         EventKind::Pinned => "pinned",
         EventKind::Unpinned => "unpinned",
+        EventKind::WaveHeld => "wave HELD",
     }
 }
 

@@ -60,7 +60,22 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "shipshape_app_info",
         "gauge",
-        "Always 1 per app, one series replaced as the app changes: host, phase, live_revision, live_commit (the live app commit), desired_commit (the app commit at config_commit, the config commit last read), pinned, reverted (the desired config commit was rolled back on this host).",
+        "Always 1 per app, one series replaced as the app changes: host, phase, live_revision, live_commit (the live app commit), desired_commit (the app commit at config_commit, the config commit last read), pinned, reverted (the desired config commit was rolled back on this host), wave (the host's wave under spec.rollout, else empty).",
+    ),
+    (
+        "shipshape_host_label",
+        "gauge",
+        "Always 1, one series per label the controller was given (--label key=value): host, key, value. Waves select hosts by them.",
+    ),
+    (
+        "shipshape_app_wave_held_seconds",
+        "gauge",
+        "How long the wave gate has held the desired app commit back, while it does: wave, cause (waiting, busy, noData, failed).",
+    ),
+    (
+        "shipshape_app_wave_hold_bound_seconds",
+        "gauge",
+        "The app's spec.rollout.alertAfter: a wave held longer is alerted.",
     ),
     (
         "shipshape_app_pinned_since_timestamp_seconds",
@@ -149,6 +164,23 @@ impl Metrics {
             ],
             1.0,
         );
+    }
+
+    /// Say which labels this host has (`--label`): one `shipshape_host_label` series each,
+    /// so the waves of another host's gate can select this one.
+    pub fn label_host(&self, host: &str, labels: &std::collections::BTreeMap<String, String>) {
+        self.with("shipshape_host_label", |f| f.series.clear());
+        for (k, v) in labels {
+            self.set(
+                "shipshape_host_label",
+                vec![
+                    ("host", host.to_string()),
+                    ("key", k.clone()),
+                    ("value", v.clone()),
+                ],
+                1.0,
+            );
+        }
     }
 
     fn with<F: FnOnce(&mut Family)>(&self, name: &'static str, f: F) {

@@ -11,12 +11,14 @@ use crate::app::{
 
 mod health;
 mod processes;
+mod rollout;
 mod rules;
 mod traffic;
 mod traps;
 
 use health::{health_checks, health_rounds};
 use processes::processes;
+use rollout::rollout;
 use rules::*;
 pub use rules::{
     is_contained_relative, is_dns_label, is_env_name, is_full_sha, is_level, is_log_file,
@@ -128,10 +130,12 @@ type Section = fn(&mut Checker, &App);
 /// 10. [`env_file`]: the secrets file;
 /// 11. [`hooks`]: after-switch commands and their timeout;
 /// 12. [`traffic`]: the slots' ports, the public and confirm addresses, the upstream file,
-///     the serving process (which must not set `PORT` itself) and nginx's command.
+///     the serving process (which must not set `PORT` itself) and nginx's command;
+/// 13. [`rollout`]: the fleet's Prometheus, the waves' names, hosts and parallelism, and its
+///     time limits.
 ///
 /// `rollback` and `hosts` need nothing beyond their types.
-const SECTIONS: [Section; 12] = [
+const SECTIONS: [Section; 13] = [
     metadata,
     source,
     releases,
@@ -144,6 +148,7 @@ const SECTIONS: [Section; 12] = [
     env_file,
     hooks,
     traffic,
+    rollout,
 ];
 
 /// What in `app` probably does not do what it seems to, though it can be applied (the

@@ -1,0 +1,474 @@
+//! The wave gate of a fleet rollout (`spec.rollout`): whether this host may take a new app
+//! commit now, decided from what the fleet's Prometheus saw of the other hosts. The
+//! decision ([`decide`]) is pure and table-tested (`tests.rs`); [`observe`] asks
+//! Prometheus for its inputs.
+//!
+//! The rules, in order:
+//! 1. a failure of the commit on a host of an earlier wave or of this one (reverted from
+//!    it, Degraded or Failed on it) holds it, remembered as a [`FleetMark`] until a new
+//!    config commit or until that host tries the commit again;
+//! 2. every host of every earlier wave must run the commit, Ready, in samples no older and
+//!    no further apart than `fresh`, for `soak`; a missing or stale host, an empty earlier
+//!    wave or Prometheus not answering is a hold (no data), never a go;
+//! 3. within the wave, hosts go in name order, at most `maxParallel` at once: a host goes
+//!    when fewer than that many of the hosts before it are still to finish (Ready on the
+//!    commit); a pinned host is not taking it and does not count.
+
+pub mod observe;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use shipshape_spec::rollout::{MaxParallel, REST_WAVE, Rollout};
+use shipshape_spec::status::{FleetMark, GateHost, GateState};
+
+use crate::plan::short_sha;
+
+/// One sample of a host's `shipshape_app_info` for the app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// When Prometheus scraped it (seconds since the epoch).
+    pub at: f64,
+    /// The `phase` label.
+    pub phase: String,
+    /// The live app commit.
+    pub live: String,
+    /// The desired app commit.
+    pub desired: String,
+    /// The host went back from its desired config commit.
+    pub reverted: bool,
+    /// The app is pinned there.
+    pub pinned: bool,
+}
+
+impl Sample {
+    /// Runs `commit`, Ready.
+    fn ready_on(&self, commit: &str) -> bool {
+        self.live == commit && self.phase == "Ready"
+    }
+
+    /// The failure of `commit` this sample shows, if any.
+    fn failure_of(&self, commit: &str) -> Option<&'static str> {
+        if self.desired == commit && self.reverted {
+            Some("reverted")
+        } else if (self.live == commit || self.desired == commit) && self.phase == "Failed" {
+            Some("Failed")
+        } else if self.live == commit && self.phase == "Degraded" {
+            Some("Degraded")
+        } else {
+            None
+        }
+    }
+
+    /// A new attempt at `commit` (after a retry or a new config commit there).
+    fn tries(&self, commit: &str) -> bool {
+        self.desired == commit && !self.reverted && self.phase == "Progressing"
+    }
+}
+
+/// Another host, as Prometheus saw it: its labels and its samples of the app, oldest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HostSeen {
+    /// `--hostname`.
+    pub name: String,
+    /// `--label`s.
+    pub labels: BTreeMap<String, String>,
+    /// The app's samples in the window asked, oldest first.
+    pub samples: Vec<Sample>,
+}
+
+/// What Prometheus said about the fleet, or why it said nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// The hosts that ran the app in the look-back window (this one left out).
+    Hosts(Vec<HostSeen>),
+    /// Prometheus could not be asked, or refused: why.
+    Unreachable(String),
+}
+
+/// What the gate is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The document's rollout.
+    pub rollout: &'a Rollout,
+    /// This host's name.
+    pub me: &'a str,
+    /// This host's labels.
+    pub labels: &'a BTreeMap<String, String>,
+    /// The app commit asked for.
+    pub commit: &'a str,
+    /// Now, on Prometheus's time line (seconds since the epoch).
+    pub now: f64,
+    /// What Prometheus saw.
+    pub seen: &'a Seen,
+    /// The failures of `commit` remembered from earlier checks.
+    pub marks: &'a [FleetMark],
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// This host's wave, and its place.
+    pub wave: String,
+    /// Its index, from 0.
+    pub wave_index: usize,
+    /// How many waves there are ("the rest" included when this host is in it).
+    pub waves: usize,
+    /// Open, or why it holds.
+    pub state: GateState,
+    /// In words.
+    pub message: String,
+    /// The hosts it waits for, or the one it is held by.
+    pub hosts: Vec<GateHost>,
+    /// The failures of the commit known now (the ones asked, less those the host tried
+    /// again, plus those seen now).
+    pub marks: Vec<FleetMark>,
+}
+
+impl Verdict {
+    /// True when the commit may be applied.
+    pub fn open(&self) -> bool {
+        self.state == GateState::Open
+    }
+}
+
+/// A duration in seconds as a person reads it (`40s`, `4m10s`).
+pub fn secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match (s / 60, s % 60) {
+        (0, r) => format!("{r}s"),
+        (m, 0) => format!("{m}m"),
+        (m, r) => format!("{m}m{r}s"),
+    }
+}
+
+/// How a host of an earlier wave stands towards the commit.
+#[derive(Debug, Clone, PartialEq)]
+enum Standing {
+    /// Runs it, Ready, for the soak time.
+    Proven,
+    /// Runs something else, or not yet for long enough.
+    Waiting(String, Option<f64>),
+    /// No sample fresh enough.
+    Unseen(String),
+}
+
+/// How `h` stands towards `commit`: its newest sample must be fresh; it has soaked for as
+/// long as its samples, newest first, show it Ready on the commit with no gap above
+/// `fresh`.
+fn standing(h: &HostSeen, commit: &str, now: f64, rollout: &Rollout) -> Standing {
+    let fresh = rollout.fresh.std().as_secs_f64();
+    let soak = rollout.soak.std().as_secs_f64();
+    let Some(last) = h.samples.last() else {
+        return Standing::Unseen(format!("no sample in the last {}", secs(soak + fresh)));
+    };
+    if now - last.at > fresh {
+        return Standing::Unseen(format!(
+            "no sample for {} (fresh: {})",
+            secs(now - last.at),
+            secs(fresh)
+        ));
+    }
+    if !last.ready_on(commit) {
+        let pinned = if last.pinned { "pinned, " } else { "" };
+        let on = if last.live.is_empty() {
+            "nothing live".to_string()
+        } else {
+            short_sha(&last.live).to_string()
+        };
+        return Standing::Waiting(format!("{pinned}{} on {on}", last.phase), None);
+    }
+    let mut since = last.at;
+    let mut newer = last.at;
+    for s in h.samples.iter().rev() {
+        if !s.ready_on(commit) || newer - s.at > fresh {
+            break;
+        }
+        since = s.at;
+        newer = s.at;
+    }
+    let soaked = now - since;
+    if soaked >= soak {
+        Standing::Proven
+    } else {
+        Standing::Waiting(
+            format!(
+                "Ready on {}, soaked {} of {}",
+                short_sha(commit),
+                secs(soaked),
+                secs(soak)
+            ),
+            Some(soaked),
+        )
+    }
+}
+
+/// The marks of `ask.commit` now: the remembered ones less those whose host has tried
+/// the commit again since, plus the failures in the samples of the hosts of waves up to
+/// `upto` (this host's), one per host: the first since its last attempt.
+fn marks_now(ask: &Ask<'_>, hosts: &[(usize, &HostSeen)], upto: usize) -> Vec<FleetMark> {
+    let mut marks: BTreeMap<String, FleetMark> = BTreeMap::new();
+    let tried_since = |host: &str, at: f64| {
+        hosts.iter().any(|(_, h)| {
+            h.name == host && h.samples.iter().any(|s| s.at > at && s.tries(ask.commit))
+        })
+    };
+    for m in ask.marks {
+        if !tried_since(&m.host, m.at) {
+            marks.insert(m.host.clone(), m.clone());
+        }
+    }
+    for (wave, h) in hosts {
+        if *wave > upto {
+            continue;
+        }
+        // The first failure since the last attempt, unless a new attempt came after it.
+        let mut found: Option<FleetMark> = None;
+        for s in &h.samples {
+            if let Some(reason) = s.failure_of(ask.commit)
+                && found.is_none()
+            {
+                found = Some(FleetMark {
+                    host: h.name.clone(),
+                    reason: reason.to_string(),
+                    at: s.at,
+                });
+            } else if s.tries(ask.commit) {
+                found = None;
+            }
+        }
+        if let Some(f) = found
+            && !marks.contains_key(&f.host)
+        {
+            marks.insert(f.host.clone(), f);
+        }
+    }
+    marks.into_values().collect()
+}
+
+/// Whether this host may take `ask.commit` now (see the module's rules).
+pub fn decide(ask: &Ask<'_>) -> Verdict {
+    let rollout = ask.rollout;
+    let (index, name) = rollout.wave_of(ask.me, ask.labels);
+    let waves = if index == rollout.waves.len() {
+        rollout.waves.len() + 1
+    } else {
+        rollout.waves.len()
+    };
+    let mut v = Verdict {
+        wave: name.to_string(),
+        wave_index: index,
+        waves,
+        state: GateState::Open,
+        message: String::new(),
+        hosts: Vec::new(),
+        marks: Vec::new(),
+    };
+    let commit = short_sha(ask.commit).to_string();
+    let wave_of = |h: &HostSeen| rollout.wave_of(&h.name, &h.labels);
+    let empty = Vec::new();
+    let (seen, unreachable) = match ask.seen {
+        Seen::Hosts(h) => (h, None),
+        Seen::Unreachable(why) => (&empty, Some(why.as_str())),
+    };
+    let hosts: Vec<(usize, &HostSeen)> = seen
+        .iter()
+        .filter(|h| h.name != ask.me)
+        .map(|h| (wave_of(h).0, h))
+        .collect();
+    // 1. A failure anywhere up to this wave.
+    v.marks = marks_now(ask, &hosts, index);
+    if let Some(m) = v.marks.first() {
+        let wave = hosts
+            .iter()
+            .find(|(_, h)| h.name == m.host)
+            .map(|(_, h)| wave_of(h).1.to_string())
+            .unwrap_or_default();
+        v.state = GateState::Failed;
+        v.message = format!(
+            "app {commit} failed on {} ({}): it is not applied here until a new config commit, or `shipshape retry` on {}",
+            m.host, m.reason, m.host
+        );
+        v.hosts = v
+            .marks
+            .iter()
+            .map(|m| GateHost {
+                host: m.host.clone(),
+                wave: wave.clone(),
+                state: format!("{} on {commit}", m.reason),
+                soaked_seconds: None,
+            })
+            .collect();
+        return v;
+    }
+    // 2. Every earlier wave proven.
+    if index > 0 {
+        if let Some(why) = unreachable {
+            v.state = GateState::NoData;
+            v.message = format!(
+                "waiting for the earlier waves to prove app {commit}, but Prometheus cannot say: {why}"
+            );
+            return v;
+        }
+        let mut waiting = Vec::new();
+        let mut unseen = false;
+        for (j, wave) in rollout.waves.iter().enumerate().take(index) {
+            let members: Vec<&HostSeen> = hosts
+                .iter()
+                .filter(|(w, _)| *w == j)
+                .map(|(_, h)| *h)
+                .collect();
+            if members.is_empty() {
+                unseen = true;
+                waiting.push(GateHost {
+                    host: String::new(),
+                    wave: wave.name.clone(),
+                    state: format!(
+                        "no host of wave {} runs this app in Prometheus's last {}",
+                        wave.name,
+                        secs(observe::LOOKBACK.as_secs_f64())
+                    ),
+                    soaked_seconds: None,
+                });
+            }
+            for h in members {
+                let (state, soaked) = match standing(h, ask.commit, ask.now, rollout) {
+                    Standing::Proven => continue,
+                    Standing::Waiting(s, soaked) => (s, soaked),
+                    Standing::Unseen(s) => {
+                        unseen = true;
+                        (s, None)
+                    }
+                };
+                waiting.push(GateHost {
+                    host: h.name.clone(),
+                    wave: wave.name.clone(),
+                    state,
+                    soaked_seconds: soaked,
+                });
+            }
+        }
+        if !waiting.is_empty() {
+            v.state = if unseen {
+                GateState::NoData
+            } else {
+                GateState::Waiting
+            };
+            let list: Vec<String> = waiting
+                .iter()
+                .map(|h| {
+                    if h.host.is_empty() {
+                        h.state.clone()
+                    } else {
+                        format!("{}: {}", h.host, h.state)
+                    }
+                })
+                .collect();
+            v.message = format!(
+                "waiting for the earlier waves to run app {commit}, Ready, for {}: {}",
+                secs(rollout.soak.std().as_secs_f64()),
+                list.join("; ")
+            );
+            v.hosts = waiting;
+            return v;
+        }
+    }
+    // 3. This wave's hosts before this one, at most maxParallel at once.
+    let max_parallel = rollout
+        .wave(index)
+        .map(|w| w.max_parallel)
+        .unwrap_or_default();
+    let named: Vec<&str> = rollout
+        .wave(index)
+        .filter(|w| w.hosts.labels.is_empty())
+        .map(|w| w.hosts.names.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut members: BTreeMap<&str, Option<&HostSeen>> = named
+        .iter()
+        .filter(|n| **n != ask.me)
+        .map(|n| (*n, None))
+        .collect();
+    for (w, h) in &hosts {
+        if *w == index {
+            members.insert(h.name.as_str(), Some(*h));
+        }
+    }
+    let whole = matches!(max_parallel, MaxParallel::Percent(p) if p.value() >= 100.0);
+    if let Some(why) = unreachable
+        && named.is_empty()
+        && !whole
+    {
+        v.state = GateState::NoData;
+        v.message = format!(
+            "wave {name} takes app {commit} on {max_parallel} of its hosts at a time, but Prometheus cannot say which are taking it: {why}"
+        );
+        return v;
+    }
+    let size = members.len() + 1;
+    let allowed = max_parallel.of(size);
+    let fresh = rollout.fresh.std().as_secs_f64();
+    let busy: Vec<GateHost> = members
+        .iter()
+        .filter(|(n, _)| **n < ask.me)
+        .filter_map(|(n, h)| {
+            let last = h.and_then(|h| h.samples.last());
+            let state = match last {
+                None => "no sample".to_string(),
+                Some(s) if ask.now - s.at > fresh => {
+                    format!("no sample for {}", secs(ask.now - s.at))
+                }
+                Some(s) if s.ready_on(ask.commit) => return None,
+                Some(s) if s.pinned => return None,
+                Some(s) => format!(
+                    "{} on {}",
+                    s.phase,
+                    if s.live.is_empty() {
+                        "nothing live".to_string()
+                    } else {
+                        short_sha(&s.live).to_string()
+                    }
+                ),
+            };
+            Some(GateHost {
+                host: n.to_string(),
+                wave: name.to_string(),
+                state,
+                soaked_seconds: None,
+            })
+        })
+        .collect();
+    if busy.len() >= allowed {
+        let list: Vec<String> = busy
+            .iter()
+            .map(|h| format!("{}: {}", h.host, h.state))
+            .collect();
+        v.state = if unreachable.is_some() {
+            GateState::NoData
+        } else {
+            GateState::Busy
+        };
+        v.message = format!(
+            "wave {name} takes app {commit} on {allowed} host(s) at a time (maxParallel {max_parallel} of {size}), in name order; before this one: {}",
+            list.join("; ")
+        );
+        if let Some(why) = unreachable {
+            v.message
+                .push_str(&format!("; Prometheus cannot say: {why}"));
+        }
+        v.hosts = busy;
+        return v;
+    }
+    v.message = if index == 0 {
+        format!("wave {name} is the first: app {commit} goes")
+    } else {
+        format!(
+            "the earlier waves run app {commit}, Ready, for {}: wave {name} takes it",
+            secs(rollout.soak.std().as_secs_f64())
+        )
+    };
+    if name == REST_WAVE {
+        v.message.push_str(" (this host is in no listed wave)");
+    }
+    v
+}
