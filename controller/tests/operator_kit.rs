@@ -108,6 +108,8 @@ fn the_alert_rules_pass_promtool() {
         "ShipshapeDegraded",
         "ShipshapeSourceFailing",
         "ShipshapePinnedTooLong",
+        "ShipshapeWaveHeldByFailure",
+        "ShipshapeWaveHeldTooLong",
     ] {
         assert!(rules.contains(alert), "missing {alert}");
     }

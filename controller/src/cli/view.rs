@@ -1084,6 +1084,56 @@ web     Ready   1    111111111111  -             passing  -       5m     revisio
         assert!(wide[1].ends_with(&long), "{}", wide[1]);
     }
 
+    /// A held wave: its line in the detail (wave, state and since when, each host waited
+    /// for), and its place in the list: a hold by a failure needs a person, a wait is
+    /// progressing.
+    #[test]
+    fn a_wave_gate_shows_in_the_detail_and_a_failure_hold_asks_for_attention() {
+        use shipshape_spec::status::{GateHost, GateState, WaveGate};
+        let mut r = healthy("shop");
+        r.desired_app_commit = Some(sha('4'));
+        r.wave_gate = Some(WaveGate {
+            wave: "web".into(),
+            wave_index: 1,
+            waves: 2,
+            app_commit: sha('4'),
+            config_commit: sha('c'),
+            state: GateState::Waiting,
+            message: "waiting for the earlier waves to run app 444444444444, Ready, for 5m: web-1: Ready on 444444444444, soaked 40s of 5m".into(),
+            hosts: vec![GateHost {
+                host: "web-1".into(),
+                wave: "canary".into(),
+                state: "Ready on 444444444444, soaked 40s of 5m".into(),
+                soaked_seconds: Some(40.0),
+            }],
+            since: ago(45),
+            checked_at: ago(1),
+            marks: vec![],
+            alerted: false,
+            alert_after_seconds: 1800,
+        });
+        let text = detail(&r, now());
+        assert!(
+            text.contains("  wave        web (2 of 2): waiting for 45s (app 444444444444, checked 1s ago): waiting for the earlier waves"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "                web-1 (canary): Ready on 444444444444, soaked 40s of 5m\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(attention(&r), Attention::Progressing);
+        r.wave_gate.as_mut().unwrap().state = GateState::Failed;
+        assert_eq!(attention(&r), Attention::Needed);
+        // Once the commit is live (desired moved on, or the gate opened), no attention.
+        r.wave_gate.as_mut().unwrap().state = GateState::Open;
+        assert_eq!(attention(&r), Attention::Fine);
+        assert!(
+            detail(&r, now()).contains("  wave        web (2 of 2): open for app 444444444444")
+        );
+    }
+
     #[test]
     fn the_detail_prints_each_message_once() {
         let mut r = reverted("api");

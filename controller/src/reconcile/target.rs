@@ -1030,4 +1030,86 @@ mod tests {
             }
         }
     }
+
+    /// When the wave gate is asked: a document with a rollout, followed, whose app commit
+    /// is neither live nor being rolled out here; and what a hold then converges to.
+    #[test]
+    fn the_gate_is_asked_for_a_new_app_commit_only_and_a_hold_keeps_the_live_revision() {
+        let rollout: shipshape_spec::rollout::Rollout = serde_json::from_value(serde_json::json!({
+            "prometheus": "http://p:9090",
+            "waves": [{ "name": "canary", "hosts": { "names": ["web-1"] } }]
+        }))
+        .unwrap();
+        let follow = |commit: &str, with_rollout: bool| {
+            let mut document = app(commit);
+            if with_rollout {
+                document.spec.rollout = Some(rollout.clone());
+            }
+            Target {
+                document,
+                mode: Mode::Follow,
+                held: None,
+            }
+        };
+        // Revision 1 (app1) live and healthy.
+        let mut rec = record();
+        rec.revisions = vec![entry(1, Outcome::Healthy)];
+        rec.live_revision = Some(1);
+        assert_eq!(gated_commit(&rec, &follow("app2", true)), Some("app2"));
+        assert_eq!(
+            gated_commit(&rec, &follow("app2", false)),
+            None,
+            "no rollout"
+        );
+        assert_eq!(
+            gated_commit(&rec, &follow("app1", true)),
+            None,
+            "live already"
+        );
+        let mut pinned = follow("app2", true);
+        pinned.mode = Mode::Pinned(shipshape_spec::status::Pin {
+            revision: 1,
+            by: "ana".into(),
+            at: shipshape_spec::Timestamp::UNIX_EPOCH,
+            reason: "incident".into(),
+            source: PinSource::Cli,
+        });
+        assert_eq!(gated_commit(&rec, &pinned), None, "a pin wins");
+        // A rollout of app2 under way here (the controller stopped, or it was superseded).
+        let mut under_way = rec.clone();
+        under_way.revisions.push(entry(2, Outcome::Progressing));
+        assert_eq!(gated_commit(&under_way, &follow("app2", true)), None);
+        under_way.revisions[1].revision.outcome = Outcome::Superseded;
+        assert_eq!(gated_commit(&under_way, &follow("app2", true)), None);
+        // One that failed here is quarantined (a hold before the gate); one that was
+        // reverted long ago and is asked for again by a new config commit is gated.
+        under_way.revisions[1].revision.outcome = Outcome::Reverted;
+        assert_eq!(
+            gated_commit(&under_way, &follow("app2", true)),
+            Some("app2")
+        );
+        // Nothing live: the gate is asked, and a hold has nothing to keep.
+        let fresh = record();
+        assert_eq!(gated_commit(&fresh, &follow("app1", true)), Some("app1"));
+        let verdict = crate::gate::Verdict {
+            wave: "web".into(),
+            wave_index: 1,
+            waves: 2,
+            state: shipshape_spec::status::GateState::Waiting,
+            message: "waiting".into(),
+            hosts: vec![],
+            marks: vec![],
+        };
+        assert_eq!(gate_hold(&fresh, verdict.clone()), None);
+        let held = gate_hold(&rec, verdict).expect("the live revision is held");
+        assert_eq!(held.held, Some(1));
+        assert_eq!(held.document, rec.revisions[0].document);
+        let hold = Hold::of(&held, &app("app2"), "cfg2").expect("a hold");
+        assert_eq!(hold.kind, HoldKind::Wave);
+        assert!(
+            hold.message.starts_with("wave web (2 of 2) holds revision 1: waiting; desired config cfg2 (app app2) is not applied"),
+            "{}",
+            hold.message
+        );
+    }
 }

@@ -95,6 +95,9 @@ pub fn record(
         _ => now,
     };
     let mut alerted = before.as_ref().is_some_and(|g| g.alerted) && v.state != GateState::Open;
+    if !same_state {
+        tracing::info!(app = %rec.name, wave = %v.wave, gate = v.state.word(), "{}", v.message);
+    }
     let mut notes = Vec::new();
     if v.state == GateState::Failed
         && !before
