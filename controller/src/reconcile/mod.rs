@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`target`] (pure): what to converge to: the document, a pin, or the last good revision
-//!   while the desired config commit is quarantined; the last-known-good rule; pins.
+//!   while the desired config commit is quarantined, or the live revision while a wave gate
+//!   holds a new app commit back; the last-known-good rule; pins.
+//! - [`waves`]: asking a fleet rollout's wave gate ([`crate::gate`]) and keeping its answer.
 //! - [`decide`] (pure): what to do after the steps ended, or after a regression.
 //! - [`record`] (pure): outcomes, quarantines and conditions, written in one place.
 //! - [`revert`]: which revision to go back to and how (pure), then going back.

@@ -17,7 +17,8 @@
 //! 4. `Scheduler::start_pass`: start the app's pass, unless one is running: then the app
 //!    is marked missed and goes again as soon as that pass ends (`Queue`, `Running`);
 //! 5. `Scheduler::reap`: collect the passes that have finished;
-//! 6. `Scheduler::wait`: wait for the next tick, or a stop.
+//! 6. `Scheduler::wait`: wait for the next tick, or a stop (at most [`GATE_RECHECK`] while
+//!    a fleet rollout's new commit waits for its wave gate here, so the gate is asked again).
 //!
 //! On stop: the monitors end, the poller ends, verifications are interrupted, and passes in
 //! flight get `stop_timeout` to finish their step (`Scheduler::drain`); then the API stops.
@@ -323,8 +324,8 @@ fn warm_ends_in(desired: &Desired) -> Option<Duration> {
 /// wave gate is asked again this often (three instant queries to Prometheus).
 pub const GATE_RECHECK: Duration = Duration::from_secs(3);
 
-/// True when an app under `spec.rollout` is not live on its desired app commit yet and that
-/// commit is not quarantined here: its wave gate may open at any moment.
+/// True when an app under `spec.rollout` is not live on its desired app commit yet, and
+/// neither pinned nor quarantined here: its wave gate may open at any moment.
 fn rollout_pending(ctl: &Controller, desired: &Desired) -> bool {
     desired
         .docs
@@ -336,6 +337,7 @@ fn rollout_pending(ctl: &Controller, desired: &Desired) -> bool {
             };
             let live = rec.live().map(|r| r.revision.app_commit.as_str());
             live != Some(d.app.spec.source.commit.as_str())
+                && rec.pin.is_none()
                 && crate::reconcile::target::quarantine_of(&rec, &desired.commit).is_none()
         })
 }
