@@ -116,6 +116,25 @@ fn the_alert_rules_pass_promtool() {
     assert_only_exported_metrics("alerts.yml", &rules);
 }
 
+/// The wave alerts fire as they should (promtool's rule unit tests): held by a failure at
+/// once, held past `alertAfter` only once the bound is passed.
+#[test]
+fn the_wave_alerts_fire_on_a_failure_and_past_the_bound() {
+    let promtool =
+        which("promtool").expect("promtool is needed (hack/test.sh installs Debian's prometheus)");
+    let out = Command::new(promtool)
+        .args(["test", "rules", "alerts.test.yml"])
+        .current_dir(workspace().join("examples/monitoring"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn assert_only_exported_metrics(what: &str, text: &str) {
     let exported: BTreeSet<&str> = shipshape::runtime::metrics::METRICS
         .iter()
