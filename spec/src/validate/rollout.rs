@@ -5,6 +5,12 @@
 use super::*;
 use crate::rollout::MaxParallel;
 
+/// The most waves a rollout has (a fleet is a canary and a few steps, not one wave a host).
+pub const MAX_WAVES: usize = 32;
+
+/// The longest soak: the gate reads every sample of the soak window at each check.
+pub const MAX_SOAK: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 pub(super) fn rollout(c: &mut Checker, app: &App) {
     let Some(r) = &app.spec.rollout else { return };
     c.probe_url("spec.rollout.prometheus", &r.prometheus);
@@ -18,6 +24,30 @@ pub(super) fn rollout(c: &mut Checker, app: &App) {
         c.fail(
             "spec.rollout.waves",
             "needs at least one wave (the canary); hosts no wave selects go after the last one",
+        );
+    }
+    if r.waves.len() > MAX_WAVES {
+        c.fail(
+            "spec.rollout.waves",
+            format!(
+                "{} waves are more than {MAX_WAVES}, the most a rollout has",
+                r.waves.len()
+            ),
+        );
+    }
+    if r.soak.std() > MAX_SOAK {
+        c.fail(
+            "spec.rollout.soak",
+            format!("{} is longer than 6h, the longest soak (the gate reads every sample of the soak at each check)", r.soak),
+        );
+    }
+    if r.fresh.std() > r.soak.std() && !r.soak.std().is_zero() {
+        c.fail(
+            "spec.rollout.fresh",
+            format!(
+                "{} is longer than the soak ({}): a gap that long would fit inside it",
+                r.fresh, r.soak
+            ),
         );
     }
     let mut names = HashSet::new();
