@@ -45,7 +45,7 @@ pub(super) fn rollout(c: &mut Checker, app: &App) {
         c.fail(
             "spec.rollout.fresh",
             format!(
-                "{} is longer than the soak ({}): a gap that long would fit inside it",
+                "{} (the default is 60s) is longer than the soak ({}): a gap in the samples that long would fit inside it; set fresh to a few scrape intervals, below the soak",
                 r.fresh, r.soak
             ),
         );
