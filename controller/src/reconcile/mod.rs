@@ -544,7 +544,19 @@ impl Controller {
             &message,
             &state::now(),
         );
-        Ended::not_ready(rec.phase, message)
+        // The result's words stay the same while the gate's reason does (the soak's seconds
+        // tick in the condition), so the daemon warns of it once, not every check.
+        Ended::not_ready(
+            rec.phase,
+            format!(
+                "wave {} ({} of {}) holds the first rollout ({}); `shipshape status {}` says why",
+                v.wave,
+                v.wave_index + 1,
+                v.waves,
+                v.state.word(),
+                rec.name
+            ),
+        )
     }
 
     /// A document change that needs no step (health checks, rollback window …) becomes the
