@@ -358,9 +358,10 @@ pub fn revision_for(
 
 /// True when everything is in place but the rollout's verification never finished (the
 /// controller stopped, or a newer document, or a request, stopped it): verify again. That
-/// is the document's revision when following it, and the pinned revision when it is the
-/// one left unverified (a pin to the revision being verified stops the wait, and the
-/// revision would otherwise stay Progressing for as long as the pin holds).
+/// is the document's revision when following it, and the pinned (or wave-held) revision
+/// when it is the live one left unverified (a pin to the revision being verified stops the
+/// wait, or a newer app commit came that its wave gate holds back, and the revision would
+/// otherwise stay Progressing for as long as the hold lasts).
 pub fn needs_reverify(
     rec: &AppRecord,
     target: &Target,
@@ -371,11 +372,13 @@ pub fn needs_reverify(
     rec.last_attempted().is_some_and(|r| {
         let ours = match &target.mode {
             Mode::Follow => r.revision.config_commit == config_commit,
-            Mode::Pinned(_) => {
+            // A pin, or a wave gate, holding the live revision its verification left
+            // unfinished: it is verified (else it would stay Progressing while held).
+            Mode::Pinned(_) | Mode::Gated(_) => {
                 target.held == Some(r.revision.number)
                     && rec.live_revision == Some(r.revision.number)
             }
-            Mode::Hold { .. } | Mode::Gated(_) => false,
+            Mode::Hold { .. } => false,
         };
         ours && matches!(
             r.revision.outcome,
@@ -848,6 +851,27 @@ mod tests {
                 "{name}"
             );
         }
+        // Held live and unverified, by a pin or a wave gate: verified while held.
+        let gated = Target {
+            held: Some(1),
+            mode: Mode::Gated(Box::new(crate::gate::Verdict {
+                wave: "web".into(),
+                wave_index: 1,
+                waves: 2,
+                state: shipshape_spec::status::GateState::Waiting,
+                message: String::new(),
+                hosts: vec![],
+                marks: vec![],
+            })),
+            ..follow.clone()
+        };
+        let mut rec = record();
+        rec.revisions = vec![entry(1, Outcome::Progressing)];
+        rec.live_revision = Some(1);
+        assert!(needs_reverify(&rec, &pinned, "cfg2", "r1", "h"));
+        assert!(needs_reverify(&rec, &gated, "cfg2", "r1", "h"));
+        rec.revisions[0].revision.outcome = Outcome::Healthy;
+        assert!(!needs_reverify(&rec, &gated, "cfg2", "r1", "h"));
     }
 
     #[test]
