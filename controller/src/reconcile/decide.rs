@@ -245,6 +245,8 @@ mod tests {
             (M::Pinned, Ended::Ok, false, true, false, D::PinnedReady),
             (M::Hold, Ended::Ok, true, false, true, D::HoldRepaired),
             (M::Hold, Ended::Ok, false, false, false, D::HoldRepaired),
+            (M::Gated, Ended::Ok, true, false, true, D::GatedReady),
+            (M::Gated, Ended::Ok, false, false, true, D::GatedReady),
             // Transient errors are retried, whatever else holds.
             (M::Follow, failed(build, C::Transient), false, false, true, D::Failed(F::Retry)),
             (M::Follow, failed(StepKind::Switch, C::Transient), true, false, true, D::Failed(F::Retry)),
@@ -273,6 +275,11 @@ mod tests {
             (M::Pinned, failed(verify, C::Stalled), true, true, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
             (M::Hold, failed(verify, C::Stalled), true, false, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
             (M::Hold, failed(StepKind::Hook, C::Stalled), true, false, false, D::Failed(F::FailNoRevert(NoRevert::Held))),
+            // Held by a wave gate: a drift repair or re-verification of the live revision
+            // that fails is reported, not reverted by the pass (its revert would quarantine
+            // the config commit the gate holds back); the monitor's regressions still are.
+            (M::Gated, failed(verify, C::Stalled), true, false, true, D::Failed(F::FailNoRevert(NoRevert::Held))),
+            (M::Gated, failed(build, C::Stalled), false, false, true, D::Failed(F::FailUntouched)),
             // Following: checks failing before the rollout are not its fault …
             (M::Follow, failed(verify, C::Stalled), true, true, true, D::Failed(F::NotBlamed)),
             (M::Follow, failed(verify, C::Stalled), true, true, false, D::Failed(F::NotBlamed)),
