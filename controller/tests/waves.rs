@@ -257,12 +257,12 @@ fn a_commit_reaches_the_canary_first_a_broken_one_stops_there_and_no_data_is_a_h
         }
         recs.iter().all(|r| ready_on(r, &v1)).then(|| recs.to_vec())
     });
+    timeline.extend(check_waited(&recs, &v1, t0, "v1 (first deploy)"));
     assert_eq!(
         held_undeployed,
         [false, true, true],
         "web-2 and web-3 must have waited undeployed while the canary soaked"
     );
-    timeline.extend(check_waited(&recs, &v1, t0, "v1 (first deploy)"));
 
     // A second good commit: the same order, the others keep v1 meanwhile.
     let v2 = repos.commit_app_version("2.0.0");
@@ -430,7 +430,7 @@ fn a_commit_reaches_the_canary_first_a_broken_one_stops_there_and_no_data_is_a_h
         );
         assert!(ready_on(rec, &v2), "{name} left v2");
         let polls = &pm2_seen[i];
-        assert!(polls.len() >= 5, "{name}: only {} pm2 polls", polls.len());
+        assert!(polls.len() >= 3, "{name}: only {} pm2 polls", polls.len());
         let current = fleet.hosts[i].world.releases_root().join("current");
         let v2_release = resolved(&fleet.hosts[i].release_dir(&v2));
         for (commits, cwds, led) in polls {
@@ -579,6 +579,12 @@ fn a_commit_reaches_the_canary_first_a_broken_one_stops_there_and_no_data_is_a_h
             fleet.hosts[i].world.get("/version").as_deref(),
             Some("4.0.0")
         );
+        timeline.push(format!(
+            "v4: web-{} started {:.1}s after Prometheus came back (soak {}s)",
+            i + 1,
+            (ms(r.started_at) - ms(t_back)) as f64 / 1000.0,
+            SOAK.as_secs()
+        ));
     }
 
     println!("--- timeline (seconds from the start) ---");
