@@ -280,11 +280,14 @@ pub fn decide(ask: &Ask<'_>) -> Verdict {
     // 1. A failure anywhere up to this wave.
     v.marks = marks_now(ask, &hosts, index);
     if let Some(m) = v.marks.first() {
-        let wave = hosts
-            .iter()
-            .find(|(_, h)| h.name == m.host)
-            .map(|(_, h)| wave_of(h).1.to_string())
-            .unwrap_or_default();
+        // Each failed host's own wave (empty for one Prometheus no longer lists).
+        let wave = |host: &str| {
+            hosts
+                .iter()
+                .find(|(_, h)| h.name == host)
+                .map(|(_, h)| wave_of(h).1.to_string())
+                .unwrap_or_default()
+        };
         v.state = GateState::Failed;
         v.message = format!(
             "app {commit} failed on {} ({}): it is not applied here until a new config commit, or `shipshape retry` on {}",
@@ -295,7 +298,7 @@ pub fn decide(ask: &Ask<'_>) -> Verdict {
             .iter()
             .map(|m| GateHost {
                 host: m.host.clone(),
-                wave: wave.clone(),
+                wave: wave(&m.host),
                 state: format!("{} on {commit}", m.reason),
                 soaked_seconds: None,
             })

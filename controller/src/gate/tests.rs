@@ -234,3 +234,87 @@ fn a_host_in_no_wave_goes_last_and_says_so() {
             .contains("web-2: Ready on cccccccccccc, soaked 20s of 1m")
     );
 }
+
+/// Review finding (fixed): every failed host was shown in the wave of the first one
+/// (alphabetically); each is shown in its own wave.
+#[test]
+fn each_failed_host_is_shown_in_its_own_wave() {
+    let r = rollout(MaxParallel::Count(2));
+    let seen = Seen::Hosts(vec![
+        host(
+            "web-1",
+            "canary",
+            &[(NOW - 30.0, NOW, "Ready", OLD, C, true)],
+        ),
+        host(
+            "web-2",
+            "web",
+            &[(NOW - 30.0, NOW, "Degraded", C, C, false)],
+        ),
+    ]);
+    let v = ask(&r, "web-3", &web(), &seen, &[]);
+    assert_eq!(v.state, GateState::Failed, "{}", v.message);
+    let shown: Vec<(&str, &str, &str)> = v
+        .hosts
+        .iter()
+        .map(|h| (h.host.as_str(), h.wave.as_str(), h.state.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("web-1", "canary", "reverted on cccccccccccc"),
+            ("web-2", "web", "Degraded on cccccccccccc"),
+        ]
+    );
+}
+
+/// Review finding (not fixed, see the review): Prometheus answering with no host at all
+/// (a Prometheus that does not scrape the fleet, a relabelling that drops `host`) is no
+/// data, as it is when Prometheus is down; today a labelled wave then lets every one of its
+/// hosts go at once, whatever its `maxParallel`.
+#[test]
+#[ignore = "review finding: an empty answer opens a labelled wave for all its hosts"]
+fn an_empty_answer_is_no_data_for_a_labelled_wave() {
+    let mut r = rollout(MaxParallel::Count(1));
+    r.waves[0].hosts = shipshape_spec::app::Hosts {
+        names: vec![],
+        labels: BTreeMap::from([("role".to_string(), "canary".to_string())]),
+    };
+    let canary = BTreeMap::from([("role".to_string(), "canary".to_string())]);
+    let empty = Seen::Hosts(vec![]);
+    for me in ["web-1", "web-9"] {
+        let v = ask(&r, me, &canary, &empty, &[]);
+        assert_eq!(v.state, GateState::NoData, "{me}: {}", v.message);
+    }
+}
+
+/// Review finding (not fixed, see the review): a host of this wave that failed the commit
+/// and is trying it again (after any new config commit, or `shipshape retry`) lifts its mark
+/// at once, so with `maxParallel: 2` the next host takes the commit beside the retry of a
+/// commit known to have failed in this wave.
+#[test]
+#[ignore = "review finding: a retry of a failed host lets the next host of its wave go"]
+fn a_host_retrying_a_failed_commit_still_holds_its_wave() {
+    let r = rollout(MaxParallel::Count(2));
+    let failed_at = NOW - 40.0;
+    let seen = Seen::Hosts(vec![
+        ready_since("web-1", "canary", NOW - 500.0),
+        ready_since("web-2", "web", NOW - 100.0),
+        host(
+            "web-3",
+            "web",
+            &[
+                (NOW - 60.0, NOW - 45.0, "Progressing", OLD, C, false),
+                (failed_at, NOW - 20.0, "Ready", OLD, C, true),
+                (NOW - 15.0, NOW, "Progressing", OLD, C, false),
+            ],
+        ),
+    ]);
+    let marks = [FleetMark {
+        host: "web-3".into(),
+        reason: "reverted".into(),
+        at: failed_at,
+    }];
+    let v = ask(&r, "web-4", &web(), &seen, &marks);
+    assert!(!v.open(), "{}", v.message);
+}
