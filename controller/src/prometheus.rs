@@ -37,32 +37,13 @@ pub async fn instant_query(
     promql: &str,
     timeout: Duration,
 ) -> Result<serde_json::Value, QueryError> {
-    instant_query_at(client, base, promql, None, timeout).await
-}
-
-/// [`instant_query`] evaluated at `at` (seconds since the epoch) when given, so several
-/// queries read one instant.
-///
-/// # Errors
-/// [`QueryError`]: no answer, an unreadable one, or the query refused.
-pub async fn instant_query_at(
-    client: &reqwest::Client,
-    base: &str,
-    promql: &str,
-    at: Option<f64>,
-    timeout: Duration,
-) -> Result<serde_json::Value, QueryError> {
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let mut params = vec![
-        ("query", promql.to_string()),
-        ("timeout", format!("{}ms", timeout.as_millis())),
-    ];
-    if let Some(t) = at {
-        params.push(("time", format!("{t:.3}")));
-    }
     let response = client
         .get(&url)
-        .query(&params)
+        .query(&[
+            ("query", promql),
+            ("timeout", &format!("{}ms", timeout.as_millis())),
+        ])
         .timeout(timeout)
         .send()
         .await

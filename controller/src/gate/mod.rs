@@ -6,13 +6,18 @@
 //! The rules, in order:
 //! 1. a failure of the commit on a host of an earlier wave or of this one (reverted from
 //!    it, Degraded or Failed on it) holds it, remembered as a [`FleetMark`] until a new
-//!    config commit or until that host tries the commit again;
+//!    config commit or until that host tries the commit again and runs it, Ready;
 //! 2. every host of every earlier wave must run the commit, Ready, in samples no older and
-//!    no further apart than `fresh`, for `soak`; a missing or stale host, an empty earlier
-//!    wave or Prometheus not answering is a hold (no data), never a go;
+//!    no further apart than `fresh`, for `soak`; a missing or stale host (a named one
+//!    Prometheus does not list included), an empty earlier wave or Prometheus not
+//!    answering is a hold (no data), never a go;
 //! 3. within the wave, hosts go in name order, at most `maxParallel` at once: a host goes
 //!    when fewer than that many of the hosts before it are still to finish (Ready on the
-//!    commit); a pinned host is not taking it and does not count.
+//!    commit); a pinned host is not taking it and does not count. A wave chosen by labels
+//!    needs Prometheus to list this host too (else it cannot know the others).
+//!
+//! Times are Prometheus's: `now` is the instant its answers were evaluated at, so a skew
+//! between this host's clock and Prometheus's does not shorten a soak.
 
 pub mod observe;
 #[cfg(test)]
@@ -81,7 +86,8 @@ pub struct HostSeen {
 /// What Prometheus said about the fleet, or why it said nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen {
-    /// The hosts that ran the app in the look-back window (this one left out).
+    /// The hosts that ran the app in the look-back window (this one too, when Prometheus
+    /// has it).
     Hosts(Vec<HostSeen>),
     /// Prometheus could not be asked, or refused: why.
     Unreachable(String),
@@ -133,14 +139,20 @@ impl Verdict {
     }
 }
 
-/// A duration in seconds as a person reads it (`40s`, `4m10s`).
+/// A duration in seconds as a person (and `spec.rollout`) writes it: `40s`, `4m10s`, `1h`.
 pub fn secs(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
-    match (s / 60, s % 60) {
-        (0, r) => format!("{r}s"),
-        (m, 0) => format!("{m}m"),
-        (m, r) => format!("{m}m{r}s"),
+    let (h, m, r) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (r, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
     }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
 }
 
 /// How a host of an earlier wave stands towards the commit.
@@ -205,17 +217,26 @@ fn standing(h: &HostSeen, commit: &str, now: f64, rollout: &Rollout) -> Standing
 }
 
 /// The marks of `ask.commit` now: the remembered ones less those whose host has tried
-/// the commit again since, plus the failures in the samples of the hosts of waves up to
-/// `upto` (this host's), one per host: the first since its last attempt.
+/// the commit again since and run it, Ready; plus the failures in the samples of the hosts
+/// of waves up to `upto` (this host's), one per host: the first one not followed by a new
+/// attempt that became Ready.
 fn marks_now(ask: &Ask<'_>, hosts: &[(usize, &HostSeen)], upto: usize) -> Vec<FleetMark> {
     let mut marks: BTreeMap<String, FleetMark> = BTreeMap::new();
-    let tried_since = |host: &str, at: f64| {
-        hosts.iter().any(|(_, h)| {
-            h.name == host && h.samples.iter().any(|s| s.at > at && s.tries(ask.commit))
+    // A mark lifts once its host tried the commit again and then ran it, Ready: a retry
+    // under way still holds (the commit is known to have failed; the next host must not
+    // take it beside the retry).
+    let proven_since = |h: &HostSeen, at: f64| {
+        let mut tried = false;
+        h.samples.iter().filter(|s| s.at > at).any(|s| {
+            tried |= s.tries(ask.commit);
+            tried && s.ready_on(ask.commit)
         })
     };
     for m in ask.marks {
-        if !tried_since(&m.host, m.at) {
+        let lifted = hosts
+            .iter()
+            .any(|(_, h)| h.name == m.host && proven_since(h, m.at));
+        if !lifted {
             marks.insert(m.host.clone(), m.clone());
         }
     }
@@ -223,19 +244,25 @@ fn marks_now(ask: &Ask<'_>, hosts: &[(usize, &HostSeen)], upto: usize) -> Vec<Fl
         if *wave > upto {
             continue;
         }
-        // The first failure since the last attempt, unless a new attempt came after it.
+        // The first failure in the samples, unless the host tried again and was Ready
+        // after it.
         let mut found: Option<FleetMark> = None;
+        let mut tried = false;
         for s in &h.samples {
-            if let Some(reason) = s.failure_of(ask.commit)
-                && found.is_none()
-            {
-                found = Some(FleetMark {
-                    host: h.name.clone(),
-                    reason: reason.to_string(),
-                    at: s.at,
-                });
+            if let Some(reason) = s.failure_of(ask.commit) {
+                tried = false;
+                if found.is_none() {
+                    found = Some(FleetMark {
+                        host: h.name.clone(),
+                        reason: reason.to_string(),
+                        at: s.at,
+                    });
+                }
             } else if s.tries(ask.commit) {
+                tried = true;
+            } else if tried && s.ready_on(ask.commit) {
                 found = None;
+                tried = false;
             }
         }
         if let Some(f) = found
@@ -322,7 +349,25 @@ pub fn decide(ask: &Ask<'_>) -> Verdict {
                 .filter(|(w, _)| *w == j)
                 .map(|(_, h)| *h)
                 .collect();
-            if members.is_empty() {
+            // A named host of an earlier wave that Prometheus does not list has not proven
+            // the commit: the wave is not proven by its other hosts alone.
+            if wave.hosts.labels.is_empty() {
+                for n in &wave.hosts.names {
+                    if n != ask.me && !members.iter().any(|h| &h.name == n) {
+                        unseen = true;
+                        waiting.push(GateHost {
+                            host: n.clone(),
+                            wave: wave.name.clone(),
+                            state: format!(
+                                "no sample of this app in Prometheus's last {}",
+                                secs(observe::LOOKBACK.as_secs_f64())
+                            ),
+                            soaked_seconds: None,
+                        });
+                    }
+                }
+            }
+            if members.is_empty() && !wave.hosts.labels.is_empty() {
                 unseen = true;
                 waiting.push(GateHost {
                     host: String::new(),
@@ -405,6 +450,19 @@ pub fn decide(ask: &Ask<'_>) -> Verdict {
         v.state = GateState::NoData;
         v.message = format!(
             "wave {name} takes app {commit} on {max_parallel} of its hosts at a time, but Prometheus cannot say which are taking it: {why}"
+        );
+        return v;
+    }
+    // Prometheus answered, but without this host: it cannot know this wave's other hosts
+    // either (it does not scrape this controller, or its relabelling drops `host`).
+    if unreachable.is_none() && named.is_empty() && !whole && !seen.iter().any(|h| h.name == ask.me)
+    {
+        v.state = GateState::NoData;
+        v.message = format!(
+            "wave {name} takes app {commit} on {max_parallel} of its hosts at a time, but Prometheus at {} has no sample of this app from this host ({}) in its last {}: is it scraping this controller?",
+            rollout.prometheus,
+            ask.me,
+            secs(observe::LOOKBACK.as_secs_f64())
         );
         return v;
     }

@@ -1,7 +1,8 @@
-//! What the wave gate asks the fleet's Prometheus, at one instant (this host's clock, sent
-//! as the queries' `time`): which hosts ran the app in the last [`LOOKBACK`] and their
-//! labels (`shipshape_host_label`), and every raw `shipshape_app_info` sample of the app
-//! over the soak window. Any error is [`Seen::Unreachable`]: the gate then holds.
+//! What the wave gate asks the fleet's Prometheus: which hosts ran the app in the last
+//! [`LOOKBACK`] and their labels (`shipshape_host_label`), and every raw
+//! `shipshape_app_info` sample of the app over the soak window; and Prometheus's own now
+//! (the evaluation time of its answer), so samples are judged on its clock. Any error is
+//! [`Seen::Unreachable`]: the gate then holds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use shipshape_spec::rollout::Rollout;
 
 use super::{HostSeen, Sample, Seen};
-use crate::prometheus::{QueryError, instant_query_at};
+use crate::prometheus::{QueryError, instant_query};
 
 /// How long ago a host may last have reported the app and still count as one of its
 /// wave's hosts (so a host that stopped answering holds the later waves, and one retired
@@ -44,14 +45,24 @@ fn quoted(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
-/// Ask `rollout.prometheus` about `app` at `now`, leaving out `me`.
+/// What Prometheus said, and the instant it said it at (its own clock: the evaluation time
+/// of its answer; this host's clock when the answer has no sample to tell it by).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The hosts, or why there are none.
+    pub seen: Seen,
+    /// Now, on Prometheus's time line (seconds since the epoch).
+    pub now: f64,
+}
+
+/// Ask `rollout.prometheus` about `app`; `local_now` is this host's clock, used only when
+/// Prometheus's answer does not say its own.
 pub async fn observe(
     client: &reqwest::Client,
     rollout: &Rollout,
     app: &str,
-    me: &str,
-    now: f64,
-) -> Seen {
+    local_now: f64,
+) -> Observed {
     let base = rollout.prometheus.as_str();
     let timeout = rollout.timeout.std();
     let lookback = format!("{}s", LOOKBACK.as_secs());
@@ -62,28 +73,38 @@ pub async fn observe(
     let labels_q =
         format!("max by (host, key, value) (last_over_time(shipshape_host_label[{lookback}]))");
     let samples_q = format!("shipshape_app_info{{app={app}}}[{window}s]");
-    let ask =
-        |q: String| async move { instant_query_at(client, base, &q, Some(now), timeout).await };
+    let ask = |q: String| async move { instant_query(client, base, &q, timeout).await };
     let (hosts, labels, samples) =
         match tokio::try_join!(ask(hosts_q), ask(labels_q), ask(samples_q)) {
             Ok(x) => x,
-            Err(e) => return Seen::Unreachable(words(base, e)),
+            Err(e) => {
+                return Observed {
+                    seen: Seen::Unreachable(words(base, e)),
+                    now: local_now,
+                };
+            }
         };
-    Seen::Hosts(assemble(&hosts, &labels, &samples, me))
+    // An instant vector's samples carry the instant it was evaluated at.
+    let now = results(&hosts)
+        .first()
+        .and_then(|r| r["value"][0].as_f64())
+        .unwrap_or(local_now);
+    Observed {
+        seen: Seen::Hosts(assemble(&hosts, &labels, &samples)),
+        now,
+    }
 }
 
-/// The hosts of the answers, `me` left out, each with its labels and its samples oldest
-/// first. Pure.
+/// The hosts of the answers, each with its labels and its samples oldest first. Pure.
 pub fn assemble(
     hosts: &serde_json::Value,
     labels: &serde_json::Value,
     samples: &serde_json::Value,
-    me: &str,
 ) -> Vec<HostSeen> {
     let mut out: BTreeMap<String, HostSeen> = BTreeMap::new();
     for r in results(hosts) {
         let name = label(r, "host");
-        if !name.is_empty() && name != me {
+        if !name.is_empty() {
             out.insert(
                 name.to_string(),
                 HostSeen {
@@ -127,7 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_answers_become_hosts_with_labels_and_samples_oldest_first_without_this_one() {
+    fn the_answers_become_hosts_with_labels_and_samples_oldest_first() {
         let hosts = serde_json::json!({"result": [
             {"metric": {"host": "web-1"}, "value": [10.0, "1"]},
             {"metric": {"host": "web-2"}, "value": [10.0, "1"]},
@@ -145,8 +166,13 @@ mod tests {
             {"metric": {"host": "web-2", "phase": "Ready", "live_commit": "a", "desired_commit": "b", "reverted": "true", "pinned": "true"},
              "values": [[9.5, "1"]]},
         ]});
-        let seen = assemble(&hosts, &labels, &samples, "web-3");
-        assert_eq!(seen.len(), 2);
+        let seen = assemble(&hosts, &labels, &samples);
+        assert_eq!(
+            seen.len(),
+            3,
+            "this host too: the gate needs to know Prometheus has it"
+        );
+        assert!(seen[2].samples.is_empty());
         assert_eq!(seen[0].name, "web-1");
         assert_eq!(
             seen[0].labels.get("role").map(String::as_str),

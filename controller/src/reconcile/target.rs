@@ -265,17 +265,24 @@ pub fn choose(rec: &AppRecord, desired: &App, config_commit: &str) -> Result<Tar
 
 /// The app commit a wave gate must let in before `target` is followed, if any: the
 /// document has a rollout in waves, the pass follows it, and its app commit is neither
-/// live here nor already being rolled out here (a rollout the controller stopped in, or
-/// one a newer document superseded, goes on without asking again).
-pub fn gated_commit<'a>(rec: &AppRecord, target: &'a Target) -> Option<&'a str> {
+/// live here nor already being rolled out here for `config_commit` (a rollout the
+/// controller stopped in, or one a request superseded, goes on without asking again).
+pub fn gated_commit<'a>(
+    rec: &AppRecord,
+    target: &'a Target,
+    config_commit: &str,
+) -> Option<&'a str> {
     target.document.spec.rollout.as_ref()?;
     if !target.mode.follows() {
         return None;
     }
     let commit = target.document.spec.source.commit.as_str();
     let live = rec.live().map(|r| r.revision.app_commit.as_str());
+    // Under way for this very config commit: the gate let it in (a later config commit
+    // asking for the commit again is a new decision, asked again).
     let started = rec.last_attempted().is_some_and(|r| {
         r.revision.app_commit == commit
+            && r.revision.config_commit == config_commit
             && matches!(
                 r.revision.outcome,
                 Outcome::Progressing | Outcome::Superseded
@@ -1079,14 +1086,17 @@ mod tests {
         let mut rec = record();
         rec.revisions = vec![entry(1, Outcome::Healthy)];
         rec.live_revision = Some(1);
-        assert_eq!(gated_commit(&rec, &follow("app2", true)), Some("app2"));
         assert_eq!(
-            gated_commit(&rec, &follow("app2", false)),
+            gated_commit(&rec, &follow("app2", true), "cfg2"),
+            Some("app2")
+        );
+        assert_eq!(
+            gated_commit(&rec, &follow("app2", false), "cfg2"),
             None,
             "no rollout"
         );
         assert_eq!(
-            gated_commit(&rec, &follow("app1", true)),
+            gated_commit(&rec, &follow("app1", true), "cfg2"),
             None,
             "live already"
         );
@@ -1098,23 +1108,37 @@ mod tests {
             reason: "incident".into(),
             source: PinSource::Cli,
         });
-        assert_eq!(gated_commit(&rec, &pinned), None, "a pin wins");
+        assert_eq!(gated_commit(&rec, &pinned, "cfg2"), None, "a pin wins");
         // A rollout of app2 under way here (the controller stopped, or it was superseded).
         let mut under_way = rec.clone();
         under_way.revisions.push(entry(2, Outcome::Progressing));
-        assert_eq!(gated_commit(&under_way, &follow("app2", true)), None);
+        assert_eq!(
+            gated_commit(&under_way, &follow("app2", true), "cfg2"),
+            None
+        );
         under_way.revisions[1].revision.outcome = Outcome::Superseded;
-        assert_eq!(gated_commit(&under_way, &follow("app2", true)), None);
+        assert_eq!(
+            gated_commit(&under_way, &follow("app2", true), "cfg2"),
+            None
+        );
+        // … but a later config commit asking for it again asks the gate again.
+        assert_eq!(
+            gated_commit(&under_way, &follow("app2", true), "cfg3"),
+            Some("app2")
+        );
         // One that failed here is quarantined (a hold before the gate); one that was
         // reverted long ago and is asked for again by a new config commit is gated.
         under_way.revisions[1].revision.outcome = Outcome::Reverted;
         assert_eq!(
-            gated_commit(&under_way, &follow("app2", true)),
+            gated_commit(&under_way, &follow("app2", true), "cfg2"),
             Some("app2")
         );
         // Nothing live: the gate is asked, and a hold has nothing to keep.
         let fresh = record();
-        assert_eq!(gated_commit(&fresh, &follow("app1", true)), Some("app1"));
+        assert_eq!(
+            gated_commit(&fresh, &follow("app1", true), "cfg1"),
+            Some("app1")
+        );
         let verdict = crate::gate::Verdict {
             wave: "web".into(),
             wave_index: 1,

@@ -39,18 +39,18 @@ impl Controller {
         target: &Target,
         config_commit: &str,
     ) -> Option<Verdict> {
-        let commit = target::gated_commit(rec, target)?;
+        let commit = target::gated_commit(rec, target, config_commit)?;
         let rollout = target.document.spec.rollout.as_ref()?;
-        let now = epoch_seconds(Timestamp::now());
         let client = self.http.for_url(&rollout.prometheus);
-        let seen = gate::observe::observe(client, rollout, &rec.name, &self.host.name, now).await;
+        let local_now = epoch_seconds(Timestamp::now());
+        let observed = gate::observe::observe(client, rollout, &rec.name, local_now).await;
         let verdict = gate::decide(&gate::Ask {
             rollout,
             me: &self.host.name,
             labels: &self.host.labels,
             commit,
-            now,
-            seen: &seen,
+            now: observed.now,
+            seen: &observed.seen,
             marks: marks_for(rec, commit, config_commit),
         });
         tracing::debug!(app = %rec.name, state = verdict.state.word(), "wave gate: {}", verdict.message);
@@ -60,9 +60,10 @@ impl Controller {
 
 /// Keep `verdict` (the gate's answer for `desired` at `config_commit`, `None` when it was
 /// not asked) in `rec.wave_gate`, and say what people must hear: a hold by a failure when
-/// it begins, and a hold that lasts past `spec.rollout.alertAfter`, once each. Without a
-/// rollout the record's gate goes; with one but not asked (the commit is live here, or
-/// being rolled out), the last answer stays.
+/// it begins, and a hold that lasts past `spec.rollout.alertAfter`, once each (a hold of
+/// the same app commit lasts across config commits). Without a rollout the record's gate
+/// goes; with one but not asked, an open answer stays (the commit is live here, or being
+/// rolled out) and a hold goes (the app is pinned or held by a quarantine).
 pub fn record(
     rec: &mut AppRecord,
     desired: &App,
@@ -75,20 +76,22 @@ pub fn record(
         return Vec::new();
     };
     let Some(v) = verdict else {
+        // Not asked: the commit is live or under way here (the gate's last word, open,
+        // stays), or the app is pinned or held: a hold recorded before is no longer what
+        // holds it (status and metrics must not say so).
         if rec
             .wave_gate
             .as_ref()
-            .is_some_and(|g| g.app_commit != desired.spec.source.commit)
+            .is_some_and(|g| g.app_commit != desired.spec.source.commit || g.holds())
         {
             rec.wave_gate = None;
         }
         return Vec::new();
     };
     let commit = desired.spec.source.commit.clone();
-    let before = rec
-        .wave_gate
-        .take()
-        .filter(|g| g.app_commit == commit && g.config_commit == config_commit);
+    // The same commit's hold goes on across config commits (a busy config repo must not
+    // keep restarting the clock of alertAfter); its marks are the verdict's.
+    let before = rec.wave_gate.take().filter(|g| g.app_commit == commit);
     let same_state = before.as_ref().is_some_and(|g| g.state == v.state);
     let since = match &before {
         Some(g) if same_state || (g.holds() && v.state != GateState::Open) => g.since,
@@ -212,6 +215,12 @@ mod tests {
         // The marks are kept for this config commit only.
         assert_eq!(marks_for(&rec, "c0ffee", "cfg1").len(), 1);
         assert!(marks_for(&rec, "c0ffee", "cfg2").is_empty());
+        // A new config commit asking for the same app commit: the hold goes on, with the
+        // verdict's marks (none were remembered for cfg2).
+        let w = verdict(GateState::Waiting, vec![]);
+        assert!(record(&mut rec, &app, "cfg2", Some(&w), at(12)).is_empty());
+        let g = rec.wave_gate.clone().unwrap();
+        assert_eq!((g.since, g.alerted, g.marks.len()), (at(0), true, 0));
         let open = verdict(GateState::Open, vec![]);
         assert!(record(&mut rec, &app, "cfg2", Some(&open), at(13)).is_empty());
         let g = rec.wave_gate.clone().unwrap();
@@ -222,6 +231,11 @@ mod tests {
         // Not asked (the commit is live): the last answer stays; no rollout: it goes.
         assert!(record(&mut rec, &app, "cfg2", None, at(14)).is_empty());
         assert!(rec.wave_gate.is_some());
+        // Not asked while a hold was recorded (the app was pinned): the hold goes.
+        record(&mut rec, &app, "cfg2", Some(&w), at(14));
+        record(&mut rec, &app, "cfg2", None, at(15));
+        assert_eq!(rec.wave_gate, None);
+        record(&mut rec, &app, "cfg2", Some(&open), at(15));
         let mut plain = app.clone();
         plain.spec.rollout = None;
         record(&mut rec, &plain, "cfg2", None, at(15));
