@@ -2,7 +2,7 @@
 //! on one machine (`--hostname web-N --label role=web`, each with its own state dir, pm2
 //! home, app port and releases root) following one config repo, scraped every second by a
 //! real Prometheus that their wave gates ask. web-1 is the canary; web-2 and web-3 are the
-//! wave `web` (all at once). The test shows, from the controllers' own records, pm2's
+//! wave `web`, one host at a time (`maxParallel: 1`, in name order). The test shows, from the controllers' own records, pm2's
 //! process lists and the release directories:
 //! 1. a good commit (the first deploy, then another) reaches the canary first, and the
 //!    others only once the canary has run it, Ready, for the soak;
@@ -38,7 +38,7 @@ fn rollout(prometheus: &str) -> Rollout {
         "prometheus": prometheus,
         "waves": [
             { "name": "canary", "hosts": { "names": ["web-1"] } },
-            { "name": "web", "hosts": { "labels": { "role": "web" } }, "maxParallel": "100%" },
+            { "name": "web", "hosts": { "labels": { "role": "web" } }, "maxParallel": 1 },
         ],
         "soak": format!("{}s", SOAK.as_secs()),
         "fresh": "3s",
@@ -186,6 +186,21 @@ fn check_waited(recs: &[AppRecord], commit: &str, t0: Timestamp, what: &str) -> 
             SOAK.as_secs()
         );
     }
+    // Wave web takes it one host at a time, in name order: web-3 only once web-2 runs it,
+    // Ready (Prometheus saw it so after it finished, at most a scrape later).
+    let (web2, web3) = (
+        &revision_of(&recs[1], commit).revision,
+        &revision_of(&recs[2], commit).revision,
+    );
+    let web2_ready = web2.finished_at.expect("web-2's revision finished");
+    lines.push(format!(
+        "{what}: web-3 started {:.1}s after web-2 was Ready (maxParallel 1)",
+        (ms(web3.started_at) - ms(web2_ready)) as f64 / 1000.0
+    ));
+    assert!(
+        ms(web3.started_at) + 1000 >= ms(web2_ready),
+        "{what}: web-3 started {commit} before web-2 ran it, Ready: wave web takes one host at a time"
+    );
     lines
 }
 

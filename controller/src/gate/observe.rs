@@ -17,10 +17,23 @@ use crate::prometheus::{QueryError, instant_query};
 /// for longer drops out).
 pub const LOOKBACK: Duration = Duration::from_secs(3600);
 
+/// `chain` without reqwest's ` for url (…)`: the URL is said once, without its query.
+fn without_url(chain: &str) -> String {
+    match chain.find(" for url (") {
+        Some(start) => match chain[start..].find("): ") {
+            Some(end) => format!("{}{}", &chain[..start], &chain[start + end + 1..]),
+            None => chain[..start].to_string(),
+        },
+        None => chain.to_string(),
+    }
+}
+
 /// A query's error in words.
 fn words(base: &str, e: QueryError) -> String {
     match e {
-        QueryError::Unreachable(chain) => format!("cannot reach Prometheus at {base}: {chain}"),
+        QueryError::Unreachable(chain) => {
+            format!("cannot reach Prometheus at {base}: {}", without_url(&chain))
+        }
         QueryError::Unreadable { status, detail } => {
             format!("Prometheus at {base} answered {status}, not with a result: {detail}")
         }
@@ -182,6 +195,16 @@ mod tests {
         assert_eq!(at, vec![7.0, 8.0, 9.0]);
         assert_eq!(seen[0].samples[0].phase, "Progressing");
         assert!(seen[1].samples[0].reverted && seen[1].samples[0].pinned);
+    }
+
+    #[test]
+    fn a_transport_error_names_the_url_once_without_its_query() {
+        let chain = "error sending request for url (http://127.0.0.1:9/api/v1/query?query=up&timeout=2000ms): client error (Connect): tcp connect error: Connection refused (os error 111)";
+        assert_eq!(
+            words("http://127.0.0.1:9", QueryError::Unreachable(chain.into())),
+            "cannot reach Prometheus at http://127.0.0.1:9: error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+        assert_eq!(without_url("timed out"), "timed out");
     }
 
     #[test]
