@@ -12,6 +12,7 @@ use shipshape::state::{AppRecord, Store};
 
 pub mod apiedge;
 pub mod faults;
+pub mod fleet;
 pub mod hey;
 pub mod load;
 pub mod nginx;

@@ -1,6 +1,8 @@
 //! A real Prometheus for tests (Debian's package, installed by hack/test.sh): started on a
 //! free loopback port with its own data directory and a 1 s scrape interval, its lifecycle
-//! API on so a test can change what it scrapes; killed on drop.
+//! API on so a test can change what it scrapes; killed on drop. It can be stopped and
+//! started again on the same port with the same data directory (an outage of the
+//! fleet's Prometheus that keeps what it had scraped).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -10,9 +12,11 @@ use super::{free_port, http, wait_for};
 
 /// A running Prometheus.
 pub struct Prometheus {
-    child: Child,
+    /// The running process; `None` while stopped.
+    child: Option<Child>,
     /// Its base URL, `http://127.0.0.1:PORT`.
     pub url: String,
+    port: u16,
     config: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -21,35 +25,98 @@ impl Prometheus {
     /// Start one scraping `targets` (`127.0.0.1:PORT`) as job `job` (none: scrape nothing),
     /// and wait until it is ready.
     pub fn start(job: &str, targets: &[String]) -> Prometheus {
-        let bin = which("prometheus")
-            .expect("prometheus is needed (hack/test.sh installs Debian's package)");
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, Self::config(job, targets)).unwrap();
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let mut p = Prometheus {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            config,
+            _dir: dir,
+        };
+        p.spawn();
+        p
+    }
+
+    /// Start the process on `self.port` with the data directory, and wait until it is
+    /// ready.
+    fn spawn(&mut self) {
+        let bin = which("prometheus")
+            .expect("prometheus is needed (hack/test.sh installs Debian's package)");
+        let dir = self._dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("prometheus.log"))
+            .unwrap();
         let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--config.file={}", self.config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.path().join("data").display()
+                dir.join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--web.enable-lifecycle")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+        self.child = Some(child);
+        let url = self.url.clone();
         wait_for("prometheus to be ready", Duration::from_secs(30), || {
             (http(&url, "GET", "/-/ready", None, None).0 == 200).then_some(())
         });
-        Prometheus {
-            child,
-            url,
-            config,
-            _dir: dir,
+    }
+
+    /// Stop it (SIGTERM, so it closes its data directory as in a real outage; SIGKILL
+    /// after 15 s), and wait until its port no longer answers. Nothing happens while it
+    /// is stopped already.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
         }
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let port = self.port;
+        wait_for(
+            "prometheus's port to close",
+            Duration::from_secs(10),
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_err()
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Start it again after [`Prometheus::stop`]: the same port, config and data
+    /// directory; returns once it is ready.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "prometheus is running already");
+        self.spawn();
+    }
+
+    /// Whether it runs (not [`Prometheus::stop`]ped).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Its log so far (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
     }
 
     /// The scrape config: `targets` as job `job`, every second.
@@ -90,8 +157,10 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
