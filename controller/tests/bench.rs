@@ -1708,29 +1708,14 @@ const FLEET_HOSTS: [&str; 3] = ["web-1", "web-2", "web-3"];
 /// The scenario's rollout: the canary (web-1) first, then the rest (web-2 and web-3, both
 /// at once) once the canary has run the commit, Ready, for [`FLEET_SOAK_S`].
 fn fleet_rollout(prometheus: &str) -> shipshape_spec::rollout::Rollout {
-    use shipshape_spec::rollout::{MaxParallel, Rollout, Wave};
-    Rollout {
-        prometheus: prometheus.to_string(),
-        waves: vec![
-            Wave {
-                name: "canary".into(),
-                hosts: shipshape_spec::app::Hosts {
-                    names: vec![FLEET_HOSTS[0].to_string()],
-                    labels: Default::default(),
-                },
-                max_parallel: MaxParallel::Count(1),
-            },
-            Wave {
-                name: "rest".into(),
-                hosts: Default::default(),
-                max_parallel: MaxParallel::Count(2),
-            },
+    common::fleet::rollout(serde_json::json!({
+        "prometheus": prometheus,
+        "waves": [
+            {"name": "canary", "hosts": {"names": [FLEET_HOSTS[0]]}, "maxParallel": 1},
+            {"name": "rest", "maxParallel": 2},
         ],
-        soak: shipshape_spec::Duration::from_secs(FLEET_SOAK_S),
-        fresh: shipshape_spec::Duration::from_secs(60),
-        alert_after: shipshape_spec::Duration::from_secs(1800),
-        timeout: shipshape_spec::Duration::from_secs(5),
-    }
+        "soak": format!("{FLEET_SOAK_S}s"),
+    }))
 }
 
 /// What one host's poller saw while the broken commit was in the config repo: answers by
@@ -1744,7 +1729,7 @@ struct Served {
 /// The app's pm2 processes under `pm2_home` now: (pid, resolved working directory). Read
 /// from pm2's pid files and /proc (no `pm2 jlist`: a node process every 100 ms per host
 /// would load the machine being measured).
-fn pm2_processes(pm2_home: &Path) -> Vec<(u32, PathBuf)> {
+fn pm2_cwds(pm2_home: &Path) -> Vec<(u32, PathBuf)> {
     let Ok(dir) = std::fs::read_dir(pm2_home.join("pids")) else {
         return Vec::new();
     };
@@ -1772,7 +1757,7 @@ fn poll_served(
                 let v = page_version(&v).unwrap_or_else(|| "?".into());
                 *seen.answers.entry(v).or_default() += 1;
             }
-            seen.processes.extend(pm2_processes(&pm2_home));
+            seen.processes.extend(pm2_cwds(&pm2_home));
             if let Some(wait) = next.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
@@ -1781,54 +1766,11 @@ fn poll_served(
     })
 }
 
-/// One host of the bench's fleet: its world (state dir, pm2 home, app port, releases root)
-/// and its controller.
-struct FleetHost {
-    name: &'static str,
-    world: World,
-}
-
-/// The document `host` reads at app commit `commit`: the fleet's app, selected for this host
-/// only (on one machine each host needs its own port and releases root, so each has its own
-/// file), with `rollout` when given.
-fn fleet_document(
-    fleet: &World,
-    host: &FleetHost,
-    commit: &str,
-    rollout: Option<&shipshape_spec::rollout::Rollout>,
-) -> String {
-    common::edited(&host.world.document(commit), |app| {
-        use common::AppEdit;
-        app.repository(&fleet.app_repo().display().to_string())
-            .hosts(&[host.name], &[]);
-        app.spec.rollout = rollout.cloned();
-    })
-}
-
-/// Commit every host's document at `commit` in one config commit.
-fn commit_fleet_at(
-    fleet: &World,
-    hosts: &[FleetHost],
-    commit: &str,
-    rollout: Option<&shipshape_spec::rollout::Rollout>,
-) {
-    let config = fleet.config_repo();
-    for h in hosts {
-        std::fs::write(
-            config.join("apps").join(format!("shop-{}.yaml", h.name)),
-            fleet_document(fleet, h, commit, rollout),
-        )
-        .unwrap();
-    }
-    git(&config, &["add", "-A"]);
-    git(&config, &["commit", "-qm", &format!("shop at {commit}")]);
-}
-
 /// Poll every host's record until `done` holds for each (`limit_s` seconds at most); returns how long
 /// after `t0` each first held, in host order.
 fn wait_fleet(
     what: &str,
-    hosts: &[FleetHost],
+    hosts: &[common::fleet::Host],
     daemons: &[common::Daemon],
     t0: Instant,
     limit_s: u64,
@@ -1876,41 +1818,21 @@ fn fleet_scenario(waves: bool) -> serde_json::Value {
     let mode = if waves { "waves" } else { "no waves" };
     let prom = common::prometheus::Prometheus::start("shipshape", &[]);
     let rollout = waves.then(|| fleet_rollout(&prom.url));
-    let fleet = World::new("shop");
-    let hosts: Vec<FleetHost> = FLEET_HOSTS
-        .into_iter()
-        .map(|name| FleetHost {
-            name,
-            world: World::new("shop"),
-        })
-        .collect();
-    let v1 = fleet.app_head();
-    commit_fleet_at(&fleet, &hosts, &v1, rollout.as_ref());
-    let daemons: Vec<common::Daemon> = hosts
-        .iter()
-        .map(|h| {
-            h.world.start_with_env(
-                &["--hostname", h.name],
-                &[("SHIPSHAPE_REPO", fleet.config_repo().to_str().unwrap())],
-            )
-        })
-        .collect();
-    prom.scrape(
-        "shipshape",
-        &daemons
-            .iter()
-            .map(|d| d.url.trim_start_matches("http://").to_string())
-            .collect::<Vec<_>>(),
-    );
+    let fleet = common::fleet::Fleet::new("shop", &FLEET_HOSTS.map(|h| (h, &[][..])));
+    let hosts = &fleet.hosts;
+    let v1 = fleet.repos.app_head();
+    fleet.commit(&v1, rollout.as_ref());
+    let daemons = fleet.start_all(&[]);
+    prom.scrape("shipshape", &common::fleet::targets(&daemons));
     let t = Instant::now();
-    let first = wait_fleet("v1 on every host", &hosts, &daemons, t, 180, |_, r| {
+    let first = wait_fleet("v1 on every host", hosts, &daemons, t, 180, |_, r| {
         ready_on(r, &v1)
     });
     println!("fleet {mode}: v1 on every host after {first:?}");
 
     // A good commit: from the config commit to every host live and Ready on it.
-    let good = fleet.commit_app_version("2.0.0");
-    commit_fleet_at(&fleet, &hosts, &good, rollout.as_ref());
+    let good = fleet.repos.commit_app_version("2.0.0");
+    fleet.commit(&good, rollout.as_ref());
     let t0 = Instant::now();
     let good_at = wait_fleet(
         "the good commit on every host",
@@ -1927,14 +1849,16 @@ fn fleet_scenario(waves: bool) -> serde_json::Value {
     let server = std::fs::read_to_string(fleet.app_repo().join("server.js")).unwrap();
     let broken_server = server.replacen("const ok = !failing() &&", "const ok = false &&", 1);
     assert_ne!(broken_server, server);
-    fleet.commit_app_files(&[("server.js", &broken_server)], "health always fails");
-    let broken = fleet.commit_app_version("3.0.0");
+    fleet
+        .repos
+        .commit_app_files(&[("server.js", &broken_server)], "health always fails");
+    let broken = fleet.repos.commit_app_version("3.0.0");
     let stop = Arc::new(AtomicBool::new(false));
     let pollers: Vec<_> = hosts
         .iter()
         .map(|h| poll_served(h.world.port, h.world.pm2_home(), stop.clone()))
         .collect();
-    commit_fleet_at(&fleet, &hosts, &broken, rollout.as_ref());
+    fleet.commit(&broken, rollout.as_ref());
     let t0 = Instant::now();
     // Settled: the host tried it and went back to the good commit, or its wave gate holds
     // it because an earlier wave failed it.
@@ -1945,14 +1869,16 @@ fn fleet_scenario(waves: bool) -> serde_json::Value {
         t0,
         180,
         |_, r| {
+            // (A revert leaves the phase Failed: the desired commit is not live.)
+            let on_good = r.live().is_some_and(|l| l.revision.app_commit == good);
             let reverted = r.revisions.iter().any(|e| {
                 e.revision.app_commit == broken
                     && matches!(e.revision.outcome, Outcome::Reverted | Outcome::Failed)
-            }) && ready_on(r, &good);
+            });
             let held = r.wave_gate.as_ref().is_some_and(|g| {
                 g.app_commit == broken && g.state == shipshape_spec::status::GateState::Failed
-            }) && ready_on(r, &good);
-            reverted || held
+            });
+            on_good && (reverted || held)
         },
     );
     // Then a soak and more: a later wave that took it anyway would show by now.
