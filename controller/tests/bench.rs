@@ -1766,22 +1766,22 @@ fn poll_served(
     })
 }
 
-/// Poll every host's record until `done` holds for each (`limit_s` seconds at most); returns how long
-/// after `t0` each first held, in host order.
+/// Poll every host's record until `done` holds for each (`limit_s` seconds at most);
+/// returns how long after `t0` each first held, in host order.
 fn wait_fleet(
     what: &str,
     hosts: &[common::fleet::Host],
     daemons: &[common::Daemon],
     t0: Instant,
     limit_s: u64,
-    done: impl Fn(usize, &shipshape::state::AppRecord) -> bool,
+    done: impl Fn(&shipshape::state::AppRecord) -> bool,
 ) -> Vec<f64> {
     let mut at: Vec<Option<f64>> = vec![None; hosts.len()];
     loop {
         for (i, h) in hosts.iter().enumerate() {
             if at[i].is_none()
                 && let Ok(rec) = h.world.store().load(&h.world.name)
-                && done(i, &rec)
+                && done(&rec)
             {
                 at[i] = Some(secs(t0.elapsed()));
             }
@@ -1825,7 +1825,7 @@ fn fleet_scenario(waves: bool) -> serde_json::Value {
     let daemons = fleet.start_all(&[]);
     prom.scrape("shipshape", &common::fleet::targets(&daemons));
     let t = Instant::now();
-    let first = wait_fleet("v1 on every host", hosts, &daemons, t, 180, |_, r| {
+    let first = wait_fleet("v1 on every host", hosts, &daemons, t, 180, |r| {
         ready_on(r, &v1)
     });
     println!("fleet {mode}: v1 on every host after {first:?}");
@@ -1836,11 +1836,11 @@ fn fleet_scenario(waves: bool) -> serde_json::Value {
     let t0 = Instant::now();
     let good_at = wait_fleet(
         "the good commit on every host",
-        &hosts,
+        hosts,
         &daemons,
         t0,
         180,
-        |_, r| ready_on(r, &good),
+        |r| ready_on(r, &good),
     );
     let all_s = good_at.iter().cloned().fold(0.0, f64::max);
     println!("fleet {mode}: good commit on every host after {all_s}s ({good_at:?})");
@@ -1862,25 +1862,18 @@ fn fleet_scenario(waves: bool) -> serde_json::Value {
     let t0 = Instant::now();
     // Settled: the host tried it and went back to the good commit, or its wave gate holds
     // it because an earlier wave failed it.
-    let settled_at = wait_fleet(
-        "the broken commit settled",
-        &hosts,
-        &daemons,
-        t0,
-        180,
-        |_, r| {
-            // (A revert leaves the phase Failed: the desired commit is not live.)
-            let on_good = r.live().is_some_and(|l| l.revision.app_commit == good);
-            let reverted = r.revisions.iter().any(|e| {
-                e.revision.app_commit == broken
-                    && matches!(e.revision.outcome, Outcome::Reverted | Outcome::Failed)
-            });
-            let held = r.wave_gate.as_ref().is_some_and(|g| {
-                g.app_commit == broken && g.state == shipshape_spec::status::GateState::Failed
-            });
-            on_good && (reverted || held)
-        },
-    );
+    let settled_at = wait_fleet("the broken commit settled", hosts, &daemons, t0, 180, |r| {
+        // (A revert leaves the phase Failed: the desired commit is not live.)
+        let on_good = r.live().is_some_and(|l| l.revision.app_commit == good);
+        let reverted = r.revisions.iter().any(|e| {
+            e.revision.app_commit == broken
+                && matches!(e.revision.outcome, Outcome::Reverted | Outcome::Failed)
+        });
+        let held = r.wave_gate.as_ref().is_some_and(|g| {
+            g.app_commit == broken && g.state == shipshape_spec::status::GateState::Failed
+        });
+        on_good && (reverted || held)
+    });
     // Then a soak and more: a later wave that took it anyway would show by now.
     std::thread::sleep(Duration::from_secs(FLEET_SOAK_S + 3));
     stop.store(true, Ordering::Relaxed);
