@@ -18,12 +18,12 @@
 # how many hosts served a broken one, with waves against the same fleet without
 # spec.rollout. It is written to target/bench/fleet.json, recorded as docs/bench/fleet.json
 # and rendered into docs/benchmark.md's "Fleet rollout in waves" section
-# (hack/render-bench-fleet.sh) on its own.
+# (hack/render-bench.sh --fleet) on its own.
 #
 #   hack/bench.sh                     the whole benchmark, recorded (bench.json and fleet.json)
 #   hack/bench.sh --only stock-next   only the stock Next.js scenario: printed, written to
 #                                     target/bench/stock-next.json, never recorded
-#   hack/bench.sh --only fleet        only the fleet scenario (3-5 minutes with the build):
+#   hack/bench.sh --only fleet        only the fleet scenario (1.5 minutes, after the build):
 #                                     written to target/bench/fleet.json and recorded
 #                                     (docs/bench/fleet.json, docs/benchmark.md's fleet table)
 #
@@ -79,9 +79,9 @@ record_fleet() {
   [ -s target/bench/fleet.json ] || die "the fleet scenario passed but wrote no target/bench/fleet.json (see target/bench.log)"
   mkdir -p docs/bench
   cp target/bench/fleet.json docs/bench/fleet.json
-  hack/render-bench-fleet.sh --write docs/bench/fleet.json
+  hack/render-bench.sh --fleet --write docs/bench/fleet.json
   echo
-  hack/render-bench-fleet.sh docs/bench/fleet.json
+  hack/render-bench.sh --fleet docs/bench/fleet.json
   echo
 }
 

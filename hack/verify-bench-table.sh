@@ -2,7 +2,7 @@
 # Check that docs/benchmark.md's benchmark table (from "Measured on" to the table's last row)
 # is exactly hack/render-bench.sh's rendering of the recorded run,
 # docs/bench/bench.json, and that its "Fleet rollout in waves" table (between the
-# <!-- fleet-bench --> markers) is exactly hack/render-bench-fleet.sh's rendering of the
+# <!-- fleet-bench --> markers) is exactly hack/render-bench.sh --fleet's rendering of the
 # fleet scenario's separate recorded run, docs/bench/fleet.json: no figure in either is typed
 # by hand or left from an older run.
 set -euo pipefail
@@ -24,7 +24,7 @@ if [ "$have" != "$want" ]; then
 fi
 echo "docs/benchmark.md's benchmark table matches docs/bench/bench.json"
 
-want=$(hack/render-bench-fleet.sh docs/bench/fleet.json)
+want=$(hack/render-bench.sh --fleet docs/bench/fleet.json)
 have=$(awk '
   /^<!-- \/fleet-bench/ { exit }
   inblock { print }
@@ -33,6 +33,6 @@ have=$(awk '
 [ -n "$have" ] || die "docs/benchmark.md has no <!-- fleet-bench --> block"
 if [ "$have" != "$want" ]; then
   diff <(printf '%s\n' "$have") <(printf '%s\n' "$want") >&2 || true
-  die "docs/benchmark.md's fleet table differs from docs/bench/fleet.json's rendering (< docs/benchmark.md, > rendering); run hack/render-bench-fleet.sh --write"
+  die "docs/benchmark.md's fleet table differs from docs/bench/fleet.json's rendering (< docs/benchmark.md, > rendering); run hack/render-bench.sh --fleet --write"
 fi
 echo "docs/benchmark.md's fleet table matches docs/bench/fleet.json"
