@@ -24,7 +24,13 @@
 //!   fails from its first request (how long it served users: every answer names its
 //!   version); a release that passes on its slot and fails through nginx (verdict → the old
 //!   release serving alone, from the record's failed `verify` to the last answer not from
-//!   the old version). `SHIPSHAPE_BENCH_ONLY=stock-next` runs only that scenario.
+//!   the old version). `SHIPSHAPE_BENCH_ONLY=stock-next` runs only that scenario;
+//! - a fleet rollout in waves (`spec.rollout`): three controllers on this machine following
+//!   one config repo, a real Prometheus scraping them every second, the example app: the
+//!   time for a good commit to reach every host, and how many hosts served a broken commit
+//!   (polled every 100 ms on each host's app, and pm2's processes), with waves (a canary,
+//!   then the rest after a 5 s soak) against the same fleet without `spec.rollout`. It
+//!   writes target/bench/fleet.json on its own; `SHIPSHAPE_BENCH_ONLY=fleet` runs only it.
 //!
 //! The measured controller is `SHIPSHAPE_TEST_BIN` when set (hack/bench.sh builds a release
 //! binary), this build's otherwise; the context records which profile it was.
@@ -672,21 +678,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn bench() {
     let mut report = serde_json::Map::new();
     let started_at = now();
-    if std::env::var("SHIPSHAPE_BENCH_ONLY").as_deref() == Ok("stock-next") {
-        // One scenario alone (hack/bench.sh --only stock-next): its own file, never the
-        // recorded run.
-        report.insert("stock_next".into(), stock_next());
-        report.insert("context".into(), context(&started_at));
-        let json = serde_json::Value::Object(report);
-        let out_dir = common::workspace().join("target/bench");
-        std::fs::create_dir_all(&out_dir).unwrap();
-        std::fs::write(
-            out_dir.join("stock-next.json"),
-            serde_json::to_string_pretty(&json).unwrap(),
-        )
-        .unwrap();
-        println!("BENCH-JSON {}", serde_json::to_string(&json).unwrap());
-        return;
+    match std::env::var("SHIPSHAPE_BENCH_ONLY").as_deref() {
+        Ok("stock-next") => {
+            // One scenario alone (hack/bench.sh --only stock-next): its own file, never the
+            // recorded run.
+            report.insert("stock_next".into(), stock_next());
+            return write_result("stock-next.json", report, &started_at);
+        }
+        Ok("fleet") => {
+            // The fleet scenario alone (hack/bench.sh --only fleet): its own file, which
+            // hack/bench.sh records (docs/bench/fleet.json).
+            report.insert("fleet".into(), fleet());
+            return write_result("fleet.json", report, &started_at);
+        }
+        Ok(other) => panic!("SHIPSHAPE_BENCH_ONLY={other}: no such scenario (stock-next, fleet)"),
+        Err(_) => {}
     }
     let w = World::new("bench");
     assert!(
@@ -1106,16 +1112,14 @@ fn bench() {
     // The stock Next.js app, in place and through nginx (its own worlds).
     report.insert("stock_next".into(), stock_next());
 
-    report.insert("context".into(), context(&started_at));
-    let json = serde_json::Value::Object(report);
-    let out_dir = common::workspace().join("target/bench");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    std::fs::write(
-        out_dir.join("bench.json"),
-        serde_json::to_string_pretty(&json).unwrap(),
-    )
-    .unwrap();
-    println!("BENCH-JSON {}", serde_json::to_string(&json).unwrap());
+    write_result("bench.json", report, &started_at);
+
+    // The fleet rollout in waves: its own file (target/bench/fleet.json), recorded and
+    // rendered on its own, as `--only fleet` does.
+    let started_at = now();
+    let mut report = serde_json::Map::new();
+    report.insert("fleet".into(), fleet());
+    write_result("fleet.json", report, &started_at);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1683,4 +1687,287 @@ fn the_stock_next_documents_load_in_place_and_in_traffic_mode() {
     assert!(slots.spec.traffic.is_some());
     let url = &slots.spec.health.checks[0].http().unwrap().url;
     assert_eq!(url, "http://127.0.0.1:18080/api/health");
+}
+
+// ---------------------------------------------------------------------------------------
+// A fleet rollout in waves (spec.rollout): three controllers on this machine (each its own
+// state dir, `--hostname`, pm2 home and app port) following one config repo, scraped by a
+// real Prometheus every second, deploying the example app (examples/app). With waves (a
+// canary, web-1, then the rest, after a soak) against the same fleet without
+// `spec.rollout` (every host takes each commit at once: the pull model). Measured: how long a
+// good commit takes to reach every host, and how many hosts ever served a broken one.
+
+/// The soak of the scenario's waves: how long the canary must run a commit, Ready, in
+/// Prometheus's samples before the rest take it.
+const FLEET_SOAK_S: u64 = 5;
+/// How often each host's app is asked which version it serves during the broken commit.
+const FLEET_POLL: Duration = Duration::from_millis(100);
+/// The fleet's host names; the first is the canary.
+const FLEET_HOSTS: [&str; 3] = ["web-1", "web-2", "web-3"];
+
+/// The scenario's rollout: the canary (web-1) first, then the rest (web-2 and web-3, both
+/// at once) once the canary has run the commit, Ready, for [`FLEET_SOAK_S`].
+fn fleet_rollout(prometheus: &str) -> shipshape_spec::rollout::Rollout {
+    common::fleet::rollout(serde_json::json!({
+        "prometheus": prometheus,
+        "waves": [
+            {"name": "canary", "hosts": {"names": [FLEET_HOSTS[0]]}, "maxParallel": 1},
+            {"name": "rest", "maxParallel": 2},
+        ],
+        "soak": format!("{FLEET_SOAK_S}s"),
+    }))
+}
+
+/// What one host's poller saw while the broken commit was in the config repo: answers by
+/// version, and every (pid, working directory) of the host's pm2 processes.
+#[derive(Default)]
+struct Served {
+    answers: std::collections::BTreeMap<String, u64>,
+    processes: std::collections::BTreeSet<(u32, PathBuf)>,
+}
+
+/// The app's pm2 processes under `pm2_home` now: (pid, resolved working directory). Read
+/// from pm2's pid files and /proc (no `pm2 jlist`: a node process every 100 ms per host
+/// would load the machine being measured).
+fn pm2_cwds(pm2_home: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(pm2_home.join("pids")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let text = std::fs::read_to_string(e.ok()?.path()).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+        Some((pid, cwd))
+    })
+    .collect()
+}
+
+/// Ask `port`'s app which version it serves, and list `pm2_home`'s processes, every
+/// [`FLEET_POLL`] until stopped.
+fn poll_served(
+    port: u16,
+    pm2_home: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Served> {
+    std::thread::spawn(move || {
+        let mut seen = Served::default();
+        while !stop.load(Ordering::Relaxed) {
+            let next = Instant::now() + FLEET_POLL;
+            if let Some(v) = request(port, "/").and_then(|(s, b)| (s == 200).then_some(b)) {
+                let v = page_version(&v).unwrap_or_else(|| "?".into());
+                *seen.answers.entry(v).or_default() += 1;
+            }
+            seen.processes.extend(pm2_cwds(&pm2_home));
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        seen
+    })
+}
+
+/// Poll every host's record until `done` holds for each (`limit_s` seconds at most);
+/// returns how long after `t0` each first held, in host order.
+fn wait_fleet(
+    what: &str,
+    hosts: &[common::fleet::Host],
+    daemons: &[common::Daemon],
+    t0: Instant,
+    limit_s: u64,
+    done: impl Fn(&shipshape::state::AppRecord) -> bool,
+) -> Vec<f64> {
+    let mut at: Vec<Option<f64>> = vec![None; hosts.len()];
+    loop {
+        for (i, h) in hosts.iter().enumerate() {
+            if at[i].is_none()
+                && let Ok(rec) = h.world.store().load(&h.world.name)
+                && done(&rec)
+            {
+                at[i] = Some(secs(t0.elapsed()));
+            }
+        }
+        if at.iter().all(Option::is_some) {
+            return at.into_iter().flatten().collect();
+        }
+        if t0.elapsed() > Duration::from_secs(limit_s) {
+            let tails: Vec<String> = hosts
+                .iter()
+                .zip(daemons)
+                .map(|(h, d)| format!("--- {} ---\n{}", h.name, d.log_tail(40)))
+                .collect();
+            panic!(
+                "timed out after {limit_s}s waiting for {what} (done: {at:?})\n{}",
+                tails.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `rec` is live and Ready on `commit`.
+fn ready_on(rec: &shipshape::state::AppRecord, commit: &str) -> bool {
+    rec.phase == Phase::Ready && rec.live().is_some_and(|l| l.revision.app_commit == commit)
+}
+
+/// The fleet scenario in one mode (`waves`: with [`fleet_rollout`], else without
+/// `spec.rollout`): v1 everywhere, then a good commit (time until every host is live and
+/// Ready on it), then a broken one (its health fails from the start; which hosts served it,
+/// polled every [`FLEET_POLL`] on each host's app, and which ran pm2 processes from its
+/// release).
+fn fleet_scenario(waves: bool) -> serde_json::Value {
+    let mode = if waves { "waves" } else { "no waves" };
+    let prom = common::prometheus::Prometheus::start("shipshape", &[]);
+    let rollout = waves.then(|| fleet_rollout(&prom.url));
+    let fleet = common::fleet::Fleet::new("shop", &FLEET_HOSTS.map(|h| (h, &[][..])));
+    let hosts = &fleet.hosts;
+    let v1 = fleet.repos.app_head();
+    fleet.commit(&v1, rollout.as_ref());
+    let daemons = fleet.start_all(&[]);
+    prom.scrape("shipshape", &common::fleet::targets(&daemons));
+    let t = Instant::now();
+    let first = wait_fleet("v1 on every host", hosts, &daemons, t, 180, |r| {
+        ready_on(r, &v1)
+    });
+    println!("fleet {mode}: v1 on every host after {first:?}");
+
+    // A good commit: from the config commit to every host live and Ready on it.
+    let good = fleet.repos.commit_app_version("2.0.0");
+    fleet.commit(&good, rollout.as_ref());
+    let t0 = Instant::now();
+    let good_at = wait_fleet(
+        "the good commit on every host",
+        hosts,
+        &daemons,
+        t0,
+        180,
+        |r| ready_on(r, &good),
+    );
+    let all_s = good_at.iter().cloned().fold(0.0, f64::max);
+    println!("fleet {mode}: good commit on every host after {all_s}s ({good_at:?})");
+
+    // A broken commit: its health check fails from its first request.
+    let server = std::fs::read_to_string(fleet.app_repo().join("server.js")).unwrap();
+    let broken_server = server.replacen("const ok = !failing() &&", "const ok = false &&", 1);
+    assert_ne!(broken_server, server);
+    fleet
+        .repos
+        .commit_app_files(&[("server.js", &broken_server)], "health always fails");
+    let broken = fleet.repos.commit_app_version("3.0.0");
+    let stop = Arc::new(AtomicBool::new(false));
+    let pollers: Vec<_> = hosts
+        .iter()
+        .map(|h| poll_served(h.world.port, h.world.pm2_home(), stop.clone()))
+        .collect();
+    fleet.commit(&broken, rollout.as_ref());
+    let t0 = Instant::now();
+    // Settled: the host tried it and went back to the good commit, or its wave gate holds
+    // it because an earlier wave failed it.
+    let settled_at = wait_fleet("the broken commit settled", hosts, &daemons, t0, 180, |r| {
+        // (A revert leaves the phase Failed: the desired commit is not live.)
+        let on_good = r.live().is_some_and(|l| l.revision.app_commit == good);
+        let reverted = r.revisions.iter().any(|e| {
+            e.revision.app_commit == broken
+                && matches!(e.revision.outcome, Outcome::Reverted | Outcome::Failed)
+        });
+        let held = r.wave_gate.as_ref().is_some_and(|g| {
+            g.app_commit == broken && g.state == shipshape_spec::status::GateState::Failed
+        });
+        on_good && (reverted || held)
+    });
+    // Then a soak and more: a later wave that took it anyway would show by now.
+    std::thread::sleep(Duration::from_secs(FLEET_SOAK_S + 3));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<Served> = pollers.into_iter().map(|p| p.join().unwrap()).collect();
+    let broken_version = "3.0.0";
+    let mut per_host = Vec::new();
+    let mut served_hosts = 0;
+    for ((h, s), settled) in hosts.iter().zip(&seen).zip(&settled_at) {
+        let rec = h.world.record();
+        let release = rec
+            .revisions
+            .iter()
+            .find(|e| e.revision.app_commit == broken)
+            .map(|e| shipshape::release::Layout::new(h.world.releases_root()).release(&e.release))
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+        let processes = release.as_ref().map_or(0, |rel| {
+            s.processes
+                .iter()
+                .filter(|(_, cwd)| cwd.starts_with(rel))
+                .count()
+        });
+        let answers = s.answers.get(broken_version).copied().unwrap_or(0);
+        let served = answers > 0 || processes > 0;
+        served_hosts += served as usize;
+        let outcome = rec
+            .revisions
+            .iter()
+            .find(|e| e.revision.app_commit == broken)
+            .map(|e| format!("{:?}", e.revision.outcome).to_lowercase())
+            .unwrap_or_else(|| {
+                rec.wave_gate
+                    .as_ref()
+                    .map(|g| format!("held ({})", g.state.word()))
+                    .unwrap_or_else(|| "never taken".into())
+            });
+        println!(
+            "fleet {mode}: {} broken commit: {answers} answers, {processes} pm2 processes from its release, {outcome}, settled after {settled}s; answers {:?}",
+            h.name, s.answers
+        );
+        per_host.push(serde_json::json!({
+            "host": h.name,
+            "broken_answers": answers,
+            "answers": s.answers,
+            "pm2_processes_from_broken_release": processes,
+            "served_broken": served,
+            "outcome": outcome,
+            "settled_s": settled,
+            "good_live_s": good_at[per_host.len()],
+        }));
+    }
+    drop(daemons);
+    serde_json::json!({
+        "good_all_live_s": all_s,
+        "good_first_live_s": good_at.iter().cloned().fold(f64::MAX, f64::min),
+        "broken_hosts_served": served_hosts,
+        "broken_settled_s": settled_at.iter().cloned().fold(0.0, f64::max),
+        "hosts": per_host,
+    })
+}
+
+/// Both modes of the fleet scenario (without waves first: its numbers are the baseline).
+fn fleet() -> serde_json::Value {
+    let without = fleet_scenario(false);
+    let with = fleet_scenario(true);
+    serde_json::json!({
+        "app": "examples/app (no dependencies), pm2 cluster mode, 2 instances per host",
+        "hosts": FLEET_HOSTS.len(),
+        "waves": [
+            {"name": "canary", "hosts": [FLEET_HOSTS[0]], "max_parallel": 1},
+            {"name": "rest", "hosts": &FLEET_HOSTS[1..], "max_parallel": 2},
+        ],
+        "soak_s": FLEET_SOAK_S,
+        "scrape_interval_s": 1,
+        "poll_ms": FLEET_POLL.as_millis() as u64,
+        "health": "300ms interval, 2 passing rounds to succeed",
+        "with_waves": with,
+        "without_waves": without,
+    })
+}
+
+/// Write `json` (with this run's context) to target/bench/`file`.
+fn write_result(
+    file: &str,
+    mut report: serde_json::Map<String, serde_json::Value>,
+    started_at: &str,
+) {
+    report.insert("context".into(), context(started_at));
+    let json = serde_json::Value::Object(report);
+    let out_dir = common::workspace().join("target/bench");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(
+        out_dir.join(file),
+        serde_json::to_string_pretty(&json).unwrap(),
+    )
+    .unwrap();
+    println!("BENCH-JSON {}", serde_json::to_string(&json).unwrap());
 }
