@@ -5,36 +5,24 @@
 
 mod common;
 
-use common::errors;
+use common::{HEAD, errors};
 
 use shipshape_spec::load_str;
 use shipshape_spec::quantity::Percent;
 use shipshape_spec::rollout::MaxParallel;
 
-/// A valid document without a rollout; [`doc`] appends one at line 24 (`  rollout:`).
-const BASE: &str = r#"apiVersion: shipshape/v1alpha1
-kind: App
-metadata:
-  name: demo
-spec:
-  source:
-    repository: /srv/git/demo
-    commit: 3f2a1c9e0b7d4c6a8e1f2a3b4c5d6e7f8a9b0c1d
-  releases:
-    root: /srv/demo
-  processes:
-    - name: demo-web
-      script: server.js
-  health:
+/// The end of a valid document without a rollout, after [`HEAD`]; [`doc`] appends one.
+const HEALTH: &str = r#"  health:
     checks:
       - name: api
         http:
           url: http://127.0.0.1:3000/api/health
 "#;
 
-/// [`BASE`] with `rollout` (indented under `spec:`) appended: its first line is line 19.
+/// A valid document with `rollout` (indented under `spec:`) appended: its first line is
+/// line 19.
 fn doc(rollout: &str) -> String {
-    format!("{BASE}{rollout}")
+    format!("{HEAD}{HEALTH}{rollout}")
 }
 
 /// A rollout whose Prometheus is `prometheus` and whose only wave, `canary` (line 22),
