@@ -129,6 +129,17 @@ fn short_message(rec: &AppRecord) -> String {
             .map(|e| format!("{}: {}", e.step, e.message))
             .unwrap_or_default(),
     };
+    // A wave gate holding the desired commit back says so first (a first rollout held has
+    // no Ready condition yet; a Ready app's message would bury it).
+    if let Some(g) = rec
+        .wave_gate
+        .as_ref()
+        .filter(|g| g.holds() && rec.desired_app_commit.as_deref() == Some(g.app_commit.as_str()))
+        && rec.pin.is_none()
+        && matches!(rec.phase, Phase::Pending | Phase::Ready)
+    {
+        msg = format!("wave {} ({}): {}", g.wave, g.state.word(), g.message);
+    }
     if let Some(p) = &rec.pin {
         let pin = format!("pinned by {}: {}", p.by, p.reason);
         msg = if msg.is_empty() || rec.phase == Phase::Ready {
@@ -1124,6 +1135,14 @@ web     Ready   1    111111111111  -             passing  -       5m     revisio
             "{text}"
         );
         assert_eq!(attention(&r), Attention::Progressing);
+        let rows = list(std::slice::from_ref(&r), now(), true);
+        let line = render_table(&rows, true).join("\n");
+        assert!(
+            line.contains(
+                "wave web (waiting): waiting for the earlier waves to run app 444444444444"
+            ),
+            "the one-line view leads with the gate:\n{line}"
+        );
         r.wave_gate.as_mut().unwrap().state = GateState::Failed;
         assert_eq!(attention(&r), Attention::Needed);
         // Once the commit is live (desired moved on, or the gate opened), no attention.
