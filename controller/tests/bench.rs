@@ -1715,6 +1715,8 @@ fn fleet_rollout(prometheus: &str) -> shipshape_spec::rollout::Rollout {
             {"name": "rest", "maxParallel": 2},
         ],
         "soak": format!("{FLEET_SOAK_S}s"),
+        // Three scrapes: samples older or further apart are not trusted.
+        "fresh": "3s",
     }))
 }
 

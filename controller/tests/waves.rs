@@ -18,11 +18,13 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::fleet::{self, Fleet, Host, pm2_processes, resolved};
 use common::prometheus::Prometheus;
+use common::stub::{Stub, answer};
 use common::{AppEdit, Daemon, revision_of};
 use shipshape::state::AppRecord;
 use shipshape_spec::Timestamp;
@@ -249,7 +251,24 @@ fn a_commit_reaches_the_canary_first_a_broken_one_stops_there_and_no_data_is_a_h
     // undeployed until it has run v1, Ready, for the soak.
     let v1 = repos.app_head();
     fleet.commit_with(&v1, Some(&plan), tuned);
-    let daemons = fleet.start_all(&[]);
+    // web-2 posts its notifications to a stand-in webhook (the wave-held one is checked in
+    // the broken phase).
+    let hook = Stub::start(|req| {
+        req.line
+            .starts_with("POST")
+            .then(|| answer("200 OK", &["connection: close"], "ok"))
+    });
+    let notify_file = fleet.host("web-2").world.root().join("notify-url");
+    std::fs::write(&notify_file, format!("{}/hooks/fleet\n", hook.url())).unwrap();
+    std::fs::set_permissions(&notify_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let daemons: Vec<Daemon> = fleet
+        .hosts
+        .iter()
+        .map(|h| match h.name.as_str() {
+            "web-2" => fleet.start(h, &["--notify-url-file", notify_file.to_str().unwrap()]),
+            _ => fleet.start(h, &[]),
+        })
+        .collect();
     prom.scrape("shipshape", &fleet::targets(&daemons));
     let mut held_undeployed = [false; 3];
     let recs = poll(&fleet, &daemons, "every host Ready on v1", 120, |recs| {
@@ -379,6 +398,26 @@ fn a_commit_reaches_the_canary_first_a_broken_one_stops_there_and_no_data_is_a_h
         assert!(
             hold.contains("wave web (2 of 2) holds revision") && hold.contains("failed on web-1"),
             "{hold}"
+        );
+        // … and told its webhook, once.
+        let held = common::wait_for(
+            "web-2's wave-held notification",
+            Duration::from_secs(30),
+            || {
+                let posts: Vec<String> = hook
+                    .seen()
+                    .into_iter()
+                    .filter(|r| r.body.contains("wave HELD") && r.body.contains(&v3[..12]))
+                    .map(|r| r.body)
+                    .collect();
+                (!posts.is_empty()).then_some(posts)
+            },
+        );
+        assert_eq!(held.len(), 1, "one notification of the hold: {held:?}");
+        assert!(
+            held[0].contains("failed on web-1 (reverted)") && held[0].contains("\"wave-held\""),
+            "{}",
+            held[0]
         );
         let (code, metrics) = daemons[1].get("/metrics");
         assert_eq!(code, 200);
