@@ -210,6 +210,15 @@ fn check_waited(recs: &[AppRecord], commit: &str, t0: Timestamp, what: &str) -> 
 /// (processes' `SHIPSHAPE_COMMIT`s, their `pm_cwd`s, where `current` led).
 type Pm2Seen = Vec<Vec<(Vec<String>, Vec<String>, Option<std::path::PathBuf>)>>;
 
+/// Sets its flag when dropped: a scope's watcher thread ends even when the scope panics.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Poll every host's `pm2 jlist` (its own PM2_HOME) and its `current` symlink until `stop`.
 fn watch_pm2(fleet: &Fleet, stop: &AtomicBool) -> Pm2Seen {
     let mut seen: Pm2Seen = vec![Vec::new(); fleet.hosts.len()];
@@ -331,6 +340,9 @@ fn a_commit_reaches_the_canary_first_a_broken_one_stops_there_and_no_data_is_a_h
     let stop = AtomicBool::new(false);
     let (pm2_seen, recs) = std::thread::scope(|s| {
         let watcher = s.spawn(|| watch_pm2(&fleet, &stop));
+        // A failing assertion below must stop the watcher too, or the scope waits for it
+        // forever (and the test hangs instead of failing).
+        let _stop_on_panic = StopOnDrop(&stop);
         let t_commit = Timestamp::now();
         fleet.commit_with(&v3, Some(&plan), tuned);
         let recs = poll(
