@@ -274,262 +274,283 @@ fn marks_now(ask: &Ask<'_>, hosts: &[(usize, &HostSeen)], upto: usize) -> Vec<Fl
     marks.into_values().collect()
 }
 
-/// Whether this host may take `ask.commit` now (see the module's rules).
-pub fn decide(ask: &Ask<'_>) -> Verdict {
-    let rollout = ask.rollout;
-    let (index, name) = rollout.wave_of(ask.me, ask.labels);
-    let waves = if index == rollout.waves.len() {
-        rollout.waves.len() + 1
-    } else {
-        rollout.waves.len()
-    };
-    let mut v = Verdict {
-        wave: name.to_string(),
-        wave_index: index,
-        waves,
-        state: GateState::Open,
-        message: String::new(),
-        hosts: Vec::new(),
-        marks: Vec::new(),
-    };
-    let commit = short_sha(ask.commit).to_string();
-    let wave_of = |h: &HostSeen| rollout.wave_of(&h.name, &h.labels);
-    let empty = Vec::new();
-    let (seen, unreachable) = match ask.seen {
-        Seen::Hosts(h) => (h, None),
-        Seen::Unreachable(why) => (&empty, Some(why.as_str())),
-    };
-    let hosts: Vec<(usize, &HostSeen)> = seen
-        .iter()
-        .filter(|h| h.name != ask.me)
-        .map(|h| (wave_of(h).0, h))
-        .collect();
-    // 1. A failure anywhere up to this wave.
-    v.marks = marks_now(ask, &hosts, index);
-    if let Some(m) = v.marks.first() {
-        // Each failed host's own wave (empty for one Prometheus no longer lists).
-        let wave = |host: &str| {
-            hosts
-                .iter()
-                .find(|(_, h)| h.name == host)
-                .map(|(_, h)| wave_of(h).1.to_string())
-                .unwrap_or_default()
-        };
-        v.state = GateState::Failed;
-        v.message = format!(
+/// Why the gate holds: its state, its words, and the hosts it names.
+type Held = (GateState, String, Vec<GateHost>);
+
+/// What [`decide`] reads, once: the ask, this host's wave, the other hosts with theirs, and
+/// why Prometheus said nothing (if it did not).
+struct Scene<'a> {
+    ask: &'a Ask<'a>,
+    /// This host's wave: its index and name.
+    index: usize,
+    name: &'a str,
+    /// Every host Prometheus listed (this one included, when it did).
+    seen: &'a [HostSeen],
+    /// The other hosts, each with its wave's index.
+    hosts: Vec<(usize, &'a HostSeen)>,
+    /// Prometheus could not be asked: why.
+    unreachable: Option<&'a str>,
+    /// The commit, shortened, for the words.
+    commit: String,
+}
+
+impl Scene<'_> {
+    /// The name of `host`'s wave (empty for one Prometheus does not list).
+    fn wave_name(&self, host: &str) -> String {
+        self.hosts
+            .iter()
+            .find(|(_, h)| h.name == host)
+            .map(|(_, h)| self.ask.rollout.wave_of(&h.name, &h.labels).1.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Rule 1: the commit failed on a host up to this wave (`marks`, the first named).
+    fn failed(&self, marks: &[FleetMark]) -> Option<Held> {
+        let m = marks.first()?;
+        let commit = &self.commit;
+        let message = format!(
             "app {commit} failed on {} ({}): it is not applied here until a new config commit, or `shipshape retry` on {}",
             m.host, m.reason, m.host
         );
-        v.hosts = v
-            .marks
+        let hosts = marks
             .iter()
             .map(|m| GateHost {
                 host: m.host.clone(),
-                wave: wave(&m.host),
+                wave: self.wave_name(&m.host),
                 state: format!("{} on {commit}", m.reason),
                 soaked_seconds: None,
             })
             .collect();
-        return v;
+        Some((GateState::Failed, message, hosts))
     }
-    // 2. Every earlier wave proven.
-    if index > 0 {
-        if let Some(why) = unreachable {
-            v.state = GateState::NoData;
-            v.message = format!(
+
+    /// Rule 2: every host of every earlier wave runs the commit, Ready, soaked, in fresh
+    /// samples; else whom it waits for (no data when one is unseen).
+    fn earlier_waves(&self) -> Option<Held> {
+        if self.index == 0 {
+            return None;
+        }
+        let (ask, commit) = (self.ask, &self.commit);
+        if let Some(why) = self.unreachable {
+            let message = format!(
                 "waiting for the earlier waves to prove app {commit}, but Prometheus cannot say: {why}"
             );
-            return v;
+            return Some((GateState::NoData, message, Vec::new()));
         }
+        let lookback = secs(observe::LOOKBACK.as_secs_f64());
         let mut waiting = Vec::new();
         let mut unseen = false;
-        for (j, wave) in rollout.waves.iter().enumerate().take(index) {
-            let members: Vec<&HostSeen> = hosts
+        let mut wait = |host: String, wave: &str, state: String, soaked: Option<f64>| {
+            waiting.push(GateHost {
+                host,
+                wave: wave.to_string(),
+                state,
+                soaked_seconds: soaked,
+            })
+        };
+        for (j, wave) in ask.rollout.waves.iter().enumerate().take(self.index) {
+            let members: Vec<&HostSeen> = self
+                .hosts
                 .iter()
                 .filter(|(w, _)| *w == j)
                 .map(|(_, h)| *h)
                 .collect();
-            // A named host of an earlier wave that Prometheus does not list has not proven
-            // the commit: the wave is not proven by its other hosts alone.
             if wave.hosts.labels.is_empty() {
+                // A named host Prometheus does not list has not proven the commit: the
+                // wave is not proven by its other hosts alone.
                 for n in &wave.hosts.names {
                     if n != ask.me && !members.iter().any(|h| &h.name == n) {
                         unseen = true;
-                        waiting.push(GateHost {
-                            host: n.clone(),
-                            wave: wave.name.clone(),
-                            state: format!(
-                                "no sample of this app in Prometheus's last {}",
-                                secs(observe::LOOKBACK.as_secs_f64())
-                            ),
-                            soaked_seconds: None,
-                        });
+                        let state =
+                            format!("no sample of this app in Prometheus's last {lookback}");
+                        wait(n.clone(), &wave.name, state, None);
                     }
                 }
-            }
-            if members.is_empty() && !wave.hosts.labels.is_empty() {
+            } else if members.is_empty() {
                 unseen = true;
-                waiting.push(GateHost {
-                    host: String::new(),
-                    wave: wave.name.clone(),
-                    state: format!(
-                        "no host of wave {} runs this app in Prometheus's last {}",
-                        wave.name,
-                        secs(observe::LOOKBACK.as_secs_f64())
-                    ),
-                    soaked_seconds: None,
-                });
+                let state = format!(
+                    "no host of wave {} runs this app in Prometheus's last {lookback}",
+                    wave.name
+                );
+                wait(String::new(), &wave.name, state, None);
             }
             for h in members {
-                let (state, soaked) = match standing(h, ask.commit, ask.now, rollout) {
-                    Standing::Proven => continue,
-                    Standing::Waiting(s, soaked) => (s, soaked),
+                match standing(h, ask.commit, ask.now, ask.rollout) {
+                    Standing::Proven => {}
+                    Standing::Waiting(s, soaked) => wait(h.name.clone(), &wave.name, s, soaked),
                     Standing::Unseen(s) => {
                         unseen = true;
-                        (s, None)
+                        wait(h.name.clone(), &wave.name, s, None);
                     }
-                };
-                waiting.push(GateHost {
-                    host: h.name.clone(),
-                    wave: wave.name.clone(),
-                    state,
-                    soaked_seconds: soaked,
-                });
+                }
             }
         }
-        if !waiting.is_empty() {
-            v.state = if unseen {
-                GateState::NoData
-            } else {
-                GateState::Waiting
-            };
-            let list: Vec<String> = waiting
-                .iter()
-                .map(|h| {
-                    if h.host.is_empty() {
-                        h.state.clone()
-                    } else {
-                        format!("{}: {}", h.host, h.state)
-                    }
-                })
-                .collect();
-            v.message = format!(
-                "waiting for the earlier waves to run app {commit}, Ready, for {}: {}",
-                secs(rollout.soak.std().as_secs_f64()),
-                list.join("; ")
-            );
-            v.hosts = waiting;
-            return v;
+        if waiting.is_empty() {
+            return None;
         }
-    }
-    // 3. This wave's hosts before this one, at most maxParallel at once.
-    let max_parallel = rollout
-        .wave(index)
-        .map(|w| w.max_parallel)
-        .unwrap_or_default();
-    let named: Vec<&str> = rollout
-        .wave(index)
-        .filter(|w| w.hosts.labels.is_empty())
-        .map(|w| w.hosts.names.iter().map(String::as_str).collect())
-        .unwrap_or_default();
-    let mut members: BTreeMap<&str, Option<&HostSeen>> = named
-        .iter()
-        .filter(|n| **n != ask.me)
-        .map(|n| (*n, None))
-        .collect();
-    for (w, h) in &hosts {
-        if *w == index {
-            members.insert(h.name.as_str(), Some(*h));
-        }
-    }
-    let whole = matches!(max_parallel, MaxParallel::Percent(p) if p.value() >= 100.0);
-    if let Some(why) = unreachable
-        && named.is_empty()
-        && !whole
-    {
-        v.state = GateState::NoData;
-        v.message = format!(
-            "wave {name} takes app {commit} on {max_parallel} of its hosts at a time, but Prometheus cannot say which are taking it: {why}"
-        );
-        return v;
-    }
-    // Prometheus answered, but without this host: it cannot know this wave's other hosts
-    // either (it does not scrape this controller, or its relabelling drops `host`).
-    if unreachable.is_none() && named.is_empty() && !whole && !seen.iter().any(|h| h.name == ask.me)
-    {
-        v.state = GateState::NoData;
-        v.message = format!(
-            "wave {name} takes app {commit} on {max_parallel} of its hosts at a time, but Prometheus at {} has no sample of this app from this host ({}) in its last {}: is it scraping this controller?",
-            rollout.prometheus,
-            ask.me,
-            secs(observe::LOOKBACK.as_secs_f64())
-        );
-        return v;
-    }
-    let size = members.len() + 1;
-    let allowed = max_parallel.of(size);
-    let fresh = rollout.fresh.std().as_secs_f64();
-    let busy: Vec<GateHost> = members
-        .iter()
-        .filter(|(n, _)| **n < ask.me)
-        .filter_map(|(n, h)| {
-            let last = h.and_then(|h| h.samples.last());
-            let state = match last {
-                None => "no sample".to_string(),
-                Some(s) if ask.now - s.at > fresh => {
-                    format!("no sample for {}", secs(ask.now - s.at))
-                }
-                Some(s) if s.ready_on(ask.commit) => return None,
-                Some(s) if s.pinned => return None,
-                Some(s) => format!(
-                    "{} on {}",
-                    s.phase,
-                    if s.live.is_empty() {
-                        "nothing live".to_string()
-                    } else {
-                        short_sha(&s.live).to_string()
-                    }
-                ),
-            };
-            Some(GateHost {
-                host: n.to_string(),
-                wave: name.to_string(),
-                state,
-                soaked_seconds: None,
+        let list: Vec<String> = waiting
+            .iter()
+            .map(|h| match h.host.as_str() {
+                "" => h.state.clone(),
+                host => format!("{host}: {}", h.state),
             })
-        })
-        .collect();
-    if busy.len() >= allowed {
+            .collect();
+        let message = format!(
+            "waiting for the earlier waves to run app {commit}, Ready, for {}: {}",
+            secs(ask.rollout.soak.std().as_secs_f64()),
+            list.join("; ")
+        );
+        let state = if unseen {
+            GateState::NoData
+        } else {
+            GateState::Waiting
+        };
+        Some((state, message, waiting))
+    }
+
+    /// Rule 3: fewer than `maxParallel` of this wave's hosts before this one (by name) are
+    /// still to finish; else which are.
+    fn within_wave(&self) -> Option<Held> {
+        let (ask, commit, name) = (self.ask, &self.commit, self.name);
+        let wave = ask.rollout.wave(self.index);
+        let max_parallel = wave.map(|w| w.max_parallel).unwrap_or_default();
+        let named: Vec<&str> = wave
+            .filter(|w| w.hosts.labels.is_empty())
+            .map(|w| w.hosts.names.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let whole = matches!(max_parallel, MaxParallel::Percent(p) if p.value() >= 100.0);
+        if !whole && named.is_empty() {
+            // Only Prometheus knows a labelled wave's hosts: without its word of this host
+            // (it does not scrape this controller, or drops `host`), not of the others either.
+            let unknown = match self.unreachable {
+                Some(why) => Some(format!("Prometheus cannot say which are taking it: {why}")),
+                None if !self.seen.iter().any(|h| h.name == ask.me) => Some(format!(
+                    "Prometheus at {} has no sample of this app from this host ({}) in its last {}: is it scraping this controller?",
+                    ask.rollout.prometheus,
+                    ask.me,
+                    secs(observe::LOOKBACK.as_secs_f64())
+                )),
+                None => None,
+            };
+            if let Some(why) = unknown {
+                let message = format!(
+                    "wave {name} takes app {commit} on {max_parallel} of its hosts at a time, but {why}"
+                );
+                return Some((GateState::NoData, message, Vec::new()));
+            }
+        }
+        let mut members: BTreeMap<&str, Option<&HostSeen>> = named
+            .iter()
+            .filter(|n| **n != ask.me)
+            .map(|n| (*n, None))
+            .collect();
+        for (w, h) in &self.hosts {
+            if *w == self.index {
+                members.insert(h.name.as_str(), Some(*h));
+            }
+        }
+        let size = members.len() + 1;
+        let allowed = max_parallel.of(size);
+        let fresh = ask.rollout.fresh.std().as_secs_f64();
+        let busy: Vec<GateHost> = members
+            .iter()
+            .filter(|(n, _)| **n < ask.me)
+            .filter_map(|(n, h)| {
+                let state = match h.and_then(|h| h.samples.last()) {
+                    None => "no sample".to_string(),
+                    Some(s) if ask.now - s.at > fresh => {
+                        format!("no sample for {}", secs(ask.now - s.at))
+                    }
+                    Some(s) if s.ready_on(ask.commit) || s.pinned => return None,
+                    Some(s) if s.live.is_empty() => format!("{} on nothing live", s.phase),
+                    Some(s) => format!("{} on {}", s.phase, short_sha(&s.live)),
+                };
+                Some(GateHost {
+                    host: n.to_string(),
+                    wave: name.to_string(),
+                    state,
+                    soaked_seconds: None,
+                })
+            })
+            .collect();
+        if busy.len() < allowed {
+            return None;
+        }
         let list: Vec<String> = busy
             .iter()
             .map(|h| format!("{}: {}", h.host, h.state))
             .collect();
-        v.state = if unreachable.is_some() {
-            GateState::NoData
-        } else {
-            GateState::Busy
-        };
-        v.message = format!(
+        let mut message = format!(
             "wave {name} takes app {commit} on {allowed} host(s) at a time (maxParallel {max_parallel} of {size}), in name order; before this one: {}",
             list.join("; ")
         );
-        if let Some(why) = unreachable {
-            v.message
-                .push_str(&format!("; Prometheus cannot say: {why}"));
+        let state = match self.unreachable {
+            Some(why) => {
+                message.push_str(&format!("; Prometheus cannot say: {why}"));
+                GateState::NoData
+            }
+            None => GateState::Busy,
+        };
+        Some((state, message, busy))
+    }
+
+    /// The words of an open gate.
+    fn open(&self) -> String {
+        let (name, commit) = (self.name, &self.commit);
+        let mut message = if self.index == 0 {
+            format!("wave {name} is the first: app {commit} goes")
+        } else {
+            format!(
+                "the earlier waves run app {commit}, Ready, for {}: wave {name} takes it",
+                secs(self.ask.rollout.soak.std().as_secs_f64())
+            )
+        };
+        if name == REST_WAVE {
+            message.push_str(" (this host is in no listed wave)");
         }
-        v.hosts = busy;
-        return v;
+        message
     }
-    v.message = if index == 0 {
-        format!("wave {name} is the first: app {commit} goes")
-    } else {
-        format!(
-            "the earlier waves run app {commit}, Ready, for {}: wave {name} takes it",
-            secs(rollout.soak.std().as_secs_f64())
-        )
+}
+
+/// Whether this host may take `ask.commit` now (see the module's rules, tried in order).
+pub fn decide(ask: &Ask<'_>) -> Verdict {
+    let rollout = ask.rollout;
+    let (index, name) = rollout.wave_of(ask.me, ask.labels);
+    let (seen, unreachable): (&[HostSeen], _) = match ask.seen {
+        Seen::Hosts(h) => (h, None),
+        Seen::Unreachable(why) => (&[], Some(why.as_str())),
     };
-    if name == REST_WAVE {
-        v.message.push_str(" (this host is in no listed wave)");
+    let scene = Scene {
+        ask,
+        index,
+        name,
+        seen,
+        hosts: seen
+            .iter()
+            .filter(|h| h.name != ask.me)
+            .map(|h| (rollout.wave_of(&h.name, &h.labels).0, h))
+            .collect(),
+        unreachable,
+        commit: short_sha(ask.commit).to_string(),
+    };
+    let marks = marks_now(ask, &scene.hosts, index);
+    let held = scene
+        .failed(&marks)
+        .or_else(|| scene.earlier_waves())
+        .or_else(|| scene.within_wave());
+    let (state, message, hosts) =
+        held.unwrap_or_else(|| (GateState::Open, scene.open(), Vec::new()));
+    Verdict {
+        wave: name.to_string(),
+        wave_index: index,
+        waves: if index == rollout.waves.len() {
+            rollout.waves.len() + 1
+        } else {
+            rollout.waves.len()
+        },
+        state,
+        message,
+        hosts,
+        marks,
     }
-    v
 }
