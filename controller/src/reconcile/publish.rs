@@ -151,13 +151,13 @@ impl Controller {
 
 /// The labels of an app's `shipshape_app_info` series on `host`: what the fleet view
 /// (`shipshape fleet`) and the dashboard's fleet table read. Commits are full SHAs; a label
-/// is empty when the record has no value yet (nothing live, no document read).
+/// is empty when the record has no value yet (nothing live, no document read); `wave` is
+/// there only under `spec.rollout`.
 pub fn app_info_labels(rec: &AppRecord, host: &HostIdentity) -> Vec<(&'static str, String)> {
     let live = rec.live_revision.and_then(|n| rec.revision(n));
-    vec![
+    let mut labels = vec![
         ("app", rec.name.clone()),
         ("host", host.name.clone()),
-        ("wave", wave_of(rec, host)),
         ("phase", format!("{:?}", rec.phase)),
         ("pinned", rec.pin.is_some().to_string()),
         ("reverted", reverted(rec).to_string()),
@@ -178,7 +178,13 @@ pub fn app_info_labels(rec: &AppRecord, host: &HostIdentity) -> Vec<(&'static st
             "config_commit",
             rec.desired_config_commit.clone().unwrap_or_default(),
         ),
-    ]
+    ];
+    // Only under `spec.rollout`: the series of an app without waves stays as it was.
+    let wave = wave_of(rec, host);
+    if !wave.is_empty() {
+        labels.push(("wave", wave));
+    }
+    labels
 }
 
 /// This host's wave for `rec`'s app: the gate's, else the live revision's document's;
@@ -268,5 +274,34 @@ mod tests {
         assert_eq!(label(&labels, "desired_commit"), "");
         assert_eq!(label(&labels, "reverted"), "false");
         assert_eq!(label(&labels, "pinned"), "false");
+        assert!(
+            !labels.iter().any(|(k, _)| *k == "wave"),
+            "no wave label without spec.rollout: {labels:?}"
+        );
+    }
+
+    #[test]
+    fn under_spec_rollout_the_series_names_the_hosts_wave() {
+        let mut rec = record();
+        let live = rec
+            .revisions
+            .iter_mut()
+            .find(|e| e.revision.number == 1)
+            .unwrap();
+        live.document.spec.rollout = Some(
+            serde_json::from_value(serde_json::json!({
+                "prometheus": "http://p:9090",
+                "waves": [{ "name": "canary", "hosts": { "names": ["web-1"] } }]
+            }))
+            .unwrap(),
+        );
+        assert_eq!(
+            label(&app_info_labels(&rec, &host("web-1")), "wave"),
+            "canary"
+        );
+        assert_eq!(
+            label(&app_info_labels(&rec, &host("web-2")), "wave"),
+            "the rest"
+        );
     }
 }

@@ -60,7 +60,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "shipshape_app_info",
         "gauge",
-        "Always 1 per app, one series replaced as the app changes: host, phase, live_revision, live_commit (the live app commit), desired_commit (the app commit at config_commit, the config commit last read), pinned, reverted (the desired config commit was rolled back on this host), wave (the host's wave under spec.rollout, else empty).",
+        "Always 1 per app, one series replaced as the app changes: host, phase, live_revision, live_commit (the live app commit), desired_commit (the app commit at config_commit, the config commit last read), pinned, reverted (the desired config commit was rolled back on this host), wave (the host's wave, only under spec.rollout).",
     ),
     (
         "shipshape_host_label",
