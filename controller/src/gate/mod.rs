@@ -139,20 +139,10 @@ impl Verdict {
     }
 }
 
-/// A duration in seconds as a person (and `spec.rollout`) writes it: `40s`, `4m10s`, `1h`.
+/// A duration in seconds, rounded, as `spec.rollout` writes one (`40s`, `4m10s`, `1h`):
+/// the document's own [`shipshape_spec::Duration`] text.
 pub fn secs(s: f64) -> String {
-    let s = s.max(0.0).round() as u64;
-    let (h, m, r) = (s / 3600, s % 3600 / 60, s % 60);
-    let mut out = String::new();
-    for (n, unit) in [(h, "h"), (m, "m"), (r, "s")] {
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("0s");
-    }
-    out
+    shipshape_spec::Duration::from_secs(s.max(0.0).round() as u64).to_string()
 }
 
 /// How a host of an earlier wave stands towards the commit.
